@@ -14,7 +14,7 @@ public record AttentionBatch(AttentionShape shape, List<KvSegment> segments, Lis
   public double forwardFlops() {
     double f = 0;
     for (QuerySlice s : slices) {
-      f += CostModel.forwardFlops(s.qLen(), s.kvLen(), shape.headsQ(), shape.headDim(), shape.causal());
+      f += CostModel.forwardFlops(s.qLen(), s.kvLen(), shape.headsQ(), shape.headDim(), s.causal(), s.diagonal());
     }
     return f;
   }

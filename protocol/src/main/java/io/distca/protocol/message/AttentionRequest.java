@@ -18,7 +18,6 @@ public record AttentionRequest(
     int headsKv,
     int headDim,
     String dtype,
-    boolean causal,
     float scale,
     List<TaskSpec> tasks,
     int[] kvSegmentLens) {}

@@ -3,10 +3,10 @@ package io.distca.protocol.model;
 import io.distca.protocol.tensor.DType;
 
 /**
- * What every CA-task of one fused batch shares: head counts, head size, element type, masking and
- * softmax scale. Tasks of different shapes never fuse into one kernel launch.
+ * What every CA-task of one fused batch shares: head counts, head size, element type and softmax
+ * scale. Tasks of different shapes never fuse into one kernel launch. Masking is per task.
  */
-public record AttentionShape(int headsQ, int headsKv, int headDim, DType dtype, boolean causal, float scale) {
+public record AttentionShape(int headsQ, int headsKv, int headDim, DType dtype, float scale) {
 
   public static final int MAX_HEAD_DIM = 256;
 

@@ -27,7 +27,7 @@ public record ModelSpec(String name, int layers, int headsQ, int headsKv, int he
     }
   }
 
-  public AttentionShape attentionShape(boolean causal) {
-    return new AttentionShape(headsQ, headsKv, headDim, dtype, causal, AttentionShape.defaultScale(headDim));
+  public AttentionShape attentionShape() {
+    return new AttentionShape(headsQ, headsKv, headDim, dtype, AttentionShape.defaultScale(headDim));
   }
 }
