@@ -1,0 +1,220 @@
+/*
+ * distca_attn.h: the C ABI between the fused varlen attention kernels (native/src/*.cu, built
+ * into native/build/distca_attn.fatbin) and the host code that launches them (the JCuda backend
+ * in attention-server, and native/bench/*.py).
+ *
+ * Everything the host needs is here: kernel symbol names, the by-value parameter block of each
+ * kernel (fixed little-endian byte layout, offsets below), the descriptor arrays the host builds,
+ * the work lists and their order, launch geometry, buffer layouts, and which buffers the host
+ * must zero (none).
+ *
+ * ABI version 1.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * 1. Kernels (all extern "C", so the symbol names below are the exact names for
+ *    cuModuleGetFunction). DT is "bf16" or "fp16" (the element type of Q, K, V, O, dO, dQ, dK,
+ *    dV); HD is the head dimension: 64 or 128.
+ *
+ *    distca_attn_fwd_<DT>_d<HD>          (distca_fwd_params_t)  forward: O and LSE
+ *    distca_attn_bwd_pre_<DT>_d<HD>      (distca_bwd_params_t)  backward step 1: D = rowsum(dO*O),
+ *                                                              and zero the fp32 dQ workspace
+ *    distca_attn_bwd_<DT>_d<HD>          (distca_bwd_params_t)  backward step 2: dK, dV (written),
+ *                                                              dQ (fp32 atomics into workspace)
+ *    distca_attn_bwd_post_<DT>_d<HD>     (distca_bwd_params_t)  backward step 3: dQ = workspace *
+ *                                                              scale, converted to DT
+ *
+ *    Each kernel takes exactly ONE parameter: its parameter block, by value. With JCuda:
+ *      cuLaunchKernel(fn, grid, 1, 1, threads, 1, 1, smemBytes, stream,
+ *                     Pointer.to(Pointer.to(paramBlockBytes)), null)
+ *    where paramBlockBytes is a byte[] of exactly the struct's size, little-endian.
+ *    The three backward kernels take the same block; launch them in order on one stream.
+ *
+ * 2. Launch geometry. The tile sizes are read from the loaded module, not hard-coded: each head
+ *    dimension has one __device__ global of type distca_attn_info_t, named
+ *    "distca_attn_info_d<HD>" (cuModuleGetGlobal + cuMemcpyDtoH, 64 bytes). Because the fatbin
+ *    holds several architectures (sm_80, sm_90a), the values may differ per GPU: read them after
+ *    loading the module on the device in use.
+ *      forward:   grid.x = num_work * heads_q, block.x = fwd_threads,
+ *                 dynamic shared memory = fwd_smem_bytes
+ *      bwd_pre:   grid.x = ceil(total_q * heads_q * HD / (elementwise_threads * 8)),
+ *                 block.x = elementwise_threads, dynamic shared memory = 0
+ *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
+ *                 dynamic shared memory = bwd_smem_bytes
+ *      bwd_post:  like bwd_pre
+ *    fwd_smem_bytes and bwd_smem_bytes exceed 48 KiB: once per function, before the first
+ *    launch, call cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes).
+ *    grid.y = grid.z = block.y = block.z = 1. grid.x must be <= 2^31 - 1. A zero-sized grid must
+ *    not be launched (skip the launch instead).
+ *
+ * 3. Buffers (device pointers, all 16-byte aligned, contiguous, no padding):
+ *    Q, O, dO, dQ    DT   [total_q, heads_q, HD]  fused query buffer: slices packed by row
+ *    K, V, dK, dV    DT   [total_k, heads_kv, HD] fused key buffer: segments packed by row
+ *    LSE             fp32 [heads_q, total_q]      natural log; slice s's row i of head h is
+ *                                                 lse[h * total_q + s.q_start + i]
+ *    dsum            fp32 [heads_q, total_q]      backward workspace (written by bwd_pre)
+ *    dq_accum        fp32 [total_q, heads_q, HD]  backward workspace (zeroed by bwd_pre)
+ *    heads_q % heads_kv == 0; query head h reads key/value head h / (heads_q / heads_kv).
+ *    No buffer needs zeroing by the host. Forward writes O and LSE of every row of every slice
+ *    (rows between slices, if any, are untouched). Backward writes dQ of all total_q rows (rows of
+ *    no slice get 0) and dK, dV of every row of every segment (rows no slice reads get 0).
+ *    Inputs must be finite.
+ *
+ * 4. Descriptors (device arrays of int32, built by the host):
+ *    distca_slice_t[num_slices]      one per query slice (QuerySlice), 32 bytes each
+ *    distca_segment_t[num_segments]  one per K/V segment (KvSegment), 16 bytes each (backward)
+ *    int32 segment_slices[]          backward: for segment g, the indices of the slices whose
+ *                                    segment is g are segment_slices[g.slice_begin ..
+ *                                    g.slice_begin + g.slice_count)
+ *    distca_work_t[num_work]         the work list, 8 bytes each (see 5)
+ *
+ *    Semantics (identical to attention-server's QuerySlice / KvSegment): slice s has query rows
+ *    [q_start, q_start + q_len) of the fused Q buffer; they attend to key rows
+ *    [k_start, k_start + kv_len) of the fused K/V buffers, where k_start = (fused row of its
+ *    segment's first key) + QuerySlice.kvStart. With causal != 0, row i (0-based inside the slice)
+ *    sees key j (0-based inside [k_start, k_start + kv_len)) iff j <= i + diagonal;
+ *    bottom-right alignment is diagonal = kv_len - q_len. Without causal, row i sees all kv_len
+ *    keys. A row that sees no key (kv_len == 0, or causal with i + diagonal < 0) gets O = 0 and
+ *    LSE = -inf, and contributes nothing to dK, dV; its dQ is 0.
+ *    q_len >= 0 and kv_len >= 0; a slice's key range lies inside its segment.
+ *
+ * 5. Work lists (built by the host, any order is correct; order only changes speed):
+ *    Forward: one distca_work_t {slice, block} per query tile: for every slice s with q_len > 0,
+ *      blocks 0 .. ceil(q_len / fwd_block_m) - 1 (block b covers slice rows
+ *      [b * fwd_block_m, min(q_len, (b + 1) * fwd_block_m)) ). CTA x handles work item
+ *      x / heads_q for query head x % heads_q, so the heads of one tile run side by side.
+ *      Recommended order: most expensive first ("longest tiles first"), cost = number of key
+ *      blocks the tile visits = ceil(n_end / fwd_block_n) where n_end = kv_len without causal,
+ *      clamp(last_row_of_tile + diagonal + 1, 0, kv_len) with causal.
+ *    Backward: one distca_work_t {segment, block} per key tile: for EVERY segment g with len > 0,
+ *      blocks 0 .. ceil(len / bwd_block_n) - 1 (block b covers segment rows
+ *      [b * bwd_block_n, min(len, (b + 1) * bwd_block_n)) ), including segments and blocks that
+ *      no slice reads (their dK, dV are written as zero). CTA x handles work item x / heads_kv
+ *      for key/value head x % heads_kv; it loops over every slice of the segment, every query
+ *      head of the GQA group and every query tile of the slice that sees the key tile, so dK and
+ *      dV are summed in registers and written once (no atomics); dQ goes through fp32 atomics.
+ *      Recommended order: most expensive first, cost = sum over the segment's slices of the
+ *      number of query rows that see any key of the block.
+ *    Each (work item, head) pair must appear exactly once (duplicates would race on outputs).
+ *
+ * 6. Parameter blocks: byte offsets are fixed (static_asserts below); pointers are 64-bit device
+ *    addresses (CUdeviceptr), int32/float are 4 bytes, little-endian. Unused pointers may be 0.
+ */
+#ifndef DISTCA_ATTN_H_
+#define DISTCA_ATTN_H_
+
+#include <stdint.h>
+
+#define DISTCA_ATTN_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One query slice (QuerySlice). 32 bytes, 4-byte aligned. */
+typedef struct distca_slice_t {
+  int32_t q_start;  /*  0: first row in the fused Q/O/dO/dQ buffers; also its LSE column */
+  int32_t q_len;    /*  4: query rows, >= 0 */
+  int32_t k_start;  /*  8: first key row in the fused K/V buffers (segment row + kvStart) */
+  int32_t kv_len;   /* 12: keys it attends to, >= 0 */
+  int32_t causal;   /* 16: 0 = full, 1 = causal with the diagonal below */
+  int32_t diagonal; /* 20: row i sees key j iff j <= i + diagonal (causal only) */
+  int32_t segment;  /* 24: index of its K/V segment (informational for the kernels) */
+  int32_t reserved; /* 28: must be 0 */
+} distca_slice_t;
+
+/* One K/V segment (KvSegment), backward only. 16 bytes. */
+typedef struct distca_segment_t {
+  int32_t k_start;     /*  0: first row in the fused K/V/dK/dV buffers */
+  int32_t len;         /*  4: rows */
+  int32_t slice_begin; /*  8: offset of its slice list in segment_slices[] */
+  int32_t slice_count; /* 12: number of slices that read it (0 allowed) */
+} distca_segment_t;
+
+/* One work item. 8 bytes. Forward: {slice index, query block}; backward: {segment index, key block}. */
+typedef struct distca_work_t {
+  int32_t item;  /* 0 */
+  int32_t block; /* 4 */
+} distca_work_t;
+
+/* Parameter block of distca_attn_fwd_*. 80 bytes, 8-byte aligned. */
+typedef struct distca_fwd_params_t {
+  uint64_t q;        /*  0: DT   [total_q, heads_q, HD] */
+  uint64_t k;        /*  8: DT   [total_k, heads_kv, HD] */
+  uint64_t v;        /* 16: DT   [total_k, heads_kv, HD] */
+  uint64_t o;        /* 24: DT   [total_q, heads_q, HD], output */
+  uint64_t lse;      /* 32: fp32 [heads_q, total_q], output */
+  uint64_t slices;   /* 40: distca_slice_t[num_slices] */
+  uint64_t work;     /* 48: distca_work_t[num_work] */
+  int32_t total_q;   /* 56: rows of the fused Q buffer (the LSE row stride) */
+  int32_t total_k;   /* 60: rows of the fused K buffer */
+  int32_t heads_q;   /* 64 */
+  int32_t heads_kv;  /* 68 */
+  int32_t num_work;  /* 72 */
+  float scale;       /* 76: softmax scale, usually 1/sqrt(HD) */
+} distca_fwd_params_t;
+
+/* Parameter block of distca_attn_bwd_pre_*, distca_attn_bwd_*, distca_attn_bwd_post_*.
+ * 152 bytes, 8-byte aligned. */
+typedef struct distca_bwd_params_t {
+  uint64_t q;              /*   0: DT   [total_q, heads_q, HD] */
+  uint64_t k;              /*   8: DT   [total_k, heads_kv, HD] */
+  uint64_t v;              /*  16: DT   [total_k, heads_kv, HD] */
+  uint64_t o;              /*  24: DT   [total_q, heads_q, HD] (forward output) */
+  uint64_t dout;           /*  32: DT   [total_q, heads_q, HD] */
+  uint64_t lse;            /*  40: fp32 [heads_q, total_q] (forward output) */
+  uint64_t dsum;           /*  48: fp32 [heads_q, total_q] workspace */
+  uint64_t dq_accum;       /*  56: fp32 [total_q, heads_q, HD] workspace */
+  uint64_t dq;             /*  64: DT   [total_q, heads_q, HD], output */
+  uint64_t dk;             /*  72: DT   [total_k, heads_kv, HD], output */
+  uint64_t dv;             /*  80: DT   [total_k, heads_kv, HD], output */
+  uint64_t slices;         /*  88: distca_slice_t[num_slices] */
+  uint64_t segments;       /*  96: distca_segment_t[num_segments] */
+  uint64_t segment_slices; /* 104: int32[] */
+  uint64_t work;           /* 112: distca_work_t[num_work] (key tiles) */
+  int32_t total_q;         /* 120 */
+  int32_t total_k;         /* 124 */
+  int32_t heads_q;         /* 128 */
+  int32_t heads_kv;        /* 132 */
+  int32_t num_work;        /* 136 */
+  float scale;             /* 140: softmax scale */
+  int32_t reserved0;       /* 144: must be 0 */
+  int32_t reserved1;       /* 148: must be 0 */
+} distca_bwd_params_t;
+
+/* Launch geometry of one head dimension, readable from the module as the __device__ global
+ * "distca_attn_info_d<HD>". 16 int32 = 64 bytes. */
+typedef struct distca_attn_info_t {
+  int32_t abi_version;         /*  0: DISTCA_ATTN_ABI_VERSION */
+  int32_t head_dim;            /*  4 */
+  int32_t fwd_block_m;         /*  8: query rows per forward work item */
+  int32_t fwd_block_n;         /* 12: key rows per forward inner step (for cost estimates) */
+  int32_t fwd_threads;         /* 16 */
+  int32_t fwd_smem_bytes;      /* 20 */
+  int32_t bwd_block_m;         /* 24: query rows per backward inner step (for cost estimates) */
+  int32_t bwd_block_n;         /* 28: key rows per backward work item */
+  int32_t bwd_threads;         /* 32 */
+  int32_t bwd_smem_bytes;      /* 36 */
+  int32_t elementwise_threads; /* 40: block size of bwd_pre and bwd_post */
+  int32_t elementwise_vec;     /* 44: elements per thread of bwd_pre and bwd_post (8) */
+  int32_t reserved[4];         /* 48..63: 0 */
+} distca_attn_info_t;
+
+#ifdef __cplusplus
+}  /* extern "C" */
+
+#include <cstddef>
+static_assert(sizeof(distca_slice_t) == 32, "distca_slice_t layout");
+static_assert(sizeof(distca_segment_t) == 16, "distca_segment_t layout");
+static_assert(sizeof(distca_work_t) == 8, "distca_work_t layout");
+static_assert(sizeof(distca_attn_info_t) == 64, "distca_attn_info_t layout");
+static_assert(sizeof(distca_fwd_params_t) == 80, "distca_fwd_params_t size");
+static_assert(offsetof(distca_fwd_params_t, work) == 48, "fwd.work");
+static_assert(offsetof(distca_fwd_params_t, total_q) == 56, "fwd.total_q");
+static_assert(offsetof(distca_fwd_params_t, scale) == 76, "fwd.scale");
+static_assert(sizeof(distca_bwd_params_t) == 152, "distca_bwd_params_t size");
+static_assert(offsetof(distca_bwd_params_t, work) == 112, "bwd.work");
+static_assert(offsetof(distca_bwd_params_t, total_q) == 120, "bwd.total_q");
+static_assert(offsetof(distca_bwd_params_t, scale) == 140, "bwd.scale");
+#endif
+
+#endif /* DISTCA_ATTN_H_ */
