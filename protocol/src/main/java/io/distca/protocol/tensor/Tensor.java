@@ -172,6 +172,25 @@ public final class Tensor implements AutoCloseable {
     buffer.setInt(byteOffset + index * 4L, value);
   }
 
+  /**
+   * Copies {@code rows} rows (along dimension 0) of {@code src}, starting at {@code srcRow}, into this
+   * tensor at {@code dstRow}. Same dtype and row size required: a raw memory copy.
+   */
+  public void copyRowsFrom(Tensor src, int srcRow, int dstRow, int rows) {
+    if (src.dtype != dtype || src.rowStride() != rowStride()) {
+      throw new IllegalArgumentException("row copy from " + src + " into " + this);
+    }
+    if (rows == 0) {
+      return;
+    }
+    if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.shape[0] || dstRow + rows > shape[0]) {
+      throw new IndexOutOfBoundsException(
+          "rows [" + srcRow + ", +" + rows + ") of " + src + " into [" + dstRow + ", +" + rows + ") of " + this);
+    }
+    long rowBytes = rowStride() * dtype.byteSize();
+    buffer.setBytes(byteOffset + dstRow * rowBytes, src.buffer, src.byteOffset + srcRow * rowBytes, rows * rowBytes);
+  }
+
   /** Copies all elements of {@code src} (same shape, any dtype) into this tensor, converting. */
   public void copyFrom(Tensor src) {
     if (src.numel != numel) {

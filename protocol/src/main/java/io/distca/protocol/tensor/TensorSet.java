@@ -8,6 +8,7 @@ import java.util.Map;
 public final class TensorSet implements AutoCloseable {
   private final LinkedHashMap<String, Tensor> tensors = new LinkedHashMap<>();
   private final AutoCloseable onClose;
+  private boolean closed;
 
   public TensorSet() {
     this(null);
@@ -24,6 +25,13 @@ public final class TensorSet implements AutoCloseable {
       previous.close();
     }
     return this;
+  }
+
+  /** Allocates a zeroed tensor, adds it under {@code name}, and returns it. */
+  public Tensor putNew(String name, org.apache.arrow.memory.BufferAllocator allocator, DType dtype, int... shape) {
+    Tensor t = Tensor.allocate(allocator, dtype, shape);
+    put(name, t);
+    return t;
   }
 
   public Tensor get(String name) {
@@ -52,6 +60,10 @@ public final class TensorSet implements AutoCloseable {
 
   @Override
   public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
     RuntimeException failure = null;
     for (Tensor t : tensors.values()) {
       try {

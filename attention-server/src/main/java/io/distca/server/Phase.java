@@ -1,0 +1,7 @@
+package io.distca.server;
+
+/** Forward or backward core attention; batches never mix phases. */
+public enum Phase {
+  FORWARD,
+  BACKWARD
+}

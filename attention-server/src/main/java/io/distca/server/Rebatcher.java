@@ -1,0 +1,271 @@
+package io.distca.server;
+
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.ProtocolException;
+import io.distca.server.PreparedRequest.BatchKey;
+import io.distca.server.PreparedRequest.BatchStats;
+import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.KvSegment;
+import io.distca.server.backend.QuerySlice;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Fuses CA-tasks of different requests (and clients) into one backend call. The oldest queued
+ * request decides the batch key (phase and shape); every queued request with that key joins, in
+ * arrival order, until the token or request limit; if the batch is still small the thread waits up
+ * to the batch window for more. Results are already in each request's own output tensors (the
+ * slices view them), so splitting a batch back means only completing each request's future.
+ *
+ * <p>Admission is bounded by queued bytes: {@link #offer} refuses with OVERLOADED instead of letting
+ * the queue grow without limit.
+ */
+final class Rebatcher implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(Rebatcher.class);
+
+  /** Settings with their defaults; {@link #conclude()} validates. */
+  static final class Options {
+    long batchWindowNanos = TimeUnit.MICROSECONDS.toNanos(500);
+    long maxBatchQueryTokens = 65_536;
+    int maxBatchRequests = 64;
+    long maxQueuedBytes = 4L << 30;
+    long retryAfterMs = 50;
+
+    Options conclude() {
+      if (batchWindowNanos < 0) {
+        throw new IllegalArgumentException("batch window must be >= 0");
+      }
+      if (maxBatchQueryTokens <= 0 || maxBatchRequests <= 0) {
+        throw new IllegalArgumentException("batch limits must be positive");
+      }
+      if (maxQueuedBytes <= 0) {
+        throw new IllegalArgumentException("max queued bytes must be positive");
+      }
+      return this;
+    }
+  }
+
+  private final AttentionBackend backend;
+  private final Options options;
+  private final ReentrantLock lock = new ReentrantLock();
+  private final Condition arrived = lock.newCondition();
+  private final ArrayDeque<PreparedRequest> queue = new ArrayDeque<>();
+  private final Thread worker;
+  private long queuedBytes;
+  private double queuedFlops;
+  private boolean closed;
+
+  private volatile long batches;
+  private volatile long fusedRequests;
+
+  Rebatcher(AttentionBackend backend, Options options) {
+    this.backend = backend;
+    this.options = options.conclude();
+    this.worker = new Thread(this::run, "distca-rebatcher");
+    this.worker.setDaemon(true);
+    this.worker.start();
+  }
+
+  /**
+   * Queues a request. On refusal (overload or shutdown) the request's future fails with a typed
+   * error; the caller still owns and closes the request either way.
+   */
+  void offer(PreparedRequest request) {
+    lock.lock();
+    try {
+      if (closed) {
+        request.done.completeExceptionally(new ProtocolException(ErrorCode.DRAINING, null, "server is shutting down"));
+        return;
+      }
+      if (queuedBytes > 0 && queuedBytes + request.bytes > options.maxQueuedBytes) {
+        request.done.completeExceptionally(new ProtocolException(ErrorCode.OVERLOADED, null,
+            "queue holds " + queuedBytes + " bytes, limit " + options.maxQueuedBytes, options.retryAfterMs, null));
+        return;
+      }
+      queue.addLast(request);
+      queuedBytes += request.bytes;
+      queuedFlops += request.flops;
+      arrived.signal();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  int queuedRequests() {
+    lock.lock();
+    try {
+      return queue.size();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  double queuedFlops() {
+    lock.lock();
+    try {
+      return queuedFlops;
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  long batches() {
+    return batches;
+  }
+
+  long fusedRequests() {
+    return fusedRequests;
+  }
+
+  private void run() {
+    while (true) {
+      List<PreparedRequest> batch;
+      try {
+        batch = nextBatch();
+      } catch (InterruptedException e) {
+        return;
+      }
+      if (batch == null) {
+        return;
+      }
+      execute(batch);
+    }
+  }
+
+  /** Blocks for the next batch; null once closed and drained. */
+  private List<PreparedRequest> nextBatch() throws InterruptedException {
+    lock.lock();
+    try {
+      while (queue.isEmpty()) {
+        if (closed) {
+          return null;
+        }
+        arrived.await();
+      }
+      BatchKey key = queue.peekFirst().batchKey();
+      long windowEnd = System.nanoTime() + options.batchWindowNanos;
+      List<PreparedRequest> batch = new ArrayList<>();
+      long tokens = 0;
+      while (true) {
+        for (Iterator<PreparedRequest> it = queue.iterator(); it.hasNext(); ) {
+          PreparedRequest r = it.next();
+          if (batch.size() >= options.maxBatchRequests) {
+            break;
+          }
+          if (!r.batchKey().equals(key)) {
+            continue;
+          }
+          if (!batch.isEmpty() && tokens + r.queryTokens > options.maxBatchQueryTokens) {
+            break;
+          }
+          it.remove();
+          queuedBytes -= r.bytes;
+          queuedFlops -= r.flops;
+          batch.add(r);
+          tokens += r.queryTokens;
+        }
+        boolean full = batch.size() >= options.maxBatchRequests || tokens >= options.maxBatchQueryTokens;
+        long left = windowEnd - System.nanoTime();
+        if (full || closed || left <= 0) {
+          return batch;
+        }
+        arrived.awaitNanos(left);
+      }
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  private void execute(List<PreparedRequest> requests) {
+    long start = System.nanoTime();
+    long now = System.currentTimeMillis();
+    List<PreparedRequest> live = new ArrayList<>(requests.size());
+    for (PreparedRequest r : requests) {
+      if (r.meta.deadlineEpochMs() > 0 && r.meta.deadlineEpochMs() < now) {
+        r.done.completeExceptionally(new ProtocolException(ErrorCode.DEADLINE_EXCEEDED, "deadline_epoch_ms",
+            "deadline passed " + (now - r.meta.deadlineEpochMs()) + " ms before the batch started"));
+      } else {
+        live.add(r);
+      }
+    }
+    if (live.isEmpty()) {
+      return;
+    }
+    PreparedRequest first = live.get(0);
+    List<KvSegment> segments = new ArrayList<>();
+    List<QuerySlice> slices = new ArrayList<>();
+    double flops = 0;
+    for (PreparedRequest r : live) {
+      int base = segments.size();
+      segments.addAll(r.segments);
+      for (QuerySlice s : r.slices) {
+        slices.add(base == 0 ? s : new QuerySlice(s.segment() + base, s.kvStart(), s.kvLen(), s.causal(), s.diagonal(),
+            s.q(), s.o(), s.lse(), s.dO(), s.dq()));
+      }
+      flops += r.flops;
+    }
+    AttentionBatch batch = new AttentionBatch(first.shape, segments, slices);
+    try {
+      if (first.phase == Phase.FORWARD) {
+        backend.forward(batch);
+      } else {
+        backend.backward(batch);
+      }
+    } catch (RuntimeException | Error e) {
+      LOG.error("backend {} failed on a batch of {} requests", backend.name(), live.size(), e);
+      for (PreparedRequest r : live) {
+        r.done.completeExceptionally(new ProtocolException(ErrorCode.INTERNAL, null,
+            "backend " + backend.name() + " failed: " + e, 0, e));
+      }
+      return;
+    }
+    long computeNanos = System.nanoTime() - start;
+    batches++;
+    fusedRequests += live.size();
+    for (PreparedRequest r : live) {
+      r.done.complete(new BatchStats(start - r.admittedNanos, computeNanos, live.size(), slices.size(), flops));
+    }
+  }
+
+  /** Stops taking requests; queued ones still run. Waits for the worker up to {@code timeoutMs}. */
+  boolean drain(long timeoutMs) throws InterruptedException {
+    lock.lock();
+    try {
+      closed = true;
+      arrived.signalAll();
+    } finally {
+      lock.unlock();
+    }
+    worker.join(timeoutMs);
+    return !worker.isAlive();
+  }
+
+  @Override
+  public void close() {
+    try {
+      if (!drain(30_000)) {
+        worker.interrupt();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      worker.interrupt();
+    }
+    lock.lock();
+    try {
+      for (PreparedRequest r : queue) {
+        r.done.completeExceptionally(new ProtocolException(ErrorCode.DRAINING, null, "server closed"));
+      }
+      queue.clear();
+    } finally {
+      lock.unlock();
+    }
+  }
+}

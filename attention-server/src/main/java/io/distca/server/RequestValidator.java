@@ -1,0 +1,223 @@
+package io.distca.server;
+
+import io.distca.protocol.message.AttentionRequest;
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.Message;
+import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.ProtocolException;
+import io.distca.protocol.message.TaskSpec;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.model.CostModel;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.protocol.tensor.TensorSet;
+import io.distca.server.backend.KvSegment;
+import io.distca.server.backend.LseView;
+import io.distca.server.backend.QuerySlice;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.apache.arrow.memory.BufferAllocator;
+
+/**
+ * Checks every field of an attention request against its tensors and the server's limits, and turns
+ * it into backend views plus freshly allocated outputs. Each problem becomes a {@link
+ * ProtocolException} naming the field, so the client learns exactly what to fix.
+ */
+final class RequestValidator {
+  private final RequestLimits limits;
+
+  RequestValidator(RequestLimits limits) {
+    this.limits = limits;
+  }
+
+  /** Takes ownership of {@code message}: on failure it is closed before the exception leaves. */
+  PreparedRequest prepare(Message message, BufferAllocator allocator) {
+    TensorSet outputs = null;
+    try {
+      Phase phase = phaseOf(message.type());
+      AttentionRequest meta = message.meta(AttentionRequest.class);
+      AttentionShape shape = shapeOf(meta);
+      checkTasks(meta);
+      int[] segLens = meta.kvSegmentLens();
+      long[] segStart = new long[segLens.length + 1];
+      for (int i = 0; i < segLens.length; i++) {
+        if (segLens[i] < 0) {
+          throw invalid(ErrorCode.INVALID_CU_SEQLENS, "kv_segment_lens[" + i + "]", "must be >= 0, got " + segLens[i]);
+        }
+        segStart[i + 1] = segStart[i] + segLens[i];
+      }
+      long totalKv = segStart[segLens.length];
+      long totalQ = 0;
+      for (TaskSpec t : meta.tasks()) {
+        totalQ += t.qLen();
+      }
+      if (totalQ > limits.maxQueryTokens()) {
+        throw invalid(ErrorCode.LIMIT_EXCEEDED, "tasks", totalQ + " query tokens exceed the limit of " + limits.maxQueryTokens());
+      }
+      if (totalKv > limits.maxKvTokens()) {
+        throw invalid(ErrorCode.LIMIT_EXCEEDED, "kv_segment_lens", totalKv + " key tokens exceed the limit of " + limits.maxKvTokens());
+      }
+      int tq = (int) totalQ;
+      int tk = (int) totalKv;
+      TensorSet in = message.tensors();
+      if (in == null) {
+        throw invalid(ErrorCode.INVALID_PAYLOAD, null, message.type() + " carries no tensors");
+      }
+      Tensor q = tensor(in, "q", shape.dtype(), tq, shape.headsQ(), shape.headDim());
+      Tensor k = tensor(in, "k", shape.dtype(), tk, shape.headsKv(), shape.headDim());
+      Tensor v = tensor(in, "v", shape.dtype(), tk, shape.headsKv(), shape.headDim());
+      Tensor o = null;
+      Tensor dO = null;
+      Tensor lse = null;
+      if (phase == Phase.BACKWARD) {
+        o = tensor(in, "o", shape.dtype(), tq, shape.headsQ(), shape.headDim());
+        dO = tensor(in, "do", shape.dtype(), tq, shape.headsQ(), shape.headDim());
+        lse = tensor(in, "lse", DType.FP32, shape.headsQ(), tq);
+      }
+      int expected = phase == Phase.FORWARD ? 3 : 6;
+      if (in.size() != expected) {
+        throw invalid(ErrorCode.INVALID_PAYLOAD, null,
+            message.type() + " carries " + in.size() + " tensors " + in.asMap().keySet() + ", expected " + expected);
+      }
+      if (limits.checkFinite()) {
+        for (var e : in.asMap().entrySet()) {
+          long bad = FiniteCheck.firstNonFinite(e.getValue(), e.getKey().equals("lse"));
+          if (bad >= 0) {
+            throw invalid(ErrorCode.NON_FINITE_INPUT, e.getKey(),
+                "element " + bad + " is " + e.getValue().getFloat(bad));
+          }
+        }
+      }
+
+      outputs = new TensorSet();
+      List<KvSegment> segments = new ArrayList<>(segLens.length);
+      Tensor dk = null;
+      Tensor dv = null;
+      if (phase == Phase.FORWARD) {
+        outputs.put("o", Tensor.allocate(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        outputs.put("lse", Tensor.allocate(allocator, DType.FP32, shape.headsQ(), tq));
+      } else {
+        outputs.put("dq", Tensor.allocate(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        dk = Tensor.allocate(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
+        dv = Tensor.allocate(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
+        outputs.put("dk", dk);
+        outputs.put("dv", dv);
+      }
+      for (int i = 0; i < segLens.length; i++) {
+        int from = (int) segStart[i];
+        int to = (int) segStart[i + 1];
+        segments.add(phase == Phase.FORWARD
+            ? KvSegment.forward(k.sliceRows(from, to), v.sliceRows(from, to))
+            : new KvSegment(k.sliceRows(from, to), v.sliceRows(from, to), dk.sliceRows(from, to), dv.sliceRows(from, to)));
+      }
+      List<QuerySlice> slices = new ArrayList<>(meta.tasks().size());
+      Tensor outO = outputs.get("o");
+      Tensor outLse = outputs.get("lse");
+      Tensor outDq = outputs.get("dq");
+      double flops = 0;
+      int row = 0;
+      for (TaskSpec t : meta.tasks()) {
+        int end = row + t.qLen();
+        Tensor qs = q.sliceRows(row, end);
+        if (phase == Phase.FORWARD) {
+          slices.add(QuerySlice.forward(t.kvSegment(), t.kvStart(), t.kvLen(), t.causal(), t.diagonal(),
+              qs, outO.sliceRows(row, end), new LseView(outLse, row)));
+        } else {
+          slices.add(QuerySlice.backward(t.kvSegment(), t.kvStart(), t.kvLen(), t.causal(), t.diagonal(),
+              qs, o.sliceRows(row, end), new LseView(lse, row), dO.sliceRows(row, end), outDq.sliceRows(row, end)));
+        }
+        double f = CostModel.forwardFlops(t.qLen(), t.kvLen(), shape.headsQ(), shape.headDim(), t.causal(), t.diagonal());
+        flops += phase == Phase.FORWARD ? f : 2.5 * f;
+        row = end;
+      }
+      return new PreparedRequest(message, meta, phase, shape, segments, slices, outputs, flops, totalQ);
+    } catch (RuntimeException e) {
+      if (outputs != null) {
+        outputs.close();
+      }
+      message.close();
+      throw e instanceof ProtocolException ? e : invalid(ErrorCode.INVALID_METADATA, null, String.valueOf(e.getMessage()));
+    }
+  }
+
+  private static Phase phaseOf(MessageType type) {
+    switch (type) {
+      case FORWARD_REQUEST:
+        return Phase.FORWARD;
+      case BACKWARD_REQUEST:
+        return Phase.BACKWARD;
+      default:
+        throw invalid(ErrorCode.UNEXPECTED_MESSAGE, null, type + " is not an attention request");
+    }
+  }
+
+  private static AttentionShape shapeOf(AttentionRequest meta) {
+    if (meta.job() == null || meta.job().isEmpty()) {
+      throw invalid(ErrorCode.INVALID_METADATA, "job", "must be a non-empty string");
+    }
+    DType dtype = DType.fromWireName(meta.dtype());
+    if (dtype == null || !dtype.isFloating()) {
+      throw invalid(ErrorCode.INVALID_DTYPE, "dtype", "must be bf16, fp16 or fp32, got " + meta.dtype());
+    }
+    AttentionShape shape = new AttentionShape(meta.headsQ(), meta.headsKv(), meta.headDim(), dtype, meta.scale());
+    String problem = shape.problem();
+    if (problem != null) {
+      String field = problem.substring(0, problem.indexOf(' '));
+      throw invalid(ErrorCode.INVALID_SHAPE, field, problem);
+    }
+    return shape;
+  }
+
+  private void checkTasks(AttentionRequest meta) {
+    List<TaskSpec> tasks = meta.tasks();
+    if (tasks == null || tasks.isEmpty()) {
+      throw invalid(ErrorCode.INVALID_METADATA, "tasks", "must list at least one task");
+    }
+    if (tasks.size() > limits.maxTasks()) {
+      throw invalid(ErrorCode.LIMIT_EXCEEDED, "tasks", tasks.size() + " tasks exceed the limit of " + limits.maxTasks());
+    }
+    int[] segLens = meta.kvSegmentLens();
+    if (segLens == null) {
+      throw invalid(ErrorCode.INVALID_METADATA, "kv_segment_lens", "is required");
+    }
+    for (int i = 0; i < tasks.size(); i++) {
+      TaskSpec t = tasks.get(i);
+      String at = "tasks[" + i + "]";
+      if (t == null) {
+        throw invalid(ErrorCode.INVALID_METADATA, at, "is null");
+      }
+      if (t.qLen() < 0) {
+        throw invalid(ErrorCode.INVALID_CU_SEQLENS, at + ".q_len", "must be >= 0, got " + t.qLen());
+      }
+      if (t.kvSegment() < 0 || t.kvSegment() >= segLens.length) {
+        throw invalid(ErrorCode.INVALID_CU_SEQLENS, at + ".kv_segment",
+            t.kvSegment() + " is not a segment index in [0, " + segLens.length + ")");
+      }
+      if (t.kvStart() < 0 || t.kvLen() < 0 || (long) t.kvStart() + t.kvLen() > segLens[t.kvSegment()]) {
+        throw invalid(ErrorCode.INVALID_CU_SEQLENS, at + ".kv_len",
+            "key range [" + t.kvStart() + ", " + ((long) t.kvStart() + t.kvLen()) + ") is outside segment "
+                + t.kvSegment() + " of length " + segLens[t.kvSegment()]);
+      }
+    }
+  }
+
+  private static Tensor tensor(TensorSet in, String name, DType dtype, int... shape) {
+    Tensor t = in.get(name);
+    if (t == null) {
+      throw invalid(ErrorCode.INVALID_PAYLOAD, name, "tensor is missing");
+    }
+    if (t.dtype() != dtype) {
+      throw invalid(ErrorCode.INVALID_DTYPE, name, "is " + t.dtype() + ", expected " + dtype);
+    }
+    if (!Arrays.equals(t.shape(), shape)) {
+      throw invalid(ErrorCode.INVALID_SHAPE, name,
+          "has shape " + Arrays.toString(t.shape()) + ", expected " + Arrays.toString(shape));
+    }
+    return t;
+  }
+
+  private static ProtocolException invalid(ErrorCode code, String field, String message) {
+    return new ProtocolException(code, field, message);
+  }
+}
