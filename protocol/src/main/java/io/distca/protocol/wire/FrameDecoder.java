@@ -1,0 +1,73 @@
+package io.distca.protocol.wire;
+
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.ProtocolException;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import java.util.List;
+
+/**
+ * Cuts the inbound byte stream into {@link RawFrame}s. The header is validated as soon as its 32
+ * bytes are in, so an oversized or malformed frame is refused before any of its body is buffered.
+ *
+ * <p>A framing violation (bad magic, unsupported version, reserved bits set, nonzero padding, frame
+ * above {@link WireOptions#maxFrameBytes()}) leaves the stream unparseable: this decoder emits one
+ * {@link DecodeFailure} and from then on discards every inbound byte, so that the connection handler
+ * can send its ERROR and close. Metadata and payload are retained slices of the cumulation buffer;
+ * nothing is copied.
+ */
+public final class FrameDecoder extends ByteToMessageDecoder {
+  private final long maxFrameBytes;
+  private boolean failed;
+
+  public FrameDecoder(WireOptions options) {
+    this.maxFrameBytes = options.conclude().maxFrameBytes();
+  }
+
+  @Override
+  protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+    if (failed) {
+      in.skipBytes(in.readableBytes());
+      return;
+    }
+    if (in.readableBytes() < FrameHeader.BYTES) {
+      return;
+    }
+    int start = in.readerIndex();
+    FrameHeader header;
+    try {
+      header = FrameHeader.read(in, start);
+      header.check(maxFrameBytes);
+    } catch (ProtocolException e) {
+      fail(in, out, new DecodeFailure(FrameHeader.requestIdOrZero(in, start), null, e));
+      return;
+    }
+    if (in.readableBytes() < header.frameLength()) {
+      return;
+    }
+    int metaLength = (int) header.metaLength();
+    int paddingStart = start + FrameHeader.BYTES + metaLength;
+    for (int i = 0; i < header.padding(); i++) {
+      if (in.getByte(paddingStart + i) != 0) {
+        fail(in, out, new DecodeFailure(header.requestId(), null, new ProtocolException(
+            ErrorCode.MALFORMED_FRAME, "padding",
+            "padding byte " + i + " after " + metaLength + " bytes of metadata is not zero"
+                + " (was the payload written without padding to a multiple of 8?)")));
+        return;
+      }
+    }
+    in.skipBytes(FrameHeader.BYTES);
+    ByteBuf meta = in.readRetainedSlice(metaLength);
+    in.skipBytes(header.padding());
+    ByteBuf payload = header.payloadLength() == 0 ? Unpooled.EMPTY_BUFFER : in.readRetainedSlice((int) header.payloadLength());
+    out.add(new RawFrame(header, meta, payload));
+  }
+
+  private void fail(ByteBuf in, List<Object> out, DecodeFailure failure) {
+    failed = true;
+    in.skipBytes(in.readableBytes());
+    out.add(failure);
+  }
+}

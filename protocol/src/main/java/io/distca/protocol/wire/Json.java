@@ -1,0 +1,140 @@
+package io.distca.protocol.wire;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonMappingException;
+import com.fasterxml.jackson.databind.MapperFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
+import com.fasterxml.jackson.databind.ObjectWriter;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.ProtocolException;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufInputStream;
+import io.netty.buffer.ByteBufOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The one JSON mapping of metadata records: snake_case names ({@code heads_q}), enums by name, and
+ * strict reading so that a typo never turns into a silent default:
+ *
+ * <ul>
+ *   <li>every field of a record is required (it may be {@code null} where the protocol allows);
+ *   <li>unknown fields are rejected (compatibility is the frame version's job, not leniency's);
+ *   <li>no coercion: {@code "5"} is not a number, {@code 1.5} is not an int, {@code null} is not 0;
+ *   <li>nothing may follow the top-level object.
+ * </ul>
+ *
+ * Every failure becomes INVALID_METADATA whose field is the JSON path, e.g. {@code tasks[2].q_len}.
+ */
+public final class Json {
+  private static final ObjectMapper MAPPER = newMapper();
+  private static final ObjectWriter WRITER = MAPPER.writer();
+  // Jackson reports a missing creator property only in its message text; the test of a missing field pins it.
+  private static final Pattern MISSING_PROPERTY = Pattern.compile("Missing required creator property '([^']+)'");
+
+  private Json() {}
+
+  /** A fresh mapper with the protocol's conventions, for components that speak the same JSON elsewhere. */
+  public static ObjectMapper newMapper() {
+    return JsonMapper.builder()
+        .propertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+        .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+        .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+        .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+        .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+        .enable(DeserializationFeature.FAIL_ON_NUMBERS_FOR_ENUMS)
+        .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
+        .disable(MapperFeature.ALLOW_COERCION_OF_SCALARS)
+        .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+        .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS)
+        .build();
+  }
+
+  public static ObjectReader reader(Class<?> type) {
+    return MAPPER.readerFor(type);
+  }
+
+  public static ObjectWriter writer() {
+    return WRITER;
+  }
+
+  /** Appends {@code meta} as UTF-8 JSON; returns the number of bytes written. */
+  public static int write(Object meta, ByteBuf out) {
+    int start = out.writerIndex();
+    try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
+      WRITER.writeValue((java.io.OutputStream) stream, meta);
+    } catch (IOException e) {
+      throw new UncheckedIOException("serializing " + meta.getClass().getSimpleName() + " metadata", e);
+    }
+    return out.writerIndex() - start;
+  }
+
+  public static byte[] toBytes(Object meta) {
+    try {
+      return WRITER.writeValueAsBytes(meta);
+    } catch (IOException e) {
+      throw new UncheckedIOException("serializing " + meta.getClass().getSimpleName() + " metadata", e);
+    }
+  }
+
+  /**
+   * Reads the readable bytes of {@code json} (not consumed) as a {@code type} record.
+   *
+   * @throws ProtocolException INVALID_METADATA naming the offending field
+   */
+  public static <T> T read(ByteBuf json, Class<T> type) {
+    if (!json.isReadable()) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, null,
+          "metadata is empty; expected a JSON object for " + type.getSimpleName());
+    }
+    try (InputStream in = new ByteBufInputStream(json.duplicate())) {
+      return MAPPER.readValue(in, type);
+    } catch (JsonMappingException e) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, fieldOf(e), e.getOriginalMessage(), 0, e);
+    } catch (JacksonException e) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not valid JSON: " + e.getOriginalMessage(), 0, e);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private static String fieldOf(JsonMappingException e) {
+    StringBuilder path = new StringBuilder();
+    for (JsonMappingException.Reference ref : e.getPath()) {
+      if (ref.getFieldName() != null) {
+        if (path.length() > 0) {
+          path.append('.');
+        }
+        path.append(ref.getFieldName());
+      } else if (ref.getIndex() >= 0) {
+        path.append('[').append(ref.getIndex()).append(']');
+      }
+    }
+    String leaf = null;
+    if (e instanceof UnrecognizedPropertyException unknown && !path.toString().endsWith(unknown.getPropertyName())) {
+      leaf = unknown.getPropertyName();
+    } else {
+      Matcher missing = MISSING_PROPERTY.matcher(e.getOriginalMessage());
+      if (missing.find()) {
+        leaf = missing.group(1);
+      }
+    }
+    if (leaf != null) {
+      if (path.length() > 0) {
+        path.append('.');
+      }
+      path.append(leaf);
+    }
+    return path.length() == 0 ? null : path.toString();
+  }
+}
