@@ -14,8 +14,9 @@ import org.apache.arrow.memory.BufferAllocator;
  * merged with their log-sum-exp (DESIGN section 3) in fp32, and dK/dV rows read by several segments
  * are summed in fp32, then converted once at the end.
  *
- * <p>Responses of different servers arrive on different I/O threads: copies touch disjoint rows and
- * need no lock; merges and sums lock the assembler.
+ * <p>Responses of different servers arrive on different I/O threads; the assembler takes them one at
+ * a time (the copies are memory copies, far cheaper than the transfer that preceded them), and a
+ * result arriving after the call failed and released its tensors is ignored.
  */
 final class ResultAssembler implements AutoCloseable {
   private final AttentionShape shape;
@@ -26,6 +27,7 @@ final class ResultAssembler implements AutoCloseable {
   private final boolean[] singleQuery;
   private final BufferAllocator allocator;
   private int remaining;
+  private boolean closed;
 
   // forward
   private Tensor o;
@@ -101,7 +103,7 @@ final class ResultAssembler implements AutoCloseable {
 
   /** Marks a task taken; false if an earlier copy of its result was already taken. */
   private synchronized boolean claim(int taskIndex) {
-    if (done.get(taskIndex)) {
+    if (closed || done.get(taskIndex)) {
       return false;
     }
     done.set(taskIndex);
@@ -118,7 +120,7 @@ final class ResultAssembler implements AutoCloseable {
   }
 
   /** Forward results of a nano-batch: {@code ro} rows and {@code rlse} columns follow its task order. */
-  void acceptForward(NanoBatch nb, List<Integer> taskIndices, Tensor ro, Tensor rlse) {
+  synchronized void acceptForward(NanoBatch nb, List<Integer> taskIndices, Tensor ro, Tensor rlse) {
     int row = 0;
     for (int n = 0; n < nb.tasks.size(); n++) {
       ClientTask t = nb.tasks.get(n);
@@ -165,7 +167,7 @@ final class ResultAssembler implements AutoCloseable {
   }
 
   /** Backward results: {@code rdq} rows follow the task order; {@code rdk}/{@code rdv} rows follow the segments. */
-  void acceptBackward(NanoBatch nb, List<Integer> taskIndices, Tensor rdq, Tensor rdk, Tensor rdv) {
+  synchronized void acceptBackward(NanoBatch nb, List<Integer> taskIndices, Tensor rdq, Tensor rdk, Tensor rdv) {
     boolean[] fresh = new boolean[nb.tasks.size()];
     boolean anyFresh = false;
     int row = 0;
@@ -232,6 +234,7 @@ final class ResultAssembler implements AutoCloseable {
     ForwardResult result = new ForwardResult(o, lse, stats);
     o = null;
     lse = null;
+    close();
     return result;
   }
 
@@ -259,6 +262,7 @@ final class ResultAssembler implements AutoCloseable {
 
   @Override
   public synchronized void close() {
+    closed = true;
     for (Tensor t : new Tensor[] {o, lse, oAcc, dq, dqAcc, dk, dv, dkAcc, dvAcc}) {
       if (t != null) {
         t.close();

@@ -1,0 +1,244 @@
+package io.distca.server;
+
+import io.distca.protocol.message.AttentionResponse;
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.Heartbeat;
+import io.distca.protocol.message.Hello;
+import io.distca.protocol.message.Message;
+import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.ProtocolException;
+import io.distca.protocol.message.Register;
+import io.distca.protocol.transport.MessageServer;
+import io.distca.protocol.transport.RequestHandler;
+import io.distca.protocol.transport.Responder;
+import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.WireSetup;
+import io.distca.server.PreparedRequest.BatchStats;
+import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.Backends;
+import io.netty.channel.EventLoopGroup;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.arrow.memory.BufferAllocator;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An attention server: admits CA-task requests over the wire, validates them, fuses them across
+ * requests and clients into backend batches (the {@link Rebatcher}), and answers with O and LSE
+ * (forward) or dQ, dK, dV (backward). Stateless between requests: any server can serve any task.
+ *
+ * <p>Compute overlaps communication: Netty's I/O threads decode the next requests and write the
+ * previous responses while the batch thread runs the backend.
+ */
+public final class AttentionServer implements AutoCloseable, RequestHandler {
+  private static final Logger LOG = LoggerFactory.getLogger(AttentionServer.class);
+
+  private final ServerContext ctx;
+  private final BufferAllocator allocator;
+  private final AttentionBackend backend;
+  private final RequestValidator validator;
+  private final Rebatcher rebatcher;
+  private final MessageServer server;
+  private final EventLoopGroup linkGroup;
+  private final DispatcherLink link;
+  private final double flopsPerSecond;
+  private final AtomicInteger inflight = new AtomicInteger();
+  private final AtomicLong tasksServed = new AtomicLong();
+  private final AtomicLong flopsServed = new AtomicLong();
+  private final AtomicLong errors = new AtomicLong();
+  private volatile boolean draining;
+  private boolean closed;
+
+  public AttentionServer(ServerContext context, BufferAllocator parent) {
+    this.ctx = context.conclude();
+    this.allocator = parent.newChildAllocator("attention-server-" + ctx.serverId, 0, Long.MAX_VALUE);
+    AttentionBackend b = null;
+    Rebatcher r = null;
+    MessageServer s = null;
+    EventLoopGroup g = null;
+    try {
+      b = Backends.create(ctx.backend, ctx.computeThreads);
+      this.backend = b;
+      this.flopsPerSecond = Calibration.measure(b, allocator);
+      this.validator = new RequestValidator(ctx.limits);
+      r = new Rebatcher(b, ctx.rebatchOptions());
+      this.rebatcher = r;
+      s = new MessageServer("attention-server " + ctx.serverId, ctx.host, ctx.port, ctx.ioThreads, ctx.token,
+          ctx.maxFrameBytes, WireSetup.server(allocator, ctx.maxFrameBytes), this);
+      this.server = s;
+      if (ctx.dispatcherHost != null) {
+        g = Transports.group(1, "distca-server-link");
+        this.linkGroup = g;
+        this.link = new DispatcherLink(g, ctx.dispatcherHost, ctx.dispatcherPort,
+            new Hello(1, "server", ctx.serverId, ctx.token), WireSetup.client(allocator), this::registration,
+            this::heartbeat);
+        link.start();
+      } else {
+        this.linkGroup = null;
+        this.link = null;
+      }
+    } catch (RuntimeException e) {
+      if (s != null) {
+        s.close();
+      }
+      if (r != null) {
+        r.close();
+      }
+      if (b != null) {
+        b.close();
+      }
+      if (g != null) {
+        g.shutdownGracefully(0, 0, TimeUnit.SECONDS);
+      }
+      allocator.close();
+      throw e;
+    }
+    LOG.info("attention server {} on {}:{} ({} backend on {}, {} transport, calibrated {} GFLOP/s)", ctx.serverId,
+        ctx.host, port(), backend.name(), backend.device(), Transports.name(), String.format("%.1f", flopsPerSecond / 1e9));
+  }
+
+  public int port() {
+    return server.port();
+  }
+
+  public String serverId() {
+    return ctx.serverId;
+  }
+
+  public AttentionBackend backend() {
+    return backend;
+  }
+
+  public double calibratedFlopsPerSecond() {
+    return flopsPerSecond;
+  }
+
+  public boolean registered() {
+    return link != null && link.registered();
+  }
+
+  public boolean draining() {
+    return draining;
+  }
+
+  public long batches() {
+    return rebatcher.batches();
+  }
+
+  /** Requests that ran inside a batch together with at least one other request, summed over batches. */
+  public long fusedRequests() {
+    return rebatcher.fusedRequests();
+  }
+
+  public long tasksServed() {
+    return tasksServed.get();
+  }
+
+  public long errors() {
+    return errors.get();
+  }
+
+  public long allocatedBytes() {
+    return allocator.getAllocatedMemory();
+  }
+
+  private Register registration() {
+    return new Register(ctx.serverId, ctx.advertisedHost, port(), backend.name(), backend.device(),
+        Runtime.getRuntime().maxMemory(), flopsPerSecond);
+  }
+
+  private Heartbeat heartbeat() {
+    return new Heartbeat(ctx.serverId, inflight.get(), rebatcher.queuedFlops(), draining);
+  }
+
+  @Override
+  public void handle(Message m, Responder responder) {
+    if (m.type() != MessageType.FORWARD_REQUEST && m.type() != MessageType.BACKWARD_REQUEST) {
+      m.close();
+      throw new ProtocolException(ErrorCode.UNEXPECTED_MESSAGE, null, "an attention server does not serve " + m.type());
+    }
+    long requestId = m.requestId();
+    if (draining) {
+      m.close();
+      errors.incrementAndGet();
+      throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is draining", 100, null);
+    }
+    PreparedRequest prepared;
+    try {
+      prepared = validator.prepare(m, allocator);
+    } catch (ProtocolException e) {
+      errors.incrementAndGet();
+      throw e;
+    }
+    inflight.incrementAndGet();
+    prepared.done.whenComplete((stats, err) -> {
+      inflight.decrementAndGet();
+      try {
+        if (err != null) {
+          errors.incrementAndGet();
+          Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
+          responder.error(requestId, c instanceof ProtocolException pe ? pe
+              : new ProtocolException(ErrorCode.INTERNAL, null, c.toString()));
+          return;
+        }
+        tasksServed.addAndGet(prepared.slices.size());
+        flopsServed.addAndGet((long) prepared.flops);
+        responder.reply(Message.of(
+            prepared.phase == Phase.FORWARD ? MessageType.FORWARD_RESPONSE : MessageType.BACKWARD_RESPONSE,
+            requestId, response(prepared, stats), prepared.takeOutputs()));
+      } finally {
+        prepared.close();
+      }
+    });
+    rebatcher.offer(prepared);
+  }
+
+  private AttentionResponse response(PreparedRequest r, BatchStats stats) {
+    return new AttentionResponse(r.meta.job(), r.meta.step(), ctx.serverId, r.slices.size(), stats.queueNanos(),
+        stats.computeNanos(), stats.fusedRequests());
+  }
+
+  /**
+   * Graceful drain: readiness goes false (the dispatcher hears "draining" at once and plans no more
+   * work here), new requests are refused with DRAINING so clients re-dispatch, and queued work
+   * finishes within {@code drainTimeoutMs}.
+   */
+  public boolean drain() {
+    draining = true;
+    if (link != null) {
+      link.heartbeatNow();
+    }
+    long until = System.currentTimeMillis() + ctx.drainTimeoutMs;
+    while (inflight.get() > 0 && System.currentTimeMillis() < until) {
+      try {
+        Thread.sleep(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    boolean clean = inflight.get() == 0;
+    LOG.info("server {} drained {}", ctx.serverId, clean ? "cleanly" : "with " + inflight.get() + " requests left");
+    return clean;
+  }
+
+  @Override
+  public synchronized void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (link != null) {
+      link.close();
+      linkGroup.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+    server.stopAccepting();
+    rebatcher.close();
+    server.close();
+    backend.close();
+    allocator.close();
+  }
+}

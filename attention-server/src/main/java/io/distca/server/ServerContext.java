@@ -1,0 +1,69 @@
+package io.distca.server;
+
+import java.util.UUID;
+
+/** Attention-server settings with their defaults; {@link #conclude()} validates them once. */
+public final class ServerContext {
+  public String host = "0.0.0.0";
+  /** Data port for trainer clients; 0 picks a free one. */
+  public int port = 7400;
+  /** Address the dispatcher hands to clients; defaults to 127.0.0.1 when listening on all interfaces. */
+  public String advertisedHost;
+  /** Dispatcher to register with; null runs the server standalone (clients connect directly). */
+  public String dispatcherHost;
+  public int dispatcherPort = 7300;
+  public String serverId = "server-" + UUID.randomUUID().toString().substring(0, 8);
+  /** Shared token: required from clients in HELLO and presented to the dispatcher. Empty disables it. */
+  public String token = "";
+  /** cpu, cuda, auto (CUDA when a GPU and the kernels are there, else CPU) or reference (float64, slow). */
+  public String backend = "auto";
+  /** Compute threads of the CPU backend; 0 means one per core. */
+  public int computeThreads = 0;
+  public int ioThreads = 2;
+  public long maxFrameBytes = 512L << 20;
+  public RequestLimits limits = RequestLimits.DEFAULT;
+  /** How long the rebatcher waits for more requests to fuse with the oldest one. */
+  public long batchWindowMicros = 200;
+  public long maxBatchQueryTokens = 65_536;
+  public int maxBatchRequests = 64;
+  /** Admission bound: bytes of requests waiting for the backend. */
+  public long maxQueuedBytes = 2L << 30;
+  /** How long a drain waits for queued and running work before closing anyway. */
+  public long drainTimeoutMs = 30_000;
+
+  private boolean concluded;
+
+  public ServerContext conclude() {
+    if (concluded) {
+      return this;
+    }
+    require(port >= 0 && port < 65536, "port must be in [0, 65535], got " + port);
+    require(serverId != null && !serverId.isEmpty(), "serverId must be set");
+    require(computeThreads >= 0, "computeThreads must be >= 0");
+    require(ioThreads >= 1, "ioThreads must be >= 1");
+    require(maxFrameBytes >= 1 << 20, "maxFrameBytes must be at least 1 MiB");
+    require(batchWindowMicros >= 0, "batchWindowMicros must be >= 0");
+    require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
+        "backend must be cpu, cuda, auto or reference, got " + backend);
+    if (advertisedHost == null) {
+      advertisedHost = host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host;
+    }
+    concluded = true;
+    return this;
+  }
+
+  Rebatcher.Options rebatchOptions() {
+    Rebatcher.Options o = new Rebatcher.Options();
+    o.batchWindowNanos = batchWindowMicros * 1000;
+    o.maxBatchQueryTokens = maxBatchQueryTokens;
+    o.maxBatchRequests = maxBatchRequests;
+    o.maxQueuedBytes = maxQueuedBytes;
+    return o;
+  }
+
+  private static void require(boolean ok, String message) {
+    if (!ok) {
+      throw new IllegalArgumentException(message);
+    }
+  }
+}

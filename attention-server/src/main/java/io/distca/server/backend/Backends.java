@@ -1,0 +1,47 @@
+package io.distca.server.backend;
+
+import io.distca.server.backend.cpu.CpuBackend;
+import io.distca.server.backend.cpu.CpuBackendOptions;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Creates the backend a server was asked for: {@code cpu}, {@code reference} (float64, for checks),
+ * {@code cuda}, or {@code auto} (CUDA when a GPU and the built kernels are there, else CPU, with
+ * the reason logged).
+ */
+public final class Backends {
+  private static final Logger LOG = LoggerFactory.getLogger(Backends.class);
+
+  private Backends() {}
+
+  /** @param computeThreads CPU backend threads; 0 means one per core */
+  public static AttentionBackend create(String kind, int computeThreads) {
+    switch (kind) {
+      case "cpu":
+        return cpu(computeThreads);
+      case "reference":
+        return new ReferenceAttention();
+      case "cuda":
+        return CudaSupport.create();
+      case "auto": {
+        String why = CudaSupport.unavailableReason();
+        if (why == null) {
+          return CudaSupport.create();
+        }
+        LOG.info("backend auto: using the CPU backend ({})", why);
+        return cpu(computeThreads);
+      }
+      default:
+        throw new IllegalArgumentException("unknown backend '" + kind + "' (cpu, cuda, auto, reference)");
+    }
+  }
+
+  private static AttentionBackend cpu(int threads) {
+    CpuBackendOptions options = new CpuBackendOptions();
+    if (threads > 0) {
+      options.threads(threads);
+    }
+    return new CpuBackend(options);
+  }
+}

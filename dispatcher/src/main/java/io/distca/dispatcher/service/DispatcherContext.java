@@ -1,0 +1,45 @@
+package io.distca.dispatcher.service;
+
+import io.distca.dispatcher.plan.PlanOptions;
+
+/** Dispatcher settings with defaults; {@link #conclude()} validates them once. */
+public final class DispatcherContext {
+  public String host = "0.0.0.0";
+  /** Plan and registration port; 0 picks a free one. */
+  public int port = 7300;
+  public int ioThreads = 2;
+  /** Shared token required in HELLO; empty disables the check (development only). */
+  public String token = "";
+  public long maxFrameBytes = 64L << 20;
+  /** How often servers are asked to heartbeat. */
+  public long heartbeatIntervalMs = 1000;
+  /** Silence after which a server is declared dead and gets no more work. */
+  public long deadAfterMs = 3500;
+  /** How long the plan of a step waits for all ranks of the job before planning with those present. */
+  public long gatherTimeoutMs = 2000;
+  /** "distca" (communication-aware, the default) or "greedy". */
+  public String planner = "distca";
+  public PlanOptions planOptions = PlanOptions.defaults();
+
+  private boolean concluded;
+
+  public DispatcherContext conclude() {
+    if (concluded) {
+      return this;
+    }
+    require(port >= 0 && port < 65536, "port must be in [0, 65535], got " + port);
+    require(ioThreads >= 1, "ioThreads must be >= 1");
+    require(heartbeatIntervalMs > 0, "heartbeatIntervalMs must be positive");
+    require(deadAfterMs > heartbeatIntervalMs, "deadAfterMs must exceed heartbeatIntervalMs");
+    require(gatherTimeoutMs > 0, "gatherTimeoutMs must be positive");
+    require(planner.equals("distca") || planner.equals("greedy"), "planner must be distca or greedy, got " + planner);
+    concluded = true;
+    return this;
+  }
+
+  private static void require(boolean ok, String message) {
+    if (!ok) {
+      throw new IllegalArgumentException(message);
+    }
+  }
+}

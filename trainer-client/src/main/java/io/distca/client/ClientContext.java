@@ -1,0 +1,65 @@
+package io.distca.client;
+
+import io.netty.channel.ChannelPipeline;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.function.Consumer;
+
+/**
+ * Every setting of a {@link DistcaClient}, with documented defaults; {@link #conclude()} validates
+ * them once. Mutable until concluded, like an Aeron context.
+ */
+public final class ClientContext {
+  /** Dispatcher address; required. */
+  public String dispatcherHost = "127.0.0.1";
+  public int dispatcherPort = 7300;
+  /** Shared secret sent in HELLO; empty when the cluster runs without authentication. */
+  public String token = "";
+  /** Training job name: plans are made per (job, step) across its ranks. */
+  public String job = "job";
+  public int rank = 0;
+  public int worldSize = 1;
+  /** Largest query shard the planner may cut (tokens); shards are at least 128 except a document's last. */
+  public int shardTokens = 4096;
+  /** How long one request to a server may take before it is sent elsewhere. */
+  public Duration requestTimeout = Duration.ofSeconds(60);
+  /** How long a whole forward or backward call may take. */
+  public Duration stepTimeout = Duration.ofSeconds(300);
+  public Duration connectTimeout = Duration.ofSeconds(5);
+  /** Attempts per nano-batch (first try included) before the call fails. */
+  public int maxAttempts = 4;
+  /** Netty I/O threads. */
+  public int ioThreads = 2;
+  /** Split each server's share into two requests so transfer of one overlaps compute of the other. */
+  public boolean pingPong = true;
+  /** Installs the wire codec on new channels; set by {@link DistcaClient} when left null. */
+  public Consumer<ChannelPipeline> pipelineSetup;
+  /** Name sent in HELLO, for server logs. */
+  public String clientName = "trainer";
+
+  private boolean concluded;
+
+  public ClientContext conclude() {
+    if (concluded) {
+      return this;
+    }
+    Objects.requireNonNull(dispatcherHost, "dispatcherHost");
+    require(dispatcherPort > 0 && dispatcherPort < 65536, "dispatcherPort must be a TCP port, got " + dispatcherPort);
+    require(job != null && !job.isEmpty(), "job must be a non-empty name");
+    require(worldSize >= 1, "worldSize must be >= 1, got " + worldSize);
+    require(rank >= 0 && rank < worldSize, "rank must be in [0, worldSize), got " + rank);
+    require(shardTokens >= 128, "shardTokens must be >= 128 (the kernel's efficient minimum), got " + shardTokens);
+    require(maxAttempts >= 1, "maxAttempts must be >= 1");
+    require(ioThreads >= 1, "ioThreads must be >= 1");
+    require(!requestTimeout.isNegative() && !requestTimeout.isZero(), "requestTimeout must be positive");
+    require(!stepTimeout.isNegative() && !stepTimeout.isZero(), "stepTimeout must be positive");
+    concluded = true;
+    return this;
+  }
+
+  private static void require(boolean ok, String message) {
+    if (!ok) {
+      throw new IllegalArgumentException(message);
+    }
+  }
+}

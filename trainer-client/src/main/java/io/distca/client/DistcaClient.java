@@ -1,0 +1,376 @@
+package io.distca.client;
+
+import io.distca.dispatcher.plan.GreedyPlanner;
+import io.distca.dispatcher.plan.Plan;
+import io.distca.dispatcher.plan.PlanInput;
+import io.distca.dispatcher.plan.PlanOptions;
+import io.distca.dispatcher.plan.ServerCapacity;
+import io.distca.protocol.message.AttentionRequest;
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.Hello;
+import io.distca.protocol.message.Message;
+import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.PlanRequest;
+import io.distca.protocol.message.PlanResponse;
+import io.distca.protocol.message.PlannedTask;
+import io.distca.protocol.message.ProtocolException;
+import io.distca.protocol.message.ServerInfo;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.TensorSet;
+import io.distca.protocol.transport.ConnectionLostException;
+import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.WireSetup;
+import io.netty.channel.EventLoopGroup;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.arrow.memory.BufferAllocator;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The trainer-side library: forward and backward core attention of a micro-batch, served by the
+ * attention-server pool.
+ *
+ * <p>A call gets the step's plan from the dispatcher (once per step; every layer reuses it), turns
+ * it into CA-tasks, groups each server's tasks into two nano-batches (ping-pong: the second is on the
+ * wire while the first computes), ships them, and assembles the results in the caller's layout. A
+ * nano-batch that fails (connection lost, server overloaded or draining, timeout) is sent again to
+ * another server, within the call's deadline; each task's first result wins.
+ *
+ * <p>When the dispatcher cannot be reached the client plans locally with the same greedy over the
+ * servers of its last plan, so training continues through a dispatcher restart.
+ */
+public final class DistcaClient implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(DistcaClient.class);
+  private static final int PLAN_CACHE = 4;
+
+  private final ClientContext ctx;
+  private final BufferAllocator allocator;
+  private final EventLoopGroup group;
+  private final ConnectionPool servers;
+  private final ConnectionPool dispatcher;
+  private final Map<PlanKey, CompletableFuture<PlanResponse>> plans = new LinkedHashMap<>();
+  private volatile List<ServerInfo> lastServers = List.of();
+  private final AtomicLong retries = new AtomicLong();
+  private final AtomicLong localPlans = new AtomicLong();
+
+  private record PlanKey(long step, int[] docs, AttentionShape shape, boolean causal) {
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof PlanKey k && k.step == step && Arrays.equals(k.docs, docs) && k.shape.equals(shape)
+          && k.causal == causal;
+    }
+
+    @Override
+    public int hashCode() {
+      return Objects.hash(step, Arrays.hashCode(docs), shape, causal);
+    }
+  }
+
+  public DistcaClient(ClientContext context, BufferAllocator parent) {
+    this.ctx = context.conclude();
+    this.allocator = parent.newChildAllocator("distca-client-" + ctx.rank, 0, Long.MAX_VALUE);
+    this.group = Transports.group(ctx.ioThreads, "distca-client-io");
+    var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator);
+    Hello hello = new Hello(1, "trainer", ctx.clientName + "-" + ctx.rank, ctx.token);
+    this.servers = new ConnectionPool(group, hello, setup, ctx.connectTimeout);
+    this.dispatcher = new ConnectionPool(group, hello, setup, ctx.connectTimeout);
+  }
+
+  public long retries() {
+    return retries.get();
+  }
+
+  public long localPlans() {
+    return localPlans.get();
+  }
+
+  /** Forward core attention: O and LSE of every token of {@code batch}. */
+  public CompletableFuture<ForwardResult> forward(long step, MicroBatch batch) {
+    return run(step, batch, null).thenApply(c -> c.assembler.finishForward(c.stats()));
+  }
+
+  /** Backward core attention: dQ, dK, dV of every token of {@code input.batch()}. */
+  public CompletableFuture<BackwardResult> backward(long step, BackwardInput input) {
+    return run(step, input.batch(), input).thenApply(c -> c.assembler.finishBackward(c.stats()));
+  }
+
+  private CompletableFuture<Call> run(long step, MicroBatch mb, BackwardInput bwd) {
+    long start = System.nanoTime();
+    long deadline = System.currentTimeMillis() + ctx.stepTimeout.toMillis();
+    return plan(step, mb).thenCompose(plan -> {
+      Call call = new Call(step, mb, bwd, plan, deadline, start);
+      call.launch();
+      return call.result;
+    });
+  }
+
+  // ---------------------------------------------------------------- planning
+
+  private CompletableFuture<PlanResponse> plan(long step, MicroBatch mb) {
+    PlanKey key = new PlanKey(step, mb.docLengths().clone(), mb.shape(), mb.causal());
+    synchronized (plans) {
+      CompletableFuture<PlanResponse> cached = plans.get(key);
+      if (cached != null && !cached.isCompletedExceptionally()) {
+        return cached;
+      }
+      CompletableFuture<PlanResponse> f = requestPlan(step, mb);
+      plans.put(key, f);
+      while (plans.size() > PLAN_CACHE) {
+        plans.remove(plans.keySet().iterator().next());
+      }
+      return f;
+    }
+  }
+
+  private CompletableFuture<PlanResponse> requestPlan(long step, MicroBatch mb) {
+    AttentionShape s = mb.shape();
+    PlanRequest req = new PlanRequest(ctx.job, step, ctx.rank, ctx.worldSize, s.headsQ(), s.headsKv(), s.headDim(),
+        s.dtype().wireName(), mb.causal(), mb.docLengths(), ctx.shardTokens);
+    return dispatcher.get(ctx.dispatcherHost, ctx.dispatcherPort)
+        .thenCompose(c -> c.request(Message.of(MessageType.PLAN_REQUEST, 0, req), ctx.stepTimeout))
+        .handle((reply, err) -> {
+          if (err == null) {
+            try {
+              PlanResponse plan = reply.meta(PlanResponse.class);
+              if (!plan.servers().isEmpty()) {
+                lastServers = plan.servers();
+              }
+              return plan;
+            } finally {
+              reply.close();
+            }
+          }
+          Throwable cause = unwrap(err);
+          boolean dispatcherDown = cause instanceof ConnectionLostException || cause instanceof TimeoutException;
+          if (dispatcherDown && !lastServers.isEmpty()) {
+            LOG.warn("dispatcher unreachable ({}); planning step {} locally over {} known servers", cause.getMessage(),
+                step, lastServers.size());
+            localPlans.incrementAndGet();
+            return localPlan(step, mb, lastServers);
+          }
+          throw new CompletionException(cause);
+        });
+  }
+
+  /** The dispatcher's simple greedy over this rank's documents alone, for when the dispatcher is away. */
+  private PlanResponse localPlan(long step, MicroBatch mb, List<ServerInfo> known) {
+    long t0 = System.nanoTime();
+    List<ServerCapacity> caps = new ArrayList<>();
+    for (ServerInfo s : known) {
+      caps.add(new ServerCapacity(s.serverId(), s.flopsPerSecond() > 0 ? s.flopsPerSecond() : 1.0, 0));
+    }
+    PlanOptions options = PlanOptions.defaults().withShardTokens(PlanOptions.DEFAULT_MIN_SHARD_TOKENS, ctx.shardTokens);
+    Plan plan = new GreedyPlanner().plan(new PlanInput(mb.shape(), mb.causal(), List.of(mb.docLengths()), caps, options));
+    return new PlanResponse(ctx.job, step, ctx.rank, known, plan.tasksOf(0), plan.imbalance(), System.nanoTime() - t0);
+  }
+
+  // ---------------------------------------------------------------- one forward or backward call
+
+  private final class Call {
+    final long step;
+    final MicroBatch mb;
+    final BackwardInput bwd;
+    final PlanResponse plan;
+    final long deadlineEpochMs;
+    final long startNanos;
+    final int[] cu;
+    final List<ClientTask> tasks = new ArrayList<>();
+    final ResultAssembler assembler;
+    final CompletableFuture<Call> result = new CompletableFuture<>();
+    final AtomicInteger outstanding = new AtomicInteger();
+    final AtomicLong bytesSent = new AtomicLong();
+    final AtomicLong bytesReceived = new AtomicLong();
+    final AtomicInteger callRetries = new AtomicInteger();
+    int requests;
+    double flops;
+
+    Call(long step, MicroBatch mb, BackwardInput bwd, PlanResponse plan, long deadlineEpochMs, long startNanos) {
+      this.step = step;
+      this.mb = mb;
+      this.bwd = bwd;
+      this.plan = plan;
+      this.deadlineEpochMs = deadlineEpochMs;
+      this.startNanos = startNanos;
+      this.cu = mb.cuSeqlens();
+      long id = 0;
+      for (PlannedTask t : plan.tasks()) {
+        checkTask(t);
+        tasks.add(new ClientTask(id++, t.doc(), t.qStart(), t.qEnd(), t.kvStart(), t.kvEnd(), t.server()));
+      }
+      this.assembler = new ResultAssembler(mb.shape(), bwd != null, tasks, cu, allocator);
+    }
+
+    private void checkTask(PlannedTask t) {
+      int[] docs = mb.docLengths();
+      if (t.doc() < 0 || t.doc() >= docs.length || t.qStart() < 0 || t.qEnd() > docs[t.doc()] || t.qStart() > t.qEnd()
+          || t.kvStart() < 0 || t.kvEnd() > docs[t.doc()] || t.kvStart() > t.kvEnd()
+          || t.server() < 0 || t.server() >= plan.servers().size()) {
+        throw new IllegalStateException("plan for step " + step + " has an invalid task " + t);
+      }
+    }
+
+    StepStats stats() {
+      return new StepStats(tasks.size(), requests, bytesSent.get(), bytesReceived.get(),
+          bwd == null ? flops : 2.5 * flops, callRetries.get(), plan.planNanos(), System.nanoTime() - startNanos,
+          plan.imbalance());
+    }
+
+    void launch() {
+      Map<Integer, List<Integer>> byServer = new LinkedHashMap<>();
+      for (int i = 0; i < tasks.size(); i++) {
+        byServer.computeIfAbsent(tasks.get(i).server(), k -> new ArrayList<>()).add(i);
+      }
+      List<Runnable> sends = new ArrayList<>();
+      for (var e : byServer.entrySet()) {
+        for (List<Integer> half : pingPong(e.getValue())) {
+          List<ClientTask> nbTasks = new ArrayList<>(half.size());
+          for (int i : half) {
+            nbTasks.add(tasks.get(i));
+          }
+          NanoBatch nb = new NanoBatch(nbTasks);
+          flops += nb.flops(mb.shape(), mb.causal());
+          requests++;
+          outstanding.incrementAndGet();
+          sends.add(() -> send(nb, half, e.getKey(), 0));
+        }
+      }
+      if (sends.isEmpty()) {
+        result.complete(this);
+        return;
+      }
+      sends.forEach(Runnable::run);
+    }
+
+    /** Splits a server's tasks into two nano-batches of about equal FLOPs (largest first, greedy). */
+    private List<List<Integer>> pingPong(List<Integer> taskIdx) {
+      if (!ctx.pingPong || taskIdx.size() < 2) {
+        return List.of(taskIdx);
+      }
+      List<Integer> sorted = new ArrayList<>(taskIdx);
+      sorted.sort(Comparator.comparingDouble((Integer i) -> -taskFlops(tasks.get(i))).thenComparingInt(i -> i));
+      List<Integer> a = new ArrayList<>();
+      List<Integer> b = new ArrayList<>();
+      double fa = 0;
+      double fb = 0;
+      for (int i : sorted) {
+        double f = taskFlops(tasks.get(i));
+        if (fa <= fb) {
+          a.add(i);
+          fa += f;
+        } else {
+          b.add(i);
+          fb += f;
+        }
+      }
+      a.sort(null);
+      b.sort(null);
+      return List.of(a, b);
+    }
+
+    private double taskFlops(ClientTask t) {
+      return io.distca.protocol.model.CostModel.pairs(t.qLen(), t.kvLen(), mb.causal(), t.diagonal(mb.causal()));
+    }
+
+    private void send(NanoBatch nb, List<Integer> taskIdx, int server, int attempt) {
+      if (result.isDone()) {
+        return;
+      }
+      ServerInfo target = plan.servers().get(server);
+      MessageType type = bwd == null ? MessageType.FORWARD_REQUEST : MessageType.BACKWARD_REQUEST;
+      AttentionRequest meta = nb.meta(ctx.job, step, deadlineEpochMs, attempt, mb.shape(), mb.causal());
+      long timeout = Math.min(ctx.requestTimeout.toMillis(), Math.max(1, deadlineEpochMs - System.currentTimeMillis()));
+      servers.get(target.host(), target.port())
+          .thenCompose(conn -> {
+            Message msg = nb.build(type, meta, mb, cu, bwd, allocator);
+            bytesSent.addAndGet(msg.tensors().byteSize());
+            return conn.request(msg).orTimeout(timeout, TimeUnit.MILLISECONDS);
+          })
+          .whenComplete((reply, err) -> {
+            if (err == null) {
+              try {
+                accept(nb, taskIdx, reply);
+              } catch (RuntimeException e) {
+                fail(e);
+                return;
+              } finally {
+                reply.close();
+              }
+              if (outstanding.decrementAndGet() == 0) {
+                result.complete(this);
+              }
+              return;
+            }
+            retryOrFail(nb, taskIdx, server, attempt, unwrap(err));
+          });
+    }
+
+    private void accept(NanoBatch nb, List<Integer> taskIdx, Message reply) {
+      TensorSet t = reply.tensors();
+      if (t == null) {
+        throw new IllegalStateException("server answered " + reply.type() + " without tensors");
+      }
+      bytesReceived.addAndGet(t.byteSize());
+      if (bwd == null) {
+        assembler.acceptForward(nb, taskIdx, t.get("o"), t.get("lse"));
+      } else {
+        assembler.acceptBackward(nb, taskIdx, t.get("dq"), t.get("dk"), t.get("dv"));
+      }
+    }
+
+    private void retryOrFail(NanoBatch nb, List<Integer> taskIdx, int server, int attempt, Throwable cause) {
+      boolean retryable = cause instanceof ConnectionLostException || cause instanceof TimeoutException
+          || (cause instanceof ProtocolException pe && (pe.code() == ErrorCode.OVERLOADED
+              || pe.code() == ErrorCode.DRAINING || pe.code() == ErrorCode.INTERNAL));
+      long left = deadlineEpochMs - System.currentTimeMillis();
+      if (!retryable || attempt + 1 >= ctx.maxAttempts || left <= 0) {
+        fail(new DistcaException("step " + step + ": " + nb.tasks.size() + " tasks on "
+            + plan.servers().get(server).serverId() + " failed after " + (attempt + 1) + " attempts: " + cause, cause));
+        return;
+      }
+      int next = (server + 1 + attempt) % plan.servers().size();
+      long delay = cause instanceof ProtocolException pe ? Math.min(pe.retryAfterMs(), left / 2) : 0;
+      retries.incrementAndGet();
+      callRetries.incrementAndGet();
+      LOG.info("step {}: re-dispatching {} tasks from {} to {} (attempt {}): {}", step, nb.tasks.size(),
+          plan.servers().get(server).serverId(), plan.servers().get(next).serverId(), attempt + 2, cause.toString());
+      if (delay > 0) {
+        group.schedule(() -> send(nb, taskIdx, next, attempt + 1), delay, TimeUnit.MILLISECONDS);
+      } else {
+        send(nb, taskIdx, next, attempt + 1);
+      }
+    }
+
+    private void fail(Throwable t) {
+      if (result.completeExceptionally(t)) {
+        assembler.close();
+      }
+    }
+  }
+
+  private static Throwable unwrap(Throwable t) {
+    while (t instanceof CompletionException && t.getCause() != null) {
+      t = t.getCause();
+    }
+    return t;
+  }
+
+  @Override
+  public void close() {
+    servers.close();
+    dispatcher.close();
+    group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    allocator.close();
+  }
+}
