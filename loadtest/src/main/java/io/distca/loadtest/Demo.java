@@ -1,0 +1,260 @@
+package io.distca.loadtest;
+
+import io.distca.client.BackwardInput;
+import io.distca.client.BackwardResult;
+import io.distca.client.ClientContext;
+import io.distca.client.DistcaClient;
+import io.distca.client.ForwardResult;
+import io.distca.client.MicroBatch;
+import io.distca.dispatcher.workload.DocLengthDistribution;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.model.CostModel;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.AttentionServer;
+import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.cpu.CpuBackend;
+import io.distca.server.backend.cpu.CpuBackendOptions;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+
+/**
+ * {@code distca demo}: an embedded cluster on loopback (a dispatcher, attention servers, trainer
+ * clients), several training steps of forward and backward core attention over documents drawn
+ * from the pretrain length distribution, every result checked against a local unsharded
+ * computation. Exits non-zero on a mismatch.
+ */
+public final class Demo {
+
+  /** Demo settings; defaults finish in well under a minute on two cores. */
+  public static final class Options {
+    public int steps = 3;
+    public int ranks = 2;
+    public int servers = 2;
+    public int tokensPerRank = 8192;
+    public int headsQ = 8;
+    public int headsKv = 2;
+    public int headDim = 64;
+    public DType dtype = DType.BF16;
+    public boolean causal = true;
+    public int shardTokens = 1024;
+    public String backend = "auto";
+    public String planner = "distca";
+    public long seed = 42;
+    /** Largest relative error (max |x - ref| / max |ref|) accepted; bf16 outputs round at ~4e-3. */
+    public double tolerance = 2e-2;
+  }
+
+  /** What a demo run did, printed as text or JSON. */
+  public record Report(
+      int steps, int ranks, int servers, String backend, long tokens, int documents, int tasks, int requests,
+      double forwardSeconds, double backwardSeconds, double forwardFlops, double backwardFlops,
+      double maxErrorO, double maxErrorLse, double maxErrorDq, double maxErrorDk, double maxErrorDv,
+      long retries, long fusedBatches, double imbalance, boolean passed) {
+
+    public double tokensPerSecond() {
+      return tokens / (forwardSeconds + backwardSeconds);
+    }
+
+    public double forwardGflops() {
+      return forwardFlops / forwardSeconds / 1e9;
+    }
+
+    public double backwardGflops() {
+      return backwardFlops / backwardSeconds / 1e9;
+    }
+
+    public Map<String, Object> toMap() {
+      Map<String, Object> m = new LinkedHashMap<>();
+      m.put("steps", steps);
+      m.put("ranks", ranks);
+      m.put("servers", servers);
+      m.put("backend", backend);
+      m.put("tokens", tokens);
+      m.put("documents", documents);
+      m.put("tasks", tasks);
+      m.put("requests", requests);
+      m.put("forward_seconds", forwardSeconds);
+      m.put("backward_seconds", backwardSeconds);
+      m.put("tokens_per_second", tokensPerSecond());
+      m.put("forward_gflops", forwardGflops());
+      m.put("backward_gflops", backwardGflops());
+      m.put("max_error_o", maxErrorO);
+      m.put("max_error_lse", maxErrorLse);
+      m.put("max_error_dq", maxErrorDq);
+      m.put("max_error_dk", maxErrorDk);
+      m.put("max_error_dv", maxErrorDv);
+      m.put("retries", retries);
+      m.put("fused_batches", fusedBatches);
+      m.put("plan_imbalance", imbalance);
+      m.put("passed", passed);
+      return m;
+    }
+  }
+
+  private Demo() {}
+
+  public static Report run(Options o) throws Exception {
+    AttentionShape shape = new AttentionShape(o.headsQ, o.headsKv, o.headDim, o.dtype, AttentionShape.defaultScale(o.headDim));
+    String problem = shape.problem();
+    if (problem != null) {
+      throw new IllegalArgumentException(problem);
+    }
+    DocLengthDistribution docs = DocLengthDistribution.pretrain();
+    try (BufferAllocator root = new RootAllocator();
+        AttentionBackend reference = new CpuBackend(new CpuBackendOptions())) {
+      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
+      co.servers = o.servers;
+      co.backend = o.backend;
+      co.planner = o.planner;
+      try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
+        cluster.awaitReady(30_000);
+        List<DistcaClient> clients = new ArrayList<>();
+        try {
+          for (int r = 0; r < o.ranks; r++) {
+            ClientContext cc = new ClientContext();
+            cc.dispatcherHost = "127.0.0.1";
+            cc.dispatcherPort = cluster.dispatcherPort();
+            cc.job = "demo";
+            cc.rank = r;
+            cc.worldSize = o.ranks;
+            cc.shardTokens = o.shardTokens;
+            clients.add(new DistcaClient(cc, root));
+          }
+          return runSteps(o, shape, docs, clients, cluster, reference, root);
+        } finally {
+          for (DistcaClient c : clients) {
+            c.close();
+          }
+        }
+      }
+    }
+  }
+
+  private static Report runSteps(Options o, AttentionShape shape, DocLengthDistribution dist, List<DistcaClient> clients,
+      EmbeddedCluster cluster, AttentionBackend reference, BufferAllocator root) throws Exception {
+    double fwdSeconds = 0;
+    double bwdSeconds = 0;
+    double fwdFlops = 0;
+    double bwdFlops = 0;
+    double[] err = new double[5];
+    long tokens = 0;
+    int documents = 0;
+    int tasks = 0;
+    int requests = 0;
+    double imbalance = 0;
+    for (int step = 0; step < o.steps; step++) {
+      List<MicroBatch> batches = new ArrayList<>();
+      List<Tensor> owned = new ArrayList<>();
+      try {
+        for (int r = 0; r < o.ranks; r++) {
+          SplittableRandom rnd = new SplittableRandom(o.seed * 1_000_003L + step * 1009L + r);
+          int[] lengths = dist.sampleToBudget(rnd, o.tokensPerRank);
+          int t = 0;
+          for (int len : lengths) {
+            t += len;
+          }
+          Tensor q = random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
+          Tensor k = random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
+          Tensor v = random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
+          owned.add(q);
+          owned.add(k);
+          owned.add(v);
+          batches.add(new MicroBatch(shape, o.causal, lengths, q, k, v));
+          tokens += t;
+          documents += lengths.length;
+          for (int len : lengths) {
+            fwdFlops += CostModel.forwardFlops(len, len, shape.headsQ(), shape.headDim(), o.causal);
+          }
+        }
+        // forward: all ranks at once, as a data-parallel job would
+        final long s = step;
+        long t0 = System.nanoTime();
+        List<CompletableFuture<ForwardResult>> fwd = new ArrayList<>();
+        for (int r = 0; r < o.ranks; r++) {
+          fwd.add(clients.get(r).forward(s, batches.get(r)));
+        }
+        CompletableFuture.allOf(fwd.toArray(new CompletableFuture<?>[0])).join();
+        fwdSeconds += (System.nanoTime() - t0) / 1e9;
+        List<BackwardInput> bwdIn = new ArrayList<>();
+        for (int r = 0; r < o.ranks; r++) {
+          ForwardResult fr = fwd.get(r).join();
+          owned.add(fr.o());
+          owned.add(fr.lse());
+          tasks += fr.stats().tasks();
+          requests += fr.stats().requests();
+          imbalance = Math.max(imbalance, fr.stats().planImbalance());
+          Tensor[] ref = LocalReference.forward(reference, batches.get(r), root);
+          try {
+            err[0] = Math.max(err[0], TensorCompare.relativeMaxError(fr.o(), ref[0]));
+            err[1] = Math.max(err[1], TensorCompare.relativeMaxError(fr.lse(), ref[1]));
+          } finally {
+            ref[0].close();
+            ref[1].close();
+          }
+          SplittableRandom rnd = new SplittableRandom(o.seed * 7919L + step * 31L + r);
+          Tensor dO = random(root, rnd, shape.dtype(), batches.get(r).tokens(), shape.headsQ(), shape.headDim());
+          owned.add(dO);
+          bwdIn.add(new BackwardInput(batches.get(r), fr.o(), fr.lse(), dO));
+        }
+        // backward
+        t0 = System.nanoTime();
+        List<CompletableFuture<BackwardResult>> bwd = new ArrayList<>();
+        for (int r = 0; r < o.ranks; r++) {
+          bwd.add(clients.get(r).backward(s, bwdIn.get(r)));
+        }
+        CompletableFuture.allOf(bwd.toArray(new CompletableFuture<?>[0])).join();
+        bwdSeconds += (System.nanoTime() - t0) / 1e9;
+        for (int r = 0; r < o.ranks; r++) {
+          try (BackwardResult br = bwd.get(r).join()) {
+            Tensor[] ref = LocalReference.backward(reference, bwdIn.get(r), root);
+            try {
+              err[2] = Math.max(err[2], TensorCompare.relativeMaxError(br.dq(), ref[0]));
+              err[3] = Math.max(err[3], TensorCompare.relativeMaxError(br.dk(), ref[1]));
+              err[4] = Math.max(err[4], TensorCompare.relativeMaxError(br.dv(), ref[2]));
+            } finally {
+              for (Tensor x : ref) {
+                x.close();
+              }
+            }
+          }
+        }
+      } finally {
+        for (Tensor x : owned) {
+          x.close();
+        }
+      }
+    }
+    bwdFlops = 2.5 * fwdFlops;
+    long retries = 0;
+    for (DistcaClient c : clients) {
+      retries += c.retries();
+    }
+    long batchesRun = 0;
+    for (AttentionServer srv : cluster.servers()) {
+      batchesRun += srv.batches();
+    }
+    boolean passed = true;
+    for (double e : err) {
+      passed &= e <= o.tolerance;
+    }
+    String backendName = cluster.servers().get(0).backend().name();
+    return new Report(o.steps, o.ranks, o.servers, backendName, tokens, documents, tasks, requests, fwdSeconds,
+        bwdSeconds, fwdFlops, bwdFlops, err[0], err[1], err[2], err[3], err[4], retries, batchesRun, imbalance,
+        passed);
+  }
+
+  static Tensor random(BufferAllocator allocator, SplittableRandom rnd, DType dtype, int... shape) {
+    Tensor t = Tensor.allocate(allocator, dtype, shape);
+    for (long i = 0; i < t.numel(); i++) {
+      t.setFloat(i, (float) (rnd.nextDouble() * 2 - 1));
+    }
+    return t;
+  }
+}

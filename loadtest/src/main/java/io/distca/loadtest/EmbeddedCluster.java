@@ -1,0 +1,94 @@
+package io.distca.loadtest;
+
+import io.distca.dispatcher.service.Dispatcher;
+import io.distca.dispatcher.service.DispatcherContext;
+import io.distca.server.AttentionServer;
+import io.distca.server.ServerContext;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.arrow.memory.BufferAllocator;
+
+/**
+ * A whole DistCA cluster inside one JVM, on loopback: a dispatcher and N attention servers that
+ * register with it over real TCP, exactly as separate processes would. Used by {@code distca demo},
+ * the load test's default target, and end-to-end tests.
+ */
+public final class EmbeddedCluster implements AutoCloseable {
+  private final Dispatcher dispatcher;
+  private final List<AttentionServer> servers = new ArrayList<>();
+
+  /** Settings of the embedded cluster. */
+  public static final class Options {
+    public int servers = 2;
+    public String backend = "auto";
+    /** Compute threads per server; 0 splits the machine's cores evenly. */
+    public int computeThreads = 0;
+    public String token = "";
+    public String planner = "distca";
+    public long batchWindowMicros = 200;
+  }
+
+  public EmbeddedCluster(Options options, BufferAllocator allocator) {
+    DispatcherContext dc = new DispatcherContext();
+    dc.host = "127.0.0.1";
+    dc.port = 0;
+    dc.token = options.token;
+    dc.planner = options.planner;
+    dc.heartbeatIntervalMs = 200;
+    dc.deadAfterMs = 1000;
+    dc.gatherTimeoutMs = 5000;
+    this.dispatcher = new Dispatcher(dc, allocator);
+    int threads = options.computeThreads > 0 ? options.computeThreads
+        : Math.max(1, Runtime.getRuntime().availableProcessors() / options.servers);
+    try {
+      for (int i = 0; i < options.servers; i++) {
+        ServerContext sc = new ServerContext();
+        sc.host = "127.0.0.1";
+        sc.port = 0;
+        sc.serverId = "server-" + i;
+        sc.dispatcherHost = "127.0.0.1";
+        sc.dispatcherPort = dispatcher.port();
+        sc.token = options.token;
+        sc.backend = options.backend;
+        sc.computeThreads = threads;
+        sc.batchWindowMicros = options.batchWindowMicros;
+        servers.add(new AttentionServer(sc, allocator));
+      }
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  public int dispatcherPort() {
+    return dispatcher.port();
+  }
+
+  public Dispatcher dispatcher() {
+    return dispatcher;
+  }
+
+  public List<AttentionServer> servers() {
+    return servers;
+  }
+
+  /** Waits until every server is registered and live at the dispatcher. */
+  public void awaitReady(long timeoutMs) throws InterruptedException {
+    long until = System.currentTimeMillis() + timeoutMs;
+    while (dispatcher.membership().live().size() < servers.size()) {
+      if (System.currentTimeMillis() > until) {
+        throw new IllegalStateException("only " + dispatcher.membership().live().size() + " of " + servers.size()
+            + " servers registered within " + timeoutMs + " ms");
+      }
+      Thread.sleep(20);
+    }
+  }
+
+  @Override
+  public void close() {
+    for (AttentionServer s : servers) {
+      s.close();
+    }
+    dispatcher.close();
+  }
+}

@@ -1,0 +1,209 @@
+package io.distca.loadtest;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.distca.client.BackwardInput;
+import io.distca.client.BackwardResult;
+import io.distca.client.ClientContext;
+import io.distca.client.DistcaClient;
+import io.distca.client.ForwardResult;
+import io.distca.client.MicroBatch;
+import io.distca.protocol.message.AttentionRequest;
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.Hello;
+import io.distca.protocol.message.Message;
+import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.ProtocolException;
+import io.distca.protocol.message.TaskSpec;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.protocol.tensor.TensorSet;
+import io.distca.protocol.transport.PeerConnection;
+import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.WireSetup;
+import io.distca.server.AttentionServer;
+import io.distca.server.backend.ReferenceAttention;
+import io.netty.channel.EventLoopGroup;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The whole data path over loopback TCP: a dispatcher, two attention servers and three trainer
+ * clients planning together; forward and backward results checked against the float64 reference
+ * run locally on whole documents; and the cluster still serves after a client sends garbage.
+ * Closing the root allocator at the end fails the test on any leaked buffer.
+ */
+class EndToEndTest {
+  private static final AttentionShape SHAPE = new AttentionShape(4, 2, 32, DType.BF16, AttentionShape.defaultScale(32));
+
+  @Test
+  void causalAndFullAttentionThroughTheClusterMatchTheReference() throws Exception {
+    try (BufferAllocator root = new RootAllocator()) {
+      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
+      co.servers = 2;
+      co.backend = "cpu";
+      co.computeThreads = 1;
+      try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
+        cluster.awaitReady(20_000);
+        int ranks = 3;
+        List<DistcaClient> clients = new ArrayList<>();
+        try (ReferenceAttention reference = new ReferenceAttention()) {
+          for (int r = 0; r < ranks; r++) {
+            ClientContext cc = new ClientContext();
+            cc.dispatcherPort = cluster.dispatcherPort();
+            cc.job = "e2e";
+            cc.rank = r;
+            cc.worldSize = ranks;
+            cc.shardTokens = 256;
+            clients.add(new DistcaClient(cc, root));
+          }
+          // document mixes with the edge cases: single tokens, lengths off the block size, and
+          // documents longer than a shard so that they are cut into several CA-tasks
+          int[][] docs = {{700, 1, 129, 37}, {513, 256, 3}, {1, 1, 900}};
+          for (boolean causal : new boolean[] {true, false}) {
+            runStep(clients, reference, root, docs, causal, causal ? 1 : 2);
+          }
+          long fused = 0;
+          for (AttentionServer s : cluster.servers()) {
+            assertTrue(s.tasksServed() > 0, s.serverId() + " served no task: the plan did not spread work");
+            fused += s.fusedRequests();
+          }
+          assertTrue(fused > 0);
+        } finally {
+          for (DistcaClient c : clients) {
+            c.close();
+          }
+        }
+      }
+    }
+  }
+
+  private static void runStep(List<DistcaClient> clients, ReferenceAttention reference, BufferAllocator root,
+      int[][] docs, boolean causal, long step) {
+    List<Tensor> owned = new ArrayList<>();
+    try {
+      List<MicroBatch> batches = new ArrayList<>();
+      for (int r = 0; r < clients.size(); r++) {
+        SplittableRandom rnd = new SplittableRandom(1000 * step + r);
+        int t = 0;
+        for (int len : docs[r]) {
+          t += len;
+        }
+        Tensor q = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsQ(), SHAPE.headDim());
+        Tensor k = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim());
+        Tensor v = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim());
+        owned.addAll(List.of(q, k, v));
+        batches.add(new MicroBatch(SHAPE, causal, docs[r], q, k, v));
+      }
+      List<CompletableFuture<ForwardResult>> fwd = new ArrayList<>();
+      for (int r = 0; r < clients.size(); r++) {
+        fwd.add(clients.get(r).forward(step, batches.get(r)));
+      }
+      List<BackwardInput> inputs = new ArrayList<>();
+      for (int r = 0; r < clients.size(); r++) {
+        ForwardResult fr = fwd.get(r).get(60, TimeUnit.SECONDS);
+        owned.add(fr.o());
+        owned.add(fr.lse());
+        Tensor[] ref = LocalReference.forward(reference, batches.get(r), root);
+        try {
+          assertTrue(TensorCompare.relativeMaxError(fr.o(), ref[0]) < 1e-2, "O of rank " + r);
+          assertTrue(TensorCompare.relativeMaxError(fr.lse(), ref[1]) < 1e-3, "LSE of rank " + r);
+        } finally {
+          ref[0].close();
+          ref[1].close();
+        }
+        Tensor dO = Demo.random(root, new SplittableRandom(77 + r), SHAPE.dtype(), batches.get(r).tokens(),
+            SHAPE.headsQ(), SHAPE.headDim());
+        owned.add(dO);
+        inputs.add(new BackwardInput(batches.get(r), fr.o(), fr.lse(), dO));
+      }
+      List<CompletableFuture<BackwardResult>> bwd = new ArrayList<>();
+      for (int r = 0; r < clients.size(); r++) {
+        bwd.add(clients.get(r).backward(step, inputs.get(r)));
+      }
+      for (int r = 0; r < clients.size(); r++) {
+        try (BackwardResult br = bwd.get(r).get(60, TimeUnit.SECONDS)) {
+          Tensor[] ref = LocalReference.backward(reference, inputs.get(r), root);
+          try {
+            assertTrue(TensorCompare.relativeMaxError(br.dq(), ref[0]) < 2e-2, "dQ of rank " + r);
+            assertTrue(TensorCompare.relativeMaxError(br.dk(), ref[1]) < 2e-2, "dK of rank " + r);
+            assertTrue(TensorCompare.relativeMaxError(br.dv(), ref[2]) < 2e-2, "dV of rank " + r);
+          } finally {
+            for (Tensor x : ref) {
+              x.close();
+            }
+          }
+        }
+      }
+    } catch (Exception e) {
+      throw new AssertionError(e);
+    } finally {
+      for (Tensor t : owned) {
+        t.close();
+      }
+    }
+  }
+
+  @Test
+  void badRequestGetsATypedErrorAndTheServerKeepsServing() throws Exception {
+    try (BufferAllocator root = new RootAllocator()) {
+      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
+      co.servers = 1;
+      co.backend = "cpu";
+      co.computeThreads = 1;
+      try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
+        cluster.awaitReady(20_000);
+        int port = cluster.servers().get(0).port();
+        EventLoopGroup group = Transports.group(1, "test");
+        try (PeerConnection c = PeerConnection.connect(group, "127.0.0.1", port, new Hello(1, "trainer", "t", ""),
+            WireSetup.client(root), Duration.ofSeconds(5)).get(10, TimeUnit.SECONDS)) {
+          // kv_len beyond its segment
+          ExecutionException bad = assertThrows(ExecutionException.class,
+              () -> c.request(request(root, 16, 16, 17, false)).get(10, TimeUnit.SECONDS));
+          ProtocolException pe = assertInstanceOf(ProtocolException.class, bad.getCause());
+          assertEquals(ErrorCode.INVALID_CU_SEQLENS, pe.code());
+          assertEquals("tasks[0].kv_len", pe.field());
+          // NaN in q
+          ExecutionException nan = assertThrows(ExecutionException.class,
+              () -> c.request(request(root, 16, 16, 16, true)).get(10, TimeUnit.SECONDS));
+          assertEquals(ErrorCode.NON_FINITE_INPUT, ((ProtocolException) nan.getCause()).code());
+          assertEquals("q", ((ProtocolException) nan.getCause()).field());
+          // the same connection still gets a correct answer
+          try (Message ok = c.request(request(root, 16, 16, 16, false)).get(10, TimeUnit.SECONDS)) {
+            assertEquals(MessageType.FORWARD_RESPONSE, ok.type());
+            assertEquals(16, ok.tensors().get("o").dim(0));
+          }
+        } finally {
+          group.shutdownGracefully(0, 1, TimeUnit.SECONDS).sync();
+        }
+      }
+    }
+  }
+
+  private static Message request(BufferAllocator root, int q, int kv, int kvLen, boolean poison) {
+    SplittableRandom rnd = new SplittableRandom(5);
+    TensorSet set = new TensorSet();
+    Tensor qt = Demo.random(root, rnd, SHAPE.dtype(), q, SHAPE.headsQ(), SHAPE.headDim());
+    if (poison) {
+      qt.setFloat(3, Float.NaN);
+    }
+    set.put("q", qt);
+    set.put("k", Demo.random(root, rnd, SHAPE.dtype(), kv, SHAPE.headsKv(), SHAPE.headDim()));
+    set.put("v", Demo.random(root, rnd, SHAPE.dtype(), kv, SHAPE.headsKv(), SHAPE.headDim()));
+    AttentionRequest meta = new AttentionRequest("e2e", 0, 0, SHAPE.headsQ(), SHAPE.headsKv(), SHAPE.headDim(), "bf16",
+        SHAPE.scale(), List.of(new TaskSpec(0, 0, q, 0, 0, kvLen, true, kvLen - q)), new int[] {kv});
+    return Message.of(MessageType.FORWARD_REQUEST, 0, meta, set);
+  }
+}
