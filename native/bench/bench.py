@@ -1,0 +1,315 @@
+"""Kernel benchmarks: TFLOP/s of our fused varlen kernels against PyTorch's FlashAttention-2
+(torch.nn.attention.varlen.varlen_attn) and cuDNN (SDPA, CUDNN_ATTENTION backend), same shapes,
+same GPU, same job.
+
+FLOPs (DESIGN section 3): forward 4 * b * s^2 * h * d, halved when causal (exactly: 4 * d * h *
+visible pairs); backward 2.5x forward. Times: median over CUDA-event-timed repetitions after
+warm-up. Backward of ours = bwd_pre + bwd + bwd_post; backward of PyTorch = autograd.grad of
+the output (its preprocess and dQ conversion kernels included likewise).
+
+Sections:
+  uniform   b*s = 16K tokens, h*d = 2048, s = 512 .. 16K, d in {64, 128}, causal and not
+  varlen    documents drawn from the pretrain length distribution (bench/pretrain_doc_lengths_sample.json),
+            whole documents, causal, 64K tokens
+  rebatch   query shards of 128..4K tokens of such documents (KV = the document prefix, one shared
+            K/V copy per document, bottom-right causal): one fused launch vs one long sequence of the
+            same FLOPs vs one launch per shard
+
+Usage: python3 native/bench/bench.py [--fatbin PATH] [--sections uniform,varlen,rebatch] [--quick]
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from distca_host import DEFAULT_FATBIN, Kernels, Slice, forward_flops  # noqa: E402
+from check import AuxRequest, _VARLEN_PARAMS, varlen_attn  # noqa: E402,F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def time_ms(fn, reps, warmup=2):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    events = []
+    for _ in range(reps):
+        a = torch.cuda.Event(enable_timing=True)
+        b = torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        events.append((a, b))
+    torch.cuda.synchronize()
+    t = sorted(a.elapsed_time(b) for a, b in events)
+    return t[len(t) // 2]
+
+
+class Ours:
+    def __init__(self, kern, seg_lens, slices, hq, hkv, hd, dtype=torch.bfloat16):
+        self.kern, self.hd = kern, hd
+        self.lay = kern.layout(seg_lens, slices, hd)
+        tq, tk = self.lay.total_q, self.lay.total_k
+        self.scale = 1.0 / math.sqrt(hd)
+        self.q = torch.randn((tq, hq, hd), device="cuda", dtype=dtype)
+        self.k = torch.randn((tk, hkv, hd), device="cuda", dtype=dtype)
+        self.v = torch.randn((tk, hkv, hd), device="cuda", dtype=dtype)
+        self.do = torch.randn((tq, hq, hd), device="cuda", dtype=dtype)
+        self.o = torch.empty_like(self.q)
+        self.lse = torch.empty((hq, max(1, tq)), device="cuda", dtype=torch.float32)
+        self.dq, self.dk, self.dv = torch.empty_like(self.q), torch.empty_like(self.k), torch.empty_like(self.v)
+        self.dsum = torch.empty((hq, max(1, tq)), device="cuda", dtype=torch.float32)
+        self.acc = torch.empty((max(1, tq), hq, hd), device="cuda", dtype=torch.float32)
+        self.fwd()
+
+    def fwd(self):
+        self.kern.forward(self.lay, self.q, self.k, self.v, self.o, self.lse, self.scale)
+
+    def bwd(self):
+        self.kern.backward(self.lay, self.q, self.k, self.v, self.o, self.do, self.lse, self.dq, self.dk, self.dv,
+                           self.scale, self.dsum, self.acc)
+
+
+def fa2_call(q, k, v, cu, max_len, causal):
+    kw = {}
+    if "window_size" in _VARLEN_PARAMS:
+        kw["window_size"] = (-1, 0) if causal else (-1, -1)
+    else:
+        kw["is_causal"] = causal
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
+
+
+class TorchFA2:
+    def __init__(self, lens, h, hd, causal, dtype=torch.bfloat16):
+        n = sum(lens)
+        self.q = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.k = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.v = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        cu = [0]
+        for x in lens:
+            cu.append(cu[-1] + x)
+        self.cu = torch.tensor(cu, dtype=torch.int32, device="cuda")
+        self.max_len, self.causal = max(lens), causal
+        self.do = torch.randn((n, h, hd), device="cuda", dtype=dtype)
+        self.out = fa2_call(self.q, self.k, self.v, self.cu, self.max_len, causal)
+
+    def fwd(self):
+        with torch.no_grad():
+            fa2_call(self.q, self.k, self.v, self.cu, self.max_len, self.causal)
+
+    def bwd(self):
+        torch.autograd.grad(self.out, (self.q, self.k, self.v), self.do, retain_graph=True)
+
+
+class TorchSDPA:
+    def __init__(self, b, s, h, hd, causal, backend, dtype=torch.bfloat16):
+        from torch.nn.attention import SDPBackend
+        self.backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[backend]
+        mk = lambda: torch.randn((b, s, h, hd), device="cuda", dtype=dtype).transpose(1, 2).requires_grad_(True)
+        self.q, self.k, self.v = mk(), mk(), mk()
+        self.causal = causal
+        self.do = torch.randn((b, s, h, hd), device="cuda", dtype=dtype).transpose(1, 2)
+        self.out = self._call()
+
+    def _call(self):
+        from torch.nn.attention import sdpa_kernel
+        with sdpa_kernel(self.backend):
+            return F.scaled_dot_product_attention(self.q, self.k, self.v, is_causal=self.causal)
+
+    def fwd(self):
+        with torch.no_grad():
+            self._call()
+
+    def bwd(self):
+        torch.autograd.grad(self.out, (self.q, self.k, self.v), self.do, retain_graph=True)
+
+
+def tflops(flops, ms):
+    return flops / (ms * 1e-3) / 1e12
+
+
+def fmt(x):
+    return f"{x:7.1f}" if x is not None else "    n/a"
+
+
+def ratio(a, b):
+    return f"{a / b:5.2f}" if (a is not None and b) else "  n/a"
+
+
+def try_time(make, attr, reps):
+    try:
+        obj = make()
+        return time_ms(getattr(obj, attr), reps)
+    except Exception as e:  # a backend that does not support the shape: say so, keep going
+        print(f"    ({type(e).__name__}: {str(e).splitlines()[0][:100]})")
+        return None
+
+
+def section_uniform(kern, reps, quick, out):
+    tokens, hd_total = 16384, 2048
+    print("\n== uniform: b*s = 16K tokens, h*d = 2048, bf16; TFLOP/s (ratio = ours / theirs) ==")
+    hdr = (f"{'d':>4} {'causal':>6} {'s':>6} {'pass':>4} | {'ours':>7} {'FA2':>7} {'cuDNN':>7} | "
+           f"{'/FA2':>5} {'/cuDNN':>6}")
+    print(hdr)
+    out.append("| d | causal | s | pass | ours | FA2 | cuDNN | ours/FA2 | ours/cuDNN |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    seqs = [2048, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+    for hd in (64, 128):
+        h = hd_total // hd
+        for causal in (False, True):
+            for s in seqs:
+                b = tokens // s
+                slices = [Slice(i, 0, s, s, causal) for i in range(b)]
+                flops = forward_flops(slices, h, hd)
+                ours = Ours(kern, [s] * b, slices, h, h, hd)
+                t_of = time_ms(ours.fwd, reps)
+                t_ob = time_ms(ours.bwd, reps)
+                t_ff = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "fwd", reps)
+                t_fb = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "bwd", reps)
+                t_cf = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "fwd", reps)
+                t_cb = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "bwd", reps)
+                del ours
+                for pas, to, tf, tc, mult in (("fwd", t_of, t_ff, t_cf, 1.0), ("bwd", t_ob, t_fb, t_cb, 2.5)):
+                    o = tflops(flops * mult, to)
+                    f_ = tflops(flops * mult, tf) if tf else None
+                    c_ = tflops(flops * mult, tc) if tc else None
+                    print(f"{hd:>4} {str(causal):>6} {s:>6} {pas:>4} | {fmt(o)} {fmt(f_)} {fmt(c_)} | "
+                          f"{ratio(o, f_)} {ratio(o, c_):>6}")
+                    out.append(f"| {hd} | {causal} | {s} | {pas} | {o:.1f} | {fmt(f_).strip()} | {fmt(c_).strip()} | "
+                               f"{ratio(o, f_).strip()} | {ratio(o, c_).strip()} |")
+                torch.cuda.empty_cache()
+
+
+def pretrain_docs(total_tokens, seed):
+    lens = json.load(open(os.path.join(HERE, "pretrain_doc_lengths_sample.json")))
+    rng = random.Random(seed)
+    docs, n = [], 0
+    while n < total_tokens:
+        x = rng.choice(lens)
+        if x > total_tokens - n:  # whole documents only; the last few tokens close the batch
+            if total_tokens - n > 256:
+                continue
+            x = total_tokens - n
+        docs.append(x)
+        n += x
+    return docs
+
+
+def section_varlen(kern, reps, out):
+    docs = pretrain_docs(65536, 1)
+    print(f"\n== varlen: {len(docs)} whole documents from the pretrain distribution, 64K tokens, causal, bf16 ==")
+    print(f"   lengths: min {min(docs)}, max {max(docs)}")
+    out.append("")
+    out.append(f"Varlen mix: {len(docs)} whole documents (pretrain distribution), 65,536 tokens, causal, bf16:")
+    out.append("")
+    out.append("| d | pass | ours | FA2 | ours/FA2 |")
+    out.append("|---|---|---|---|---|")
+    for hd in (64, 128):
+        h = 2048 // hd
+        slices = [Slice(i, 0, n, n, True) for i, n in enumerate(docs)]
+        flops = forward_flops(slices, h, hd)
+        ours = Ours(kern, docs, slices, h, h, hd)
+        t_of, t_ob = time_ms(ours.fwd, reps), time_ms(ours.bwd, reps)
+        del ours
+        t_ff = try_time(lambda: TorchFA2(docs, h, hd, True), "fwd", reps)
+        t_fb = try_time(lambda: TorchFA2(docs, h, hd, True), "bwd", reps)
+        for pas, to, tf, mult in (("fwd", t_of, t_ff, 1.0), ("bwd", t_ob, t_fb, 2.5)):
+            o, f_ = tflops(flops * mult, to), (tflops(flops * mult, tf) if tf else None)
+            print(f"  d{hd} {pas}: ours {fmt(o)}  FA2 {fmt(f_)}  ours/FA2 {ratio(o, f_)}")
+            out.append(f"| {hd} | {pas} | {o:.1f} | {fmt(f_).strip()} | {ratio(o, f_).strip()} |")
+
+
+def shard_batch(target_flops, h, hd, seed):
+    """Documents cut into query shards of 128..4K tokens; each shard attends to its document prefix."""
+    rng = random.Random(seed)
+    lens = json.load(open(os.path.join(HERE, "pretrain_doc_lengths_sample.json")))
+    seg_lens, slices, flops = [], [], 0.0
+    while flops < target_flops:
+        n = rng.choice(lens)
+        if n < 128:
+            continue
+        g = len(seg_lens)
+        seg_lens.append(n)
+        qs = 0
+        while qs < n and flops < target_flops:
+            q = min(n - qs, rng.randint(128, 4096))
+            s = Slice(g, 0, qs + q, q, True)  # bottom-right: diagonal = qs
+            slices.append(s)
+            flops += forward_flops([s], h, hd)
+            qs += q
+    return seg_lens, slices
+
+
+def section_rebatch(kern, reps, out):
+    h, hd = 16, 128
+    long_s = 16384
+    target = forward_flops([Slice(0, 0, long_s, long_s, True)], h, hd)
+    seg_lens, slices = shard_batch(target, h, hd, 7)
+    flops = forward_flops(slices, h, hd)
+    # one long sequence with the same FLOPs (causal pairs s(s+1)/2)
+    pairs = flops / (4.0 * hd * h)
+    L = int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
+    qlens = [s.q_len for s in slices]
+    print(f"\n== rebatch: {len(slices)} shards (q 128..4K, mean {sum(qlens) / len(qlens):.0f}) of {len(seg_lens)} documents, "
+          f"{flops / 1e12:.2f} TFLOP fwd; long sequence {L} tokens; d128 h16 bf16 causal ==")
+    fused = Ours(kern, seg_lens, slices, h, h, hd)
+    long_ = Ours(kern, [L], [Slice(0, 0, L, L, True)], h, h, hd)
+    flops_long = forward_flops([Slice(0, 0, L, L, True)], h, hd)
+    # one launch per shard: each shard its own layout over its own K/V copy
+    singles = [Ours(kern, [s.kv_len], [Slice(0, 0, s.kv_len, s.q_len, True)], h, h, hd) for s in slices]
+
+    def per_shard_fwd():
+        for x in singles:
+            x.fwd()
+
+    def per_shard_bwd():
+        for x in singles:
+            x.bwd()
+
+    out.append("")
+    out.append(f"Rebatching: {len(slices)} causal query shards of 128..4K tokens (KV = document prefix, one K/V copy per "
+               f"document) from {len(seg_lens)} pretrain documents, {flops / 1e12:.2f} TFLOP forward, d128, h16, bf16:")
+    out.append("")
+    out.append("| pass | fused launch | one long sequence (same FLOPs) | one launch per shard | fused/long | fused/per-shard |")
+    out.append("|---|---|---|---|---|---|")
+    for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
+        tf = time_ms(getattr(fused, pas), reps)
+        tl = time_ms(getattr(long_, pas), reps)
+        tp = time_ms(per_shard_fwd if pas == "fwd" else per_shard_bwd, max(3, reps // 3))
+        a, b, c = tflops(flops * mult, tf), tflops(flops_long * mult, tl), tflops(flops * mult, tp)
+        print(f"  {pas}: fused {a:7.1f}  long {b:7.1f}  per-shard {c:7.1f}  fused/long {a / b:5.2f}  fused/per-shard {a / c:5.2f}")
+        out.append(f"| {pas} | {a:.1f} | {b:.1f} | {c:.1f} | {a / b:.2f} | {a / c:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
+    ap.add_argument("--sections", default="uniform,varlen,rebatch")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--markdown", default=None, help="write the tables as markdown here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    kern = Kernels(args.fatbin)
+    print(f"bench.py: GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, fatbin {args.fatbin}")
+    out = []
+    sections = args.sections.split(",")
+    if "uniform" in sections:
+        section_uniform(kern, args.reps, args.quick, out)
+    if "varlen" in sections:
+        section_varlen(kern, args.reps, out)
+    if "rebatch" in sections:
+        section_rebatch(kern, args.reps, out)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Host side of native/include/distca_attn.h in Python, for the checks and benchmarks.
+
+Mirrors what the JCuda backend does: load the fatbin with the driver API, read the launch
+geometry from the module global distca_attn_info_d<HD>, pack slices and segments into fused
+buffers, build the descriptor arrays and longest-first work lists, build the parameter blocks
+byte by byte and launch through cuLaunchKernel. Tensors are PyTorch tensors; launches go to
+PyTorch's current stream.
+"""
+import ctypes
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+
+import torch
+from cupy.cuda import driver, runtime
+
+ABI_VERSION = 1
+CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
+BWD_PARAMS = struct.Struct("<15Q5if2i")    # distca_bwd_params_t, 152 bytes
+INFO = struct.Struct("<16i")               # distca_attn_info_t, 64 bytes
+assert FWD_PARAMS.size == 80 and BWD_PARAMS.size == 152 and INFO.size == 64
+
+DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+DEFAULT_FATBIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "distca_attn.fatbin")
+
+
+@dataclass
+class Info:
+    head_dim: int
+    fwd_block_m: int
+    fwd_block_n: int
+    fwd_threads: int
+    fwd_smem: int
+    bwd_block_m: int
+    bwd_block_n: int
+    bwd_threads: int
+    bwd_smem: int
+    ew_threads: int
+    ew_vec: int
+
+
+@dataclass
+class Slice:
+    """One query slice (QuerySlice): q_len rows attending keys [kv_start, kv_start+kv_len) of segment."""
+    segment: int
+    kv_start: int
+    kv_len: int
+    q_len: int
+    causal: bool
+    diagonal: int = None  # None: bottom-right (kv_len - q_len)
+
+    def diag(self):
+        return self.kv_len - self.q_len if self.diagonal is None else self.diagonal
+
+
+@dataclass
+class Layout:
+    """Fused-buffer positions and device descriptor arrays of one batch."""
+    q_start: list
+    k_start: list  # per segment
+    total_q: int
+    total_k: int
+    slices_dev: torch.Tensor = None
+    segments_dev: torch.Tensor = None
+    seg_slices_dev: torch.Tensor = None
+    fwd_work_dev: torch.Tensor = None
+    bwd_work_dev: torch.Tensor = None
+    num_fwd_work: int = 0
+    num_bwd_work: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _launch(fn, grid, threads, smem, param_bytes, stream):
+    if grid == 0:
+        return
+    buf = ctypes.create_string_buffer(param_bytes, len(param_bytes))
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    driver.launchKernel(fn, grid, 1, 1, threads, 1, 1, smem, stream, ctypes.addressof(args), 0)
+
+
+class Kernels:
+    def __init__(self, fatbin=DEFAULT_FATBIN):
+        torch.cuda.init()
+        torch.empty(1, device="cuda")  # make the primary context current on this thread
+        with open(fatbin, "rb") as f:
+            self.module = driver.moduleLoadData(f.read())
+        self.info = {}
+        self._fns = {}
+        for hd in (64, 128):
+            ptr = driver.moduleGetGlobal(self.module, f"distca_attn_info_d{hd}")
+            host = ctypes.create_string_buffer(INFO.size)
+            runtime.memcpy(ctypes.addressof(host), ptr, INFO.size, runtime.memcpyDeviceToHost)
+            v = INFO.unpack(host.raw)
+            if v[0] != ABI_VERSION or v[1] != hd:
+                raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
+            self.info[hd] = Info(*v[1:12])
+
+    def fn(self, kind, dtype, hd):
+        name = f"distca_attn_{kind}_{DTYPE_NAMES[dtype]}_d{hd}"
+        if name not in self._fns:
+            f = driver.moduleGetFunction(self.module, name)
+            info = self.info[hd]
+            smem = info.fwd_smem if kind == "fwd" else info.bwd_smem if kind == "bwd" else 0
+            if smem > 48 * 1024:
+                driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
+            self._fns[name] = f
+        return self._fns[name]
+
+    # ---- descriptors --------------------------------------------------------------------------
+
+    def layout(self, seg_lens, slices, hd, device="cuda", order="longest_first"):
+        info = self.info[hd]
+        k_start, pos = [], 0
+        for n in seg_lens:
+            k_start.append(pos)
+            pos += n
+        total_k = pos
+        q_start, pos = [], 0
+        for s in slices:
+            q_start.append(pos)
+            pos += s.q_len
+        total_q = pos
+        rows = []
+        for i, s in enumerate(slices):
+            assert 0 <= s.kv_start and s.kv_start + s.kv_len <= seg_lens[s.segment], "slice keys outside segment"
+            rows.append([q_start[i], s.q_len, k_start[s.segment] + s.kv_start, s.kv_len,
+                         1 if s.causal else 0, s.diag(), s.segment, 0])
+        lay = Layout(q_start, k_start, total_q, total_k)
+        lay.slices_dev = torch.tensor(rows or [[0] * 8], dtype=torch.int32, device=device)
+
+        # forward work: (slice, query block), most key blocks first
+        fwd = []
+        bm, bn = info.fwd_block_m, info.fwd_block_n
+        for i, s in enumerate(slices):
+            for b in range(math.ceil(s.q_len / bm)):
+                last_row = min(s.q_len, (b + 1) * bm) - 1
+                n_end = s.kv_len if not s.causal else max(0, min(s.kv_len, last_row + s.diag() + 1))
+                fwd.append((math.ceil(n_end / bn), i, b))
+        # backward work: (segment, key block), most query rows first
+        per_seg = [[] for _ in seg_lens]
+        for i, s in enumerate(slices):
+            per_seg[s.segment].append(i)
+        bwd, seg_rows, seg_slices = [], [], []
+        bbn = info.bwd_block_n
+        for g, n in enumerate(seg_lens):
+            seg_rows.append([k_start[g], n, len(seg_slices), len(per_seg[g])])
+            seg_slices.extend(per_seg[g])
+            for b in range(math.ceil(n / bbn)):
+                kb0, kb1 = b * bbn, min(n, (b + 1) * bbn)
+                cost = 0
+                for i in per_seg[g]:
+                    s = slices[i]
+                    j_lo, j_hi = max(0, kb0 - s.kv_start), min(s.kv_len, kb1 - s.kv_start)
+                    if s.q_len == 0 or j_lo >= j_hi:
+                        continue
+                    first = min(s.q_len, max(0, j_lo - s.diag())) if s.causal else 0
+                    cost += s.q_len - first
+                bwd.append((cost, g, b))
+        if order == "longest_first":
+            fwd.sort(key=lambda t: -t[0])
+            bwd.sort(key=lambda t: -t[0])
+        elif order == "reversed":
+            fwd.sort(key=lambda t: t[0])
+            bwd.sort(key=lambda t: t[0])
+        lay.num_fwd_work, lay.num_bwd_work = len(fwd), len(bwd)
+        lay.fwd_work_dev = torch.tensor([[i, b] for _, i, b in fwd] or [[0, 0]], dtype=torch.int32, device=device)
+        lay.bwd_work_dev = torch.tensor([[g, b] for _, g, b in bwd] or [[0, 0]], dtype=torch.int32, device=device)
+        lay.segments_dev = torch.tensor(seg_rows or [[0] * 4], dtype=torch.int32, device=device)
+        lay.seg_slices_dev = torch.tensor(seg_slices or [0], dtype=torch.int32, device=device)
+        return lay
+
+    # ---- launches -----------------------------------------------------------------------------
+
+    def forward(self, lay, q, k, v, o, lse, scale):
+        """q, o: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; lse: fp32 [Hq, total_q]."""
+        hq, hd = q.shape[1], q.shape[2]
+        hkv = k.shape[1]
+        info = self.info[hd]
+        params = FWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(),
+                                 lay.slices_dev.data_ptr(), lay.fwd_work_dev.data_ptr(),
+                                 lay.total_q, lay.total_k, hq, hkv, lay.num_fwd_work, scale)
+        stream = torch.cuda.current_stream().cuda_stream
+        _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
+
+    def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None):
+        hq, hd = q.shape[1], q.shape[2]
+        hkv = k.shape[1]
+        info = self.info[hd]
+        if dsum is None:
+            dsum = torch.empty((hq, max(1, lay.total_q)), dtype=torch.float32, device=q.device)
+        if dq_accum is None:
+            dq_accum = torch.empty((max(1, lay.total_q), hq, hd), dtype=torch.float32, device=q.device)
+        params = BWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),
+                                 lse.data_ptr(), dsum.data_ptr(), dq_accum.data_ptr(), dq.data_ptr(),
+                                 dk.data_ptr(), dv.data_ptr(), lay.slices_dev.data_ptr(),
+                                 lay.segments_dev.data_ptr(), lay.seg_slices_dev.data_ptr(),
+                                 lay.bwd_work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv,
+                                 lay.num_bwd_work, scale, 0, 0)
+        stream = torch.cuda.current_stream().cuda_stream
+        ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
+        _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params, stream)
+        _launch(self.fn("bwd_post", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        return dsum, dq_accum
+
+
+def forward_flops(slices, hq, hd):
+    """4 * D * Hq * visible pairs (CostModel.forwardFlops)."""
+    total = 0
+    for s in slices:
+        total += 4.0 * hd * hq * visible_pairs(s.q_len, s.kv_len, s.causal, s.diag())
+    return total
+
+
+def visible_pairs(q, kv, causal, diag):
+    """sum over rows i < q of clamp(i + diag + 1, 0, kv) (CostModel.pairs)."""
+    if q <= 0 or kv <= 0:
+        return 0
+    if not causal:
+        return q * kv
+    a = min(q, max(0, -diag))             # rows before a see nothing
+    b = min(q, max(a, kv - 1 - diag))     # rows in [a, b) see i + diag + 1 keys
+    total = 0
+    if b > a:
+        total += ((a + diag + 1) + (b - 1 + diag + 1)) * (b - a) // 2
+    total += (q - b) * kv
+    return total

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds native/build/distca_attn.fatbin: SASS for sm_80 and sm_90a, plus compute_90a PTX.
+# Prints ptxas resource usage (registers, shared memory, spills) for every kernel.
+# Usage: native/build.sh [extra nvcc flags...]   (NVCC=/path/to/nvcc to pick a compiler)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+nvcc="${NVCC:-nvcc}"
+if ! command -v "$nvcc" >/dev/null 2>&1; then
+  echo "native/build.sh: nvcc not found; kernels not built" >&2
+  exit 2
+fi
+mkdir -p "$here/build"
+"$nvcc" --fatbin -std=c++17 -O3 -lineinfo \
+  -gencode=arch=compute_80,code=sm_80 \
+  -gencode=arch=compute_90a,code=sm_90a \
+  -gencode=arch=compute_90a,code=compute_90a \
+  -Xptxas -v \
+  -I "$here/include" \
+  "$@" \
+  -o "$here/build/distca_attn.fatbin" "$here/src/distca_attn.cu" 2>&1 | tee "$here/build/ptxas.log" |
+  grep -E "Compiling entry|registers|spill|error|warning" || true
+test "${PIPESTATUS[0]}" -eq 0
+if grep -q "bytes spill stores" "$here/build/ptxas.log" && grep -E "[1-9][0-9]* bytes spill stores" "$here/build/ptxas.log" >/dev/null; then
+  echo "native/build.sh: WARNING: register spills (see build/ptxas.log)" >&2
+fi
+echo "built $here/build/distca_attn.fatbin ($(stat -c %s "$here/build/distca_attn.fatbin") bytes)"

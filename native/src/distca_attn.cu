@@ -1,0 +1,62 @@
+// The kernels named in include/distca_attn.h, instantiated per element type and head dimension,
+// and the launch-geometry globals the host reads from the module.
+#include "bwd.cuh"
+#include "fwd.cuh"
+
+namespace {
+
+// Tile shapes per head dimension. The host reads them through distca_attn_info_d<HD>.
+template <int D>
+struct Tiles;
+template <>
+struct Tiles<64> {
+  static constexpr int kFwdM = 128, kFwdN = 128;
+  static constexpr int kBwdM = 64, kBwdN = 128;
+};
+template <>
+struct Tiles<128> {
+  static constexpr int kFwdM = 128, kFwdN = 64;
+  static constexpr int kBwdM = 64, kBwdN = 128;
+};
+
+constexpr int kElementwiseThreads = 256;
+
+template <int D>
+constexpr distca_attn_info_t make_info() {
+  using Fwd = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>;
+  using Bwd = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>;
+  return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
+                            Tiles<D>::kFwdM, Tiles<D>::kFwdN, Fwd::kThreads, Fwd::kSmemBytes,
+                            Tiles<D>::kBwdM, Tiles<D>::kBwdN, Bwd::kThreads, Bwd::kSmemBytes,
+                            kElementwiseThreads, 8, {0, 0, 0, 0}};
+}
+
+}  // namespace
+
+extern "C" {
+__device__ distca_attn_info_t distca_attn_info_d64 = make_info<64>();
+__device__ distca_attn_info_t distca_attn_info_d128 = make_info<128>();
+}
+
+#define DISTCA_DEFINE_KERNELS(DT_NAME, T, D)                                                              \
+  extern "C" __global__ void __launch_bounds__(distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>::kThreads, 1) \
+      distca_attn_fwd_##DT_NAME##_d##D(const distca_fwd_params_t p) {                                      \
+    distca::fwd_kernel<T, D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>(p);                                          \
+  }                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
+      distca_attn_bwd_pre_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                  \
+    distca::bwd_pre_kernel<T, D>(p);                                                                      \
+  }                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>::kThreads, 1) \
+      distca_attn_bwd_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                      \
+    distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>(p);                                          \
+  }                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
+      distca_attn_bwd_post_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                 \
+    distca::bwd_post_kernel<T, D>(p);                                                                     \
+  }
+
+DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
+DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)
+DISTCA_DEFINE_KERNELS(fp16, __half, 64)
+DISTCA_DEFINE_KERNELS(fp16, __half, 128)

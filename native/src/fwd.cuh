@@ -1,0 +1,239 @@
+// Forward: FlashAttention-2 over a fused varlen batch. One CTA per (query tile, query head); each
+// warp owns 16 query rows, keeps its Q fragments and O accumulators in registers, and streams
+// K/V tiles through a two-stage cp.async pipeline. Online softmax in the exp2 domain, fp32.
+#pragma once
+
+#include "common.cuh"
+
+namespace distca {
+
+template <int D, int BM, int BN>
+struct FwdConfig {
+  static constexpr int kWarps = BM / 16;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kSmemQ = BM * D;  // elements
+  static constexpr int kSmemKV = BN * D;
+  // Q, then 2 stages of K, then 2 stages of V
+  static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2;
+};
+
+template <typename T, int D, int BM, int BN>
+__device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
+  using Cfg = FwdConfig<D, BM, BN>;
+  constexpr int THREADS = Cfg::kThreads;
+  constexpr int KS = D / 16;   // k-steps over head_dim
+  constexpr int NT = BN / 8;   // n-tiles of S
+  constexpr int DT = D / 8;    // n-tiles of O
+  constexpr float kLog2e = 1.4426950408889634f;
+
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + Cfg::kSmemQ;                 // [2][BN][D]
+  T* sV = sK + 2 * Cfg::kSmemKV;            // [2][BN][D]
+
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int heads_q = p.heads_q;
+  const int work_index = blockIdx.x / heads_q;
+  const int head = blockIdx.x - work_index * heads_q;
+  const int head_kv = head / (heads_q / p.heads_kv);
+
+  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
+  const distca_slice_t sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
+  const int m0 = work.block * BM;
+  const int rows = min(BM, sl.q_len - m0);
+  const long long q_stride = (long long)heads_q * D;
+  const long long kv_stride = (long long)p.heads_kv * D;
+
+  const T* gQ = reinterpret_cast<const T*>(p.q) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
+  T* gO = reinterpret_cast<T*>(p.o) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
+  float* gLse = reinterpret_cast<float*>(p.lse) + (long long)head * p.total_q + sl.q_start + m0;
+  const T* gK = reinterpret_cast<const T*>(p.k) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  const T* gV = reinterpret_cast<const T*>(p.v) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  const T* fallback = reinterpret_cast<const T*>(p.q);
+
+  // keys [0, n_end) are visible to at least one row of the tile
+  long long n_end_ll = sl.kv_len;
+  if (sl.causal) {
+    n_end_ll = (long long)m0 + rows + sl.diagonal;  // last row's limit + 1
+    n_end_ll = n_end_ll < 0 ? 0 : (n_end_ll > sl.kv_len ? sl.kv_len : n_end_ll);
+  }
+  const int n_end = (int)n_end_ll;
+
+  if (n_end == 0) {
+    // No row of this tile sees a key: O = 0, LSE = -inf.
+    for (int c = tid; c < rows * DT; c += THREADS) {
+      const int r = c / DT, ch = c % DT;
+      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
+    }
+    for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
+    return;
+  }
+
+  const int n_blocks = (n_end + BN - 1) / BN;
+  const float scale_log2 = p.scale * kLog2e;
+
+  // Prologue: Q and the last K/V block (we walk key blocks from the diagonal down, so the
+  // masked blocks come first and the unmasked bulk runs without mask arithmetic).
+  load_tile_async<BM, D, THREADS>(sQ, gQ, q_stride, rows, fallback, tid);
+  {
+    const int nb = n_blocks - 1;
+    const int valid = min(BN, sl.kv_len - nb * BN);
+    load_tile_async<BN, D, THREADS>(sK, gK + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
+    load_tile_async<BN, D, THREADS>(sV, gV + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[KS][4];
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    const int r = warp * 16 + (lane & 15);
+    const int c = ks * 16 + (lane >> 4) * 8;
+    ldsm_x4(qf[ks], smem_addr(sQ + swz<D>(r, c)));
+  }
+
+  float acc_o[DT][4];
+#pragma unroll
+  for (int j = 0; j < DT; ++j) acc_o[j][0] = acc_o[j][1] = acc_o[j][2] = acc_o[j][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.f, 0.f};
+
+  // Row indices (inside the slice) of this thread's two accumulator rows.
+  const int row_a = m0 + warp * 16 + (lane >> 2);
+  const long long limit_a = (long long)row_a + sl.diagonal;  // causal: key j visible iff j <= limit
+  const long long limit_b = limit_a + 8;
+  // Smallest causal limit of any row in the tile: key blocks entirely at or below it need no
+  // causal mask.
+  const long long tile_min_limit = (long long)m0 + sl.diagonal;
+
+  for (int it = 0; it < n_blocks; ++it) {
+    const int nb = n_blocks - 1 - it;
+    const int stage = it & 1;
+    if (it + 1 < n_blocks) {
+      const int nn = nb - 1;
+      const int valid = min(BN, sl.kv_len - nn * BN);
+      load_tile_async<BN, D, THREADS>(sK + (stage ^ 1) * Cfg::kSmemKV, gK + nn * BN * kv_stride, kv_stride, valid,
+                                      fallback, tid);
+      load_tile_async<BN, D, THREADS>(sV + (stage ^ 1) * Cfg::kSmemKV, gV + nn * BN * kv_stride, kv_stride, valid,
+                                      fallback, tid);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const T* cK = sK + stage * Cfg::kSmemKV;
+    const T* cV = sV + stage * Cfg::kSmemKV;
+
+    // S = Q K^T
+    float s[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t b[4];
+        const int r = np * 16 + (lane >> 4) * 8 + (lane & 7);
+        const int c = ks * 16 + ((lane >> 3) & 1) * 8;
+        ldsm_x4(b, smem_addr(cK + swz<D>(r, c)));
+        Elem<T>::mma(s[2 * np], qf[ks], b[0], b[1]);
+        Elem<T>::mma(s[2 * np + 1], qf[ks], b[2], b[3]);
+      }
+    }
+
+    // Mask keys past kv_len and, when causal, keys past each row's diagonal.
+    const int n0 = nb * BN;
+    const bool need_mask = (n0 + BN > sl.kv_len) || (sl.causal && (long long)(n0 + BN - 1) > tile_min_limit);
+    if (need_mask) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = n0 + j * 8 + (lane & 3) * 2 + (e & 1);
+          const long long limit = (e & 2) ? limit_b : limit_a;
+          if (key >= sl.kv_len || (sl.causal && key > limit)) s[j][e] = -INFINITY;
+        }
+      }
+    }
+
+    // Online softmax. Raw scores; the scale is folded into the exp2 argument.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = row_max[h];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
+      const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+      const float alpha = fast_exp2(row_max[h] * scale_log2 - m_scaled);
+      row_max[h] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const float p0 = fast_exp2(fmaf(s[j][2 * h], scale_log2, -m_scaled));
+        const float p1 = fast_exp2(fmaf(s[j][2 * h + 1], scale_log2, -m_scaled));
+        s[j][2 * h] = p0;
+        s[j][2 * h + 1] = p1;
+        sum += p0 + p1;
+      }
+      row_sum[h] = row_sum[h] * alpha + sum;
+#pragma unroll
+      for (int j = 0; j < DT; ++j) {
+        acc_o[j][2 * h] *= alpha;
+        acc_o[j][2 * h + 1] *= alpha;
+      }
+    }
+
+    // O += P V
+    mma_acc_frag_by_tile<T, BN, D>(acc_o, s, cV, lane);
+    __syncthreads();  // everyone is done with this stage before it is refilled
+  }
+
+  // Epilogue: normalize, stage O through this warp's rows of sQ (free since Q went to
+  // registers), then write 16-byte rows.
+  float lse[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = row_sum[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    lse[h] = l > 0.f ? row_max[h] * p.scale + logf(l) : -INFINITY;
+#pragma unroll
+    for (int j = 0; j < DT; ++j) {
+      acc_o[j][2 * h] *= inv;
+      acc_o[j][2 * h + 1] *= inv;
+    }
+  }
+  {
+    const int r = warp * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < DT; ++j) {
+      const int c = j * 8 + (lane & 3) * 2;
+      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, c)) = Elem<T>::pack(acc_o[j][0], acc_o[j][1]);
+      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r + 8, c)) = Elem<T>::pack(acc_o[j][2], acc_o[j][3]);
+    }
+    if ((lane & 3) == 0) {
+      const int ra = warp * 16 + (lane >> 2);
+      if (ra < rows) gLse[ra] = lse[0];
+      if (ra + 8 < rows) gLse[ra + 8] = lse[1];
+    }
+  }
+  __syncwarp();
+#pragma unroll
+  for (int i = 0; i < 16 * DT / 32; ++i) {
+    const int c = lane + i * 32;
+    const int r = warp * 16 + c / DT;
+    const int ch = c % DT;
+    if (r < rows) {
+      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) =
+          *reinterpret_cast<const uint4*>(sQ + swz<D>(r, ch * 8));
+    }
+  }
+}
+
+}  // namespace distca
