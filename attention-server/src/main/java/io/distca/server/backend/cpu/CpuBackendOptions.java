@@ -16,8 +16,9 @@ public final class CpuBackendOptions {
   public static final int DEFAULT_KEY_BLOCK = 128;
 
   /**
-   * Most keys one backward work unit owns. A unit keeps its keys' K, V and dK, dV in fp32 scratch
-   * (5 * chunk * head_dim floats, 2.5 MiB at 1024 x 128), so this bounds per-thread memory.
+   * Most keys one backward work unit owns, rounded up to a multiple of the key block when left at
+   * the default. A unit keeps its keys' K, V and dK, dV in fp32 scratch (5 * chunk * head_dim
+   * floats, 2.5 MiB at 1024 x 128), so this bounds per-thread memory.
    */
   public static final int DEFAULT_BACKWARD_KEY_CHUNK = 1024;
 
@@ -33,7 +34,7 @@ public final class CpuBackendOptions {
   private int threads = Runtime.getRuntime().availableProcessors();
   private int queryBlock = DEFAULT_QUERY_BLOCK;
   private int keyBlock = DEFAULT_KEY_BLOCK;
-  private int backwardKeyChunk = DEFAULT_BACKWARD_KEY_CHUNK;
+  private int backwardKeyChunk; // 0: the default, fitted to keyBlock by conclude()
   private int unitsPerThread = DEFAULT_UNITS_PER_THREAD;
   private boolean concluded;
 
@@ -56,7 +57,7 @@ public final class CpuBackendOptions {
     return this;
   }
 
-  /** Must be a multiple of {@link #keyBlock()}. */
+  /** Must be a multiple of {@link #keyBlock()}; default {@link #DEFAULT_BACKWARD_KEY_CHUNK} rounded up to one. */
   public CpuBackendOptions backwardKeyChunk(int keys) {
     requireOpen();
     this.backwardKeyChunk = keys;
@@ -101,6 +102,9 @@ public final class CpuBackendOptions {
     requireRange("threads", threads, 1, MAX_THREADS);
     requireRange("queryBlock", queryBlock, 1, MAX_BLOCK);
     requireRange("keyBlock", keyBlock, 1, MAX_BLOCK);
+    if (backwardKeyChunk == 0) {
+      backwardKeyChunk = (DEFAULT_BACKWARD_KEY_CHUNK + keyBlock - 1) / keyBlock * keyBlock;
+    }
     requireRange("backwardKeyChunk", backwardKeyChunk, keyBlock, 1 << 20);
     if (backwardKeyChunk % keyBlock != 0) {
       throw new IllegalArgumentException(

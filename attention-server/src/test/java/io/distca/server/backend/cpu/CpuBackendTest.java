@@ -188,6 +188,8 @@ class CpuBackendTest {
     assertTrue(e.getMessage().contains("multiple of keyBlock"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> new CpuBackendOptions().queryBlock(-1).conclude());
     assertTrue(e.getMessage().contains("queryBlock"), e.getMessage());
+    assertEquals(1056, new CpuBackendOptions().keyBlock(48).conclude().backwardKeyChunk(),
+        "the default chunk is fitted to the key block");
     CpuBackendOptions concluded = new CpuBackendOptions().conclude();
     assertEquals(Runtime.getRuntime().availableProcessors(), concluded.threads());
     assertThrows(IllegalStateException.class, () -> concluded.threads(2));
