@@ -1,6 +1,9 @@
 package io.distca.protocol.wire;
 
-import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonStreamContext;
+import com.fasterxml.jackson.core.exc.StreamReadException;
 import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonMappingException;
@@ -20,6 +23,10 @@ import io.netty.buffer.ByteBufOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -101,40 +108,64 @@ public final class Json {
       return MAPPER.readValue(in, type);
     } catch (JsonMappingException e) {
       throw new ProtocolException(ErrorCode.INVALID_METADATA, fieldOf(e), e.getOriginalMessage(), 0, e);
-    } catch (JacksonException e) {
-      throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not valid JSON: " + e.getOriginalMessage(), 0, e);
+    } catch (StreamReadException e) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, fieldOf(e.getProcessor()),
+          "metadata is not valid JSON: " + e.getOriginalMessage(), 0, e);
+    } catch (JsonProcessingException e) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata rejected: " + e.getOriginalMessage(), 0, e);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
   }
 
-  private static String fieldOf(JsonMappingException e) {
+  /** Where the parser stood when the syntax broke, e.g. {@code tasks[1].q_len}; null at the top level. */
+  private static String fieldOf(JsonParser parser) {
+    if (parser == null) {
+      return null;
+    }
+    Deque<Object> segments = new ArrayDeque<>();
+    for (JsonStreamContext c = parser.getParsingContext(); c != null && !c.inRoot(); c = c.getParent()) {
+      if (c.inArray()) {
+        segments.push(Math.max(0, c.getCurrentIndex()));
+      } else if (c.getCurrentName() != null) {
+        segments.push(c.getCurrentName());
+      }
+    }
+    return pathOf(segments);
+  }
+
+  /** Joins field names and array indexes: {@code tasks[1].q_len}. */
+  private static String pathOf(Iterable<Object> segments) {
     StringBuilder path = new StringBuilder();
-    for (JsonMappingException.Reference ref : e.getPath()) {
-      if (ref.getFieldName() != null) {
-        if (path.length() > 0) {
-          path.append('.');
-        }
-        path.append(ref.getFieldName());
-      } else if (ref.getIndex() >= 0) {
-        path.append('[').append(ref.getIndex()).append(']');
+    for (Object segment : segments) {
+      if (segment instanceof Integer index) {
+        path.append('[').append(index).append(']');
+      } else {
+        path.append(path.length() > 0 ? "." : "").append(segment);
       }
-    }
-    String leaf = null;
-    if (e instanceof UnrecognizedPropertyException unknown && !path.toString().endsWith(unknown.getPropertyName())) {
-      leaf = unknown.getPropertyName();
-    } else {
-      Matcher missing = MISSING_PROPERTY.matcher(e.getOriginalMessage());
-      if (missing.find()) {
-        leaf = missing.group(1);
-      }
-    }
-    if (leaf != null) {
-      if (path.length() > 0) {
-        path.append('.');
-      }
-      path.append(leaf);
     }
     return path.length() == 0 ? null : path.toString();
+  }
+
+  private static String fieldOf(JsonMappingException e) {
+    List<Object> segments = new ArrayList<>();
+    for (JsonMappingException.Reference ref : e.getPath()) {
+      if (ref.getFieldName() != null) {
+        segments.add(ref.getFieldName());
+      } else if (ref.getIndex() >= 0) {
+        segments.add(ref.getIndex());
+      }
+    }
+    if (e instanceof UnrecognizedPropertyException unknown) {
+      if (segments.isEmpty() || !unknown.getPropertyName().equals(segments.get(segments.size() - 1))) {
+        segments.add(unknown.getPropertyName());
+      }
+    } else {
+      Matcher missing = MISSING_PROPERTY.matcher(String.valueOf(e.getOriginalMessage()));
+      if (missing.find()) {
+        segments.add(missing.group(1));
+      }
+    }
+    return pathOf(segments);
   }
 }

@@ -166,19 +166,24 @@ abstract class WireTestBase {
     return t;
   }
 
+  /** Raw bits (zero-extended 16-bit or 32-bit) of element {@code i} of pattern {@code seed} in {@code dtype}. */
+  static int patternBits(DType dtype, long seed, long i) {
+    return switch (dtype) {
+      case BF16 -> HalfFloats.floatToBf16(patternValue(seed, i)) & 0xffff;
+      case FP16 -> HalfFloats.floatToFp16(patternValue(seed, i)) & 0xffff;
+      case FP32 -> Float.floatToRawIntBits(patternValue(seed, i));
+      case INT32 -> (int) (patternValue(seed, i + 2) * 1000);
+    };
+  }
+
   /** Checks dtype, shape and every element's exact bits against {@link #patternTensor}. */
   static void assertPattern(Tensor t, DType dtype, long seed, int... shape) {
     assertEquals(dtype, t.dtype());
     assertEquals(java.util.Arrays.toString(shape), java.util.Arrays.toString(t.shape()));
     for (long i = 0; i < t.numel(); i++) {
       long at = t.byteOffset() + i * dtype.byteSize();
-      switch (dtype) {
-        case BF16 -> assertEquals(HalfFloats.floatToBf16(patternValue(seed, i)), t.buffer().getShort(at), "bf16 element " + i);
-        case FP16 -> assertEquals(HalfFloats.floatToFp16(patternValue(seed, i)), t.buffer().getShort(at), "fp16 element " + i);
-        case FP32 -> assertEquals(Float.floatToRawIntBits(patternValue(seed, i)), t.buffer().getInt(at), "fp32 element " + i);
-        case INT32 -> assertEquals((int) (patternValue(seed, i + 2) * 1000), t.getInt(i), "int32 element " + i);
-        default -> fail(dtype.toString());
-      }
+      int actual = dtype.byteSize() == 2 ? t.buffer().getShort(at) & 0xffff : t.buffer().getInt(at);
+      assertEquals(patternBits(dtype, seed, i), actual, dtype + " element " + i);
     }
   }
 }
