@@ -5,45 +5,24 @@ import static org.junit.jupiter.api.Assertions.fail;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.util.ResourceLeakDetector;
-import io.netty.util.ResourceLeakDetectorFactory;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Queue;
-import java.util.concurrent.ConcurrentLinkedQueue;
 
 /**
- * Turns Netty's leak reports (paranoid level, set by the parent pom) into test failures: a factory
- * installed before the first buffer class initializes gives every detector a listener that records
- * leaks; {@link #assertNoLeaks()} forces collection and fails on any record.
+ * Turns Netty's leak reports (paranoid level, set by the parent pom) into test failures, through
+ * {@link RecordingLeakDetector}: {@link #assertNoLeaks()} forces collection and fails on any record.
  */
 final class NettyLeaks {
-  private static final Queue<String> LEAKS = new ConcurrentLinkedQueue<>();
-
-  static {
-    ResourceLeakDetectorFactory.setResourceLeakDetectorFactory(new ResourceLeakDetectorFactory() {
-      @Override
-      public <T> ResourceLeakDetector<T> newResourceLeakDetector(Class<T> resource, int samplingInterval, long maxActive) {
-        return listening(new ResourceLeakDetector<T>(resource, samplingInterval));
-      }
-
-      @Override
-      public <T> ResourceLeakDetector<T> newResourceLeakDetector(Class<T> resource, int samplingInterval) {
-        return listening(new ResourceLeakDetector<T>(resource, samplingInterval));
-      }
-    });
-  }
-
   private NettyLeaks() {}
 
-  private static <T> ResourceLeakDetector<T> listening(ResourceLeakDetector<T> detector) {
-    detector.setLeakListener((type, records) -> LEAKS.add(type + ": " + records));
-    return detector;
-  }
-
-  /** Call before any Netty buffer is created so that the factory is in place. */
+  /** Fails fast when the tests run without paranoid detection or without the recording detector. */
   static void install() {
     if (ResourceLeakDetector.getLevel() != ResourceLeakDetector.Level.PARANOID) {
       throw new IllegalStateException("tests expect -Dio.netty.leakDetection.level=paranoid, got " + ResourceLeakDetector.getLevel());
+    }
+    PooledByteBufAllocator.DEFAULT.buffer(1).release(); // makes Netty create its ByteBuf leak detector now
+    if (!RecordingLeakDetector.active()) {
+      throw new IllegalStateException("tests expect -Dio.netty.customResourceLeakDetector=" + RecordingLeakDetector.class.getName()
+          + " (set by protocol/pom.xml's surefire configuration)");
     }
   }
 
@@ -57,10 +36,10 @@ final class NettyLeaks {
 
   /** The leaks reported so far after a collection, clearing them. */
   static List<String> drain() {
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 3; i++) {
       System.gc();
       try {
-        Thread.sleep(10);
+        Thread.sleep(5);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         break;
@@ -69,10 +48,6 @@ final class NettyLeaks {
       ByteBuf probe = PooledByteBufAllocator.DEFAULT.buffer(1);
       probe.release();
     }
-    List<String> leaks = new ArrayList<>();
-    for (String leak; (leak = LEAKS.poll()) != null; ) {
-      leaks.add(leak);
-    }
-    return leaks;
+    return RecordingLeakDetector.drain();
   }
 }
