@@ -1,0 +1,548 @@
+package io.distca.server.backend.cuda;
+
+import static jcuda.driver.JCudaDriver.cuEventRecord;
+import static jcuda.driver.JCudaDriver.cuEventSynchronize;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
+
+import io.distca.protocol.model.AttentionShape;
+import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.BatchValidation;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantLock;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Runs fused attention batches on one GPU through the kernels of native/ (distca_attn.h).
+ *
+ * <h2>Pipeline</h2>
+ * A batch goes through: plan (descriptors and work list, on the host), gather (request tensors into
+ * a slot's pinned staging), upload (one host-to-device copy on the upload stream), kernels (compute
+ * stream, after the upload's event), download (one device-to-host copy on the download stream, after
+ * the kernels' event), scatter (pinned staging into the batch's output tensors, on the completion
+ * thread). With {@link CudaBackendOptions#pipelineDepth()} slots, the upload of batch n+1, the kernels
+ * of batch n and the download of batch n-1 overlap, and the host gathers one batch while it scatters
+ * another.
+ *
+ * <h2>Asynchronous use</h2>
+ * {@link #submitForward} and {@link #submitBackward} return once the batch is enqueued on the GPU;
+ * their future completes, with the batch's {@link BatchTimings}, once its outputs are in the batch's
+ * tensors. The batch's tensors must stay alive until then. A submission blocks while every slot is
+ * in flight: that is the backend's back-pressure. Futures complete on the backend's completion
+ * thread, so dependent stages that submit again must use the {@code *Async} variants of
+ * CompletableFuture. {@link #forward} and {@link #backward} are submit-and-wait.
+ *
+ * <h2>Failure</h2>
+ * Bad batches fail their future with {@link IllegalArgumentException} and leave the backend usable;
+ * a shape the kernels lack fails with {@link UnsupportedShapeException}. A CUDA error that surfaces
+ * while waiting for a batch (an asynchronous kernel fault leaves the context unusable) fails that
+ * batch and every later one with {@link CudaCallException}: the server should replace the backend.
+ */
+public final class CudaBackend implements AttentionBackend {
+  public static final String NAME = "cuda";
+
+  private static final Logger LOG = LoggerFactory.getLogger(CudaBackend.class);
+
+  private final CudaBackendOptions options;
+  private final CudaDevice device;
+  private final AttentionKernels kernels;
+  private final CUstream uploadStream = new CUstream();
+  private final CUstream computeStream = new CUstream();
+  private final CUstream downloadStream = new CUstream();
+  private final PipelineSlot[] slots;
+  private final BlockingQueue<PipelineSlot> freeSlots;
+  private final BlockingQueue<InFlight> inFlight = new LinkedBlockingQueue<>();
+  private final ReentrantLock enqueueLock = new ReentrantLock();
+  private final ParallelCopier copier;
+  private final Thread completer;
+  private volatile RuntimeException fatal;
+  private volatile boolean closed;
+  private boolean released;
+
+  private record InFlight(
+      FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host,
+      CompletableFuture<BatchTimings> result, long submittedNanos, long gatherNanos) {}
+
+  /** Sentinel that stops the completion thread. */
+  private static final InFlight STOP = new InFlight(null, null, null, null, null, 0, 0);
+
+  /**
+   * Opens the GPU, loads the kernels and allocates the pipeline.
+   *
+   * @throws KernelsUnavailableException when neither the kernel file nor the resource exists
+   * @throws CudaCallException when the driver, the device or the module fails
+   */
+  public static CudaBackend open(CudaBackendOptions options) {
+    options.conclude();
+    KernelImage image = KernelImage.find(options);
+    if (image == null) {
+      throw new KernelsUnavailableException("no CUDA kernel image: resource " + options.kernelResource()
+          + " is not on the class path (the build had no nvcc) and no kernel file was given");
+    }
+    return new CudaBackend(options, image);
+  }
+
+  private CudaBackend(CudaBackendOptions options, KernelImage image) {
+    this.options = options;
+    this.device = CudaDevice.open(options.deviceOrdinal());
+    AttentionKernels loaded = null;
+    PipelineSlot[] created = new PipelineSlot[options.pipelineDepth()];
+    boolean streams = false;
+    try {
+      loaded = new AttentionKernels(device, image);
+      createStream(uploadStream, "upload");
+      createStream(computeStream, "compute");
+      createStream(downloadStream, "download");
+      streams = true;
+      for (int i = 0; i < created.length; i++) {
+        created[i] = new PipelineSlot(i, device, options);
+      }
+    } catch (RuntimeException e) {
+      for (PipelineSlot s : created) {
+        if (s != null) {
+          s.close();
+        }
+      }
+      if (streams) {
+        destroyStreams();
+      }
+      if (loaded != null) {
+        loaded.close();
+      }
+      device.close();
+      throw e;
+    }
+    this.kernels = loaded;
+    this.slots = created;
+    this.freeSlots = new ArrayBlockingQueue<>(created.length);
+    for (PipelineSlot s : created) {
+      freeSlots.add(s);
+    }
+    this.copier = new ParallelCopier(options.stagingThreads());
+    this.completer = new Thread(this::completeBatches, "distca-cuda-completion-gpu" + device.ordinal());
+    this.completer.setDaemon(true);
+    this.completer.start();
+    LOG.info("CUDA backend on {}: kernels from {} (head dims {}), {} pipeline slots, {} staging threads",
+        device, kernels.origin(), kernels.geometries().keySet(), slots.length, options.stagingThreads());
+  }
+
+  private void createStream(CUstream stream, String what) {
+    // Non-blocking: the legacy default stream, which other code in the process may use, must not
+    // serialize against the pipeline.
+    Driver.check("cuStreamCreate", "creating the " + what + " stream",
+        () -> cuStreamCreate(stream, CUstream_flags.CU_STREAM_NON_BLOCKING));
+  }
+
+  @Override
+  public String name() {
+    return NAME;
+  }
+
+  @Override
+  public String device() {
+    return device.name();
+  }
+
+  public CudaDevice gpu() {
+    return device;
+  }
+
+  /** Whether the loaded kernels run batches of this shape (bf16/fp16 and a head dim the module has). */
+  public boolean supports(AttentionShape shape) {
+    return kernels.supports(shape.dtype(), shape.headDim());
+  }
+
+  @Override
+  public void forward(AttentionBatch batch) {
+    await(submitForward(batch));
+  }
+
+  @Override
+  public void backward(AttentionBatch batch) {
+    await(submitBackward(batch));
+  }
+
+  /** Enqueues a forward batch; the future completes once O and LSE are in the batch's tensors. */
+  public CompletableFuture<BatchTimings> submitForward(AttentionBatch batch) {
+    return submit(FusedBatchPlan.Pass.FORWARD, batch);
+  }
+
+  /** Enqueues a backward batch; the future completes once dQ, dK and dV are in the batch's tensors. */
+  public CompletableFuture<BatchTimings> submitBackward(AttentionBatch batch) {
+    return submit(FusedBatchPlan.Pass.BACKWARD, batch);
+  }
+
+  private CompletableFuture<BatchTimings> submit(FusedBatchPlan.Pass pass, AttentionBatch batch) {
+    long submitted = System.nanoTime();
+    CompletableFuture<BatchTimings> result = new CompletableFuture<>();
+    FusedBatchPlan plan;
+    try {
+      requireUsable();
+      BatchValidation.requireWellFormed(batch,
+          pass == FusedBatchPlan.Pass.FORWARD ? BatchValidation.Pass.FORWARD : BatchValidation.Pass.BACKWARD);
+      KernelGeometry geometry = geometryFor(batch.shape());
+      plan = pass == FusedBatchPlan.Pass.FORWARD
+          ? FusedBatchPlan.forward(batch, geometry)
+          : FusedBatchPlan.backward(batch, geometry);
+    } catch (RuntimeException e) {
+      result.completeExceptionally(e);
+      return result;
+    }
+    PipelineSlot slot;
+    try {
+      slot = takeSlot();
+    } catch (RuntimeException e) {
+      result.completeExceptionally(e);
+      return result;
+    }
+    boolean handedOver = false;
+    try {
+      requireUsable();
+      device.bind();
+      DeviceMemory.Block deviceBlock = slot.device.reserve(plan.layout.deviceBytes());
+      PinnedHostMemory.Block hostBlock = slot.pinned.reserve(plan.layout.pinnedBytes());
+      long gatherStart = System.nanoTime();
+      StagingCopies.writeDescriptors(plan, hostBlock.address());
+      CopyList copies = new CopyList();
+      StagingCopies.gather(plan, batch, hostBlock.address(), copies);
+      uploadWhileGathering(plan, slot, copies, deviceBlock, hostBlock);
+      long gatherNanos = System.nanoTime() - gatherStart;
+      enqueueLock.lock();
+      try {
+        enqueueKernelsAndDownload(plan, slot, deviceBlock, hostBlock);
+        inFlight.add(new InFlight(plan, batch, slot, hostBlock, result, submitted, gatherNanos));
+        handedOver = true;
+      } finally {
+        enqueueLock.unlock();
+      }
+    } catch (RuntimeException e) {
+      result.completeExceptionally(e);
+    } finally {
+      if (!handedOver) {
+        freeSlots.add(slot);
+      }
+    }
+    return result;
+  }
+
+  private PipelineSlot takeSlot() {
+    try {
+      while (true) {
+        PipelineSlot slot = freeSlots.poll(100, TimeUnit.MILLISECONDS);
+        if (slot != null) {
+          return slot;
+        }
+        requireUsable();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for a free CUDA pipeline slot", e);
+    }
+  }
+
+  private KernelGeometry geometryFor(AttentionShape shape) {
+    KernelGeometry g = kernels.geometry(shape.headDim());
+    if (!DistcaAttnAbi.supportsDtype(shape.dtype()) || g == null) {
+      throw new UnsupportedShapeException("the CUDA kernels run bf16 and fp16 with head_dim in "
+          + kernels.geometries().keySet() + "; this batch is " + shape.dtype() + " with head_dim " + shape.headDim());
+    }
+    return g;
+  }
+
+  /**
+   * Gathers the inputs chunk by chunk and uploads each chunk as soon as it is staged, so the upload
+   * of a batch hides behind its own gather. The gather list runs in staging order, so the first n
+   * bytes of it fill a prefix of the staging block (alignment gaps between buffers travel along).
+   */
+  private void uploadWhileGathering(
+      FusedBatchPlan plan, PipelineSlot slot, CopyList copies, DeviceMemory.Block dev, PinnedHostMemory.Block host) {
+    String context = describe(plan, slot);
+    record(slot.uploadStart, uploadStream, context);
+    long total = copies.totalBytes();
+    long chunk = PipelineSlot.transferChunkBytes(total);
+    long uploaded = 0;
+    for (long position = 0; position < total; position += chunk) {
+      long end = Math.min(total, position + chunk);
+      copier.run(copies, position, end);
+      long staged = copies.destinationEnd(end) - host.address();
+      upload(dev, host, uploaded, staged, context);
+      uploaded = staged;
+    }
+    // The rest: descriptors (written first) and the gaps after the last tensor.
+    upload(dev, host, uploaded, plan.layout.inputBytes(), context);
+    record(slot.uploaded, uploadStream, context);
+  }
+
+  private void upload(DeviceMemory.Block dev, PinnedHostMemory.Block host, long from, long to, String context) {
+    if (to <= from) {
+      return;
+    }
+    Driver.check("cuMemcpyHtoDAsync(" + (to - from) + " bytes at " + from + ")", "uploading the " + context,
+        () -> cuMemcpyHtoDAsync(dev.at(from), host.at(from), to - from, uploadStream));
+  }
+
+  /** The kernels (after the upload's event) and the chunked download (after the kernels' event). */
+  private void enqueueKernelsAndDownload(
+      FusedBatchPlan plan, PipelineSlot slot, DeviceMemory.Block dev, PinnedHostMemory.Block host) {
+    FusedBatchPlan.Layout at = plan.layout;
+    String context = describe(plan, slot);
+    Driver.check("cuStreamWaitEvent(upload)", "ordering the kernels of the " + context,
+        () -> cuStreamWaitEvent(computeStream, slot.uploaded, 0));
+    record(slot.kernelsStart, computeStream, context);
+    launchKernels(plan, dev.address());
+    record(slot.kernelsDone, computeStream, context);
+
+    Driver.check("cuStreamWaitEvent(kernels)", "ordering the download of the " + context,
+        () -> cuStreamWaitEvent(downloadStream, slot.kernelsDone, 0));
+    record(slot.downloadStart, downloadStream, context);
+    long chunk = PipelineSlot.transferChunkBytes(at.outputBytes());
+    int k = 0;
+    for (long offset = 0; offset < at.outputBytes(); offset += chunk, k++) {
+      long from = at.outputStart() + offset;
+      long bytes = Math.min(chunk, at.outputBytes() - offset);
+      Driver.check("cuMemcpyDtoHAsync(" + bytes + " bytes at " + from + ")", "downloading the " + context,
+          () -> cuMemcpyDtoHAsync(host.at(from), dev.at(from), bytes, downloadStream));
+      record(slot.downloadedChunks[k], downloadStream, context);
+    }
+    record(slot.downloaded, downloadStream, context);
+  }
+
+  private static String describe(FusedBatchPlan plan, PipelineSlot slot) {
+    return plan.pass.name().toLowerCase(java.util.Locale.ROOT) + " batch in pipeline slot " + slot.index;
+  }
+
+  private static void record(jcuda.driver.CUevent event, CUstream stream, String context) {
+    Driver.check("cuEventRecord", "marking the " + context, () -> cuEventRecord(event, stream));
+  }
+
+  private void launchKernels(FusedBatchPlan plan, long base) {
+    AttentionShape shape = plan.shape;
+    KernelGeometry g = kernels.geometry(shape.headDim());
+    FusedBatchPlan.Layout at = plan.layout;
+    if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
+      byte[] params = new DistcaAttnAbi.ForwardParams(
+          base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.lse(),
+          base + at.slices(), base + at.work(),
+          plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale()).encode();
+      kernels.launch(DistcaAttnAbi.forwardKernel(shape.dtype(), shape.headDim()),
+          (long) plan.numWork * shape.headsQ(), g.forwardThreads(), g.forwardSharedBytes(), computeStream, params);
+      return;
+    }
+    byte[] params = new DistcaAttnAbi.BackwardParams(
+        base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.dout(), base + at.lse(),
+        base + at.dsum(), base + at.dqAccum(), base + at.dq(), base + at.dk(), base + at.dv(),
+        base + at.slices(), base + at.segments(), base + at.segmentSlices(), base + at.work(),
+        plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale()).encode();
+    long elementwiseGrid = g.elementwiseBlocks(plan.totalQ, shape.headsQ());
+    kernels.launch(DistcaAttnAbi.backwardPreKernel(shape.dtype(), shape.headDim()),
+        elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
+    kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
+        (long) plan.numWork * shape.headsKv(), g.backwardThreads(), g.backwardSharedBytes(), computeStream, params);
+    kernels.launch(DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
+        elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
+  }
+
+  /** The completion thread: waits for each batch's download in submission order, then scatters it. */
+  private void completeBatches() {
+    try {
+      device.bind();
+    } catch (RuntimeException e) {
+      fatal = e;
+      LOG.error("CUDA completion thread could not bind the context", e);
+    }
+    while (true) {
+      InFlight f;
+      try {
+        f = inFlight.take();
+      } catch (InterruptedException e) {
+        // Only close() stops this thread, through STOP; an interrupt from elsewhere is ignored.
+        continue;
+      }
+      if (f == STOP) {
+        return;
+      }
+      complete(f);
+    }
+  }
+
+  private void complete(InFlight f) {
+    PipelineSlot slot = f.slot();
+    try {
+      RuntimeException earlier = fatal;
+      if (earlier != null) {
+        throw earlier;
+      }
+      String context = "waiting for the " + describe(f.plan(), slot);
+      FusedBatchPlan.Layout at = f.plan().layout;
+      long base = f.host().address();
+      CopyList copies = new CopyList();
+      StagingCopies.scatter(f.plan(), f.batch(), base, copies);
+      long chunk = PipelineSlot.transferChunkBytes(at.outputBytes());
+      long scattered = 0;
+      long scatterNanos = 0;
+      int k = 0;
+      for (long offset = 0; offset < at.outputBytes(); offset += chunk, k++) {
+        synchronize(slot.downloadedChunks[k], context);
+        long ready = copies.positionBelowSource(base + at.outputStart() + Math.min(at.outputBytes(), offset + chunk));
+        long scatterStart = System.nanoTime();
+        copier.run(copies, scattered, ready);
+        scatterNanos += System.nanoTime() - scatterStart;
+        scattered = ready;
+      }
+      synchronize(slot.downloaded, context);
+      copier.run(copies, scattered, copies.totalBytes());
+      float upload = slot.millisBetween(slot.uploadStart, slot.uploaded);
+      float kernelsMs = slot.millisBetween(slot.kernelsStart, slot.kernelsDone);
+      float download = slot.millisBetween(slot.downloadStart, slot.downloaded);
+      long now = System.nanoTime();
+      BatchTimings timings = new BatchTimings(f.gatherNanos(), upload, kernelsMs, download, scatterNanos,
+          now - f.submittedNanos(), f.plan().layout.inputBytes(), f.plan().layout.outputBytes());
+      // The slot goes back before the future completes, so a dependent stage that submits finds it free.
+      freeSlots.add(slot);
+      f.result().complete(timings);
+    } catch (RuntimeException e) {
+      freeSlots.add(slot);
+      f.result().completeExceptionally(e);
+    }
+  }
+
+  private void synchronize(jcuda.driver.CUevent event, String context) {
+    try {
+      Driver.check("cuEventSynchronize", context, () -> cuEventSynchronize(event));
+    } catch (CudaCallException e) {
+      // Asynchronous faults (illegal address, launch failure) poison the context for good.
+      fatal = e;
+      LOG.error("CUDA backend failed; every later batch will fail too", e);
+      throw e;
+    }
+  }
+
+  private void requireUsable() {
+    if (closed) {
+      throw new IllegalStateException("CUDA backend on " + device.name() + " is closed");
+    }
+    RuntimeException earlier = fatal;
+    if (earlier != null) {
+      throw new IllegalStateException("CUDA backend on " + device.name() + " failed earlier: " + earlier.getMessage(), earlier);
+    }
+  }
+
+  /** Waits for a submitted batch and rethrows its failure as it was raised. */
+  static BatchTimings await(CompletableFuture<BatchTimings> future) {
+    try {
+      return future.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for a CUDA batch", e);
+    } catch (ExecutionException | CompletionException e) {
+      Throwable cause = e.getCause();
+      if (cause instanceof RuntimeException r) {
+        throw r;
+      }
+      if (cause instanceof Error err) {
+        throw err;
+      }
+      throw new IllegalStateException("CUDA batch failed", cause);
+    }
+  }
+
+  /**
+   * Stops new submissions, waits for every batch in flight to complete, then frees the pipeline,
+   * the streams, the module and the context. Idempotent.
+   */
+  @Override
+  public void close() {
+    synchronized (this) {
+      if (released) {
+        return;
+      }
+      released = true;
+    }
+    closed = true;
+    // Every slot back in the free queue means nothing is in flight any more.
+    int returned = 0;
+    try {
+      while (returned < slots.length) {
+        PipelineSlot s = freeSlots.poll(1, TimeUnit.SECONDS);
+        if (s != null) {
+          returned++;
+        } else if (!completer.isAlive()) {
+          break;
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    inFlight.add(STOP);
+    try {
+      completer.join(TimeUnit.SECONDS.toMillis(10));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    copier.close();
+    RuntimeException failure = null;
+    try {
+      device.bind();
+      for (PipelineSlot s : slots) {
+        failure = closeQuietly(s, failure);
+      }
+      try {
+        destroyStreams();
+      } catch (RuntimeException e) {
+        failure = e;
+      }
+      failure = closeQuietly(kernels, failure);
+    } finally {
+      failure = closeQuietly(device, failure);
+    }
+    if (failure != null && fatal == null) {
+      throw failure;
+    }
+  }
+
+  private void destroyStreams() {
+    for (CUstream s : new CUstream[] {uploadStream, computeStream, downloadStream}) {
+      Driver.check("cuStreamDestroy", "closing the CUDA backend", () -> cuStreamDestroy(s));
+    }
+  }
+
+  private static RuntimeException closeQuietly(AutoCloseable c, RuntimeException failure) {
+    try {
+      c.close();
+      return failure;
+    } catch (Exception e) {
+      RuntimeException r = e instanceof RuntimeException re ? re : new IllegalStateException(e);
+      if (failure != null) {
+        failure.addSuppressed(r);
+        return failure;
+      }
+      return r;
+    }
+  }
+
+  CudaBackendOptions options() {
+    return options;
+  }
+
+  /** Device and pinned blocks allocated by all slots so far; flat once batch sizes stop growing. */
+  int arenaAllocations() {
+    int n = 0;
+    for (PipelineSlot s : slots) {
+      n += s.device.allocations() + s.pinned.allocations();
+    }
+    return n;
+  }
+}

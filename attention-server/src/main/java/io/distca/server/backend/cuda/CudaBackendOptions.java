@@ -1,0 +1,158 @@
+package io.distca.server.backend.cuda;
+
+import java.nio.file.Path;
+
+/**
+ * Settings of a {@link CudaBackend}, each with a documented default, validated once by
+ * {@link #conclude()} (the backend's constructor calls it). Setters fail after conclusion so that a
+ * running backend never sees its settings change.
+ */
+public final class CudaBackendOptions {
+  /** Where the Maven build packages the kernels (attention-server/src/build/build-cuda-kernels.sh). */
+  public static final String DEFAULT_KERNEL_RESOURCE = "io/distca/native/distca_attn.fatbin";
+
+  /**
+   * Batches in flight. Three lets the upload of batch n+1, the kernels of batch n and the download of
+   * batch n-1 run at once; each slot holds one batch's device buffers and pinned staging.
+   */
+  public static final int DEFAULT_PIPELINE_DEPTH = 3;
+
+  public static final int MAX_PIPELINE_DEPTH = 16;
+
+  /** Arena sizes grow in steps of 2 MiB, the driver's large-page granularity. */
+  public static final long ARENA_GRANULARITY = 2L << 20;
+
+  /**
+   * Threads that copy between request tensors and pinned staging (the caller's thread included).
+   * Default: half the cores, at most 8: enough to approach host memory bandwidth, few enough to leave
+   * the network threads room.
+   */
+  public static final int DEFAULT_STAGING_THREADS =
+      Math.max(1, Math.min(8, Runtime.getRuntime().availableProcessors() / 2));
+
+  public static final int MAX_STAGING_THREADS = 64;
+
+  private int deviceOrdinal;
+  private int stagingThreads = DEFAULT_STAGING_THREADS;
+  private int pipelineDepth = DEFAULT_PIPELINE_DEPTH;
+  private long initialDeviceBytesPerSlot;
+  private long initialPinnedBytesPerSlot;
+  private String kernelResource = DEFAULT_KERNEL_RESOURCE;
+  private Path kernelFile;
+  private boolean concluded;
+
+  /** GPU to run on. Default 0. */
+  public CudaBackendOptions deviceOrdinal(int ordinal) {
+    requireOpen();
+    this.deviceOrdinal = ordinal;
+    return this;
+  }
+
+  /** Batches in flight, 1 (no overlap) to {@link #MAX_PIPELINE_DEPTH}. Default {@link #DEFAULT_PIPELINE_DEPTH}. */
+  public CudaBackendOptions pipelineDepth(int depth) {
+    requireOpen();
+    this.pipelineDepth = depth;
+    return this;
+  }
+
+  /**
+   * Device memory each slot allocates up front, so that the first batches of a known size do not pay
+   * for cuMemAlloc. Default 0: slots grow on the first batch that needs more.
+   */
+  public CudaBackendOptions initialDeviceBytesPerSlot(long bytes) {
+    requireOpen();
+    this.initialDeviceBytesPerSlot = bytes;
+    return this;
+  }
+
+  /** Pinned host staging each slot allocates up front. Default 0: grows on demand. */
+  public CudaBackendOptions initialPinnedBytesPerSlot(long bytes) {
+    requireOpen();
+    this.initialPinnedBytesPerSlot = bytes;
+    return this;
+  }
+
+  /** Host copy threads per staging pass, 1 to {@link #MAX_STAGING_THREADS}. Default {@link #DEFAULT_STAGING_THREADS}. */
+  public CudaBackendOptions stagingThreads(int threads) {
+    requireOpen();
+    this.stagingThreads = threads;
+    return this;
+  }
+
+  /** Class-path resource holding the kernel fatbin. Default {@link #DEFAULT_KERNEL_RESOURCE}. */
+  public CudaBackendOptions kernelResource(String resource) {
+    requireOpen();
+    this.kernelResource = resource;
+    return this;
+  }
+
+  /** A fatbin file that takes precedence over the resource (for kernels built outside Maven). Default none. */
+  public CudaBackendOptions kernelFile(Path file) {
+    requireOpen();
+    this.kernelFile = file;
+    return this;
+  }
+
+  public int deviceOrdinal() {
+    return deviceOrdinal;
+  }
+
+  public int pipelineDepth() {
+    return pipelineDepth;
+  }
+
+  public int stagingThreads() {
+    return stagingThreads;
+  }
+
+  public long initialDeviceBytesPerSlot() {
+    return initialDeviceBytesPerSlot;
+  }
+
+  public long initialPinnedBytesPerSlot() {
+    return initialPinnedBytesPerSlot;
+  }
+
+  public String kernelResource() {
+    return kernelResource;
+  }
+
+  public Path kernelFile() {
+    return kernelFile;
+  }
+
+  /** Validates all settings once; later calls are no-ops. */
+  public CudaBackendOptions conclude() {
+    if (concluded) {
+      return this;
+    }
+    if (deviceOrdinal < 0) {
+      throw new IllegalArgumentException("CUDA device ordinal must be >= 0, got " + deviceOrdinal);
+    }
+    if (pipelineDepth < 1 || pipelineDepth > MAX_PIPELINE_DEPTH) {
+      throw new IllegalArgumentException(
+          "CUDA pipeline depth must be in [1, " + MAX_PIPELINE_DEPTH + "], got " + pipelineDepth);
+    }
+    if (stagingThreads < 1 || stagingThreads > MAX_STAGING_THREADS) {
+      throw new IllegalArgumentException(
+          "staging threads must be in [1, " + MAX_STAGING_THREADS + "], got " + stagingThreads);
+    }
+    if (initialDeviceBytesPerSlot < 0) {
+      throw new IllegalArgumentException("initial device bytes per slot must be >= 0, got " + initialDeviceBytesPerSlot);
+    }
+    if (initialPinnedBytesPerSlot < 0) {
+      throw new IllegalArgumentException("initial pinned bytes per slot must be >= 0, got " + initialPinnedBytesPerSlot);
+    }
+    if ((kernelResource == null || kernelResource.isBlank()) && kernelFile == null) {
+      throw new IllegalArgumentException("CUDA backend needs a kernel resource or a kernel file");
+    }
+    concluded = true;
+    return this;
+  }
+
+  private void requireOpen() {
+    if (concluded) {
+      throw new IllegalStateException("CUDA backend options are concluded and can no longer change");
+    }
+  }
+}

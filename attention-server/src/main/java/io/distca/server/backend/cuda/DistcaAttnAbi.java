@@ -1,0 +1,94 @@
+package io.distca.server.backend.cuda;
+
+import io.distca.protocol.tensor.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Locale;
+
+/**
+ * The host side of native/include/distca_attn.h (ABI version 1): kernel symbol names, descriptor
+ * sizes and the byte layout of the by-value parameter blocks. Offsets here are the header's; a
+ * change there must change this class and its test together.
+ */
+final class DistcaAttnAbi {
+  private DistcaAttnAbi() {}
+
+  static final int ABI_VERSION = 1;
+
+  /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
+  static final int SLICE_INTS = 8;
+  /** distca_segment_t: k_start, len, slice_begin, slice_count. */
+  static final int SEGMENT_INTS = 4;
+  /** distca_work_t: item, block. */
+  static final int WORK_INTS = 2;
+
+  static final int FORWARD_PARAMS_BYTES = 80;
+  static final int BACKWARD_PARAMS_BYTES = 152;
+  static final int INFO_BYTES = 64;
+
+  /** The grid size limit of grid.x. */
+  static final long MAX_GRID_X = Integer.MAX_VALUE;
+
+  static String forwardKernel(DType dtype, int headDim) {
+    return "distca_attn_fwd_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  static String backwardPreKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_pre_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  static String backwardKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  static String backwardPostKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_post_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  static String infoGlobal(int headDim) {
+    return "distca_attn_info_d" + headDim;
+  }
+
+  static boolean supportsDtype(DType dtype) {
+    return dtype == DType.BF16 || dtype == DType.FP16;
+  }
+
+  private static String dtypeName(DType dtype) {
+    if (!supportsDtype(dtype)) {
+      throw new IllegalArgumentException("the CUDA kernels take bf16 or fp16, not " + dtype);
+    }
+    return dtype.wireName().toLowerCase(Locale.ROOT);
+  }
+
+  /** Device addresses and sizes of one forward launch (distca_fwd_params_t). */
+  record ForwardParams(
+      long q, long k, long v, long o, long lse, long slices, long work,
+      int totalQ, int totalK, int headsQ, int headsKv, int numWork, float scale) {
+
+    byte[] encode() {
+      ByteBuffer b = ByteBuffer.allocate(FORWARD_PARAMS_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+      b.putLong(0, q).putLong(8, k).putLong(16, v).putLong(24, o).putLong(32, lse)
+          .putLong(40, slices).putLong(48, work)
+          .putInt(56, totalQ).putInt(60, totalK).putInt(64, headsQ).putInt(68, headsKv).putInt(72, numWork)
+          .putFloat(76, scale);
+      return b.array();
+    }
+  }
+
+  /** Device addresses and sizes of the three backward launches (distca_bwd_params_t). */
+  record BackwardParams(
+      long q, long k, long v, long o, long dout, long lse, long dsum, long dqAccum,
+      long dq, long dk, long dv, long slices, long segments, long segmentSlices, long work,
+      int totalQ, int totalK, int headsQ, int headsKv, int numWork, float scale) {
+
+    byte[] encode() {
+      ByteBuffer b = ByteBuffer.allocate(BACKWARD_PARAMS_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+      b.putLong(0, q).putLong(8, k).putLong(16, v).putLong(24, o).putLong(32, dout).putLong(40, lse)
+          .putLong(48, dsum).putLong(56, dqAccum).putLong(64, dq).putLong(72, dk).putLong(80, dv)
+          .putLong(88, slices).putLong(96, segments).putLong(104, segmentSlices).putLong(112, work)
+          .putInt(120, totalQ).putInt(124, totalK).putInt(128, headsQ).putInt(132, headsKv).putInt(136, numWork)
+          .putFloat(140, scale).putInt(144, 0).putInt(148, 0);
+      return b.array();
+    }
+  }
+}

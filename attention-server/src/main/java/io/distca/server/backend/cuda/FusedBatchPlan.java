@@ -1,0 +1,340 @@
+package io.distca.server.backend.cuda;
+
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.KvSegment;
+import io.distca.server.backend.QuerySlice;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Everything the host computes for one fused launch, before any CUDA call: where each slice's query
+ * rows and each segment's key rows sit in the fused buffers, the descriptor arrays and work list of
+ * distca_attn.h, and the byte layout of all buffers in a pipeline slot's arena.
+ *
+ * <p>The arena layout is [inputs | outputs | workspace]. The pinned staging block uses the same
+ * offsets for inputs and outputs, so one host-to-device copy moves every input (descriptors
+ * included) and one device-to-host copy moves every output; the workspace lives on the device only.
+ *
+ * <p>The work list is ordered most expensive tile first (the header's cost estimate), so the long
+ * tiles of long documents start first and short ones fill the tail: mixed-length batches keep every
+ * SM busy without a persistent kernel.
+ */
+final class FusedBatchPlan {
+  enum Pass {
+    FORWARD,
+    BACKWARD
+  }
+
+  final Pass pass;
+  final AttentionShape shape;
+  final int totalQ;
+  final int totalK;
+  /** First fused query row of each slice (its LSE column too). */
+  final int[] sliceQStart;
+  /** First fused key row of each segment. */
+  final int[] segmentKStart;
+  /** distca_slice_t[slices], {@link DistcaAttnAbi#SLICE_INTS} ints each. */
+  final int[] sliceDescriptors;
+  /** distca_segment_t[segments] (backward only, else empty). */
+  final int[] segmentDescriptors;
+  /** Backward: slice indices grouped by segment (else empty). */
+  final int[] segmentSlices;
+  /** distca_work_t[numWork], most expensive first. */
+  final int[] work;
+  final int numWork;
+  /** Estimated cost of each work item, same order as {@link #work} (non-increasing). */
+  final long[] workCost;
+  final Layout layout;
+
+  /** Byte offsets inside a slot's arena; -1 where a pass has no such buffer. */
+  record Layout(
+      long q, long k, long v, long o, long dout, long lse,
+      long slices, long segments, long segmentSlices, long work,
+      long dq, long dk, long dv, long dsum, long dqAccum,
+      long inputBytes, long outputStart, long outputBytes, long pinnedBytes, long deviceBytes) {}
+
+  private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry) {
+    this.pass = pass;
+    this.shape = batch.shape();
+    List<QuerySlice> slices = batch.slices();
+    List<KvSegment> segments = batch.segments();
+    requireMatchingDtypes(batch, pass);
+
+    sliceQStart = new int[slices.size()];
+    long rowsQ = 0;
+    for (int i = 0; i < slices.size(); i++) {
+      sliceQStart[i] = (int) rowsQ;
+      rowsQ += slices.get(i).qLen();
+      requireInt32(rowsQ, "fused query rows");
+    }
+    totalQ = (int) rowsQ;
+    segmentKStart = new int[segments.size()];
+    long rowsK = 0;
+    for (int g = 0; g < segments.size(); g++) {
+      segmentKStart[g] = (int) rowsK;
+      rowsK += segments.get(g).length();
+      requireInt32(rowsK, "fused key rows");
+    }
+    totalK = (int) rowsK;
+
+    sliceDescriptors = new int[slices.size() * DistcaAttnAbi.SLICE_INTS];
+    for (int i = 0; i < slices.size(); i++) {
+      QuerySlice s = slices.get(i);
+      int at = i * DistcaAttnAbi.SLICE_INTS;
+      sliceDescriptors[at] = sliceQStart[i];
+      sliceDescriptors[at + 1] = s.qLen();
+      sliceDescriptors[at + 2] = segmentKStart[s.segment()] + s.kvStart();
+      sliceDescriptors[at + 3] = s.kvLen();
+      sliceDescriptors[at + 4] = s.causal() ? 1 : 0;
+      sliceDescriptors[at + 5] = s.diagonal();
+      sliceDescriptors[at + 6] = s.segment();
+      sliceDescriptors[at + 7] = 0;
+    }
+
+    if (pass == Pass.BACKWARD) {
+      segmentDescriptors = new int[segments.size() * DistcaAttnAbi.SEGMENT_INTS];
+      segmentSlices = new int[slices.size()];
+      int[] counts = new int[segments.size()];
+      for (QuerySlice s : slices) {
+        counts[s.segment()]++;
+      }
+      int[] next = new int[segments.size()];
+      int begin = 0;
+      for (int g = 0; g < segments.size(); g++) {
+        int at = g * DistcaAttnAbi.SEGMENT_INTS;
+        segmentDescriptors[at] = segmentKStart[g];
+        segmentDescriptors[at + 1] = segments.get(g).length();
+        segmentDescriptors[at + 2] = begin;
+        segmentDescriptors[at + 3] = counts[g];
+        next[g] = begin;
+        begin += counts[g];
+      }
+      for (int i = 0; i < slices.size(); i++) {
+        segmentSlices[next[slices.get(i).segment()]++] = i;
+      }
+    } else {
+      segmentDescriptors = new int[0];
+      segmentSlices = new int[0];
+    }
+
+    WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
+    work = list.items;
+    workCost = list.costs;
+    numWork = list.costs.length;
+    int heads = pass == Pass.FORWARD ? shape.headsQ() : shape.headsKv();
+    if ((long) numWork * heads > DistcaAttnAbi.MAX_GRID_X) {
+      throw new IllegalArgumentException("batch needs " + numWork + " tiles x " + heads
+          + " heads CTAs, over the grid limit of " + DistcaAttnAbi.MAX_GRID_X + "; split the batch");
+    }
+    if (pass == Pass.BACKWARD && geometry.elementwiseBlocks(totalQ, shape.headsQ()) > DistcaAttnAbi.MAX_GRID_X) {
+      throw new IllegalArgumentException("batch of " + totalQ + " query rows is too large for one backward launch; split it");
+    }
+    layout = layout(pass);
+  }
+
+  static FusedBatchPlan forward(AttentionBatch batch, KernelGeometry geometry) {
+    return new FusedBatchPlan(Pass.FORWARD, batch, geometry);
+  }
+
+  static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry) {
+    return new FusedBatchPlan(Pass.BACKWARD, batch, geometry);
+  }
+
+  long queryRowBytes() {
+    return (long) shape.headsQ() * shape.headDim() * shape.dtype().byteSize();
+  }
+
+  long keyRowBytes() {
+    return (long) shape.headsKv() * shape.headDim() * shape.dtype().byteSize();
+  }
+
+  private Layout layout(Pass pass) {
+    long qBytes = totalQ * queryRowBytes();
+    long kBytes = totalK * keyRowBytes();
+    long lseBytes = 4L * shape.headsQ() * totalQ;
+    ArenaLayout a = new ArenaLayout();
+    long q = a.add(qBytes);
+    long k = a.add(kBytes);
+    long v = a.add(kBytes);
+    if (pass == Pass.FORWARD) {
+      long slices = a.add(4L * sliceDescriptors.length);
+      long workAt = a.add(4L * work.length);
+      long inputBytes = a.totalBytes();
+      long o = a.add(qBytes);
+      long lse = a.add(lseBytes);
+      long outputBytes = a.totalBytes() - inputBytes;
+      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1,
+          inputBytes, inputBytes, outputBytes, a.totalBytes(), a.totalBytes());
+    }
+    long o = a.add(qBytes);
+    long dout = a.add(qBytes);
+    long lse = a.add(lseBytes);
+    long slices = a.add(4L * sliceDescriptors.length);
+    long segments = a.add(4L * segmentDescriptors.length);
+    long segmentSlicesAt = a.add(4L * segmentSlices.length);
+    long workAt = a.add(4L * work.length);
+    long inputBytes = a.totalBytes();
+    long dq = a.add(qBytes);
+    long dk = a.add(kBytes);
+    long dv = a.add(kBytes);
+    long outputBytes = a.totalBytes() - inputBytes;
+    long pinnedBytes = a.totalBytes();
+    long dsum = a.add(lseBytes);
+    long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
+    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
+        inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
+  }
+
+  private record WorkList(int[] items, long[] costs) {}
+
+  /** One {slice, query block} per query tile; cost = key blocks the tile visits. */
+  private static WorkList forwardWork(List<QuerySlice> slices, KernelGeometry g) {
+    int bm = g.forwardBlockM();
+    int count = 0;
+    for (QuerySlice s : slices) {
+      count = Math.addExact(count, ceilDiv(s.qLen(), bm));
+    }
+    int[] items = new int[count * 2];
+    long[] costs = new long[count];
+    int n = 0;
+    for (int i = 0; i < slices.size(); i++) {
+      QuerySlice s = slices.get(i);
+      int blocks = ceilDiv(s.qLen(), bm);
+      for (int b = 0; b < blocks; b++) {
+        items[2 * n] = i;
+        items[2 * n + 1] = b;
+        costs[n] = forwardTileCost(s, b, g);
+        n++;
+      }
+    }
+    return sortByCostDescending(items, costs);
+  }
+
+  static long forwardTileCost(QuerySlice s, int block, KernelGeometry g) {
+    long keysVisited;
+    if (s.causal()) {
+      long lastRow = Math.min(s.qLen(), (long) (block + 1) * g.forwardBlockM()) - 1;
+      keysVisited = Math.max(0, Math.min(s.kvLen(), lastRow + s.diagonal() + 1));
+    } else {
+      keysVisited = s.kvLen();
+    }
+    return ceilDiv(keysVisited, g.forwardBlockN());
+  }
+
+  /** One {segment, key block} per key tile of every segment; cost = query rows that see the tile. */
+  private static WorkList backwardWork(AttentionBatch batch, KernelGeometry g) {
+    List<KvSegment> segments = batch.segments();
+    int bn = g.backwardBlockN();
+    int count = 0;
+    for (KvSegment seg : segments) {
+      count = Math.addExact(count, ceilDiv(seg.length(), bn));
+    }
+    @SuppressWarnings("unchecked")
+    List<QuerySlice>[] readers = new List[segments.size()];
+    for (int gi = 0; gi < segments.size(); gi++) {
+      readers[gi] = new java.util.ArrayList<>();
+    }
+    for (QuerySlice s : batch.slices()) {
+      readers[s.segment()].add(s);
+    }
+    int[] items = new int[count * 2];
+    long[] costs = new long[count];
+    int n = 0;
+    for (int gi = 0; gi < segments.size(); gi++) {
+      int len = segments.get(gi).length();
+      int blocks = ceilDiv(len, bn);
+      for (int b = 0; b < blocks; b++) {
+        long keyFrom = (long) b * bn;
+        long keyTo = Math.min(len, keyFrom + bn);
+        long cost = 0;
+        for (QuerySlice s : readers[gi]) {
+          cost += rowsSeeingKeys(s, keyFrom, keyTo);
+        }
+        items[2 * n] = gi;
+        items[2 * n + 1] = b;
+        costs[n] = cost;
+        n++;
+      }
+    }
+    return sortByCostDescending(items, costs);
+  }
+
+  /** Query rows of {@code s} that see at least one key of segment rows [keyFrom, keyTo). */
+  static long rowsSeeingKeys(QuerySlice s, long keyFrom, long keyTo) {
+    long j0 = Math.max(keyFrom - s.kvStart(), 0);
+    long j1 = Math.min(keyTo - s.kvStart(), s.kvLen());
+    if (j0 >= j1 || s.qLen() == 0) {
+      return 0;
+    }
+    if (!s.causal()) {
+      return s.qLen();
+    }
+    // Row i sees keys j <= i + diagonal, so it sees some key of [j0, j1) iff i >= j0 - diagonal.
+    long firstRow = Math.max(0, j0 - s.diagonal());
+    return Math.max(0, s.qLen() - firstRow);
+  }
+
+  private static WorkList sortByCostDescending(int[] items, long[] costs) {
+    int n = costs.length;
+    Integer[] order = new Integer[n];
+    for (int i = 0; i < n; i++) {
+      order[i] = i;
+    }
+    // Stable: equal costs keep list order, so the plan is deterministic for the same batch.
+    Arrays.sort(order, (a, b) -> Long.compare(costs[b], costs[a]));
+    int[] sortedItems = new int[items.length];
+    long[] sortedCosts = new long[n];
+    for (int i = 0; i < n; i++) {
+      int from = order[i];
+      sortedItems[2 * i] = items[2 * from];
+      sortedItems[2 * i + 1] = items[2 * from + 1];
+      sortedCosts[i] = costs[from];
+    }
+    return new WorkList(sortedItems, sortedCosts);
+  }
+
+  private static void requireMatchingDtypes(AttentionBatch batch, Pass pass) {
+    var dtype = batch.shape().dtype();
+    for (int g = 0; g < batch.segments().size(); g++) {
+      KvSegment seg = batch.segments().get(g);
+      requireDtype(seg.k(), dtype, "segment " + g + " k");
+      requireDtype(seg.v(), dtype, "segment " + g + " v");
+      if (pass == Pass.BACKWARD) {
+        requireDtype(seg.dk(), dtype, "segment " + g + " dk");
+        requireDtype(seg.dv(), dtype, "segment " + g + " dv");
+      }
+    }
+    for (int i = 0; i < batch.slices().size(); i++) {
+      QuerySlice s = batch.slices().get(i);
+      requireDtype(s.q(), dtype, "slice " + i + " q");
+      requireDtype(s.o(), dtype, "slice " + i + " o");
+      if (pass == Pass.BACKWARD) {
+        requireDtype(s.dO(), dtype, "slice " + i + " dO");
+        requireDtype(s.dq(), dtype, "slice " + i + " dq");
+      }
+    }
+  }
+
+  private static void requireDtype(Tensor t, io.distca.protocol.tensor.DType dtype, String what) {
+    if (t.dtype() != dtype) {
+      throw new IllegalArgumentException(what + " is " + t.dtype() + " but the batch shape says " + dtype
+          + "; the CUDA backend copies raw bytes and needs one dtype");
+    }
+  }
+
+  private static void requireInt32(long value, String what) {
+    if (value > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException(what + " " + value + " exceed the kernels' int32 indexing; split the batch");
+    }
+  }
+
+  static int ceilDiv(int a, int b) {
+    return (int) ((a + (long) b - 1) / b);
+  }
+
+  static long ceilDiv(long a, long b) {
+    return (a + b - 1) / b;
+  }
+}

@@ -1,0 +1,121 @@
+package io.distca.server.backend.cuda;
+
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.KvSegment;
+import io.distca.server.backend.LseView;
+import io.distca.server.backend.QuerySlice;
+import java.util.List;
+import org.apache.arrow.memory.util.MemoryUtil;
+
+/**
+ * Host-side copies between a batch's tensors and a staging block laid out by {@link FusedBatchPlan}:
+ * gather packs inputs before the upload, scatter unpacks outputs after the download. The copies are
+ * collected into a {@link CopyList} (run by a {@link ParallelCopier}); raw addresses are safe because
+ * the plan has checked every dtype and the batch validation every shape and range first.
+ *
+ * <p>Gather lists its copies in increasing staging (destination) order and scatter in increasing
+ * staging (source) order, buffer by buffer in layout order, so that a prefix of either list touches
+ * a prefix of the staging block: the backend uploads each gathered chunk while it gathers the next,
+ * and scatters each downloaded chunk while the next one downloads.
+ */
+final class StagingCopies {
+  private StagingCopies() {}
+
+  static {
+    if (!MemoryUtil.LITTLE_ENDIAN) {
+      throw new ExceptionInInitializerError("the CUDA backend writes descriptors in host order and needs a little-endian host");
+    }
+  }
+
+  /** Adds the copies that pack every input of the plan's pass at {@code base}, in staging order. */
+  static void gather(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies) {
+    FusedBatchPlan.Layout at = plan.layout;
+    List<QuerySlice> slices = batch.slices();
+    List<KvSegment> segments = batch.segments();
+    long qRow = plan.queryRowBytes();
+    long kRow = plan.keyRowBytes();
+    for (int i = 0; i < slices.size(); i++) {
+      from(slices.get(i).q(), base + at.q() + plan.sliceQStart[i] * qRow, copies);
+    }
+    for (int g = 0; g < segments.size(); g++) {
+      from(segments.get(g).k(), base + at.k() + plan.segmentKStart[g] * kRow, copies);
+    }
+    for (int g = 0; g < segments.size(); g++) {
+      from(segments.get(g).v(), base + at.v() + plan.segmentKStart[g] * kRow, copies);
+    }
+    if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
+      return;
+    }
+    for (int i = 0; i < slices.size(); i++) {
+      from(slices.get(i).o(), base + at.o() + plan.sliceQStart[i] * qRow, copies);
+    }
+    for (int i = 0; i < slices.size(); i++) {
+      from(slices.get(i).dO(), base + at.dout() + plan.sliceQStart[i] * qRow, copies);
+    }
+    // The request's LSE is [heads, columns], the fused one [heads, totalQ]: one run per head and slice.
+    for (int h = 0; h < plan.shape.headsQ(); h++) {
+      for (int i = 0; i < slices.size(); i++) {
+        LseView view = slices.get(i).lse();
+        copies.add(view.lse().address() + 4L * view.index(h, 0),
+            base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]), 4L * slices.get(i).qLen());
+      }
+    }
+  }
+
+  /** Writes the descriptor arrays and work list at {@code base} (small: written directly). */
+  static void writeDescriptors(FusedBatchPlan plan, long base) {
+    FusedBatchPlan.Layout at = plan.layout;
+    putInts(plan.sliceDescriptors, base + at.slices());
+    putInts(plan.work, base + at.work());
+    if (plan.pass == FusedBatchPlan.Pass.BACKWARD) {
+      putInts(plan.segmentDescriptors, base + at.segments());
+      putInts(plan.segmentSlices, base + at.segmentSlices());
+    }
+  }
+
+  /** Adds the copies that unpack the plan's outputs from {@code base} into the batch, in staging order. */
+  static void scatter(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies) {
+    FusedBatchPlan.Layout at = plan.layout;
+    List<QuerySlice> slices = batch.slices();
+    long qRow = plan.queryRowBytes();
+    if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
+      for (int i = 0; i < slices.size(); i++) {
+        to(base + at.o() + plan.sliceQStart[i] * qRow, slices.get(i).o(), copies);
+      }
+      for (int h = 0; h < plan.shape.headsQ(); h++) {
+        for (int i = 0; i < slices.size(); i++) {
+          LseView view = slices.get(i).lse();
+          copies.add(base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]),
+              view.lse().address() + 4L * view.index(h, 0), 4L * slices.get(i).qLen());
+        }
+      }
+      return;
+    }
+    for (int i = 0; i < slices.size(); i++) {
+      to(base + at.dq() + plan.sliceQStart[i] * qRow, slices.get(i).dq(), copies);
+    }
+    long kRow = plan.keyRowBytes();
+    List<KvSegment> segments = batch.segments();
+    for (int g = 0; g < segments.size(); g++) {
+      to(base + at.dk() + plan.segmentKStart[g] * kRow, segments.get(g).dk(), copies);
+    }
+    for (int g = 0; g < segments.size(); g++) {
+      to(base + at.dv() + plan.segmentKStart[g] * kRow, segments.get(g).dv(), copies);
+    }
+  }
+
+  private static void from(Tensor tensor, long destination, CopyList copies) {
+    copies.add(tensor.address(), destination, tensor.byteSize());
+  }
+
+  private static void to(long source, Tensor tensor, CopyList copies) {
+    copies.add(source, tensor.address(), tensor.byteSize());
+  }
+
+  private static void putInts(int[] values, long address) {
+    for (int i = 0; i < values.length; i++) {
+      MemoryUtil.putInt(address + 4L * i, values[i]);
+    }
+  }
+}

@@ -1,0 +1,352 @@
+package io.distca.server.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.AttentionFixture;
+import io.distca.server.backend.AttentionFixture.SliceSpec;
+import io.distca.server.backend.QuerySlice;
+import io.distca.server.backend.ReferenceAttention;
+import io.distca.server.backend.ReferenceAttention.DoubleBatch;
+import io.distca.server.backend.ReferenceAttention.ForwardResult;
+import io.distca.server.backend.ReferenceAttention.Gradients;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * CudaBackend on a real GPU against the float64 reference, by FlashAttention's rule
+ * ({@link FlashAttentionRule}), on fresh random inputs (seeded from the clock, printed on failure) with
+ * NaN-poisoned outputs. Skipped where {@link CudaAvailability} finds no usable GPU and kernels.
+ */
+@Tag("gpu")
+class CudaBackendGpuTest {
+  private static CudaBackend backend;
+  private static final long SEED = System.nanoTime();
+  private BufferAllocator allocator;
+
+  @BeforeAll
+  static void openBackend() {
+    CudaBackendOptions options = new CudaBackendOptions();
+    String reason = CudaAvailability.unavailableReason(options);
+    Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+    backend = CudaBackend.open(options);
+    System.out.println("CUDA backend on " + backend.gpu() + ", seed " + SEED);
+  }
+
+  @AfterAll
+  static void closeBackend() {
+    if (backend != null) {
+      backend.close();
+      backend.close();
+    }
+  }
+
+  @BeforeEach
+  void open() {
+    allocator = new RootAllocator();
+  }
+
+  @AfterEach
+  void close() {
+    allocator.close();
+  }
+
+  record Case(String name, AttentionShape shape, int[] segments, List<SliceSpec> slices) {
+    @Override
+    public String toString() {
+      return name;
+    }
+  }
+
+  static AttentionShape shape(int hq, int hkv, int d, DType dtype) {
+    return new AttentionShape(hq, hkv, d, dtype, AttentionShape.defaultScale(d));
+  }
+
+  static List<Case> cases() {
+    List<SliceSpec> shortSlices = new ArrayList<>();
+    Random r = new Random(1);
+    for (int i = 0; i < 24; i++) {
+      int kv = 1 + r.nextInt(300);
+      int q = 1 + r.nextInt(kv);
+      shortSlices.add(i % 3 == 0 ? SliceSpec.full(0, 300 - kv, kv, q) : SliceSpec.causalBottomRight(0, q, kv));
+    }
+    return List.of(
+        new Case("varlen GQA 8/2 bf16 d128 causal: lengths 1..700, two shards of one document",
+            shape(8, 2, 128, DType.BF16), new int[] {1, 129, 300, 700, 64},
+            List.of(SliceSpec.causalBottomRight(0, 1, 1), SliceSpec.causalBottomRight(1, 129, 129),
+                SliceSpec.causalBottomRight(2, 100, 200), SliceSpec.causalBottomRight(2, 100, 300),
+                SliceSpec.causalBottomRight(3, 700, 700), SliceSpec.causalBottomRight(4, 64, 64))),
+        new Case("MHA fp16 d64 full attention: key offsets, no keys, no rows",
+            shape(4, 4, 64, DType.FP16), new int[] {257, 90, 0},
+            List.of(SliceSpec.full(0, 13, 200, 77), SliceSpec.full(1, 0, 90, 1), SliceSpec.full(0, 0, 0, 5),
+                SliceSpec.full(1, 3, 50, 0), SliceSpec.full(2, 0, 0, 3))),
+        new Case("MQA 4/1 bf16 d64 causal, negative and large diagonals (rows that see nothing)",
+            shape(4, 1, 64, DType.BF16), new int[] {150, 333},
+            List.of(new SliceSpec(0, 0, 150, true, -20, 100), new SliceSpec(1, 33, 300, true, 250, 17),
+                new SliceSpec(1, 0, 333, true, -400, 9), new SliceSpec(0, 10, 140, true, 0, 140))),
+        new Case("bf16 d128 one document of 1100 tokens", shape(2, 2, 128, DType.BF16), new int[] {1100},
+            List.of(SliceSpec.causalBottomRight(0, 1100, 1100))),
+        new Case("fp16 d128 GQA 8/4: 24 short slices over one shared segment",
+            shape(8, 4, 128, DType.FP16), new int[] {300}, shortSlices));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void forwardMatchesTheReference(Case c) {
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED)) {
+      AttentionBatch batch = f.forwardBatch();
+      BatchTimings timings = CudaBackend.await(backend.submitForward(batch));
+      assertTrue(timings.kernelMillis() >= 0 && timings.endToEndNanos() > 0);
+
+      DoubleBatch exact = DoubleBatch.of(batch);
+      ForwardResult ref = ReferenceAttention.forward(exact);
+      ForwardResult low = LowPrecisionAttention.forward(exact, c.shape().dtype());
+      double[] errors = FlashAttentionRule.assertWithin(c.name() + " O (seed " + SEED + ")", ref.o(), low.o(), f.o);
+      List<double[]> lse = new ArrayList<>();
+      for (int i = 0; i < c.slices().size(); i++) {
+        lse.add(f.lseOf(i));
+      }
+      FlashAttentionRule.assertLseWithin(c.name() + " (seed " + SEED + ")", ref.lse(), low.lse(), lse);
+      assertRowsThatSeeNothingAreZero(c, f, ref);
+      System.out.printf("forward %s: max error %.3g, low-precision %.3g, atol %.3g%n", c.name(), errors[0], errors[1], errors[2]);
+    }
+  }
+
+  private static void assertRowsThatSeeNothingAreZero(Case c, AttentionFixture f, ForwardResult ref) {
+    int hq = c.shape().headsQ();
+    int d = c.shape().headDim();
+    for (int i = 0; i < c.slices().size(); i++) {
+      int qLen = c.slices().get(i).qLen();
+      for (int h = 0; h < hq; h++) {
+        for (int row = 0; row < qLen; row++) {
+          if (ref.lse().get(i)[h * qLen + row] == Double.NEGATIVE_INFINITY) {
+            for (int e = 0; e < d; e++) {
+              assertEquals(0f, f.o.get(i).getFloat(((long) row * hq + h) * d + e), "O of a row that sees no key");
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void backwardMatchesTheReference(Case c) {
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 1)) {
+      // O and LSE come from the reference forward, so the backward is judged on its own.
+      DoubleBatch exact = DoubleBatch.of(f.forwardBatch());
+      ForwardResult fwd = ReferenceAttention.forward(exact);
+      int hq = c.shape().headsQ();
+      List<double[]> o = new ArrayList<>();
+      List<double[]> lse = new ArrayList<>();
+      List<double[]> dO = new ArrayList<>();
+      for (int i = 0; i < c.slices().size(); i++) {
+        ReferenceAttention.fromDoubles(fwd.o().get(i), f.o.get(i));
+        o.add(ReferenceAttention.toDoubles(f.o.get(i)));
+        int qLen = c.slices().get(i).qLen();
+        for (int h = 0; h < hq; h++) {
+          for (int row = 0; row < qLen; row++) {
+            f.lse.setFloat(f.lseView(i).index(h, row), (float) fwd.lse().get(i)[h * qLen + row]);
+          }
+        }
+        lse.add(f.lseOf(i));
+        dO.add(ReferenceAttention.toDoubles(f.dO.get(i)));
+      }
+      AttentionBatch batch = f.backwardBatch();
+      CudaBackend.await(backend.submitBackward(batch));
+
+      Gradients ref = ReferenceAttention.backward(exact, o, lse, dO);
+      Gradients low = LowPrecisionAttention.backward(exact, o, lse, dO, c.shape().dtype());
+      String seed = " (seed " + (SEED + 1) + ")";
+      double[] dq = FlashAttentionRule.assertWithin(c.name() + " dQ" + seed, ref.dq(), low.dq(), f.dq);
+      double[] dk = FlashAttentionRule.assertWithin(c.name() + " dK" + seed, ref.dk(), low.dk(), f.dk);
+      double[] dv = FlashAttentionRule.assertWithin(c.name() + " dV" + seed, ref.dv(), low.dv(), f.dv);
+      System.out.printf("backward %s: dQ %.3g (low %.3g), dK %.3g (low %.3g), dV %.3g (low %.3g)%n",
+          c.name(), dq[0], dq[1], dk[0], dk[1], dv[0], dv[1]);
+    }
+  }
+
+  /** Random mixed batches; each is run alone first, then all of them at once through the pipeline. */
+  @Test
+  void manyBatchesInFlightGiveTheSameResultsAsOneAtATime() throws Exception {
+    Random random = new Random(SEED);
+    List<AttentionFixture> fixtures = new ArrayList<>();
+    try {
+      for (int b = 0; b < 12; b++) {
+        int segments = 1 + random.nextInt(4);
+        int[] lengths = new int[segments];
+        List<SliceSpec> specs = new ArrayList<>();
+        for (int g = 0; g < segments; g++) {
+          lengths[g] = 1 + random.nextInt(600);
+          int q = 1 + random.nextInt(lengths[g]);
+          specs.add(SliceSpec.causalBottomRight(g, q, lengths[g]));
+        }
+        DType dtype = random.nextBoolean() ? DType.BF16 : DType.FP16;
+        AttentionShape shape = shape(8, 2, random.nextBoolean() ? 64 : 128, dtype);
+        fixtures.add(new AttentionFixture(allocator, shape, lengths, specs, random.nextLong()));
+      }
+      List<float[]> aloneO = new ArrayList<>();
+      List<float[]> aloneLse = new ArrayList<>();
+      for (AttentionFixture f : fixtures) {
+        backend.forward(f.forwardBatch());
+        aloneO.add(concat(f.o));
+        aloneLse.add(values(f.lse));
+        f.poisonOutputs();
+      }
+      List<CompletableFuture<BatchTimings>> futures = new ArrayList<>();
+      for (AttentionFixture f : fixtures) {
+        futures.add(backend.submitForward(f.forwardBatch()));
+      }
+      for (int b = 0; b < fixtures.size(); b++) {
+        CudaBackend.await(futures.get(b));
+        assertArrayEquals(aloneO.get(b), concat(fixtures.get(b).o), "O of batch " + b + " (seed " + SEED + ")");
+        assertArrayEquals(aloneLse.get(b), values(fixtures.get(b).lse), "LSE of batch " + b);
+      }
+
+      // Backward: dK and dV are written once per key tile (deterministic); dQ sums fp32 atomics in
+      // any order, so it may differ in the last bits of the accumulation, never by more than rounding.
+      List<float[][]> aloneGrads = new ArrayList<>();
+      for (AttentionFixture f : fixtures) {
+        backend.backward(f.backwardBatch());
+        aloneGrads.add(new float[][] {concat(f.dq), concat(f.dk), concat(f.dv)});
+        f.poisonGradients();
+      }
+      futures.clear();
+      for (AttentionFixture f : fixtures) {
+        futures.add(backend.submitBackward(f.backwardBatch()));
+      }
+      for (int b = 0; b < fixtures.size(); b++) {
+        CudaBackend.await(futures.get(b));
+        AttentionFixture f = fixtures.get(b);
+        assertArrayEquals(aloneGrads.get(b)[1], concat(f.dk), "dK of batch " + b);
+        assertArrayEquals(aloneGrads.get(b)[2], concat(f.dv), "dV of batch " + b);
+        float[] dq = concat(f.dq);
+        float[] expected = aloneGrads.get(b)[0];
+        float maxAbs = 0;
+        for (float e : expected) {
+          maxAbs = Math.max(maxAbs, Math.abs(e));
+        }
+        // One step of the output dtype (2^-7 relative for bf16, 2^-10 for fp16) plus fp32 noise.
+        double step = f.shape.dtype() == DType.BF16 ? 0x1p-7 : 0x1p-10;
+        for (int i = 0; i < dq.length; i++) {
+          double tolerance = step * Math.abs(expected[i]) + 1e-5 * maxAbs;
+          assertTrue(Math.abs(dq[i] - expected[i]) <= tolerance,
+              "dQ of batch " + b + " element " + i + ": " + dq[i] + " vs " + expected[i]);
+        }
+      }
+    } finally {
+      fixtures.forEach(AttentionFixture::close);
+    }
+  }
+
+  @Test
+  void submissionsFromSeveralThreadsAllComplete() throws Exception {
+    ExecutorService threads = Executors.newFixedThreadPool(4);
+    List<AttentionFixture> fixtures = new ArrayList<>();
+    try {
+      List<float[]> alone = new ArrayList<>();
+      for (int b = 0; b < 16; b++) {
+        int len = 50 + 37 * b;
+        AttentionFixture f = new AttentionFixture(allocator, shape(4, 4, 64, DType.BF16), new int[] {len},
+            List.of(SliceSpec.causalBottomRight(0, len, len)), SEED + b);
+        fixtures.add(f);
+        backend.forward(f.forwardBatch());
+        alone.add(concat(f.o));
+        f.poisonOutputs();
+      }
+      List<Future<BatchTimings>> results = new ArrayList<>();
+      for (AttentionFixture f : fixtures) {
+        results.add(threads.submit(() -> CudaBackend.await(backend.submitForward(f.forwardBatch()))));
+      }
+      for (int b = 0; b < fixtures.size(); b++) {
+        results.get(b).get();
+        assertArrayEquals(alone.get(b), concat(fixtures.get(b).o), "batch " + b);
+      }
+    } finally {
+      threads.shutdownNow();
+      fixtures.forEach(AttentionFixture::close);
+    }
+  }
+
+  @Test
+  void sameSizedBatchesAllocateNoMoreMemoryAfterTheFirstRound() {
+    try (AttentionFixture f = new AttentionFixture(allocator, shape(8, 2, 128, DType.BF16), new int[] {500, 800},
+        List.of(SliceSpec.causalBottomRight(0, 500, 500), SliceSpec.causalBottomRight(1, 800, 800)), SEED)) {
+      for (int i = 0; i < backend.options().pipelineDepth(); i++) {
+        backend.forward(f.forwardBatch());
+      }
+      int warm = backend.arenaAllocations();
+      for (int i = 0; i < 10; i++) {
+        CudaBackend.await(backend.submitForward(f.forwardBatch()));
+      }
+      assertEquals(warm, backend.arenaAllocations(), "no device or pinned allocation per request once warm");
+    }
+  }
+
+  @Test
+  void unsupportedAndMalformedBatchesFailByNameAndLeaveTheBackendWorking() {
+    try (AttentionFixture fp32 = new AttentionFixture(allocator, shape(2, 2, 64, DType.FP32), new int[] {10},
+            List.of(SliceSpec.full(0, 0, 10, 4)), SEED);
+        AttentionFixture d96 = new AttentionFixture(allocator, shape(2, 2, 96, DType.BF16), new int[] {10},
+            List.of(SliceSpec.full(0, 0, 10, 4)), SEED);
+        AttentionFixture good = new AttentionFixture(allocator, shape(2, 2, 64, DType.BF16), new int[] {10},
+            List.of(SliceSpec.full(0, 0, 10, 4)), SEED)) {
+      UnsupportedShapeException e = assertThrows(UnsupportedShapeException.class, () -> backend.forward(fp32.forwardBatch()));
+      assertTrue(e.getMessage().contains("fp32"), e.getMessage());
+      if (!backend.supports(d96.shape)) {
+        assertThrows(UnsupportedShapeException.class, () -> backend.forward(d96.forwardBatch()));
+      }
+      AttentionBatch batch = good.forwardBatch();
+      QuerySlice s = batch.slices().get(0);
+      AttentionBatch outside = new AttentionBatch(batch.shape(), batch.segments(),
+          List.of(QuerySlice.forward(0, 5, 10, false, 0, s.q(), s.o(), s.lse())));
+      IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> backend.forward(outside));
+      assertTrue(bad.getMessage().contains("outside segment"), bad.getMessage());
+      backend.forward(batch);
+      for (long i = 0; i < good.o.get(0).numel(); i++) {
+        assertTrue(Float.isFinite(good.o.get(0).getFloat(i)), "still computes after bad batches");
+      }
+    }
+  }
+
+  private static float[] concat(List<Tensor> tensors) {
+    long n = 0;
+    for (Tensor t : tensors) {
+      n += t.numel();
+    }
+    float[] out = new float[(int) n];
+    int at = 0;
+    for (Tensor t : tensors) {
+      for (long i = 0; i < t.numel(); i++) {
+        out[at++] = t.getFloat(i);
+      }
+    }
+    return out;
+  }
+
+  private static float[] values(Tensor t) {
+    return concat(List.of(t));
+  }
+}

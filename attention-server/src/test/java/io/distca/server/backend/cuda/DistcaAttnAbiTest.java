@@ -1,0 +1,103 @@
+package io.distca.server.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.distca.protocol.tensor.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import jcuda.driver.CUresult;
+import org.junit.jupiter.api.Test;
+
+/** The byte layouts of distca_attn.h (the offsets of its static_asserts and field comments). */
+class DistcaAttnAbiTest {
+
+  @Test
+  void forwardParameterBlockMatchesTheHeaderOffsets() {
+    byte[] bytes = new DistcaAttnAbi.ForwardParams(
+        0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 11, 12, 32, 8, 99, 0.088f).encode();
+    assertEquals(80, bytes.length);
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    assertEquals(0x1000, b.getLong(0));
+    assertEquals(0x2000, b.getLong(8));
+    assertEquals(0x3000, b.getLong(16));
+    assertEquals(0x4000, b.getLong(24));
+    assertEquals(0x5000, b.getLong(32));
+    assertEquals(0x6000, b.getLong(40));
+    assertEquals(0x7000, b.getLong(48), "fwd.work at 48");
+    assertEquals(11, b.getInt(56), "fwd.total_q at 56");
+    assertEquals(12, b.getInt(60));
+    assertEquals(32, b.getInt(64));
+    assertEquals(8, b.getInt(68));
+    assertEquals(99, b.getInt(72));
+    assertEquals(0.088f, b.getFloat(76), "fwd.scale at 76");
+  }
+
+  @Test
+  void backwardParameterBlockMatchesTheHeaderOffsets() {
+    long[] pointers = new long[15];
+    for (int i = 0; i < pointers.length; i++) {
+      pointers[i] = 0x10000L * (i + 1);
+    }
+    byte[] bytes = new DistcaAttnAbi.BackwardParams(pointers[0], pointers[1], pointers[2], pointers[3], pointers[4],
+        pointers[5], pointers[6], pointers[7], pointers[8], pointers[9], pointers[10], pointers[11], pointers[12],
+        pointers[13], pointers[14], 21, 22, 16, 4, 77, 0.125f).encode();
+    assertEquals(152, bytes.length);
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < pointers.length; i++) {
+      assertEquals(pointers[i], b.getLong(8 * i), "pointer field " + i);
+    }
+    assertEquals(21, b.getInt(120), "bwd.total_q at 120");
+    assertEquals(22, b.getInt(124));
+    assertEquals(16, b.getInt(128));
+    assertEquals(4, b.getInt(132));
+    assertEquals(77, b.getInt(136));
+    assertEquals(0.125f, b.getFloat(140), "bwd.scale at 140");
+    assertEquals(0, b.getInt(144));
+    assertEquals(0, b.getInt(148));
+  }
+
+  @Test
+  void kernelNamesFollowTheHeader() {
+    assertEquals("distca_attn_fwd_bf16_d128", DistcaAttnAbi.forwardKernel(DType.BF16, 128));
+    assertEquals("distca_attn_bwd_pre_fp16_d64", DistcaAttnAbi.backwardPreKernel(DType.FP16, 64));
+    assertEquals("distca_attn_bwd_bf16_d64", DistcaAttnAbi.backwardKernel(DType.BF16, 64));
+    assertEquals("distca_attn_bwd_post_fp16_d128", DistcaAttnAbi.backwardPostKernel(DType.FP16, 128));
+    assertEquals("distca_attn_info_d128", DistcaAttnAbi.infoGlobal(128));
+    assertThrows(IllegalArgumentException.class, () -> DistcaAttnAbi.forwardKernel(DType.FP32, 64));
+  }
+
+  @Test
+  void geometryIsDecodedFromTheModuleInfoAndVersionChecked() {
+    ByteBuffer b = ByteBuffer.allocate(64).order(ByteOrder.LITTLE_ENDIAN);
+    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8};
+    for (int i = 0; i < fields.length; i++) {
+      b.putInt(4 * i, fields[i]);
+    }
+    KernelGeometry g = KernelGeometry.decode(b.array(), 128);
+    assertEquals(new KernelGeometry(128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8), g);
+    assertEquals(1, g.elementwiseBlocks(5, 3), "ceil(5 rows * 3 heads * 128 / (256 * 8))");
+    assertEquals(2, g.elementwiseBlocks(6, 3), "ceil(6 rows * 3 heads * 128 / (256 * 8))");
+    assertEquals(0, g.elementwiseBlocks(0, 3), "no rows, no blocks");
+
+    IllegalStateException wrongHeadDim = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 64));
+    assertTrue(wrongHeadDim.getMessage().contains("head_dim 128"), wrongHeadDim.getMessage());
+    b.putInt(0, 2);
+    IllegalStateException wrongAbi = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128));
+    assertTrue(wrongAbi.getMessage().contains("ABI version 2"), wrongAbi.getMessage());
+    b.putInt(0, 1);
+    b.putInt(16, 0);
+    assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128), "zero threads");
+  }
+
+  @Test
+  void driverErrorNamesMapBackToCodes() {
+    assertEquals(CUresult.CUDA_ERROR_OUT_OF_MEMORY, Driver.codeOf("CUDA_ERROR_OUT_OF_MEMORY"));
+    assertEquals(CUresult.CUDA_ERROR_ILLEGAL_ADDRESS, Driver.codeOf("CUDA_ERROR_ILLEGAL_ADDRESS and more"));
+    assertEquals(-1, Driver.codeOf("something else"));
+    assertEquals(-1, Driver.codeOf(null));
+    CudaCallException e = new CudaCallException("cuMemAlloc(8 bytes)", 2, "CUDA_ERROR_OUT_OF_MEMORY", "growing slot 1", null);
+    assertEquals("cuMemAlloc(8 bytes) failed with CUDA_ERROR_OUT_OF_MEMORY (2) while growing slot 1", e.getMessage());
+  }
+}

@@ -1,0 +1,253 @@
+package io.distca.server.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AttentionBatch;
+import io.distca.server.backend.AttentionFixture;
+import io.distca.server.backend.AttentionFixture.SliceSpec;
+import io.distca.server.backend.KvSegment;
+import io.distca.server.backend.QuerySlice;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Random;
+import java.util.Set;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Descriptors, work lists and arena layout of fused batches, checked against brute-force counts. */
+class FusedBatchPlanTest {
+  /** Odd tile sizes so that no length in the tests divides evenly by accident. */
+  static final KernelGeometry GEOMETRY = new KernelGeometry(64, 48, 40, 128, 70_000, 32, 56, 256, 90_000, 128, 8);
+
+  private BufferAllocator allocator;
+
+  @BeforeEach
+  void open() {
+    allocator = new RootAllocator();
+  }
+
+  @AfterEach
+  void close() {
+    allocator.close();
+  }
+
+  static AttentionShape shape(int hq, int hkv, int d) {
+    return new AttentionShape(hq, hkv, d, DType.BF16, AttentionShape.defaultScale(d));
+  }
+
+  /** Random segments and slices: shared segments, kvStart offsets, causal and full, empty slices. */
+  static List<SliceSpec> randomSpecs(Random random, int[] segmentLengths, int slices) {
+    List<SliceSpec> specs = new ArrayList<>();
+    for (int i = 0; i < slices; i++) {
+      int segment = random.nextInt(segmentLengths.length);
+      int len = segmentLengths[segment];
+      int kvStart = random.nextInt(len + 1);
+      int kvLen = random.nextInt(len - kvStart + 1);
+      int qLen = random.nextInt(4) == 0 ? 0 : 1 + random.nextInt(150);
+      boolean causal = random.nextBoolean();
+      int diagonal = causal ? kvLen - qLen + random.nextInt(41) - 20 : 0;
+      specs.add(new SliceSpec(segment, kvStart, kvLen, causal, diagonal, qLen));
+    }
+    return specs;
+  }
+
+  @Test
+  void forwardDescriptorsPackSlicesAndSegmentsInOrder() {
+    int[] segments = {100, 0, 37};
+    List<SliceSpec> specs = List.of(
+        SliceSpec.causalBottomRight(2, 20, 37),
+        new SliceSpec(0, 10, 50, false, 0, 7),
+        new SliceSpec(2, 5, 30, true, -3, 0),
+        SliceSpec.causalBottomRight(0, 100, 100));
+    try (AttentionFixture f = new AttentionFixture(allocator, shape(4, 2, 64), segments, specs, 1)) {
+      FusedBatchPlan plan = FusedBatchPlan.forward(f.forwardBatch(), GEOMETRY);
+      assertEquals(127, plan.totalQ);
+      assertEquals(137, plan.totalK);
+      assertArrayEquals(new int[] {0, 20, 27, 27}, plan.sliceQStart);
+      assertArrayEquals(new int[] {0, 100, 100}, plan.segmentKStart);
+      assertArrayEquals(new int[] {
+          0, 20, 100, 37, 1, 17, 2, 0,
+          20, 7, 10, 50, 0, 0, 0, 0,
+          27, 0, 105, 30, 1, -3, 2, 0,
+          27, 100, 0, 100, 1, 0, 0, 0}, plan.sliceDescriptors);
+      assertEquals(0, plan.segmentDescriptors.length, "forward has no segment descriptors");
+    }
+  }
+
+  @Test
+  void forwardWorkListHasEveryQueryTileOnceMostExpensiveFirst() {
+    Random random = new Random(7);
+    for (int trial = 0; trial < 20; trial++) {
+      int[] segments = {1 + random.nextInt(300), random.nextInt(200), 1 + random.nextInt(500)};
+      List<SliceSpec> specs = randomSpecs(random, segments, 1 + random.nextInt(12));
+      try (AttentionFixture f = new AttentionFixture(allocator, shape(2, 1, 64), segments, specs, trial)) {
+        AttentionBatch batch = f.forwardBatch();
+        FusedBatchPlan plan = FusedBatchPlan.forward(batch, GEOMETRY);
+        Set<Long> expected = new HashSet<>();
+        for (int s = 0; s < specs.size(); s++) {
+          for (int b = 0; b * GEOMETRY.forwardBlockM() < specs.get(s).qLen(); b++) {
+            expected.add(((long) s << 32) | b);
+          }
+        }
+        Set<Long> seen = new HashSet<>();
+        for (int w = 0; w < plan.numWork; w++) {
+          int slice = plan.work[2 * w];
+          int block = plan.work[2 * w + 1];
+          assertTrue(seen.add(((long) slice << 32) | block), "tile listed twice: slice " + slice + " block " + block);
+          assertEquals(bruteForceForwardCost(batch.slices().get(slice), block), plan.workCost[w],
+              "cost of slice " + slice + " block " + block);
+          if (w > 0) {
+            assertTrue(plan.workCost[w - 1] >= plan.workCost[w], "work list not most-expensive-first at " + w);
+          }
+        }
+        assertEquals(expected, seen);
+      }
+    }
+  }
+
+  /** Key blocks a query tile visits: up to the last key any of its rows sees. */
+  static long bruteForceForwardCost(QuerySlice s, int block) {
+    int lastVisibleKey = -1;
+    int from = block * GEOMETRY.forwardBlockM();
+    int to = Math.min(s.qLen(), from + GEOMETRY.forwardBlockM());
+    for (int i = from; i < to; i++) {
+      for (int j = 0; j < s.kvLen(); j++) {
+        if (!s.causal() || j <= i + s.diagonal()) {
+          lastVisibleKey = Math.max(lastVisibleKey, j);
+        }
+      }
+    }
+    return (lastVisibleKey + GEOMETRY.forwardBlockN()) / GEOMETRY.forwardBlockN();
+  }
+
+  @Test
+  void backwardWorkListCoversEveryKeyTileOfEverySegmentWithItsReaders() {
+    Random random = new Random(11);
+    for (int trial = 0; trial < 20; trial++) {
+      int[] segments = {1 + random.nextInt(300), random.nextInt(120), 1 + random.nextInt(400), 1 + random.nextInt(60)};
+      List<SliceSpec> specs = randomSpecs(random, segments, random.nextInt(10));
+      try (AttentionFixture f = new AttentionFixture(allocator, shape(4, 2, 64), segments, specs, trial)) {
+        AttentionBatch batch = f.backwardBatch();
+        FusedBatchPlan plan = FusedBatchPlan.backward(batch, GEOMETRY);
+        Set<Long> seen = new HashSet<>();
+        int tiles = 0;
+        for (int len : segments) {
+          tiles += (len + GEOMETRY.backwardBlockN() - 1) / GEOMETRY.backwardBlockN();
+        }
+        assertEquals(tiles, plan.numWork, "every key tile of every segment, read or not");
+        for (int w = 0; w < plan.numWork; w++) {
+          int segment = plan.work[2 * w];
+          int block = plan.work[2 * w + 1];
+          assertTrue(seen.add(((long) segment << 32) | block));
+          assertEquals(bruteForceBackwardCost(batch, segment, block), plan.workCost[w]);
+          if (w > 0) {
+            assertTrue(plan.workCost[w - 1] >= plan.workCost[w]);
+          }
+        }
+        for (int g = 0; g < segments.length; g++) {
+          int at = g * DistcaAttnAbi.SEGMENT_INTS;
+          assertEquals(plan.segmentKStart[g], plan.segmentDescriptors[at]);
+          assertEquals(segments[g], plan.segmentDescriptors[at + 1]);
+          List<Integer> readers = new ArrayList<>();
+          for (int i = 0; i < specs.size(); i++) {
+            if (specs.get(i).segment() == g) {
+              readers.add(i);
+            }
+          }
+          int begin = plan.segmentDescriptors[at + 2];
+          int count = plan.segmentDescriptors[at + 3];
+          assertEquals(readers.size(), count, "readers of segment " + g);
+          for (int r = 0; r < count; r++) {
+            assertEquals(readers.get(r), plan.segmentSlices[begin + r]);
+          }
+        }
+      }
+    }
+  }
+
+  /** Query rows (over the segment's slices) that see at least one key of the tile. */
+  static long bruteForceBackwardCost(AttentionBatch batch, int segment, int block) {
+    int from = block * GEOMETRY.backwardBlockN();
+    int to = Math.min(batch.segments().get(segment).length(), from + GEOMETRY.backwardBlockN());
+    long rows = 0;
+    for (QuerySlice s : batch.slices()) {
+      if (s.segment() != segment) {
+        continue;
+      }
+      for (int i = 0; i < s.qLen(); i++) {
+        for (int key = from; key < to; key++) {
+          int j = key - s.kvStart();
+          if (j >= 0 && j < s.kvLen() && (!s.causal() || j <= i + s.diagonal())) {
+            rows++;
+            break;
+          }
+        }
+      }
+    }
+    return rows;
+  }
+
+  @Test
+  void layoutBuffersAreAlignedDisjointAndSizedForTheirTensors() {
+    int[] segments = {77, 130};
+    List<SliceSpec> specs = List.of(SliceSpec.causalBottomRight(1, 33, 130), SliceSpec.full(0, 3, 70, 9));
+    AttentionShape shape = shape(6, 3, 64);
+    try (AttentionFixture f = new AttentionFixture(allocator, shape, segments, specs, 3)) {
+      long qBytes = 42L * 6 * 64 * 2;
+      long kBytes = 207L * 3 * 64 * 2;
+      long lseBytes = 4L * 6 * 42;
+      FusedBatchPlan fwd = FusedBatchPlan.forward(f.forwardBatch(), GEOMETRY);
+      FusedBatchPlan.Layout a = fwd.layout;
+      assertDisjointAligned(new long[][] {
+          {a.q(), qBytes}, {a.k(), kBytes}, {a.v(), kBytes}, {a.slices(), 4L * 2 * 8}, {a.work(), 4L * 2 * fwd.numWork},
+          {a.o(), qBytes}, {a.lse(), lseBytes}});
+      assertTrue(a.work() + 8L * fwd.numWork <= a.inputBytes(), "inputs end before outputs");
+      assertTrue(a.o() >= a.outputStart() && a.lse() + lseBytes <= a.outputStart() + a.outputBytes());
+      assertEquals(a.pinnedBytes(), a.deviceBytes(), "forward has no device-only workspace");
+
+      FusedBatchPlan bwd = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY);
+      FusedBatchPlan.Layout b = bwd.layout;
+      assertDisjointAligned(new long[][] {
+          {b.q(), qBytes}, {b.k(), kBytes}, {b.v(), kBytes}, {b.o(), qBytes}, {b.dout(), qBytes}, {b.lse(), lseBytes},
+          {b.slices(), 64}, {b.segments(), 32}, {b.segmentSlices(), 8}, {b.work(), 8L * bwd.numWork},
+          {b.dq(), qBytes}, {b.dk(), kBytes}, {b.dv(), kBytes}, {b.dsum(), lseBytes}, {b.dqAccum(), 4L * 42 * 6 * 64}});
+      assertTrue(b.work() + 8L * bwd.numWork <= b.inputBytes());
+      assertTrue(b.dq() >= b.outputStart() && b.dv() + kBytes <= b.outputStart() + b.outputBytes());
+      assertTrue(b.pinnedBytes() <= b.dsum(), "workspace is device-only, after everything staged");
+      assertTrue(b.dqAccum() + 4L * 42 * 6 * 64 <= b.deviceBytes());
+    }
+  }
+
+  private static void assertDisjointAligned(long[][] buffers) {
+    for (int i = 0; i < buffers.length; i++) {
+      assertEquals(0, buffers[i][0] % ArenaLayout.ALIGNMENT, "buffer " + i + " alignment");
+      for (int j = i + 1; j < buffers.length; j++) {
+        boolean disjoint = buffers[i][0] + buffers[i][1] <= buffers[j][0] || buffers[j][0] + buffers[j][1] <= buffers[i][0];
+        assertTrue(disjoint, "buffers " + i + " and " + j + " overlap");
+      }
+    }
+  }
+
+  @Test
+  void tensorOfAnotherDtypeIsRejectedByName() {
+    try (AttentionFixture f = new AttentionFixture(allocator, shape(2, 2, 64), new int[] {10},
+        List.of(SliceSpec.full(0, 0, 10, 4)), 5);
+        Tensor fp16 = Tensor.allocate(allocator, DType.FP16, 10, 2, 64)) {
+      AttentionBatch good = f.forwardBatch();
+      AttentionBatch bad = new AttentionBatch(good.shape(),
+          List.of(KvSegment.forward(good.segments().get(0).k(), fp16)), good.slices());
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> FusedBatchPlan.forward(bad, GEOMETRY));
+      assertTrue(e.getMessage().contains("segment 0 v is fp16"), e.getMessage());
+    }
+  }
+}
