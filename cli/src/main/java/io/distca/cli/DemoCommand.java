@@ -11,38 +11,40 @@ import picocli.CommandLine.Option;
 @Command(name = "demo", mixinStandardHelpOptions = true,
     description = "Start a dispatcher, attention servers and trainer clients on loopback; run checked forward and backward steps.")
 final class DemoCommand implements Callable<Integer> {
+  private static final Demo.Options DEFAULTS = new Demo.Options();
+
   @Option(names = "--steps", description = "Training steps (default: ${DEFAULT-VALUE}).")
-  int steps = 3;
+  int steps = DEFAULTS.steps;
 
   @Option(names = "--ranks", description = "Trainer ranks (clients) (default: ${DEFAULT-VALUE}).")
-  int ranks = 2;
+  int ranks = DEFAULTS.ranks;
 
   @Option(names = "--servers", description = "Attention servers (default: ${DEFAULT-VALUE}).")
-  int servers = 2;
+  int servers = DEFAULTS.servers;
 
   @Option(names = "--tokens-per-rank", description = "Tokens per rank per micro-batch (default: ${DEFAULT-VALUE}).")
-  int tokensPerRank = 8192;
+  int tokensPerRank = DEFAULTS.tokensPerRank;
 
   @Option(names = "--heads", description = "Query heads (default: ${DEFAULT-VALUE}).")
-  int heads = 8;
+  int heads = DEFAULTS.headsQ;
 
   @Option(names = "--kv-heads", description = "Key/value heads (default: ${DEFAULT-VALUE}).")
-  int kvHeads = 2;
+  int kvHeads = DEFAULTS.headsKv;
 
   @Option(names = "--head-dim", description = "Head dimension (default: ${DEFAULT-VALUE}).")
-  int headDim = 64;
+  int headDim = DEFAULTS.headDim;
 
   @Option(names = "--shard-tokens", description = "Largest query shard (default: ${DEFAULT-VALUE}).")
-  int shardTokens = 1024;
+  int shardTokens = DEFAULTS.shardTokens;
 
   @Option(names = "--backend", description = "Server backend: cpu, cuda, auto (default: ${DEFAULT-VALUE}).")
-  String backend = "auto";
+  String backend = DEFAULTS.backend;
 
   @Option(names = "--planner", description = "distca or greedy (default: ${DEFAULT-VALUE}).")
-  String planner = "distca";
+  String planner = DEFAULTS.planner;
 
   @Option(names = "--seed", description = "Random seed (default: ${DEFAULT-VALUE}).")
-  long seed = 42;
+  long seed = DEFAULTS.seed;
 
   @Option(names = "--json", description = "Print one JSON object instead of text.")
   boolean json;
