@@ -9,18 +9,19 @@ if ! command -v "$nvcc" >/dev/null 2>&1; then
   echo "native/build.sh: nvcc not found; kernels not built" >&2
   exit 2
 fi
-mkdir -p "$here/build"
-"$nvcc" --fatbin -std=c++17 -O3 -lineinfo \
-  -gencode=arch=compute_80,code=sm_80 \
-  -gencode=arch=compute_90a,code=sm_90a \
-  -gencode=arch=compute_90a,code=compute_90a \
+# OUTPUT and GENCODE may be overridden to build benchmark variants (e.g. sm_90a only).
+output="${OUTPUT:-$here/build/distca_attn.fatbin}"
+gencode="${GENCODE:--gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90a,code=compute_90a}"
+mkdir -p "$(dirname "$output")"
+# shellcheck disable=SC2086
+"$nvcc" --fatbin -std=c++17 -O3 -lineinfo $gencode \
   -Xptxas -v \
   -I "$here/include" \
   "$@" \
-  -o "$here/build/distca_attn.fatbin" "$here/src/distca_attn.cu" 2>&1 | tee "$here/build/ptxas.log" |
+  -o "$output" "$here/src/distca_attn.cu" 2>&1 | tee "$output.ptxas.log" |
   grep -E "Compiling entry|registers|spill|error|warning" || true
 test "${PIPESTATUS[0]}" -eq 0
-if grep -q "bytes spill stores" "$here/build/ptxas.log" && grep -E "[1-9][0-9]* bytes spill stores" "$here/build/ptxas.log" >/dev/null; then
-  echo "native/build.sh: WARNING: register spills (see build/ptxas.log)" >&2
+if grep -E "[1-9][0-9]* bytes spill stores" "$output.ptxas.log" >/dev/null; then
+  echo "native/build.sh: WARNING: register spills (see $output.ptxas.log)" >&2
 fi
-echo "built $here/build/distca_attn.fatbin ($(stat -c %s "$here/build/distca_attn.fatbin") bytes)"
+echo "built $output ($(stat -c %s "$output") bytes)"

@@ -151,7 +151,7 @@ def try_time(make, attr, reps):
         return None
 
 
-def section_uniform(kern, reps, quick, out):
+def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("fwd", "bwd"), torch_too=True):
     tokens, hd_total = 16384, 2048
     print("\n== uniform: b*s = 16K tokens, h*d = 2048, bf16; TFLOP/s (ratio = ours / theirs) ==")
     hdr = (f"{'d':>4} {'causal':>6} {'s':>6} {'pass':>4} | {'ours':>7} {'FA2':>7} {'cuDNN':>7} | "
@@ -159,8 +159,8 @@ def section_uniform(kern, reps, quick, out):
     print(hdr)
     out.append("| d | causal | s | pass | ours | FA2 | cuDNN | ours/FA2 | ours/cuDNN |")
     out.append("|---|---|---|---|---|---|---|---|---|")
-    seqs = [2048, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384]
-    for hd in (64, 128):
+    seqs = seqs or ([2048, 8192] if quick else [512, 1024, 2048, 4096, 8192, 16384])
+    for hd in hds:
         h = hd_total // hd
         for causal in (False, True):
             for s in seqs:
@@ -168,14 +168,18 @@ def section_uniform(kern, reps, quick, out):
                 slices = [Slice(i, 0, s, s, causal) for i in range(b)]
                 flops = forward_flops(slices, h, hd)
                 ours = Ours(kern, [s] * b, slices, h, h, hd)
-                t_of = time_ms(ours.fwd, reps)
-                t_ob = time_ms(ours.bwd, reps)
-                t_ff = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "fwd", reps)
-                t_fb = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "bwd", reps)
-                t_cf = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "fwd", reps)
-                t_cb = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "bwd", reps)
+                fw, bw = "fwd" in passes, "bwd" in passes
+                t_of = time_ms(ours.fwd, reps) if fw else None
+                t_ob = time_ms(ours.bwd, reps) if bw else None
+                tt = torch_too
+                t_ff = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "fwd", reps) if tt and fw else None
+                t_fb = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "bwd", reps) if tt and bw else None
+                t_cf = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "fwd", reps) if tt and fw else None
+                t_cb = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "bwd", reps) if tt and bw else None
                 del ours
                 for pas, to, tf, tc, mult in (("fwd", t_of, t_ff, t_cf, 1.0), ("bwd", t_ob, t_fb, t_cb, 2.5)):
+                    if to is None:
+                        continue
                     o = tflops(flops * mult, to)
                     f_ = tflops(flops * mult, tf) if tf else None
                     c_ = tflops(flops * mult, tc) if tc else None
@@ -294,6 +298,10 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown", default=None, help="write the tables as markdown here")
+    ap.add_argument("--hds", default="64,128", help="uniform section: head dims")
+    ap.add_argument("--seqs", default=None, help="uniform section: sequence lengths, e.g. 4096,16384")
+    ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
+    ap.add_argument("--no-torch", action="store_true", help="uniform section: skip the PyTorch baselines")
     args = ap.parse_args()
     torch.manual_seed(0)
     kern = Kernels(args.fatbin)
@@ -301,7 +309,9 @@ def main():
     out = []
     sections = args.sections.split(",")
     if "uniform" in sections:
-        section_uniform(kern, args.reps, args.quick, out)
+        section_uniform(kern, args.reps, args.quick, out, tuple(int(x) for x in args.hds.split(",")),
+                        [int(x) for x in args.seqs.split(",")] if args.seqs else None,
+                        tuple(args.passes.split(",")), not args.no_torch)
     if "varlen" in sections:
         section_varlen(kern, args.reps, out)
     if "rebatch" in sections:

@@ -11,17 +11,15 @@ namespace distca {
 
 template <int D, int BM, int BN>
 struct BwdConfig {
-  static constexpr int kWarps = BN / 16;
+  static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kSmemKV = BN * D;  // elements
   static constexpr int kSmemQ = BM * D;
-  static constexpr int kSmemDS = BN * BM;
-  // K, V, 2 stages of Q, 2 stages of dO, dS^T (16-bit), then 2 stages of LSE and D (fp32)
-  static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemDS) * 2 + 4 * BM * 4;
+  static constexpr int kSmemP = BN * BM;
+  // K, V, 2 stages of Q, 2 stages of dO, P^T and dS^T (16-bit), then 2 stages of LSE and D (fp32)
+  static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + 2 * kSmemP) * 2 + 4 * BM * 4;
 };
 
-// Iterates over the query tiles that see a key tile: (slice of the segment, query head of the
-// group, query block), skipping slices and blocks that cannot see any key of the tile.
 struct BwdCursor {
   int slice_pos;  // position in the segment's slice list
   int group_head; // 0 .. group-1
@@ -84,14 +82,14 @@ template <typename T, int D, int BM, int BN>
 __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   using Cfg = BwdConfig<D, BM, BN>;
   constexpr int THREADS = Cfg::kThreads;
-  constexpr int WARPS = Cfg::kWarps;
-  constexpr int KS = D / 16;       // k-steps over head_dim
-  constexpr int QT = BM / 8;       // n-tiles over query rows (S^T, dP^T)
-  constexpr int DT = D / 8;        // n-tiles over head_dim (dK, dV)
-  constexpr int WM = BM / 16;      // dQ: warps along query rows
-  constexpr int WN = WARPS / WM;   // dQ: warps along head_dim
-  constexpr int DQ_COLS = D / WN;  // dQ columns per warp
-  static_assert(WARPS % WM == 0 && D % (WN * 16) == 0, "dQ warp layout");
+  // Warp layouts (8 warps), as in FlashAttention-2's backward:
+  //  phase A  S^T, dP^T (BN keys x BM queries): 4 warps along keys x 2 along queries
+  //  phase B  dV, dK   (BN keys x D):           4 warps along keys x 2 along head_dim (registers)
+  //  phase C  dQ       (BM queries x D):        2 warps along queries x 4 along head_dim
+  static_assert(BN == 128 && BM == 64, "warp layouts assume 128 keys x 64 queries");
+  constexpr int A_MT = 2, A_NT = 4;          // 32 keys x 32 queries per warp
+  constexpr int B_MT = 2, B_NT = D / 2 / 8;  // 32 keys x D/2 per warp
+  constexpr int C_MT = 2, C_NT = D / 4 / 8;  // 32 queries x D/4 per warp
   constexpr float kLog2e = 1.4426950408889634f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -99,9 +97,10 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   T* sV = sK + Cfg::kSmemKV;
   T* sQ = sV + Cfg::kSmemKV;       // [2][BM][D]
   T* sdO = sQ + 2 * Cfg::kSmemQ;   // [2][BM][D]
-  T* sdS = sdO + 2 * Cfg::kSmemQ;  // [BN][BM]: dS^T
-  float* sLse = reinterpret_cast<float*>(sdS + Cfg::kSmemDS);  // [2][BM], log2 domain, +inf = no keys
-  float* sDsum = sLse + 2 * BM;                                // [2][BM]
+  T* sP = sdO + 2 * Cfg::kSmemQ;   // [BN][BM]: P^T
+  T* sdS = sP + Cfg::kSmemP;       // [BN][BM]: dS^T
+  float* sLse = reinterpret_cast<float*>(sdS + Cfg::kSmemP);  // [2][BM], log2 domain, +inf = no keys
+  float* sDsum = sLse + 2 * BM;                               // [2][BM]
 
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
@@ -134,12 +133,9 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   load_tile_async<BN, D, THREADS>(sV, reinterpret_cast<const T*>(p.v) + ((long long)kb0 * heads_kv + head_kv) * D,
                                   kv_stride, k_rows, fallback, tid);
 
-  float acc_dk[DT][4], acc_dv[DT][4];
-#pragma unroll
-  for (int j = 0; j < DT; ++j) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc_dk[j][e] = acc_dv[j][e] = 0.f;
-  }
+  float acc_dk[B_MT][B_NT][4], acc_dv[B_MT][B_NT][4];
+  zero(acc_dk);
+  zero(acc_dv);
 
   // Loads the Q/dO tile of cursor position `c` into `stage` (async) and its LSE/D rows into
   // registers (stored to shared memory later, when the stage is free).
@@ -181,16 +177,25 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   cp_async_commit();
 
   const float scale_log2 = p.scale * kLog2e;
+  const int a_key0 = (warp & 3) * 32;  // phase A: keys
+  const int a_q0 = (warp >> 2) * 32;   // phase A: queries
+  const int b_key0 = (warp & 3) * 32;  // phase B: keys
+  const int b_d0 = (warp >> 2) * (D / 2);
+  const int c_q0 = (warp & 1) * 32;    // phase C: queries
+  const int c_d0 = (warp >> 1) * (D / 4);
   int stage = 0;
   while (have) {
+    // Tile `cur` is in `stage`. Once everyone is past the barrier, the other stage is free
+    // (its last readers finished the previous iteration), so the next tile loads behind
+    // this one's math.
+    cp_async_wait<0>();
+    __syncthreads();
     BwdCursor next = cur;
     ++next.mb;
     const bool have_next = bwd_seek<BM, BN>(next, seg, seg_slices, slices, group, kb0, kb1);
     float next_lse = INFINITY, next_dsum = 0.f;
     if (have_next) issue_tile(next, stage ^ 1, next_lse, next_dsum);
     cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
 
     const T* cQ = sQ + stage * Cfg::kSmemQ;
     const T* cdO = sdO + stage * Cfg::kSmemQ;
@@ -200,123 +205,76 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     const int m0 = cur.mb * BM;
     const int hq = head_kv * group + cur.group_head;
 
-    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x BM queries.
-    float st[QT][4], dpt[QT][4];
-#pragma unroll
-    for (int j = 0; j < QT; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) st[j][e] = dpt[j][e] = 0.f;
-    }
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      uint32_t ak[4], av[4];
-      {
-        const int r = warp * 16 + (lane & 15);
-        const int c = ks * 16 + (lane >> 4) * 8;
-        ldsm_x4(ak, smem_addr(sK + swz<D>(r, c)));
-        ldsm_x4(av, smem_addr(sV + swz<D>(r, c)));
-      }
-#pragma unroll
-      for (int np = 0; np < QT / 2; ++np) {
-        uint32_t bq[4], bo[4];
-        const int r = np * 16 + (lane >> 4) * 8 + (lane & 7);
-        const int c = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldsm_x4(bq, smem_addr(cQ + swz<D>(r, c)));
-        ldsm_x4(bo, smem_addr(cdO + swz<D>(r, c)));
-        Elem<T>::mma(st[2 * np], ak, bq[0], bq[1]);
-        Elem<T>::mma(st[2 * np + 1], ak, bq[2], bq[3]);
-        Elem<T>::mma(dpt[2 * np], av, bo[0], bo[1]);
-        Elem<T>::mma(dpt[2 * np + 1], av, bo[2], bo[3]);
-      }
-    }
-
-    // P^T = exp2(S^T * scale_log2 - lse_log2[q]) with the slice's mask.
-    const int key_a = kb0 + warp * 16 + (lane >> 2) - sl.k_start;  // key index inside the slice
-    const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
-                           (!sl.causal || (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);
-#pragma unroll
-    for (int j = 0; j < QT; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int q = j * 8 + (lane & 3) * 2 + (e & 1);
-        float pv = fast_exp2(fmaf(st[j][e], scale_log2, -cLse[q]));
-        if (!full_tile) {
-          const int key = key_a + ((e & 2) ? 8 : 0);
-          const bool visible = key >= 0 && key < sl.kv_len && (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
-          if (!visible) pv = 0.f;
-        }
-        st[j][e] = pv;
-      }
-    }
-
-    // dV += P^T dO
-    mma_acc_frag_by_tile<T, BM, D>(acc_dv, st, cdO, lane);
-
-    // dS^T = P^T * (dP^T - D[q]); store it (16-bit) for dQ, then dK += dS^T Q.
-#pragma unroll
-    for (int j = 0; j < QT; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int q = j * 8 + (lane & 3) * 2 + (e & 1);
-        st[j][e] = st[j][e] * (dpt[j][e] - cDsum[q]);
-      }
-    }
+    // ---- phase A: S^T = K Q^T, dP^T = V dO^T; P^T and dS^T to shared memory
     {
-      const int r = warp * 16 + (lane >> 2);
+      float st[A_MT][A_NT][4], dpt[A_MT][A_NT][4];
+      zero(st);
+      zero(dpt);
+      mma_rows_by_rows<T, A_MT, A_NT, D, D, D>(st, sK, a_key0, cQ, a_q0, lane);
+      mma_rows_by_rows<T, A_MT, A_NT, D, D, D>(dpt, sV, a_key0, cdO, a_q0, lane);
+      const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
+                             (!sl.causal ||
+                              (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);
 #pragma unroll
-      for (int j = 0; j < QT; ++j) {
-        const int c = j * 8 + (lane & 3) * 2;
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r, c)) = Elem<T>::pack(st[j][0], st[j][1]);
-        *reinterpret_cast<uint32_t*>(sdS + swz<BM>(r + 8, c)) = Elem<T>::pack(st[j][2], st[j][3]);
+      for (int mt = 0; mt < A_MT; ++mt) {
+        const int key_a = kb0 + a_key0 + mt * 16 + (lane >> 2) - sl.k_start;  // key inside the slice
+#pragma unroll
+        for (int j = 0; j < A_NT; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int q = a_q0 + j * 8 + (lane & 3) * 2 + (e & 1);
+            float pv = fast_exp2(fmaf(st[mt][j][e], scale_log2, -cLse[q]));
+            if (!full_tile) {
+              const int key = key_a + ((e & 2) ? 8 : 0);
+              const bool visible = key >= 0 && key < sl.kv_len &&
+                                   (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
+              if (!visible) pv = 0.f;
+            }
+            st[mt][j][e] = pv;
+            dpt[mt][j][e] = pv * (dpt[mt][j][e] - cDsum[q]);
+          }
+        }
       }
+      store_frags<T, A_MT, A_NT, BM>(sP, st, a_key0, a_q0, lane);
+      store_frags<T, A_MT, A_NT, BM>(sdS, dpt, a_key0, a_q0, lane);
     }
-    mma_acc_frag_by_tile<T, BM, D>(acc_dk, st, cQ, lane);
-    __syncthreads();  // dS^T complete; this stage's Q/dO/LSE/D no longer read after this point
+    __syncthreads();  // P^T, dS^T complete
 
-    // The next tile's LSE/D go to the other stage (last read two iterations ago).
+    // The next tile's LSE/D go to the other stage (its readers are past the first barrier).
     if (have_next && tid < BM) {
       sLse[(stage ^ 1) * BM + tid] = next_lse;
       sDsum[(stage ^ 1) * BM + tid] = next_dsum;
     }
 
-    // dQ(tile) += dS K: warps tile (query rows) x (head_dim columns); fp32 atomics.
+    // ---- phase B: dV += P^T dO, dK += dS^T Q (this warp's 32 keys x D/2 columns)
+    mma_rows_by_cols<T, B_MT, B_NT, BM, BM, false, D>(acc_dv, sP, b_key0, cdO, b_d0, lane);
+    mma_rows_by_cols<T, B_MT, B_NT, BM, BM, false, D>(acc_dk, sdS, b_key0, cQ, b_d0, lane);
+
+    // ---- phase C: dQ(tile) += dS K, fp32 atomics into the workspace (scaled in bwd_post)
     {
-      const int wm = warp % WM;
-      const int wn = warp / WM;
-      float acc_dq[DQ_COLS / 8][4];
-#pragma unroll
-      for (int j = 0; j < DQ_COLS / 8; ++j) acc_dq[j][0] = acc_dq[j][1] = acc_dq[j][2] = acc_dq[j][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t a[4];
-        {
-          // A = dS (queries x keys) read from dS^T storage [key][query] with a transpose
-          const int r = kk * 16 + (lane >> 4) * 8 + (lane & 7);
-          const int c = wm * 16 + ((lane >> 3) & 1) * 8;
-          ldsm_x4_trans(a, smem_addr(sdS + swz<BM>(r, c)));
-        }
-#pragma unroll
-        for (int dp = 0; dp < DQ_COLS / 16; ++dp) {
-          uint32_t b[4];
-          const int r = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-          const int c = wn * DQ_COLS + dp * 16 + (lane >> 4) * 8;
-          ldsm_x4_trans(b, smem_addr(sK + swz<D>(r, c)));
-          Elem<T>::mma(acc_dq[2 * dp], a, b[0], b[1]);
-          Elem<T>::mma(acc_dq[2 * dp + 1], a, b[2], b[3]);
-        }
-      }
+      float acc_dq[C_MT][C_NT][4];
+      zero(acc_dq);
+      mma_rows_by_cols<T, C_MT, C_NT, BN, BM, true, D>(acc_dq, sdS, c_q0, sK, c_d0, lane);
       const int rows = min(BM, sl.q_len - m0);
-      const int qa = wm * 16 + (lane >> 2);
-      float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + wn * DQ_COLS + (lane & 3) * 2;
+      float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + c_d0 + (lane & 3) * 2;
 #pragma unroll
-      for (int j = 0; j < DQ_COLS / 8; ++j) {
-        if (qa < rows) {
-          atomicAdd(base + qa * q_stride + j * 8, acc_dq[j][0]);
-          atomicAdd(base + qa * q_stride + j * 8 + 1, acc_dq[j][1]);
-        }
-        if (qa + 8 < rows) {
-          atomicAdd(base + (qa + 8) * q_stride + j * 8, acc_dq[j][2]);
-          atomicAdd(base + (qa + 8) * q_stride + j * 8 + 1, acc_dq[j][3]);
+      for (int mt = 0; mt < C_MT; ++mt) {
+        const int qa = c_q0 + mt * 16 + (lane >> 2);
+#pragma unroll
+        for (int j = 0; j < C_NT; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int q = qa + h * 8;
+            if (q < rows) {
+              float* dst = base + q * q_stride + j * 8;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+              atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc_dq[mt][j][2 * h], acc_dq[mt][j][2 * h + 1]));
+#else
+              atomicAdd(dst, acc_dq[mt][j][2 * h]);
+              atomicAdd(dst + 1, acc_dq[mt][j][2 * h + 1]);
+#endif
+            }
+          }
         }
       }
     }
@@ -328,21 +286,23 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   cp_async_wait<0>();  // K/V loads of a tile no slice reads are still in flight otherwise
 
   // Write dK (times the softmax scale) and dV rows of the tile; rows no slice read get 0.
-  T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)kb0 * heads_kv + head_kv) * D;
-  T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)kb0 * heads_kv + head_kv) * D;
-  const int ra = warp * 16 + (lane >> 2);
+  T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)kb0 * heads_kv + head_kv) * D + b_d0;
+  T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)kb0 * heads_kv + head_kv) * D + b_d0;
 #pragma unroll
-  for (int j = 0; j < DT; ++j) {
-    const int c = j * 8 + (lane & 3) * 2;
-    if (ra < k_rows) {
-      *reinterpret_cast<uint32_t*>(gdK + ra * kv_stride + c) =
-          Elem<T>::pack(acc_dk[j][0] * p.scale, acc_dk[j][1] * p.scale);
-      *reinterpret_cast<uint32_t*>(gdV + ra * kv_stride + c) = Elem<T>::pack(acc_dv[j][0], acc_dv[j][1]);
-    }
-    if (ra + 8 < k_rows) {
-      *reinterpret_cast<uint32_t*>(gdK + (ra + 8) * kv_stride + c) =
-          Elem<T>::pack(acc_dk[j][2] * p.scale, acc_dk[j][3] * p.scale);
-      *reinterpret_cast<uint32_t*>(gdV + (ra + 8) * kv_stride + c) = Elem<T>::pack(acc_dv[j][2], acc_dv[j][3]);
+  for (int mt = 0; mt < B_MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = b_key0 + mt * 16 + h * 8 + (lane >> 2);
+      if (r < k_rows) {
+#pragma unroll
+        for (int j = 0; j < B_NT; ++j) {
+          const int c = j * 8 + (lane & 3) * 2;
+          *reinterpret_cast<uint32_t*>(gdK + r * kv_stride + c) =
+              Elem<T>::pack(acc_dk[mt][j][2 * h] * p.scale, acc_dk[mt][j][2 * h + 1] * p.scale);
+          *reinterpret_cast<uint32_t*>(gdV + r * kv_stride + c) =
+              Elem<T>::pack(acc_dv[mt][j][2 * h], acc_dv[mt][j][2 * h + 1]);
+        }
+      }
     }
   }
 }

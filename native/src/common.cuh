@@ -119,27 +119,123 @@ __device__ __forceinline__ void load_tile_async(T* smem, const T* gmem, long lon
   }
 }
 
-// acc (16 x N) += A (16 x KDIM) * B (KDIM x N), where A is given as fp32 accumulator fragments of
-// a previous mma (c: KDIM/8 n-tiles; the accumulator layout of two adjacent n-tiles is exactly
-// the A-fragment layout, so no shuffles) and B is a swizzled row-major smem tile [KDIM][N].
-template <typename T, int KDIM, int N>
-__device__ __forceinline__ void mma_acc_frag_by_tile(float (&acc)[N / 8][4], const float (&c)[KDIM / 8][4],
-                                                     const T* tile, int lane) {
+// ---- warp-level GEMM building blocks -------------------------------------------------------
+// Each warp computes acc[MT][NT][4]: MT m16 tiles by NT n8 tiles of fp32 accumulators (the mma C
+// layout: lane holds rows lane/4 and lane/4 + 8, columns 2*(lane%4) + {0, 1}). Shared tiles are
+// swizzled row-major (swz<COLS>). B fragments are loaded once per k-step and reused by all MT
+// m-tiles, which is what makes more rows per warp cheaper in shared-memory traffic.
+
+// acc += A * B^T: A rows [a_row0, a_row0 + 16*MT) of sA [*, KDIM]; B^T's columns are rows
+// [b_row0, b_row0 + 8*NT) of sB [*, KDIM] (e.g. S = Q K^T with K stored key-major).
+template <typename T, int MT, int NT, int KDIM, int A_COLS, int B_COLS>
+__device__ __forceinline__ void mma_rows_by_rows(float (&acc)[MT][NT][4], const T* sA, int a_row0, const T* sB,
+                                                 int b_row0, int lane) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
+#pragma unroll
+  for (int ks = 0; ks < KDIM / 16; ++ks) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      ldsm_x4(a[mt], smem_addr(sA + swz<A_COLS>(a_row0 + mt * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8)));
+    }
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t b[4];
+      ldsm_x4(b, smem_addr(sB + swz<B_COLS>(b_row0 + np * 16 + (lane >> 4) * 8 + (lane & 7),
+                                             ks * 16 + ((lane >> 3) & 1) * 8)));
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+        Elem<T>::mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// acc += A * B: A is rows [a_row0, +16*MT) of sA [*, KDIM] (A_TRANS = false), or stored
+// transposed as sA [KDIM][*] with A's rows being columns [a_row0, +16*MT) (A_TRANS = true);
+// B is columns [b_col0, +8*NT) of sB [KDIM][*] (e.g. O = P V with V stored key-major).
+template <typename T, int MT, int NT, int KDIM, int A_COLS, bool A_TRANS, int B_COLS>
+__device__ __forceinline__ void mma_rows_by_cols(float (&acc)[MT][NT][4], const T* sA, int a_row0, const T* sB,
+                                                 int b_col0, int lane) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
 #pragma unroll
   for (int kk = 0; kk < KDIM / 16; ++kk) {
-    uint32_t a[4];
-    a[0] = Elem<T>::pack(c[2 * kk][0], c[2 * kk][1]);
-    a[1] = Elem<T>::pack(c[2 * kk][2], c[2 * kk][3]);
-    a[2] = Elem<T>::pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-    a[3] = Elem<T>::pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+    uint32_t a[MT][4];
 #pragma unroll
-    for (int np = 0; np < N / 16; ++np) {
+    for (int mt = 0; mt < MT; ++mt) {
+      if (A_TRANS) {
+        ldsm_x4_trans(a[mt], smem_addr(sA + swz<A_COLS>(kk * 16 + (lane >> 4) * 8 + (lane & 7),
+                                                         a_row0 + mt * 16 + ((lane >> 3) & 1) * 8)));
+      } else {
+        ldsm_x4(a[mt], smem_addr(sA + swz<A_COLS>(a_row0 + mt * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8)));
+      }
+    }
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      const int r = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-      const int col = np * 16 + (lane >> 4) * 8;
-      ldsm_x4_trans(b, smem_addr(tile + swz<N>(r, col)));
-      Elem<T>::mma(acc[2 * np], a, b[0], b[1]);
-      Elem<T>::mma(acc[2 * np + 1], a, b[2], b[3]);
+      ldsm_x4_trans(b, smem_addr(sB + swz<B_COLS>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7),
+                                                   b_col0 + np * 16 + (lane >> 4) * 8)));
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+        Elem<T>::mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// acc += A * B where A comes from fp32 accumulator fragments c of a previous mma (KDIM/8 n-tiles
+// per m-tile; two adjacent n-tiles are exactly one A fragment, so no shuffles) and B is columns
+// [0, 8*NT) of sB [KDIM][*].
+template <typename T, int MT, int NT, int KDIM, int B_COLS>
+__device__ __forceinline__ void mma_frags_by_cols(float (&acc)[MT][NT][4], const float (&c)[MT][KDIM / 8][4],
+                                                  const T* sB, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < KDIM / 16; ++kk) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      a[mt][0] = Elem<T>::pack(c[mt][2 * kk][0], c[mt][2 * kk][1]);
+      a[mt][1] = Elem<T>::pack(c[mt][2 * kk][2], c[mt][2 * kk][3]);
+      a[mt][2] = Elem<T>::pack(c[mt][2 * kk + 1][0], c[mt][2 * kk + 1][1]);
+      a[mt][3] = Elem<T>::pack(c[mt][2 * kk + 1][2], c[mt][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t b[4];
+      ldsm_x4_trans(b, smem_addr(sB + swz<B_COLS>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7),
+                                                   np * 16 + (lane >> 4) * 8)));
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);
+        Elem<T>::mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+template <int MT, int NT>
+__device__ __forceinline__ void zero(float (&acc)[MT][NT][4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[mt][j][0] = acc[mt][j][1] = acc[mt][j][2] = acc[mt][j][3] = 0.f;
+  }
+}
+
+// Stores accumulator fragments as 16-bit elements at rows [row0, +16*MT), columns
+// [col0, +8*NT) of a swizzled shared tile [*][COLS].
+template <typename T, int MT, int NT, int COLS>
+__device__ __forceinline__ void store_frags(T* tile, const float (&c)[MT][NT][4], int row0, int col0, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int r = row0 + mt * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int col = col0 + j * 8 + (lane & 3) * 2;
+      *reinterpret_cast<uint32_t*>(tile + swz<COLS>(r, col)) = Elem<T>::pack(c[mt][j][0], c[mt][j][1]);
+      *reinterpret_cast<uint32_t*>(tile + swz<COLS>(r + 8, col)) = Elem<T>::pack(c[mt][j][2], c[mt][j][3]);
     }
   }
 }

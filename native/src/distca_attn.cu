@@ -5,26 +5,53 @@
 
 namespace {
 
-// Tile shapes per head dimension. The host reads them through distca_attn_info_d<HD>.
+// Tile shapes per head dimension. The host reads them through distca_attn_info_d<HD>. The
+// DISTCA_FWD_D<HD>_* macros exist to build variants for benchmarking (native/NOTES.md).
+#ifndef DISTCA_FWD_D64_M
+#define DISTCA_FWD_D64_M 128
+#endif
+#ifndef DISTCA_FWD_D64_N
+#define DISTCA_FWD_D64_N 64
+#endif
+#ifndef DISTCA_FWD_D64_WARPS
+#define DISTCA_FWD_D64_WARPS 4
+#endif
+#ifndef DISTCA_FWD_D128_M
+#define DISTCA_FWD_D128_M 128
+#endif
+#ifndef DISTCA_FWD_D128_N
+#define DISTCA_FWD_D128_N 64
+#endif
+#ifndef DISTCA_FWD_D128_WARPS
+#define DISTCA_FWD_D128_WARPS 4
+#endif
+
 template <int D>
 struct Tiles;
 template <>
 struct Tiles<64> {
-  static constexpr int kFwdM = 128, kFwdN = 128;
+  static constexpr int kFwdM = DISTCA_FWD_D64_M, kFwdN = DISTCA_FWD_D64_N, kFwdWarps = DISTCA_FWD_D64_WARPS;
   static constexpr int kBwdM = 64, kBwdN = 128;
 };
 template <>
 struct Tiles<128> {
-  static constexpr int kFwdM = 128, kFwdN = 64;
+  static constexpr int kFwdM = DISTCA_FWD_D128_M, kFwdN = DISTCA_FWD_D128_N, kFwdWarps = DISTCA_FWD_D128_WARPS;
   static constexpr int kBwdM = 64, kBwdN = 128;
 };
+template <int D>
+using FwdCfg = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
+template <int D>
+using BwdCfg = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>;
+// Two forward CTAs per SM when their registers (<= 255 each at 128 threads) and smem fit.
+template <int D>
+constexpr int kFwdMinBlocks = FwdCfg<D>::kThreads <= 128 ? 2 : 1;
 
 constexpr int kElementwiseThreads = 256;
 
 template <int D>
 constexpr distca_attn_info_t make_info() {
-  using Fwd = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>;
-  using Bwd = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>;
+  using Fwd = FwdCfg<D>;
+  using Bwd = BwdCfg<D>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Tiles<D>::kFwdM, Tiles<D>::kFwdN, Fwd::kThreads, Fwd::kSmemBytes,
                             Tiles<D>::kBwdM, Tiles<D>::kBwdN, Bwd::kThreads, Bwd::kSmemBytes,
@@ -39,15 +66,15 @@ __device__ distca_attn_info_t distca_attn_info_d128 = make_info<128>();
 }
 
 #define DISTCA_DEFINE_KERNELS(DT_NAME, T, D)                                                              \
-  extern "C" __global__ void __launch_bounds__(distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>::kThreads, 1) \
+  extern "C" __global__ void __launch_bounds__(FwdCfg<D>::kThreads, kFwdMinBlocks<D>) \
       distca_attn_fwd_##DT_NAME##_d##D(const distca_fwd_params_t p) {                                      \
-    distca::fwd_kernel<T, D, Tiles<D>::kFwdM, Tiles<D>::kFwdN>(p);                                          \
+    distca::fwd_kernel<T, D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>(p);                                    \
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
       distca_attn_bwd_pre_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                  \
     distca::bwd_pre_kernel<T, D>(p);                                                                      \
   }                                                                                                       \
-  extern "C" __global__ void __launch_bounds__(distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>::kThreads, 1) \
+  extern "C" __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) \
       distca_attn_bwd_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                      \
     distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>(p);                                          \
   }                                                                                                       \

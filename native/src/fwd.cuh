@@ -1,27 +1,30 @@
 // Forward: FlashAttention-2 over a fused varlen batch. One CTA per (query tile, query head); each
-// warp owns 16 query rows, keeps its Q fragments and O accumulators in registers, and streams
-// K/V tiles through a two-stage cp.async pipeline. Online softmax in the exp2 domain, fp32.
+// warp owns 16*MT query rows and their O accumulators in registers, reads its Q fragments from
+// shared memory, and streams K/V tiles through a two-stage cp.async pipeline. Online softmax in
+// the exp2 domain, fp32.
 #pragma once
 
 #include "common.cuh"
 
 namespace distca {
 
-template <int D, int BM, int BN>
+template <int D, int BM, int BN, int WARPS>
 struct FwdConfig {
-  static constexpr int kWarps = BM / 16;
-  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kWarps = WARPS;
+  static constexpr int kThreads = WARPS * 32;
+  static constexpr int kMT = BM / (16 * WARPS);  // m16 tiles per warp
+  static_assert(kMT * 16 * WARPS == BM, "BM must be a multiple of 16 * WARPS");
   static constexpr int kSmemQ = BM * D;  // elements
   static constexpr int kSmemKV = BN * D;
   // Q, then 2 stages of K, then 2 stages of V
   static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2;
 };
 
-template <typename T, int D, int BM, int BN>
+template <typename T, int D, int BM, int BN, int WARPS>
 __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
-  using Cfg = FwdConfig<D, BM, BN>;
+  using Cfg = FwdConfig<D, BM, BN, WARPS>;
   constexpr int THREADS = Cfg::kThreads;
-  constexpr int KS = D / 16;   // k-steps over head_dim
+  constexpr int MT = Cfg::kMT;
   constexpr int NT = BN / 8;   // n-tiles of S
   constexpr int DT = D / 8;    // n-tiles of O
   constexpr float kLog2e = 1.4426950408889634f;
@@ -84,27 +87,17 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     load_tile_async<BN, D, THREADS>(sV, gV + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
   }
   cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
 
-  uint32_t qf[KS][4];
+  float acc_o[MT][DT][4];
+  zero(acc_o);
+  float row_max[MT][2], row_sum[MT][2];
 #pragma unroll
-  for (int ks = 0; ks < KS; ++ks) {
-    const int r = warp * 16 + (lane & 15);
-    const int c = ks * 16 + (lane >> 4) * 8;
-    ldsm_x4(qf[ks], smem_addr(sQ + swz<D>(r, c)));
+  for (int mt = 0; mt < MT; ++mt) {
+    row_max[mt][0] = row_max[mt][1] = -INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
   }
 
-  float acc_o[DT][4];
-#pragma unroll
-  for (int j = 0; j < DT; ++j) acc_o[j][0] = acc_o[j][1] = acc_o[j][2] = acc_o[j][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.f, 0.f};
-
-  // Row indices (inside the slice) of this thread's two accumulator rows.
-  const int row_a = m0 + warp * 16 + (lane >> 2);
-  const long long limit_a = (long long)row_a + sl.diagonal;  // causal: key j visible iff j <= limit
-  const long long limit_b = limit_a + 8;
+  const int warp_row0 = warp * 16 * MT;  // this warp's first row inside the tile
   // Smallest causal limit of any row in the tile: key blocks entirely at or below it need no
   // causal mask.
   const long long tile_min_limit = (long long)m0 + sl.diagonal;
@@ -128,106 +121,92 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     const T* cV = sV + stage * Cfg::kSmemKV;
 
     // S = Q K^T
-    float s[NT][4];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-#pragma unroll
-      for (int np = 0; np < NT / 2; ++np) {
-        uint32_t b[4];
-        const int r = np * 16 + (lane >> 4) * 8 + (lane & 7);
-        const int c = ks * 16 + ((lane >> 3) & 1) * 8;
-        ldsm_x4(b, smem_addr(cK + swz<D>(r, c)));
-        Elem<T>::mma(s[2 * np], qf[ks], b[0], b[1]);
-        Elem<T>::mma(s[2 * np + 1], qf[ks], b[2], b[3]);
-      }
-    }
+    float s[MT][NT][4];
+    zero(s);
+    mma_rows_by_rows<T, MT, NT, D, D, D>(s, sQ, warp_row0, cK, 0, lane);
 
     // Mask keys past kv_len and, when causal, keys past each row's diagonal.
     const int n0 = nb * BN;
     const bool need_mask = (n0 + BN > sl.kv_len) || (sl.causal && (long long)(n0 + BN - 1) > tile_min_limit);
     if (need_mask) {
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
+      for (int mt = 0; mt < MT; ++mt) {
+        const long long limit_a = (long long)m0 + warp_row0 + mt * 16 + (lane >> 2) + sl.diagonal;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = n0 + j * 8 + (lane & 3) * 2 + (e & 1);
-          const long long limit = (e & 2) ? limit_b : limit_a;
-          if (key >= sl.kv_len || (sl.causal && key > limit)) s[j][e] = -INFINITY;
+        for (int j = 0; j < NT; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int key = n0 + j * 8 + (lane & 3) * 2 + (e & 1);
+            const long long limit = limit_a + ((e & 2) ? 8 : 0);
+            if (key >= sl.kv_len || (sl.causal && key > limit)) s[mt][j][e] = -INFINITY;
+          }
         }
       }
     }
 
     // Online softmax. Raw scores; the scale is folded into the exp2 argument.
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = row_max[h];
+    for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-      for (int j = 0; j < NT; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
-      const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-      const float alpha = fast_exp2(row_max[h] * scale_log2 - m_scaled);
-      row_max[h] = mx;
-      float sum = 0.f;
+      for (int h = 0; h < 2; ++h) {
+        float mx = row_max[mt][h];
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const float p0 = fast_exp2(fmaf(s[j][2 * h], scale_log2, -m_scaled));
-        const float p1 = fast_exp2(fmaf(s[j][2 * h + 1], scale_log2, -m_scaled));
-        s[j][2 * h] = p0;
-        s[j][2 * h + 1] = p1;
-        sum += p0 + p1;
-      }
-      row_sum[h] = row_sum[h] * alpha + sum;
+        for (int j = 0; j < NT; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
+        const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
+        const float alpha = fast_exp2(row_max[mt][h] * scale_log2 - m_scaled);
+        row_max[mt][h] = mx;
+        float sum = 0.f;
 #pragma unroll
-      for (int j = 0; j < DT; ++j) {
-        acc_o[j][2 * h] *= alpha;
-        acc_o[j][2 * h + 1] *= alpha;
+        for (int j = 0; j < NT; ++j) {
+          const float p0 = fast_exp2(fmaf(s[mt][j][2 * h], scale_log2, -m_scaled));
+          const float p1 = fast_exp2(fmaf(s[mt][j][2 * h + 1], scale_log2, -m_scaled));
+          s[mt][j][2 * h] = p0;
+          s[mt][j][2 * h + 1] = p1;
+          sum += p0 + p1;
+        }
+        row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+#pragma unroll
+        for (int j = 0; j < DT; ++j) {
+          acc_o[mt][j][2 * h] *= alpha;
+          acc_o[mt][j][2 * h + 1] *= alpha;
+        }
       }
     }
 
     // O += P V
-    mma_acc_frag_by_tile<T, BN, D>(acc_o, s, cV, lane);
+    mma_frags_by_cols<T, MT, DT, BN, D>(acc_o, s, cV, lane);
     __syncthreads();  // everyone is done with this stage before it is refilled
   }
 
-  // Epilogue: normalize, stage O through this warp's rows of sQ (free since Q went to
-  // registers), then write 16-byte rows.
-  float lse[2];
+  // Epilogue: normalize, stage O through this warp's rows of sQ (only this warp read them),
+  // then write 16-byte rows.
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float l = row_sum[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    lse[h] = l > 0.f ? row_max[h] * p.scale + logf(l) : -INFINITY;
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int j = 0; j < DT; ++j) {
-      acc_o[j][2 * h] *= inv;
-      acc_o[j][2 * h + 1] *= inv;
+    for (int h = 0; h < 2; ++h) {
+      float l = row_sum[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const float lse = l > 0.f ? row_max[mt][h] * p.scale + logf(l) : -INFINITY;
+#pragma unroll
+      for (int j = 0; j < DT; ++j) {
+        acc_o[mt][j][2 * h] *= inv;
+        acc_o[mt][j][2 * h + 1] *= inv;
+      }
+      const int r = warp_row0 + mt * 16 + h * 8 + (lane >> 2);
+      if ((lane & 3) == 0 && r < rows) gLse[r] = lse;
     }
   }
-  {
-    const int r = warp * 16 + (lane >> 2);
-#pragma unroll
-    for (int j = 0; j < DT; ++j) {
-      const int c = j * 8 + (lane & 3) * 2;
-      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r, c)) = Elem<T>::pack(acc_o[j][0], acc_o[j][1]);
-      *reinterpret_cast<uint32_t*>(sQ + swz<D>(r + 8, c)) = Elem<T>::pack(acc_o[j][2], acc_o[j][3]);
-    }
-    if ((lane & 3) == 0) {
-      const int ra = warp * 16 + (lane >> 2);
-      if (ra < rows) gLse[ra] = lse[0];
-      if (ra + 8 < rows) gLse[ra + 8] = lse[1];
-    }
-  }
+  store_frags<T, MT, DT, D>(sQ, acc_o, warp_row0, 0, lane);
   __syncwarp();
 #pragma unroll
-  for (int i = 0; i < 16 * DT / 32; ++i) {
+  for (int i = 0; i < 16 * MT * DT / 32; ++i) {
     const int c = lane + i * 32;
-    const int r = warp * 16 + c / DT;
+    const int r = warp_row0 + c / DT;
     const int ch = c % DT;
     if (r < rows) {
       *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) =
