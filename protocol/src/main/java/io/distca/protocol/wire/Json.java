@@ -3,8 +3,8 @@ package io.distca.protocol.wire;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonStreamContext;
-import com.fasterxml.jackson.core.exc.StreamReadException;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.core.exc.StreamReadException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.MapperFeature;
@@ -12,7 +12,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectReader;
 import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import io.distca.protocol.message.ErrorCode;
@@ -22,6 +21,7 @@ import io.netty.buffer.ByteBufInputStream;
 import io.netty.buffer.ByteBufOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -63,7 +63,6 @@ public final class Json {
         .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
         .disable(MapperFeature.ALLOW_COERCION_OF_SCALARS)
         .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
-        .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS)
         .build();
   }
 
@@ -79,7 +78,7 @@ public final class Json {
   public static int write(Object meta, ByteBuf out) {
     int start = out.writerIndex();
     try (ByteBufOutputStream stream = new ByteBufOutputStream(out)) {
-      WRITER.writeValue((java.io.OutputStream) stream, meta);
+      WRITER.writeValue((OutputStream) stream, meta); // ByteBufOutputStream is also a DataOutput
     } catch (IOException e) {
       throw new UncheckedIOException("serializing " + meta.getClass().getSimpleName() + " metadata", e);
     }
