@@ -17,10 +17,20 @@ import java.util.List;
  * {@link DecodeFailure} and from then on discards every inbound byte, so that the connection handler
  * can send its ERROR and close. Metadata and payload are retained slices of the cumulation buffer;
  * nothing is copied.
+ *
+ * <p>Large frames (at least {@link #LARGE_FRAME_BYTES}) are assembled in a buffer of their own,
+ * allocated once at the frame's exact size when its header arrives. Left to the cumulation buffer,
+ * a 64 MiB frame would grow it in 4 MiB steps, each step copying everything received so far (and
+ * copying again whenever an earlier frame's slices still pin the old buffer): quadratic in the
+ * frame size. The dedicated buffer keeps it to one copy per byte, the same as a small frame.
  */
 public final class FrameDecoder extends ByteToMessageDecoder {
+  static final int LARGE_FRAME_BYTES = 1 << 20;
+
   private final long maxFrameBytes;
   private boolean failed;
+  private ByteBuf large;
+  private FrameHeader largeHeader;
 
   public FrameDecoder(WireOptions options) {
     this.maxFrameBytes = options.conclude().maxFrameBytes();
@@ -30,6 +40,21 @@ public final class FrameDecoder extends ByteToMessageDecoder {
   protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
     if (failed) {
       in.skipBytes(in.readableBytes());
+      return;
+    }
+    if (large != null) {
+      int n = Math.min(in.readableBytes(), large.writableBytes());
+      large.writeBytes(in, n);
+      if (large.isWritable()) {
+        return;
+      }
+      ByteBuf frame = large;
+      large = null;
+      try {
+        emit(frame, largeHeader, out);
+      } finally {
+        frame.release(); // the emitted slices hold their own references
+      }
       return;
     }
     if (in.readableBytes() < FrameHeader.BYTES) {
@@ -45,8 +70,19 @@ public final class FrameDecoder extends ByteToMessageDecoder {
       return;
     }
     if (in.readableBytes() < header.frameLength()) {
+      if (header.frameLength() >= LARGE_FRAME_BYTES) {
+        large = ctx.alloc().directBuffer((int) header.frameLength(), (int) header.frameLength());
+        largeHeader = header;
+        large.writeBytes(in, in.readableBytes());
+      }
       return;
     }
+    emit(in, header, out);
+  }
+
+  /** Cuts the complete frame at {@code in}'s reader index into header, metadata and payload. */
+  private void emit(ByteBuf in, FrameHeader header, List<Object> out) {
+    int start = in.readerIndex();
     int metaLength = (int) header.metaLength();
     int paddingStart = start + FrameHeader.BYTES + metaLength;
     for (int i = 0; i < header.padding(); i++) {
@@ -63,6 +99,14 @@ public final class FrameDecoder extends ByteToMessageDecoder {
     in.skipBytes(header.padding());
     ByteBuf payload = header.payloadLength() == 0 ? Unpooled.EMPTY_BUFFER : in.readRetainedSlice((int) header.payloadLength());
     out.add(new RawFrame(header, meta, payload));
+  }
+
+  @Override
+  protected void handlerRemoved0(ChannelHandlerContext ctx) {
+    if (large != null) {
+      large.release();
+      large = null;
+    }
   }
 
   private void fail(ByteBuf in, List<Object> out, DecodeFailure failure) {
