@@ -14,6 +14,8 @@ import picocli.CommandLine.Command;
       DispatcherCommand.class,
       DemoCommand.class,
       AttnCommand.class,
+      io.distca.dispatcher.tools.PlanCommand.class,
+      io.distca.dispatcher.tools.SimulateCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Distca implements Runnable {
