@@ -26,8 +26,15 @@ public final class ClientContext {
   /** How long a whole forward or backward call may take. */
   public Duration stepTimeout = Duration.ofSeconds(300);
   public Duration connectTimeout = Duration.ofSeconds(5);
-  /** Attempts per nano-batch (first try included) before the call fails. */
-  public int maxAttempts = 4;
+  /**
+   * Attempts per nano-batch (first try included). The step deadline is what normally ends a call:
+   * the default cap only stops a pathological hot loop.
+   */
+  public int maxAttempts = 1000;
+  /** Data connections ping their server this often ... */
+  public long pingIntervalMs = 500;
+  /** ... and are declared dead (pending requests re-sent elsewhere) when a PONG is this late. */
+  public long pingTimeoutMs = 2000;
   /** Netty I/O threads. */
   public int ioThreads = 2;
   /** Split each server's share into two requests so transfer of one overlaps compute of the other. */
@@ -50,6 +57,7 @@ public final class ClientContext {
     require(rank >= 0 && rank < worldSize, "rank must be in [0, worldSize), got " + rank);
     require(shardTokens >= 128, "shardTokens must be >= 128 (the kernel's efficient minimum), got " + shardTokens);
     require(maxAttempts >= 1, "maxAttempts must be >= 1");
+    require(pingIntervalMs > 0 && pingTimeoutMs > 0, "ping interval and timeout must be positive");
     require(ioThreads >= 1, "ioThreads must be >= 1");
     require(!requestTimeout.isNegative() && !requestTimeout.isZero(), "requestTimeout must be positive");
     require(!stepTimeout.isNegative() && !stepTimeout.isZero(), "stepTimeout must be positive");

@@ -16,14 +16,20 @@ final class ConnectionPool implements AutoCloseable {
   private final Hello hello;
   private final Consumer<ChannelPipeline> pipelineSetup;
   private final Duration connectTimeout;
+  private final long pingIntervalMs;
+  private final long pingTimeoutMs;
   private final Map<String, CompletableFuture<PeerConnection>> connections = new ConcurrentHashMap<>();
   private volatile boolean closed;
 
-  ConnectionPool(EventLoopGroup group, Hello hello, Consumer<ChannelPipeline> pipelineSetup, Duration connectTimeout) {
+  /** @param pingIntervalMs 0 disables keep-alive pings (e.g. for the dispatcher link) */
+  ConnectionPool(EventLoopGroup group, Hello hello, Consumer<ChannelPipeline> pipelineSetup, Duration connectTimeout,
+      long pingIntervalMs, long pingTimeoutMs) {
     this.group = group;
     this.hello = hello;
     this.pipelineSetup = pipelineSetup;
     this.connectTimeout = connectTimeout;
+    this.pingIntervalMs = pingIntervalMs;
+    this.pingTimeoutMs = pingTimeoutMs;
   }
 
   CompletableFuture<PeerConnection> get(String host, int port) {
@@ -36,7 +42,11 @@ final class ConnectionPool implements AutoCloseable {
           || (!existing.isCompletedExceptionally() && existing.join().isActive()))) {
         return existing;
       }
-      return PeerConnection.connect(group, host, port, hello, pipelineSetup, connectTimeout);
+      CompletableFuture<PeerConnection> f = PeerConnection.connect(group, host, port, hello, pipelineSetup, connectTimeout);
+      if (pingIntervalMs > 0) {
+        f.thenAccept(c -> c.keepAlive(pingIntervalMs, pingTimeoutMs));
+      }
+      return f;
     });
   }
 

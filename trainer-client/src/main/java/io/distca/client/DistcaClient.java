@@ -64,6 +64,7 @@ public final class DistcaClient implements AutoCloseable {
   private volatile List<ServerInfo> lastServers = List.of();
   private final AtomicLong retries = new AtomicLong();
   private final AtomicLong localPlans = new AtomicLong();
+  private final AtomicLong droppedResults = new AtomicLong();
 
   private record PlanKey(long step, int[] docs, AttentionShape shape, boolean causal) {
     @Override
@@ -84,8 +85,8 @@ public final class DistcaClient implements AutoCloseable {
     this.group = Transports.group(ctx.ioThreads, "distca-client-io");
     var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator);
     Hello hello = new Hello(1, "trainer", ctx.clientName + "-" + ctx.rank, ctx.token);
-    this.servers = new ConnectionPool(group, hello, setup, ctx.connectTimeout);
-    this.dispatcher = new ConnectionPool(group, hello, setup, ctx.connectTimeout);
+    this.servers = new ConnectionPool(group, hello, setup, ctx.connectTimeout, ctx.pingIntervalMs, ctx.pingTimeoutMs);
+    this.dispatcher = new ConnectionPool(group, hello, setup, ctx.connectTimeout, 0, 0);
   }
 
   public long retries() {
@@ -94,6 +95,11 @@ public final class DistcaClient implements AutoCloseable {
 
   public long localPlans() {
     return localPlans.get();
+  }
+
+  /** Task results dropped because the task already had its result (a retried request answered twice). */
+  public long droppedResults() {
+    return droppedResults.get();
   }
 
   /** Forward core attention: O and LSE of every token of {@code batch}. */
@@ -193,6 +199,8 @@ public final class DistcaClient implements AutoCloseable {
     final AtomicLong bytesSent = new AtomicLong();
     final AtomicLong bytesReceived = new AtomicLong();
     final AtomicInteger callRetries = new AtomicInteger();
+    /** Plan servers that failed a request of this call: retries go elsewhere first. */
+    final java.util.Set<Integer> suspects = java.util.concurrent.ConcurrentHashMap.newKeySet();
     int requests;
     double flops;
 
@@ -209,7 +217,7 @@ public final class DistcaClient implements AutoCloseable {
         checkTask(t);
         tasks.add(new ClientTask(id++, t.doc(), t.qStart(), t.qEnd(), t.kvStart(), t.kvEnd(), t.server()));
       }
-      this.assembler = new ResultAssembler(mb.shape(), bwd != null, tasks, cu, allocator);
+      this.assembler = new ResultAssembler(mb.shape(), bwd != null, tasks, cu, allocator, droppedResults);
     }
 
     private void checkTask(PlannedTask t) {
@@ -335,12 +343,22 @@ public final class DistcaClient implements AutoCloseable {
               || pe.code() == ErrorCode.DRAINING || pe.code() == ErrorCode.INTERNAL));
       long left = deadlineEpochMs - System.currentTimeMillis();
       if (!retryable || attempt + 1 >= ctx.maxAttempts || left <= 0) {
-        fail(new DistcaException("step " + step + ": " + nb.tasks.size() + " tasks on "
-            + plan.servers().get(server).serverId() + " failed after " + (attempt + 1) + " attempts: " + cause, cause));
+        List<Long> ids = new ArrayList<>(nb.tasks.size());
+        for (ClientTask t : nb.tasks) {
+          ids.add(t.id());
+        }
+        String why = !retryable ? "not retryable" : left <= 0 ? "step deadline passed" : "attempts exhausted";
+        fail(new DistcaException("step " + step + " of job " + ctx.job + ": tasks " + ids + " (last on "
+            + plan.servers().get(server).serverId() + ") failed after " + (attempt + 1) + " attempts, " + why + ": "
+            + cause, cause));
         return;
       }
-      int next = (server + 1 + attempt) % plan.servers().size();
-      long delay = cause instanceof ProtocolException pe ? Math.min(pe.retryAfterMs(), left / 2) : 0;
+      suspects.add(server);
+      int next = nextServer(server);
+      // back off on overload as the server asks; on repeated failures, exponentially, so that a
+      // pool that is down entirely is not hammered until the deadline
+      long delay = cause instanceof ProtocolException pe ? pe.retryAfterMs() : attempt == 0 ? 0 : Math.min(500, 10L << Math.min(attempt, 6));
+      delay = Math.min(delay, left / 2);
       retries.incrementAndGet();
       callRetries.incrementAndGet();
       LOG.info("step {}: re-dispatching {} tasks from {} to {} (attempt {}): {}", step, nb.tasks.size(),
@@ -350,6 +368,19 @@ public final class DistcaClient implements AutoCloseable {
       } else {
         send(nb, taskIdx, next, attempt + 1);
       }
+    }
+
+    /** The next server after {@code from} that has not failed in this call; all suspects are forgiven when none is left. */
+    private int nextServer(int from) {
+      int n = plan.servers().size();
+      for (int i = 1; i <= n; i++) {
+        int candidate = (from + i) % n;
+        if (!suspects.contains(candidate)) {
+          return candidate;
+        }
+      }
+      suspects.clear();
+      return (from + 1) % n;
     }
 
     private void fail(Throwable t) {

@@ -27,6 +27,7 @@ final class ResultAssembler implements AutoCloseable {
   private final boolean[] singleQuery;
   private final BufferAllocator allocator;
   private int remaining;
+  private final java.util.concurrent.atomic.AtomicLong dropped;
   private boolean closed;
 
   // forward
@@ -42,6 +43,13 @@ final class ResultAssembler implements AutoCloseable {
   private Tensor dvAcc;
 
   ResultAssembler(AttentionShape shape, boolean backward, List<ClientTask> tasks, int[] cu, BufferAllocator allocator) {
+    this(shape, backward, tasks, cu, allocator, new java.util.concurrent.atomic.AtomicLong());
+  }
+
+  /** @param dropped counts task results dropped as duplicates (or arriving after the call ended) */
+  ResultAssembler(AttentionShape shape, boolean backward, List<ClientTask> tasks, int[] cu, BufferAllocator allocator,
+      java.util.concurrent.atomic.AtomicLong dropped) {
+    this.dropped = dropped;
     this.shape = shape;
     this.tasks = tasks;
     this.cu = cu;
@@ -104,6 +112,7 @@ final class ResultAssembler implements AutoCloseable {
   /** Marks a task taken; false if an earlier copy of its result was already taken. */
   private synchronized boolean claim(int taskIndex) {
     if (closed || done.get(taskIndex)) {
+      dropped.incrementAndGet();
       return false;
     }
     done.set(taskIndex);

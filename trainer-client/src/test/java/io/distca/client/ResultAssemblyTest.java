@@ -68,11 +68,13 @@ class ResultAssemblyTest {
         int[] cu = mb.cuSeqlens();
         NanoBatch a = new NanoBatch(used.subList(0, 2));
         NanoBatch b = new NanoBatch(used.subList(2, 5));
-        try (ResultAssembler asm = new ResultAssembler(SHAPE, false, used, cu, root)) {
+        java.util.concurrent.atomic.AtomicLong dropped = new java.util.concurrent.atomic.AtomicLong();
+        try (ResultAssembler asm = new ResultAssembler(SHAPE, false, used, cu, root, dropped)) {
           serveForward(backend, a, List.of(0, 1), mb, cu, asm, root, causal);
           serveForward(backend, b, List.of(2, 3, 4), mb, cu, asm, root, causal);
           serveForward(backend, a, List.of(0, 1), mb, cu, asm, root, causal); // duplicate: dropped
           assertTrue(asm.complete());
+          assertEquals(2, dropped.get(), "both tasks of the repeated nano-batch are dropped");
           try (ForwardResult r = asm.finishForward(null)) {
             assertClose(expected[0], r.o(), 1e-5, "O causal=" + causal);
             assertClose(expected[1], r.lse(), 1e-5, "LSE causal=" + causal);

@@ -5,6 +5,7 @@ import io.distca.protocol.message.Hello;
 import io.distca.protocol.message.HelloOk;
 import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.Ping;
 import io.distca.protocol.message.ProtocolException;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.channel.Channel;
@@ -40,6 +41,7 @@ public final class PeerConnection implements AutoCloseable {
   private final AtomicLong nextRequestId = new AtomicLong(1);
   private final Map<Long, CompletableFuture<Message>> pending = new ConcurrentHashMap<>();
   private volatile HelloOk helloOk;
+  private volatile String lostPeer;
 
   private PeerConnection(Channel channel, String peer) {
     this.channel = channel;
@@ -145,6 +147,38 @@ public final class PeerConnection implements AutoCloseable {
     return f;
   }
 
+  /**
+   * Pings the peer every {@code intervalMs} and closes the connection when a PONG is more than
+   * {@code timeoutMs} late. The peer answers PING on its I/O thread, even while its compute is busy,
+   * so silence means a hung or partitioned peer (a stopped process keeps its TCP connections open):
+   * closing fails every pending request with {@link ConnectionLostException}, and callers re-send
+   * them elsewhere long before a request timeout would fire.
+   */
+  public void keepAlive(long intervalMs, long timeoutMs) {
+    channel.eventLoop().schedule(() -> ping(intervalMs, timeoutMs), intervalMs, TimeUnit.MILLISECONDS);
+  }
+
+  private void ping(long intervalMs, long timeoutMs) {
+    if (!channel.isActive()) {
+      return;
+    }
+    request(Message.of(MessageType.PING, 0, new Ping(System.nanoTime())))
+        .orTimeout(timeoutMs, TimeUnit.MILLISECONDS)
+        .whenComplete((pong, err) -> {
+          if (pong != null) {
+            pong.close();
+          }
+          if (err != null) {
+            if (channel.isActive()) {
+              lostPeer = "no PONG from " + peer + " within " + timeoutMs + " ms";
+              channel.close();
+            }
+            return;
+          }
+          channel.eventLoop().schedule(() -> ping(intervalMs, timeoutMs), intervalMs, TimeUnit.MILLISECONDS);
+        });
+  }
+
   /** A request that gives up after {@code timeout}; a late response is then dropped and released. */
   public CompletableFuture<Message> request(Message message, Duration timeout) {
     return request(message).orTimeout(timeout.toMillis(), TimeUnit.MILLISECONDS);
@@ -182,7 +216,8 @@ public final class PeerConnection implements AutoCloseable {
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
-      failAll(new ConnectionLostException("connection to " + peer + " closed"));
+      String why = lostPeer;
+      failAll(new ConnectionLostException(why != null ? why : "connection to " + peer + " closed"));
       ctx.fireChannelInactive();
     }
 
