@@ -263,23 +263,32 @@ public final class CudaBackend implements AttentionBackend {
   }
 
   /**
-   * Gathers the inputs chunk by chunk and uploads each chunk as soon as it is staged, so the upload
-   * of a batch hides behind its own gather. The gather list runs in staging order, so the first n
-   * bytes of it fill a prefix of the staging block (alignment gaps between buffers travel along).
+   * Gathers the inputs and uploads them; with {@link CudaBackendOptions#transferChunkBytes()} set,
+   * chunk by chunk, each chunk uploaded as soon as it is staged so that the upload hides behind the
+   * gather. The gather list runs in staging order, so the first n bytes of it fill a prefix of the
+   * staging block (alignment gaps between buffers travel along).
    */
   private void uploadWhileGathering(
       FusedBatchPlan plan, PipelineSlot slot, CopyList copies, DeviceMemory.Block dev, PinnedHostMemory.Block host) {
     String context = describe(plan, slot);
-    record(slot.uploadStart, uploadStream, context);
     long total = copies.totalBytes();
-    long chunk = PipelineSlot.transferChunkBytes(total);
+    long chunk = PipelineSlot.transferChunkBytes(total, options.transferChunkBytes());
     long uploaded = 0;
+    boolean started = false;
     for (long position = 0; position < total; position += chunk) {
       long end = Math.min(total, position + chunk);
       copier.run(copies, position, end);
+      if (!started) {
+        // Marked at the first copy, not before the gather, so uploadMillis is transfer time.
+        record(slot.uploadStart, uploadStream, context);
+        started = true;
+      }
       long staged = copies.destinationEnd(end) - host.address();
       upload(dev, host, uploaded, staged, context);
       uploaded = staged;
+    }
+    if (!started) {
+      record(slot.uploadStart, uploadStream, context);
     }
     // The rest: descriptors (written first) and the gaps after the last tensor.
     upload(dev, host, uploaded, plan.layout.inputBytes(), context);
@@ -308,7 +317,7 @@ public final class CudaBackend implements AttentionBackend {
     Driver.check("cuStreamWaitEvent(kernels)", "ordering the download of the " + context,
         () -> cuStreamWaitEvent(downloadStream, slot.kernelsDone, 0));
     record(slot.downloadStart, downloadStream, context);
-    long chunk = PipelineSlot.transferChunkBytes(at.outputBytes());
+    long chunk = PipelineSlot.transferChunkBytes(at.outputBytes(), options.transferChunkBytes());
     int k = 0;
     for (long offset = 0; offset < at.outputBytes(); offset += chunk, k++) {
       long from = at.outputStart() + offset;
@@ -390,7 +399,7 @@ public final class CudaBackend implements AttentionBackend {
       long base = f.host().address();
       CopyList copies = new CopyList();
       StagingCopies.scatter(f.plan(), f.batch(), base, copies);
-      long chunk = PipelineSlot.transferChunkBytes(at.outputBytes());
+      long chunk = PipelineSlot.transferChunkBytes(at.outputBytes(), options.transferChunkBytes());
       long scattered = 0;
       long scatterNanos = 0;
       int k = 0;

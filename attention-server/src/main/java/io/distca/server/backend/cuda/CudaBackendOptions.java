@@ -32,6 +32,7 @@ public final class CudaBackendOptions {
 
   public static final int MAX_STAGING_THREADS = 64;
 
+  private long transferChunkBytes;
   private int deviceOrdinal;
   private int stagingThreads = DEFAULT_STAGING_THREADS;
   private int pipelineDepth = DEFAULT_PIPELINE_DEPTH;
@@ -79,6 +80,18 @@ public final class CudaBackendOptions {
     return this;
   }
 
+  /**
+   * Chunk size for overlapping a batch's gather with its upload and its download with its scatter.
+   * Default 0: no overlap inside a batch (batches still overlap each other). On the H100 machines
+   * measured (docs/benchmarks.md), host copies ran about half as fast while DMA ran beside them, so
+   * chunking made batches slower; other hosts may differ.
+   */
+  public CudaBackendOptions transferChunkBytes(long bytes) {
+    requireOpen();
+    this.transferChunkBytes = bytes;
+    return this;
+  }
+
   /** Class-path resource holding the kernel fatbin. Default {@link #DEFAULT_KERNEL_RESOURCE}. */
   public CudaBackendOptions kernelResource(String resource) {
     requireOpen();
@@ -99,6 +112,10 @@ public final class CudaBackendOptions {
 
   public int pipelineDepth() {
     return pipelineDepth;
+  }
+
+  public long transferChunkBytes() {
+    return transferChunkBytes;
   }
 
   public int stagingThreads() {
@@ -136,6 +153,9 @@ public final class CudaBackendOptions {
     if (stagingThreads < 1 || stagingThreads > MAX_STAGING_THREADS) {
       throw new IllegalArgumentException(
           "staging threads must be in [1, " + MAX_STAGING_THREADS + "], got " + stagingThreads);
+    }
+    if (transferChunkBytes < 0) {
+      throw new IllegalArgumentException("transfer chunk bytes must be >= 0, got " + transferChunkBytes);
     }
     if (initialDeviceBytesPerSlot < 0) {
       throw new IllegalArgumentException("initial device bytes per slot must be >= 0, got " + initialDeviceBytesPerSlot);

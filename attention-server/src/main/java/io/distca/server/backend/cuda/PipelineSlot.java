@@ -13,11 +13,8 @@ import jcuda.driver.CUevent_flags;
  * previous batch has been scattered, so growing an arena never pulls memory from under running work.
  */
 final class PipelineSlot implements AutoCloseable {
-  /** Uploads and downloads go in at most this many chunks, each at least {@link #MIN_TRANSFER_CHUNK} bytes. */
+  /** Uploads and downloads go in at most this many chunks. */
   static final int MAX_TRANSFER_CHUNKS = 16;
-
-  /** Below 8 MiB a chunk's fixed costs (a pool dispatch, a driver call, an event) stop paying off. */
-  static final long MIN_TRANSFER_CHUNK = 8L << 20;
 
   final int index;
   final GrowOnlyArena<DeviceMemory.Block> device;
@@ -64,9 +61,15 @@ final class PipelineSlot implements AutoCloseable {
     System.arraycopy(events, 6, downloadedChunks, 0, MAX_TRANSFER_CHUNKS);
   }
 
-  /** Chunk size for moving {@code totalBytes}: at most {@link #MAX_TRANSFER_CHUNKS} chunks. */
-  static long transferChunkBytes(long totalBytes) {
-    return Math.max(MIN_TRANSFER_CHUNK, (totalBytes + MAX_TRANSFER_CHUNKS - 1) / MAX_TRANSFER_CHUNKS);
+  /**
+   * Chunk size for moving {@code totalBytes} when chunks of {@code preferred} bytes are asked for
+   * (0: one chunk, no overlap inside a batch); never more than {@link #MAX_TRANSFER_CHUNKS} chunks.
+   */
+  static long transferChunkBytes(long totalBytes, long preferred) {
+    if (preferred == 0) {
+      return Math.max(1, totalBytes);
+    }
+    return Math.max(preferred, (totalBytes + MAX_TRANSFER_CHUNKS - 1) / MAX_TRANSFER_CHUNKS);
   }
 
   private CUevent event(int which) {

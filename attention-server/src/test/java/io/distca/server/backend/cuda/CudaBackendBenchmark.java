@@ -30,7 +30,7 @@ import org.apache.arrow.memory.util.MemoryUtil;
  * flight: the throughput path, where uploads, kernels and downloads of different batches overlap) and
  * kernel-only (CUDA events around the launches), as TFLOP/s by the cost model's FLOPs.
  *
- * <p>Arguments: {@code [tokens] [iterations] [seed] [staging threads]}.
+ * <p>Arguments: {@code [tokens] [iterations] [seed] [staging threads] [transfer chunk MiB, 0 = none]}.
  */
 public final class CudaBackendBenchmark {
   private CudaBackendBenchmark() {}
@@ -44,6 +44,9 @@ public final class CudaBackendBenchmark {
     CudaBackendOptions options = new CudaBackendOptions();
     if (args.length > 3) {
       options.stagingThreads(Integer.parseInt(args[3]));
+    }
+    if (args.length > 4) {
+      options.transferChunkBytes(Long.parseLong(args[4]) << 20);
     }
     String reason = CudaAvailability.unavailableReason(options);
     if (reason != null) {
@@ -114,7 +117,9 @@ public final class CudaBackendBenchmark {
             + " | blocking ms per batch | staged in / out |");
         System.out.println("| --- | --- | --- | --- | --- | --- | --- | --- |");
         rows.forEach(System.out::println);
-        System.out.println("staging threads " + options.stagingThreads() + ", pipeline depth " + depth
+        System.out.println("staging threads " + options.stagingThreads() + ", transfer chunk "
+            + (options.transferChunkBytes() == 0 ? "none" : (options.transferChunkBytes() >> 20) + " MiB")
+            + ", pipeline depth " + depth
             + ", iterations " + iterations + " blocking and " + (2 * iterations) + " pipelined");
       } finally {
         outputs.forEach(Outputs::close);

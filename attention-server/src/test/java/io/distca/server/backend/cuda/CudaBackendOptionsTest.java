@@ -26,6 +26,7 @@ class CudaBackendOptionsTest {
     assertMessage(new CudaBackendOptions().pipelineDepth(0), "pipeline depth");
     assertMessage(new CudaBackendOptions().pipelineDepth(17), "pipeline depth");
     assertMessage(new CudaBackendOptions().stagingThreads(0), "staging threads");
+    assertMessage(new CudaBackendOptions().transferChunkBytes(-1), "transfer chunk");
     assertMessage(new CudaBackendOptions().initialDeviceBytesPerSlot(-1), "device bytes");
     assertMessage(new CudaBackendOptions().initialPinnedBytesPerSlot(-1), "pinned bytes");
     assertMessage(new CudaBackendOptions().kernelResource(" "), "kernel");
