@@ -158,7 +158,7 @@ final class BackwardPass extends TiledPass {
     pool.runAll(usedAccumulators.size(), (index, scratch) -> {
       DqAccumulator a = usedAccumulators.get(index);
       QuerySlice s = batch.slices().get(a.slice);
-      TileIo.storeRows(a.sum, 0, headDim, s.qLen(), 1f, s.dq(), headsQ, a.head, headDim, 0);
+      TileIo.storePackedRows(a.sum, s.qLen(), 1f, s.dq(), headsQ, a.head, headDim, 0);
     });
   }
 
@@ -168,15 +168,18 @@ final class BackwardPass extends TiledPass {
     int d = headDim;
     int chunkStart = u.keyStart();
     int chunkLen = u.keyEnd() - chunkStart;
-    // K row-major for dQ += dS K; K and V transposed per key tile (stride keyBlock) for S and dP
-    TileIo.loadRows(seg.k(), headsKv, u.kvHead(), d, chunkStart, chunkLen, 1f, t.keys, 0, d);
+    // K as rows for dQ += dS K; K and V transposed per key tile (tile i at rows i * d) for S and dP
+    TileIo.loadRows(seg.k(), headsKv, u.kvHead(), d, chunkStart, chunkLen, 1f, t.keys, 0);
     for (int k0 = 0; k0 < chunkLen; k0 += keyBlock) {
       int width = Math.min(keyBlock, chunkLen - k0);
-      TileIo.loadColumns(seg.k(), headsKv, u.kvHead(), d, chunkStart + k0, width, t.keysT, k0 * d, keyBlock);
-      TileIo.loadColumns(seg.v(), headsKv, u.kvHead(), d, chunkStart + k0, width, t.valuesT, k0 * d, keyBlock);
+      int tileRow = k0 / keyBlock * d;
+      TileIo.loadColumns(seg.k(), headsKv, u.kvHead(), d, chunkStart + k0, width, t.keysT, tileRow, 0);
+      TileIo.loadColumns(seg.v(), headsKv, u.kvHead(), d, chunkStart + k0, width, t.valuesT, tileRow, 0);
     }
-    java.util.Arrays.fill(t.dKeys, 0, chunkLen * d, 0f);
-    java.util.Arrays.fill(t.dValues, 0, chunkLen * d, 0f);
+    for (int k = 0; k < chunkLen; k++) {
+      java.util.Arrays.fill(t.dKeys[k], 0, d, 0f);
+      java.util.Arrays.fill(t.dValues[k], 0, d, 0f);
+    }
 
     for (int sliceIndex : slicesOfSegment.get(u.segment())) {
       QuerySlice s = batch.slices().get(sliceIndex);
@@ -194,8 +197,8 @@ final class BackwardPass extends TiledPass {
         }
       }
     }
-    TileIo.storeRows(t.dKeys, 0, d, chunkLen, 1f, seg.dk(), headsKv, u.kvHead(), d, chunkStart);
-    TileIo.storeRows(t.dValues, 0, d, chunkLen, 1f, seg.dv(), headsKv, u.kvHead(), d, chunkStart);
+    TileIo.storeRows(t.dKeys, 0, chunkLen, 1f, seg.dk(), headsKv, u.kvHead(), d, chunkStart);
+    TileIo.storeRows(t.dValues, 0, chunkLen, 1f, seg.dv(), headsKv, u.kvHead(), d, chunkStart);
   }
 
   /** One query tile of one head against the keys [from, to) (segment rows) of the unit's chunk. */
@@ -203,31 +206,32 @@ final class BackwardPass extends TiledPass {
       int row0, int rows, int from, int to) {
     int d = headDim;
     int chunkStart = u.keyStart();
-    float[] q = t.query;
-    float[] dOut = t.dOut;
-    float[] scores = t.scores;
-    float[] dScores = t.dScores;
-    float[] dQuery = t.dQuery;
+    float[][] q = t.query;
+    float[][] dOut = t.dOut;
+    float[][] scores = t.scores;
+    float[][] dScores = t.dScores;
+    float[][] dQuery = t.dQuery;
     float[] delta = t.rowDelta;
     float[] lseRow = t.rowLse;
     int[] keyEnd = t.rowKeyEnd; // exclusive, segment rows, clipped to [.., to]
 
     // Scaled Q: scores come out scaled, and dK = scale * dS^T Q is then dS^T (scale * Q).
-    TileIo.loadRows(s.q(), headsQ, head, d, row0, rows, scale, q, 0, d);
-    TileIo.loadRows(s.dO(), headsQ, head, d, row0, rows, 1f, dOut, 0, d);
+    TileIo.loadRows(s.q(), headsQ, head, d, row0, rows, scale, q, 0);
+    TileIo.loadRows(s.dO(), headsQ, head, d, row0, rows, 1f, dOut, 0);
     LseView lse = s.lse();
     for (int r = 0; r < rows; r++) {
-      TileIo.loadRows(s.o(), headsQ, head, d, row0 + r, 1, 1f, t.outRow, 0, d);
-      delta[r] = TileMath.dot(dOut, r * d, t.outRow, 0, d);
+      TileIo.loadRows(s.o(), headsQ, head, d, row0 + r, 1, 1f, t.outRow, 0);
+      delta[r] = TileMath.dot(dOut[r], t.outRow[0], d);
       lseRow[r] = TileIo.readFloat32(lse.lse(), lse.index(head, row0 + r));
       keyEnd[r] = Math.min(to, s.kvStart() + CausalMask.keyEnd(s, row0 + r));
+      java.util.Arrays.fill(dQuery[r], 0, d, 0f);
     }
-    java.util.Arrays.fill(dQuery, 0, rows * d, 0f);
 
     int lastKey = keyEnd[rows - 1];
     // key tiles of the chunk (chunk-relative offsets k0) that overlap [from, lastKey)
     for (int k0 = (from - chunkStart) / keyBlock * keyBlock; chunkStart + k0 < lastKey; k0 += keyBlock) {
       int tileStart = chunkStart + k0;
+      int tileRow = k0 / keyBlock * d;
       int width = Math.min(keyBlock, u.keyEnd() - tileStart);
       int firstCol = Math.max(from, tileStart) - tileStart;
       int firstRow = 0;
@@ -237,35 +241,47 @@ final class BackwardPass extends TiledPass {
       if (firstRow == rows) {
         continue;
       }
-      TileMath.multiplyByTransposed(q, d, firstRow, rows, t.keysT, k0 * d, keyBlock, width, scores, keyBlock);
-      TileMath.multiplyByTransposed(dOut, d, firstRow, rows, t.valuesT, k0 * d, keyBlock, width, dScores, keyBlock);
+      TileMath.multiplyByTransposed(q, firstRow, rows, t.keysT, tileRow, d, width, scores);
+      TileMath.multiplyByTransposed(dOut, firstRow, rows, t.valuesT, tileRow, d, width, dScores);
+      int lastCol = 0;
       for (int r = firstRow; r < rows; r++) {
         int endCol = Math.min(keyEnd[r] - tileStart, width);
-        int at = r * keyBlock;
+        lastCol = Math.max(lastCol, endCol);
+        float[] p = scores[r];
+        float[] ds = dScores[r];
         float rowLse = lseRow[r];
         float rowDelta = delta[r];
-        for (int c = firstCol; c < endCol; c++) {
-          float p = TileMath.exp(scores[at + c] - rowLse);
-          scores[at + c] = p;
-          dScores[at + c] = p * (dScores[at + c] - rowDelta);
+        // masked entries become P = dS = 0, so the column loops below can run over whole ranges
+        for (int c = 0; c < width; c++) {
+          if (c >= firstCol && c < endCol) {
+            p[c] = TileMath.exp(p[c] - rowLse);
+            ds[c] = p[c] * (ds[c] - rowDelta);
+          } else {
+            p[c] = 0f;
+            ds[c] = 0f;
+          }
         }
-        int rowAt = r * d;
-        for (int c = firstCol; c < endCol; c++) {
-          int keyAt = (k0 + c) * d;
-          TileMath.axpy(scores[at + c], dOut, rowAt, t.dValues, keyAt, d);
-          TileMath.axpy(dScores[at + c], q, rowAt, t.dKeys, keyAt, d);
-          TileMath.axpy(dScores[at + c], t.keys, keyAt, dQuery, rowAt, d);
-        }
+        TileMath.addWeightedRows(dQuery[r], ds, firstCol, Math.max(firstCol, endCol), t.keys, k0, d);
+      }
+      for (int c = firstCol; c < lastCol; c++) {
+        TileMath.addWeightedRowsByColumn(t.dValues[k0 + c], scores, c, firstRow, rows, dOut, d);
+        TileMath.addWeightedRowsByColumn(t.dKeys[k0 + c], dScores, c, firstRow, rows, q, d);
       }
     }
 
     if (!u.split()) {
-      TileIo.storeRows(dQuery, 0, d, rows, scale, s.dq(), headsQ, head, d, row0);
+      TileIo.storeRows(dQuery, 0, rows, scale, s.dq(), headsQ, head, d, row0);
       return;
     }
     DqAccumulator a = accumulators[sliceIndex * headsQ + head];
     synchronized (a.tileLocks[row0 / queryBlock]) {
-      TileMath.axpy(scale, dQuery, 0, a.sum, row0 * d, rows * d);
+      for (int r = 0; r < rows; r++) {
+        float[] row = dQuery[r];
+        int at = (row0 + r) * d;
+        for (int e = 0; e < d; e++) {
+          a.sum[at + e] += scale * row[e];
+        }
+      }
     }
   }
 }

@@ -11,7 +11,8 @@ public final class CpuBackendOptions {
 
   /**
    * Keys per tile. The score loops run along keys, so a tile must be long enough for the JIT's
-   * unrolled vector loop to do most of the work; 128 measured best on AVX-512 (docs/benchmarks.md).
+   * unrolled vector loop (after its alignment pre-loop) to do most of the work; on the 2-core
+   * AVX-512 dev VM 64, 128 and 256 were within measurement noise of each other.
    */
   public static final int DEFAULT_KEY_BLOCK = 128;
 

@@ -49,58 +49,52 @@ final class ForwardPass extends TiledPass {
     int kvHead = u.head() / groupSize;
     int rows = u.rows();
     int d = headDim;
-    float[] q = t.query;
-    float[] scores = t.scores;
-    float[] keysT = t.keysT;
-    float[] values = t.values;
-    float[] acc = t.outAcc;
+    float[][] q = t.query;
+    float[][] scores = t.scores;
+    float[][] acc = t.outAcc;
     float[] rowMax = t.rowMax;
     float[] rowSum = t.rowSum;
     int[] keyEnd = t.rowKeyEnd;
 
     // Folding the softmax scale into Q makes every score already scaled, so LSE = max + ln(sum).
-    TileIo.loadRows(s.q(), headsQ, u.head(), d, u.row0(), rows, scale, q, 0, d);
+    TileIo.loadRows(s.q(), headsQ, u.head(), d, u.row0(), rows, scale, q, 0);
     int lastKey = 0;
     for (int r = 0; r < rows; r++) {
       keyEnd[r] = CausalMask.keyEnd(s, u.row0() + r);
       lastKey = Math.max(lastKey, keyEnd[r]);
       rowMax[r] = Float.NEGATIVE_INFINITY;
       rowSum[r] = 0f;
+      java.util.Arrays.fill(acc[r], 0, d, 0f);
     }
-    java.util.Arrays.fill(acc, 0, rows * d, 0f);
 
     for (int k0 = 0; k0 < lastKey; k0 += keyBlock) {
       int width = Math.min(keyBlock, lastKey - k0);
-      TileIo.loadColumns(seg.k(), headsKv, kvHead, d, s.kvStart() + k0, width, keysT, 0, keyBlock);
-      TileIo.loadRows(seg.v(), headsKv, kvHead, d, s.kvStart() + k0, width, 1f, values, 0, d);
+      TileIo.loadColumns(seg.k(), headsKv, kvHead, d, s.kvStart() + k0, width, t.keysT, 0, 0);
+      TileIo.loadRows(seg.v(), headsKv, kvHead, d, s.kvStart() + k0, width, 1f, t.values, 0);
       // keyEnd is non-decreasing in the row, so the rows that see this tile are a suffix
       int firstRow = 0;
       while (firstRow < rows && keyEnd[firstRow] <= k0) {
         firstRow++;
       }
-      TileMath.multiplyByTransposed(q, d, firstRow, rows, keysT, 0, keyBlock, width, scores, keyBlock);
+      TileMath.multiplyByTransposed(q, firstRow, rows, t.keysT, 0, d, width, scores);
       for (int r = firstRow; r < rows; r++) {
         int seen = Math.min(keyEnd[r], k0 + width) - k0;
-        int at = r * keyBlock;
+        float[] p = scores[r];
         float previousMax = rowMax[r];
-        float newMax = TileMath.max(scores, at, seen, previousMax);
+        float newMax = TileMath.max(p, 0, seen, previousMax);
         // exp(-inf - finite) is 0: a row's first tile needs no special case
         float correction = TileMath.exp(previousMax - newMax);
         float sum = 0f;
         for (int c = 0; c < seen; c++) {
-          float p = TileMath.exp(scores[at + c] - newMax);
-          scores[at + c] = p;
-          sum += p;
+          p[c] = TileMath.exp(p[c] - newMax);
+          sum += p[c];
         }
         rowSum[r] = rowSum[r] * correction + sum;
         rowMax[r] = newMax;
-        int accRow = r * d;
         if (correction != 1f) {
-          TileMath.scale(acc, accRow, d, correction);
+          TileMath.scale(acc[r], d, correction);
         }
-        for (int c = 0; c < seen; c++) {
-          TileMath.axpy(scores[at + c], values, c * d, acc, accRow, d);
-        }
+        TileMath.addWeightedRows(acc[r], p, 0, seen, t.values, 0, d);
       }
     }
 
@@ -116,7 +110,7 @@ final class ForwardPass extends TiledPass {
         inverse = 1f / rowSum[r];
       }
       TileIo.writeFloat32(lse.lse(), lse.index(u.head(), u.row0() + r), lseValue);
-      TileIo.storeRows(acc, r * d, d, 1, inverse, s.o(), headsQ, u.head(), d, u.row0() + r);
+      TileIo.storeRows(acc, r, 1, inverse, s.o(), headsQ, u.head(), d, u.row0() + r);
     }
   }
 }

@@ -21,52 +21,58 @@ final class TileIo {
     return t.address() + ((long) row * heads + head) * headDim * t.dtype().byteSize();
   }
 
-  /**
-   * {@code dst[dstAt + r * rowStride + e] = t[row0 + r, head, e] * scale} for r in [0, rows): rows of
-   * one head, one after another.
-   */
+  /** {@code dst[dstRow + r][e] = t[row0 + r, head, e] * scale} for r in [0, rows): rows of one head. */
   static void loadRows(Tensor t, int heads, int head, int headDim, int row0, int rows, float scale,
-      float[] dst, int dstAt, int rowStride) {
+      float[][] dst, int dstRow) {
+    DType type = t.dtype();
     for (int r = 0; r < rows; r++) {
-      readRow(t.dtype(), rowAddress(t, heads, headDim, row0 + r, head), headDim, scale, dst, dstAt + r * rowStride, 1);
+      long address = rowAddress(t, heads, headDim, row0 + r, head);
+      float[] row = dst[dstRow + r];
+      for (int e = 0; e < headDim; e++) {
+        row[e] = element(type, address, e) * scale;
+      }
     }
   }
 
-  /** Transposed: {@code dst[dstAt + e * columnStride + r] = t[row0 + r, head, e]} for r in [0, rows). */
+  /** Transposed: {@code dst[dstRow + e][column + r] = t[row0 + r, head, e]} for r in [0, rows). */
   static void loadColumns(Tensor t, int heads, int head, int headDim, int row0, int rows,
-      float[] dst, int dstAt, int columnStride) {
+      float[][] dst, int dstRow, int column) {
+    DType type = t.dtype();
     for (int r = 0; r < rows; r++) {
-      readRow(t.dtype(), rowAddress(t, heads, headDim, row0 + r, head), headDim, 1f, dst, dstAt + r, columnStride);
+      long address = rowAddress(t, heads, headDim, row0 + r, head);
+      for (int e = 0; e < headDim; e++) {
+        dst[dstRow + e][column + r] = element(type, address, e);
+      }
     }
   }
 
-  private static void readRow(DType type, long address, int n, float scale, float[] dst, int at, int stride) {
+  /** Element e of a row at {@code address}; the switch is loop-invariant for the JIT. */
+  private static float element(DType type, long address, int e) {
     switch (type) {
       case BF16:
-        for (int e = 0; e < n; e++) {
-          dst[at + e * stride] = Float.intBitsToFloat(MemoryUtil.getShort(address + 2L * e) << 16) * scale;
-        }
-        break;
+        return Float.intBitsToFloat(MemoryUtil.getShort(address + 2L * e) << 16);
       case FP16:
-        for (int e = 0; e < n; e++) {
-          dst[at + e * stride] = HalfFloats.fp16ToFloat(MemoryUtil.getShort(address + 2L * e)) * scale;
-        }
-        break;
+        return HalfFloats.fp16ToFloat(MemoryUtil.getShort(address + 2L * e));
       case FP32:
-        for (int e = 0; e < n; e++) {
-          dst[at + e * stride] = Float.intBitsToFloat(MemoryUtil.getInt(address + 4L * e)) * scale;
-        }
-        break;
+        return Float.intBitsToFloat(MemoryUtil.getInt(address + 4L * e));
       default:
         throw new IllegalArgumentException("not a float tensor: " + type);
     }
   }
 
-  /** {@code t[row0 + r, head, e] = src[srcAt + r * rowStride + e] * multiplier}, narrowed to t's dtype. */
-  static void storeRows(float[] src, int srcAt, int rowStride, int rows, float multiplier,
+  /** {@code t[row0 + r, head, e] = src[srcRow + r][e] * multiplier}, narrowed to t's dtype. */
+  static void storeRows(float[][] src, int srcRow, int rows, float multiplier,
       Tensor t, int heads, int head, int headDim, int row0) {
     for (int r = 0; r < rows; r++) {
-      writeRow(src, srcAt + r * rowStride, headDim, multiplier, t.dtype(), rowAddress(t, heads, headDim, row0 + r, head));
+      writeRow(src[srcRow + r], 0, headDim, multiplier, t.dtype(), rowAddress(t, heads, headDim, row0 + r, head));
+    }
+  }
+
+  /** {@code t[row0 + r, head, e] = src[r * headDim + e] * multiplier}: rows packed in one array. */
+  static void storePackedRows(float[] src, int rows, float multiplier,
+      Tensor t, int heads, int head, int headDim, int row0) {
+    for (int r = 0; r < rows; r++) {
+      writeRow(src, r * headDim, headDim, multiplier, t.dtype(), rowAddress(t, heads, headDim, row0 + r, head));
     }
   }
 

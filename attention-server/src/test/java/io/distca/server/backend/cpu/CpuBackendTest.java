@@ -151,6 +151,29 @@ class CpuBackendTest {
     }
   }
 
+  /** Calls from several threads share the pool and must not share scratch or outputs. */
+  @Test
+  void concurrentCallsOnOneBackendAreIndependent() throws Exception {
+    try (CpuBackend cpu = new CpuBackend(new CpuBackendOptions().threads(2).queryBlock(16).keyBlock(16)
+        .backwardKeyChunk(32))) {
+      List<java.util.concurrent.Future<?>> calls = new ArrayList<>();
+      java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(3);
+      try {
+        for (int i = 0; i < 3; i++) {
+          long seed = 77 + i;
+          int len = 90 + 25 * i;
+          calls.add(callers.submit(() -> compare(cpu, shape(4, 2, 32, DType.BF16), new int[] {len},
+              List.of(SliceSpec.causalBottomRight(0, len, len)), seed, "concurrent call")));
+        }
+        for (java.util.concurrent.Future<?> call : calls) {
+          call.get();
+        }
+      } finally {
+        callers.shutdownNow();
+      }
+    }
+  }
+
   private void compare(CpuBackend cpu, AttentionShape shape, int[] segments, List<SliceSpec> slices, long seed,
       String name) {
     String label = name + " (seed " + seed + ", " + cpu.options() + ")";
