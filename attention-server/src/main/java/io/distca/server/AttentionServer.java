@@ -45,6 +45,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   private final EventLoopGroup linkGroup;
   private final DispatcherLink link;
   private final double flopsPerSecond;
+  private final Admission admission;
   private final AtomicInteger inflight = new AtomicInteger();
   private final AtomicLong tasksServed = new AtomicLong();
   private final AtomicLong flopsServed = new AtomicLong();
@@ -54,7 +55,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
 
   public AttentionServer(ServerContext context, BufferAllocator parent) {
     this.ctx = context.conclude();
-    this.allocator = parent.newChildAllocator("attention-server-" + ctx.serverId, 0, Long.MAX_VALUE);
+    this.allocator = parent.newChildAllocator("attention-server-" + ctx.serverId, 0, ctx.maxMemoryBytes);
     AttentionBackend b = null;
     Rebatcher r = null;
     MessageServer s = null;
@@ -63,6 +64,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       b = Backends.create(ctx.backend, ctx.computeThreads);
       this.backend = b;
       this.flopsPerSecond = Calibration.measure(b, allocator);
+      this.admission = new Admission(ctx.maxInflightBytes, ctx.maxQueuedSeconds * flopsPerSecond, flopsPerSecond);
       this.validator = new RequestValidator(ctx.limits);
       r = new Rebatcher(b, ctx.rebatchOptions());
       this.rebatcher = r;
@@ -145,13 +147,26 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     return allocator.getAllocatedMemory();
   }
 
+  public long peakAllocatedBytes() {
+    return allocator.getPeakMemoryAllocation();
+  }
+
+  /** Requests refused with OVERLOADED by admission control. */
+  public long refusedOverloaded() {
+    return admission.refused();
+  }
+
+  public long bytesInFlight() {
+    return admission.bytesInFlight();
+  }
+
   private Register registration() {
-    return new Register(ctx.serverId, ctx.advertisedHost, port(), backend.name(), backend.device(),
-        Runtime.getRuntime().maxMemory(), flopsPerSecond);
+    return new Register(ctx.serverId, ctx.advertisedHost, ctx.advertisedPort > 0 ? ctx.advertisedPort : port(),
+        backend.name(), backend.device(), ctx.maxMemoryBytes, flopsPerSecond);
   }
 
   private Heartbeat heartbeat() {
-    return new Heartbeat(ctx.serverId, inflight.get(), rebatcher.queuedFlops(), draining);
+    return new Heartbeat(ctx.serverId, inflight.get(), admission.flopsQueued(), draining);
   }
 
   @Override
@@ -172,23 +187,37 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     } catch (ProtocolException e) {
       errors.incrementAndGet();
       throw e;
+    } catch (org.apache.arrow.memory.OutOfMemoryException e) {
+      m.close();
+      errors.incrementAndGet();
+      throw new ProtocolException(ErrorCode.OVERLOADED, null,
+          "no buffer memory for the outputs (cap " + ctx.maxMemoryBytes + " bytes)", 100, e);
+    }
+    // responses are never larger than their requests: twice the request covers both until written
+    long bytes = 2 * prepared.bytes;
+    ProtocolException refused = admission.tryAcquire(bytes, prepared.flops);
+    if (refused != null) {
+      prepared.close();
+      errors.incrementAndGet();
+      throw refused;
     }
     inflight.incrementAndGet();
     prepared.done.whenComplete((stats, err) -> {
       inflight.decrementAndGet();
+      admission.releaseFlops(prepared.flops);
       try {
         if (err != null) {
           errors.incrementAndGet();
           Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
-          responder.error(requestId, c instanceof ProtocolException pe ? pe
-              : new ProtocolException(ErrorCode.INTERNAL, null, c.toString()));
+          responder.reply(Message.error(requestId, c instanceof ProtocolException pe ? pe
+              : new ProtocolException(ErrorCode.INTERNAL, null, c.toString())), () -> admission.releaseBytes(bytes));
           return;
         }
         tasksServed.addAndGet(prepared.slices.size());
         flopsServed.addAndGet((long) prepared.flops);
         responder.reply(Message.of(
             prepared.phase == Phase.FORWARD ? MessageType.FORWARD_RESPONSE : MessageType.BACKWARD_RESPONSE,
-            requestId, response(prepared, stats), prepared.takeOutputs()));
+            requestId, response(prepared, stats), prepared.takeOutputs()), () -> admission.releaseBytes(bytes));
       } finally {
         prepared.close();
       }

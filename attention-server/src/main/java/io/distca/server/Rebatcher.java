@@ -25,8 +25,7 @@ import org.slf4j.LoggerFactory;
  * to the batch window for more. Results are already in each request's own output tensors (the
  * slices view them), so splitting a batch back means only completing each request's future.
  *
- * <p>Admission is bounded by queued bytes: {@link #offer} refuses with OVERLOADED instead of letting
- * the queue grow without limit.
+ * <p>The queue is bounded upstream by {@link Admission}: only admitted requests reach it.
  */
 final class Rebatcher implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Rebatcher.class);
@@ -36,8 +35,6 @@ final class Rebatcher implements AutoCloseable {
     long batchWindowNanos = TimeUnit.MICROSECONDS.toNanos(500);
     long maxBatchQueryTokens = 65_536;
     int maxBatchRequests = 64;
-    long maxQueuedBytes = 4L << 30;
-    long retryAfterMs = 50;
 
     Options conclude() {
       if (batchWindowNanos < 0) {
@@ -45,9 +42,6 @@ final class Rebatcher implements AutoCloseable {
       }
       if (maxBatchQueryTokens <= 0 || maxBatchRequests <= 0) {
         throw new IllegalArgumentException("batch limits must be positive");
-      }
-      if (maxQueuedBytes <= 0) {
-        throw new IllegalArgumentException("max queued bytes must be positive");
       }
       return this;
     }
@@ -59,8 +53,6 @@ final class Rebatcher implements AutoCloseable {
   private final Condition arrived = lock.newCondition();
   private final ArrayDeque<PreparedRequest> queue = new ArrayDeque<>();
   private final Thread worker;
-  private long queuedBytes;
-  private double queuedFlops;
   private boolean closed;
 
   private volatile long batches;
@@ -75,8 +67,8 @@ final class Rebatcher implements AutoCloseable {
   }
 
   /**
-   * Queues a request. On refusal (overload or shutdown) the request's future fails with a typed
-   * error; the caller still owns and closes the request either way.
+   * Queues a request. On refusal (shutdown) the request's future fails with a typed error; the
+   * caller still owns and closes the request either way.
    */
   void offer(PreparedRequest request) {
     lock.lock();
@@ -85,14 +77,7 @@ final class Rebatcher implements AutoCloseable {
         request.done.completeExceptionally(new ProtocolException(ErrorCode.DRAINING, null, "server is shutting down"));
         return;
       }
-      if (queuedBytes > 0 && queuedBytes + request.bytes > options.maxQueuedBytes) {
-        request.done.completeExceptionally(new ProtocolException(ErrorCode.OVERLOADED, null,
-            "queue holds " + queuedBytes + " bytes, limit " + options.maxQueuedBytes, options.retryAfterMs, null));
-        return;
-      }
       queue.addLast(request);
-      queuedBytes += request.bytes;
-      queuedFlops += request.flops;
       arrived.signal();
     } finally {
       lock.unlock();
@@ -103,15 +88,6 @@ final class Rebatcher implements AutoCloseable {
     lock.lock();
     try {
       return queue.size();
-    } finally {
-      lock.unlock();
-    }
-  }
-
-  double queuedFlops() {
-    lock.lock();
-    try {
-      return queuedFlops;
     } finally {
       lock.unlock();
     }
@@ -167,8 +143,6 @@ final class Rebatcher implements AutoCloseable {
             break;
           }
           it.remove();
-          queuedBytes -= r.bytes;
-          queuedFlops -= r.flops;
           batch.add(r);
           tokens += r.queryTokens;
         }

@@ -26,8 +26,17 @@ public final class ServerContext {
   public long batchWindowMicros = 200;
   public long maxBatchQueryTokens = 65_536;
   public int maxBatchRequests = 64;
-  /** Admission bound: bytes of requests waiting for the backend. */
-  public long maxQueuedBytes = 2L << 30;
+  /**
+   * Hard cap on the server's buffer memory (received frames, outputs, responses being written): the
+   * allocator refuses beyond it, and the decoder answers OVERLOADED.
+   */
+  public long maxMemoryBytes = 4L << 30;
+  /** Admission bound: bytes of admitted requests plus their responses, until written out. Default: half the memory cap. */
+  public long maxInflightBytes = 0;
+  /** Admission bound: FLOPs queued or running, in seconds of this server's calibrated throughput. */
+  public double maxQueuedSeconds = 30;
+  /** Port clients should use, when it differs from the listening port (NAT, a proxy); 0 = the listening port. */
+  public int advertisedPort = 0;
   /** How long a drain waits for queued and running work before closing anyway. */
   public long drainTimeoutMs = 30_000;
 
@@ -45,6 +54,13 @@ public final class ServerContext {
     require(batchWindowMicros >= 0, "batchWindowMicros must be >= 0");
     require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
         "backend must be cpu, cuda, auto or reference, got " + backend);
+    require(maxMemoryBytes >= 16 << 20, "maxMemoryBytes must be at least 16 MiB");
+    if (maxInflightBytes == 0) {
+      maxInflightBytes = maxMemoryBytes / 2;
+    }
+    require(maxInflightBytes > 0 && maxInflightBytes <= maxMemoryBytes, "maxInflightBytes must be in (0, maxMemoryBytes]");
+    require(maxQueuedSeconds > 0, "maxQueuedSeconds must be positive");
+    require(advertisedPort >= 0 && advertisedPort < 65536, "advertisedPort must be a TCP port or 0");
     if (advertisedHost == null) {
       advertisedHost = host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host;
     }
@@ -57,7 +73,6 @@ public final class ServerContext {
     o.batchWindowNanos = batchWindowMicros * 1000;
     o.maxBatchQueryTokens = maxBatchQueryTokens;
     o.maxBatchRequests = maxBatchRequests;
-    o.maxQueuedBytes = maxQueuedBytes;
     return o;
   }
 

@@ -23,6 +23,16 @@ public final class Responder {
     channel.writeAndFlush(message);
   }
 
+  /** Like {@link #reply}, then runs {@code written} once the message left (or failed to leave). */
+  public void reply(Message message, Runnable written) {
+    if (!channel.isActive()) {
+      message.close();
+      written.run();
+      return;
+    }
+    channel.writeAndFlush(message).addListener(f -> written.run());
+  }
+
   public void error(long requestId, ProtocolException e) {
     reply(Message.error(requestId, e));
   }
