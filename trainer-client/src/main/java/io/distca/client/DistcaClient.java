@@ -6,6 +6,7 @@ import io.distca.dispatcher.plan.PlanInput;
 import io.distca.dispatcher.plan.PlanOptions;
 import io.distca.dispatcher.plan.ServerCapacity;
 import io.distca.protocol.message.AttentionRequest;
+import io.distca.protocol.message.AttentionResponse;
 import io.distca.protocol.message.ErrorCode;
 import io.distca.protocol.message.Hello;
 import io.distca.protocol.message.Message;
@@ -65,6 +66,12 @@ public final class DistcaClient implements AutoCloseable {
   private final AtomicLong retries = new AtomicLong();
   private final AtomicLong localPlans = new AtomicLong();
   private final AtomicLong droppedResults = new AtomicLong();
+  private final AtomicLong requestsStarted = new AtomicLong();
+  private final AtomicLong requestsAnswered = new AtomicLong();
+  private final AtomicLong requestsFailed = new AtomicLong();
+  private final AtomicLong tasksSent = new AtomicLong();
+  private final AtomicLong tasksAnswered = new AtomicLong();
+  private final AtomicLong tasksFailed = new AtomicLong();
 
   private record PlanKey(long step, int[] docs, AttentionShape shape, boolean causal) {
     @Override
@@ -102,6 +109,17 @@ public final class DistcaClient implements AutoCloseable {
     return droppedResults.get();
   }
 
+  /** Request attempts and their outcomes so far, over all calls of this client. */
+  public RequestCounts requestCounts() {
+    return new RequestCounts(requestsStarted.get(), requestsAnswered.get(), requestsFailed.get(), tasksSent.get(),
+        tasksAnswered.get(), tasksFailed.get());
+  }
+
+  /** The servers of the latest plan, with the throughput each measured at start (empty before the first plan). */
+  public List<ServerInfo> knownServers() {
+    return lastServers;
+  }
+
   /** Forward core attention: O and LSE of every token of {@code batch}. */
   public CompletableFuture<ForwardResult> forward(long step, MicroBatch batch) {
     return run(step, batch, null).thenApply(c -> c.assembler.finishForward(c.stats()));
@@ -117,6 +135,7 @@ public final class DistcaClient implements AutoCloseable {
     long deadline = System.currentTimeMillis() + ctx.stepTimeout.toMillis();
     return plan(step, mb).thenCompose(plan -> {
       Call call = new Call(step, mb, bwd, plan, deadline, start);
+      call.planWaitNanos = System.nanoTime() - start;
       call.launch();
       return call.result;
     });
@@ -201,8 +220,10 @@ public final class DistcaClient implements AutoCloseable {
     final AtomicInteger callRetries = new AtomicInteger();
     /** Plan servers that failed a request of this call: retries go elsewhere first. */
     final java.util.Set<Integer> suspects = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    final java.util.Queue<RequestTiming> timings = new java.util.concurrent.ConcurrentLinkedQueue<>();
     int requests;
     double flops;
+    long planWaitNanos;
 
     Call(long step, MicroBatch mb, BackwardInput bwd, PlanResponse plan, long deadlineEpochMs, long startNanos) {
       this.step = step;
@@ -232,7 +253,7 @@ public final class DistcaClient implements AutoCloseable {
     StepStats stats() {
       return new StepStats(tasks.size(), requests, bytesSent.get(), bytesReceived.get(),
           bwd == null ? flops : 2.5 * flops, callRetries.get(), plan.planNanos(), System.nanoTime() - startNanos,
-          plan.imbalance());
+          plan.imbalance(), planWaitNanos, 0, List.copyOf(timings));
     }
 
     void launch() {
@@ -299,17 +320,24 @@ public final class DistcaClient implements AutoCloseable {
       MessageType type = bwd == null ? MessageType.FORWARD_REQUEST : MessageType.BACKWARD_REQUEST;
       AttentionRequest meta = nb.meta(ctx.job, step, deadlineEpochMs, attempt, mb.shape(), mb.causal());
       long timeout = Math.min(ctx.requestTimeout.toMillis(), Math.max(1, deadlineEpochMs - System.currentTimeMillis()));
+      Attempt at = new Attempt(target.serverId(), attempt, nb);
       servers.get(target.host(), target.port())
           .thenCompose(conn -> {
+            long buildStart = System.nanoTime();
             Message msg = nb.build(type, meta, mb, cu, bwd, allocator);
-            bytesSent.addAndGet(msg.tensors().byteSize());
+            at.bytesSent = msg.tensors().byteSize();
+            bytesSent.addAndGet(at.bytesSent);
+            at.handedOverNanos = System.nanoTime();
+            at.sendNanos = at.handedOverNanos - buildStart;
             return conn.request(msg).orTimeout(timeout, TimeUnit.MILLISECONDS);
           })
           .whenComplete((reply, err) -> {
+            long arrived = System.nanoTime();
             if (err == null) {
               try {
-                accept(nb, taskIdx, reply);
+                accept(nb, taskIdx, reply, at, arrived);
               } catch (RuntimeException e) {
+                at.failed(e, arrived);
                 fail(e);
                 return;
               } finally {
@@ -320,21 +348,66 @@ public final class DistcaClient implements AutoCloseable {
               }
               return;
             }
-            retryOrFail(nb, taskIdx, server, attempt, unwrap(err));
+            Throwable cause = unwrap(err);
+            at.failed(cause, arrived);
+            retryOrFail(nb, taskIdx, server, attempt, cause);
           });
     }
 
-    private void accept(NanoBatch nb, List<Integer> taskIdx, Message reply) {
+    /** One request attempt's measurements; its outcome is recorded exactly once. */
+    private final class Attempt {
+      final String server;
+      final int attempt;
+      final NanoBatch nb;
+      long sendNanos;
+      long handedOverNanos;
+      long bytesSent;
+
+      Attempt(String server, int attempt, NanoBatch nb) {
+        this.server = server;
+        this.attempt = attempt;
+        this.nb = nb;
+        requestsStarted.incrementAndGet();
+        tasksSent.addAndGet(nb.tasks.size());
+      }
+
+      private double flops() {
+        return nb.flops(mb.shape(), mb.causal());
+      }
+
+      void answered(long bytesReceived, long arrivedNanos, AttentionResponse response, long mergeNanos) {
+        long queue = response == null ? 0 : response.queueNanos();
+        long compute = response == null ? 0 : response.computeNanos();
+        int fused = response == null ? 1 : response.fusedWith();
+        timings.add(new RequestTiming(server, attempt, nb.tasks.size(), flops(), bytesSent, bytesReceived, sendNanos,
+            arrivedNanos - handedOverNanos, queue, compute, fused, mergeNanos, null));
+        requestsAnswered.incrementAndGet();
+        tasksAnswered.addAndGet(nb.tasks.size());
+      }
+
+      void failed(Throwable cause, long arrivedNanos) {
+        long roundTrip = handedOverNanos == 0 ? 0 : arrivedNanos - handedOverNanos;
+        timings.add(new RequestTiming(server, attempt, nb.tasks.size(), flops(), bytesSent, 0, sendNanos, roundTrip, 0,
+            0, 0, 0, String.valueOf(cause)));
+        requestsFailed.incrementAndGet();
+        tasksFailed.addAndGet(nb.tasks.size());
+      }
+    }
+
+    private void accept(NanoBatch nb, List<Integer> taskIdx, Message reply, Attempt at, long arrivedNanos) {
       TensorSet t = reply.tensors();
       if (t == null) {
         throw new IllegalStateException("server answered " + reply.type() + " without tensors");
       }
+      long mergeStart = System.nanoTime();
       bytesReceived.addAndGet(t.byteSize());
       if (bwd == null) {
         assembler.acceptForward(nb, taskIdx, t.get("o"), t.get("lse"));
       } else {
         assembler.acceptBackward(nb, taskIdx, t.get("dq"), t.get("dk"), t.get("dv"));
       }
+      at.answered(t.byteSize(), arrivedNanos, reply.meta() instanceof AttentionResponse r ? r : null,
+          System.nanoTime() - mergeStart);
     }
 
     private void retryOrFail(NanoBatch nb, List<Integer> taskIdx, int server, int attempt, Throwable cause) {

@@ -223,7 +223,9 @@ final class ResultAssembler implements AutoCloseable {
     }
   }
 
+  /** Converts merged rows into O and hands O and LSE over; {@code stats} (may be null) gain the time this took. */
   ForwardResult finishForward(StepStats stats) {
+    long start = System.nanoTime();
     if (oAcc != null) {
       int hq = shape.headsQ();
       long width = (long) hq * shape.headDim();
@@ -240,14 +242,16 @@ final class ResultAssembler implements AutoCloseable {
       oAcc.close();
       oAcc = null;
     }
-    ForwardResult result = new ForwardResult(o, lse, stats);
+    ForwardResult result = new ForwardResult(o, lse, withAssembly(stats, start));
     o = null;
     lse = null;
     close();
     return result;
   }
 
+  /** Converts the fp32 sums into dQ, dK, dV and hands them over; {@code stats} (may be null) gain the time this took. */
   BackwardResult finishBackward(StepStats stats) {
+    long start = System.nanoTime();
     if (dqAcc != null) {
       long width = dq.rowStride();
       for (int n = 0; n < tasks.size(); n++) {
@@ -261,12 +265,16 @@ final class ResultAssembler implements AutoCloseable {
     }
     dk.copyFrom(dkAcc);
     dv.copyFrom(dvAcc);
-    BackwardResult result = new BackwardResult(dq, dk, dv, stats);
+    BackwardResult result = new BackwardResult(dq, dk, dv, withAssembly(stats, start));
     dq = null;
     dk = null;
     dv = null;
     close();
     return result;
+  }
+
+  private static StepStats withAssembly(StepStats stats, long startNanos) {
+    return stats == null ? null : stats.withAssembly(System.nanoTime() - startNanos);
   }
 
   @Override
