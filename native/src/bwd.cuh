@@ -86,10 +86,10 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   //  phase A  S^T, dP^T (BN keys x BM queries): 4 warps along keys x 2 along queries
   //  phase B  dV, dK   (BN keys x D):           4 warps along keys x 2 along head_dim (registers)
   //  phase C  dQ       (BM queries x D):        2 warps along queries x 4 along head_dim
-  static_assert(BN == 128 && BM == 64, "warp layouts assume 128 keys x 64 queries");
-  constexpr int A_MT = 2, A_NT = 4;          // 32 keys x 32 queries per warp
-  constexpr int B_MT = 2, B_NT = D / 2 / 8;  // 32 keys x D/2 per warp
-  constexpr int C_MT = 2, C_NT = D / 4 / 8;  // 32 queries x D/4 per warp
+  static_assert(BN == 128 && (BM == 64 || BM == 128), "warp layouts assume 128 keys x 64 or 128 queries");
+  constexpr int A_MT = 2, A_NT = BM / 2 / 8;  // 32 keys x BM/2 queries per warp
+  constexpr int B_MT = 2, B_NT = D / 2 / 8;   // 32 keys x D/2 per warp
+  constexpr int C_MT = BM / 2 / 16, C_NT = D / 4 / 8;  // BM/2 queries x D/4 per warp
   constexpr float kLog2e = 1.4426950408889634f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -178,10 +178,10 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
 
   const float scale_log2 = p.scale * kLog2e;
   const int a_key0 = (warp & 3) * 32;  // phase A: keys
-  const int a_q0 = (warp >> 2) * 32;   // phase A: queries
+  const int a_q0 = (warp >> 2) * (BM / 2);  // phase A: queries
   const int b_key0 = (warp & 3) * 32;  // phase B: keys
   const int b_d0 = (warp >> 2) * (D / 2);
-  const int c_q0 = (warp & 1) * 32;    // phase C: queries
+  const int c_q0 = (warp & 1) * (BM / 2);   // phase C: queries
   const int c_d0 = (warp >> 1) * (D / 4);
   int stage = 0;
   while (have) {
@@ -210,8 +210,12 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
       float st[A_MT][A_NT][4], dpt[A_MT][A_NT][4];
       zero(st);
       zero(dpt);
+#ifdef DISTCA_BWD_SEPARATE_A
       mma_rows_by_rows<T, A_MT, A_NT, D, D, D>(st, sK, a_key0, cQ, a_q0, lane);
       mma_rows_by_rows<T, A_MT, A_NT, D, D, D>(dpt, sV, a_key0, cdO, a_q0, lane);
+#else
+      mma_rows_by_rows_x2<T, A_MT, A_NT, D, D>(st, sK, cQ, dpt, sV, cdO, a_key0, a_q0, lane);
+#endif
       const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
                              (!sl.causal ||
                               (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);

@@ -119,6 +119,25 @@ __device__ __forceinline__ void load_tile_async(T* smem, const T* gmem, long lon
   }
 }
 
+// ---- ldmatrix addresses in swizzled tiles ----------------------------------------------------
+// Every ldmatrix in this code reads 8-row groups starting at a row that is a multiple of 8, at a
+// column that is a multiple of 16 plus a per-lane 0 or 8. Then the swizzle XOR key (row & 7) is a
+// per-lane constant, and the byte address of lane l's row splits into a per-lane offset (computed
+// once) XOR/plus compile-time constants. Writing it that way keeps the compiler from holding one
+// register per (row, column) pair across the main loop, which otherwise costs ~60 registers.
+template <int COLS>
+__device__ __forceinline__ uint32_t ldsm_lane_offset(int row_in_16, int chunk_in_2) {
+  return row_in_16 * (COLS * 2) + (((chunk_in_2 ^ row_in_16) & 7) << 4);
+}
+
+// Byte address of the 8x8 matrix row of this lane at tile rows [row0, ...), columns [col0, ...);
+// row0 % 8 == 0, col0 % 16 == 0.
+template <int COLS>
+__device__ __forceinline__ uint32_t ldsm_addr(uint32_t tile, uint32_t lane_offset, int row0, int col0) {
+  const int ch = col0 >> 3;
+  return tile + row0 * (COLS * 2) + ((ch & ~7) << 4) + (lane_offset ^ ((ch & 7) << 4));
+}
+
 // ---- warp-level GEMM building blocks -------------------------------------------------------
 // Each warp computes acc[MT][NT][4]: MT m16 tiles by NT n8 tiles of fp32 accumulators (the mma C
 // layout: lane holds rows lane/4 and lane/4 + 8, columns 2*(lane%4) + {0, 1}). Shared tiles are
@@ -131,22 +150,58 @@ template <typename T, int MT, int NT, int KDIM, int A_COLS, int B_COLS>
 __device__ __forceinline__ void mma_rows_by_rows(float (&acc)[MT][NT][4], const T* sA, int a_row0, const T* sB,
                                                  int b_row0, int lane) {
   static_assert(NT % 2 == 0, "n-tiles come in pairs");
+  const uint32_t a_base = smem_addr(sA), b_base = smem_addr(sB);
+  const uint32_t a_off = ldsm_lane_offset<A_COLS>(lane & 15, lane >> 4);
+  const uint32_t b_off = ldsm_lane_offset<B_COLS>((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
 #pragma unroll
   for (int ks = 0; ks < KDIM / 16; ++ks) {
     uint32_t a[MT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      ldsm_x4(a[mt], smem_addr(sA + swz<A_COLS>(a_row0 + mt * 16 + (lane & 15), ks * 16 + (lane >> 4) * 8)));
+      ldsm_x4(a[mt], ldsm_addr<A_COLS>(a_base, a_off, a_row0 + mt * 16, ks * 16));
     }
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      ldsm_x4(b, smem_addr(sB + swz<B_COLS>(b_row0 + np * 16 + (lane >> 4) * 8 + (lane & 7),
-                                             ks * 16 + ((lane >> 3) & 1) * 8)));
+      ldsm_x4(b, ldsm_addr<B_COLS>(b_base, b_off, b_row0 + np * 16, ks * 16));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);
         Elem<T>::mma(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// Two independent mma_rows_by_rows products (same shapes and row offsets) interleaved in one
+// k-loop, so twice as many independent accumulators hide the mma and ldmatrix latencies.
+template <typename T, int MT, int NT, int KDIM, int COLS>
+__device__ __forceinline__ void mma_rows_by_rows_x2(float (&acc0)[MT][NT][4], const T* sA0, const T* sB0,
+                                                    float (&acc1)[MT][NT][4], const T* sA1, const T* sB1,
+                                                    int a_row0, int b_row0, int lane) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
+  const uint32_t a0 = smem_addr(sA0), b0 = smem_addr(sB0), a1 = smem_addr(sA1), b1 = smem_addr(sB1);
+  const uint32_t a_off = ldsm_lane_offset<COLS>(lane & 15, lane >> 4);
+  const uint32_t b_off = ldsm_lane_offset<COLS>((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
+#pragma unroll
+  for (int ks = 0; ks < KDIM / 16; ++ks) {
+    uint32_t fa0[MT][4], fa1[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      ldsm_x4(fa0[mt], ldsm_addr<COLS>(a0, a_off, a_row0 + mt * 16, ks * 16));
+      ldsm_x4(fa1[mt], ldsm_addr<COLS>(a1, a_off, a_row0 + mt * 16, ks * 16));
+    }
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+      uint32_t fb0[4], fb1[4];
+      ldsm_x4(fb0, ldsm_addr<COLS>(b0, b_off, b_row0 + np * 16, ks * 16));
+      ldsm_x4(fb1, ldsm_addr<COLS>(b1, b_off, b_row0 + np * 16, ks * 16));
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        Elem<T>::mma(acc0[mt][2 * np], fa0[mt], fb0[0], fb0[1]);
+        Elem<T>::mma(acc0[mt][2 * np + 1], fa0[mt], fb0[2], fb0[3]);
+        Elem<T>::mma(acc1[mt][2 * np], fa1[mt], fb1[0], fb1[1]);
+        Elem<T>::mma(acc1[mt][2 * np + 1], fa1[mt], fb1[2], fb1[3]);
       }
     }
   }
@@ -159,23 +214,25 @@ template <typename T, int MT, int NT, int KDIM, int A_COLS, bool A_TRANS, int B_
 __device__ __forceinline__ void mma_rows_by_cols(float (&acc)[MT][NT][4], const T* sA, int a_row0, const T* sB,
                                                  int b_col0, int lane) {
   static_assert(NT % 2 == 0, "n-tiles come in pairs");
+  const uint32_t a_base = smem_addr(sA), b_base = smem_addr(sB);
+  const uint32_t a_off = A_TRANS ? ldsm_lane_offset<A_COLS>((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1)
+                                 : ldsm_lane_offset<A_COLS>(lane & 15, lane >> 4);
+  const uint32_t b_off = ldsm_lane_offset<B_COLS>(((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
 #pragma unroll
   for (int kk = 0; kk < KDIM / 16; ++kk) {
     uint32_t a[MT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       if (A_TRANS) {
-        ldsm_x4_trans(a[mt], smem_addr(sA + swz<A_COLS>(kk * 16 + (lane >> 4) * 8 + (lane & 7),
-                                                         a_row0 + mt * 16 + ((lane >> 3) & 1) * 8)));
+        ldsm_x4_trans(a[mt], ldsm_addr<A_COLS>(a_base, a_off, kk * 16, a_row0 + mt * 16));
       } else {
-        ldsm_x4(a[mt], smem_addr(sA + swz<A_COLS>(a_row0 + mt * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8)));
+        ldsm_x4(a[mt], ldsm_addr<A_COLS>(a_base, a_off, a_row0 + mt * 16, kk * 16));
       }
     }
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      ldsm_x4_trans(b, smem_addr(sB + swz<B_COLS>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7),
-                                                   b_col0 + np * 16 + (lane >> 4) * 8)));
+      ldsm_x4_trans(b, ldsm_addr<B_COLS>(b_base, b_off, kk * 16, b_col0 + np * 16));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);
@@ -191,6 +248,8 @@ __device__ __forceinline__ void mma_rows_by_cols(float (&acc)[MT][NT][4], const 
 template <typename T, int MT, int NT, int KDIM, int B_COLS>
 __device__ __forceinline__ void mma_frags_by_cols(float (&acc)[MT][NT][4], const float (&c)[MT][KDIM / 8][4],
                                                   const T* sB, int lane) {
+  const uint32_t b_base = smem_addr(sB);
+  const uint32_t b_off = ldsm_lane_offset<B_COLS>(((lane >> 3) & 1) * 8 + (lane & 7), lane >> 4);
 #pragma unroll
   for (int kk = 0; kk < KDIM / 16; ++kk) {
     uint32_t a[MT][4];
@@ -204,8 +263,7 @@ __device__ __forceinline__ void mma_frags_by_cols(float (&acc)[MT][NT][4], const
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t b[4];
-      ldsm_x4_trans(b, smem_addr(sB + swz<B_COLS>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7),
-                                                   np * 16 + (lane >> 4) * 8)));
+      ldsm_x4_trans(b, ldsm_addr<B_COLS>(b_base, b_off, kk * 16, np * 16));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         Elem<T>::mma(acc[mt][2 * np], a[mt], b[0], b[1]);

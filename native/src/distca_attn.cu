@@ -16,6 +16,9 @@ namespace {
 #ifndef DISTCA_FWD_D64_WARPS
 #define DISTCA_FWD_D64_WARPS 4
 #endif
+#ifndef DISTCA_BWD_D64_M
+#define DISTCA_BWD_D64_M 128
+#endif
 #ifndef DISTCA_FWD_D128_M
 #define DISTCA_FWD_D128_M 128
 #endif
@@ -31,7 +34,7 @@ struct Tiles;
 template <>
 struct Tiles<64> {
   static constexpr int kFwdM = DISTCA_FWD_D64_M, kFwdN = DISTCA_FWD_D64_N, kFwdWarps = DISTCA_FWD_D64_WARPS;
-  static constexpr int kBwdM = 64, kBwdN = 128;
+  static constexpr int kBwdM = DISTCA_BWD_D64_M, kBwdN = 128;
 };
 template <>
 struct Tiles<128> {

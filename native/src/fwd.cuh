@@ -28,6 +28,12 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   constexpr int NT = BN / 8;   // n-tiles of S
   constexpr int DT = D / 8;    // n-tiles of O
   constexpr float kLog2e = 1.4426950408889634f;
+#ifdef DISTCA_FWD_EAGER_RESCALE
+  constexpr bool kLazyRescale = false;
+#else
+  constexpr bool kLazyRescale = true;
+#endif
+  constexpr float kRescaleLog2 = 8.f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);
@@ -144,35 +150,72 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
       }
     }
 
-    // Online softmax. Raw scores; the scale is folded into the exp2 argument.
+    // Online softmax. Raw scores; the scale is folded into the exp2 argument. Reductions are
+    // trees (short dependency chains: the scheduler has only two warps to switch between).
+    // Lazy rescaling: a row keeps its stale running max until the block max exceeds it by more
+    // than kRescaleLog2 (log2 units), so P <= 2^kRescaleLog2 (fine in bf16/fp16 and fp32
+    // accumulators) and the O rescale (the largest non-MMA cost) is skipped for most blocks.
+    bool any_grow = false;
+    float alpha[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float mx = row_max[mt][h];
+        float t[NT];
 #pragma unroll
-        for (int j = 0; j < NT; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        for (int j = 0; j < NT; ++j) t[j] = fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]);
+#pragma unroll
+        for (int w = NT / 2; w >= 1; w /= 2) {
+#pragma unroll
+          for (int j = 0; j < w; ++j) t[j] = fmaxf(t[j], t[j + w]);
+        }
+        float mx = fmaxf(t[0], __shfl_xor_sync(0xffffffffu, t[0], 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_old = row_max[mt][h];
+        const float m_new = fmaxf(m_old, mx);
+        // -inf -> finite grows; -inf -> -inf gives NaN > x == false
+        const bool grow = kLazyRescale ? (m_new - m_old) * scale_log2 > kRescaleLog2 : m_new > m_old;
+        alpha[mt][h] = 1.f;
+        if (grow) {
+          alpha[mt][h] = fast_exp2((m_old - m_new) * scale_log2);
+          row_max[mt][h] = m_new;
+          any_grow = true;
+        }
+      }
+    }
+    if (__any_sync(0xffffffffu, any_grow)) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int j = 0; j < DT; ++j) {
+          acc_o[mt][j][0] *= alpha[mt][0];
+          acc_o[mt][j][1] *= alpha[mt][0];
+          acc_o[mt][j][2] *= alpha[mt][1];
+          acc_o[mt][j][3] *= alpha[mt][1];
+        }
+      }
+    }
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
         // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
-        const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-        const float alpha = fast_exp2(row_max[mt][h] * scale_log2 - m_scaled);
-        row_max[mt][h] = mx;
-        float sum = 0.f;
+        const float m_scaled = row_max[mt][h] == -INFINITY ? 0.f : row_max[mt][h] * scale_log2;
+        float t[NT];
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           const float p0 = fast_exp2(fmaf(s[mt][j][2 * h], scale_log2, -m_scaled));
           const float p1 = fast_exp2(fmaf(s[mt][j][2 * h + 1], scale_log2, -m_scaled));
           s[mt][j][2 * h] = p0;
           s[mt][j][2 * h + 1] = p1;
-          sum += p0 + p1;
+          t[j] = p0 + p1;
         }
-        row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
 #pragma unroll
-        for (int j = 0; j < DT; ++j) {
-          acc_o[mt][j][2 * h] *= alpha;
-          acc_o[mt][j][2 * h + 1] *= alpha;
+        for (int w = NT / 2; w >= 1; w /= 2) {
+#pragma unroll
+          for (int j = 0; j < w; ++j) t[j] += t[j + w];
         }
+        row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + t[0];
       }
     }
 
