@@ -13,7 +13,8 @@
  * ---------------------------------------------------------------------------------------------
  * 1. Kernels (all extern "C", so the symbol names below are the exact names for
  *    cuModuleGetFunction). DT is "bf16" or "fp16" (the element type of Q, K, V, O, dO, dQ, dK,
- *    dV); HD is the head dimension: 64 or 128.
+ *    dV); HD is the head dimension: 64 or 128 (no kernels for other head dimensions: the host
+ *    falls back to another backend).
  *
  *    distca_attn_fwd_<DT>_d<HD>          (distca_fwd_params_t)  forward: O and LSE
  *    distca_attn_bwd_pre_<DT>_d<HD>      (distca_bwd_params_t)  backward step 1: D = rowsum(dO*O),
@@ -41,8 +42,9 @@
  *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
  *                 dynamic shared memory = bwd_smem_bytes
  *      bwd_post:  like bwd_pre
- *    fwd_smem_bytes and bwd_smem_bytes exceed 48 KiB: once per function, before the first
- *    launch, call cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes).
+ *    Once per function, before the first launch, call cuFuncSetAttribute(fn,
+ *    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes) with its shared-memory size (required
+ *    above 48 KiB, which most of them are; harmless otherwise).
  *    grid.y = grid.z = block.y = block.z = 1. grid.x must be <= 2^31 - 1. A zero-sized grid must
  *    not be launched (skip the launch instead).
  *
