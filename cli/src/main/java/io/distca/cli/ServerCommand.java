@@ -20,6 +20,9 @@ final class ServerCommand implements Callable<Integer> {
   @Option(names = "--advertise", description = "Address clients should use (default: 127.0.0.1 when listening on all interfaces).")
   String advertise;
 
+  @Option(names = "--advertise-port", description = "Port clients should use when it differs from --port (NAT, proxy); 0 = --port.")
+  int advertisePort = 0;
+
   @Option(names = "--dispatcher", description = "Dispatcher host:port to register with; omit to run standalone.")
   String dispatcher;
 
@@ -50,6 +53,7 @@ final class ServerCommand implements Callable<Integer> {
     ctx.host = host;
     ctx.port = port;
     ctx.advertisedHost = advertise;
+    ctx.advertisedPort = advertisePort;
     if (dispatcher != null) {
       HostPort hp = HostPort.parse(dispatcher, 7300);
       ctx.dispatcherHost = hp.host();
