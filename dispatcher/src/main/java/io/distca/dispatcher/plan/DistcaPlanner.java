@@ -87,13 +87,30 @@ public final class DistcaPlanner implements Planner {
     return smallest;
   }
 
-  /** Longest document first, each piece onto the least relatively loaded server with byte room. */
+  /**
+   * Longest document first, each piece onto the least relatively loaded server with byte room; a
+   * document that would be split there goes whole to the server with the most free capacity when
+   * it fits (only ever a different server when throughputs differ).
+   */
   static int fillLeastLoadedFirst(Placement placement, SplitStyle style) {
     ServerHeap heap = new ServerHeap(placement.load, placement.target);
+    ServerHeap roomiest = ServerHeap.byFreeCapacity(placement.load, placement.cap);
     DocumentFiller filler = new DocumentFiller(placement, style);
     int[] skipped = new int[placement.serverCount()];
     for (int doc : placement.docs.longestFirst()) {
       filler.start(doc);
+      int first = heap.peek();
+      if (!filler.placeWholeIfItFits(first) && roomiest.peek() != first && filler.placeWholeIfItFits(roomiest.peek())) {
+        int server = roomiest.peek();
+        heap.update(server);
+        roomiest.update(server);
+        continue;
+      }
+      if (filler.done()) {
+        heap.update(first);
+        roomiest.update(first);
+        continue;
+      }
       while (!filler.done()) {
         int skippedCount = 0;
         boolean placed = false;
@@ -101,6 +118,7 @@ public final class DistcaPlanner implements Planner {
           int server = heap.peek();
           if (filler.placeOn(server, skippedCount == 0)) {
             heap.update(server);
+            roomiest.update(server);
             placed = true;
             break;
           }

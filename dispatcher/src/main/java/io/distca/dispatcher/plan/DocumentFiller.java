@@ -116,6 +116,16 @@ final class DocumentFiller {
     return true;
   }
 
+  /**
+   * Places the whole rest of the document on {@code server} if it fits there within the cap and
+   * the byte budget. With servers of different throughput the least relatively loaded one need not
+   * have the most room: trying the roomiest before splitting keeps documents whole.
+   */
+  boolean placeWholeIfItFits(int server) {
+    Placement p = placement;
+    return p.pairs(doc, a, b) <= p.cap[server] - p.load[server] && placeWhole(server, p.kvHeld(doc, server, -1));
+  }
+
   private boolean placeWhole(int server, int held) {
     Placement p = placement;
     if (!p.fitsBudget(server, p.addedBytes(doc, server, b - a, p.kvEnd(doc, b), held))) {

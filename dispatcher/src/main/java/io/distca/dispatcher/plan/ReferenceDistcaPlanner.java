@@ -35,17 +35,24 @@ public final class ReferenceDistcaPlanner implements Planner {
     DocumentFiller filler = new DocumentFiller(placement, style);
     for (int doc : order) {
       filler.start(doc);
+      int leastLoadedOfAll = leastLoaded(placement, new boolean[placement.serverCount()]);
+      if (!filler.placeWholeIfItFits(leastLoadedOfAll)) {
+        int roomiest = 0;
+        for (int s = 1; s < placement.serverCount(); s++) {
+          if (placement.cap[s] - placement.load[s] > placement.cap[roomiest] - placement.load[roomiest]) {
+            roomiest = s;
+          }
+        }
+        if (roomiest != leastLoadedOfAll) {
+          filler.placeWholeIfItFits(roomiest);
+        }
+      }
       while (!filler.done()) {
         boolean[] refused = new boolean[placement.serverCount()];
         boolean placed = false;
         boolean first = true;
         while (!placed) {
-          int leastLoaded = -1;
-          for (int s = 0; s < placement.serverCount(); s++) {
-            if (!refused[s] && (leastLoaded < 0 || placement.relativeLoad(s) < placement.relativeLoad(leastLoaded))) {
-              leastLoaded = s;
-            }
-          }
+          int leastLoaded = leastLoaded(placement, refused);
           if (leastLoaded < 0) {
             return doc;
           }
@@ -56,5 +63,15 @@ public final class ReferenceDistcaPlanner implements Planner {
       }
     }
     return -1;
+  }
+
+  private static int leastLoaded(Placement placement, boolean[] refused) {
+    int leastLoaded = -1;
+    for (int s = 0; s < placement.serverCount(); s++) {
+      if (!refused[s] && (leastLoaded < 0 || placement.relativeLoad(s) < placement.relativeLoad(leastLoaded))) {
+        leastLoaded = s;
+      }
+    }
+    return leastLoaded;
   }
 }

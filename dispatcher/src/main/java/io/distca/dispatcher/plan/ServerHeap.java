@@ -1,19 +1,33 @@
 package io.distca.dispatcher.plan;
 
 /**
- * Indexed binary min-heap of servers ordered by relative load (load / target), ties by server
- * index, so the choice of "least loaded server" is deterministic. O(log S) per update.
+ * Indexed binary min-heap of servers ordered by relative load (load / target), or by most free
+ * capacity (cap - load) first, ties by server index, so every choice is deterministic. O(log S)
+ * per update.
  */
 final class ServerHeap {
   private final double[] load;
   private final double[] target;
+  /** When set, order by load - cap (most free capacity first) instead of load / target. */
+  private final double[] cap;
   private final int[] heap;
   private final int[] position;
   private int size;
 
+  /** Least relative load first. */
   ServerHeap(double[] load, double[] target) {
+    this(load, target, null);
+  }
+
+  /** Most free capacity ({@code cap - load}) first. */
+  static ServerHeap byFreeCapacity(double[] load, double[] cap) {
+    return new ServerHeap(load, null, cap);
+  }
+
+  private ServerHeap(double[] load, double[] target, double[] cap) {
     this.load = load;
     this.target = target;
+    this.cap = cap;
     this.heap = new int[load.length];
     this.position = new int[load.length];
     for (int s = 0; s < load.length; s++) {
@@ -64,8 +78,8 @@ final class ServerHeap {
   }
 
   private boolean less(int a, int b) {
-    double ra = load[a] / target[a];
-    double rb = load[b] / target[b];
+    double ra = cap == null ? load[a] / target[a] : load[a] - cap[a];
+    double rb = cap == null ? load[b] / target[b] : load[b] - cap[b];
     return ra < rb || (ra == rb && a < b);
   }
 

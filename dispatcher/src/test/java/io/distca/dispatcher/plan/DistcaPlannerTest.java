@@ -91,6 +91,25 @@ class DistcaPlannerTest {
   }
 
   @Test
+  void aDocumentTooBigForTheLeastLoadedServerGoesWholeToAFasterOneWithRoom() {
+    // four slow servers and one 8x faster; the 32K document holds about half of all FLOPs: it fits
+    // the fast server's target whole, while the least loaded slow server would have split it five ways
+    int[] lengths = new int[1 + 256];
+    lengths[0] = 32 * 1024;
+    java.util.Arrays.fill(lengths, 1, lengths.length, 2000);
+    PlanInput input = new PlanInput(LLAMA_8B, true, List.of(lengths), servers(1e14, 1e14, 1e14, 1e14, 8e14));
+    for (Planner planner : List.of(new DistcaPlanner(), new ReferenceDistcaPlanner())) {
+      Plan plan = planner.plan(input);
+      PlanChecks.assertValid(input, plan);
+      List<PlannedTask> longDoc = plan.tasksOf(0).stream().filter(t -> t.doc() == 0).toList();
+      assertEquals(1, longDoc.size(), planner.name() + ": " + longDoc);
+      assertEquals(4, longDoc.get(0).server());
+      assertEquals(0, plan.splitDocuments());
+      assertTrue(plan.imbalance() <= 1.05, "imbalance " + plan.imbalance());
+    }
+  }
+
+  @Test
   void zeroLengthDocumentsGetNoTasksAndAllEmptyInputsPlanToNothing() {
     PlanInput empty = new PlanInput(LLAMA_8B, true, List.of(new int[] {0, 0}, new int[0]), uniformServers(3));
     for (Planner planner : List.of(new DistcaPlanner(), new GreedyPlanner())) {
