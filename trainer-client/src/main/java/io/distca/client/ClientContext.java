@@ -31,6 +31,12 @@ public final class ClientContext {
    * the default cap only stops a pathological hot loop.
    */
   public int maxAttempts = 1000;
+  /**
+   * A server that lost a connection or timed out is avoided by this client's later calls for this
+   * long (the dispatcher may still list it: it can be alive to the dispatcher and unreachable from
+   * here); 0 disables.
+   */
+  public long quarantineMs = 5000;
   /** Data connections ping their server this often ... */
   public long pingIntervalMs = 500;
   /** ... and are declared dead (pending requests re-sent elsewhere) when a PONG is this late. */
@@ -58,6 +64,7 @@ public final class ClientContext {
     require(shardTokens >= 128, "shardTokens must be >= 128 (the kernel's efficient minimum), got " + shardTokens);
     require(maxAttempts >= 1, "maxAttempts must be >= 1");
     require(pingIntervalMs > 0 && pingTimeoutMs > 0, "ping interval and timeout must be positive");
+    require(quarantineMs >= 0, "quarantineMs must be >= 0");
     require(ioThreads >= 1, "ioThreads must be >= 1");
     require(!requestTimeout.isNegative() && !requestTimeout.isZero(), "requestTimeout must be positive");
     require(!stepTimeout.isNegative() && !stepTimeout.isZero(), "stepTimeout must be positive");

@@ -66,6 +66,8 @@ public final class DistcaClient implements AutoCloseable {
   private final AtomicLong retries = new AtomicLong();
   private final AtomicLong localPlans = new AtomicLong();
   private final AtomicLong droppedResults = new AtomicLong();
+  /** serverId -> time (ms) until which this client sends it nothing. */
+  private final Map<String, Long> quarantine = new java.util.concurrent.ConcurrentHashMap<>();
   private final AtomicLong requestsStarted = new AtomicLong();
   private final AtomicLong requestsAnswered = new AtomicLong();
   private final AtomicLong requestsFailed = new AtomicLong();
@@ -272,7 +274,8 @@ public final class DistcaClient implements AutoCloseable {
           flops += nb.flops(mb.shape(), mb.causal());
           requests++;
           outstanding.incrementAndGet();
-          sends.add(() -> send(nb, half, e.getKey(), 0));
+          int target = avoidQuarantined(e.getKey());
+          sends.add(() -> send(nb, half, target, 0));
         }
       }
       if (sends.isEmpty()) {
@@ -372,7 +375,8 @@ public final class DistcaClient implements AutoCloseable {
       }
 
       private double flops() {
-        return nb.flops(mb.shape(), mb.causal());
+        double forward = nb.flops(mb.shape(), mb.causal());
+        return bwd == null ? forward : 2.5 * forward;
       }
 
       void answered(long bytesReceived, long arrivedNanos, AttentionResponse response, long mergeNanos) {
@@ -427,6 +431,9 @@ public final class DistcaClient implements AutoCloseable {
         return;
       }
       suspects.add(server);
+      if (ctx.quarantineMs > 0 && !(cause instanceof ProtocolException pe && pe.code() == ErrorCode.OVERLOADED)) {
+        quarantine.put(plan.servers().get(server).serverId(), System.currentTimeMillis() + ctx.quarantineMs);
+      }
       int next = nextServer(server);
       // back off on overload as the server asks; on repeated failures, exponentially, so that a
       // pool that is down entirely is not hammered until the deadline
@@ -441,6 +448,20 @@ public final class DistcaClient implements AutoCloseable {
       } else {
         send(nb, taskIdx, next, attempt + 1);
       }
+    }
+
+    /** {@code server}, or the next one not in quarantine when it is (the plan's choice when all are). */
+    private int avoidQuarantined(int server) {
+      int n = plan.servers().size();
+      long now = System.currentTimeMillis();
+      for (int i = 0; i < n; i++) {
+        int candidate = (server + i) % n;
+        Long until = quarantine.get(plan.servers().get(candidate).serverId());
+        if (until == null || until < now) {
+          return candidate;
+        }
+      }
+      return server;
     }
 
     /** The next server after {@code from} that has not failed in this call; all suspects are forgiven when none is left. */
