@@ -32,10 +32,6 @@ final class DocumentFiller {
     return a >= b;
   }
 
-  int document() {
-    return doc;
-  }
-
   /**
    * Places the rest of the document, or one piece of it, on {@code server}.
    *

@@ -40,10 +40,6 @@ final class Documents {
     totalPairs = total;
   }
 
-  long pairs(int doc) {
-    return QueryCuts.documentPairs(length[doc], causal);
-  }
-
   /**
    * Non-empty documents by decreasing length (whole-document pairs grow with length), ties by
    * increasing global index; sorted as packed longs because boxing 10^5 documents costs more than

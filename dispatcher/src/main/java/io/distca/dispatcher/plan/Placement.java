@@ -17,7 +17,6 @@ final class Placement {
   final Documents docs;
   final boolean causal;
   final int minShard;
-  final double tolerance;
 
   final double[] load;
   final double[] target;
@@ -43,7 +42,6 @@ final class Placement {
     this.docs = docs;
     this.causal = docs.causal;
     this.minShard = minShard;
-    this.tolerance = tolerance;
     int serverCount = servers.size();
     load = new double[serverCount];
     target = new double[serverCount];
@@ -111,15 +109,6 @@ final class Placement {
   /** Bytes still free under the server's budget; Long.MAX_VALUE when it has none. */
   long bytesLeft(int server) {
     return byteBudget[server] == 0 ? Long.MAX_VALUE : byteBudget[server] - bytesUsed[server];
-  }
-
-  boolean hasByteBudgets() {
-    for (long budget : byteBudget) {
-      if (budget > 0) {
-        return true;
-      }
-    }
-    return false;
   }
 
   int addPiece(int doc, int qs, int qe, int server) {
