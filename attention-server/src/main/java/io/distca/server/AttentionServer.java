@@ -61,7 +61,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     MessageServer s = null;
     EventLoopGroup g = null;
     try {
-      b = Backends.create(ctx.backend, ctx.computeThreads);
+      b = ctx.backendFactory != null ? ctx.backendFactory.get() : Backends.create(ctx.backend, ctx.computeThreads);
       this.backend = b;
       this.flopsPerSecond = Calibration.measure(b, allocator);
       this.admission = new Admission(ctx.maxInflightBytes, ctx.maxQueuedSeconds * flopsPerSecond, flopsPerSecond);

@@ -1,6 +1,8 @@
 package io.distca.server;
 
+import io.distca.server.backend.AttentionBackend;
 import java.util.UUID;
+import java.util.function.Supplier;
 
 /** Attention-server settings with their defaults; {@link #conclude()} validates them once. */
 public final class ServerContext {
@@ -19,6 +21,11 @@ public final class ServerContext {
   public String backend = "auto";
   /** Compute threads of the CPU backend; 0 means one per core. */
   public int computeThreads = 0;
+  /**
+   * Makes the backend instead of {@link #backend}, when set: for embedding a backend the factory
+   * does not know (tests, tools). The server owns and closes what it returns.
+   */
+  public Supplier<AttentionBackend> backendFactory;
   public int ioThreads = 2;
   public long maxFrameBytes = 512L << 20;
   public RequestLimits limits = RequestLimits.DEFAULT;

@@ -4,8 +4,10 @@ import io.distca.dispatcher.service.Dispatcher;
 import io.distca.dispatcher.service.DispatcherContext;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
+import io.distca.server.backend.AttentionBackend;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.IntFunction;
 import org.apache.arrow.memory.BufferAllocator;
 
 /**
@@ -26,6 +28,11 @@ public final class EmbeddedCluster implements AutoCloseable {
     public String token = "";
     public String planner = "distca";
     public long batchWindowMicros = 200;
+    /**
+     * Makes server i's backend instead of {@link #backend} when set (tests use it to plant a wrong
+     * server); each server owns and closes what it gets.
+     */
+    public IntFunction<AttentionBackend> backendFactory;
   }
 
   public EmbeddedCluster(Options options, BufferAllocator allocator) {
@@ -52,6 +59,10 @@ public final class EmbeddedCluster implements AutoCloseable {
         sc.backend = options.backend;
         sc.computeThreads = threads;
         sc.batchWindowMicros = options.batchWindowMicros;
+        if (options.backendFactory != null) {
+          int index = i;
+          sc.backendFactory = () -> options.backendFactory.apply(index);
+        }
         servers.add(new AttentionServer(sc, allocator));
       }
     } catch (RuntimeException e) {

@@ -9,7 +9,7 @@ package io.distca.client;
  * @param server         the plan's id of the server asked
  * @param attempt        0 for the first try of the nano-batch, then 1, 2, ... for retries
  * @param tasks          CA-tasks in the request
- * @param flops          forward FLOPs of the request's tasks under the cost model (backward runs 2.5x)
+ * @param flops          FLOPs of the request's tasks in this pass under the cost model (backward: 2.5x forward)
  * @param bytesSent      tensor bytes of the request
  * @param bytesReceived  tensor bytes of the response
  * @param sendNanos      gathering the request's rows into its tensors and handing the frame to the transport

@@ -59,6 +59,8 @@ class RequestTimingTest {
               .get(60, TimeUnit.SECONDS)) {
             assertEquals(bwd.stats().requests(), bwd.stats().requestTimings().size());
             assertEquals(2.5 * s.flops(), bwd.stats().flops(), 1e-6 * s.flops(), "backward runs 2.5x the forward FLOPs");
+            assertEquals(bwd.stats().flops(),
+                bwd.stats().requestTimings().stream().mapToDouble(RequestTiming::flops).sum(), 1e-6 * s.flops());
           }
         }
         RequestCounts counts = client.requestCounts();

@@ -1,0 +1,248 @@
+package io.distca.loadtest;
+
+import io.distca.client.ClientContext;
+import io.distca.client.DistcaClient;
+import io.distca.client.RequestCounts;
+import io.distca.protocol.message.ServerInfo;
+import io.distca.server.AttentionServer;
+import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.cpu.CpuBackend;
+import io.distca.server.backend.cpu.CpuBackendOptions;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+
+/**
+ * {@code distca loadtest}: simulated trainer ranks (a thread and a {@link DistcaClient} each) run
+ * real training steps of core attention against a cluster (an embedded one it starts, or an
+ * existing dispatcher) while every phase's latency, the servers' load and the bytes moved are
+ * recorded; a sample of results is checked against a local computation; and the run's achieved
+ * numbers are set against ceilings measured in the same process. Returns a {@link LoadReport};
+ * {@link LoadReport#exitCode()} is non-zero when any check or call failed.
+ */
+public final class LoadTest {
+  private static final int MAX_LISTED_FAILURES = 20;
+
+  private LoadTest() {}
+
+  public static LoadReport run(LoadTestOptions options) throws InterruptedException {
+    options.conclude();
+    try (BufferAllocator root = new RootAllocator()) {
+      if (!options.embedded()) {
+        return new Session(options, root, null).run();
+      }
+      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
+      co.servers = options.servers;
+      co.backend = options.backend;
+      co.computeThreads = options.computeThreads;
+      co.planner = options.planner;
+      co.token = options.token;
+      co.backendFactory = options.backendFactory;
+      try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
+        cluster.awaitReady(60_000);
+        return new Session(options, root, cluster).run();
+      }
+    }
+  }
+
+  /** One run: clients, rank threads, the step gate, and what they record. */
+  private static final class Session {
+    private final LoadTestOptions o;
+    private final BufferAllocator root;
+    private final EmbeddedCluster cluster;
+    private final LoadMetrics metrics = new LoadMetrics();
+    private final AtomicLong completedCalls = new AtomicLong();
+    private final AtomicLong measuredSteps = new AtomicLong();
+    private final List<String> failures = Collections.synchronizedList(new ArrayList<>());
+    private final List<SpotCheck.Result> checks = Collections.synchronizedList(new ArrayList<>());
+    private final String job;
+
+    Session(LoadTestOptions options, BufferAllocator root, EmbeddedCluster cluster) {
+      this.o = options;
+      this.root = root;
+      this.cluster = cluster;
+      // a dispatcher plans per (job, step): a fresh name keeps runs against a shared dispatcher apart
+      this.job = String.format(Locale.ROOT, "loadtest-%d-%x", o.seed, System.nanoTime());
+    }
+
+    LoadReport run() throws InterruptedException {
+      long wallStart = System.nanoTime();
+      List<DistcaClient> clients = new ArrayList<>();
+      try (AttentionBackend reference = new CpuBackend(new CpuBackendOptions())) {
+        for (int r = 0; r < o.ranks; r++) {
+          clients.add(new DistcaClient(clientContext(r), root));
+        }
+        runRanks(clients, reference);
+        long wallNanos = System.nanoTime() - wallStart;
+        return new ReportBuilder(o, metrics, checks, failures, MAX_LISTED_FAILURES).build(
+            clusterInfo(), counts(clients), servers(clients), ceilings(), measuredSteps.get(), wallNanos);
+      } finally {
+        for (DistcaClient c : clients) {
+          c.close();
+        }
+      }
+    }
+
+    private ClientContext clientContext(int rank) {
+      ClientContext cc = new ClientContext();
+      cc.dispatcherHost = o.embedded() ? "127.0.0.1" : o.dispatcherHost();
+      cc.dispatcherPort = o.embedded() ? cluster.dispatcherPort() : o.dispatcherPort();
+      cc.token = o.token;
+      cc.job = job;
+      cc.rank = rank;
+      cc.worldSize = o.ranks;
+      cc.shardTokens = o.shardTokens;
+      cc.clientName = "loadtest";
+      return cc;
+    }
+
+    private void runRanks(List<DistcaClient> clients, AttentionBackend reference) throws InterruptedException {
+      StepGate gate = new StepGate(o.ranks, this::another, new StepGate.StepListener() {
+        @Override
+        public void started(long step, long nowNanos) {
+          if (step == o.warmupSteps) {
+            metrics.start(nowNanos);
+          }
+        }
+
+        @Override
+        public void ended(long step, long startNanos, long endNanos) {
+          if (step >= o.warmupSteps) {
+            metrics.recordStep(step, endNanos - startNanos, endNanos);
+            measuredSteps.incrementAndGet();
+          }
+        }
+      });
+      SpotCheck spotCheck = new SpotCheck(reference, o.checkFraction, o.tolerance, o.seed);
+      List<Thread> threads = new ArrayList<>();
+      List<BufferAllocator> allocators = new ArrayList<>();
+      try (LiveProgress progress = startProgress()) {
+        for (int r = 0; r < o.ranks; r++) {
+          BufferAllocator a = root.newChildAllocator("loadtest-rank-" + r, 0, Long.MAX_VALUE);
+          allocators.add(a);
+          Thread t = new Thread(new RankDriver(r, o, clients.get(r), gate, metrics, spotCheck, a, completedCalls,
+              failures::add, checks::add), "distca-loadtest-rank-" + r);
+          t.setUncaughtExceptionHandler((th, e) -> { }); // already reported as a failure by the driver
+          threads.add(t);
+        }
+        threads.forEach(Thread::start);
+        try {
+          for (Thread t : threads) {
+            while (t.isAlive()) {
+              t.join(250);
+              progress.update(this::snapshot);
+            }
+          }
+        } catch (InterruptedException e) {
+          gate.stop();
+          throw e;
+        }
+      } finally {
+        for (Thread t : threads) {
+          t.join();
+        }
+        allocators.forEach(BufferAllocator::close);
+      }
+    }
+
+    /** Whether step {@code n} (0-based, warm-up first) should run. */
+    private boolean another(long n) {
+      if (n < o.warmupSteps) {
+        return true;
+      }
+      if (o.duration == null) {
+        return n < o.warmupSteps + o.steps;
+      }
+      return !metrics.started() || System.nanoTime() - metrics.originNanos() < o.duration.toNanos();
+    }
+
+    private LiveProgress startProgress() {
+      if (o.duration != null) {
+        return LiveProgress.start(o.progress, "loadtest", o.duration.toMillis(), "ms");
+      }
+      long calls = (long) (o.warmupSteps + o.steps) * o.ranks * o.layers * (o.backward ? 2 : 1);
+      return LiveProgress.start(o.progress, "loadtest", calls, "calls");
+    }
+
+    private LiveProgress.Snapshot snapshot() {
+      boolean started = metrics.started();
+      double seconds = started ? (System.nanoTime() - metrics.originNanos()) / 1e9 : 0;
+      String rate = started && seconds > 0 ? LiveProgress.tokensPerSecond(metrics.tokens() / seconds) : "warm-up";
+      long failedChecks;
+      synchronized (checks) {
+        failedChecks = checks.stream().filter(c -> !c.passed()).count();
+      }
+      String message = rate + ", " + measuredSteps.get() + " steps, " + checks.size() + " checks"
+          + (failedChecks > 0 ? " (" + failedChecks + " FAILED)" : "") + (failures.isEmpty() ? "" : ", errors");
+      long progress = o.duration != null ? (long) (seconds * 1000) : completedCalls.get();
+      return new LiveProgress.Snapshot(progress, message);
+    }
+
+    private LoadReport.Cluster clusterInfo() {
+      if (cluster != null) {
+        AttentionBackend b = cluster.servers().get(0).backend();
+        return new LoadReport.Cluster("embedded", "127.0.0.1:" + cluster.dispatcherPort(), cluster.servers().size(),
+            b.name(), b.device(), o.computeThreads, o.planner);
+      }
+      return new LoadReport.Cluster("external", o.dispatcher, -1, "remote", "remote", 0, "the dispatcher's");
+    }
+
+    private static LoadReport.Requests counts(List<DistcaClient> clients) {
+      long[] sum = new long[6];
+      for (DistcaClient c : clients) {
+        RequestCounts rc = c.requestCounts();
+        sum[0] += rc.requestsStarted();
+        sum[1] += rc.requestsAnswered();
+        sum[2] += rc.requestsFailed();
+        sum[3] += rc.tasksSent();
+        sum[4] += rc.tasksAnswered();
+        sum[5] += rc.tasksFailed();
+      }
+      return new LoadReport.Requests(sum[0], sum[1], sum[2], sum[3], sum[4], sum[5]);
+    }
+
+    /** Every server of the pool with its compute ceiling (FLOP/s), NaN until measured. */
+    private Map<String, Double> servers(List<DistcaClient> clients) {
+      Map<String, Double> servers = new LinkedHashMap<>();
+      if (cluster != null) {
+        for (AttentionServer s : cluster.servers()) {
+          servers.put(s.serverId(), Double.NaN);
+        }
+      } else {
+        for (DistcaClient c : clients) {
+          for (ServerInfo s : c.knownServers()) {
+            servers.put(s.serverId(), s.flopsPerSecond() > 0 ? s.flopsPerSecond() : Double.NaN);
+          }
+        }
+      }
+      return servers;
+    }
+
+    /** Ceilings measured now, with the cluster idle. */
+    private ReportBuilder.Ceiling ceilings() {
+      long requests = Math.max(1, metrics.answeredRequests());
+      double meanMessageBytes = (metrics.bytesSent() + metrics.bytesReceived()) / (2.0 * requests);
+      double copy = Ceilings.memoryCopyBytesPerSecond((long) meanMessageBytes, root);
+      if (cluster == null) {
+        return new ReportBuilder.Ceiling(copy, null,
+            "each server's start-up calibration (forward, causal 1024 tokens, heads 8/2, head_dim 128)");
+      }
+      AttentionServer first = cluster.servers().get(0);
+      try (BufferAllocator a = root.newChildAllocator("loadtest-ceiling", 0, Long.MAX_VALUE);
+          StepInput sample = StepInput.generate(o.distribution(), o.tokensPerRank, o.shape(), o.causal, o.backward,
+              o.seed, 0, 0, a)) {
+        Ceilings.KernelRates rates = Ceilings.kernelOnly(first.backend(), sample, o.backward, a);
+        return new ReportBuilder.Ceiling(copy, rates, String.format(Locale.ROOT,
+            "%s backend of %s run directly on step 0 of rank 0 (whole documents): forward %.2f, backward %.2f GFLOP/s",
+            first.backend().name(), first.serverId(), rates.forwardFlopsPerSecond() / 1e9,
+            rates.backwardFlopsPerSecond() / 1e9));
+      }
+    }
+  }
+}
