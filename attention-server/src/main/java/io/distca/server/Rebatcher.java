@@ -35,6 +35,8 @@ final class Rebatcher implements AutoCloseable {
     long batchWindowNanos = TimeUnit.MICROSECONDS.toNanos(500);
     long maxBatchQueryTokens = 65_536;
     int maxBatchRequests = 64;
+    /** Told about every batch that ran (metrics); must be quick, it runs on the batch thread. */
+    BatchListener listener = BatchListener.NONE;
 
     Options conclude() {
       if (batchWindowNanos < 0) {
@@ -47,6 +49,13 @@ final class Rebatcher implements AutoCloseable {
     }
   }
 
+  /** Hears about each batch the backend ran. */
+  interface BatchListener {
+    BatchListener NONE = (phase, requests, queryTokens, computeNanos) -> {};
+
+    void batchRan(Phase phase, int requests, long queryTokens, long computeNanos);
+  }
+
   private final AttentionBackend backend;
   private final Options options;
   private final ReentrantLock lock = new ReentrantLock();
@@ -55,8 +64,8 @@ final class Rebatcher implements AutoCloseable {
   private final Thread worker;
   private boolean closed;
 
-  private volatile long batches;
-  private volatile long fusedRequests;
+  private final java.util.concurrent.atomic.AtomicLong batches = new java.util.concurrent.atomic.AtomicLong();
+  private final java.util.concurrent.atomic.AtomicLong fusedRequests = new java.util.concurrent.atomic.AtomicLong();
 
   Rebatcher(AttentionBackend backend, Options options) {
     this.backend = backend;
@@ -93,12 +102,26 @@ final class Rebatcher implements AutoCloseable {
     }
   }
 
+  /** Tasks (query slices) of the queued requests. */
+  int queuedTasks() {
+    lock.lock();
+    try {
+      int n = 0;
+      for (PreparedRequest r : queue) {
+        n += r.slices.size();
+      }
+      return n;
+    } finally {
+      lock.unlock();
+    }
+  }
+
   long batches() {
-    return batches;
+    return batches.get();
   }
 
   long fusedRequests() {
-    return fusedRequests;
+    return fusedRequests.get();
   }
 
   private void run() {
@@ -187,26 +210,35 @@ final class Rebatcher implements AutoCloseable {
       flops += r.flops;
     }
     AttentionBatch batch = new AttentionBatch(first.shape, segments, slices);
+    double batchFlops = flops;
+    java.util.concurrent.CompletableFuture<?> running;
     try {
-      if (first.phase == Phase.FORWARD) {
-        backend.forward(batch);
-      } else {
-        backend.backward(batch);
-      }
+      // a pipelining backend returns at once, so the next batch is formed (and its copy-in
+      // started) while this one computes; a synchronous backend runs it right here
+      running = first.phase == Phase.FORWARD ? backend.submitForward(batch) : backend.submitBackward(batch);
     } catch (RuntimeException | Error e) {
-      LOG.error("backend {} failed on a batch of {} requests", backend.name(), live.size(), e);
-      for (PreparedRequest r : live) {
-        r.done.completeExceptionally(new ProtocolException(ErrorCode.INTERNAL, null,
-            "backend " + backend.name() + " failed: " + e, 0, e));
+      running = java.util.concurrent.CompletableFuture.failedFuture(e);
+    }
+    running.whenComplete((ignored, err) -> {
+      if (err != null) {
+        Throwable e = err instanceof java.util.concurrent.CompletionException && err.getCause() != null ? err.getCause() : err;
+        LOG.error("backend {} failed on a batch of {} requests", backend.name(), live.size(), e);
+        for (PreparedRequest r : live) {
+          r.done.completeExceptionally(e instanceof ProtocolException pe ? pe : new ProtocolException(ErrorCode.INTERNAL,
+              null, "backend " + backend.name() + " failed: " + e, 0, e));
+        }
+        return;
       }
-      return;
-    }
-    long computeNanos = System.nanoTime() - start;
-    batches++;
-    fusedRequests += live.size();
-    for (PreparedRequest r : live) {
-      r.done.complete(new BatchStats(start - r.admittedNanos, computeNanos, live.size(), slices.size(), flops));
-    }
+      long computeNanos = System.nanoTime() - start;
+      batches.incrementAndGet();
+      if (live.size() > 1) {
+        fusedRequests.addAndGet(live.size());
+      }
+      options.listener.batchRan(first.phase, live.size(), batch.queryTokens(), computeNanos);
+      for (PreparedRequest r : live) {
+        r.done.complete(new BatchStats(start - r.admittedNanos, computeNanos, live.size(), slices.size(), batchFlops));
+      }
+    });
   }
 
   /** Stops taking requests; queued ones still run. Waits for the worker up to {@code timeoutMs}. */

@@ -22,6 +22,28 @@ public interface AttentionBackend extends AutoCloseable {
   /** Writes dQ of every slice and dK, dV of every segment. */
   void backward(AttentionBatch batch);
 
+  /** Whether this backend runs batches of {@code shape}; the server routes others elsewhere. */
+  default boolean supports(io.distca.protocol.model.AttentionShape shape) {
+    return true;
+  }
+
+  /**
+   * Starts a forward batch and returns at once when the backend pipelines (the CUDA backend copies
+   * batch n+1 in while batch n computes and batch n-1 copies out); the future completes once the
+   * outputs are written. May block while the pipeline is full: that is the back-pressure. The
+   * default runs the batch on the calling thread.
+   */
+  default java.util.concurrent.CompletableFuture<?> submitForward(AttentionBatch batch) {
+    forward(batch);
+    return java.util.concurrent.CompletableFuture.completedFuture(null);
+  }
+
+  /** Backward counterpart of {@link #submitForward}. */
+  default java.util.concurrent.CompletableFuture<?> submitBackward(AttentionBatch batch) {
+    backward(batch);
+    return java.util.concurrent.CompletableFuture.completedFuture(null);
+  }
+
   @Override
   void close();
 }

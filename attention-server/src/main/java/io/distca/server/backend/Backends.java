@@ -23,11 +23,15 @@ public final class Backends {
       case "reference":
         return new ReferenceAttention();
       case "cuda":
-        return CudaSupport.create();
+        return withCpuFallback(CudaSupport.create(), computeThreads);
       case "auto": {
         String why = CudaSupport.unavailableReason();
         if (why == null) {
-          return CudaSupport.create();
+          try {
+            return withCpuFallback(CudaSupport.create(), computeThreads);
+          } catch (RuntimeException e) {
+            why = "opening the CUDA backend failed: " + e;
+          }
         }
         LOG.info("backend auto: using the CPU backend ({})", why);
         return cpu(computeThreads);
@@ -35,6 +39,11 @@ public final class Backends {
       default:
         throw new IllegalArgumentException("unknown backend '" + kind + "' (cpu, cuda, auto, reference)");
     }
+  }
+
+  /** Shapes the GPU kernels lack (fp32, other head dims) run on the CPU instead of failing. */
+  private static AttentionBackend withCpuFallback(AttentionBackend gpu, int threads) {
+    return new RoutingBackend(gpu, cpu(threads));
   }
 
   private static AttentionBackend cpu(int threads) {
