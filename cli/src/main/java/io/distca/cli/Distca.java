@@ -14,6 +14,8 @@ import picocli.CommandLine.Command;
       DispatcherCommand.class,
       DemoCommand.class,
       AttnCommand.class,
+      BenchCommand.class,
+      LoadtestCommand.class,
       io.distca.dispatcher.tools.PlanCommand.class,
       io.distca.dispatcher.tools.SimulateCommand.class,
       CommandLine.HelpCommand.class

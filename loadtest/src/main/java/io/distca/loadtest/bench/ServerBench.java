@@ -1,0 +1,187 @@
+package io.distca.loadtest.bench;
+
+import io.distca.protocol.message.AttentionRequest;
+import io.distca.protocol.message.AttentionResponse;
+import io.distca.protocol.message.Hello;
+import io.distca.protocol.message.Message;
+import io.distca.protocol.message.MessageType;
+import io.distca.protocol.message.TaskSpec;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.protocol.tensor.TensorSet;
+import io.distca.protocol.transport.MessageServer;
+import io.distca.protocol.transport.PeerConnection;
+import io.distca.protocol.transport.RequestHandler;
+import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.WireSetup;
+import io.distca.server.AttentionServer;
+import io.distca.server.ServerContext;
+import io.netty.channel.EventLoopGroup;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Function;
+import org.apache.arrow.memory.BufferAllocator;
+
+/**
+ * {@code distca bench server}: an attention server end to end on this host (forward requests over
+ * loopback TCP in, O and LSE out, several connections with requests in flight), set beside its two
+ * rooflines measured in the same run: the backend alone on the same batch (kernel-only time where
+ * the backend reports it) and the transport alone (an echo server moving exactly the same request
+ * and response bytes over the same connections). Reports the fraction of the slower roofline the
+ * server achieves.
+ */
+public final class ServerBench {
+  /** What one run measured; rates are per second. */
+  public record Result(
+      String backend, int docs, int tokens, long requestBytes, long responseBytes, int connections, int inflight,
+      double serverRequests, double kernelRequests, double transportRequests, double flopsPerRequest) {
+
+    public double rooflineRequests() {
+      return Math.min(kernelRequests, transportRequests);
+    }
+
+    public double fraction() {
+      return serverRequests / rooflineRequests();
+    }
+
+    public void print(java.io.PrintStream out) {
+      double mb = (requestBytes + responseBytes) / 1e6;
+      out.printf(Locale.ROOT, "batch: %d documents, %d query tokens, %.1f MB in + %.1f MB out per request; %d connections x %d in flight%n",
+          docs, tokens, requestBytes / 1e6, responseBytes / 1e6, connections, inflight);
+      out.printf(Locale.ROOT, "%-34s %10s %12s %10s%n", "", "req/s", "TFLOP/s", "GB/s");
+      row(out, "server end to end (" + backend + ")", serverRequests, mb);
+      row(out, "backend alone (kernel roofline)", kernelRequests, mb);
+      row(out, "transport alone (echo roofline)", transportRequests, mb);
+      out.printf(Locale.ROOT, "fraction of the slower roofline (%s): %.2f%n",
+          kernelRequests < transportRequests ? "kernel" : "transport", fraction());
+    }
+
+    private void row(java.io.PrintStream out, String what, double reqs, double mb) {
+      out.printf(Locale.ROOT, "%-34s %10.2f %12.2f %10.2f%n", what, reqs, reqs * flopsPerRequest / 1e12, reqs * mb / 1e3);
+    }
+  }
+
+  private ServerBench() {}
+
+  /**
+   * @param kernelMillis as in {@link KernelBench}: kernel-only milliseconds from a submit result, or null
+   */
+  public static Result run(ServerContext serverContext, AttentionShape shape, int[] docLengths, int connections,
+      int inflight, Duration duration, BufferAllocator allocator, Function<Object, Double> kernelMillis)
+      throws Exception {
+    serverContext.host = "127.0.0.1";
+    serverContext.port = 0;
+    serverContext.dispatcherHost = null;
+    try (BenchBatch batch = new BenchBatch(allocator, shape, true, docLengths, 7);
+        AttentionServer server = new AttentionServer(serverContext, allocator)) {
+      AttentionRequest meta = requestMeta(shape, docLengths);
+      long requestBytes = batch.q.byteSize() + batch.k.byteSize() + batch.v.byteSize();
+      long responseBytes = batch.o.byteSize() + batch.lse.byteSize();
+      double flops = batch.forwardFlopsFaConvention();
+
+      // backend alone: median kernel time of the same batch
+      KernelBench kb = new KernelBench(server.backend(), allocator, 2, 5, kernelMillis);
+      double kernelMs = kb.varlenMillis(batch);
+      double kernelRequests = 1000 / kernelMs;
+
+      double serverRequests = drive(server.port(), batch, meta, connections, inflight, duration, allocator);
+
+      // transport alone: an echo server answering with O- and LSE-sized tensors
+      Tensor lseTemplate = batch.lse;
+      RequestHandler echo = (m, responder) -> {
+        TensorSet out = new TensorSet(m::close);
+        Tensor q = m.tensors().get("q");
+        out.put("o", Tensor.view(q.buffer(), q.byteOffset(), q.dtype(), q.shape()));
+        out.put("lse", Tensor.view(lseTemplate.buffer(), lseTemplate.byteOffset(), DType.FP32, lseTemplate.shape()));
+        responder.reply(Message.of(MessageType.FORWARD_RESPONSE, m.requestId(),
+            new AttentionResponse("bench", 0, "echo", 0, 0, 0, 1), out));
+      };
+      double transportRequests;
+      try (MessageServer echoServer = new MessageServer("echo", "127.0.0.1", 0, serverContext.ioThreads, "",
+          serverContext.maxFrameBytes, WireSetup.server(allocator, serverContext.maxFrameBytes), echo)) {
+        transportRequests = drive(echoServer.port(), batch, meta, connections, inflight, duration, allocator);
+      }
+      int tokens = batch.tokens;
+      return new Result(server.backend().name(), docLengths.length, tokens, requestBytes, responseBytes, connections,
+          inflight, serverRequests, kernelRequests, transportRequests, flops);
+    }
+  }
+
+  private static AttentionRequest requestMeta(AttentionShape shape, int[] docLengths) {
+    List<TaskSpec> tasks = new ArrayList<>();
+    for (int d = 0; d < docLengths.length; d++) {
+      tasks.add(new TaskSpec(d, 0, docLengths[d], d, 0, docLengths[d], true, 0));
+    }
+    return new AttentionRequest("bench", 0, 0, shape.headsQ(), shape.headsKv(), shape.headDim(),
+        shape.dtype().wireName(), shape.scale(), tasks, docLengths.clone());
+  }
+
+  /** Requests per second completed by {@code connections} connections keeping {@code inflight} requests each. */
+  private static double drive(int port, BenchBatch batch, AttentionRequest meta, int connections, int inflight,
+      Duration duration, BufferAllocator allocator) throws Exception {
+    EventLoopGroup group = Transports.group(Math.max(1, Math.min(connections, 4)), "bench-client");
+    List<PeerConnection> conns = new ArrayList<>();
+    try {
+      for (int c = 0; c < connections; c++) {
+        conns.add(PeerConnection.connect(group, "127.0.0.1", port, new Hello(1, "trainer", "bench-" + c, ""),
+            WireSetup.client(allocator), Duration.ofSeconds(10)).get(20, TimeUnit.SECONDS));
+      }
+      // warm-up: one round trip per connection
+      for (PeerConnection c : conns) {
+        send(c, batch, meta).get(5, TimeUnit.MINUTES).close();
+      }
+      AtomicLong completed = new AtomicLong();
+      long end = System.nanoTime() + duration.toNanos();
+      List<CompletableFuture<Void>> loops = new ArrayList<>();
+      for (PeerConnection c : conns) {
+        for (int i = 0; i < inflight; i++) {
+          CompletableFuture<Void> loop = new CompletableFuture<>();
+          loops.add(loop);
+          keepSending(c, batch, meta, end, completed, loop);
+        }
+      }
+      long t0 = System.nanoTime();
+      CompletableFuture.allOf(loops.toArray(new CompletableFuture<?>[0])).get(duration.toMillis() + 600_000,
+          TimeUnit.MILLISECONDS);
+      return completed.get() / ((System.nanoTime() - t0) / 1e9);
+    } finally {
+      for (PeerConnection c : conns) {
+        c.close();
+      }
+      group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+  }
+
+  private static void keepSending(PeerConnection c, BenchBatch batch, AttentionRequest meta, long endNanos,
+      AtomicLong completed, CompletableFuture<Void> loop) {
+    if (System.nanoTime() >= endNanos) {
+      loop.complete(null);
+      return;
+    }
+    send(c, batch, meta).whenComplete((reply, err) -> {
+      if (err != null) {
+        loop.completeExceptionally(err);
+        return;
+      }
+      reply.close();
+      completed.incrementAndGet();
+      keepSending(c, batch, meta, endNanos, completed, loop);
+    });
+  }
+
+  /** The batch's inputs as views: the encoder releases the set after writing, the memory stays ours. */
+  private static CompletableFuture<Message> send(PeerConnection c, BenchBatch batch, AttentionRequest meta) {
+    TensorSet set = new TensorSet();
+    for (var e : List.of(List.of("q", batch.q), List.of("k", batch.k), List.of("v", batch.v))) {
+      Tensor t = (Tensor) e.get(1);
+      set.put((String) e.get(0), Tensor.view(t.buffer(), t.byteOffset(), t.dtype(), t.shape()));
+    }
+    return c.request(Message.of(MessageType.FORWARD_REQUEST, 0, meta, set));
+  }
+}
