@@ -95,12 +95,12 @@ final class RequestValidator {
       Tensor dk = null;
       Tensor dv = null;
       if (phase == Phase.FORWARD) {
-        outputs.put("o", Tensor.allocate(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
-        outputs.put("lse", Tensor.allocate(allocator, DType.FP32, shape.headsQ(), tq));
+        outputs.put("o", Tensor.allocateUninitialized(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        outputs.put("lse", Tensor.allocateUninitialized(allocator, DType.FP32, shape.headsQ(), tq));
       } else {
-        outputs.put("dq", Tensor.allocate(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
-        dk = Tensor.allocate(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
-        dv = Tensor.allocate(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
+        outputs.put("dq", Tensor.allocateUninitialized(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        dk = Tensor.allocateUninitialized(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
+        dv = Tensor.allocateUninitialized(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
         outputs.put("dk", dk);
         outputs.put("dv", dv);
       }
