@@ -45,13 +45,16 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   private final EventLoopGroup linkGroup;
   private final DispatcherLink link;
   private final double flopsPerSecond;
+  private final java.util.concurrent.ExecutorService admitters;
   private final Admission admission;
+  private final ServerMetrics metrics;
   private final AtomicInteger inflight = new AtomicInteger();
   private final AtomicLong tasksServed = new AtomicLong();
   private final AtomicLong flopsServed = new AtomicLong();
   private final AtomicLong errors = new AtomicLong();
   private volatile boolean draining;
-  private boolean closed;
+  private volatile boolean started;
+  private volatile boolean closed;
 
   public AttentionServer(ServerContext context, BufferAllocator parent) {
     this.ctx = context.conclude();
@@ -60,16 +63,22 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     Rebatcher r = null;
     MessageServer s = null;
     EventLoopGroup g = null;
+    // first, so that the admin port answers /healthz (and /readyz: not yet) while the backend loads
+    this.metrics = new ServerMetrics(ctx, this::readinessFailure);
     try {
       b = ctx.backendFactory != null ? ctx.backendFactory.get() : Backends.create(ctx.backend, ctx.computeThreads);
       this.backend = b;
       this.flopsPerSecond = Calibration.measure(b, allocator);
       this.admission = new Admission(ctx.maxInflightBytes, ctx.maxQueuedSeconds * flopsPerSecond, flopsPerSecond);
       this.validator = new RequestValidator(ctx.limits);
-      r = new Rebatcher(b, ctx.rebatchOptions());
+      this.admitters = java.util.concurrent.Executors.newFixedThreadPool(ctx.ioThreads,
+          new io.netty.util.concurrent.DefaultThreadFactory("distca-admit", true));
+      Rebatcher.Options rebatch = ctx.rebatchOptions();
+      rebatch.listener = metrics;
+      r = new Rebatcher(b, rebatch);
       this.rebatcher = r;
       s = new MessageServer("attention-server " + ctx.serverId, ctx.host, ctx.port, ctx.ioThreads, ctx.token,
-          ctx.maxFrameBytes, WireSetup.server(allocator, ctx.maxFrameBytes), this);
+          ctx.maxFrameBytes, metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes)), this);
       this.server = s;
       if (ctx.dispatcherHost != null) {
         g = Transports.group(1, "distca-server-link");
@@ -96,14 +105,52 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
         g.shutdownGracefully(0, 0, TimeUnit.SECONDS);
       }
       allocator.close();
+      metrics.close();
       throw e;
     }
+    metrics.bindServer(this);
+    started = true;
     LOG.info("attention server {} on {}:{} ({} backend on {}, {} transport, calibrated {} GFLOP/s)", ctx.serverId,
         ctx.host, port(), backend.name(), backend.device(), Transports.name(), String.format("%.1f", flopsPerSecond / 1e9));
   }
 
   public int port() {
     return server.port();
+  }
+
+  /** The admin HTTP port (/metrics, /healthz, /readyz), or -1 when {@link ServerContext#adminPort} is -1. */
+  public int adminPort() {
+    return metrics.adminPort();
+  }
+
+  /** This server's meters (its {@link ServerMeters} catalogue, JVM and Netty), as /metrics exports them. */
+  public io.micrometer.core.instrument.MeterRegistry meterRegistry() {
+    return metrics.registry();
+  }
+
+  /** Null while the server should get work; otherwise why not (the admin port's /readyz answer). */
+  String readinessFailure() {
+    if (closed) {
+      return "closed";
+    }
+    if (!started) {
+      return "starting: loading and calibrating the backend";
+    }
+    if (draining) {
+      return "draining";
+    }
+    if (link != null && !link.registered()) {
+      return "not registered with the dispatcher " + ctx.dispatcherHost + ":" + ctx.dispatcherPort;
+    }
+    return null;
+  }
+
+  int queuedTasks() {
+    return rebatcher.queuedTasks();
+  }
+
+  double queuedFlops() {
+    return admission.flopsQueued();
   }
 
   public String serverId() {
@@ -181,6 +228,28 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       errors.incrementAndGet();
       throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is draining", 100, null);
     }
+    // validation reads every input byte (the finiteness scan) and allocates the outputs: keep it off
+    // the I/O threads, which must go on reading the next requests at wire speed
+    try {
+      admitters.execute(() -> {
+        try {
+          admit(m, responder);
+        } catch (ProtocolException e) {
+          responder.error(requestId, e);
+        } catch (RuntimeException e) {
+          LOG.error("admitting request {} failed", requestId, e);
+          responder.error(requestId, new ProtocolException(ErrorCode.INTERNAL, null, e.toString()));
+        }
+      });
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      m.close();
+      throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is shutting down", 100, null);
+    }
+  }
+
+  /** Validates, admits and queues one request; runs on the admission pool. */
+  private void admit(Message m, Responder responder) {
+    long requestId = m.requestId();
     PreparedRequest prepared;
     try {
       prepared = validator.prepare(m, allocator);
@@ -202,12 +271,14 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       throw refused;
     }
     inflight.incrementAndGet();
+    metrics.requestAdmitted(prepared);
     prepared.done.whenComplete((stats, err) -> {
       inflight.decrementAndGet();
       admission.releaseFlops(prepared.flops);
       try {
         if (err != null) {
           errors.incrementAndGet();
+          metrics.requestFailed(prepared);
           Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
           responder.reply(Message.error(requestId, c instanceof ProtocolException pe ? pe
               : new ProtocolException(ErrorCode.INTERNAL, null, c.toString())), () -> admission.releaseBytes(bytes));
@@ -215,9 +286,15 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
         }
         tasksServed.addAndGet(prepared.slices.size());
         flopsServed.addAndGet((long) prepared.flops);
+        metrics.requestServed(prepared, stats);
+        Phase phase = prepared.phase;
+        long admittedNanos = prepared.admittedNanos;
         responder.reply(Message.of(
             prepared.phase == Phase.FORWARD ? MessageType.FORWARD_RESPONSE : MessageType.BACKWARD_RESPONSE,
-            requestId, response(prepared, stats), prepared.takeOutputs()), () -> admission.releaseBytes(bytes));
+            requestId, response(prepared, stats), prepared.takeOutputs()), () -> {
+              admission.releaseBytes(bytes);
+              metrics.responseWritten(phase, admittedNanos);
+            });
       } finally {
         prepared.close();
       }
@@ -265,8 +342,15 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       linkGroup.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
     }
     server.stopAccepting();
+    admitters.shutdown();
+    try {
+      admitters.awaitTermination(ctx.drainTimeoutMs, java.util.concurrent.TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
     rebatcher.close();
     server.close();
+    metrics.close();
     backend.close();
     allocator.close();
   }

@@ -46,6 +46,11 @@ public final class ServerContext {
   public int advertisedPort = 0;
   /** How long a drain waits for queued and running work before closing anyway. */
   public long drainTimeoutMs = 30_000;
+  /**
+   * Admin HTTP port (/metrics, /healthz, /readyz) on {@link #host}, separate from the data port;
+   * 0 picks a free one, -1 (the default for embedded use; `distca server` uses 9400) serves none.
+   */
+  public int adminPort = -1;
 
   private boolean concluded;
 
@@ -68,6 +73,7 @@ public final class ServerContext {
     require(maxInflightBytes > 0 && maxInflightBytes <= maxMemoryBytes, "maxInflightBytes must be in (0, maxMemoryBytes]");
     require(maxQueuedSeconds > 0, "maxQueuedSeconds must be positive");
     require(advertisedPort >= 0 && advertisedPort < 65536, "advertisedPort must be a TCP port or 0");
+    require(adminPort >= -1 && adminPort < 65536, "adminPort must be -1 (none), 0 (any) or a TCP port, got " + adminPort);
     if (advertisedHost == null) {
       advertisedHost = host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host;
     }

@@ -36,6 +36,9 @@ final class DispatcherCommand implements Callable<Integer> {
   @Option(names = "--token", description = "Shared token peers must present (default: $DISTCA_TOKEN or none).")
   String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
 
+  @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
+  int adminPort = 9300;
+
   @Override
   public Integer call() throws Exception {
     DispatcherContext ctx = new DispatcherContext();
@@ -47,6 +50,7 @@ final class DispatcherCommand implements Callable<Integer> {
     ctx.deadAfterMs = deadAfterMs;
     ctx.gatherTimeoutMs = gatherMs;
     ctx.token = token;
+    ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     Dispatcher dispatcher = new Dispatcher(ctx, root);
     CountDownLatch stopped = new CountDownLatch(1);
@@ -55,7 +59,8 @@ final class DispatcherCommand implements Callable<Integer> {
       root.close();
       stopped.countDown();
     }, "distca-dispatcher-stop"));
-    System.out.printf("dispatcher listening on %s:%d (planner %s)%n", host, dispatcher.port(), planner);
+    System.out.printf("dispatcher listening on %s:%d, admin port %d (planner %s)%n", host, dispatcher.port(),
+        dispatcher.adminPort(), planner);
     stopped.await();
     return 0;
   }

@@ -47,6 +47,9 @@ final class ServerCommand implements Callable<Integer> {
   @Option(names = "--token", description = "Shared token peers must present (default: $DISTCA_TOKEN or none).")
   String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
 
+  @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
+  int adminPort = 9400;
+
   @Override
   public Integer call() throws Exception {
     ServerContext ctx = new ServerContext();
@@ -68,6 +71,7 @@ final class ServerCommand implements Callable<Integer> {
     ctx.batchWindowMicros = batchWindowMicros;
     ctx.maxBatchQueryTokens = maxBatchTokens;
     ctx.token = token;
+    ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     AttentionServer server = new AttentionServer(ctx, root);
     CountDownLatch stopped = new CountDownLatch(1);
@@ -77,8 +81,8 @@ final class ServerCommand implements Callable<Integer> {
       root.close();
       stopped.countDown();
     }, "distca-drain"));
-    System.out.printf("attention server %s listening on %s:%d (backend %s on %s)%n", server.serverId(), host,
-        server.port(), server.backend().name(), server.backend().device());
+    System.out.printf("attention server %s listening on %s:%d, admin port %d (backend %s on %s)%n", server.serverId(),
+        host, server.port(), server.adminPort(), server.backend().name(), server.backend().device());
     stopped.await();
     return 0;
   }

@@ -33,6 +33,11 @@ public final class EmbeddedCluster implements AutoCloseable {
      * server); each server owns and closes what it gets.
      */
     public IntFunction<AttentionBackend> backendFactory;
+    /**
+     * Admin HTTP ports (/metrics, /healthz, /readyz): -1 serves none, 0 gives every service a free
+     * port, a port P gives the dispatcher P and server i P + 1 + i.
+     */
+    public int adminPort = -1;
   }
 
   public EmbeddedCluster(Options options, BufferAllocator allocator) {
@@ -44,6 +49,7 @@ public final class EmbeddedCluster implements AutoCloseable {
     dc.heartbeatIntervalMs = 200;
     dc.deadAfterMs = 1000;
     dc.gatherTimeoutMs = 5000;
+    dc.adminPort = options.adminPort;
     this.dispatcher = new Dispatcher(dc, allocator);
     int threads = options.computeThreads > 0 ? options.computeThreads
         : Math.max(1, Runtime.getRuntime().availableProcessors() / options.servers);
@@ -59,6 +65,7 @@ public final class EmbeddedCluster implements AutoCloseable {
         sc.backend = options.backend;
         sc.computeThreads = threads;
         sc.batchWindowMicros = options.batchWindowMicros;
+        sc.adminPort = options.adminPort > 0 ? options.adminPort + 1 + i : options.adminPort;
         if (options.backendFactory != null) {
           int index = i;
           sc.backendFactory = () -> options.backendFactory.apply(index);

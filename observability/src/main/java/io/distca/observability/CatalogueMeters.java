@@ -1,5 +1,7 @@
 package io.distca.observability;
 
+import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.transport.WireTraffic;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -107,6 +109,19 @@ public final class CatalogueMeters<S extends Enum<S> & MeterSpec> implements Met
     FunctionCounter.builder(d.name(), obj, fn).baseUnit(d.baseUnit()).description(d.description())
         .tags(tags(d, List.of(tagValues))).register(requireRegistry());
     bound.add(spec);
+  }
+
+  /**
+   * Binds a transport's counters: bytes each way ({@code wire}, tag direction), connections, and
+   * ERROR replies by code ({@code errors}, tag code: one series per {@link ErrorCode}).
+   */
+  public void bindTraffic(WireTraffic traffic, S wire, S connections, S errors) {
+    functionCounter(wire, traffic, WireTraffic::bytesReceived, "received");
+    functionCounter(wire, traffic, WireTraffic::bytesSent, "sent");
+    functionCounter(connections, traffic, WireTraffic::connectionsOpened);
+    for (ErrorCode code : ErrorCode.values()) {
+      functionCounter(errors, traffic, t -> t.errorsSent(code), TagSpec.value(code));
+    }
   }
 
   /** Catalogue entries with no meter registered yet (gauges and function counters the component has not bound). */

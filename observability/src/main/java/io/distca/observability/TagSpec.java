@@ -9,8 +9,11 @@ import java.util.Objects;
  * A tag of a catalogue meter with the closed set of values it may take. Closing the set is what
  * keeps cardinality bounded (no task ids, no request ids): a value outside it is a programming
  * error and fails fast.
+ *
+ * @param enumType for tags that follow an enum ({@link #ofEnum}), its simple name (for the docs, which
+ *     then do not need regenerating when the enum grows); null otherwise
  */
-public record TagSpec(String key, List<String> values) {
+public record TagSpec(String key, List<String> values, String enumType) {
   public TagSpec {
     Objects.requireNonNull(key, "key");
     values = List.copyOf(values);
@@ -20,7 +23,7 @@ public record TagSpec(String key, List<String> values) {
   }
 
   public static TagSpec of(String key, String... values) {
-    return new TagSpec(key, List.of(values));
+    return new TagSpec(key, List.of(values), null);
   }
 
   /** The constants of {@code type} in lower case: {@code ErrorCode.OVERLOADED} becomes {@code overloaded}. */
@@ -29,7 +32,7 @@ public record TagSpec(String key, List<String> values) {
     for (E e : type.getEnumConstants()) {
       values.add(value(e));
     }
-    return new TagSpec(key, values);
+    return new TagSpec(key, values, type.getSimpleName());
   }
 
   /** The tag value of an enum constant, as {@link #ofEnum} lists it. */

@@ -1,5 +1,6 @@
 package io.distca.client;
 
+import io.micrometer.core.instrument.MeterRegistry;
 import io.netty.channel.ChannelPipeline;
 import java.time.Duration;
 import java.util.Objects;
@@ -47,6 +48,12 @@ public final class ClientContext {
   public boolean pingPong = true;
   /** Installs the wire codec on new channels; set by {@link DistcaClient} when left null. */
   public Consumer<ChannelPipeline> pipelineSetup;
+  /**
+   * Where the client records its {@link ClientMeters} (calls, retries, re-dispatches, bytes); null
+   * records into Micrometer's global registry, which keeps nothing unless the application added a
+   * registry to it. A trainer sidecar passes the registry its admin port exports.
+   */
+  public MeterRegistry meterRegistry;
   /** Name sent in HELLO, for server logs. */
   public String clientName = "trainer";
 

@@ -21,6 +21,7 @@ import io.distca.protocol.tensor.TensorSet;
 import io.distca.protocol.transport.ConnectionLostException;
 import io.distca.protocol.transport.Transports;
 import io.distca.protocol.wire.WireSetup;
+import io.micrometer.core.instrument.Metrics;
 import io.netty.channel.EventLoopGroup;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -35,6 +36,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Function;
 import org.apache.arrow.memory.BufferAllocator;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -65,6 +67,7 @@ public final class DistcaClient implements AutoCloseable {
   private volatile List<ServerInfo> lastServers = List.of();
   private final AtomicLong retries = new AtomicLong();
   private final AtomicLong localPlans = new AtomicLong();
+  private final ClientMetrics metrics;
   private final AtomicLong droppedResults = new AtomicLong();
   /** serverId -> time (ms) until which this client sends it nothing. */
   private final Map<String, Long> quarantine = new java.util.concurrent.ConcurrentHashMap<>();
@@ -90,6 +93,7 @@ public final class DistcaClient implements AutoCloseable {
 
   public DistcaClient(ClientContext context, BufferAllocator parent) {
     this.ctx = context.conclude();
+    this.metrics = new ClientMetrics(ctx.meterRegistry != null ? ctx.meterRegistry : Metrics.globalRegistry);
     this.allocator = parent.newChildAllocator("distca-client-" + ctx.rank, 0, Long.MAX_VALUE);
     this.group = Transports.group(ctx.ioThreads, "distca-client-io");
     var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator);
@@ -124,12 +128,25 @@ public final class DistcaClient implements AutoCloseable {
 
   /** Forward core attention: O and LSE of every token of {@code batch}. */
   public CompletableFuture<ForwardResult> forward(long step, MicroBatch batch) {
-    return run(step, batch, null).thenApply(c -> c.assembler.finishForward(c.stats()));
+    return observed("forward", run(step, batch, null).thenApply(c -> c.assembler.finishForward(c.stats())),
+        ForwardResult::stats);
   }
 
   /** Backward core attention: dQ, dK, dV of every token of {@code input.batch()}. */
   public CompletableFuture<BackwardResult> backward(long step, BackwardInput input) {
-    return run(step, input.batch(), input).thenApply(c -> c.assembler.finishBackward(c.stats()));
+    return observed("backward", run(step, input.batch(), input).thenApply(c -> c.assembler.finishBackward(c.stats())),
+        BackwardResult::stats);
+  }
+
+  private <R> CompletableFuture<R> observed(String phase, CompletableFuture<R> call, Function<R, StepStats> stats) {
+    long start = System.nanoTime();
+    return call.whenComplete((r, err) -> {
+      if (err == null) {
+        metrics.callSucceeded(phase, stats.apply(r));
+      } else {
+        metrics.callFailed(phase, System.nanoTime() - start);
+      }
+    });
   }
 
   private CompletableFuture<Call> run(long step, MicroBatch mb, BackwardInput bwd) {
@@ -185,6 +202,7 @@ public final class DistcaClient implements AutoCloseable {
             LOG.warn("dispatcher unreachable ({}); planning step {} locally over {} known servers", cause.getMessage(),
                 step, lastServers.size());
             localPlans.incrementAndGet();
+            metrics.plannedLocally();
             return localPlan(step, mb, lastServers);
           }
           throw new CompletionException(cause);
@@ -441,6 +459,7 @@ public final class DistcaClient implements AutoCloseable {
       delay = Math.min(delay, left / 2);
       retries.incrementAndGet();
       callRetries.incrementAndGet();
+      metrics.retried(cause, next != server);
       LOG.info("step {}: re-dispatching {} tasks from {} to {} (attempt {}): {}", step, nb.tasks.size(),
           plan.servers().get(server).serverId(), plan.servers().get(next).serverId(), attempt + 2, cause.toString());
       if (delay > 0) {

@@ -16,6 +16,7 @@ import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.RequestHandler;
 import io.distca.protocol.transport.Responder;
 import io.distca.protocol.wire.WireSetup;
+import java.util.List;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -37,10 +38,14 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
   private final ScheduledExecutorService timer;
   private final BufferAllocator allocator;
   private final MessageServer server;
+  private final DispatcherMetrics metrics;
+  private volatile boolean closed;
 
   public Dispatcher(DispatcherContext context, BufferAllocator parent) {
     this.ctx = context.conclude();
     this.allocator = parent.newChildAllocator("dispatcher", 0, Long.MAX_VALUE);
+    // ready while it accepts registrations and plan requests: servers must reach it before any is live
+    this.metrics = new DispatcherMetrics(ctx, () -> closed ? "closed" : null);
     this.membership = new Membership(ctx.deadAfterMs, System::currentTimeMillis);
     this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "distca-dispatcher-timer");
@@ -48,14 +53,16 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
       return t;
     });
     Planner planner = ctx.planner.equals("greedy") ? new GreedyPlanner() : new DistcaPlanner();
-    this.steps = new StepCoordinator(planner, ctx.planOptions, membership::live, timer, ctx.gatherTimeoutMs);
+    this.steps = new StepCoordinator(planner, ctx.planOptions, membership::live, timer, ctx.gatherTimeoutMs, metrics);
+    metrics.bindDispatcher(membership, steps);
     timer.scheduleWithFixedDelay(this::sweep, ctx.heartbeatIntervalMs, ctx.heartbeatIntervalMs / 2 + 1,
         TimeUnit.MILLISECONDS);
     try {
       this.server = new MessageServer("dispatcher", ctx.host, ctx.port, ctx.ioThreads, ctx.token, ctx.maxFrameBytes,
-          WireSetup.server(allocator, ctx.maxFrameBytes), this);
+          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes)), this);
     } catch (RuntimeException e) {
       timer.shutdownNow();
+      metrics.close();
       allocator.close();
       throw e;
     }
@@ -70,8 +77,22 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
     return membership;
   }
 
+  /** The admin HTTP port (/metrics, /healthz, /readyz), or -1 when {@link DispatcherContext#adminPort} is -1. */
+  public int adminPort() {
+    return metrics.adminPort();
+  }
+
+  /** The dispatcher's meters ({@link DispatcherMeters}, JVM and Netty), as /metrics exports them. */
+  public io.micrometer.core.instrument.MeterRegistry meterRegistry() {
+    return metrics.registry();
+  }
+
   private void sweep() {
-    for (String id : membership.sweep()) {
+    List<String> died = membership.sweep();
+    if (!died.isEmpty()) {
+      metrics.died(died.size());
+    }
+    for (String id : died) {
       LOG.warn("server {} missed its heartbeats: declared dead, it gets no more work", id);
     }
   }
@@ -87,6 +108,7 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
                 "REGISTER needs a server id, a host and a TCP port, got " + r);
           }
           membership.register(r);
+          metrics.registered();
           LOG.info("server {} registered at {}:{} ({} {}, {} GFLOP/s)", r.serverId(), r.host(), r.port(), r.backend(),
               r.device(), String.format("%.1f", r.flopsPerSecond() / 1e9));
           responder.reply(Message.of(MessageType.REGISTER_OK, m.requestId(),
@@ -95,11 +117,13 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
         }
         case HEARTBEAT: {
           boolean known = membership.heartbeat(m.meta(Heartbeat.class));
+          metrics.heartbeat(known);
           responder.reply(Message.of(MessageType.HEARTBEAT_OK, m.requestId(), new HeartbeatOk(known)));
           return;
         }
         case PLAN_REQUEST: {
           long id = m.requestId();
+          metrics.planRequested();
           steps.submit(m.meta(PlanRequest.class)).whenComplete((plan, err) -> {
             if (err == null) {
               responder.reply(Message.of(MessageType.PLAN_RESPONSE, id, plan));
@@ -118,9 +142,14 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
   }
 
   @Override
-  public void close() {
+  public synchronized void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
     server.close();
     timer.shutdownNow();
+    metrics.close();
     allocator.close();
   }
 }

@@ -20,6 +20,11 @@ public final class DispatcherContext {
   /** "distca" (communication-aware, the default) or "greedy". */
   public String planner = "distca";
   public PlanOptions planOptions = PlanOptions.defaults();
+  /**
+   * Admin HTTP port (/metrics, /healthz, /readyz) on {@link #host}, separate from the plan port;
+   * 0 picks a free one, -1 (the default for embedded use; `distca dispatcher` uses 9300) serves none.
+   */
+  public int adminPort = -1;
 
   private boolean concluded;
 
@@ -32,6 +37,7 @@ public final class DispatcherContext {
     require(heartbeatIntervalMs > 0, "heartbeatIntervalMs must be positive");
     require(deadAfterMs > heartbeatIntervalMs, "deadAfterMs must exceed heartbeatIntervalMs");
     require(gatherTimeoutMs > 0, "gatherTimeoutMs must be positive");
+    require(adminPort >= -1 && adminPort < 65536, "adminPort must be -1 (none), 0 (any) or a TCP port, got " + adminPort);
     require(planner.equals("distca") || planner.equals("greedy"), "planner must be distca or greedy, got " + planner);
     concluded = true;
     return this;

@@ -33,13 +33,30 @@ final class StepCoordinator {
   private final Supplier<List<ServerInfo>> liveServers;
   private final ScheduledExecutorService timer;
   private final long gatherTimeoutMs;
+  private final PlanListener listener;
   private final Map<StepKey, Gathering> open = new LinkedHashMap<>();
   private volatile PlanResponse lastPlanSummary;
 
   private record StepKey(String job, long step) {}
 
+  /** Hears about each step plan (metrics); called on the planning thread, must be quick. */
+  interface PlanListener {
+    PlanListener NONE = new PlanListener() {
+      @Override
+      public void planned(Plan plan, long planNanos, long gatherNanos) {}
+
+      @Override
+      public void planFailed() {}
+    };
+
+    void planned(Plan plan, long planNanos, long gatherNanos);
+
+    void planFailed();
+  }
+
   private static final class Gathering {
     final PlanRequest first;
+    final long openedNanos = System.nanoTime();
     final Map<Integer, PlanRequest> requests = new LinkedHashMap<>();
     final Map<Integer, CompletableFuture<PlanResponse>> answers = new LinkedHashMap<>();
     boolean planned;
@@ -50,12 +67,19 @@ final class StepCoordinator {
   }
 
   StepCoordinator(Planner planner, PlanOptions baseOptions, Supplier<List<ServerInfo>> liveServers,
-      ScheduledExecutorService timer, long gatherTimeoutMs) {
+      ScheduledExecutorService timer, long gatherTimeoutMs, PlanListener listener) {
     this.planner = planner;
     this.baseOptions = baseOptions;
     this.liveServers = liveServers;
     this.timer = timer;
     this.gatherTimeoutMs = gatherTimeoutMs;
+    this.listener = listener;
+  }
+
+  int openSteps() {
+    synchronized (open) {
+      return open.size();
+    }
   }
 
   PlanResponse lastPlan() {
@@ -134,6 +158,7 @@ final class StepCoordinator {
       long t0 = System.nanoTime();
       Plan plan = planner.plan(new PlanInput(shape, first.causal(), docs, caps, options));
       long planNanos = System.nanoTime() - t0;
+      listener.planned(plan, planNanos, t0 - g.openedNanos);
       for (int i = 0; i < ranks.size(); i++) {
         int rank = ranks.get(i);
         PlanResponse resp = new PlanResponse(key.job(), key.step(), rank, servers, plan.tasksOf(i),
@@ -142,6 +167,7 @@ final class StepCoordinator {
         g.answers.get(rank).complete(resp);
       }
     } catch (RuntimeException e) {
+      listener.planFailed();
       for (int rank : ranks) {
         g.answers.get(rank).completeExceptionally(e);
       }

@@ -10,6 +10,7 @@ import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.BackendMemory;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.BatchValidation;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -51,7 +52,7 @@ import org.slf4j.LoggerFactory;
  * while waiting for a batch (an asynchronous kernel fault leaves the context unusable) fails that
  * batch and every later one with {@link CudaCallException}: the server should replace the backend.
  */
-public final class CudaBackend implements AttentionBackend {
+public final class CudaBackend implements AttentionBackend, BackendMemory {
   public static final String NAME = "cuda";
 
   private static final Logger LOG = LoggerFactory.getLogger(CudaBackend.class);
@@ -544,6 +545,26 @@ public final class CudaBackend implements AttentionBackend {
 
   CudaBackendOptions options() {
     return options;
+  }
+
+  /** Device memory reserved by the pipeline slots' arenas (read racily by metrics: a slightly stale value is fine). */
+  @Override
+  public long deviceBytes() {
+    long n = 0;
+    for (PipelineSlot s : slots) {
+      n += s.device.capacity();
+    }
+    return n;
+  }
+
+  /** Pinned host staging memory reserved by the pipeline slots' arenas. */
+  @Override
+  public long pinnedHostBytes() {
+    long n = 0;
+    for (PipelineSlot s : slots) {
+      n += s.pinned.capacity();
+    }
+    return n;
   }
 
   /** Device and pinned blocks allocated by all slots so far; flat once batch sizes stop growing. */
