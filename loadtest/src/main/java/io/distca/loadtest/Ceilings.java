@@ -47,7 +47,10 @@ final class Ceilings {
     }
   }
 
-  /** Forward and backward FLOP/s of a backend running whole documents, best of two after a warm-up. */
+  /**
+   * Forward and backward FLOP/s of a backend running whole documents, the better of two rounds (it
+   * runs after the load, so the code is warm).
+   */
   record KernelRates(double forwardFlopsPerSecond, double backwardFlopsPerSecond) {
 
     /** The rate at which a mix of forward and backward FLOPs runs: total FLOPs over the time each part takes. */
@@ -62,14 +65,12 @@ final class Ceilings {
     double forwardFlops = sample.forwardFlops;
     long forwardBest = Long.MAX_VALUE;
     long backwardBest = Long.MAX_VALUE;
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 2; round++) {
       long t0 = System.nanoTime();
       Tensor[] out = LocalReference.forward(backend, sample.batch, allocator);
       long t1 = System.nanoTime();
       try {
-        if (round > 0) {
-          forwardBest = Math.min(forwardBest, t1 - t0);
-        }
+        forwardBest = Math.min(forwardBest, t1 - t0);
         if (backward) {
           BackwardInput in = new BackwardInput(sample.batch, out[0], out[1], sample.dO);
           long t2 = System.nanoTime();
@@ -78,9 +79,7 @@ final class Ceilings {
           for (Tensor g : grads) {
             g.close();
           }
-          if (round > 0) {
-            backwardBest = Math.min(backwardBest, t3 - t2);
-          }
+          backwardBest = Math.min(backwardBest, t3 - t2);
         }
       } finally {
         out[0].close();

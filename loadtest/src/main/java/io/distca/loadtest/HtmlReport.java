@@ -77,6 +77,7 @@ public final class HtmlReport {
   static XYChart latencyCdf(LoadReport r) {
     XYChart chart = xy("Latency CDF per phase", "milliseconds (log scale)", "fraction of samples at or below");
     chart.getStyler().setXAxisLogarithmic(true);
+    chart.getStyler().setXAxisDecimalPattern("0.###");
     chart.getStyler().setYAxisMin(0.0);
     chart.getStyler().setYAxisMax(1.0);
     for (Map.Entry<String, Latency> e : r.latencyMs().entrySet()) {
@@ -98,23 +99,30 @@ public final class HtmlReport {
   static CategoryChart serverLoad(LoadReport r) {
     CategoryChart chart = new CategoryChartBuilder().width(WIDTH).height(HEIGHT)
         .title(fmt("Per-server load (FLOPs max/mean over the run: %.3f)", r.imbalance().run()))
-        .xAxisTitle("server").yAxisTitle("GFLOP served / busy seconds x 10").build();
-    chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNE);
+        .xAxisTitle("server").yAxisTitle("percent").build();
+    chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);
+    chart.getStyler().setChartBackgroundColor(Color.WHITE);
+    chart.getStyler().setYAxisDecimalPattern("0");
     List<String> ids = new ArrayList<>();
-    List<Double> gflop = new ArrayList<>();
+    List<Double> share = new ArrayList<>();
     List<Double> busy = new ArrayList<>();
+    List<Double> fair = new ArrayList<>();
+    double total = r.servers().stream().mapToDouble(LoadReport.ServerLoad::flops).sum();
     for (LoadReport.ServerLoad s : r.servers()) {
       ids.add(s.id());
-      gflop.add(s.flops() / 1e9);
-      busy.add(s.busySeconds() * 10);
+      share.add(total > 0 ? 100 * s.flops() / total : 0);
+      busy.add(100 * s.utilization());
+      fair.add(100.0 / r.servers().size());
     }
     if (ids.isEmpty()) {
       ids.add("none");
-      gflop.add(0.0);
+      share.add(0.0);
       busy.add(0.0);
+      fair.add(0.0);
     }
-    chart.addSeries("GFLOP served", ids, gflop);
-    chart.addSeries("backend busy (s x 10)", ids, busy);
+    chart.addSeries("share of all FLOPs served", ids, share);
+    chart.addSeries("equal share", ids, fair);
+    chart.addSeries("backend busy, % of measured time", ids, busy);
     return chart;
   }
 
@@ -146,8 +154,9 @@ public final class HtmlReport {
 
   private static XYChart xy(String title, String x, String y) {
     XYChart chart = new XYChartBuilder().width(WIDTH).height(HEIGHT).title(title).xAxisTitle(x).yAxisTitle(y).build();
-    chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNE);
+    chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);
     chart.getStyler().setChartBackgroundColor(Color.WHITE);
+    chart.getStyler().setXAxisDecimalPattern("0.##");
     return chart;
   }
 

@@ -39,8 +39,8 @@ final class LoadMetrics {
   private final LongAdder plans = new LongAdder();
   private final AtomicLong originNanos = new AtomicLong(Long.MIN_VALUE);
 
-  /** A call that finished: when (since the measured start), and what it moved and computed. */
-  record CallEvent(long atNanos, double tokens, long bytesSent, long bytesReceived, double flops) {}
+  /** A call: when it started and finished (since the measured start), and what it moved and computed. */
+  record CallEvent(long startNanos, long endNanos, double tokens, long bytesSent, long bytesReceived, double flops) {}
 
   /** What one server did for this load test's requests. */
   static final class ServerTally {
@@ -125,7 +125,8 @@ final class LoadMetrics {
       st.serverFlops.computeIfAbsent(t.server(), s -> new DoubleAdder()).add(t.flops());
     }
     synchronized (events) {
-      events.add(new CallEvent(finishedNanos - originNanos.get(), tokenShare, stats.bytesSent(), stats.bytesReceived(),
+      long end = finishedNanos - originNanos.get();
+      events.add(new CallEvent(end - stats.totalNanos(), end, tokenShare, stats.bytesSent(), stats.bytesReceived(),
           stats.flops()));
     }
   }

@@ -43,16 +43,16 @@ public final class LoadTestOptions {
   /** Document lengths: a distribution name (see {@link DocLengthDistribution#KNOWN}) or a JSON file of lengths. */
   public String workload = "pretrain";
   /** Tokens per rank per micro-batch, at most {@link #MAX_TOKENS_PER_RANK}. */
-  public int tokensPerRank = 8192;
+  public int tokensPerRank = 4096;
   /** Largest query shard the planner may cut. */
-  public int shardTokens = 2048;
+  public int shardTokens = 1024;
   /** Same seed, same documents, tensors, plans and spot-check sample. */
   public long seed = 42;
 
   // ---- model
   /** A model by name (llama-8b, llama-34b, llama-70b): heads, KV heads, head_dim and layers; null uses the numbers below. */
   public String model;
-  public int headsQ = 8;
+  public int headsQ = 4;
   public int headsKv = 2;
   public int headDim = 64;
   /** Attention layers per step (each one forward, and backward, with the step's plan); 0 takes the model's count, else 2. */
@@ -64,7 +64,7 @@ public final class LoadTestOptions {
 
   // ---- length of the run
   /** Measured steps; ignored when {@link #duration} is set. */
-  public int steps = 5;
+  public int steps = 3;
   /** Run measured steps until this much time has passed (the step under way finishes); null uses {@link #steps}. */
   public Duration duration;
   /** Steps run first and left out of every number (JIT, connections, pools). */

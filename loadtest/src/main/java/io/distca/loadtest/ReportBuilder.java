@@ -228,7 +228,7 @@ final class ReportBuilder {
     List<CallEvent> events = metrics.events();
     double last = 0;
     for (CallEvent e : events) {
-      last = Math.max(last, e.atNanos() / NANOS);
+      last = Math.max(last, e.endNanos() / NANOS);
     }
     double span = Math.max(last, measuredSeconds);
     double bucket = Math.max(0.1, span / TIMELINE_BUCKETS);
@@ -238,12 +238,21 @@ final class ReportBuilder {
     double[] sent = new double[n];
     double[] received = new double[n];
     double[] flops = new double[n];
+    // a call's work is spread evenly over its duration: a long call adds to every bucket it spans,
+    // instead of all at once to the bucket where it ended
     for (CallEvent e : events) {
-      int i = Math.min(n - 1, Math.max(0, (int) (e.atNanos() / NANOS / bucket)));
-      tokens[i] += e.tokens() / bucket;
-      sent[i] += e.bytesSent() / bucket;
-      received[i] += e.bytesReceived() / bucket;
-      flops[i] += e.flops() / bucket;
+      double from = Math.max(0, e.startNanos() / NANOS);
+      double to = Math.max(from, e.endNanos() / NANOS);
+      int first = Math.min(n - 1, (int) (from / bucket));
+      int lastBucket = Math.min(n - 1, (int) (to / bucket));
+      for (int i = first; i <= lastBucket; i++) {
+        double overlap = to > from ? (Math.min(to, (i + 1) * bucket) - Math.max(from, i * bucket)) / (to - from) : 1;
+        double share = Math.max(0, overlap) / bucket;
+        tokens[i] += e.tokens() * share;
+        sent[i] += e.bytesSent() * share;
+        received[i] += e.bytesReceived() * share;
+        flops[i] += e.flops() * share;
+      }
     }
     for (int i = 0; i < n; i++) {
       end[i] = (i + 1) * bucket;

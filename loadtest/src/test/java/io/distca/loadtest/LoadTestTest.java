@@ -19,6 +19,7 @@ import io.distca.server.backend.cpu.CpuBackendOptions;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import javax.imageio.ImageIO;
 import org.apache.arrow.memory.BufferAllocator;
@@ -125,6 +126,43 @@ class LoadTestTest {
     assertTrue(report.spotChecks().maxError().get("o") > o.tolerance, report.spotChecks().toString());
     assertTrue(report.failures().get(0).contains("differ from the local reference"), report.failures().toString());
     assertTrue(report.requests().answered() > 0, "the wrong server answered: it looked healthy on the wire");
+  }
+
+  @Test
+  void runsForADurationAgainstAnExistingDispatcher() throws Exception {
+    try (BufferAllocator root = new RootAllocator()) {
+      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
+      co.servers = 2;
+      co.backend = "cpu";
+      co.computeThreads = 1;
+      try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
+        cluster.awaitReady(20_000);
+        LoadTestOptions o = small();
+        o.dispatcher = "127.0.0.1:" + cluster.dispatcherPort();
+        o.duration = Duration.ofMillis(300);
+        o.warmupSteps = 0;
+        o.backward = false;
+        o.layers = 1;
+        o.tokensPerRank = 1024;
+        LoadReport report = LoadTest.run(o);
+        assertTrue(report.passed(), report.summary());
+        assertEquals("external", report.cluster().mode());
+        assertEquals(0.3, report.config().durationSeconds(), 1e-9);
+        assertTrue(report.totals().steps() >= 1);
+        assertEquals(report.totals().steps() * o.ranks, report.totals().forwardCalls());
+        assertEquals(0, report.totals().backwardCalls());
+        // the servers come from the plans, their ceilings from their own start-up calibration
+        assertEquals(2, report.servers().size());
+        for (LoadReport.ServerLoad s : report.servers()) {
+          assertTrue(s.ceilingFlopsPerSecond() > 0, s.toString());
+        }
+        long served = 0;
+        for (io.distca.server.AttentionServer s : cluster.servers()) {
+          served += s.tasksServed();
+        }
+        assertEquals(report.requests().tasksAnswered(), served, "every task the clients counted, the servers served");
+      }
+    }
   }
 
   @Test
