@@ -21,6 +21,8 @@ public enum ErrorCode {
   NON_FINITE_INPUT(false),
   LIMIT_EXCEEDED(false),
   UNAUTHENTICATED(true),
+  /** The peer (one remote address) already holds as many connections as the server allows it. */
+  TOO_MANY_CONNECTIONS(true),
   OVERLOADED(false),
   DRAINING(false),
   DEADLINE_EXCEEDED(false),

@@ -202,7 +202,11 @@ public final class PeerConnection implements AutoCloseable {
       Message m = (Message) msg;
       CompletableFuture<Message> f = pending.remove(m.requestId());
       if (f == null) {
-        m.close(); // answer to a request that already timed out
+        if (m.requestId() == 0 && m.type() == MessageType.ERROR) {
+          // about the connection as a whole (a refusal, a framing error): every pending request failed
+          failAll(ProtocolException.of(m.meta(ErrorReply.class)));
+        }
+        m.close(); // else an answer to a request that already timed out
         return;
       }
       if (m.type() == MessageType.ERROR) {

@@ -27,13 +27,22 @@ import java.util.List;
 public final class FrameDecoder extends ByteToMessageDecoder {
   static final int LARGE_FRAME_BYTES = 1 << 20;
 
-  private final long maxFrameBytes;
+  private long maxFrameBytes;
   private boolean failed;
   private ByteBuf large;
   private FrameHeader largeHeader;
 
   public FrameDecoder(WireOptions options) {
     this.maxFrameBytes = options.conclude().maxFrameBytes();
+  }
+
+  /**
+   * Changes the limit for the frames whose header is not read yet, e.g. a small one until the peer
+   * has authenticated, so that an unauthenticated peer cannot make this side buffer a large frame.
+   * Call it from the channel's event loop.
+   */
+  public void maxFrameBytes(long maxFrameBytes) {
+    this.maxFrameBytes = maxFrameBytes;
   }
 
   @Override

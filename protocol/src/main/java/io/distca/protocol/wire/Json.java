@@ -19,6 +19,7 @@ import io.distca.protocol.message.ProtocolException;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufInputStream;
 import io.netty.buffer.ByteBufOutputStream;
+import java.io.CharConversionException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -103,8 +104,14 @@ public final class Json {
       throw new ProtocolException(ErrorCode.INVALID_METADATA, null,
           "metadata is empty; expected a JSON object for " + type.getSimpleName());
     }
+    String notUtf8 = notUtf8(json);
+    if (notUtf8 != null) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not UTF-8 JSON: " + notUtf8);
+    }
     try (InputStream in = new ByteBufInputStream(json.duplicate())) {
       return MAPPER.readValue(in, type);
+    } catch (CharConversionException e) {
+      throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not valid UTF-8: " + e.getMessage(), 0, e);
     } catch (JsonMappingException e) {
       throw new ProtocolException(ErrorCode.INVALID_METADATA, fieldOf(e), e.getOriginalMessage(), 0, e);
     } catch (StreamReadException e) {
@@ -115,6 +122,26 @@ public final class Json {
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /**
+   * Jackson guesses the encoding of bytes from their first four (UTF-16 and UTF-32 byte order marks,
+   * NUL bytes next to ASCII) and would read such metadata as UTF-16 or UTF-32. The protocol's
+   * metadata is UTF-8 only, and valid UTF-8 JSON starts with neither a NUL nor 0xFE/0xFF, so those
+   * starts are refused before Jackson sees them. Null when the start is fine.
+   */
+  private static String notUtf8(ByteBuf json) {
+    int start = json.readerIndex();
+    int first = json.getUnsignedByte(start);
+    if (first == 0xfe || first == 0xff) {
+      return String.format("starts with byte 0x%02x (a UTF-16 or UTF-32 byte order mark?)", first);
+    }
+    for (int i = 0; i < Math.min(4, json.readableBytes()); i++) {
+      if (json.getByte(start + i) == 0) {
+        return "NUL byte at offset " + i + " (UTF-16 or UTF-32 text?)";
+      }
+    }
+    return null;
   }
 
   /** Where the parser stood when the syntax broke, e.g. {@code tasks[1].q_len}; null at the top level. */

@@ -1,12 +1,14 @@
 package io.distca.protocol.wire;
 
+import io.distca.protocol.tls.TlsOptions;
 import io.netty.channel.ChannelPipeline;
 import java.util.function.Consumer;
 import org.apache.arrow.memory.BufferAllocator;
 
 /**
- * Pipeline set-ups for channel initializers: each installs {@link ProtocolCodec} with concluded
- * {@link WireOptions}, so every server and client channel speaks the same codec.
+ * Pipeline set-ups for channel initializers: each installs TLS (when given {@link TlsOptions}) and
+ * then {@link ProtocolCodec} with concluded {@link WireOptions}, so every server and client channel
+ * speaks the same codec over the same transport security.
  */
 public final class WireSetup {
   private WireSetup() {}
@@ -22,8 +24,40 @@ public final class WireSetup {
     return of(new WireOptions().allocator(allocator).maxFrameBytes(maxFrameBytes));
   }
 
+  /**
+   * Accepting side over TLS ({@code tls} null: plaintext): TLS clients are served, plaintext ones
+   * get ERROR UNAUTHENTICATED and are closed.
+   */
+  public static Consumer<ChannelPipeline> server(BufferAllocator allocator, long maxFrameBytes, TlsOptions tls) {
+    Consumer<ChannelPipeline> codec = server(allocator, maxFrameBytes);
+    if (tls == null) {
+      return codec;
+    }
+    tls.conclude();
+    if (!tls.canServe()) {
+      throw new IllegalStateException("TLS on a listening port needs certificateChain and privateKey: " + tls);
+    }
+    return pipeline -> {
+      tls.addServerHandler(pipeline);
+      codec.accept(pipeline);
+    };
+  }
+
   /** Connecting side with the default frame limit ({@link WireOptions#DEFAULT_MAX_FRAME_BYTES}). */
   public static Consumer<ChannelPipeline> client(BufferAllocator allocator) {
     return of(new WireOptions().allocator(allocator));
+  }
+
+  /** Connecting side over TLS ({@code tls} null: plaintext), verifying the server as {@code tls} says. */
+  public static Consumer<ChannelPipeline> client(BufferAllocator allocator, TlsOptions tls) {
+    Consumer<ChannelPipeline> codec = client(allocator);
+    if (tls == null) {
+      return codec;
+    }
+    tls.conclude();
+    return pipeline -> {
+      tls.addClientHandler(pipeline);
+      codec.accept(pipeline);
+    };
   }
 }

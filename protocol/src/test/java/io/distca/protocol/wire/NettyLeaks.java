@@ -11,11 +11,11 @@ import java.util.List;
  * Turns Netty's leak reports (paranoid level, set by the parent pom) into test failures, through
  * {@link RecordingLeakDetector}: {@link #assertNoLeaks()} forces collection and fails on any record.
  */
-final class NettyLeaks {
+public final class NettyLeaks {
   private NettyLeaks() {}
 
   /** Fails fast when the tests run without paranoid detection or without the recording detector. */
-  static void install() {
+  public static void install() {
     if (ResourceLeakDetector.getLevel() != ResourceLeakDetector.Level.PARANOID) {
       throw new IllegalStateException("tests expect -Dio.netty.leakDetection.level=paranoid, got " + ResourceLeakDetector.getLevel());
     }
@@ -27,7 +27,7 @@ final class NettyLeaks {
   }
 
   /** Collects garbage, lets the detectors poll their queues, and fails on any reported leak. */
-  static void assertNoLeaks() {
+  public static void assertNoLeaks() {
     List<String> leaks = drain();
     if (!leaks.isEmpty()) {
       fail(leaks.size() + " Netty buffer leak(s):\n" + String.join("\n", leaks));
@@ -35,7 +35,7 @@ final class NettyLeaks {
   }
 
   /** The leaks reported so far after a collection, clearing them. */
-  static List<String> drain() {
+  public static List<String> drain() {
     for (int i = 0; i < 3; i++) {
       System.gc();
       try {
