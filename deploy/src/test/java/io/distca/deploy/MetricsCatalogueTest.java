@@ -40,7 +40,7 @@ class MetricsCatalogueTest {
       Besides these, every service exports Micrometer's JVM meters (`jvm_memory_used_bytes`,
       `jvm_gc_*`, `jvm_threads_*`, `jvm_classes_*`), process meters (`process_cpu_usage`,
       `process_uptime_seconds`, `process_files_open_files`), and Netty's allocator
-      (`netty_allocator_memory_used_bytes`, `netty_allocator_memory_pinned_bytes`, ...).
+      (`netty_allocator_memory_used`, `netty_allocator_memory_pinned`, `netty_allocator_pooled_*`).
       """;
 
   static Map<String, List<MeterDefinition>> catalogues() {

@@ -28,7 +28,7 @@ public enum ClientMeters implements MeterSpec {
   RETRIES(counter("distca.client.retries", "retries",
       "Requests sent again after a failure, by cause.",
       TagSpec.of("reason", "connection_lost", "timeout", "overloaded", "draining", "internal"))),
-  REDISPATCHES(counter("distca.client.redispatches", "requests",
+  REDISPATCHES(counter("distca.client.redispatches", null,
       "Retries sent to a different server than the one that failed them.")),
   LOCAL_PLANS(counter("distca.client.local.plans", "plans",
       "Steps planned on the client because the dispatcher was unreachable."));

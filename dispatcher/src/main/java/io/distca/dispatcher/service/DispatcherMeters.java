@@ -20,7 +20,7 @@ public enum DispatcherMeters implements MeterSpec {
       "REGISTER messages accepted (a server starting, or re-registering after a dispatcher restart).")),
   HEARTBEATS(counter("distca.dispatcher.heartbeats", "heartbeats", "HEARTBEAT messages received.",
       TagSpec.of("known", "true", "false"))),
-  DEATHS(counter("distca.dispatcher.server.deaths", "servers",
+  DEATHS(counter("distca.dispatcher.server.deaths", null,
       "Servers declared dead after missing their heartbeats.")),
   PLAN_REQUESTS(counter("distca.dispatcher.plan.requests", "requests",
       "PLAN_REQUEST messages of trainer ranks (one per rank and step).")),
