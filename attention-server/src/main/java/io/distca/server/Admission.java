@@ -17,6 +17,9 @@ final class Admission {
   private long bytes;
   private double flops;
   private long refused;
+  /** Smoothed seconds from admission to response written, for the retry-after estimate. */
+  private double serviceSeconds = 0.01;
+  private int inflightRequests;
 
   Admission(long maxBytes, double maxFlops, double flopsPerSecond) {
     this.maxBytes = maxBytes;
@@ -25,22 +28,37 @@ final class Admission {
   }
 
   /**
-   * Admits the request, or returns why not. The first request is always admitted on an idle server,
-   * however large, so that a single request bigger than the budget is not refused forever.
+   * Admits a request's bytes, or returns why not; called on the I/O thread as soon as a request is
+   * decoded, so that a refused request's memory is released before anything else is done with it.
+   * The first request is always admitted on an idle server, however large, so that a request bigger
+   * than the budget is not refused forever.
    */
-  synchronized ProtocolException tryAcquire(long requestBytes, double requestFlops) {
-    boolean idle = bytes == 0 && flops == 0;
-    if (!idle && (bytes + requestBytes > maxBytes || flops + requestFlops > maxFlops)) {
+  synchronized ProtocolException tryAcquireBytes(long requestBytes) {
+    if (bytes > 0 && bytes + requestBytes > maxBytes) {
       refused++;
-      long retryAfterMs = (long) Math.min(5000, Math.max(10, 1000 * flops / flopsPerSecond / 2));
-      String what = bytes + requestBytes > maxBytes
-          ? bytes + " bytes in flight, limit " + maxBytes
-          : String.format("%.3g FLOPs queued, limit %.3g", flops, maxFlops);
-      return new ProtocolException(ErrorCode.OVERLOADED, null, "server overloaded: " + what, retryAfterMs, null);
+      return overloaded(bytes + " bytes in flight, limit " + maxBytes);
     }
     bytes += requestBytes;
+    inflightRequests++;
+    return null;
+  }
+
+  /** Admits a validated request's FLOPs into the queue, or returns why not. */
+  synchronized ProtocolException tryAcquireFlops(double requestFlops) {
+    if (flops > 0 && flops + requestFlops > maxFlops) {
+      refused++;
+      return overloaded(String.format("%.3g FLOPs queued, limit %.3g", flops, maxFlops));
+    }
     flops += requestFlops;
     return null;
+  }
+
+  private ProtocolException overloaded(String what) {
+    // about when the work in flight will have drained: queued FLOPs at the calibrated rate, or the
+    // requests in flight at the observed service time, whichever says later
+    double drainSeconds = Math.max(flops / flopsPerSecond, inflightRequests * serviceSeconds);
+    long retryAfterMs = (long) Math.min(5000, Math.max(10, 1000 * drainSeconds));
+    return new ProtocolException(ErrorCode.OVERLOADED, null, "server overloaded: " + what, retryAfterMs, null);
   }
 
   synchronized void releaseFlops(double requestFlops) {
@@ -49,6 +67,12 @@ final class Admission {
 
   synchronized void releaseBytes(long requestBytes) {
     bytes -= requestBytes;
+    inflightRequests--;
+  }
+
+  /** Feeds the retry-after estimate with one request's time from admission to response written. */
+  synchronized void observeService(long nanos) {
+    serviceSeconds = 0.8 * serviceSeconds + 0.2 * (nanos / 1e9);
   }
 
   synchronized long bytesInFlight() {

@@ -8,6 +8,7 @@ import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.ProtocolException;
 import io.distca.protocol.message.Register;
+import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.RequestHandler;
 import io.distca.protocol.transport.Responder;
@@ -78,13 +79,14 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       r = new Rebatcher(b, rebatch);
       this.rebatcher = r;
       s = new MessageServer("attention-server " + ctx.serverId, ctx.host, ctx.port, ctx.ioThreads, ctx.token,
-          ctx.maxFrameBytes, metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes)), this);
+          ctx.maxFrameBytes, ConnectionLimits.DEFAULT.withMaxConnectionsPerPeer(ctx.maxConnectionsPerPeer),
+          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes, ctx.tls)), this);
       this.server = s;
       if (ctx.dispatcherHost != null) {
         g = Transports.group(1, "distca-server-link");
         this.linkGroup = g;
         this.link = new DispatcherLink(g, ctx.dispatcherHost, ctx.dispatcherPort,
-            new Hello(1, "server", ctx.serverId, ctx.token), WireSetup.client(allocator), this::registration,
+            new Hello(1, "server", ctx.serverId, ctx.token), WireSetup.client(allocator, ctx.tls), this::registration,
             this::heartbeat);
         link.start();
       } else {
@@ -228,27 +230,39 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       errors.incrementAndGet();
       throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is draining", 100, null);
     }
+    // responses are never larger than their requests: twice the request covers both until written
+    long bytes = 2 * (m.tensors() == null ? 0 : m.tensors().byteSize());
+    ProtocolException tooMuch = admission.tryAcquireBytes(bytes);
+    if (tooMuch != null) {
+      m.close();
+      errors.incrementAndGet();
+      throw tooMuch;
+    }
     // validation reads every input byte (the finiteness scan) and allocates the outputs: keep it off
     // the I/O threads, which must go on reading the next requests at wire speed
     try {
       admitters.execute(() -> {
         try {
-          admit(m, responder);
+          admit(m, responder, bytes);
         } catch (ProtocolException e) {
+          admission.releaseBytes(bytes);
           responder.error(requestId, e);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
+          // every request gets an answer, even when something unexpected breaks
+          admission.releaseBytes(bytes);
           LOG.error("admitting request {} failed", requestId, e);
           responder.error(requestId, new ProtocolException(ErrorCode.INTERNAL, null, e.toString()));
         }
       });
     } catch (java.util.concurrent.RejectedExecutionException e) {
+      admission.releaseBytes(bytes);
       m.close();
       throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is shutting down", 100, null);
     }
   }
 
-  /** Validates, admits and queues one request; runs on the admission pool. */
-  private void admit(Message m, Responder responder) {
+  /** Validates, admits and queues one request whose {@code bytes} are already admitted; runs on the admission pool. */
+  private void admit(Message m, Responder responder, long bytes) {
     long requestId = m.requestId();
     PreparedRequest prepared;
     try {
@@ -262,9 +276,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       throw new ProtocolException(ErrorCode.OVERLOADED, null,
           "no buffer memory for the outputs (cap " + ctx.maxMemoryBytes + " bytes)", 100, e);
     }
-    // responses are never larger than their requests: twice the request covers both until written
-    long bytes = 2 * prepared.bytes;
-    ProtocolException refused = admission.tryAcquire(bytes, prepared.flops);
+    ProtocolException refused = admission.tryAcquireFlops(prepared.flops);
     if (refused != null) {
       prepared.close();
       errors.incrementAndGet();

@@ -132,12 +132,16 @@ final class RequestValidator {
         row = end;
       }
       return new PreparedRequest(message, meta, phase, shape, segments, slices, outputs, flops, totalQ);
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
       if (outputs != null) {
         outputs.close();
       }
       message.close();
-      throw e instanceof ProtocolException ? e : invalid(ErrorCode.INVALID_METADATA, null, String.valueOf(e.getMessage()));
+      if (e instanceof Error err) {
+        throw err;
+      }
+      throw e instanceof ProtocolException ? (ProtocolException) e
+          : new ProtocolException(ErrorCode.INTERNAL, null, "validating the request failed: " + e, 0, e);
     }
   }
 

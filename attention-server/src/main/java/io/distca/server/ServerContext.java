@@ -1,5 +1,7 @@
 package io.distca.server;
 
+import io.distca.protocol.tls.TlsOptions;
+import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.server.backend.AttentionBackend;
 import java.util.UUID;
 import java.util.function.Supplier;
@@ -17,6 +19,13 @@ public final class ServerContext {
   public String serverId = "server-" + UUID.randomUUID().toString().substring(0, 8);
   /** Shared token: required from clients in HELLO and presented to the dispatcher. Empty disables it. */
   public String token = "";
+  /**
+   * TLS of the data port and of the dispatcher connection (certificate and key from PEM files, e.g.
+   * a mounted Kubernetes TLS Secret; optionally mutual TLS). Null: plaintext.
+   */
+  public TlsOptions tls;
+  /** Connections one remote address may hold on the data port; more are refused (TOO_MANY_CONNECTIONS). */
+  public int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
   /** cpu, cuda, auto (CUDA when a GPU and the kernels are there, else CPU) or reference (float64, slow). */
   public String backend = "auto";
   /** Compute threads of the CPU backend; 0 means one per core. */
@@ -73,6 +82,10 @@ public final class ServerContext {
     require(maxInflightBytes > 0 && maxInflightBytes <= maxMemoryBytes, "maxInflightBytes must be in (0, maxMemoryBytes]");
     require(maxQueuedSeconds > 0, "maxQueuedSeconds must be positive");
     require(advertisedPort >= 0 && advertisedPort < 65536, "advertisedPort must be a TCP port or 0");
+    require(maxConnectionsPerPeer >= 1, "maxConnectionsPerPeer must be >= 1, got " + maxConnectionsPerPeer);
+    if (tls != null) {
+      require(tls.conclude().canServe(), "tls needs a certificate chain and a private key to serve: " + tls);
+    }
     require(adminPort >= -1 && adminPort < 65536, "adminPort must be -1 (none), 0 (any) or a TCP port, got " + adminPort);
     if (advertisedHost == null) {
       advertisedHost = host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host;

@@ -1,6 +1,7 @@
 package io.distca.client;
 
 import io.micrometer.core.instrument.MeterRegistry;
+import io.distca.protocol.tls.TlsOptions;
 import io.netty.channel.ChannelPipeline;
 import java.time.Duration;
 import java.util.Objects;
@@ -16,6 +17,11 @@ public final class ClientContext {
   public int dispatcherPort = 7300;
   /** Shared secret sent in HELLO; empty when the cluster runs without authentication. */
   public String token = "";
+  /**
+   * TLS to servers and dispatcher: the CA to trust (and, for mutual TLS, this client's certificate
+   * and key), PEM files. Null: plaintext. Ignored when {@link #pipelineSetup} is set.
+   */
+  public TlsOptions tls;
   /** Training job name: plans are made per (job, step) across its ranks. */
   public String job = "job";
   public int rank = 0;
@@ -75,6 +81,9 @@ public final class ClientContext {
     require(ioThreads >= 1, "ioThreads must be >= 1");
     require(!requestTimeout.isNegative() && !requestTimeout.isZero(), "requestTimeout must be positive");
     require(!stepTimeout.isNegative() && !stepTimeout.isZero(), "stepTimeout must be positive");
+    if (tls != null) {
+      tls.conclude(); // a wrong path or key fails here, naming the file
+    }
     concluded = true;
     return this;
   }

@@ -96,7 +96,7 @@ public final class DistcaClient implements AutoCloseable {
     this.metrics = new ClientMetrics(ctx.meterRegistry != null ? ctx.meterRegistry : Metrics.globalRegistry);
     this.allocator = parent.newChildAllocator("distca-client-" + ctx.rank, 0, Long.MAX_VALUE);
     this.group = Transports.group(ctx.ioThreads, "distca-client-io");
-    var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator);
+    var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator, ctx.tls);
     Hello hello = new Hello(1, "trainer", ctx.clientName + "-" + ctx.rank, ctx.token);
     this.servers = new ConnectionPool(group, hello, setup, ctx.connectTimeout, ctx.pingIntervalMs, ctx.pingTimeoutMs);
     this.dispatcher = new ConnectionPool(group, hello, setup, ctx.connectTimeout, 0, 0);
@@ -455,7 +455,7 @@ public final class DistcaClient implements AutoCloseable {
       int next = nextServer(server);
       // back off on overload as the server asks; on repeated failures, exponentially, so that a
       // pool that is down entirely is not hammered until the deadline
-      long delay = cause instanceof ProtocolException pe ? pe.retryAfterMs() : attempt == 0 ? 0 : Math.min(500, 10L << Math.min(attempt, 6));
+      long delay = backoffMillis(cause, attempt);
       delay = Math.min(delay, left / 2);
       retries.incrementAndGet();
       callRetries.incrementAndGet();
@@ -467,6 +467,18 @@ public final class DistcaClient implements AutoCloseable {
       } else {
         send(nb, taskIdx, next, attempt + 1);
       }
+    }
+
+    /**
+     * How long to wait before attempt {@code attempt + 1}: at least what an overloaded server asked
+     * for, doubled for every earlier attempt and jittered, so that many refused clients spread their
+     * retries out instead of returning together; failures without a hint back off from 10 ms.
+     */
+    private long backoffMillis(Throwable cause, int attempt) {
+      long base = cause instanceof ProtocolException pe && pe.retryAfterMs() > 0 ? pe.retryAfterMs()
+          : attempt == 0 ? 0 : 10;
+      long scaled = Math.min(2000, base << Math.min(attempt, 6));
+      return (long) (scaled * (0.5 + java.util.concurrent.ThreadLocalRandom.current().nextDouble()));
     }
 
     /** {@code server}, or the next one not in quarantine when it is (the plan's choice when all are). */
