@@ -61,9 +61,10 @@ public final class HtmlReport {
   static XYChart throughput(LoadReport r) {
     XYChart chart = xy("Throughput over time", "seconds since the measured start", "tokens per second");
     LoadReport.Timeline t = r.timeline();
-    XYSeries line = chart.addSeries("calls finished per " + fmt("%.2f", t.bucketSeconds()) + " s bucket", t.endSeconds(),
-        t.tokensPerSecond());
-    line.setMarker(SeriesMarkers.NONE);
+    chart.getStyler().setXAxisMin(0.0);
+    double[][] line = stairs(t.bucketSeconds(), t.tokensPerSecond(), 1);
+    chart.addSeries("layer calls, each spread over its duration (" + fmt("%.2f", t.bucketSeconds()) + " s buckets)",
+        line[0], line[1]).setMarker(SeriesMarkers.NONE);
     if (!r.steps().isEmpty()) {
       double[] x = r.steps().stream().mapToDouble(LoadReport.StepPoint::endSeconds).toArray();
       double[] y = r.steps().stream().mapToDouble(LoadReport.StepPoint::tokensPerSecond).toArray();
@@ -78,6 +79,7 @@ public final class HtmlReport {
     XYChart chart = xy("Latency CDF per phase", "milliseconds (log scale)", "fraction of samples at or below");
     chart.getStyler().setXAxisLogarithmic(true);
     chart.getStyler().setXAxisDecimalPattern("0.###");
+    chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideE);
     chart.getStyler().setYAxisMin(0.0);
     chart.getStyler().setYAxisMax(1.0);
     for (Map.Entry<String, Latency> e : r.latencyMs().entrySet()) {
@@ -146,9 +148,11 @@ public final class HtmlReport {
   static XYChart bytes(LoadReport r) {
     XYChart chart = xy("Bytes per second (tensor payloads)", "seconds since the measured start", "MB per second");
     LoadReport.Timeline t = r.timeline();
-    chart.addSeries("sent to servers", t.endSeconds(), scale(t.bytesSentPerSecond(), 1e-6)).setMarker(SeriesMarkers.NONE);
-    chart.addSeries("received from servers", t.endSeconds(), scale(t.bytesReceivedPerSecond(), 1e-6))
-        .setMarker(SeriesMarkers.NONE);
+    chart.getStyler().setXAxisMin(0.0);
+    double[][] sent = stairs(t.bucketSeconds(), t.bytesSentPerSecond(), 1e-6);
+    double[][] received = stairs(t.bucketSeconds(), t.bytesReceivedPerSecond(), 1e-6);
+    chart.addSeries("sent to servers", sent[0], sent[1]).setMarker(SeriesMarkers.NONE);
+    chart.addSeries("received from servers", received[0], received[1]).setMarker(SeriesMarkers.NONE);
     return chart;
   }
 
@@ -160,12 +164,20 @@ public final class HtmlReport {
     return chart;
   }
 
-  private static double[] scale(double[] values, double factor) {
-    double[] out = new double[values.length];
-    for (int i = 0; i < values.length; i++) {
-      out[i] = values[i] * factor;
+  /**
+   * Bucket rates as a staircase {x[], y[]}: each bucket a flat segment over its own time span, so
+   * the plot shows what was measured (an average per bucket), not lines between bucket ends.
+   */
+  private static double[][] stairs(double bucket, double[] rates, double factor) {
+    double[] x = new double[2 * rates.length];
+    double[] y = new double[2 * rates.length];
+    for (int i = 0; i < rates.length; i++) {
+      x[2 * i] = i * bucket;
+      x[2 * i + 1] = (i + 1) * bucket;
+      y[2 * i] = rates[i] * factor;
+      y[2 * i + 1] = rates[i] * factor;
     }
-    return out;
+    return new double[][] {x, y};
   }
 
   // ---------------------------------------------------------------- the page

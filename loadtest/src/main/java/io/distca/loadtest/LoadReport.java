@@ -166,8 +166,10 @@ public record LoadReport(
     }
     b.append(f("  imbalance (server FLOPs max/mean): run %.3f, per step mean %.3f, worst %.3f; planner's own %.3f%n",
         imbalance.run, imbalance.meanStep, imbalance.maxStep, imbalance.meanPlanImbalance));
+    StringBuilder errors = new StringBuilder();
+    spotChecks.maxError.forEach((k, v) -> errors.append(errors.length() == 0 ? "" : ", ").append(f("%s %.1e", k, v)));
     b.append(f("%n  spot checks %d layer calls, %d failed; max relative error %s (tolerance %.1e)%n", spotChecks.checked,
-        spotChecks.failed, spotChecks.maxError, c.tolerance));
+        spotChecks.failed, errors.length() == 0 ? "n/a" : errors, c.tolerance));
     if (passed) {
       b.append("PASS\n");
     } else {

@@ -168,7 +168,7 @@ final class ReportBuilder {
       wireBytes = metrics.bytesSent() + metrics.bytesReceived();
       wireSeconds = receive.getMean() * receive.getTotalCount() / NANOS;
     }
-    Ratio transport = Ratio.of("transport: bytes / time on the wire vs memory copy",
+    Ratio transport = Ratio.of("transport (wire vs memory copy)",
         wireSeconds > 0 ? wireBytes / wireSeconds : Double.NaN, ceiling.memoryCopyBytesPerSecond(), "bytes/s");
     double flops = 0;
     double busy = 0;
@@ -182,7 +182,7 @@ final class ReportBuilder {
         "FLOP/s");
     double measured = steps.stream().mapToDouble(LoadReport.StepPoint::seconds).average().orElse(Double.NaN);
     double ideal = steps.stream().mapToDouble(LoadReport.StepPoint::idealSeconds).average().orElse(Double.NaN);
-    Ratio step = Ratio.ofTime("step time vs perfectly balanced", measured, ideal);
+    Ratio step = Ratio.ofTime("step time (vs perfectly balanced)", measured, ideal);
     return new LoadReport.Roofline(transport, compute, step, ceiling.computeSource());
   }
 
@@ -224,6 +224,17 @@ final class ReportBuilder {
     return out;
   }
 
+  /** The smallest of 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, ... seconds at least {@code wanted}: readable axis ticks. */
+  static double niceBucket(double wanted) {
+    for (double decade = 0.1; ; decade *= 10) {
+      for (double m : new double[] {1, 2, 2.5, 5}) {
+        if (m * decade >= wanted - 1e-12) {
+          return m * decade;
+        }
+      }
+    }
+  }
+
   private LoadReport.Timeline timeline(double measuredSeconds) {
     List<CallEvent> events = metrics.events();
     double last = 0;
@@ -231,7 +242,7 @@ final class ReportBuilder {
       last = Math.max(last, e.endNanos() / NANOS);
     }
     double span = Math.max(last, measuredSeconds);
-    double bucket = Math.max(0.1, span / TIMELINE_BUCKETS);
+    double bucket = niceBucket(span / TIMELINE_BUCKETS);
     int n = Math.max(1, (int) Math.ceil(span / bucket));
     double[] end = new double[n];
     double[] tokens = new double[n];
