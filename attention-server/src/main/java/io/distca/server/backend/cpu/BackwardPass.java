@@ -144,6 +144,15 @@ final class BackwardPass extends TiledPass {
     units.sort(Comparator.comparingLong(Unit::cost).reversed());
   }
 
+  /** The planned units as {segment, kvHead, keyStart, keyEnd, split ? 1 : 0}, longest first (for tests). */
+  List<int[]> plannedUnits() {
+    List<int[]> out = new ArrayList<>();
+    for (Unit u : units) {
+      out.add(new int[] {u.segment(), u.kvHead(), u.keyStart(), u.keyEnd(), u.split() ? 1 : 0});
+    }
+    return out;
+  }
+
   @Override
   void run(WorkerPool pool) {
     // Rows nobody reads and query rows that see no key keep these zeros.
