@@ -12,6 +12,7 @@ import io.distca.protocol.message.PlanRequest;
 import io.distca.protocol.message.ProtocolException;
 import io.distca.protocol.message.Register;
 import io.distca.protocol.message.RegisterOk;
+import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.RequestHandler;
 import io.distca.protocol.transport.Responder;
@@ -59,7 +60,8 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
         TimeUnit.MILLISECONDS);
     try {
       this.server = new MessageServer("dispatcher", ctx.host, ctx.port, ctx.ioThreads, ctx.token, ctx.maxFrameBytes,
-          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes)), this);
+          ConnectionLimits.DEFAULT.withMaxConnectionsPerPeer(ctx.maxConnectionsPerPeer),
+          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes, ctx.tls)), this);
     } catch (RuntimeException e) {
       timer.shutdownNow();
       metrics.close();

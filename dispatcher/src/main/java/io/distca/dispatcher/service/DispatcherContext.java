@@ -1,6 +1,8 @@
 package io.distca.dispatcher.service;
 
 import io.distca.dispatcher.plan.PlanOptions;
+import io.distca.protocol.tls.TlsOptions;
+import io.distca.protocol.transport.ConnectionLimits;
 
 /** Dispatcher settings with defaults; {@link #conclude()} validates them once. */
 public final class DispatcherContext {
@@ -10,6 +12,10 @@ public final class DispatcherContext {
   public int ioThreads = 2;
   /** Shared token required in HELLO; empty disables the check (development only). */
   public String token = "";
+  /** TLS of the port (certificate and key from PEM files; optionally mutual TLS). Null: plaintext. */
+  public TlsOptions tls;
+  /** Connections one remote address may hold; more are refused (TOO_MANY_CONNECTIONS). */
+  public int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
   public long maxFrameBytes = 64L << 20;
   /** How often servers are asked to heartbeat. */
   public long heartbeatIntervalMs = 1000;
@@ -39,6 +45,10 @@ public final class DispatcherContext {
     require(gatherTimeoutMs > 0, "gatherTimeoutMs must be positive");
     require(adminPort >= -1 && adminPort < 65536, "adminPort must be -1 (none), 0 (any) or a TCP port, got " + adminPort);
     require(planner.equals("distca") || planner.equals("greedy"), "planner must be distca or greedy, got " + planner);
+    require(maxConnectionsPerPeer >= 1, "maxConnectionsPerPeer must be >= 1, got " + maxConnectionsPerPeer);
+    if (tls != null) {
+      require(tls.conclude().canServe(), "tls needs a certificate chain and a private key to serve: " + tls);
+    }
     concluded = true;
     return this;
   }

@@ -24,10 +24,12 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
+import java.lang.reflect.RecordComponent;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
+import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -36,7 +38,8 @@ import java.util.regex.Pattern;
  * strict reading so that a typo never turns into a silent default:
  *
  * <ul>
- *   <li>every field of a record is required (it may be {@code null} where the protocol allows);
+ *   <li>every field of a record is required, and {@code null} only where the protocol allows it
+ *       ({@link #NULLABLE}), in lists too;
  *   <li>unknown fields are rejected (compatibility is the frame version's job, not leniency's);
  *   <li>no coercion: {@code "5"} is not a number, {@code 1.5} is not an int, {@code null} is not 0;
  *   <li>nothing may follow the top-level object.
@@ -109,7 +112,9 @@ public final class Json {
       throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not UTF-8 JSON: " + notUtf8);
     }
     try (InputStream in = new ByteBufInputStream(json.duplicate())) {
-      return MAPPER.readValue(in, type);
+      T value = MAPPER.readValue(in, type);
+      rejectNulls(value, null);
+      return value;
     } catch (CharConversionException e) {
       throw new ProtocolException(ErrorCode.INVALID_METADATA, null, "metadata is not valid UTF-8: " + e.getMessage(), 0, e);
     } catch (JsonMappingException e) {
@@ -142,6 +147,52 @@ public final class Json {
       }
     }
     return null;
+  }
+
+  /**
+   * Record components that may be null: those docs/protocol.md marks "nullable" (a HELLO without a
+   * token, an ERROR about no field in particular). Jackson leaves a JSON null in any reference
+   * field, so every other null is refused here, naming its path.
+   */
+  static final Set<String> NULLABLE = Set.of("Hello.token", "ErrorReply.field");
+  private static final PropertyNamingStrategies.NamingBase SNAKE =
+      (PropertyNamingStrategies.NamingBase) PropertyNamingStrategies.SNAKE_CASE;
+  private static final ClassValue<RecordComponent[]> COMPONENTS = new ClassValue<>() {
+    @Override
+    protected RecordComponent[] computeValue(Class<?> type) {
+      RecordComponent[] components = type.getRecordComponents();
+      for (RecordComponent c : components) {
+        c.getAccessor().setAccessible(true);
+      }
+      return components;
+    }
+  };
+
+  private static void rejectNulls(Object value, String path) {
+    if (value instanceof Record record) {
+      for (RecordComponent c : COMPONENTS.get(record.getClass())) {
+        String name = SNAKE.translate(c.getName());
+        String at = path == null ? name : path + "." + name;
+        Object v;
+        try {
+          v = c.getAccessor().invoke(record);
+        } catch (ReflectiveOperationException e) {
+          throw new IllegalStateException("reading " + at, e);
+        }
+        if (v == null && !NULLABLE.contains(record.getClass().getSimpleName() + "." + c.getName())) {
+          throw new ProtocolException(ErrorCode.INVALID_METADATA, at, "must not be null");
+        }
+        rejectNulls(v, at);
+      }
+    } else if (value instanceof List<?> list) {
+      for (int i = 0; i < list.size(); i++) {
+        String at = path + "[" + i + "]";
+        if (list.get(i) == null) {
+          throw new ProtocolException(ErrorCode.INVALID_METADATA, at, "must not be null");
+        }
+        rejectNulls(list.get(i), at);
+      }
+    }
   }
 
   /** Where the parser stood when the syntax broke, e.g. {@code tasks[1].q_len}; null at the top level. */

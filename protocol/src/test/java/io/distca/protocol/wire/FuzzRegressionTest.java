@@ -1,13 +1,21 @@
 package io.distca.protocol.wire;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.message.ErrorCode;
+import io.distca.protocol.message.ErrorReply;
+import io.distca.protocol.message.Hello;
+import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
+import io.distca.protocol.tensor.DType;
+import java.nio.charset.Charset;
 import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
@@ -38,7 +46,40 @@ class FuzzRegressionTest extends WireTestBase {
     assertFalse(failure.closesConnection());
   }
 
-  private static byte[] withBom(byte[] bom, String json, java.nio.charset.Charset charset) {
+  /**
+   * Found while checking the fuzzers' outcomes against section 3 ("no other field may" be null):
+   * Jackson left a JSON null in any reference field, so the codec accepted {@code "dtype": null}
+   * or {@code "tasks": [null]} and left the service to trip over it.
+   */
+  @ParameterizedTest(name = "{0}")
+  @CsvSource(delimiter = '|', value = {
+      "\"dtype\":\"bf16\"                         | \"dtype\":null                     | dtype",
+      "\"job\":\"job-a\"                          | \"job\":null                       | job",
+      "\"kv_segment_lens\":[4,3]                  | \"kv_segment_lens\":null           | kv_segment_lens",
+      "\"tasks\":[{                               | \"tasks\":[null,{                  | tasks[0]",
+  })
+  void nullWhereTheSpecAllowsNoneIsInvalidMetadataNamingTheField(String find, String replace, String field) {
+    byte[] frame = encode(Message.of(MessageType.FORWARD_REQUEST, 3, Samples.attentionRequest(),
+        Samples.tensors(allocator, MessageType.FORWARD_REQUEST, DType.BF16, 1)));
+    String meta = Frames.meta(frame).replace(find.strip(), replace.strip());
+    DecodeFailure failure = decodeFailure(Frames.withMeta(frame, meta), ErrorCode.INVALID_METADATA);
+    assertEquals(field, failure.error().field());
+    assertEquals(3, failure.requestId());
+  }
+
+  @Test
+  void nullableFieldsStayNullable() {
+    String hello = "{\"protocol_version\":1,\"role\":\"trainer\",\"peer_name\":\"p\",\"token\":null}";
+    try (Message m = decodeMessage(Frames.frame(MessageType.HELLO.code(), 1, hello))) {
+      assertNull(m.meta(Hello.class).token());
+    }
+    String error = "{\"code\":\"INTERNAL\",\"message\":\"m\",\"field\":null,\"retry_after_ms\":0}";
+    try (Message m = decodeMessage(Frames.frame(MessageType.ERROR.code(), 1, error))) {
+      assertNull(m.meta(ErrorReply.class).field());
+    }
+  }
+
+  private static byte[] withBom(byte[] bom, String json, Charset charset) {
     return Frames.concat(bom, json.getBytes(charset));
   }
 }
