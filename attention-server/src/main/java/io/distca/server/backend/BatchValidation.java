@@ -112,11 +112,13 @@ public final class BatchValidation {
     }
   }
 
+  /** @param rows the expected row count, or -1 where the tensor itself defines it (then only its rank is checked) */
   private static void requireShape(Tensor t, String what, int rows, int heads, int headDim) {
     int[] expected = {rows, heads, headDim};
     if (rows < 0 || !Arrays.equals(t.shape(), expected)) {
-      throw new IllegalArgumentException(what + " must have shape " + Arrays.toString(expected).replace("-1", "rows")
-          + ", got " + Arrays.toString(t.shape()));
+      String rowText = rows < 0 ? "rows" : Integer.toString(rows);
+      throw new IllegalArgumentException(what + " must have shape [" + rowText + ", " + heads + ", " + headDim
+          + "], got " + Arrays.toString(t.shape()));
     }
   }
 }

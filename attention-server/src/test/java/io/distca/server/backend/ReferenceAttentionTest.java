@@ -229,6 +229,15 @@ class ReferenceAttentionTest {
       AttentionBatch forwardOnly = fx.forwardBatch();
       e = assertThrows(IllegalArgumentException.class, () -> ref.backward(forwardOnly));
       assertTrue(e.getMessage().contains("dk is missing"), e.getMessage());
+      AttentionBatch wrongHeadDim = new AttentionBatch(new AttentionShape(2, 1, 8, DType.FP16, 0.5f),
+          forwardOnly.segments(), forwardOnly.slices());
+      e = assertThrows(IllegalArgumentException.class, () -> ref.forward(wrongHeadDim));
+      assertTrue(e.getMessage().contains("segment 0 k must have shape [5, 1, 8], got [5, 1, 4]"), e.getMessage());
+      QuerySlice s = forwardOnly.slices().get(0);
+      AttentionBatch lseOutside = new AttentionBatch(shape, forwardOnly.segments(), List.of(QuerySlice.forward(
+          0, 0, 5, true, 2, s.q(), s.o(), new LseView(fx.lse, fx.lse.dim(1) - 2))));
+      e = assertThrows(IllegalArgumentException.class, () -> ref.forward(lseOutside));
+      assertTrue(e.getMessage().contains("slice 0 lse columns"), e.getMessage());
     }
   }
 
