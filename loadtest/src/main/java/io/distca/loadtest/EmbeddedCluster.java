@@ -2,6 +2,7 @@ package io.distca.loadtest;
 
 import io.distca.dispatcher.service.Dispatcher;
 import io.distca.dispatcher.service.DispatcherContext;
+import io.distca.protocol.tls.TlsOptions;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
 import io.distca.server.backend.AttentionBackend;
@@ -26,6 +27,11 @@ public final class EmbeddedCluster implements AutoCloseable {
     /** Compute threads per server; 0 splits the machine's cores evenly. */
     public int computeThreads = 0;
     public String token = "";
+    /**
+     * TLS of every port and of the servers' dispatcher connections (one certificate for all, as for
+     * a loopback test; clients bring their own options). Null: plaintext.
+     */
+    public TlsOptions tls;
     public String planner = "distca";
     public long batchWindowMicros = 200;
     /**
@@ -45,6 +51,7 @@ public final class EmbeddedCluster implements AutoCloseable {
     dc.host = "127.0.0.1";
     dc.port = 0;
     dc.token = options.token;
+    dc.tls = options.tls;
     dc.planner = options.planner;
     dc.heartbeatIntervalMs = 200;
     dc.deadAfterMs = 1000;
@@ -62,6 +69,7 @@ public final class EmbeddedCluster implements AutoCloseable {
         sc.dispatcherHost = "127.0.0.1";
         sc.dispatcherPort = dispatcher.port();
         sc.token = options.token;
+        sc.tls = options.tls;
         sc.backend = options.backend;
         sc.computeThreads = threads;
         sc.batchWindowMicros = options.batchWindowMicros;

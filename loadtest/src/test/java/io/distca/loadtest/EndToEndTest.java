@@ -90,7 +90,8 @@ class EndToEndTest {
     }
   }
 
-  private static void runStep(List<DistcaClient> clients, ReferenceAttention reference, BufferAllocator root,
+  /** One forward and backward of every client's micro-batch, checked against the local reference. */
+  static void runStep(List<DistcaClient> clients, ReferenceAttention reference, BufferAllocator root,
       int[][] docs, boolean causal, long step) {
     List<Tensor> owned = new ArrayList<>();
     try {
