@@ -42,7 +42,7 @@ final class ServiceProcess implements AutoCloseable {
 
   static ServiceProcess dispatcher(int port) throws IOException {
     return new ServiceProcess("dispatcher", List.of("dispatcher", "--host", "127.0.0.1", "--port", String.valueOf(port),
-        "--heartbeat-ms", "200", "--dead-after-ms", "1000", "--gather-ms", "3000"));
+        "--heartbeat-ms", "200", "--dead-after-ms", "1000", "--gather-ms", "3000", "--admin-port", "0"));
   }
 
   static ServiceProcess server(String id, int dispatcherPort, int advertisedPort) throws IOException {
@@ -51,7 +51,7 @@ final class ServiceProcess implements AutoCloseable {
 
   static ServiceProcess serverOnPort(String id, int dispatcherPort, int port, int advertisedPort) throws IOException {
     List<String> args = new ArrayList<>(List.of("server", "--host", "127.0.0.1", "--port", String.valueOf(port), "--id", id,
-        "--dispatcher", "127.0.0.1:" + dispatcherPort, "--backend", "cpu", "--threads", "1"));
+        "--dispatcher", "127.0.0.1:" + dispatcherPort, "--backend", "cpu", "--threads", "1", "--admin-port", "0"));
     if (advertisedPort > 0) {
       args.add("--advertise-port");
       args.add(String.valueOf(advertisedPort));
@@ -84,7 +84,11 @@ final class ServiceProcess implements AutoCloseable {
   }
 
   int port() throws Exception {
-    return port.get(30, TimeUnit.SECONDS);
+    try {
+      return port.get(60, TimeUnit.SECONDS);
+    } catch (java.util.concurrent.TimeoutException e) {
+      throw new IllegalStateException(name + " printed no 'listening on' within 60 s:\n" + log(), e);
+    }
   }
 
   /** Waits until the process printed a line containing {@code text}. */

@@ -64,7 +64,7 @@ final class TrainingRun {
         cc.requestTimeout = Duration.ofSeconds(20);
         cc.stepTimeout = Duration.ofSeconds(90);
         cc.pingIntervalMs = 250;
-        cc.pingTimeoutMs = 1000;
+        cc.pingTimeoutMs = 1500;
         clients.add(new DistcaClient(cc, root));
       }
       for (int step = 0; step < steps; step++) {
