@@ -14,6 +14,7 @@ import me.tongfei.progressbar.ProgressBarStyle;
  */
 final class LiveProgress implements AutoCloseable {
   private final ProgressBar bar;
+  private boolean closed;
 
   /** What the bar shows: progress in its unit, and the line of text beside it. */
   record Snapshot(long progress, String message) {}
@@ -56,8 +57,9 @@ final class LiveProgress implements AutoCloseable {
   }
 
   @Override
-  public void close() {
-    if (bar != null) {
+  public synchronized void close() {
+    if (bar != null && !closed) {
+      closed = true;
       bar.close();
     }
   }

@@ -43,6 +43,7 @@ public final class LoadTest {
       co.computeThreads = options.computeThreads;
       co.planner = options.planner;
       co.token = options.token;
+      co.tls = options.tls != null && options.tls.canServe() ? options.tls : null;
       co.backendFactory = options.backendFactory;
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(60_000);
@@ -94,6 +95,7 @@ public final class LoadTest {
       cc.dispatcherHost = o.embedded() ? "127.0.0.1" : o.dispatcherHost();
       cc.dispatcherPort = o.embedded() ? cluster.dispatcherPort() : o.dispatcherPort();
       cc.token = o.token;
+      cc.tls = o.tls;
       cc.job = job;
       cc.rank = rank;
       cc.worldSize = o.ranks;
@@ -178,8 +180,8 @@ public final class LoadTest {
       synchronized (checks) {
         failedChecks = checks.stream().filter(c -> !c.passed()).count();
       }
-      String message = rate + ", " + measuredSteps.get() + " steps, " + checks.size() + " checks"
-          + (failedChecks > 0 ? " (" + failedChecks + " FAILED)" : "") + (failures.isEmpty() ? "" : ", errors");
+      String message = rate + " | steps " + measuredSteps.get() + " | checked " + checks.size()
+          + (failedChecks > 0 ? ", " + failedChecks + " WRONG" : "") + (failures.isEmpty() ? "" : " | ERRORS");
       long progress = o.duration != null ? (long) (seconds * 1000) : completedCalls.get();
       return new LiveProgress.Snapshot(progress, message);
     }

@@ -185,6 +185,17 @@ class LoadTestTest {
   }
 
   @Test
+  void theProgressBarStaysQuietWithoutATerminal() {
+    // surefire's forked JVM has no console, like a pipe or a CI log
+    try (LiveProgress auto = LiveProgress.start("auto", "t", 10, "calls");
+        LiveProgress off = LiveProgress.start("off", "t", 10, "calls")) {
+      assertFalse(auto.visible());
+      assertFalse(off.visible());
+      auto.update(() -> new LiveProgress.Snapshot(5, "x")); // a quiet bar ignores updates
+    }
+  }
+
+  @Test
   void badOptionsAreRefusedByName() {
     LoadTestOptions tooLong = small();
     tooLong.tokensPerRank = 600_000;
