@@ -29,6 +29,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -82,6 +83,9 @@ final class AttnCommand implements Callable<Integer> {
 
   @Option(names = "--token", description = "Token for --remote (default: $DISTCA_TOKEN or none).")
   String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
+
+  @Mixin
+  TlsFlags tls = new TlsFlags();
 
   @Option(names = "--out-dir", required = true, description = "Where o.npy, lse.npy (and dq.npy, dk.npy, dv.npy) go.")
   Path outDir;
@@ -215,7 +219,7 @@ final class AttnCommand implements Callable<Integer> {
     }
     EventLoopGroup group = Transports.group(1, "distca-attn");
     try (PeerConnection c = PeerConnection.connect(group, hp.host(), hp.port(), new Hello(1, "trainer", "distca-attn", token),
-        WireSetup.client(root), Duration.ofSeconds(10)).get(20, TimeUnit.SECONDS)) {
+        WireSetup.client(root, tls.options()), Duration.ofSeconds(10)).get(20, TimeUnit.SECONDS)) {
       MessageType type = bwd == null ? MessageType.FORWARD_REQUEST : MessageType.BACKWARD_REQUEST;
       try (Message reply = c.request(Message.of(type, 0, meta, set)).get(10, TimeUnit.MINUTES)) {
         String[] names = bwd == null ? new String[] {"o", "lse"} : new String[] {"dq", "dk", "dv"};

@@ -3,10 +3,12 @@ package io.distca.cli;
 import io.distca.dispatcher.plan.PlanOptions;
 import io.distca.dispatcher.service.Dispatcher;
 import io.distca.dispatcher.service.DispatcherContext;
+import io.distca.protocol.transport.ConnectionLimits;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import org.apache.arrow.memory.RootAllocator;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code distca dispatcher}: membership and per-step plans for the attention-server pool. */
@@ -39,6 +41,12 @@ final class DispatcherCommand implements Callable<Integer> {
   @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
   int adminPort = 9300;
 
+  @Mixin
+  TlsFlags tls = new TlsFlags();
+
+  @Option(names = "--max-connections-per-peer", description = "Connections one remote address may hold; more are refused (default: ${DEFAULT-VALUE}).")
+  int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
+
   @Override
   public Integer call() throws Exception {
     DispatcherContext ctx = new DispatcherContext();
@@ -50,6 +58,8 @@ final class DispatcherCommand implements Callable<Integer> {
     ctx.deadAfterMs = deadAfterMs;
     ctx.gatherTimeoutMs = gatherMs;
     ctx.token = token;
+    ctx.tls = tls.options();
+    ctx.maxConnectionsPerPeer = maxConnectionsPerPeer;
     ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     Dispatcher dispatcher = new Dispatcher(ctx, root);

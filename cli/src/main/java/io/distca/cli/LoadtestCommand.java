@@ -13,6 +13,7 @@ import java.time.format.DateTimeParseException;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -49,6 +50,9 @@ final class LoadtestCommand implements Callable<Integer> {
 
   @Option(names = "--token", description = "Cluster token (default: $DISTCA_TOKEN or none).")
   String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
+
+  @Mixin
+  TlsFlags tls = new TlsFlags();
 
   @Option(names = "--ranks", description = "Simulated trainer ranks (default: ${DEFAULT-VALUE}).")
   int ranks = DEFAULTS.ranks;
@@ -144,6 +148,7 @@ final class LoadtestCommand implements Callable<Integer> {
     o.computeThreads = threads;
     o.planner = planner;
     o.token = token;
+    o.tls = tls.options();
     o.ranks = ranks;
     o.workload = workload;
     try {

@@ -1,11 +1,13 @@
 package io.distca.cli;
 
+import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import org.apache.arrow.memory.RootAllocator;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code distca server}: one attention server, registered with a dispatcher, drained on SIGTERM. */
@@ -50,6 +52,12 @@ final class ServerCommand implements Callable<Integer> {
   @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
   int adminPort = 9400;
 
+  @Mixin
+  TlsFlags tls = new TlsFlags();
+
+  @Option(names = "--max-connections-per-peer", description = "Connections one remote address may hold; more are refused (default: ${DEFAULT-VALUE}).")
+  int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
+
   @Override
   public Integer call() throws Exception {
     ServerContext ctx = new ServerContext();
@@ -71,6 +79,8 @@ final class ServerCommand implements Callable<Integer> {
     ctx.batchWindowMicros = batchWindowMicros;
     ctx.maxBatchQueryTokens = maxBatchTokens;
     ctx.token = token;
+    ctx.tls = tls.options();
+    ctx.maxConnectionsPerPeer = maxConnectionsPerPeer;
     ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     AttentionServer server = new AttentionServer(ctx, root);

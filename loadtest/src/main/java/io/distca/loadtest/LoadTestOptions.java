@@ -4,6 +4,7 @@ import io.distca.dispatcher.workload.DocLengthDistribution;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.model.ModelSpec;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tls.TlsOptions;
 import io.distca.server.backend.AttentionBackend;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,6 +35,11 @@ public final class LoadTestOptions {
   public String planner = "distca";
   /** Shared token of the cluster (HELLO); empty when it runs without authentication. */
   public String token = "";
+  /**
+   * TLS of the simulated trainers' connections; when it has a certificate and key, the embedded
+   * cluster's ports speak TLS with it too. Null: plaintext.
+   */
+  public TlsOptions tls;
   /** Embedded cluster only: makes server i's backend instead of {@link #backend} (tests plant a wrong server). */
   public IntFunction<AttentionBackend> backendFactory;
 
