@@ -111,6 +111,22 @@ class FaultToleranceTest {
   }
 
   @Test
+  void serverDrainedBySigtermMidStep() throws Exception {
+    try (BufferAllocator root = new RootAllocator()) {
+      int port = startCluster(3, 0);
+      TrainingRun run = new TrainingRun(RANKS, STEPS, TOKENS, 7).run(port, root, step -> {
+        if (step == 1) {
+          sneaky(() -> server(1).terminate());
+        }
+      });
+      assertSameResults(run);
+      assertTrue(server(1).exitedWithin(30_000), "the drained server did not exit");
+      assertTrue(server(1).log().contains("drained"), "no drain was logged:\n" + server(1).log());
+      report("SIGTERM of a server mid-step (graceful drain)", run, 1);
+    }
+  }
+
+  @Test
   void dispatcherKilledAndRestartedMidRun() throws Exception {
     try (BufferAllocator root = new RootAllocator()) {
       int port = startCluster(3, 0);

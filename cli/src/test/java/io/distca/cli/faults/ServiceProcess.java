@@ -22,6 +22,7 @@ final class ServiceProcess implements AutoCloseable {
   private final Process process;
   private final CompletableFuture<Integer> port = new CompletableFuture<>();
   private final List<String> output = new ArrayList<>();
+  private final Thread reader;
 
   private ServiceProcess(String name, List<String> args) throws IOException {
     this.name = name;
@@ -35,7 +36,7 @@ final class ServiceProcess implements AutoCloseable {
     cmd.add("io.distca.cli.Distca");
     cmd.addAll(args);
     this.process = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-    Thread reader = new Thread(this::pump, name + "-output");
+    this.reader = new Thread(this::pump, name + "-output");
     reader.setDaemon(true);
     reader.start();
   }
@@ -115,6 +116,23 @@ final class ServiceProcess implements AutoCloseable {
   void kill() throws InterruptedException {
     process.destroyForcibly();
     process.waitFor(10, TimeUnit.SECONDS);
+  }
+
+  /**
+   * SIGTERM: the service drains and exits on its own. Sent with kill(1), not Process.destroy(),
+   * which also closes the process's output pipe so that what it prints while draining is lost.
+   */
+  void terminate() throws Exception {
+    signal("TERM");
+  }
+
+  /** Waits for the process to exit and for everything it printed to be read. */
+  boolean exitedWithin(long ms) throws InterruptedException {
+    boolean exited = process.waitFor(ms, TimeUnit.MILLISECONDS);
+    if (exited) {
+      reader.join(5_000);
+    }
+    return exited;
   }
 
   void stop() throws Exception {
