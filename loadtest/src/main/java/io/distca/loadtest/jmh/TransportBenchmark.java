@@ -8,14 +8,20 @@ import io.distca.protocol.message.MessageType;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
+import io.distca.protocol.tls.TlsOptions;
 import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.PeerConnection;
 import io.distca.protocol.transport.Transports;
 import io.distca.protocol.wire.WireSetup;
 import io.netty.channel.EventLoopGroup;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
@@ -41,6 +47,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *
  * <p>The server side echoes the request's tensors in its response: the echo handler exists only
  * here, so that the measurement contains transport and codec and no attention compute.
+ *
+ * <p>{@code security=tls}: the same over TLS 1.3 (JDK provider, a self-signed EC certificate), to
+ * show what encryption costs on the data path.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -52,6 +61,10 @@ public class TransportBenchmark {
   @Param({"4", "64"})
   public int mib;
 
+  /** {@code plain} or {@code tls}. */
+  @Param({"plain", "tls"})
+  public String security;
+
   private BufferAllocator root;
   private MessageServer server;
   private EventLoopGroup group;
@@ -59,16 +72,19 @@ public class TransportBenchmark {
   private ArrowBuf payload;
   private ArrowBuf copyTarget;
   private Tensor payloadView;
+  private Path certificates;
 
   @Setup(Level.Trial)
   public void setUp() throws Exception {
     root = new RootAllocator();
-    server = new MessageServer("echo", "127.0.0.1", 0, 1, "", 1L << 30, WireSetup.server(root, 1L << 30),
+    certificates = Files.createTempDirectory("distca-bench-tls");
+    TlsOptions tls = security.equals("tls") ? LoopbackCertificate.create(certificates) : null;
+    server = new MessageServer("echo", "127.0.0.1", 0, 1, "", 1L << 30, WireSetup.server(root, 1L << 30, tls),
         (m, responder) -> responder.reply(new Message(MessageType.FORWARD_RESPONSE, m.requestId(), 0,
             new AttentionResponse("bench", 0, "echo", 0, 0, 0, 1), m.tensors())));
     group = Transports.group(1, "bench-client");
     client = PeerConnection.connect(group, "127.0.0.1", server.port(), new Hello(1, "trainer", "bench", ""),
-        WireSetup.client(root), Duration.ofSeconds(5)).get(10, TimeUnit.SECONDS);
+        WireSetup.client(root, tls), Duration.ofSeconds(5)).get(10, TimeUnit.SECONDS);
     long bytes = (long) mib << 20;
     payload = root.buffer(bytes);
     for (long i = 0; i < bytes; i += 8) {
@@ -106,5 +122,11 @@ public class TransportBenchmark {
     payload.close();
     copyTarget.close();
     root.close();
+    try (Stream<Path> files = Files.list(certificates)) {
+      files.forEach(f -> f.toFile().delete());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    certificates.toFile().delete();
   }
 }
