@@ -435,7 +435,8 @@ public final class DistcaClient implements AutoCloseable {
     private void retryOrFail(NanoBatch nb, List<Integer> taskIdx, int server, int attempt, Throwable cause) {
       boolean retryable = cause instanceof ConnectionLostException || cause instanceof TimeoutException
           || (cause instanceof ProtocolException pe && (pe.code() == ErrorCode.OVERLOADED
-              || pe.code() == ErrorCode.DRAINING || pe.code() == ErrorCode.INTERNAL));
+              || pe.code() == ErrorCode.DRAINING || pe.code() == ErrorCode.INTERNAL
+              || pe.code() == ErrorCode.TOO_MANY_CONNECTIONS));
       long left = deadlineEpochMs - System.currentTimeMillis();
       if (!retryable || attempt + 1 >= ctx.maxAttempts || left <= 0) {
         List<Long> ids = new ArrayList<>(nb.tasks.size());

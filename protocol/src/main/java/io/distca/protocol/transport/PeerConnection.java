@@ -203,8 +203,10 @@ public final class PeerConnection implements AutoCloseable {
       CompletableFuture<Message> f = pending.remove(m.requestId());
       if (f == null) {
         if (m.requestId() == 0 && m.type() == MessageType.ERROR) {
-          // about the connection as a whole (a refusal, a framing error): every pending request failed
-          failAll(ProtocolException.of(m.meta(ErrorReply.class)));
+          // about the connection as a whole (a refusal, a framing error), which the peer closes next:
+          // every pending request is lost with it, and the typed reason says why
+          ProtocolException why = ProtocolException.of(m.meta(ErrorReply.class));
+          failAll(new ConnectionLostException(peer + " ended the connection: " + why.getMessage(), why));
         }
         m.close(); // else an answer to a request that already timed out
         return;
