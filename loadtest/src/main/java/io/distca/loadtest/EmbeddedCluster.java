@@ -32,6 +32,12 @@ public final class EmbeddedCluster implements AutoCloseable {
      * a loopback test; clients bring their own options). Null: plaintext.
      */
     public TlsOptions tls;
+    /**
+     * Connections one address may hold on each service. Every peer of an embedded cluster is
+     * 127.0.0.1, so the services' default (sized for one host's trainers) would cap a load test of
+     * a few hundred ranks.
+     */
+    public int maxConnectionsPerPeer = 1 << 16;
     public String planner = "distca";
     public long batchWindowMicros = 200;
     /**
@@ -52,6 +58,7 @@ public final class EmbeddedCluster implements AutoCloseable {
     dc.port = 0;
     dc.token = options.token;
     dc.tls = options.tls;
+    dc.maxConnectionsPerPeer = options.maxConnectionsPerPeer;
     dc.planner = options.planner;
     dc.heartbeatIntervalMs = 200;
     dc.deadAfterMs = 1000;
@@ -70,6 +77,7 @@ public final class EmbeddedCluster implements AutoCloseable {
         sc.dispatcherPort = dispatcher.port();
         sc.token = options.token;
         sc.tls = options.tls;
+        sc.maxConnectionsPerPeer = options.maxConnectionsPerPeer;
         sc.backend = options.backend;
         sc.computeThreads = threads;
         sc.batchWindowMicros = options.batchWindowMicros;
