@@ -144,10 +144,4 @@ final class TrainingRun {
     }
     return a;
   }
-
-  long medianStepMillis() {
-    long[] sorted = stepMillis.clone();
-    java.util.Arrays.sort(sorted);
-    return sorted[sorted.length / 2];
-  }
 }
