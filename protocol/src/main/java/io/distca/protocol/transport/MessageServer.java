@@ -95,6 +95,8 @@ public final class MessageServer implements AutoCloseable {
         .group(boss, workers)
         .channel(Transports.serverChannel())
         .option(ChannelOption.SO_BACKLOG, 1024)
+        // a restarted service binds its port again at once, despite connections in TIME_WAIT
+        .option(ChannelOption.SO_REUSEADDR, true)
         .childOption(ChannelOption.TCP_NODELAY, true)
         .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK, new WriteBufferWaterMark(8 << 20, 32 << 20))
         .childHandler(new ChannelInitializer<SocketChannel>() {
