@@ -109,6 +109,10 @@ final class LoadtestCommand implements Callable<Integer> {
   @Option(names = "--tolerance", description = "Largest relative error accepted (default: ${DEFAULT-VALUE}).")
   double tolerance = DEFAULTS.tolerance;
 
+  @Option(names = "--check-backend",
+      description = "Backend of the local reference: cpu, reference (float64), cuda, auto (default: ${DEFAULT-VALUE}).")
+  String checkBackend = DEFAULTS.checkBackend;
+
   @Option(names = "--progress", description = "Progress bar: auto (terminal only), on, off (default: ${DEFAULT-VALUE}).")
   String progress = DEFAULTS.progress;
 
@@ -174,6 +178,7 @@ final class LoadtestCommand implements Callable<Integer> {
     o.seed = seed;
     o.checkFraction = checkFraction;
     o.tolerance = tolerance;
+    o.checkBackend = checkBackend;
     o.progress = progress;
     return o;
   }

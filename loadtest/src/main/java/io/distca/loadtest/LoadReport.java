@@ -34,7 +34,7 @@ public record LoadReport(
   public record Config(
       int ranks, String workload, int tokensPerRank, int shardTokens, String model, int headsQ, int headsKv,
       int headDim, String dtype, boolean causal, int layers, boolean backward, int steps, Double durationSeconds,
-      int warmupSteps, long seed, double checkFraction, double tolerance) {}
+      int warmupSteps, long seed, double checkFraction, double tolerance, String checkBackend) {}
 
   /** What it ran on. */
   public record Cluster(
@@ -168,8 +168,9 @@ public record LoadReport(
         imbalance.run, imbalance.meanStep, imbalance.maxStep, imbalance.meanPlanImbalance));
     StringBuilder errors = new StringBuilder();
     spotChecks.maxError.forEach((k, v) -> errors.append(errors.length() == 0 ? "" : ", ").append(f("%s %.1e", k, v)));
-    b.append(f("%n  spot checks %d layer calls, %d failed; max relative error %s (tolerance %.1e)%n", spotChecks.checked,
-        spotChecks.failed, errors.length() == 0 ? "n/a" : errors, c.tolerance));
+    b.append(f("%n  spot checks %d layer calls against a local %s computation, %d failed; max relative error %s"
+        + " (tolerance %.1e)%n", spotChecks.checked, c.checkBackend, spotChecks.failed,
+        errors.length() == 0 ? "n/a" : errors, c.tolerance));
     if (passed) {
       b.append("PASS\n");
     } else {

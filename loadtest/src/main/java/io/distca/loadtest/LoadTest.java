@@ -6,8 +6,7 @@ import io.distca.client.RequestCounts;
 import io.distca.protocol.message.ServerInfo;
 import io.distca.server.AttentionServer;
 import io.distca.server.backend.AttentionBackend;
-import io.distca.server.backend.cpu.CpuBackend;
-import io.distca.server.backend.cpu.CpuBackendOptions;
+import io.distca.server.backend.Backends;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -75,7 +74,7 @@ public final class LoadTest {
     LoadReport run() throws InterruptedException {
       long wallStart = System.nanoTime();
       List<DistcaClient> clients = new ArrayList<>();
-      try (AttentionBackend reference = new CpuBackend(new CpuBackendOptions())) {
+      try (AttentionBackend reference = Backends.create(o.checkBackend, 0)) {
         for (int r = 0; r < o.ranks; r++) {
           clients.add(new DistcaClient(clientContext(r), root));
         }

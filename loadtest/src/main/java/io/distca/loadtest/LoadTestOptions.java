@@ -9,6 +9,7 @@ import io.distca.server.backend.AttentionBackend;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Locale;
 import java.util.function.IntFunction;
 
@@ -81,6 +82,13 @@ public final class LoadTestOptions {
   public double checkFraction = 0.1;
   /** Largest relative error (max |x - ref| / max |ref|) accepted; bf16 outputs round at about 4e-3. */
   public double tolerance = 2e-2;
+  /**
+   * Backend of the local reference: cpu (default), reference (float64, slow), cuda or auto. A local
+   * CUDA backend keeps checks of real model shapes fast on a GPU machine (the CPU needs minutes per
+   * Llama-8B layer of 16K tokens); it is still independent of sharding, wire, rebatching and merging,
+   * but shares the servers' kernel code.
+   */
+  public String checkBackend = "cpu";
 
   // ---- output
   /** Live progress bar: auto (only when the console is a terminal), on, off. */
@@ -141,6 +149,8 @@ public final class LoadTestOptions {
     require(warmupSteps >= 0, "warm-up steps must be >= 0, got " + warmupSteps);
     require(checkFraction >= 0 && checkFraction <= 1, "check fraction must be in [0, 1], got " + checkFraction);
     require(tolerance > 0 && Double.isFinite(tolerance), "tolerance must be positive, got " + tolerance);
+    require(List.of("cpu", "reference", "cuda", "auto").contains(checkBackend),
+        "check backend must be cpu, reference, cuda or auto, got " + checkBackend);
     progress = progress.toLowerCase(Locale.ROOT);
     require(progress.equals("auto") || progress.equals("on") || progress.equals("off"),
         "progress must be auto, on or off, got " + progress);

@@ -80,7 +80,8 @@ final class ReportBuilder {
   private LoadReport.Config config() {
     return new LoadReport.Config(o.ranks, o.distribution().name(), o.tokensPerRank, o.shardTokens, o.model,
         o.headsQ, o.headsKv, o.headDim, o.dtype.wireName(), o.causal, o.layers, o.backward, o.duration == null ? o.steps : 0,
-        o.duration == null ? null : o.duration.toMillis() / 1e3, o.warmupSteps, o.seed, o.checkFraction, o.tolerance);
+        o.duration == null ? null : o.duration.toMillis() / 1e3, o.warmupSteps, o.seed, o.checkFraction, o.tolerance,
+        o.checkBackend);
   }
 
   private Map<String, Latency> latencies() {

@@ -209,6 +209,9 @@ class LoadTestTest {
     LoadTestOptions badShape = small();
     badShape.headsKv = 3;
     assertTrue(assertThrows(IllegalArgumentException.class, badShape::conclude).getMessage().contains("model shape"));
+    LoadTestOptions badCheck = small();
+    badCheck.checkBackend = "gpu";
+    assertTrue(assertThrows(IllegalArgumentException.class, badCheck::conclude).getMessage().contains("check backend"));
     LoadTestOptions model = small();
     model.model = "llama-8b";
     model.layers = 0;
