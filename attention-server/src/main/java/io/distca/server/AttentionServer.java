@@ -46,6 +46,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   private final EventLoopGroup linkGroup;
   private final DispatcherLink link;
   private final double flopsPerSecond;
+  private final java.util.List<io.distca.protocol.message.ThroughputPoint> calibration;
   private final java.util.concurrent.ExecutorService admitters;
   private final Admission admission;
   private final ServerMetrics metrics;
@@ -69,7 +70,8 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     try {
       b = ctx.backendFactory != null ? ctx.backendFactory.get() : Backends.create(ctx.backend, ctx.computeThreads);
       this.backend = b;
-      this.flopsPerSecond = Calibration.measure(b, allocator);
+      this.calibration = Calibration.measure(b, allocator);
+      this.flopsPerSecond = calibration.get(calibration.size() - 1).flopsPerSecond();
       this.admission = new Admission(ctx.maxInflightBytes, ctx.maxQueuedSeconds * flopsPerSecond, flopsPerSecond);
       this.validator = new RequestValidator(ctx.limits);
       this.admitters = java.util.concurrent.Executors.newFixedThreadPool(ctx.ioThreads,
@@ -167,6 +169,11 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     return flopsPerSecond;
   }
 
+  /** The calibration table measured at start (forward FLOP/s by task size). */
+  public java.util.List<io.distca.protocol.message.ThroughputPoint> calibration() {
+    return calibration;
+  }
+
   public boolean registered() {
     return link != null && link.registered();
   }
@@ -211,7 +218,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
 
   private Register registration() {
     return new Register(ctx.serverId, ctx.advertisedHost, ctx.advertisedPort > 0 ? ctx.advertisedPort : port(),
-        backend.name(), backend.device(), ctx.maxMemoryBytes, flopsPerSecond);
+        backend.name(), backend.device(), ctx.maxMemoryBytes, flopsPerSecond, calibration);
   }
 
   private Heartbeat heartbeat() {

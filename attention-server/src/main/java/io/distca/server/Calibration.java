@@ -1,5 +1,6 @@
 package io.distca.server;
 
+import io.distca.protocol.message.ThroughputPoint;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
@@ -8,19 +9,34 @@ import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.LseView;
 import io.distca.server.backend.QuerySlice;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.apache.arrow.memory.BufferAllocator;
 
 /**
- * Measures the backend's forward throughput once at start, on a small causal batch of random data,
- * so that the dispatcher can weigh heterogeneous servers by what they really deliver.
+ * Measures the backend's forward throughput once at start, on causal tasks of a few sizes with
+ * random data (8 query heads, 2 KV heads, head_dim 128, bf16), so that the dispatcher can weigh
+ * heterogeneous servers by what they really deliver. The last (largest) point is the long-task rate.
  */
 final class Calibration {
+  /** Query lengths measured; square causal tasks. The reference backend is too slow for the big one. */
+  private static final int[] SIZES = {128, 512, 2048};
+
   private Calibration() {}
 
-  static double measure(AttentionBackend backend, BufferAllocator allocator) {
-    int tokens = backend.name().equals("reference") ? 128 : 1024;
+  static List<ThroughputPoint> measure(AttentionBackend backend, BufferAllocator allocator) {
+    List<ThroughputPoint> table = new ArrayList<>();
+    for (int tokens : SIZES) {
+      if (backend.name().equals("reference") && tokens > 128) {
+        break;
+      }
+      table.add(new ThroughputPoint(tokens, tokens, measure(backend, allocator, tokens)));
+    }
+    return table;
+  }
+
+  private static double measure(AttentionBackend backend, BufferAllocator allocator, int tokens) {
     AttentionShape shape = new AttentionShape(8, 2, 128, DType.BF16, AttentionShape.defaultScale(128));
     try (Tensor q = Tensor.allocate(allocator, DType.BF16, tokens, 8, 128);
         Tensor k = Tensor.allocate(allocator, DType.BF16, tokens, 2, 128);
@@ -42,7 +58,7 @@ final class Calibration {
         backend.forward(batch);
         best = Math.min(best, System.nanoTime() - t0);
       }
-      return batch.forwardFlops() / (best / 1e9);
+      return batch.forwardFlops() / (Math.max(best, 1) / 1e9);
     }
   }
 }

@@ -54,7 +54,8 @@ public final class Dispatcher implements AutoCloseable, RequestHandler {
       return t;
     });
     Planner planner = ctx.planner.equals("greedy") ? new GreedyPlanner() : new DistcaPlanner();
-    this.steps = new StepCoordinator(planner, ctx.planOptions, membership::live, timer, ctx.gatherTimeoutMs, metrics);
+    this.steps = new StepCoordinator(planner, ctx.planOptions, membership::live,
+        id -> (long) (ctx.byteBudgetFraction * membership.memoryBytes(id)), timer, ctx.gatherTimeoutMs, metrics);
     metrics.bindDispatcher(membership, steps);
     timer.scheduleWithFixedDelay(this::sweep, ctx.heartbeatIntervalMs, ctx.heartbeatIntervalMs / 2 + 1,
         TimeUnit.MILLISECONDS);

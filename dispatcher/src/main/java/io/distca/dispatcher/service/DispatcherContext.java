@@ -27,6 +27,12 @@ public final class DispatcherContext {
   public String planner = "distca";
   public PlanOptions planOptions = PlanOptions.defaults();
   /**
+   * Per server and layer, plan at most this fraction of the memory it reported (its admission
+   * budget is half of it by default); beyond it the planner raises its tolerance step by step.
+   * 0 plans without byte budgets.
+   */
+  public double byteBudgetFraction = 0.5;
+  /**
    * Admin HTTP port (/metrics, /healthz, /readyz) on {@link #host}, separate from the plan port;
    * 0 picks a free one, -1 (the default for embedded use; `distca dispatcher` uses 9300) serves none.
    */
@@ -44,6 +50,7 @@ public final class DispatcherContext {
     require(deadAfterMs > heartbeatIntervalMs, "deadAfterMs must exceed heartbeatIntervalMs");
     require(gatherTimeoutMs > 0, "gatherTimeoutMs must be positive");
     require(adminPort >= -1 && adminPort < 65536, "adminPort must be -1 (none), 0 (any) or a TCP port, got " + adminPort);
+    require(byteBudgetFraction >= 0 && byteBudgetFraction <= 1, "byteBudgetFraction must be in [0, 1]");
     require(planner.equals("distca") || planner.equals("greedy"), "planner must be distca or greedy, got " + planner);
     require(maxConnectionsPerPeer >= 1, "maxConnectionsPerPeer must be >= 1, got " + maxConnectionsPerPeer);
     if (tls != null) {

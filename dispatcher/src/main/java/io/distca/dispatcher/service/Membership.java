@@ -68,6 +68,12 @@ public final class Membership {
     return died;
   }
 
+  /** Buffer memory a live server reported, bytes; 0 when unknown. */
+  public synchronized long memoryBytes(String serverId) {
+    Member m = members.get(serverId);
+    return m == null ? 0 : Math.max(0, m.info().memoryBytes());
+  }
+
   /** LIVE servers ordered by id, so plans are deterministic for the same membership. */
   public synchronized List<ServerInfo> live() {
     List<ServerInfo> out = new ArrayList<>();

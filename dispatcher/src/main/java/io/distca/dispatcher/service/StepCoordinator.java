@@ -28,9 +28,11 @@ import java.util.function.Supplier;
  * came once the gather deadline passes; a latecomer is then planned on its own.
  */
 final class StepCoordinator {
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(StepCoordinator.class);
   private final Planner planner;
   private final PlanOptions baseOptions;
   private final Supplier<List<ServerInfo>> liveServers;
+  private final java.util.function.ToLongFunction<String> byteBudgetOf;
   private final ScheduledExecutorService timer;
   private final long gatherTimeoutMs;
   private final PlanListener listener;
@@ -68,6 +70,14 @@ final class StepCoordinator {
 
   StepCoordinator(Planner planner, PlanOptions baseOptions, Supplier<List<ServerInfo>> liveServers,
       ScheduledExecutorService timer, long gatherTimeoutMs, PlanListener listener) {
+    this(planner, baseOptions, liveServers, id -> 0L, timer, gatherTimeoutMs, listener);
+  }
+
+  /** @param byteBudgetOf bytes a server may be planned per layer, 0 for no limit */
+  StepCoordinator(Planner planner, PlanOptions baseOptions, Supplier<List<ServerInfo>> liveServers,
+      java.util.function.ToLongFunction<String> byteBudgetOf, ScheduledExecutorService timer, long gatherTimeoutMs,
+      PlanListener listener) {
+    this.byteBudgetOf = byteBudgetOf;
     this.planner = planner;
     this.baseOptions = baseOptions;
     this.liveServers = liveServers;
@@ -152,11 +162,25 @@ final class StepCoordinator {
       }
       List<ServerCapacity> caps = new ArrayList<>();
       for (ServerInfo s : servers) {
-        caps.add(new ServerCapacity(s.serverId(), s.flopsPerSecond() > 0 ? s.flopsPerSecond() : 1.0, 0));
+        caps.add(new ServerCapacity(s.serverId(), s.flopsPerSecond() > 0 ? s.flopsPerSecond() : 1.0,
+            byteBudgetOf.applyAsLong(s.serverId())));
       }
       PlanOptions options = baseOptions.withShardTokens(baseOptions.minShardTokens(), Math.max(baseOptions.minShardTokens(), first.shardTokens()));
       long t0 = System.nanoTime();
-      Plan plan = planner.plan(new PlanInput(shape, first.causal(), docs, caps, options));
+      Plan plan;
+      try {
+        plan = planner.plan(new PlanInput(shape, first.causal(), docs, caps, options));
+      } catch (io.distca.dispatcher.plan.PlanInfeasibleException e) {
+        // the servers' own admission control still bounds their memory: better a plan that makes
+        // some requests wait for admission than no plan at all
+        LOG.warn("step {} of job {} cannot meet the servers' byte budgets ({}); planning without them",
+            key.step(), key.job(), e.getMessage());
+        List<ServerCapacity> unlimited = new ArrayList<>();
+        for (ServerCapacity c : caps) {
+          unlimited.add(new ServerCapacity(c.serverId(), c.flopsPerSecond(), 0));
+        }
+        plan = planner.plan(new PlanInput(shape, first.causal(), docs, unlimited, options));
+      }
       long planNanos = System.nanoTime() - t0;
       listener.planned(plan, planNanos, t0 - g.openedNanos);
       for (int i = 0; i < ranks.size(); i++) {

@@ -17,7 +17,7 @@ class MembershipTest {
   private final Membership m = new Membership(3_000, now::get);
 
   private static Register server(String id, double flops) {
-    return new Register(id, "10.0.0.1", 7400, "cpu", "test", 1 << 30, flops);
+    return new Register(id, "10.0.0.1", 7400, "cpu", "test", 1 << 30, flops, List.of());
   }
 
   @Test

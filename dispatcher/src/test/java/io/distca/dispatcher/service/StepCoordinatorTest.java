@@ -100,6 +100,22 @@ class StepCoordinatorTest {
   }
 
   @Test
+  void byteBudgetsShapeThePlanAndAnImpossibleOneStillGetsAPlan() throws Exception {
+    int[] docs = {6000, 3000, 2000, 1500, 800};
+    // generous budgets: the plan is made under them
+    StepCoordinator roomy = new StepCoordinator(new DistcaPlanner(), PlanOptions.defaults(), () -> servers,
+        id -> 1L << 40, timer, 10_000, StepCoordinator.PlanListener.NONE);
+    PlanResponse a = roomy.submit(request("j", 1, 0, 1, docs)).get(5, TimeUnit.SECONDS);
+    // a budget no plan can meet: the dispatcher falls back to planning without budgets
+    StepCoordinator tight = new StepCoordinator(new DistcaPlanner(), PlanOptions.defaults(), () -> servers,
+        id -> 1024L, timer, 10_000, StepCoordinator.PlanListener.NONE);
+    PlanResponse b = tight.submit(request("j", 1, 0, 1, docs)).get(5, TimeUnit.SECONDS);
+    for (PlanResponse p : List.of(a, b)) {
+      assertEquals(java.util.Arrays.stream(docs).sum(), p.tasks().stream().mapToInt(t -> t.qEnd() - t.qStart()).sum());
+    }
+  }
+
+  @Test
   void ranksThatDisagreeOnTheModelAreRefused() {
     StepCoordinator c = coordinator(10_000);
     c.submit(request("j", 1, 0, 2, 100));

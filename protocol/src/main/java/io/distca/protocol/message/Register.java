@@ -1,6 +1,12 @@
 package io.distca.protocol.message;
 
-/** An attention server announces itself to the dispatcher (and again after a dispatcher restart). */
+import java.util.List;
+
+/**
+ * An attention server announces itself to the dispatcher (and again after a dispatcher restart).
+ * {@code flopsPerSecond} is its throughput on long tasks (the last calibration point), by which the
+ * dispatcher weighs servers; {@code calibration} is the whole table measured at start.
+ */
 public record Register(
     String serverId,
     String host,
@@ -8,4 +14,5 @@ public record Register(
     String backend,
     String device,
     long memoryBytes,
-    double flopsPerSecond) {}
+    double flopsPerSecond,
+    List<ThroughputPoint> calibration) {}

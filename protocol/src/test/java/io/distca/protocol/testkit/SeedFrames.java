@@ -87,7 +87,8 @@ public final class SeedFrames {
       case HELLO_OK -> new HelloOk("attn-0", 256L << 20);
       case ERROR -> new ErrorReply(ErrorCode.OVERLOADED, "queue full", null, 250);
       case PING, PONG -> new Ping(123_456_789L);
-      case REGISTER -> new Register("attn-0", "10.0.0.5", 7400, "cpu", "test cpu", 80L << 30, 3.3e11);
+      case REGISTER -> new Register("attn-0", "10.0.0.5", 7400, "cpu", "test cpu", 80L << 30, 3.3e11,
+          java.util.List.of(new io.distca.protocol.message.ThroughputPoint(128, 128, 1.1e11), new io.distca.protocol.message.ThroughputPoint(2048, 2048, 3.3e11)));
       case REGISTER_OK -> new RegisterOk(1000, 5000);
       case HEARTBEAT -> new Heartbeat("attn-0", 12, 4.5e12, false);
       case HEARTBEAT_OK -> new HeartbeatOk(true);

@@ -43,7 +43,8 @@ final class Samples {
       case PONG -> new Ping(-5L);
       case FORWARD_REQUEST, BACKWARD_REQUEST -> attentionRequest();
       case FORWARD_RESPONSE, BACKWARD_RESPONSE -> new AttentionResponse("job-a", 41, "attn-0", 2, 1_500L, 2_750_000L, 3);
-      case REGISTER -> new Register("attn-0", "10.0.0.5", 7400, "cuda", "NVIDIA H100 80GB HBM3", 80L << 30, 3.3e14);
+      case REGISTER -> new Register("attn-0", "10.0.0.5", 7400, "cuda", "NVIDIA H100 80GB HBM3", 80L << 30, 3.3e14,
+          java.util.List.of(new io.distca.protocol.message.ThroughputPoint(128, 128, 1.6e14), new io.distca.protocol.message.ThroughputPoint(2048, 2048, 3.3e14)));
       case REGISTER_OK -> new RegisterOk(1000, 5000);
       case HEARTBEAT -> new Heartbeat("attn-0", 12, 4.5e12, true);
       case HEARTBEAT_OK -> new HeartbeatOk(false);
