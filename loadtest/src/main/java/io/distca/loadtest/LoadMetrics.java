@@ -38,6 +38,7 @@ final class LoadMetrics {
   private final DoubleAdder planImbalanceSum = new DoubleAdder();
   private final LongAdder plans = new LongAdder();
   private final AtomicLong originNanos = new AtomicLong(Long.MIN_VALUE);
+  private final Map<String, LongAdder> requestErrors = new ConcurrentHashMap<>();
 
   /** A call: when it started and finished (since the measured start), and what it moved and computed. */
   record CallEvent(long startNanos, long endNanos, double tokens, long bytesSent, long bytesReceived, double flops) {}
@@ -107,6 +108,7 @@ final class LoadMetrics {
       if (!t.answered()) {
         failedRequests.increment();
         server.failedRequests.increment();
+        requestErrors.computeIfAbsent(errorKind(t.error()), k -> new LongAdder()).increment();
         continue;
       }
       requests.increment();
@@ -141,6 +143,20 @@ final class LoadMetrics {
   double meanPlanImbalance() {
     long n = plans.sum();
     return n == 0 ? Double.NaN : planImbalanceSum.sum() / n;
+  }
+
+  /** "ProtocolException: OVERLOADED" out of an exception's text: its simple class name and first clause. */
+  static String errorKind(String error) {
+    String[] parts = error.split(": ", 3);
+    String type = parts[0].substring(parts[0].lastIndexOf('.') + 1);
+    return parts.length > 1 ? type + ": " + parts[1] : type;
+  }
+
+  /** Failed request attempts of measured steps by kind (a retry that then succeeded still counts here). */
+  Map<String, Long> requestErrors() {
+    Map<String, Long> out = new TreeMap<>();
+    requestErrors.forEach((k, v) -> out.put(k, v.sum()));
+    return out;
   }
 
   void recordFailedCall() {

@@ -22,6 +22,7 @@ public record LoadReport(
     Cluster cluster,
     Totals totals,
     Requests requests,
+    Map<String, Long> requestErrors,
     Map<String, Latency> latencyMs,
     Checks spotChecks,
     Roofline roofline,
@@ -146,6 +147,9 @@ public record LoadReport(
     b.append(f("  whole run   %d request attempts = %d answered + %d failed; %d tasks sent = %d answered + %d failed%n",
         requests.started, requests.answered, requests.failed, requests.tasksSent, requests.tasksAnswered,
         requests.tasksFailed));
+    if (!requestErrors.isEmpty()) {
+      b.append("  failed attempts (measured steps; retried where they could be): ").append(requestErrors).append('\n');
+    }
     b.append(f("%n  %-14s %8s %10s %10s %10s %10s %10s %10s%n", "latency (ms)", "count", "mean", "p50", "p90", "p99",
         "p99.9", "max"));
     for (Map.Entry<String, Latency> e : latencyMs.entrySet()) {

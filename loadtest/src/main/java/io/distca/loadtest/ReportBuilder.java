@@ -73,7 +73,8 @@ final class ReportBuilder {
     LoadReport.Checks checkSummary = checkSummary();
     LoadReport.Roofline roofline = roofline(ceiling, servers, stepPoints, ceilings);
     List<String> verdict = verdict(requests, checkSummary, measuredSteps);
-    return new LoadReport(verdict.isEmpty(), verdict, config(), cluster, totals, requests, latencies(), checkSummary,
+    return new LoadReport(verdict.isEmpty(), verdict, config(), cluster, totals, requests, metrics.requestErrors(),
+        latencies(), checkSummary,
         roofline, servers, imbalance(stepPoints, servers), stepPoints, timeline(measuredSeconds));
   }
 

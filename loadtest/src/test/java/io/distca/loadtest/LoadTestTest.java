@@ -185,6 +185,13 @@ class LoadTestTest {
   }
 
   @Test
+  void failedAttemptsAreGroupedByKind() {
+    assertEquals("ProtocolException: OVERLOADED", LoadMetrics.errorKind(
+        "io.distca.protocol.message.ProtocolException: OVERLOADED: server overloaded: 2147483648 bytes in flight"));
+    assertEquals("TimeoutException", LoadMetrics.errorKind("java.util.concurrent.TimeoutException"));
+  }
+
+  @Test
   void theProgressBarStaysQuietWithoutATerminal() {
     // surefire's forked JVM has no console, like a pipe or a CI log
     try (LiveProgress auto = LiveProgress.start("auto", "t", 10, "calls");
