@@ -34,6 +34,7 @@ final class LoadMetrics {
   private final LongAdder bytesSent = new LongAdder();
   private final LongAdder bytesReceived = new LongAdder();
   private final DoubleAdder flops = new DoubleAdder();
+  private final DoubleAdder backwardFlops = new DoubleAdder();
   private final DoubleAdder tokens = new DoubleAdder();
   private final DoubleAdder planImbalanceSum = new DoubleAdder();
   private final LongAdder plans = new LongAdder();
@@ -99,6 +100,9 @@ final class LoadMetrics {
     bytesSent.add(stats.bytesSent());
     bytesReceived.add(stats.bytesReceived());
     flops.add(stats.flops());
+    if (backward) {
+      backwardFlops.add(stats.flops());
+    }
     tokens.add(tokenShare);
     StepTally st = steps.computeIfAbsent(step, s -> new StepTally());
     st.tokens.add(tokenShare);
@@ -223,6 +227,11 @@ final class LoadMetrics {
 
   double flops() {
     return flops.sum();
+  }
+
+  /** FLOPs of the measured backward calls (the rest of {@link #flops()} is forward). */
+  double backwardFlops() {
+    return backwardFlops.sum();
   }
 
   double tokens() {

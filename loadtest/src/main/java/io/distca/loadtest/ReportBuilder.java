@@ -48,12 +48,8 @@ final class ReportBuilder {
     for (StepTally s : steps.values()) {
       measuredSeconds += s.nanos / NANOS;
     }
-    double forwardFlops = 0;
-    double backwardFlops = 0;
-    for (StepTally s : steps.values()) {
-      forwardFlops += s.flops.sum() / (o.backward ? 3.5 : 1);
-    }
-    backwardFlops = o.backward ? 2.5 * forwardFlops : 0;
+    double backwardFlops = metrics.backwardFlops();
+    double forwardFlops = metrics.flops() - backwardFlops;
     Map<String, Double> ceilings = new LinkedHashMap<>(serverCeilings);
     for (String id : metrics.servers().keySet()) {
       ceilings.putIfAbsent(id, Double.NaN);
