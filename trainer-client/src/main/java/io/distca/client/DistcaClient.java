@@ -197,7 +197,10 @@ public final class DistcaClient implements AutoCloseable {
             }
           }
           Throwable cause = unwrap(err);
-          boolean dispatcherDown = cause instanceof ConnectionLostException || cause instanceof TimeoutException;
+          // a dispatcher that just restarted answers NO_SERVERS until the servers have registered
+          // again: the servers of the last plan are still the best guess, as when it is away
+          boolean dispatcherDown = cause instanceof ConnectionLostException || cause instanceof TimeoutException
+              || (cause instanceof ProtocolException pe && pe.code() == ErrorCode.NO_SERVERS);
           if (dispatcherDown && !lastServers.isEmpty()) {
             LOG.warn("dispatcher unreachable ({}); planning step {} locally over {} known servers", cause.getMessage(),
                 step, lastServers.size());

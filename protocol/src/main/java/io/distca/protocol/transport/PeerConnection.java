@@ -138,6 +138,9 @@ public final class PeerConnection implements AutoCloseable {
     f.whenComplete((r, e) -> pending.remove(id, f));
     channel.writeAndFlush(framed).addListener(w -> {
       if (!w.isSuccess()) {
+        // a write that failed before the encoder took the message (the channel closed under it)
+        // leaves the tensors with nobody: Netty only releases reference-counted messages
+        framed.close();
         CompletableFuture<Message> p = pending.remove(id);
         if (p != null) {
           p.completeExceptionally(new ConnectionLostException("write to " + peer + " failed: " + w.cause(), w.cause()));

@@ -20,7 +20,14 @@ public final class Responder {
       message.close();
       return;
     }
-    channel.writeAndFlush(message);
+    channel.writeAndFlush(message).addListener(f -> closeIfFailed(f, message));
+  }
+
+  /** Netty releases only reference-counted messages of a failed write; a Message is closed here (idempotent). */
+  private static void closeIfFailed(io.netty.util.concurrent.Future<?> write, Message message) {
+    if (!write.isSuccess()) {
+      message.close();
+    }
   }
 
   /** Like {@link #reply}, then runs {@code written} once the message left (or failed to leave). */
@@ -30,7 +37,10 @@ public final class Responder {
       written.run();
       return;
     }
-    channel.writeAndFlush(message).addListener(f -> written.run());
+    channel.writeAndFlush(message).addListener(f -> {
+      closeIfFailed(f, message);
+      written.run();
+    });
   }
 
   public void error(long requestId, ProtocolException e) {
