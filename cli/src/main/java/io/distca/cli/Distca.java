@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
       AttnCommand.class,
       BenchCommand.class,
       LoadtestCommand.class,
+      SoakCommand.class,
       io.distca.dispatcher.tools.PlanCommand.class,
       io.distca.dispatcher.tools.SimulateCommand.class,
       CommandLine.HelpCommand.class
