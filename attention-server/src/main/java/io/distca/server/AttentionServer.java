@@ -291,29 +291,40 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     }
     inflight.incrementAndGet();
     metrics.requestAdmitted(prepared);
+    // runs on the thread that finished the batch: the answer goes out first, so that nothing
+    // thrown afterwards (a metric, say) can leave the request unanswered or its budget held
     prepared.done.whenComplete((stats, err) -> {
       inflight.decrementAndGet();
       admission.releaseFlops(prepared.flops);
+      boolean served = err == null;
       try {
-        if (err != null) {
+        if (!served) {
           errors.incrementAndGet();
-          metrics.requestFailed(prepared);
           Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
           responder.reply(Message.error(requestId, c instanceof ProtocolException pe ? pe
               : new ProtocolException(ErrorCode.INTERNAL, null, c.toString())), () -> admission.releaseBytes(bytes));
-          return;
+        } else {
+          tasksServed.addAndGet(prepared.slices.size());
+          flopsServed.addAndGet((long) prepared.flops);
+          Phase phase = prepared.phase;
+          long admittedNanos = prepared.admittedNanos;
+          responder.reply(Message.of(
+              prepared.phase == Phase.FORWARD ? MessageType.FORWARD_RESPONSE : MessageType.BACKWARD_RESPONSE,
+              requestId, response(prepared, stats), prepared.takeOutputs()), () -> {
+                admission.releaseBytes(bytes);
+                admission.observeService(System.nanoTime() - admittedNanos);
+                metrics.responseWritten(phase, admittedNanos);
+              });
         }
-        tasksServed.addAndGet(prepared.slices.size());
-        flopsServed.addAndGet((long) prepared.flops);
-        metrics.requestServed(prepared, stats);
-        Phase phase = prepared.phase;
-        long admittedNanos = prepared.admittedNanos;
-        responder.reply(Message.of(
-            prepared.phase == Phase.FORWARD ? MessageType.FORWARD_RESPONSE : MessageType.BACKWARD_RESPONSE,
-            requestId, response(prepared, stats), prepared.takeOutputs()), () -> {
-              admission.releaseBytes(bytes);
-              metrics.responseWritten(phase, admittedNanos);
-            });
+        try {
+          if (served) {
+            metrics.requestServed(prepared, stats);
+          } else {
+            metrics.requestFailed(prepared);
+          }
+        } catch (RuntimeException e) {
+          LOG.warn("recording metrics of request {} failed", requestId, e);
+        }
       } finally {
         prepared.close();
       }

@@ -219,26 +219,43 @@ final class Rebatcher implements AutoCloseable {
     } catch (RuntimeException | Error e) {
       running = java.util.concurrent.CompletableFuture.failedFuture(e);
     }
-    running.whenComplete((ignored, err) -> {
-      if (err != null) {
-        Throwable e = err instanceof java.util.concurrent.CompletionException && err.getCause() != null ? err.getCause() : err;
-        LOG.error("backend {} failed on a batch of {} requests", backend.name(), live.size(), e);
-        for (PreparedRequest r : live) {
-          r.done.completeExceptionally(e instanceof ProtocolException pe ? pe : new ProtocolException(ErrorCode.INTERNAL,
-              null, "backend " + backend.name() + " failed: " + e, 0, e));
-        }
-        return;
-      }
-      long computeNanos = System.nanoTime() - start;
-      batches.incrementAndGet();
-      if (live.size() > 1) {
-        fusedRequests.addAndGet(live.size());
-      }
-      options.listener.batchRan(first.phase, live.size(), batch.queryTokens(), computeNanos);
+    running.whenComplete((ignored, err) -> finish(live, first.phase, batch, slices.size(), batchFlops, start, err));
+  }
+
+  /**
+   * Completes every request of a batch. Runs on whichever thread finished the batch (the CUDA
+   * backend's completion thread, or this one); an exception escaping here would be swallowed by the
+   * future and leave requests unanswered, so each request is completed before anything else can
+   * throw, and the metrics listener cannot break it.
+   */
+  private void finish(List<PreparedRequest> live, Phase phase, AttentionBatch batch, int sliceCount, double batchFlops,
+      long start, Throwable err) {
+    if (err != null) {
+      Throwable e = err instanceof java.util.concurrent.CompletionException && err.getCause() != null ? err.getCause() : err;
+      LOG.error("backend {} failed on a batch of {} requests", backend.name(), live.size(), e);
       for (PreparedRequest r : live) {
-        r.done.complete(new BatchStats(start - r.admittedNanos, computeNanos, live.size(), slices.size(), batchFlops));
+        r.done.completeExceptionally(e instanceof ProtocolException pe ? pe : new ProtocolException(ErrorCode.INTERNAL,
+            null, "backend " + backend.name() + " failed: " + e, 0, e));
       }
-    });
+      return;
+    }
+    long computeNanos = System.nanoTime() - start;
+    batches.incrementAndGet();
+    if (live.size() > 1) {
+      fusedRequests.addAndGet(live.size());
+    }
+    for (PreparedRequest r : live) {
+      try {
+        r.done.complete(new BatchStats(start - r.admittedNanos, computeNanos, live.size(), sliceCount, batchFlops));
+      } catch (RuntimeException e) {
+        LOG.error("answering a request of a finished batch failed", e);
+      }
+    }
+    try {
+      options.listener.batchRan(phase, live.size(), batch.queryTokens(), computeNanos);
+    } catch (RuntimeException e) {
+      LOG.warn("batch listener failed", e);
+    }
   }
 
   /** Stops taking requests; queued ones still run. Waits for the worker up to {@code timeoutMs}. */
