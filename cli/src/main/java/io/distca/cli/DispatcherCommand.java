@@ -3,9 +3,7 @@ package io.distca.cli;
 import io.distca.dispatcher.plan.PlanOptions;
 import io.distca.dispatcher.service.Dispatcher;
 import io.distca.dispatcher.service.DispatcherContext;
-import io.distca.protocol.transport.ConnectionLimits;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import org.apache.arrow.memory.RootAllocator;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -35,17 +33,11 @@ final class DispatcherCommand implements Callable<Integer> {
   @Option(names = "--gather-ms", description = "How long a step's plan waits for all ranks (default: ${DEFAULT-VALUE}).")
   long gatherMs = 2000;
 
-  @Option(names = "--token", description = "Shared token peers must present (default: $DISTCA_TOKEN or none).")
-  String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
-
   @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
   int adminPort = 9300;
 
   @Mixin
-  TlsFlags tls = new TlsFlags();
-
-  @Option(names = "--max-connections-per-peer", description = "Connections one remote address may hold; more are refused (default: ${DEFAULT-VALUE}).")
-  int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
+  ServiceFlags service = new ServiceFlags();
 
   @Override
   public Integer call() throws Exception {
@@ -57,21 +49,18 @@ final class DispatcherCommand implements Callable<Integer> {
     ctx.heartbeatIntervalMs = heartbeatMs;
     ctx.deadAfterMs = deadAfterMs;
     ctx.gatherTimeoutMs = gatherMs;
-    ctx.token = token;
-    ctx.tls = tls.options();
-    ctx.maxConnectionsPerPeer = maxConnectionsPerPeer;
+    ctx.token = service.token;
+    ctx.tls = service.tls.options();
+    ctx.maxConnectionsPerPeer = service.maxConnectionsPerPeer;
     ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     Dispatcher dispatcher = new Dispatcher(ctx, root);
-    CountDownLatch stopped = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      dispatcher.close();
-      root.close();
-      stopped.countDown();
-    }, "distca-dispatcher-stop"));
     System.out.printf("dispatcher listening on %s:%d, admin port %d (planner %s)%n", host, dispatcher.port(),
         dispatcher.adminPort(), planner);
-    stopped.await();
+    ServiceFlags.runUntilTerminated("distca-dispatcher-stop", () -> {
+      dispatcher.close();
+      root.close();
+    });
     return 0;
   }
 }

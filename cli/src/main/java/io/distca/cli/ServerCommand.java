@@ -1,10 +1,8 @@
 package io.distca.cli;
 
-import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import org.apache.arrow.memory.RootAllocator;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -46,17 +44,11 @@ final class ServerCommand implements Callable<Integer> {
   @Option(names = "--max-batch-tokens", description = "Query tokens per fused batch (default: ${DEFAULT-VALUE}).")
   long maxBatchTokens = 65_536;
 
-  @Option(names = "--token", description = "Shared token peers must present (default: $DISTCA_TOKEN or none).")
-  String token = System.getenv().getOrDefault("DISTCA_TOKEN", "");
-
   @Option(names = "--admin-port", description = "Admin HTTP port for /metrics, /healthz, /readyz; 0 picks one, -1 serves none (default: ${DEFAULT-VALUE}).")
   int adminPort = 9400;
 
   @Mixin
-  TlsFlags tls = new TlsFlags();
-
-  @Option(names = "--max-connections-per-peer", description = "Connections one remote address may hold; more are refused (default: ${DEFAULT-VALUE}).")
-  int maxConnectionsPerPeer = ConnectionLimits.DEFAULT_MAX_CONNECTIONS_PER_PEER;
+  ServiceFlags service = new ServiceFlags();
 
   @Override
   public Integer call() throws Exception {
@@ -78,22 +70,19 @@ final class ServerCommand implements Callable<Integer> {
     ctx.ioThreads = ioThreads;
     ctx.batchWindowMicros = batchWindowMicros;
     ctx.maxBatchQueryTokens = maxBatchTokens;
-    ctx.token = token;
-    ctx.tls = tls.options();
-    ctx.maxConnectionsPerPeer = maxConnectionsPerPeer;
+    ctx.token = service.token;
+    ctx.tls = service.tls.options();
+    ctx.maxConnectionsPerPeer = service.maxConnectionsPerPeer;
     ctx.adminPort = adminPort;
     RootAllocator root = new RootAllocator();
     AttentionServer server = new AttentionServer(ctx, root);
-    CountDownLatch stopped = new CountDownLatch(1);
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+    System.out.printf("attention server %s listening on %s:%d, admin port %d (backend %s on %s)%n", server.serverId(),
+        host, server.port(), server.adminPort(), server.backend().name(), server.backend().device());
+    ServiceFlags.runUntilTerminated("distca-drain", () -> {
       server.drain();
       server.close();
       root.close();
-      stopped.countDown();
-    }, "distca-drain"));
-    System.out.printf("attention server %s listening on %s:%d, admin port %d (backend %s on %s)%n", server.serverId(),
-        host, server.port(), server.adminPort(), server.backend().name(), server.backend().device());
-    stopped.await();
+    });
     return 0;
   }
 }
