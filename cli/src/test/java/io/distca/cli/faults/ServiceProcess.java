@@ -29,6 +29,7 @@ final class ServiceProcess implements AutoCloseable {
     List<String> cmd = new ArrayList<>();
     cmd.add(ProcessHandle.current().info().command().orElse("java"));
     cmd.add("--add-opens=java.base/java.nio=ALL-UNNAMED");
+    cmd.add("-Dio.netty.tryReflectionSetAccessible=true");
     cmd.add("-Xmx512m");
     cmd.add("-Dorg.slf4j.simpleLogger.defaultLogLevel=info");
     cmd.add("-cp");
