@@ -1,6 +1,6 @@
 package io.distca.client;
 
-import io.distca.dispatcher.plan.GreedyPlanner;
+import io.distca.dispatcher.plan.DistcaPlanner;
 import io.distca.dispatcher.plan.Plan;
 import io.distca.dispatcher.plan.PlanInput;
 import io.distca.dispatcher.plan.PlanOptions;
@@ -51,7 +51,8 @@ import org.slf4j.LoggerFactory;
  * nano-batch that fails (connection lost, server overloaded or draining, timeout) is sent again to
  * another server, within the call's deadline; each task's first result wins.
  *
- * <p>When the dispatcher cannot be reached the client plans locally with the same greedy over the
+ * <p>When the dispatcher cannot be reached the client plans locally with the dispatcher's default
+ * scheduler (DistCA's communication-aware greedy) over the
  * servers of its last plan, so training continues through a dispatcher restart.
  */
 public final class DistcaClient implements AutoCloseable {
@@ -212,7 +213,10 @@ public final class DistcaClient implements AutoCloseable {
         });
   }
 
-  /** The dispatcher's simple greedy over this rank's documents alone, for when the dispatcher is away. */
+  /**
+   * The dispatcher's default scheduler over this rank's documents alone, for when the dispatcher is
+   * away: every rank balances its own share over all known servers, so the pool stays evenly loaded.
+   */
   private PlanResponse localPlan(long step, MicroBatch mb, List<ServerInfo> known) {
     long t0 = System.nanoTime();
     List<ServerCapacity> caps = new ArrayList<>();
@@ -220,7 +224,7 @@ public final class DistcaClient implements AutoCloseable {
       caps.add(new ServerCapacity(s.serverId(), s.flopsPerSecond() > 0 ? s.flopsPerSecond() : 1.0, 0));
     }
     PlanOptions options = PlanOptions.defaults().withShardTokens(PlanOptions.DEFAULT_MIN_SHARD_TOKENS, ctx.shardTokens);
-    Plan plan = new GreedyPlanner().plan(new PlanInput(mb.shape(), mb.causal(), List.of(mb.docLengths()), caps, options));
+    Plan plan = new DistcaPlanner().plan(new PlanInput(mb.shape(), mb.causal(), List.of(mb.docLengths()), caps, options));
     return new PlanResponse(ctx.job, step, ctx.rank, known, plan.tasksOf(0), plan.imbalance(), System.nanoTime() - t0);
   }
 
