@@ -93,15 +93,6 @@ final class Rebatcher implements AutoCloseable {
     }
   }
 
-  int queuedRequests() {
-    lock.lock();
-    try {
-      return queue.size();
-    } finally {
-      lock.unlock();
-    }
-  }
-
   /** Tasks (query slices) of the queued requests. */
   int queuedTasks() {
     lock.lock();

@@ -244,16 +244,14 @@ final class AttnCommand implements Callable<Integer> {
     final int[] cuq;
     final int[] cuk;
     final AttentionShape shape;
-    final DType inputDtype;
 
-    private Inputs(Tensor q, Tensor k, Tensor v, int[] cuq, int[] cuk, AttentionShape shape, DType inputDtype) {
+    private Inputs(Tensor q, Tensor k, Tensor v, int[] cuq, int[] cuk, AttentionShape shape) {
       this.q = q;
       this.k = k;
       this.v = v;
       this.cuq = cuq;
       this.cuk = cuk;
       this.shape = shape;
-      this.inputDtype = inputDtype;
     }
 
     int docs() {
@@ -281,9 +279,8 @@ final class AttnCommand implements Callable<Integer> {
         AttentionShape shape = new AttentionShape(q.dim(1), k.dim(1), q.dim(2), compute, scale);
         String problem = shape.problem();
         require(problem == null, problem);
-        DType input = q.dtype();
         return new Inputs(castOwned(q, compute, root), castOwned(k, compute, root), castOwned(v, compute, root), cuq,
-            cuk, shape, input);
+            cuk, shape);
       } catch (RuntimeException e) {
         q.close();
         k.close();

@@ -124,10 +124,6 @@ final class ResultAssembler implements AutoCloseable {
     return remaining == 0;
   }
 
-  synchronized int remainingTasks() {
-    return remaining;
-  }
-
   /** Forward results of a nano-batch: {@code ro} rows and {@code rlse} columns follow its task order. */
   synchronized void acceptForward(NanoBatch nb, List<Integer> taskIndices, Tensor ro, Tensor rlse) {
     int row = 0;
