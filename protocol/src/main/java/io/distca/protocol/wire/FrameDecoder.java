@@ -7,6 +7,8 @@ import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import java.util.List;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Cuts the inbound byte stream into {@link RawFrame}s. The header is validated as soon as its 32
@@ -22,11 +24,15 @@ import java.util.List;
  * allocated once at the frame's exact size when its header arrives. Left to the cumulation buffer,
  * a 64 MiB frame would grow it in 4 MiB steps, each step copying everything received so far (and
  * copying again whenever an earlier frame's slices still pin the old buffer): quadratic in the
- * frame size. The dedicated buffer keeps it to one copy per byte, the same as a small frame.
+ * frame size. The dedicated buffer keeps it to one copy per byte, the same as a small frame. It comes
+ * from {@link WireOptions#largeFrameAllocator()} (default: the channel's allocator), so that a
+ * receiver can have large frames, and the tensors decoded from them, land in memory of its choice.
  */
 public final class FrameDecoder extends ByteToMessageDecoder {
+  private static final Logger LOG = LoggerFactory.getLogger(FrameDecoder.class);
   static final int LARGE_FRAME_BYTES = 1 << 20;
 
+  private final LargeFrameAllocator largeFrameAllocator;
   private long maxFrameBytes;
   private boolean failed;
   private ByteBuf large;
@@ -34,6 +40,7 @@ public final class FrameDecoder extends ByteToMessageDecoder {
 
   public FrameDecoder(WireOptions options) {
     this.maxFrameBytes = options.conclude().maxFrameBytes();
+    this.largeFrameAllocator = options.largeFrameAllocator();
   }
 
   /**
@@ -52,9 +59,9 @@ public final class FrameDecoder extends ByteToMessageDecoder {
       return;
     }
     if (large != null) {
-      int n = Math.min(in.readableBytes(), large.writableBytes());
-      large.writeBytes(in, n);
-      if (large.isWritable()) {
+      int missing = (int) largeHeader.frameLength() - large.readableBytes();
+      large.writeBytes(in, Math.min(in.readableBytes(), missing));
+      if (large.readableBytes() < largeHeader.frameLength()) {
         return;
       }
       ByteBuf frame = large;
@@ -80,13 +87,41 @@ public final class FrameDecoder extends ByteToMessageDecoder {
     }
     if (in.readableBytes() < header.frameLength()) {
       if (header.frameLength() >= LARGE_FRAME_BYTES) {
-        large = ctx.alloc().directBuffer((int) header.frameLength(), (int) header.frameLength());
+        large = largeBuffer(ctx, (int) header.frameLength());
         largeHeader = header;
         large.writeBytes(in, in.readableBytes());
       }
       return;
     }
     emit(in, header, out);
+  }
+
+  /**
+   * A buffer for a large frame from the configured allocator, checked to be usable before any byte
+   * goes in. An allocator that fails or hands out an unusable buffer is a bug of the receiver, not of
+   * the peer: it is logged, the buffer released, and the frame goes into the channel allocator's
+   * buffer instead, so the connection keeps working.
+   */
+  private ByteBuf largeBuffer(ChannelHandlerContext ctx, int frameLength) {
+    if (largeFrameAllocator != LargeFrameAllocator.CHANNEL) {
+      ByteBuf buf = null;
+      try {
+        buf = largeFrameAllocator.allocate(ctx.alloc(), frameLength);
+        if (buf != null && buf.isDirect() && buf.nioBufferCount() == 1 && buf.writerIndex() == 0
+            && buf.writableBytes() >= frameLength) {
+          return buf;
+        }
+        LOG.warn("large-frame allocator {} returned {} for a frame of {} bytes (it must be direct, contiguous, empty"
+            + " and hold the whole frame); using the channel's allocator", largeFrameAllocator, buf, frameLength);
+      } catch (RuntimeException e) {
+        LOG.warn("large-frame allocator {} failed for a frame of {} bytes; using the channel's allocator",
+            largeFrameAllocator, frameLength, e);
+      }
+      if (buf != null) {
+        buf.release();
+      }
+    }
+    return LargeFrameAllocator.CHANNEL.allocate(ctx.alloc(), frameLength);
   }
 
   /** Cuts the complete frame at {@code in}'s reader index into header, metadata and payload. */

@@ -20,6 +20,7 @@ public final class WireOptions {
   private long maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   private long overloadRetryAfterMs = DEFAULT_OVERLOAD_RETRY_AFTER_MS;
   private BufferAllocator allocator;
+  private LargeFrameAllocator largeFrameAllocator = LargeFrameAllocator.CHANNEL;
   private boolean concluded;
 
   /**
@@ -53,6 +54,20 @@ public final class WireOptions {
     return allocator;
   }
 
+  /**
+   * Allocates the buffers that large frames are assembled in (see {@link LargeFrameAllocator}).
+   * Default {@link LargeFrameAllocator#CHANNEL}: the channel's allocator.
+   */
+  public WireOptions largeFrameAllocator(LargeFrameAllocator largeFrameAllocator) {
+    checkMutable();
+    this.largeFrameAllocator = largeFrameAllocator;
+    return this;
+  }
+
+  public LargeFrameAllocator largeFrameAllocator() {
+    return largeFrameAllocator;
+  }
+
   /** Retry hint carried by OVERLOADED when the allocator refuses a payload. Default 100 ms; >= 0. */
   public WireOptions overloadRetryAfterMs(long overloadRetryAfterMs) {
     checkMutable();
@@ -76,6 +91,9 @@ public final class WireOptions {
     if (allocator == null) {
       throw new IllegalStateException("allocator is required");
     }
+    if (largeFrameAllocator == null) {
+      throw new IllegalStateException("largeFrameAllocator must not be null (LargeFrameAllocator.CHANNEL is the default)");
+    }
     if (maxFrameBytes < MIN_MAX_FRAME_BYTES || maxFrameBytes > MAX_MAX_FRAME_BYTES) {
       throw new IllegalStateException("maxFrameBytes must be in [" + MIN_MAX_FRAME_BYTES + ", " + MAX_MAX_FRAME_BYTES
           + "], got " + maxFrameBytes);
@@ -96,6 +114,7 @@ public final class WireOptions {
   @Override
   public String toString() {
     return "WireOptions(maxFrameBytes=" + maxFrameBytes + ", allocator="
-        + (allocator == null ? null : allocator.getName()) + ", overloadRetryAfterMs=" + overloadRetryAfterMs + ")";
+        + (allocator == null ? null : allocator.getName()) + ", overloadRetryAfterMs=" + overloadRetryAfterMs
+        + (largeFrameAllocator == LargeFrameAllocator.CHANNEL ? "" : ", largeFrameAllocator=" + largeFrameAllocator) + ")";
   }
 }

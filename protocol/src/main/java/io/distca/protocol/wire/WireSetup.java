@@ -29,7 +29,17 @@ public final class WireSetup {
    * get ERROR UNAUTHENTICATED and are closed.
    */
   public static Consumer<ChannelPipeline> server(BufferAllocator allocator, long maxFrameBytes, TlsOptions tls) {
-    Consumer<ChannelPipeline> codec = server(allocator, maxFrameBytes);
+    return server(allocator, maxFrameBytes, tls, LargeFrameAllocator.CHANNEL);
+  }
+
+  /**
+   * Accepting side over TLS ({@code tls} null: plaintext) whose large frames are assembled in buffers
+   * of {@code largeFrames} (e.g. page-locked memory that a GPU reads directly).
+   */
+  public static Consumer<ChannelPipeline> server(
+      BufferAllocator allocator, long maxFrameBytes, TlsOptions tls, LargeFrameAllocator largeFrames) {
+    Consumer<ChannelPipeline> codec =
+        of(new WireOptions().allocator(allocator).maxFrameBytes(maxFrameBytes).largeFrameAllocator(largeFrames));
     if (tls == null) {
       return codec;
     }
