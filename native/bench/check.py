@@ -25,7 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
+from distca_host import DEFAULT_FATBIN, HEAD_DIMS, Kernels, Slice  # noqa: E402
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -248,7 +248,10 @@ def main():
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
     kern = Kernels(args.fatbin)
-    for hd in (64, 128):
+    for hd in HEAD_DIMS:
+        if hd not in kern.info:
+            print(f"d{hd}: no kernels in this image for this GPU (skipped)")
+            continue
         i = kern.info[hd]
         print(f"d{hd}: fwd {i.fwd_block_m}x{i.fwd_block_n} {i.fwd_threads} thr {i.fwd_smem} B smem; "
               f"bwd {i.bwd_block_m}x{i.bwd_block_n} {i.bwd_threads} thr {i.bwd_smem} B smem")
@@ -258,7 +261,7 @@ def main():
     dtypes = (torch.bfloat16,) if args.quick else (torch.bfloat16, torch.float16)
     total = failed = 0
     for dtype in dtypes:
-        for hd in (64, 128):
+        for hd in kern.info:
             for name, seg_lens, slices, hq, hkv in cases(rng):
                 total += 1
                 try:

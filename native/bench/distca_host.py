@@ -19,6 +19,7 @@ ABI_VERSION = 1
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
 BWD_PARAMS = struct.Struct("<15Q5if2i")    # distca_bwd_params_t, 152 bytes
+HEAD_DIMS = (64, 128, 256)                 # head dimensions the fatbin has kernels for
 INFO = struct.Struct("<16i")               # distca_attn_info_t, 64 bytes
 assert FWD_PARAMS.size == 80 and BWD_PARAMS.size == 152 and INFO.size == 64
 
@@ -88,14 +89,21 @@ class Kernels:
             self.module = driver.moduleLoadData(f.read())
         self.info = {}
         self._fns = {}
-        for hd in (64, 128):
-            ptr = driver.moduleGetGlobal(self.module, f"distca_attn_info_d{hd}")
+        for hd in HEAD_DIMS:
+            try:
+                ptr = driver.moduleGetGlobal(self.module, f"distca_attn_info_d{hd}")
+            except driver.CUDADriverError as e:
+                if "NOT_FOUND" not in str(e):
+                    raise
+                continue  # the image for this GPU has no kernels for this head dimension
             host = ctypes.create_string_buffer(INFO.size)
             runtime.memcpy(ctypes.addressof(host), ptr, INFO.size, runtime.memcpyDeviceToHost)
             v = INFO.unpack(host.raw)
             if v[0] != ABI_VERSION or v[1] != hd:
                 raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
             self.info[hd] = Info(*v[1:12])
+        if not self.info:
+            raise RuntimeError(f"{fatbin} has no distca_attn_info_d<HD> global for this GPU")
 
     def fn(self, kind, dtype, hd):
         name = f"distca_attn_{kind}_{DTYPE_NAMES[dtype]}_d{hd}"

@@ -13,7 +13,7 @@
  * ---------------------------------------------------------------------------------------------
  * 1. Kernels (all extern "C", so the symbol names below are the exact names for
  *    cuModuleGetFunction). DT is "bf16" or "fp16" (the element type of Q, K, V, O, dO, dQ, dK,
- *    dV); HD is the head dimension: 64 or 128 (no kernels for other head dimensions: the host
+ *    dV); HD is the head dimension: 64, 128 or 256 (no kernels for other head dimensions: the host
  *    falls back to another backend).
  *
  *    distca_attn_fwd_<DT>_d<HD>          (distca_fwd_params_t)  forward: O and LSE

@@ -1,5 +1,5 @@
 // Backward: FlashAttention-2 style, parallel over key tiles. One CTA per (key tile of a segment,
-// key/value head). Each warp owns 16 keys and keeps their dK, dV rows in fp32 registers while the
+// key/value head). The warps keep the tile's dK, dV rows in fp32 registers while the
 // CTA walks every (slice of the segment, query head of the GQA group, query tile that sees the key
 // tile); dQ of each query tile goes to the fp32 workspace with atomics. Shared K/V segments (KV
 // dedup) and GQA therefore sum in registers and dK/dV are written once, without atomics.
@@ -18,6 +18,27 @@ struct BwdConfig {
   static constexpr int kSmemP = BN * BM;
   // K, V, 2 stages of Q, 2 stages of dO, P^T and dS^T (16-bit), then 2 stages of LSE and D (fp32)
   static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + 2 * kSmemP) * 2 + 4 * BM * 4;
+
+  // Warp layouts (8 warps), as in FlashAttention-2's backward:
+  //  phase A  S^T, dP^T (BN keys x BM queries): A_WK warps along keys x 8/A_WK along queries
+  //  phase B  dV, dK   (BN keys x D):           B_WK warps along keys x 8/B_WK along head_dim;
+  //                                             these accumulators live in registers all along
+  //  phase C  dQ       (BM queries x D):        C_WQ warps along queries x 8/C_WQ along head_dim,
+  //                                             in C_PASSES column passes (bounds its registers)
+  // dK + dV take 2 * BN * D / 256 fp32 registers per thread: 128 keys for D <= 128, 64 for D 256.
+  static constexpr int A_WK = 4, A_WQ = kWarps / A_WK;
+  static constexpr int B_WK = BN >= 128 ? 4 : 2, B_WD = kWarps / B_WK;
+  static constexpr int C_WQ = 2, C_WD = kWarps / C_WQ;
+  static constexpr int C_PASSES = D >= 256 ? 2 : 1;
+  static constexpr int A_MT = BN / A_WK / 16, A_NT = BM / A_WQ / 8;
+  static constexpr int B_MT = BN / B_WK / 16, B_NT = D / B_WD / 8;
+  static constexpr int C_MT = BM / C_WQ / 16, C_NT = D / C_WD / 8 / C_PASSES;
+  static_assert(BM % 64 == 0, "P^T and dS^T are swizzled [BN][BM] tiles: BM must be a multiple of 64");
+  static_assert(A_MT >= 1 && A_NT % 2 == 0 && B_MT >= 1 && B_NT % 2 == 0 && C_MT >= 1 && C_NT % 2 == 0,
+                "tile does not divide into the warp layouts");
+  static_assert(A_MT * 16 * A_WK == BN && A_NT * 8 * A_WQ == BM && B_MT * 16 * B_WK == BN &&
+                    B_NT * 8 * B_WD == D && C_MT * 16 * C_WQ == BM && C_NT * 8 * C_WD * C_PASSES == D,
+                "warp layouts must cover the tiles exactly");
 };
 
 struct BwdCursor {
@@ -82,14 +103,9 @@ template <typename T, int D, int BM, int BN>
 __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   using Cfg = BwdConfig<D, BM, BN>;
   constexpr int THREADS = Cfg::kThreads;
-  // Warp layouts (8 warps), as in FlashAttention-2's backward:
-  //  phase A  S^T, dP^T (BN keys x BM queries): 4 warps along keys x 2 along queries
-  //  phase B  dV, dK   (BN keys x D):           4 warps along keys x 2 along head_dim (registers)
-  //  phase C  dQ       (BM queries x D):        2 warps along queries x 4 along head_dim
-  static_assert(BN == 128 && (BM == 64 || BM == 128), "warp layouts assume 128 keys x 64 or 128 queries");
-  constexpr int A_MT = 2, A_NT = BM / 2 / 8;  // 32 keys x BM/2 queries per warp
-  constexpr int B_MT = 2, B_NT = D / 2 / 8;   // 32 keys x D/2 per warp
-  constexpr int C_MT = BM / 2 / 16, C_NT = D / 4 / 8;  // BM/2 queries x D/4 per warp
+  constexpr int A_MT = Cfg::A_MT, A_NT = Cfg::A_NT;
+  constexpr int B_MT = Cfg::B_MT, B_NT = Cfg::B_NT;
+  constexpr int C_MT = Cfg::C_MT, C_NT = Cfg::C_NT;
   constexpr float kLog2e = 1.4426950408889634f;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -103,7 +119,6 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   float* sDsum = sLse + 2 * BM;                               // [2][BM]
 
   const int tid = threadIdx.x;
-  const int warp = tid >> 5;
   const int lane = tid & 31;
   const int heads_kv = p.heads_kv;
   const int heads_q = p.heads_q;
@@ -177,12 +192,13 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   cp_async_commit();
 
   const float scale_log2 = p.scale * kLog2e;
-  const int a_key0 = (warp & 3) * 32;  // phase A: keys
-  const int a_q0 = (warp >> 2) * (BM / 2);  // phase A: queries
-  const int b_key0 = (warp & 3) * 32;  // phase B: keys
-  const int b_d0 = (warp >> 2) * (D / 2);
-  const int c_q0 = (warp & 1) * (BM / 2);   // phase C: queries
-  const int c_d0 = (warp >> 1) * (D / 4);
+  const unsigned uwarp = threadIdx.x / 32;  // unsigned: the divisions below are shifts and masks
+  const int a_key0 = (uwarp % Cfg::A_WK) * (BN / Cfg::A_WK);  // phase A: keys
+  const int a_q0 = (uwarp / Cfg::A_WK) * (BM / Cfg::A_WQ);    // phase A: queries
+  const int b_key0 = (uwarp % Cfg::B_WK) * (BN / Cfg::B_WK);  // phase B: keys
+  const int b_d0 = (uwarp / Cfg::B_WK) * (D / Cfg::B_WD);
+  const int c_q0 = (uwarp % Cfg::C_WQ) * (BM / Cfg::C_WQ);    // phase C: queries
+  const int c_d0 = (uwarp / Cfg::C_WQ) * (D / Cfg::C_WD);
   int stage = 0;
   while (have) {
     // Tile `cur` is in `stage`. Once everyone is past the barrier, the other stage is free
@@ -250,17 +266,19 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
       sDsum[(stage ^ 1) * BM + tid] = next_dsum;
     }
 
-    // ---- phase B: dV += P^T dO, dK += dS^T Q (this warp's 32 keys x D/2 columns)
+    // ---- phase B: dV += P^T dO, dK += dS^T Q (this warp's keys x D/B_WD columns)
     mma_rows_by_cols<T, B_MT, B_NT, BM, BM, false, D>(acc_dv, sP, b_key0, cdO, b_d0, lane);
     mma_rows_by_cols<T, B_MT, B_NT, BM, BM, false, D>(acc_dk, sdS, b_key0, cQ, b_d0, lane);
 
     // ---- phase C: dQ(tile) += dS K, fp32 atomics into the workspace (scaled in bwd_post)
-    {
+#pragma unroll
+    for (int pass = 0; pass < Cfg::C_PASSES; ++pass) {
+      constexpr int PASS_COLS = C_NT * 8;
       float acc_dq[C_MT][C_NT][4];
       zero(acc_dq);
-      mma_rows_by_cols<T, C_MT, C_NT, BN, BM, true, D>(acc_dq, sdS, c_q0, sK, c_d0, lane);
-      const int rows = min(BM, sl.q_len - m0);
-      float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + c_d0 + (lane & 3) * 2;
+      mma_rows_by_cols<T, C_MT, C_NT, BN, BM, true, D>(acc_dq, sdS, c_q0, sK, c_d0 + pass * PASS_COLS, lane);
+      const int c_rows = min(BM, sl.q_len - m0);
+      float* c_base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + c_d0 + (lane & 3) * 2;
 #pragma unroll
       for (int mt = 0; mt < C_MT; ++mt) {
         const int qa = c_q0 + mt * 16 + (lane >> 2);
@@ -269,8 +287,8 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int q = qa + h * 8;
-            if (q < rows) {
-              float* dst = base + q * q_stride + j * 8;
+            if (q < c_rows) {
+              float* dst = c_base + q * q_stride + pass * PASS_COLS + j * 8;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
               atomicAdd(reinterpret_cast<float2*>(dst), make_float2(acc_dq[mt][j][2 * h], acc_dq[mt][j][2 * h + 1]));
 #else

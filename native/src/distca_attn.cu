@@ -41,6 +41,19 @@ struct Tiles<128> {
   static constexpr int kFwdM = DISTCA_FWD_D128_M, kFwdN = DISTCA_FWD_D128_N, kFwdWarps = DISTCA_FWD_D128_WARPS;
   static constexpr int kBwdM = 64, kBwdN = 128;
 };
+// head_dim 256 (as FlashAttention-2): 16 query rows per warp (the O accumulators alone take 128
+// registers per thread), 64-key backward tiles (dK + dV take 128). Hopper only: these tiles need
+// 192 KiB (forward) and 209 KiB (backward) of shared memory per CTA, sm_80 has 163 KiB, and the
+// backward's P^T/dS^T tiles cannot shrink below 64 queries (the swizzle spans 64 columns). The
+// sm_80 image therefore has no distca_attn_info_d256: hosts there fall back for head_dim 256.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define DISTCA_HAS_D256 1
+template <>
+struct Tiles<256> {
+  static constexpr int kFwdM = 128, kFwdN = 64, kFwdWarps = 8;
+  static constexpr int kBwdM = 64, kBwdN = 64;
+};
+#endif
 template <int D>
 using FwdCfg = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
 template <int D>
@@ -66,6 +79,9 @@ constexpr distca_attn_info_t make_info() {
 extern "C" {
 __device__ distca_attn_info_t distca_attn_info_d64 = make_info<64>();
 __device__ distca_attn_info_t distca_attn_info_d128 = make_info<128>();
+#ifdef DISTCA_HAS_D256
+__device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
+#endif
 }
 
 #define DISTCA_DEFINE_KERNELS(DT_NAME, T, D)                                                              \
@@ -90,3 +106,7 @@ DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_KERNELS(fp16, __half, 64)
 DISTCA_DEFINE_KERNELS(fp16, __half, 128)
+#ifdef DISTCA_HAS_D256
+DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 256)
+DISTCA_DEFINE_KERNELS(fp16, __half, 256)
+#endif

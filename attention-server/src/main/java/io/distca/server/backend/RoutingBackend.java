@@ -5,8 +5,8 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * A primary backend with a fallback for the shapes it does not run: the CUDA kernels cover bf16 and
- * fp16 at head dims 64 and 128, and everything else (fp32, head dim 256, odd sizes) still gets an
- * answer from the CPU backend. Batches never mix shapes, so routing per batch is enough.
+ * fp16 at head dims 64 and 128 (and 256 on Hopper), and everything else (fp32, odd head dims) still
+ * gets an answer from the CPU backend. Batches never mix shapes, so routing per batch is enough.
  */
 final class RoutingBackend implements AttentionBackend, BackendMemory {
   private final AttentionBackend primary;

@@ -109,7 +109,11 @@ class CudaBackendGpuTest {
         new Case("bf16 d128 one document of 1100 tokens", shape(2, 2, 128, DType.BF16), new int[] {1100},
             List.of(SliceSpec.causalBottomRight(0, 1100, 1100))),
         new Case("fp16 d128 GQA 8/4: 24 short slices over one shared segment",
-            shape(8, 4, 128, DType.FP16), new int[] {300}, shortSlices));
+            shape(8, 4, 128, DType.FP16), new int[] {300}, shortSlices),
+        new Case("bf16 d256 GQA 4/2: causal shards of one document, a full slice, tile edges",
+            shape(4, 2, 256, DType.BF16), new int[] {333, 65},
+            List.of(SliceSpec.causalBottomRight(0, 129, 200), SliceSpec.causalBottomRight(0, 133, 333),
+                SliceSpec.full(1, 1, 64, 65), SliceSpec.causalBottomRight(1, 1, 1))));
   }
 
   @ParameterizedTest(name = "{0}")
