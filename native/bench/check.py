@@ -253,8 +253,10 @@ def main():
             print(f"d{hd}: no kernels in this image for this GPU (skipped)")
             continue
         i = kern.info[hd]
-        print(f"d{hd}: fwd {i.fwd_block_m}x{i.fwd_block_n} {i.fwd_threads} thr {i.fwd_smem} B smem; "
-              f"bwd {i.bwd_block_m}x{i.bwd_block_n} {i.bwd_threads} thr {i.bwd_smem} B smem")
+        print(f"d{hd}: fwd {i.fwd_block_m}x{i.fwd_block_n} {i.fwd_threads} thr {i.fwd_smem} B smem "
+              f"{kern.ctas_per_sm('fwd', torch.bfloat16, hd)} CTA/SM; "
+              f"bwd {i.bwd_block_m}x{i.bwd_block_n} {i.bwd_threads} thr {i.bwd_smem} B smem "
+              f"{kern.ctas_per_sm('bwd', torch.bfloat16, hd)} CTA/SM")
     gen = torch.Generator(device="cuda")
     gen.manual_seed(seed)
     rng = random.Random(seed)

@@ -17,6 +17,7 @@ from cupy.cuda import driver, runtime
 
 ABI_VERSION = 1
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
 BWD_PARAMS = struct.Struct("<15Q5if2i")    # distca_bwd_params_t, 152 bytes
 HEAD_DIMS = (64, 128, 256)                 # head dimensions the fatbin has kernels for
@@ -105,6 +106,16 @@ class Kernels:
         if not self.info:
             raise RuntimeError(f"{fatbin} has no distca_attn_info_d<HD> global for this GPU")
 
+    def ctas_per_sm(self, kind, dtype, hd):
+        """Resident CTAs per SM of a kernel (occupancy calculator), or None if unavailable."""
+        info = self.info[hd]
+        threads = info.fwd_threads if kind == "fwd" else info.bwd_threads
+        smem = info.fwd_smem if kind == "fwd" else info.bwd_smem
+        try:
+            return driver.occupancyMaxActiveBlocksPerMultiprocessor(self.fn(kind, dtype, hd), threads, smem)
+        except AttributeError:
+            return None
+
     def fn(self, kind, dtype, hd):
         name = f"distca_attn_{kind}_{DTYPE_NAMES[dtype]}_d{hd}"
         if name not in self._fns:
@@ -113,6 +124,8 @@ class Kernels:
             smem = info.fwd_smem if kind == "fwd" else info.bwd_smem if kind == "bwd" else 0
             if smem > 48 * 1024:
                 driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
+            # all of L1 as shared memory, so that several CTAs of a tile shape fit on an SM
+            driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100)
             self._fns[name] = f
         return self._fns[name]
 

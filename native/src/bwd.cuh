@@ -9,9 +9,9 @@
 
 namespace distca {
 
-template <int D, int BM, int BN>
+template <int D, int BM, int BN, int WARPS>
 struct BwdConfig {
-  static constexpr int kWarps = 8;
+  static constexpr int kWarps = WARPS;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kSmemKV = BN * D;  // elements
   static constexpr int kSmemQ = BM * D;
@@ -19,17 +19,17 @@ struct BwdConfig {
   // K, V, 2 stages of Q, 2 stages of dO, P^T and dS^T (16-bit), then 2 stages of LSE and D (fp32)
   static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + 2 * kSmemP) * 2 + 4 * BM * 4;
 
-  // Warp layouts (8 warps), as in FlashAttention-2's backward:
-  //  phase A  S^T, dP^T (BN keys x BM queries): A_WK warps along keys x 8/A_WK along queries
-  //  phase B  dV, dK   (BN keys x D):           B_WK warps along keys x 8/B_WK along head_dim;
+  // Warp layouts, as in FlashAttention-2's backward:
+  //  phase A  S^T, dP^T (BN keys x BM queries): A_WK warps along keys x 2 along queries
+  //  phase B  dV, dK   (BN keys x D):           B_WK warps along keys x WARPS/B_WK along head_dim;
   //                                             these accumulators live in registers all along
-  //  phase C  dQ       (BM queries x D):        C_WQ warps along queries x 8/C_WQ along head_dim,
-  //                                             in C_PASSES column passes (bounds its registers)
-  // dK + dV take 2 * BN * D / 256 fp32 registers per thread: 128 keys for D <= 128, 64 for D 256.
-  static constexpr int A_WK = 4, A_WQ = kWarps / A_WK;
-  static constexpr int B_WK = BN >= 128 ? 4 : 2, B_WD = kWarps / B_WK;
+  //  phase C  dQ       (BM queries x D):        2 warps along queries x WARPS/2 along head_dim,
+  //                                             in C_PASSES passes of at most 32 columns per warp
+  // dK + dV take 2 * BN * D / (32 * WARPS) fp32 registers per thread: 128 for the tiles in use.
+  static constexpr int A_WK = kWarps / 2, A_WQ = 2;
+  static constexpr int B_WK = BN / 32 < kWarps ? BN / 32 : kWarps, B_WD = kWarps / B_WK;
   static constexpr int C_WQ = 2, C_WD = kWarps / C_WQ;
-  static constexpr int C_PASSES = D >= 256 ? 2 : 1;
+  static constexpr int C_PASSES = D / C_WD > 32 ? D / C_WD / 32 : 1;
   static constexpr int A_MT = BN / A_WK / 16, A_NT = BM / A_WQ / 8;
   static constexpr int B_MT = BN / B_WK / 16, B_NT = D / B_WD / 8;
   static constexpr int C_MT = BM / C_WQ / 16, C_NT = D / C_WD / 8 / C_PASSES;
@@ -99,9 +99,9 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
   return false;
 }
 
-template <typename T, int D, int BM, int BN>
+template <typename T, int D, int BM, int BN, int WARPS>
 __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
-  using Cfg = BwdConfig<D, BM, BN>;
+  using Cfg = BwdConfig<D, BM, BN, WARPS>;
   constexpr int THREADS = Cfg::kThreads;
   constexpr int A_MT = Cfg::A_MT, A_NT = Cfg::A_NT;
   constexpr int B_MT = Cfg::B_MT, B_NT = Cfg::B_NT;

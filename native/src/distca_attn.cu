@@ -19,6 +19,21 @@ namespace {
 #ifndef DISTCA_BWD_D64_M
 #define DISTCA_BWD_D64_M 128
 #endif
+#ifndef DISTCA_BWD_D64_N
+#define DISTCA_BWD_D64_N 128
+#endif
+#ifndef DISTCA_BWD_D64_WARPS
+#define DISTCA_BWD_D64_WARPS 8
+#endif
+#ifndef DISTCA_BWD_D128_M
+#define DISTCA_BWD_D128_M 64
+#endif
+#ifndef DISTCA_BWD_D128_N
+#define DISTCA_BWD_D128_N 128
+#endif
+#ifndef DISTCA_BWD_D128_WARPS
+#define DISTCA_BWD_D128_WARPS 8
+#endif
 #ifndef DISTCA_FWD_D128_M
 #define DISTCA_FWD_D128_M 128
 #endif
@@ -34,12 +49,12 @@ struct Tiles;
 template <>
 struct Tiles<64> {
   static constexpr int kFwdM = DISTCA_FWD_D64_M, kFwdN = DISTCA_FWD_D64_N, kFwdWarps = DISTCA_FWD_D64_WARPS;
-  static constexpr int kBwdM = DISTCA_BWD_D64_M, kBwdN = 128;
+  static constexpr int kBwdM = DISTCA_BWD_D64_M, kBwdN = DISTCA_BWD_D64_N, kBwdWarps = DISTCA_BWD_D64_WARPS;
 };
 template <>
 struct Tiles<128> {
   static constexpr int kFwdM = DISTCA_FWD_D128_M, kFwdN = DISTCA_FWD_D128_N, kFwdWarps = DISTCA_FWD_D128_WARPS;
-  static constexpr int kBwdM = 64, kBwdN = 128;
+  static constexpr int kBwdM = DISTCA_BWD_D128_M, kBwdN = DISTCA_BWD_D128_N, kBwdWarps = DISTCA_BWD_D128_WARPS;
 };
 // head_dim 256 (as FlashAttention-2): 16 query rows per warp (the O accumulators alone take 128
 // registers per thread), 64-key backward tiles (dK + dV take 128). Hopper only: these tiles need
@@ -51,16 +66,18 @@ struct Tiles<128> {
 template <>
 struct Tiles<256> {
   static constexpr int kFwdM = 128, kFwdN = 64, kFwdWarps = 8;
-  static constexpr int kBwdM = 64, kBwdN = 64;
+  static constexpr int kBwdM = 64, kBwdN = 64, kBwdWarps = 8;
 };
 #endif
 template <int D>
 using FwdCfg = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
 template <int D>
-using BwdCfg = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>;
+using BwdCfg = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>;
 // Two forward CTAs per SM when their registers (<= 255 each at 128 threads) and smem fit.
 template <int D>
 constexpr int kFwdMinBlocks = FwdCfg<D>::kThreads <= 128 ? 2 : 1;
+template <int D>
+constexpr int kBwdMinBlocks = BwdCfg<D>::kThreads <= 128 ? 2 : 1;
 
 constexpr int kElementwiseThreads = 256;
 
@@ -93,9 +110,9 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
       distca_attn_bwd_pre_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                  \
     distca::bwd_pre_kernel<T, D>(p);                                                                      \
   }                                                                                                       \
-  extern "C" __global__ void __launch_bounds__(BwdCfg<D>::kThreads, 1) \
+  extern "C" __global__ void __launch_bounds__(BwdCfg<D>::kThreads, kBwdMinBlocks<D>) \
       distca_attn_bwd_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                      \
-    distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN>(p);                                          \
+    distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>(p);                      \
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
       distca_attn_bwd_post_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                 \
