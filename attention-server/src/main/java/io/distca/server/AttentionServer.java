@@ -13,10 +13,12 @@ import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.RequestHandler;
 import io.distca.protocol.transport.Responder;
 import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.LargeFrameAllocator;
 import io.distca.protocol.wire.WireSetup;
 import io.distca.server.PreparedRequest.BatchStats;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.Backends;
+import io.distca.server.backend.PinnedTransfers;
 import io.netty.channel.EventLoopGroup;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
@@ -68,12 +70,14 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     // first, so that the admin port answers /healthz (and /readyz: not yet) while the backend loads
     this.metrics = new ServerMetrics(ctx, this::readinessFailure);
     try {
-      b = ctx.backendFactory != null ? ctx.backendFactory.get() : Backends.create(ctx.backend, ctx.computeThreads);
+      b = ctx.backendFactory != null ? ctx.backendFactory.get()
+          : Backends.create(ctx.backend, ctx.computeThreads, ctx.pinnedPoolBytes());
       this.backend = b;
       this.calibration = Calibration.measure(b, allocator);
       this.flopsPerSecond = calibration.get(calibration.size() - 1).flopsPerSecond();
       this.admission = new Admission(ctx.maxInflightBytes, ctx.maxQueuedSeconds * flopsPerSecond, flopsPerSecond);
-      this.validator = new RequestValidator(ctx.limits);
+      PinnedTransfers pinned = ctx.pinnedReceive && b instanceof PinnedTransfers p ? p : null;
+      this.validator = new RequestValidator(ctx.limits, pinned);
       this.admitters = java.util.concurrent.Executors.newFixedThreadPool(ctx.ioThreads,
           new io.netty.util.concurrent.DefaultThreadFactory("distca-admit", true));
       Rebatcher.Options rebatch = ctx.rebatchOptions();
@@ -82,7 +86,8 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       this.rebatcher = r;
       s = new MessageServer("attention-server " + ctx.serverId, ctx.host, ctx.port, ctx.ioThreads, ctx.token,
           ctx.maxFrameBytes, ConnectionLimits.DEFAULT.withMaxConnectionsPerPeer(ctx.maxConnectionsPerPeer),
-          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes, ctx.tls)), this);
+          metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes, ctx.tls,
+              pinned == null ? LargeFrameAllocator.CHANNEL : pinned.frameAllocator())), this);
       this.server = s;
       if (ctx.dispatcherHost != null) {
         g = Transports.group(1, "distca-server-link");
@@ -197,6 +202,11 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
 
   public long errors() {
     return errors.get();
+  }
+
+  /** The backend's pinned-transfer counters ({@link PinnedTransfers.Stats#NONE} without a pinned pool). */
+  public PinnedTransfers.Stats pinnedStats() {
+    return backend instanceof PinnedTransfers p ? p.pinnedStats() : PinnedTransfers.Stats.NONE;
   }
 
   public long allocatedBytes() {

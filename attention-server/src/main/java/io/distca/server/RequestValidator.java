@@ -13,6 +13,7 @@ import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
 import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.LseView;
+import io.distca.server.backend.PinnedTransfers;
 import io.distca.server.backend.QuerySlice;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -26,9 +27,19 @@ import org.apache.arrow.memory.BufferAllocator;
  */
 final class RequestValidator {
   private final RequestLimits limits;
+  private final PinnedTransfers pinned;
 
   RequestValidator(RequestLimits limits) {
+    this(limits, null);
+  }
+
+  /**
+   * @param pinned where outputs go when it can serve them (the CUDA backend's pinned pool: the GPU then
+   *     downloads straight into them); null, or a null answer, allocates them from the server's allocator
+   */
+  RequestValidator(RequestLimits limits, PinnedTransfers pinned) {
     this.limits = limits;
+    this.pinned = pinned;
   }
 
   /** Takes ownership of {@code message}: on failure it is closed before the exception leaves. */
@@ -95,13 +106,14 @@ final class RequestValidator {
       Tensor dk = null;
       Tensor dv = null;
       if (phase == Phase.FORWARD) {
-        outputs.put("o", Tensor.allocateUninitialized(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
-        outputs.put("lse", Tensor.allocateUninitialized(allocator, DType.FP32, shape.headsQ(), tq));
+        outputs.put("o", output(allocator, shape, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        outputs.put("lse", output(allocator, shape, DType.FP32, shape.headsQ(), tq));
       } else {
-        outputs.put("dq", Tensor.allocateUninitialized(allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
-        dk = Tensor.allocateUninitialized(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
-        dv = Tensor.allocateUninitialized(allocator, shape.dtype(), tk, shape.headsKv(), shape.headDim());
+        outputs.put("dq", output(allocator, shape, shape.dtype(), tq, shape.headsQ(), shape.headDim()));
+        // each into the set at once, so that a later allocation failure closes it with the set
+        dk = output(allocator, shape, shape.dtype(), tk, shape.headsKv(), shape.headDim());
         outputs.put("dk", dk);
+        dv = output(allocator, shape, shape.dtype(), tk, shape.headsKv(), shape.headDim());
         outputs.put("dv", dv);
       }
       for (int i = 0; i < segLens.length; i++) {
@@ -143,6 +155,12 @@ final class RequestValidator {
       throw e instanceof ProtocolException ? (ProtocolException) e
           : new ProtocolException(ErrorCode.INTERNAL, null, "validating the request failed: " + e, 0, e);
     }
+  }
+
+  /** An uninitialized output: in pinned memory when the backend offers it, else from {@code allocator}. */
+  private Tensor output(BufferAllocator allocator, AttentionShape shape, DType dtype, int... dims) {
+    Tensor t = pinned == null ? null : pinned.allocateOutput(allocator, shape, dtype, dims);
+    return t != null ? t : Tensor.allocateUninitialized(allocator, dtype, dims);
   }
 
   private static Phase phaseOf(MessageType type) {

@@ -49,6 +49,12 @@ public final class ServerContext {
   public long maxMemoryBytes = 4L << 30;
   /** Admission bound: bytes of admitted requests plus their responses, until written out. Default: half the memory cap. */
   public long maxInflightBytes = 0;
+  /**
+   * With the CUDA backend: receive large frames into, and allocate outputs from, a pool of page-locked
+   * host buffers of up to {@link #pinnedPoolBytes()}, so that the GPU copies request and response
+   * tensors directly (no host staging copy). Off: every transfer is staged. No effect on other backends.
+   */
+  public boolean pinnedReceive = true;
   /** Admission bound: FLOPs queued or running, in seconds of this server's calibrated throughput. */
   public double maxQueuedSeconds = 30;
   /** Port clients should use, when it differs from the listening port (NAT, a proxy); 0 = the listening port. */
@@ -92,6 +98,11 @@ public final class ServerContext {
     }
     concluded = true;
     return this;
+  }
+
+  /** Cap of the CUDA backend's pinned buffer pool: three quarters of {@link #maxMemoryBytes}; 0 when {@link #pinnedReceive} is off. */
+  public long pinnedPoolBytes() {
+    return pinnedReceive ? maxMemoryBytes / 4 * 3 : 0;
   }
 
   Rebatcher.Options rebatchOptions() {

@@ -2,6 +2,7 @@ package io.distca.server.backend;
 
 import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cpu.CpuBackendOptions;
+import io.distca.server.backend.cuda.CudaBackendOptions;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -17,18 +18,33 @@ public final class Backends {
 
   /** @param computeThreads CPU backend threads; 0 means one per core */
   public static AttentionBackend create(String kind, int computeThreads) {
+    return create(kind, computeThreads, CudaBackendOptions.DEFAULT_PINNED_POOL_BYTES);
+  }
+
+  /**
+   * @param computeThreads CPU backend threads; 0 means one per core
+   * @param pinnedPoolBytes cap of the CUDA backend's pinned buffer pool (received frames and outputs
+   *     in page-locked memory); 0 turns the pool off
+   */
+  public static AttentionBackend create(String kind, int computeThreads, long pinnedPoolBytes) {
+    if (pinnedPoolBytes < 0) {
+      throw new IllegalArgumentException("pinned pool bytes must be >= 0 (0: off), got " + pinnedPoolBytes);
+    }
+    CudaBackendOptions cuda = pinnedPoolBytes == 0
+        ? new CudaBackendOptions().pinnedReceive(false)
+        : new CudaBackendOptions().pinnedPoolBytes(pinnedPoolBytes);
     switch (kind) {
       case "cpu":
         return cpu(computeThreads);
       case "reference":
         return new ReferenceAttention();
       case "cuda":
-        return withCpuFallback(CudaSupport.create(), computeThreads);
+        return withCpuFallback(CudaSupport.create(cuda), computeThreads);
       case "auto": {
         String why = CudaSupport.unavailableReason();
         if (why == null) {
           try {
-            return withCpuFallback(CudaSupport.create(), computeThreads);
+            return withCpuFallback(CudaSupport.create(cuda), computeThreads);
           } catch (RuntimeException e) {
             why = "opening the CUDA backend failed: " + e;
           }

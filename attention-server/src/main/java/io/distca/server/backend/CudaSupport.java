@@ -6,7 +6,7 @@ import io.distca.server.backend.cuda.CudaBackendOptions;
 
 /**
  * The seam between backend selection and the CUDA backend: says whether CUDA can run here and
- * creates it (default {@link CudaBackendOptions}: GPU 0, the kernels packaged in this jar).
+ * creates it (GPU 0 and the kernels packaged in this jar unless the options say otherwise).
  */
 final class CudaSupport {
   private CudaSupport() {}
@@ -16,7 +16,7 @@ final class CudaSupport {
     return CudaAvailability.unavailableReason(new CudaBackendOptions());
   }
 
-  static AttentionBackend create() {
-    return CudaBackend.open(new CudaBackendOptions());
+  static AttentionBackend create(CudaBackendOptions options) {
+    return CudaBackend.open(options);
   }
 }

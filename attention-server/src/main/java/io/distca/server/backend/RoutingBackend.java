@@ -8,7 +8,7 @@ import java.util.concurrent.CompletableFuture;
  * fp16 at head dims 64 and 128 (and 256 on Hopper), and everything else (fp32, odd head dims) still
  * gets an answer from the CPU backend. Batches never mix shapes, so routing per batch is enough.
  */
-final class RoutingBackend implements AttentionBackend, BackendMemory {
+final class RoutingBackend implements AttentionBackend, BackendMemory, PinnedTransfers {
   private final AttentionBackend primary;
   private final AttentionBackend fallback;
 
@@ -64,6 +64,25 @@ final class RoutingBackend implements AttentionBackend, BackendMemory {
   @Override
   public long pinnedHostBytes() {
     return primary instanceof BackendMemory m ? m.pinnedHostBytes() : 0;
+  }
+
+  @Override
+  public io.distca.protocol.wire.LargeFrameAllocator frameAllocator() {
+    return primary instanceof PinnedTransfers p ? p.frameAllocator() : io.distca.protocol.wire.LargeFrameAllocator.CHANNEL;
+  }
+
+  /** Pinned outputs only for batches the primary runs (the fallback gains nothing from them). */
+  @Override
+  public io.distca.protocol.tensor.Tensor allocateOutput(org.apache.arrow.memory.BufferAllocator accounting,
+      AttentionShape batchShape, io.distca.protocol.tensor.DType dtype, int... shape) {
+    return primary instanceof PinnedTransfers p && primary.supports(batchShape)
+        ? p.allocateOutput(accounting, batchShape, dtype, shape)
+        : null;
+  }
+
+  @Override
+  public Stats pinnedStats() {
+    return primary instanceof PinnedTransfers p ? p.pinnedStats() : Stats.NONE;
   }
 
   @Override

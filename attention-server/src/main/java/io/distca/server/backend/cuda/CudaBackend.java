@@ -6,13 +6,18 @@ import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
 
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.protocol.wire.LargeFrameAllocator;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.BackendMemory;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.BatchValidation;
+import io.distca.server.backend.PinnedTransfers;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
@@ -20,9 +25,13 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
+import jcuda.Pointer;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstream_flags;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.util.MemoryUtil;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -38,6 +47,19 @@ import org.slf4j.LoggerFactory;
  * of batch n and the download of batch n-1 overlap, and the host gathers one batch while it scatters
  * another.
  *
+ * <h2>Pinned tensors</h2>
+ * With {@link CudaBackendOptions#pinnedReceive()} (the default) the backend keeps a pool of
+ * page-locked host buffers ({@link PinnedBufferPool}, grown up to {@link CudaBackendOptions#pinnedPoolBytes()}
+ * and reused): the server receives large frames into them ({@link #frameAllocator()}) and allocates
+ * output tensors from them ({@link #allocateOutput}). A tensor copy whose host side lies inside one
+ * buffer of the pool (and is at least {@link CudaBackendOptions#directTransferMinBytes()} long) skips
+ * staging: it is uploaded with its own cuMemcpyHtoDAsync from the tensor's address on the upload stream,
+ * or downloaded with its own cuMemcpyDtoHAsync into the tensor on the download stream, ordered by the
+ * same events as the staged copies ({@link DirectCopies}). Everything else (tensors in ordinary memory,
+ * short runs such as a slice's LSE, the descriptors) keeps the gather/scatter path. The batch's tensors
+ * are released by their owner only after its future completes, i.e. after the events that cover these
+ * copies; a batch that fails after enqueuing copies waits for its streams before failing.
+ *
  * <h2>Asynchronous use</h2>
  * {@link #submitForward} and {@link #submitBackward} return once the batch is enqueued on the GPU;
  * their future completes, with the batch's {@link BatchTimings}, once its outputs are in the batch's
@@ -52,7 +74,7 @@ import org.slf4j.LoggerFactory;
  * while waiting for a batch (an asynchronous kernel fault leaves the context unusable) fails that
  * batch and every later one with {@link CudaCallException}: the server should replace the backend.
  */
-public final class CudaBackend implements AttentionBackend, BackendMemory {
+public final class CudaBackend implements AttentionBackend, BackendMemory, PinnedTransfers {
   public static final String NAME = "cuda";
 
   private static final Logger LOG = LoggerFactory.getLogger(CudaBackend.class);
@@ -72,13 +94,23 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
   private volatile RuntimeException fatal;
   private volatile boolean closed;
   private boolean released;
+  /** Null with {@link CudaBackendOptions#pinnedReceive()} off. */
+  private final PinnedBuffers pinned;
+  private final AtomicLong directUploadBytes = new AtomicLong();
+  private final AtomicLong stagedUploadBytes = new AtomicLong();
+  private final AtomicLong directDownloadBytes = new AtomicLong();
+  private final AtomicLong stagedDownloadBytes = new AtomicLong();
+  private volatile int leakedAtClose;
 
   private record InFlight(
-      FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host,
+      FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
       CompletableFuture<BatchTimings> result, long submittedNanos, long gatherNanos) {}
 
   /** Sentinel that stops the completion thread. */
-  private static final InFlight STOP = new InFlight(null, null, null, null, null, 0, 0);
+  private static final InFlight STOP = new InFlight(null, null, null, null, null, null, 0, 0);
+
+  /** How long close() waits for pinned buffers still held by messages before leaving them to be freed on release. */
+  private static final long PINNED_RETURN_WAIT_MILLIS = 5_000;
 
   /**
    * Opens the GPU, loads the kernels and allocates the pipeline.
@@ -133,11 +165,17 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       freeSlots.add(s);
     }
     this.copier = new ParallelCopier(options.stagingThreads());
+    // Buffers still leased when the pool closes are freed when released; the context must outlive them.
+    this.pinned = options.pinnedReceive()
+        ? new PinnedBuffers(new PinnedBufferPool("gpu" + device.ordinal(), new PinnedHostMemory(device),
+            options.pinnedPoolBytes(), this::releaseDevice))
+        : null;
     this.completer = new Thread(this::completeBatches, "distca-cuda-completion-gpu" + device.ordinal());
     this.completer.setDaemon(true);
     this.completer.start();
-    LOG.info("CUDA backend on {}: kernels from {} (head dims {}), {} pipeline slots, {} staging threads",
-        device, kernels.origin(), kernels.geometries().keySet(), slots.length, options.stagingThreads());
+    LOG.info("CUDA backend on {}: kernels from {} (head dims {}), {} pipeline slots, {} staging threads, pinned pool {}",
+        device, kernels.origin(), kernels.geometries().keySet(), slots.length, options.stagingThreads(),
+        pinned == null ? "off" : (options.pinnedPoolBytes() >> 20) + " MiB");
   }
 
   private void createStream(CUstream stream, String what) {
@@ -210,6 +248,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       return result;
     }
     boolean handedOver = false;
+    boolean enqueued = false;
     try {
       requireUsable();
       device.bind();
@@ -218,18 +257,30 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       long gatherStart = System.nanoTime();
       StagingCopies.writeDescriptors(plan, hostBlock.address());
       CopyList copies = new CopyList();
-      StagingCopies.gather(plan, batch, hostBlock.address(), copies);
-      uploadWhileGathering(plan, slot, copies, deviceBlock, hostBlock);
+      DirectCopies directIn = directCopies();
+      StagingCopies.gather(plan, batch, hostBlock.address(), copies, directIn);
+      CopyList scatter = new CopyList();
+      DirectCopies directOut = directCopies();
+      StagingCopies.scatter(plan, batch, hostBlock.address(), scatter, directOut);
+      enqueued = true;
+      uploadWhileGathering(plan, slot, copies, directIn, deviceBlock, hostBlock);
       long gatherNanos = System.nanoTime() - gatherStart;
       enqueueLock.lock();
       try {
-        enqueueKernelsAndDownload(plan, slot, deviceBlock, hostBlock);
-        inFlight.add(new InFlight(plan, batch, slot, hostBlock, result, submitted, gatherNanos));
+        enqueueKernelsAndDownload(plan, slot, deviceBlock, hostBlock, directOut);
+        inFlight.add(new InFlight(plan, batch, slot, hostBlock, scatter, result, submitted, gatherNanos));
         handedOver = true;
       } finally {
         enqueueLock.unlock();
       }
+      count(copies.totalBytes(), directIn, stagedUploadBytes, directUploadBytes);
+      count(scatter.totalBytes(), directOut, stagedDownloadBytes, directDownloadBytes);
     } catch (RuntimeException e) {
+      if (enqueued && !handedOver) {
+        // Copies already enqueued may still read the batch's tensors (or write its outputs), and the
+        // batch's owner frees them as soon as the future fails: wait for the streams first.
+        waitForStreamsQuietly();
+      }
       result.completeExceptionally(e);
     } finally {
       if (!handedOver) {
@@ -237,6 +288,28 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       }
     }
     return result;
+  }
+
+  /** An empty list for a batch's direct copies, or null when there is no pinned pool. */
+  private DirectCopies directCopies() {
+    return pinned == null ? null : new DirectCopies(pinned.pool()::contains, options.directTransferMinBytes());
+  }
+
+  private static void count(long stagedBytes, DirectCopies direct, AtomicLong staged, AtomicLong directBytes) {
+    staged.addAndGet(stagedBytes);
+    if (direct != null) {
+      directBytes.addAndGet(direct.totalBytes());
+    }
+  }
+
+  private void waitForStreamsQuietly() {
+    for (CUstream s : new CUstream[] {uploadStream, computeStream, downloadStream}) {
+      try {
+        Driver.check("cuStreamSynchronize", "waiting for a failed batch's copies", () -> cuStreamSynchronize(s));
+      } catch (RuntimeException e) {
+        LOG.warn("waiting for the copies of a failed batch failed", e);
+      }
+    }
   }
 
   private PipelineSlot takeSlot() {
@@ -267,10 +340,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
    * Gathers the inputs and uploads them; with {@link CudaBackendOptions#transferChunkBytes()} set,
    * chunk by chunk, each chunk uploaded as soon as it is staged so that the upload hides behind the
    * gather. The gather list runs in staging order, so the first n bytes of it fill a prefix of the
-   * staging block (alignment gaps between buffers travel along).
+   * staging block (alignment gaps between buffers travel along). Direct copies (tensors in pinned
+   * memory) are enqueued with the first chunk, and staged uploads skip the ranges they cover.
    */
-  private void uploadWhileGathering(
-      FusedBatchPlan plan, PipelineSlot slot, CopyList copies, DeviceMemory.Block dev, PinnedHostMemory.Block host) {
+  private void uploadWhileGathering(FusedBatchPlan plan, PipelineSlot slot, CopyList copies, DirectCopies direct,
+      DeviceMemory.Block dev, PinnedHostMemory.Block host) {
     String context = describe(plan, slot);
     long total = copies.totalBytes();
     long chunk = PipelineSlot.transferChunkBytes(total, options.transferChunkBytes());
@@ -281,32 +355,62 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       copier.run(copies, position, end);
       if (!started) {
         // Marked at the first copy, not before the gather, so uploadMillis is transfer time.
-        record(slot.uploadStart, uploadStream, context);
+        startUpload(slot, direct, dev, context);
         started = true;
       }
       long staged = copies.destinationEnd(end) - host.address();
-      upload(dev, host, uploaded, staged, context);
+      upload(dev, host, direct, uploaded, staged, context);
       uploaded = staged;
     }
     if (!started) {
-      record(slot.uploadStart, uploadStream, context);
+      startUpload(slot, direct, dev, context);
     }
     // The rest: descriptors (written first) and the gaps after the last tensor.
-    upload(dev, host, uploaded, plan.layout.inputBytes(), context);
+    upload(dev, host, direct, uploaded, plan.layout.inputBytes(), context);
     record(slot.uploaded, uploadStream, context);
   }
 
-  private void upload(DeviceMemory.Block dev, PinnedHostMemory.Block host, long from, long to, String context) {
+  private void startUpload(PipelineSlot slot, DirectCopies direct, DeviceMemory.Block dev, String context) {
+    record(slot.uploadStart, uploadStream, context);
+    if (direct != null) {
+      direct.split(0, Long.MAX_VALUE, (offset, hostAddress, bytes) -> Driver.check(
+          "cuMemcpyHtoDAsync(" + bytes + " bytes to " + offset + ", direct)", "uploading a pinned tensor of the " + context,
+          () -> cuMemcpyHtoDAsync(dev.at(offset), hostPointer(hostAddress, bytes), bytes, uploadStream)), (offset, bytes) -> {});
+    }
+  }
+
+  /** Uploads staging bytes [from, to), skipping what direct copies cover. */
+  private void upload(
+      DeviceMemory.Block dev, PinnedHostMemory.Block host, DirectCopies direct, long from, long to, String context) {
     if (to <= from) {
       return;
     }
-    Driver.check("cuMemcpyHtoDAsync(" + (to - from) + " bytes at " + from + ")", "uploading the " + context,
-        () -> cuMemcpyHtoDAsync(dev.at(from), host.at(from), to - from, uploadStream));
+    if (direct == null) {
+      upload(dev, host, from, to - from, context);
+      return;
+    }
+    direct.split(from, to, (offset, hostAddress, bytes) -> {}, (offset, bytes) -> upload(dev, host, offset, bytes, context));
   }
 
-  /** The kernels (after the upload's event) and the chunked download (after the kernels' event). */
-  private void enqueueKernelsAndDownload(
-      FusedBatchPlan plan, PipelineSlot slot, DeviceMemory.Block dev, PinnedHostMemory.Block host) {
+  private void upload(DeviceMemory.Block dev, PinnedHostMemory.Block host, long from, long bytes, String context) {
+    Driver.check("cuMemcpyHtoDAsync(" + bytes + " bytes at " + from + ")", "uploading the " + context,
+        () -> cuMemcpyHtoDAsync(dev.at(from), host.at(from), bytes, uploadStream));
+  }
+
+  /** A JCuda pointer to raw host memory (a pinned tensor), through a direct buffer view. */
+  private static Pointer hostPointer(long address, long bytes) {
+    if (bytes > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("direct copy of " + bytes + " bytes is larger than a frame can be");
+    }
+    return Pointer.to(MemoryUtil.directBuffer(address, (int) bytes));
+  }
+
+  /**
+   * The kernels (after the upload's event) and the chunked download (after the kernels' event): each
+   * chunk's direct pieces straight into their pinned output tensors, the rest into staging.
+   */
+  private void enqueueKernelsAndDownload(FusedBatchPlan plan, PipelineSlot slot, DeviceMemory.Block dev,
+      PinnedHostMemory.Block host, DirectCopies direct) {
     FusedBatchPlan.Layout at = plan.layout;
     String context = describe(plan, slot);
     Driver.check("cuStreamWaitEvent(upload)", "ordering the kernels of the " + context,
@@ -322,12 +426,24 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
     int k = 0;
     for (long offset = 0; offset < at.outputBytes(); offset += chunk, k++) {
       long from = at.outputStart() + offset;
-      long bytes = Math.min(chunk, at.outputBytes() - offset);
-      Driver.check("cuMemcpyDtoHAsync(" + bytes + " bytes at " + from + ")", "downloading the " + context,
-          () -> cuMemcpyDtoHAsync(host.at(from), dev.at(from), bytes, downloadStream));
+      long to = from + Math.min(chunk, at.outputBytes() - offset);
+      if (direct == null) {
+        download(dev, host, from, to - from, context);
+      } else {
+        direct.split(from, to, (devOffset, hostAddress, bytes) -> Driver.check(
+            "cuMemcpyDtoHAsync(" + bytes + " bytes from " + devOffset + ", direct)",
+            "downloading into a pinned tensor of the " + context,
+            () -> cuMemcpyDtoHAsync(hostPointer(hostAddress, bytes), dev.at(devOffset), bytes, downloadStream)),
+            (devOffset, bytes) -> download(dev, host, devOffset, bytes, context));
+      }
       record(slot.downloadedChunks[k], downloadStream, context);
     }
     record(slot.downloaded, downloadStream, context);
+  }
+
+  private void download(DeviceMemory.Block dev, PinnedHostMemory.Block host, long from, long bytes, String context) {
+    Driver.check("cuMemcpyDtoHAsync(" + bytes + " bytes at " + from + ")", "downloading the " + context,
+        () -> cuMemcpyDtoHAsync(host.at(from), dev.at(from), bytes, downloadStream));
   }
 
   private static String describe(FusedBatchPlan plan, PipelineSlot slot) {
@@ -398,8 +514,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       String context = "waiting for the " + describe(f.plan(), slot);
       FusedBatchPlan.Layout at = f.plan().layout;
       long base = f.host().address();
-      CopyList copies = new CopyList();
-      StagingCopies.scatter(f.plan(), f.batch(), base, copies);
+      CopyList copies = f.scatter();
       long chunk = PipelineSlot.transferChunkBytes(at.outputBytes(), options.transferChunkBytes());
       long scattered = 0;
       long scatterNanos = 0;
@@ -516,11 +631,84 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
       }
       failure = closeQuietly(kernels, failure);
     } finally {
-      failure = closeQuietly(device, failure);
+      if (pinned == null) {
+        failure = closeQuietly(device, failure);
+      } else {
+        closePinnedPool(); // the pool releases the context once its last buffer is back
+      }
     }
     if (failure != null && fatal == null) {
       throw failure;
     }
+  }
+
+  /**
+   * Closes the pinned pool: idle buffers are freed now; buffers still held (messages not yet closed,
+   * responses still being written) are waited for a while, and any left then are logged, counted
+   * ({@link #pinnedBuffersLeakedAtClose()}) and freed whenever they are released, with the CUDA context
+   * kept until the last one is.
+   */
+  private void closePinnedPool() {
+    PinnedBufferPool pool = pinned.pool();
+    pool.close();
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(PINNED_RETURN_WAIT_MILLIS);
+    while (pool.leased() > 0 && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    int left = pool.leased();
+    if (left > 0) {
+      leakedAtClose = left;
+      LOG.error("CUDA backend on {} closed with {} pinned buffers still held ({} bytes); they are freed, and the GPU"
+          + " context released, when their holders release them", device.name(), left, pool.bytes());
+    }
+  }
+
+  /** Runs once the pinned pool is closed and every buffer is back (possibly on the thread of the last release). */
+  private void releaseDevice() {
+    try {
+      device.close();
+    } catch (RuntimeException e) {
+      LOG.error("releasing the CUDA context of {} failed", device.name(), e);
+    }
+  }
+
+  /** Pinned buffers still held by others when the backend closed (0 when all came back in time). */
+  public int pinnedBuffersLeakedAtClose() {
+    return leakedAtClose;
+  }
+
+  @Override
+  public LargeFrameAllocator frameAllocator() {
+    return pinned == null ? LargeFrameAllocator.CHANNEL : pinned;
+  }
+
+  @Override
+  public Tensor allocateOutput(BufferAllocator accounting, AttentionShape batchShape, DType dtype, int... shape) {
+    if (pinned == null || closed || !supports(batchShape)) {
+      return null;
+    }
+    return pinned.allocateTensor(accounting, dtype, shape);
+  }
+
+  /**
+   * A tensor in a pinned pool buffer, accounted to {@code accounting}, or null when the pool is off or
+   * cannot serve: for inputs that should take the direct path (tests, benchmarks).
+   */
+  public Tensor allocatePinned(BufferAllocator accounting, DType dtype, int... shape) {
+    return pinned == null || closed ? null : pinned.allocateTensor(accounting, dtype, shape);
+  }
+
+  @Override
+  public PinnedTransfers.Stats pinnedStats() {
+    PinnedBufferPool pool = pinned == null ? null : pinned.pool();
+    return new PinnedTransfers.Stats(pool == null ? 0 : pool.bytes(), pool == null ? 0 : pool.hits(),
+        pool == null ? 0 : pool.misses(), directUploadBytes.get(), stagedUploadBytes.get(), directDownloadBytes.get(),
+        stagedDownloadBytes.get());
   }
 
   private void destroyStreams() {
@@ -557,10 +745,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory {
     return n;
   }
 
-  /** Pinned host staging memory reserved by the pipeline slots' arenas. */
+  /** Pinned host memory: the pipeline slots' staging arenas plus the pinned buffer pool. */
   @Override
   public long pinnedHostBytes() {
-    long n = 0;
+    long n = pinned == null ? 0 : pinned.pool().bytes();
     for (PipelineSlot s : slots) {
       n += s.pinned.capacity();
     }

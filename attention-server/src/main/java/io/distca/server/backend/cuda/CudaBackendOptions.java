@@ -32,6 +32,16 @@ public final class CudaBackendOptions {
 
   public static final int MAX_STAGING_THREADS = 64;
 
+  /**
+   * Default cap of the pinned buffer pool (request frames and response tensors in page-locked memory):
+   * 3 GiB, three quarters of a server's default buffer memory cap (ServerContext.maxMemoryBytes, 4 GiB),
+   * whose allocator bounds what is held in it. A server sets it from its own cap.
+   */
+  public static final long DEFAULT_PINNED_POOL_BYTES = 3L << 30;
+
+  /** Copies shorter than this go through staging even from pinned memory: an async copy costs microseconds. */
+  public static final long DEFAULT_DIRECT_TRANSFER_MIN_BYTES = 256L << 10;
+
   private long transferChunkBytes;
   private int deviceOrdinal;
   private int stagingThreads = DEFAULT_STAGING_THREADS;
@@ -40,6 +50,9 @@ public final class CudaBackendOptions {
   private long initialPinnedBytesPerSlot;
   private String kernelResource = DEFAULT_KERNEL_RESOURCE;
   private Path kernelFile;
+  private boolean pinnedReceive = true;
+  private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
+  private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
   private boolean concluded;
 
   /** GPU to run on. Default 0. */
@@ -106,6 +119,44 @@ public final class CudaBackendOptions {
     return this;
   }
 
+  /**
+   * Whether the backend keeps a pool of pinned host buffers that large request frames are received
+   * into and response tensors allocated from, so that the GPU copies them directly instead of through
+   * staging (see {@link CudaBackend#frameAllocator()}). Default true; false keeps every transfer on
+   * the gather/scatter path.
+   */
+  public CudaBackendOptions pinnedReceive(boolean on) {
+    requireOpen();
+    this.pinnedReceive = on;
+    return this;
+  }
+
+  /** Most bytes the pinned buffer pool holds. Default {@link #DEFAULT_PINNED_POOL_BYTES}; > 0. */
+  public CudaBackendOptions pinnedPoolBytes(long bytes) {
+    requireOpen();
+    this.pinnedPoolBytes = bytes;
+    return this;
+  }
+
+  /** Shortest copy made directly from or to pinned memory. Default {@link #DEFAULT_DIRECT_TRANSFER_MIN_BYTES}; >= 1. */
+  public CudaBackendOptions directTransferMinBytes(long bytes) {
+    requireOpen();
+    this.directTransferMinBytes = bytes;
+    return this;
+  }
+
+  public boolean pinnedReceive() {
+    return pinnedReceive;
+  }
+
+  public long pinnedPoolBytes() {
+    return pinnedPoolBytes;
+  }
+
+  public long directTransferMinBytes() {
+    return directTransferMinBytes;
+  }
+
   public int deviceOrdinal() {
     return deviceOrdinal;
   }
@@ -162,6 +213,13 @@ public final class CudaBackendOptions {
     }
     if (initialPinnedBytesPerSlot < 0) {
       throw new IllegalArgumentException("initial pinned bytes per slot must be >= 0, got " + initialPinnedBytesPerSlot);
+    }
+    if (pinnedPoolBytes <= 0) {
+      throw new IllegalArgumentException("pinned pool bytes must be > 0 (turn the pool off with pinnedReceive(false)), got "
+          + pinnedPoolBytes);
+    }
+    if (directTransferMinBytes < 1) {
+      throw new IllegalArgumentException("direct transfer minimum must be >= 1 byte, got " + directTransferMinBytes);
     }
     if ((kernelResource == null || kernelResource.isBlank()) && kernelFile == null) {
       throw new IllegalArgumentException("CUDA backend needs a kernel resource or a kernel file");

@@ -18,6 +18,10 @@ import org.apache.arrow.memory.util.MemoryUtil;
  * staging (source) order, buffer by buffer in layout order, so that a prefix of either list touches
  * a prefix of the staging block: the backend uploads each gathered chunk while it gathers the next,
  * and scatters each downloaded chunk while the next one downloads.
+ *
+ * <p>With a {@link DirectCopies} (the backend has a pinned buffer pool), every tensor copy is offered
+ * to it first, in the same order; the copies it takes (tensors in pinned memory) are left out of the
+ * list and go straight between the tensor and the device.
  */
 final class StagingCopies {
   private StagingCopies() {}
@@ -30,34 +34,43 @@ final class StagingCopies {
 
   /** Adds the copies that pack every input of the plan's pass at {@code base}, in staging order. */
   static void gather(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies) {
+    gather(plan, batch, base, copies, null);
+  }
+
+  /**
+   * As {@link #gather(FusedBatchPlan, AttentionBatch, long, CopyList)}, offering each copy to {@code direct}
+   * first (null: none) with its arena offset; only the refused ones are added to {@code copies}.
+   */
+  static void gather(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies, DirectCopies direct) {
+    Sink sink = new Sink(base, copies, direct);
     FusedBatchPlan.Layout at = plan.layout;
     List<QuerySlice> slices = batch.slices();
     List<KvSegment> segments = batch.segments();
     long qRow = plan.queryRowBytes();
     long kRow = plan.keyRowBytes();
     for (int i = 0; i < slices.size(); i++) {
-      from(slices.get(i).q(), base + at.q() + plan.sliceQStart[i] * qRow, copies);
+      sink.in(slices.get(i).q(), base + at.q() + plan.sliceQStart[i] * qRow);
     }
     for (int g = 0; g < segments.size(); g++) {
-      from(segments.get(g).k(), base + at.k() + plan.segmentKStart[g] * kRow, copies);
+      sink.in(segments.get(g).k(), base + at.k() + plan.segmentKStart[g] * kRow);
     }
     for (int g = 0; g < segments.size(); g++) {
-      from(segments.get(g).v(), base + at.v() + plan.segmentKStart[g] * kRow, copies);
+      sink.in(segments.get(g).v(), base + at.v() + plan.segmentKStart[g] * kRow);
     }
     if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
       return;
     }
     for (int i = 0; i < slices.size(); i++) {
-      from(slices.get(i).o(), base + at.o() + plan.sliceQStart[i] * qRow, copies);
+      sink.in(slices.get(i).o(), base + at.o() + plan.sliceQStart[i] * qRow);
     }
     for (int i = 0; i < slices.size(); i++) {
-      from(slices.get(i).dO(), base + at.dout() + plan.sliceQStart[i] * qRow, copies);
+      sink.in(slices.get(i).dO(), base + at.dout() + plan.sliceQStart[i] * qRow);
     }
     // The request's LSE is [heads, columns], the fused one [heads, totalQ]: one run per head and slice.
     for (int h = 0; h < plan.shape.headsQ(); h++) {
       for (int i = 0; i < slices.size(); i++) {
         LseView view = slices.get(i).lse();
-        copies.add(view.lse().address() + 4L * view.index(h, 0),
+        sink.in(view.lse().address() + 4L * view.index(h, 0),
             base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]), 4L * slices.get(i).qLen());
       }
     }
@@ -76,41 +89,62 @@ final class StagingCopies {
 
   /** Adds the copies that unpack the plan's outputs from {@code base} into the batch, in staging order. */
   static void scatter(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies) {
+    scatter(plan, batch, base, copies, null);
+  }
+
+  /** As {@link #scatter(FusedBatchPlan, AttentionBatch, long, CopyList)}, offering each copy to {@code direct} first. */
+  static void scatter(FusedBatchPlan plan, AttentionBatch batch, long base, CopyList copies, DirectCopies direct) {
+    Sink sink = new Sink(base, copies, direct);
     FusedBatchPlan.Layout at = plan.layout;
     List<QuerySlice> slices = batch.slices();
     long qRow = plan.queryRowBytes();
     if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
       for (int i = 0; i < slices.size(); i++) {
-        to(base + at.o() + plan.sliceQStart[i] * qRow, slices.get(i).o(), copies);
+        sink.out(base + at.o() + plan.sliceQStart[i] * qRow, slices.get(i).o());
       }
       for (int h = 0; h < plan.shape.headsQ(); h++) {
         for (int i = 0; i < slices.size(); i++) {
           LseView view = slices.get(i).lse();
-          copies.add(base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]),
+          sink.out(base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]),
               view.lse().address() + 4L * view.index(h, 0), 4L * slices.get(i).qLen());
         }
       }
       return;
     }
     for (int i = 0; i < slices.size(); i++) {
-      to(base + at.dq() + plan.sliceQStart[i] * qRow, slices.get(i).dq(), copies);
+      sink.out(base + at.dq() + plan.sliceQStart[i] * qRow, slices.get(i).dq());
     }
     long kRow = plan.keyRowBytes();
     List<KvSegment> segments = batch.segments();
     for (int g = 0; g < segments.size(); g++) {
-      to(base + at.dk() + plan.segmentKStart[g] * kRow, segments.get(g).dk(), copies);
+      sink.out(base + at.dk() + plan.segmentKStart[g] * kRow, segments.get(g).dk());
     }
     for (int g = 0; g < segments.size(); g++) {
-      to(base + at.dv() + plan.segmentKStart[g] * kRow, segments.get(g).dv(), copies);
+      sink.out(base + at.dv() + plan.segmentKStart[g] * kRow, segments.get(g).dv());
     }
   }
 
-  private static void from(Tensor tensor, long destination, CopyList copies) {
-    copies.add(tensor.address(), destination, tensor.byteSize());
-  }
+  /** Where the copies of one gather or scatter go: to the direct list when it takes them, else to the copy list. */
+  private record Sink(long base, CopyList copies, DirectCopies direct) {
+    void in(Tensor tensor, long destination) {
+      in(tensor.address(), destination, tensor.byteSize());
+    }
 
-  private static void to(long source, Tensor tensor, CopyList copies) {
-    copies.add(source, tensor.address(), tensor.byteSize());
+    void in(long source, long destination, long bytes) {
+      if (direct == null || !direct.offer(source, destination - base, bytes)) {
+        copies.add(source, destination, bytes);
+      }
+    }
+
+    void out(long source, Tensor tensor) {
+      out(source, tensor.address(), tensor.byteSize());
+    }
+
+    void out(long source, long destination, long bytes) {
+      if (direct == null || !direct.offer(destination, source - base, bytes)) {
+        copies.add(source, destination, bytes);
+      }
+    }
   }
 
   private static void putInts(int[] values, long address) {

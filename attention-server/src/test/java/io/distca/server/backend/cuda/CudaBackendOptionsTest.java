@@ -17,6 +17,10 @@ class CudaBackendOptionsTest {
     assertEquals(CudaBackendOptions.DEFAULT_PIPELINE_DEPTH, options.pipelineDepth());
     assertEquals(CudaBackendOptions.DEFAULT_KERNEL_RESOURCE, options.kernelResource());
     assertTrue(options.stagingThreads() >= 1);
+    assertTrue(options.pinnedReceive());
+    assertEquals(CudaBackendOptions.DEFAULT_PINNED_POOL_BYTES, options.pinnedPoolBytes());
+    assertEquals(CudaBackendOptions.DEFAULT_DIRECT_TRANSFER_MIN_BYTES, options.directTransferMinBytes());
+    assertThrows(IllegalStateException.class, () -> options.pinnedReceive(false));
     assertThrows(IllegalStateException.class, () -> options.pipelineDepth(2));
   }
 
@@ -30,6 +34,8 @@ class CudaBackendOptionsTest {
     assertMessage(new CudaBackendOptions().initialDeviceBytesPerSlot(-1), "device bytes");
     assertMessage(new CudaBackendOptions().initialPinnedBytesPerSlot(-1), "pinned bytes");
     assertMessage(new CudaBackendOptions().kernelResource(" "), "kernel");
+    assertMessage(new CudaBackendOptions().pinnedPoolBytes(0), "pinned pool bytes");
+    assertMessage(new CudaBackendOptions().directTransferMinBytes(0), "direct transfer minimum");
   }
 
   private static void assertMessage(CudaBackendOptions options, String fragment) {
