@@ -52,8 +52,19 @@ public enum ServerMeters implements MeterSpec {
   INFLIGHT_BYTES(gauge("distca.server.inflight", "bytes",
       "Bytes held for admitted requests and their responses until written (admission control's measure).")),
   MEMORY(gauge("distca.server.memory.used", "bytes",
-      "Memory held by pool: host = the server's Arrow allocator (tensors in and out), device and pinned = the "
-          + "CUDA backend's arenas (0 on the CPU backend).", TagSpec.of("pool", "host", "device", "pinned"))),
+      "Memory held by pool: host = the server's Arrow allocator (tensors in and out), device = the CUDA backend's"
+          + " device arenas, pinned = its pinned staging arenas and pinned buffer pool (0 on the CPU backend).", TagSpec.of("pool", "host", "device", "pinned"))),
+  PINNED_POOL(gauge("distca.server.pinned.pool", "bytes",
+      "Page-locked host buffers of the CUDA backend's pinned pool (received frames and outputs the GPU copies"
+          + " directly), leased and idle; 0 without the pool.")),
+  PINNED_POOL_REQUESTS(functionCounter("distca.server.pinned.pool.requests", "requests",
+      "Buffer requests to the pinned pool: hit = served by a pooled buffer, miss = fell back to ordinary memory"
+          + " (pool full, or pinned allocation failed); first allocations count as neither.",
+      TagSpec.of("result", "hit", "miss"))),
+  TRANSFER(functionCounter("distca.server.transfer", "bytes",
+      "Tensor bytes the CUDA backend moved between host and GPU: direct = one DMA copy from or to a pinned tensor,"
+          + " staged = through a host copy into pinned staging.",
+      TagSpec.of("direction", "upload", "download"), TagSpec.of("path", "direct", "staged"))),
   MEMORY_LIMIT(gauge("distca.server.memory.limit", "bytes", "Cap of the server's host buffer allocator.")),
   THROUGHPUT(gauge("distca.server.calibrated.throughput", "flops.per.second",
       "Forward FLOP/s the backend measured at start; the dispatcher weighs servers by it.")),

@@ -50,6 +50,13 @@ final class ServerMetrics implements Rebatcher.BatchListener, AutoCloseable {
     BackendMemory device = server.backend() instanceof BackendMemory m ? m : null;
     meters.gauge(ServerMeters.MEMORY, server, s -> device == null ? 0 : device.deviceBytes(), "device");
     meters.gauge(ServerMeters.MEMORY, server, s -> device == null ? 0 : device.pinnedHostBytes(), "pinned");
+    meters.gauge(ServerMeters.PINNED_POOL, server, s -> s.pinnedStats().poolBytes());
+    meters.functionCounter(ServerMeters.PINNED_POOL_REQUESTS, server, s -> s.pinnedStats().poolHits(), "hit");
+    meters.functionCounter(ServerMeters.PINNED_POOL_REQUESTS, server, s -> s.pinnedStats().poolMisses(), "miss");
+    meters.functionCounter(ServerMeters.TRANSFER, server, s -> s.pinnedStats().directUploadBytes(), "upload", "direct");
+    meters.functionCounter(ServerMeters.TRANSFER, server, s -> s.pinnedStats().stagedUploadBytes(), "upload", "staged");
+    meters.functionCounter(ServerMeters.TRANSFER, server, s -> s.pinnedStats().directDownloadBytes(), "download", "direct");
+    meters.functionCounter(ServerMeters.TRANSFER, server, s -> s.pinnedStats().stagedDownloadBytes(), "download", "staged");
     meters.gauge(ServerMeters.THROUGHPUT, server, AttentionServer::calibratedFlopsPerSecond);
     meters.gauge(ServerMeters.READY, server, s -> s.readinessFailure() == null ? 1 : 0);
     meters.gauge(ServerMeters.DRAINING, server, s -> s.draining() ? 1 : 0);

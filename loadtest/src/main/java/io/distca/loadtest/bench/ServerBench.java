@@ -17,6 +17,7 @@ import io.distca.protocol.transport.Transports;
 import io.distca.protocol.wire.WireSetup;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
+import io.distca.server.backend.PinnedTransfers;
 import io.netty.channel.EventLoopGroup;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -40,7 +41,8 @@ public final class ServerBench {
   /** What one run measured; rates are per second. */
   public record Result(
       String backend, int docs, int tokens, long requestBytes, long responseBytes, int connections, int inflight,
-      double serverRequests, double kernelRequests, double transportRequests, double flopsPerRequest) {
+      double serverRequests, double kernelRequests, double transportRequests, double flopsPerRequest,
+      PinnedTransfers.Stats pinned) {
 
     public double rooflineRequests() {
       return Math.min(kernelRequests, transportRequests);
@@ -60,6 +62,11 @@ public final class ServerBench {
       row(out, "transport alone (echo roofline)", transportRequests, mb);
       out.printf(Locale.ROOT, "fraction of the slower roofline (%s): %.2f%n",
           kernelRequests < transportRequests ? "kernel" : "transport", fraction());
+      out.printf(Locale.ROOT, "pinned path (server end to end): %s; up %.1f MB direct / %.1f MB staged, down %.1f MB direct"
+              + " / %.1f MB staged; pool %.1f MB, %d hits, %d misses%n",
+          pinned.directUsed() ? "used" : "not used", pinned.directUploadBytes() / 1e6, pinned.stagedUploadBytes() / 1e6,
+          pinned.directDownloadBytes() / 1e6, pinned.stagedDownloadBytes() / 1e6, pinned.poolBytes() / 1e6,
+          pinned.poolHits(), pinned.poolMisses());
     }
 
     private void row(java.io.PrintStream out, String what, double reqs, double mb) {
@@ -90,7 +97,9 @@ public final class ServerBench {
       double kernelMs = kb.varlenMillis(batch);
       double kernelRequests = 1000 / kernelMs;
 
+      PinnedTransfers.Stats beforeServer = server.pinnedStats();
       double serverRequests = drive(server.port(), batch, meta, connections, inflight, duration, allocator);
+      PinnedTransfers.Stats pinned = since(beforeServer, server.pinnedStats());
 
       // transport alone: an echo server answering with O- and LSE-sized tensors
       Tensor lseTemplate = batch.lse;
@@ -109,8 +118,15 @@ public final class ServerBench {
       }
       int tokens = batch.tokens;
       return new Result(server.backend().name(), docLengths.length, tokens, requestBytes, responseBytes, connections,
-          inflight, serverRequests, kernelRequests, transportRequests, flops);
+          inflight, serverRequests, kernelRequests, transportRequests, flops, pinned);
     }
+  }
+
+  /** What the server's requests added to the counters (the kernel roofline's batches run before and are left out). */
+  private static PinnedTransfers.Stats since(PinnedTransfers.Stats a, PinnedTransfers.Stats b) {
+    return new PinnedTransfers.Stats(b.poolBytes(), b.poolHits() - a.poolHits(), b.poolMisses() - a.poolMisses(),
+        b.directUploadBytes() - a.directUploadBytes(), b.stagedUploadBytes() - a.stagedUploadBytes(),
+        b.directDownloadBytes() - a.directDownloadBytes(), b.stagedDownloadBytes() - a.stagedDownloadBytes());
   }
 
   private static AttentionRequest requestMeta(AttentionShape shape, int[] docLengths) {

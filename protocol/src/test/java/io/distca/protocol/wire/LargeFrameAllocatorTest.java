@@ -199,5 +199,4 @@ class LargeFrameAllocatorTest extends WireTestBase {
     into.add(buf);
     return buf;
   }
-
 }
