@@ -32,8 +32,9 @@ import java.util.function.Consumer;
 /**
  * A client connection to a DistCA peer (attention server or dispatcher): HELLO handshake, then
  * pipelined requests matched to their responses by request id, in any order. Every pending request
- * ends exactly once: with its response, with the peer's typed ERROR ({@link ProtocolException}), or
- * with {@link ConnectionLostException} when the connection closes.
+ * ends exactly once: with its response, with the peer's typed ERROR ({@link ProtocolException}), with
+ * this side's typed encoding failure (a {@link ProtocolException} such as LIMIT_EXCEEDED for a frame
+ * above the limit), or with {@link ConnectionLostException} when the connection closes.
  */
 public final class PeerConnection implements AutoCloseable {
   private final Channel channel;
@@ -143,11 +144,26 @@ public final class PeerConnection implements AutoCloseable {
         framed.close();
         CompletableFuture<Message> p = pending.remove(id);
         if (p != null) {
-          p.completeExceptionally(new ConnectionLostException("write to " + peer + " failed: " + w.cause(), w.cause()));
+          p.completeExceptionally(writeFailure(w.cause()));
         }
       }
     });
     return f;
+  }
+
+  /**
+   * Why a write failed, as the request's caller should see it: a message this side could not encode
+   * (a frame above the limit: LIMIT_EXCEEDED) fails with the encoder's typed error, which says that
+   * sending it again anywhere cannot work; anything else lost the connection.
+   */
+  private RuntimeException writeFailure(Throwable cause) {
+    if (cause instanceof io.netty.handler.codec.EncoderException e && e.getCause() instanceof ProtocolException pe) {
+      return pe;
+    }
+    if (cause instanceof io.netty.handler.codec.EncoderException e && e.getCause() instanceof IllegalArgumentException iae) {
+      return iae;
+    }
+    return new ConnectionLostException("write to " + peer + " failed: " + cause, cause);
   }
 
   /**

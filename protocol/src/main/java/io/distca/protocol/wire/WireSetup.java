@@ -60,7 +60,16 @@ public final class WireSetup {
 
   /** Connecting side over TLS ({@code tls} null: plaintext), verifying the server as {@code tls} says. */
   public static Consumer<ChannelPipeline> client(BufferAllocator allocator, TlsOptions tls) {
-    Consumer<ChannelPipeline> codec = client(allocator);
+    return client(allocator, tls, WireOptions.DEFAULT_MAX_FRAME_BYTES);
+  }
+
+  /**
+   * Connecting side over TLS ({@code tls} null: plaintext) that sends and accepts frames up to
+   * {@code maxFrameBytes}: a client whose requests or responses may be larger than the default
+   * sets it to what its servers accept (their HELLO_OK says).
+   */
+  public static Consumer<ChannelPipeline> client(BufferAllocator allocator, TlsOptions tls, long maxFrameBytes) {
+    Consumer<ChannelPipeline> codec = of(new WireOptions().allocator(allocator).maxFrameBytes(maxFrameBytes));
     if (tls == null) {
       return codec;
     }
