@@ -30,10 +30,18 @@ final class Admission {
   /**
    * Admits a request's bytes, or returns why not; called on the I/O thread as soon as a request is
    * decoded, so that a refused request's memory is released before anything else is done with it.
-   * The first request is always admitted on an idle server, however large, so that a request bigger
-   * than the budget is not refused forever.
+   * A request larger than the whole budget is refused with LIMIT_EXCEEDED, which clients do not
+   * retry: it could never be admitted next to others, and admitting it alone would let it hold the
+   * server's memory past the budget (the data port's frame limit normally keeps such requests out).
+   * Anything smaller is admitted when it fits beside what is in flight, and always on an idle server.
    */
   synchronized ProtocolException tryAcquireBytes(long requestBytes) {
+    if (requestBytes > maxBytes) {
+      refused++;
+      return new ProtocolException(ErrorCode.LIMIT_EXCEEDED, null, "request needs " + requestBytes
+          + " bytes of the admission budget (its tensors, twice: request and response), more than the whole budget of "
+          + maxBytes + " bytes; split it into smaller requests");
+    }
     if (bytes > 0 && bytes + requestBytes > maxBytes) {
       refused++;
       return overloaded(bytes + " bytes in flight, limit " + maxBytes);
@@ -73,6 +81,11 @@ final class Admission {
   /** Feeds the retry-after estimate with one request's time from admission to response written. */
   synchronized void observeService(long nanos) {
     serviceSeconds = 0.8 * serviceSeconds + 0.2 * (nanos / 1e9);
+  }
+
+  /** Bytes and requests in flight against the limit, for diagnostics. */
+  synchronized String describe() {
+    return "admitted " + bytes + " of " + maxBytes + " bytes for " + inflightRequests + " requests";
   }
 
   synchronized long bytesInFlight() {

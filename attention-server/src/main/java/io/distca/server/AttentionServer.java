@@ -85,7 +85,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       r = new Rebatcher(b, rebatch);
       this.rebatcher = r;
       s = new MessageServer("attention-server " + ctx.serverId, ctx.host, ctx.port, ctx.ioThreads, ctx.token,
-          ctx.maxFrameBytes, ConnectionLimits.DEFAULT.withMaxConnectionsPerPeer(ctx.maxConnectionsPerPeer),
+          ctx.maxRequestFrameBytes(), ConnectionLimits.DEFAULT.withMaxConnectionsPerPeer(ctx.maxConnectionsPerPeer),
           metrics.traffic().counting(WireSetup.server(allocator, ctx.maxFrameBytes, ctx.tls,
               pinned == null ? LargeFrameAllocator.CHANNEL : pinned.frameAllocator())), this);
       this.server = s;
@@ -226,6 +226,26 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     return admission.bytesInFlight();
   }
 
+  /** Requests admitted and not yet answered (queued, in a batch, or being written). */
+  public int requestsInFlight() {
+    return inflight.get();
+  }
+
+  /** Largest request frame this server accepts, as its HELLO_OK tells clients: any such request fits the admission budget. */
+  public long maxRequestFrameBytes() {
+    return ctx.maxRequestFrameBytes();
+  }
+
+  /** One line of state for stall diagnostics: admission, queue, batches, memory, connections. */
+  public String diagnostics() {
+    return String.format(java.util.Locale.ROOT,
+        "%s: %s; requests in flight %d, queued tasks %d, queued %.3g FLOPs, batches %d, tasks served %d, "
+            + "refused OVERLOADED %d, errors %d, buffer memory %d of %d bytes (peak %d), connections %d%s",
+        ctx.serverId, admission.describe(), inflight.get(), rebatcher.queuedTasks(), admission.flopsQueued(),
+        rebatcher.batches(), tasksServed.get(), admission.refused(), errors.get(), allocator.getAllocatedMemory(),
+        ctx.maxMemoryBytes, allocator.getPeakMemoryAllocation(), server.connections(), draining ? ", DRAINING" : "");
+  }
+
   private Register registration() {
     return new Register(ctx.serverId, ctx.advertisedHost, ctx.advertisedPort > 0 ? ctx.advertisedPort : port(),
         backend.name(), backend.device(), ctx.maxMemoryBytes, flopsPerSecond, calibration);
@@ -285,13 +305,9 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     try {
       prepared = validator.prepare(m, allocator);
     } catch (ProtocolException e) {
+      // the validator closed the request; an exhausted buffer cap comes as OVERLOADED
       errors.incrementAndGet();
       throw e;
-    } catch (org.apache.arrow.memory.OutOfMemoryException e) {
-      m.close();
-      errors.incrementAndGet();
-      throw new ProtocolException(ErrorCode.OVERLOADED, null,
-          "no buffer memory for the outputs (cap " + ctx.maxMemoryBytes + " bytes)", 100, e);
     }
     ProtocolException refused = admission.tryAcquireFlops(prepared.flops);
     if (refused != null) {

@@ -152,6 +152,12 @@ final class RequestValidator {
       if (e instanceof Error err) {
         throw err;
       }
+      if (e instanceof org.apache.arrow.memory.OutOfMemoryException) {
+        // the buffer cap is full for now: the client should retry later (or elsewhere), not quarantine this server
+        throw new ProtocolException(ErrorCode.OVERLOADED, null,
+            "no buffer memory for the outputs (allocator holds " + allocator.getAllocatedMemory() + " of "
+                + allocator.getLimit() + " bytes)", 100, e);
+      }
       throw e instanceof ProtocolException ? (ProtocolException) e
           : new ProtocolException(ErrorCode.INTERNAL, null, "validating the request failed: " + e, 0, e);
     }

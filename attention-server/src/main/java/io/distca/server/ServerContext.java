@@ -47,7 +47,10 @@ public final class ServerContext {
    * allocator refuses beyond it, and the decoder answers OVERLOADED.
    */
   public long maxMemoryBytes = 4L << 30;
-  /** Admission bound: bytes of admitted requests plus their responses, until written out. Default: half the memory cap. */
+  /**
+   * Admission bound: bytes of admitted requests plus their responses, until written out. Default:
+   * half the memory cap. Request frames are limited to half of it (see {@link #maxRequestFrameBytes()}).
+   */
   public long maxInflightBytes = 0;
   /**
    * With the CUDA backend: receive large frames into, and allocate outputs from, a pool of page-locked
@@ -98,6 +101,16 @@ public final class ServerContext {
     }
     concluded = true;
     return this;
+  }
+
+  /**
+   * Largest request frame the data port accepts and advertises in HELLO_OK: {@link #maxFrameBytes},
+   * or less when the admission budget is small, so that every request a client may send can be
+   * admitted (a request is charged twice its tensor bytes, for itself and its response). Clients
+   * split their work into requests of at most this size.
+   */
+  long maxRequestFrameBytes() {
+    return Math.max(io.distca.protocol.wire.WireOptions.MIN_MAX_FRAME_BYTES, Math.min(maxFrameBytes, maxInflightBytes / 2));
   }
 
   /** Cap of the CUDA backend's pinned buffer pool: three quarters of {@link #maxMemoryBytes}; 0 when {@link #pinnedReceive} is off. */
