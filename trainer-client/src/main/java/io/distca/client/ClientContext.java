@@ -48,6 +48,13 @@ public final class ClientContext {
   public long pingIntervalMs = 500;
   /** ... and are declared dead (pending requests re-sent elsewhere) when a PONG is this late. */
   public long pingTimeoutMs = 2000;
+  /**
+   * Largest frame this client sends or accepts (header, metadata and tensors). Each server also
+   * advertises the largest request it takes (in HELLO_OK); the client cuts its work into requests
+   * that fit both, splitting a task's query rows when one task alone is too large. Default 512 MiB,
+   * the attention server's default.
+   */
+  public long maxFrameBytes = 512L << 20;
   /** Netty I/O threads. */
   public int ioThreads = 2;
   /** Split each server's share into two requests so transfer of one overlaps compute of the other. */
@@ -79,6 +86,8 @@ public final class ClientContext {
     require(pingIntervalMs > 0 && pingTimeoutMs > 0, "ping interval and timeout must be positive");
     require(quarantineMs >= 0, "quarantineMs must be >= 0");
     require(ioThreads >= 1, "ioThreads must be >= 1");
+    require(maxFrameBytes >= 1 << 20 && maxFrameBytes <= Integer.MAX_VALUE,
+        "maxFrameBytes must be in [1 MiB, 2 GiB), got " + maxFrameBytes);
     require(!requestTimeout.isNegative() && !requestTimeout.isZero(), "requestTimeout must be positive");
     require(!stepTimeout.isNegative() && !stepTimeout.isZero(), "stepTimeout must be positive");
     if (tls != null) {

@@ -32,6 +32,38 @@ final class ConnectionPool implements AutoCloseable {
     this.pingTimeoutMs = pingTimeoutMs;
   }
 
+  /**
+   * The largest request frame {@code host:port} said it accepts (HELLO_OK) when this pool last
+   * connected to it; 0 when it has not connected yet.
+   */
+  long advertisedFrameLimit(String host, int port) {
+    CompletableFuture<PeerConnection> f = connections.get(host + ":" + port);
+    if (f == null || !f.isDone() || f.isCompletedExceptionally()) {
+      return 0;
+    }
+    PeerConnection c = f.join();
+    return c.helloOk() == null ? 0 : c.helloOk().maxFrameBytes();
+  }
+
+  /** Per peer: connected or not, and requests waiting for an answer (stall diagnostics). */
+  String describe() {
+    StringBuilder b = new StringBuilder();
+    for (var e : connections.entrySet()) {
+      CompletableFuture<PeerConnection> f = e.getValue();
+      b.append(b.length() == 0 ? "" : ", ").append(e.getKey()).append(' ');
+      if (!f.isDone()) {
+        b.append("connecting");
+      } else if (f.isCompletedExceptionally()) {
+        b.append("not connected");
+      } else {
+        PeerConnection c = f.join();
+        b.append(c.isActive() ? "connected" : "closed").append(", ").append(c.pendingRequests()).append(" pending")
+            .append(c.channel().isWritable() ? "" : ", not writable");
+      }
+    }
+    return b.length() == 0 ? "none" : b.toString();
+  }
+
   CompletableFuture<PeerConnection> get(String host, int port) {
     if (closed) {
       return CompletableFuture.failedFuture(new IllegalStateException("client is closed"));

@@ -78,6 +78,8 @@ public final class DistcaClient implements AutoCloseable {
   private final AtomicLong tasksSent = new AtomicLong();
   private final AtomicLong tasksAnswered = new AtomicLong();
   private final AtomicLong tasksFailed = new AtomicLong();
+  /** Calls launched and not yet ended, for {@link #diagnostics()}. */
+  private final java.util.Set<Call> active = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
   private record PlanKey(long step, int[] docs, AttentionShape shape, boolean causal) {
     @Override
@@ -97,7 +99,7 @@ public final class DistcaClient implements AutoCloseable {
     this.metrics = new ClientMetrics(ctx.meterRegistry != null ? ctx.meterRegistry : Metrics.globalRegistry);
     this.allocator = parent.newChildAllocator("distca-client-" + ctx.rank, 0, Long.MAX_VALUE);
     this.group = Transports.group(ctx.ioThreads, "distca-client-io");
-    var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator, ctx.tls);
+    var setup = ctx.pipelineSetup != null ? ctx.pipelineSetup : WireSetup.client(allocator, ctx.tls, ctx.maxFrameBytes);
     Hello hello = new Hello(1, "trainer", ctx.clientName + "-" + ctx.rank, ctx.token);
     this.servers = new ConnectionPool(group, hello, setup, ctx.connectTimeout, ctx.pingIntervalMs, ctx.pingTimeoutMs);
     this.dispatcher = new ConnectionPool(group, hello, setup, ctx.connectTimeout, 0, 0);
@@ -120,6 +122,33 @@ public final class DistcaClient implements AutoCloseable {
   public RequestCounts requestCounts() {
     return new RequestCounts(requestsStarted.get(), requestsAnswered.get(), requestsFailed.get(), tasksSent.get(),
         tasksAnswered.get(), tasksFailed.get());
+  }
+
+  /**
+   * What this client is doing now, for stall diagnostics: request counts, retries, quarantined
+   * servers, connections with their pending requests, and every call in progress.
+   */
+  public String diagnostics() {
+    long now = System.currentTimeMillis();
+    StringBuilder b = new StringBuilder();
+    b.append("client ").append(ctx.clientName).append('-').append(ctx.rank).append(": ").append(requestCounts())
+        .append(", retries ").append(retries.get()).append(", local plans ").append(localPlans.get());
+    StringBuilder q = new StringBuilder();
+    quarantine.forEach((server, until) -> {
+      if (until > now) {
+        q.append(q.length() == 0 ? "" : ", ").append(server).append(" for ").append(until - now).append(" ms");
+      }
+    });
+    b.append("\n  quarantined: ").append(q.length() == 0 ? "none" : q);
+    b.append("\n  server connections: ").append(servers.describe());
+    b.append("\n  dispatcher connection: ").append(dispatcher.describe());
+    if (active.isEmpty()) {
+      b.append("\n  no call in progress");
+    }
+    for (Call c : active) {
+      b.append("\n  ").append(c.describe(now));
+    }
+    return b.toString();
   }
 
   /** The servers of the latest plan, with the throughput each measured at start (empty before the first plan). */
@@ -153,12 +182,41 @@ public final class DistcaClient implements AutoCloseable {
   private CompletableFuture<Call> run(long step, MicroBatch mb, BackwardInput bwd) {
     long start = System.nanoTime();
     long deadline = System.currentTimeMillis() + ctx.stepTimeout.toMillis();
-    return plan(step, mb).thenCompose(plan -> {
-      Call call = new Call(step, mb, bwd, plan, deadline, start);
+    return plan(step, mb).thenCompose(plan -> connected(plan).thenApply(ignored -> plan)).thenCompose(plan -> {
+      Call call = new Call(step, mb, bwd, plan, deadline, start, frameLimit(plan));
       call.planWaitNanos = System.nanoTime() - start;
       call.launch();
       return call.result;
     });
+  }
+
+  /**
+   * Connects to the plan's servers that are not quarantined (at once when already connected), so
+   * that each has told its request frame limit before the call cuts its requests; a server that
+   * cannot be reached is left to the call's retries.
+   */
+  private CompletableFuture<Void> connected(PlanResponse plan) {
+    long now = System.currentTimeMillis();
+    List<CompletableFuture<?>> all = new ArrayList<>();
+    for (ServerInfo s : plan.servers()) {
+      Long until = quarantine.get(s.serverId());
+      if (until == null || until < now) {
+        all.add(servers.get(s.host(), s.port()).handle((c, e) -> null));
+      }
+    }
+    return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new));
+  }
+
+  /** The largest request frame for a call over {@code plan}: this client's limit and every connected server's. */
+  private long frameLimit(PlanResponse plan) {
+    long limit = ctx.maxFrameBytes;
+    for (ServerInfo s : plan.servers()) {
+      long advertised = servers.advertisedFrameLimit(s.host(), s.port());
+      if (advertised > 0) {
+        limit = Math.min(limit, advertised);
+      }
+    }
+    return limit;
   }
 
   // ---------------------------------------------------------------- planning
@@ -237,6 +295,8 @@ public final class DistcaClient implements AutoCloseable {
     final PlanResponse plan;
     final long deadlineEpochMs;
     final long startNanos;
+    /** Largest request frame of this call (see {@link DistcaClient#frameLimit}). */
+    final long frameLimit;
     final int[] cu;
     final List<ClientTask> tasks = new ArrayList<>();
     final ResultAssembler assembler;
@@ -252,8 +312,10 @@ public final class DistcaClient implements AutoCloseable {
     double flops;
     long planWaitNanos;
 
-    Call(long step, MicroBatch mb, BackwardInput bwd, PlanResponse plan, long deadlineEpochMs, long startNanos) {
+    Call(long step, MicroBatch mb, BackwardInput bwd, PlanResponse plan, long deadlineEpochMs, long startNanos,
+        long frameLimit) {
       this.step = step;
+      this.frameLimit = frameLimit;
       this.mb = mb;
       this.bwd = bwd;
       this.plan = plan;
@@ -263,7 +325,9 @@ public final class DistcaClient implements AutoCloseable {
       long id = 0;
       for (PlannedTask t : plan.tasks()) {
         checkTask(t);
-        tasks.add(new ClientTask(id++, t.doc(), t.qStart(), t.qEnd(), t.kvStart(), t.kvEnd(), t.server()));
+        for (int[] piece : pieces(t)) {
+          tasks.add(new ClientTask(id++, t.doc(), piece[0], piece[1], t.kvStart(), piece[2], t.server()));
+        }
       }
       this.assembler = new ResultAssembler(mb.shape(), bwd != null, tasks, cu, allocator, droppedResults);
     }
@@ -275,6 +339,104 @@ public final class DistcaClient implements AutoCloseable {
           || t.server() < 0 || t.server() >= plan.servers().size()) {
         throw new IllegalStateException("plan for step " + step + " has an invalid task " + t);
       }
+    }
+
+    /**
+     * A planned task as query-row pieces {qStart, qEnd, kvEnd} whose requests fit {@link #frameLimit}:
+     * the task itself when it fits (almost always), else consecutive query ranges, each with the keys
+     * its rows can see (causal: up to its last row), so that every row is computed exactly as the whole
+     * task would. A task whose keys alone exceed the limit cannot be cut this way: a typed error.
+     */
+    private List<int[]> pieces(PlannedTask t) {
+      boolean backward = bwd != null;
+      long qRow = NanoBatch.queryRowBytes(mb.shape(), backward);
+      long kvRow = NanoBatch.keyRowBytes(mb.shape());
+      long budget = frameLimit - NanoBatch.frameOverhead(1);
+      if ((long) (t.qEnd() - t.qStart()) * qRow + (long) (t.kvEnd() - t.kvStart()) * kvRow <= budget) {
+        return List.<int[]>of(new int[] {t.qStart(), t.qEnd(), t.kvEnd()});
+      }
+      List<int[]> pieces = new ArrayList<>();
+      int a = t.qStart();
+      while (a < t.qEnd()) {
+        if (pieceBytes(t, a, a + 1, qRow, kvRow) > budget) {
+          throw new DistcaException("step " + step + " of job " + ctx.job + ": a query row of document " + t.doc()
+              + " needs " + (t.kvEnd() - t.kvStart()) + " keys, " + pieceBytes(t, a, a + 1, qRow, kvRow)
+              + " bytes in one request, above the request frame limit of " + frameLimit + " bytes (client "
+              + ctx.maxFrameBytes + ", servers' HELLO_OK): raise the limits (ClientContext.maxFrameBytes, the servers' "
+              + "maxFrameBytes and memory) or use shorter documents",
+              new ProtocolException(ErrorCode.LIMIT_EXCEEDED, "max_frame_bytes", "request frame limit " + frameLimit));
+        }
+        int lo = a + 1;
+        int hi = t.qEnd();
+        while (lo < hi) { // the largest end whose piece fits
+          int mid = (int) (((long) lo + hi + 1) >>> 1);
+          if (pieceBytes(t, a, mid, qRow, kvRow) <= budget) {
+            lo = mid;
+          } else {
+            hi = mid - 1;
+          }
+        }
+        pieces.add(new int[] {a, lo, pieceKvEnd(t, lo)});
+        a = lo;
+      }
+      return pieces;
+    }
+
+    /** Keys of a piece ending at query row {@code end}: causal rows see keys up to their own position. */
+    private int pieceKvEnd(PlannedTask t, int end) {
+      return mb.causal() ? Math.max(t.kvStart(), Math.min(t.kvEnd(), end)) : t.kvEnd();
+    }
+
+    private long pieceBytes(PlannedTask t, int from, int to, long qRow, long kvRow) {
+      return (long) (to - from) * qRow + (long) (pieceKvEnd(t, to) - t.kvStart()) * kvRow;
+    }
+
+    /**
+     * Groups of {@code taskIdx} (in order) whose requests fit {@code limit}; tasks of one document
+     * in a group share their keys (KV dedup), as in {@link NanoBatch}. Each task fits on its own.
+     */
+    private List<List<Integer>> fitFrames(List<Integer> taskIdx, long limit) {
+      boolean backward = bwd != null;
+      long qRow = NanoBatch.queryRowBytes(mb.shape(), backward);
+      long kvRow = NanoBatch.keyRowBytes(mb.shape());
+      List<List<Integer>> groups = new ArrayList<>();
+      List<Integer> group = new ArrayList<>();
+      Map<Integer, int[]> kv = new java.util.HashMap<>();
+      long queryRows = 0;
+      long keyRows = 0;
+      for (int i : taskIdx) {
+        ClientTask t = tasks.get(i);
+        int[] old = kv.get(t.doc());
+        int[] merged = old == null ? new int[] {t.kvStart(), t.kvEnd()}
+            : new int[] {Math.min(old[0], t.kvStart()), Math.max(old[1], t.kvEnd())};
+        long addedKeys = (merged[1] - merged[0]) - (old == null ? 0 : old[1] - old[0]);
+        long bytes = (queryRows + t.qLen()) * qRow + (keyRows + addedKeys) * kvRow + NanoBatch.frameOverhead(group.size() + 1);
+        if (!group.isEmpty() && bytes > limit) {
+          groups.add(group);
+          group = new ArrayList<>();
+          kv.clear();
+          queryRows = 0;
+          keyRows = 0;
+          merged = new int[] {t.kvStart(), t.kvEnd()};
+          addedKeys = t.kvLen();
+        }
+        group.add(i);
+        kv.put(t.doc(), merged);
+        queryRows += t.qLen();
+        keyRows += addedKeys;
+      }
+      if (!group.isEmpty()) {
+        groups.add(group);
+      }
+      return groups;
+    }
+
+    /** One line per call in progress, for {@link DistcaClient#diagnostics()}. */
+    String describe(long nowMs) {
+      return "step " + step + " " + (bwd == null ? "forward" : "backward") + ": " + outstanding.get() + " of " + requests
+          + " requests outstanding, " + callRetries.get() + " retries, deadline in " + (deadlineEpochMs - nowMs)
+          + " ms, request frame limit " + frameLimit + " bytes, servers " + plan.servers().stream()
+              .map(ServerInfo::serverId).toList();
     }
 
     StepStats stats() {
@@ -291,23 +453,38 @@ public final class DistcaClient implements AutoCloseable {
       List<Runnable> sends = new ArrayList<>();
       for (var e : byServer.entrySet()) {
         for (List<Integer> half : pingPong(e.getValue())) {
-          List<ClientTask> nbTasks = new ArrayList<>(half.size());
-          for (int i : half) {
-            nbTasks.add(tasks.get(i));
+          for (List<Integer> group : fitFrames(half, frameLimit)) {
+            NanoBatch nb = nanoBatch(group);
+            flops += nb.flops(mb.shape(), mb.causal());
+            requests++;
+            outstanding.incrementAndGet();
+            int target = avoidQuarantined(e.getKey());
+            sends.add(() -> send(nb, group, target, 0));
           }
-          NanoBatch nb = new NanoBatch(nbTasks);
-          flops += nb.flops(mb.shape(), mb.causal());
-          requests++;
-          outstanding.incrementAndGet();
-          int target = avoidQuarantined(e.getKey());
-          sends.add(() -> send(nb, half, target, 0));
         }
       }
       if (sends.isEmpty()) {
         result.complete(this);
         return;
       }
+      active.add(this);
+      result.whenComplete((c, err) -> active.remove(this));
+      // the last word on a call: whatever happens to its requests (a callback lost on some thread),
+      // it ends by its deadline with a typed error naming what is outstanding
+      long guardMs = Math.max(0, deadlineEpochMs - System.currentTimeMillis()) + 1000;
+      var guard = group.schedule(() -> fail(new DistcaException("step " + step + " of job " + ctx.job + ": "
+          + (bwd == null ? "forward" : "backward") + " call did not complete by its deadline: " + describe(
+              System.currentTimeMillis()), new TimeoutException("step deadline"))), guardMs, TimeUnit.MILLISECONDS);
+      result.whenComplete((c, err) -> guard.cancel(false));
       sends.forEach(Runnable::run);
+    }
+
+    private NanoBatch nanoBatch(List<Integer> taskIdx) {
+      List<ClientTask> nbTasks = new ArrayList<>(taskIdx.size());
+      for (int i : taskIdx) {
+        nbTasks.add(tasks.get(i));
+      }
+      return new NanoBatch(nbTasks);
     }
 
     /** Splits a server's tasks into two nano-batches of about equal FLOPs (largest first, greedy). */
@@ -351,6 +528,11 @@ public final class DistcaClient implements AutoCloseable {
       Attempt at = new Attempt(target.serverId(), attempt, nb);
       servers.get(target.host(), target.port())
           .thenCompose(conn -> {
+            long peerLimit = conn.helloOk() == null ? ctx.maxFrameBytes : Math.min(ctx.maxFrameBytes, conn.helloOk().maxFrameBytes());
+            if (nb.frameBytes(mb.shape(), bwd != null) > peerLimit && nb.tasks.size() > 1) {
+              // a retry to a server that takes smaller requests than those this call was cut for
+              throw new CompletionException(new RequestTooLarge(peerLimit));
+            }
             long buildStart = System.nanoTime();
             Message msg = nb.build(type, meta, mb, cu, bwd, allocator);
             at.bytesSent = msg.tensors().byteSize();
@@ -378,8 +560,22 @@ public final class DistcaClient implements AutoCloseable {
             }
             Throwable cause = unwrap(err);
             at.failed(cause, arrived);
+            if (cause instanceof RequestTooLarge tooLarge) {
+              resend(taskIdx, server, attempt, tooLarge.limit);
+              return;
+            }
             retryOrFail(nb, taskIdx, server, attempt, cause);
           });
+    }
+
+    /** Sends the tasks of a request that is too large for {@code server} as several that fit. */
+    private void resend(List<Integer> taskIdx, int server, int attempt, long limit) {
+      List<List<Integer>> groups = fitFrames(taskIdx, limit);
+      outstanding.addAndGet(groups.size() - 1);
+      requests += groups.size() - 1;
+      for (List<Integer> g : groups) {
+        send(nanoBatch(g), g, server, attempt);
+      }
     }
 
     /** One request attempt's measurements; its outcome is recorded exactly once. */
@@ -440,10 +636,13 @@ public final class DistcaClient implements AutoCloseable {
     }
 
     private void retryOrFail(NanoBatch nb, List<Integer> taskIdx, int server, int attempt, Throwable cause) {
-      boolean retryable = cause instanceof ConnectionLostException || cause instanceof TimeoutException
+      // a frame the server refused as too large (it closes the connection after saying so) fails the same way again
+      boolean refusedFrame = cause instanceof ConnectionLostException && cause.getCause() instanceof ProtocolException refusal
+          && refusal.code() == ErrorCode.FRAME_TOO_LARGE;
+      boolean retryable = !refusedFrame && (cause instanceof ConnectionLostException || cause instanceof TimeoutException
           || (cause instanceof ProtocolException pe && (pe.code() == ErrorCode.OVERLOADED
               || pe.code() == ErrorCode.DRAINING || pe.code() == ErrorCode.INTERNAL
-              || pe.code() == ErrorCode.TOO_MANY_CONNECTIONS));
+              || pe.code() == ErrorCode.TOO_MANY_CONNECTIONS)));
       long left = deadlineEpochMs - System.currentTimeMillis();
       if (!retryable || attempt + 1 >= ctx.maxAttempts || left <= 0) {
         List<Long> ids = new ArrayList<>(nb.tasks.size());
@@ -523,6 +722,17 @@ public final class DistcaClient implements AutoCloseable {
     }
   }
 
+  /** A request larger than its server's advertised frame limit: split, not sent. */
+  private static final class RequestTooLarge extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    final long limit;
+
+    RequestTooLarge(long limit) {
+      super("request above the server's frame limit of " + limit + " bytes", null, false, false);
+      this.limit = limit;
+    }
+  }
+
   private static Throwable unwrap(Throwable t) {
     while (t instanceof CompletionException && t.getCause() != null) {
       t = t.getCause();
@@ -532,6 +742,11 @@ public final class DistcaClient implements AutoCloseable {
 
   @Override
   public void close() {
+    // calls still in progress end now, typed, and release what they hold before the allocator closes
+    for (Call c : active) {
+      c.fail(new DistcaException("step " + c.step + " of job " + ctx.job + ": the client was closed during the call",
+          null));
+    }
     servers.close();
     dispatcher.close();
     group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();

@@ -65,6 +65,32 @@ final class NanoBatch {
     return n;
   }
 
+  /**
+   * Room a request's frame needs beyond its tensor bytes: the header, the JSON metadata (a line per
+   * task) and the Arrow IPC schema, record-batch message and padding; generous, so that an estimate
+   * below the limit always encodes below it.
+   */
+  static long frameOverhead(int tasks) {
+    return (64L << 10) + 256L * tasks;
+  }
+
+  /** Bytes of one query row's tensors in a request: q (backward adds o, do and an lse column). */
+  static long queryRowBytes(AttentionShape shape, boolean backward) {
+    long row = (long) shape.headsQ() * shape.headDim() * shape.dtype().byteSize();
+    return backward ? 3 * row + 4L * shape.headsQ() : row;
+  }
+
+  /** Bytes of one key row's tensors in a request: k and v. */
+  static long keyRowBytes(AttentionShape shape) {
+    return 2L * shape.headsKv() * shape.headDim() * shape.dtype().byteSize();
+  }
+
+  /** The frame this nano-batch's request encodes to, at most (tensor bytes exact, the rest {@link #frameOverhead}). */
+  long frameBytes(AttentionShape shape, boolean backward) {
+    return (long) queryTokens() * queryRowBytes(shape, backward) + (long) kvTokens() * keyRowBytes(shape)
+        + frameOverhead(tasks.size());
+  }
+
   double flops(AttentionShape shape, boolean causal) {
     double f = 0;
     for (ClientTask t : tasks) {
