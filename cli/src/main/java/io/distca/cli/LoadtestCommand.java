@@ -113,6 +113,11 @@ final class LoadtestCommand implements Callable<Integer> {
       description = "Backend of the local reference: cpu, reference (float64), cuda, auto (default: ${DEFAULT-VALUE}).")
   String checkBackend = DEFAULTS.checkBackend;
 
+  @Option(names = "--stall-timeout", paramLabel = "DURATION",
+      description = "When no layer call completes for this long (time spent on local checks aside), print every "
+          + "thread's stack and the servers' and clients' state, and fail (exit 1); 0 never (default: 10m).")
+  String stallTimeout = "10m";
+
   @Option(names = "--progress", description = "Progress bar: auto (terminal only), on, off (default: ${DEFAULT-VALUE}).")
   String progress = DEFAULTS.progress;
 
@@ -180,6 +185,9 @@ final class LoadtestCommand implements Callable<Integer> {
     o.tolerance = tolerance;
     o.checkBackend = checkBackend;
     o.progress = progress;
+    o.stallTimeout = stallTimeout.trim().equals("0") ? null : parseDuration(stallTimeout);
+    // a stalled run that cannot even stop (a thread stuck in native code) must not hang the launcher
+    o.haltAfterStall = Duration.ofMinutes(1);
     return o;
   }
 

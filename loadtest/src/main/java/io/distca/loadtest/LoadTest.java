@@ -32,9 +32,11 @@ public final class LoadTest {
 
   public static LoadReport run(LoadTestOptions options) throws InterruptedException {
     options.conclude();
+    LoadReport[] report = new LoadReport[1];
+    java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
     try (BufferAllocator root = new RootAllocator()) {
       if (!options.embedded()) {
-        return new Session(options, root, null).run();
+        return report[0] = new Session(options, root, null, ended).run();
       }
       EmbeddedCluster.Options co = new EmbeddedCluster.Options();
       co.servers = options.servers;
@@ -46,8 +48,18 @@ public final class LoadTest {
       co.backendFactory = options.backendFactory;
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(60_000);
-        return new Session(options, root, cluster).run();
+        return report[0] = new Session(options, root, cluster, ended).run();
       }
+    } catch (RuntimeException e) {
+      // a stalled run may leave requests behind, and closing their allocators then fails: the
+      // report, which says why the run failed, matters more than the leak it causes
+      if (report[0] == null || report[0].exitCode() == 0) {
+        throw e;
+      }
+      options.diagnostics.println("distca loadtest: closing the cluster after a failed run: " + e);
+      return report[0];
+    } finally {
+      ended.set(true);
     }
   }
 
@@ -62,8 +74,12 @@ public final class LoadTest {
     private final List<String> failures = Collections.synchronizedList(new ArrayList<>());
     private final List<SpotCheck.Result> checks = Collections.synchronizedList(new ArrayList<>());
     private final String job;
+    /** Set once {@link LoadTest#run} has returned or thrown: all closed. */
+    private final java.util.concurrent.atomic.AtomicBoolean ended;
 
-    Session(LoadTestOptions options, BufferAllocator root, EmbeddedCluster cluster) {
+    Session(LoadTestOptions options, BufferAllocator root, EmbeddedCluster cluster,
+        java.util.concurrent.atomic.AtomicBoolean ended) {
+      this.ended = ended;
       this.o = options;
       this.root = root;
       this.cluster = cluster;
@@ -78,15 +94,35 @@ public final class LoadTest {
         for (int r = 0; r < o.ranks; r++) {
           clients.add(new DistcaClient(clientContext(r), root));
         }
-        runRanks(clients, reference);
+        StallWatchdog watchdog = runRanks(clients, reference);
         long wallNanos = System.nanoTime() - wallStart;
+        if (watchdog.stalled()) {
+          // after a stall the servers may still hold its requests: no ceilings measured beside them
+          watchdog.armHalt(ended::get);
+          LoadReport r = new ReportBuilder(o, metrics, checks, failures, MAX_LISTED_FAILURES).build(
+              clusterInfo(), counts(clients), servers(clients),
+              new ReportBuilder.Ceiling(Double.NaN, null, "not measured: the run stalled"), measuredSteps.get(),
+              wallNanos);
+          closeAll(clients);
+          return r;
+        }
         return new ReportBuilder(o, metrics, checks, failures, MAX_LISTED_FAILURES).build(
             clusterInfo(), counts(clients), servers(clients), ceilings(), measuredSteps.get(), wallNanos);
       } finally {
-        for (DistcaClient c : clients) {
+        closeAll(clients);
+      }
+    }
+
+    /** Closes the clients (once); a failure to close (buffers of calls a stall left behind) goes to the diagnostics. */
+    private void closeAll(List<DistcaClient> clients) {
+      for (DistcaClient c : clients) {
+        try {
           c.close();
+        } catch (RuntimeException e) {
+          o.diagnostics.println("distca loadtest: closing a client failed: " + e);
         }
       }
+      clients.clear();
     }
 
     private ClientContext clientContext(int rank) {
@@ -103,7 +139,7 @@ public final class LoadTest {
       return cc;
     }
 
-    private void runRanks(List<DistcaClient> clients, AttentionBackend reference) throws InterruptedException {
+    private StallWatchdog runRanks(List<DistcaClient> clients, AttentionBackend reference) throws InterruptedException {
       StepGate gate = new StepGate(o.ranks, this::another, new StepGate.StepListener() {
         @Override
         public void started(long step, long nowNanos) {
@@ -123,12 +159,17 @@ public final class LoadTest {
       SpotCheck spotCheck = new SpotCheck(reference, o.checkFraction, o.tolerance, o.seed);
       List<Thread> threads = new ArrayList<>();
       List<BufferAllocator> allocators = new ArrayList<>();
+      List<RankDriver.Status> statuses = new ArrayList<>();
+      for (int r = 0; r < o.ranks; r++) {
+        statuses.add(new RankDriver.Status(r));
+      }
+      StallWatchdog watchdog = new StallWatchdog(o, completedCalls, statuses);
       try (LiveProgress progress = startProgress()) {
         for (int r = 0; r < o.ranks; r++) {
           BufferAllocator a = root.newChildAllocator("loadtest-rank-" + r, 0, Long.MAX_VALUE);
           allocators.add(a);
           Thread t = new Thread(new RankDriver(r, o, clients.get(r), gate, metrics, spotCheck, a, completedCalls,
-              failures::add, checks::add), "distca-loadtest-rank-" + r);
+              failures::add, checks::add, statuses.get(r)), "distca-loadtest-rank-" + r);
           t.setUncaughtExceptionHandler((th, e) -> { }); // already reported as a failure by the driver
           threads.add(t);
         }
@@ -138,6 +179,9 @@ public final class LoadTest {
             while (t.isAlive()) {
               t.join(250);
               progress.update(this::snapshot);
+              if (watchdog.check(System.nanoTime())) {
+                stall(watchdog, clients, threads, gate);
+              }
             }
           }
         } catch (InterruptedException e) {
@@ -148,8 +192,34 @@ public final class LoadTest {
         for (Thread t : threads) {
           t.join();
         }
-        allocators.forEach(BufferAllocator::close);
+        for (BufferAllocator a : allocators) {
+          try {
+            a.close();
+          } catch (RuntimeException e) {
+            if (!watchdog.stalled()) {
+              throw e;
+            }
+            o.diagnostics.println("distca loadtest: closing a rank's allocator after the stall: " + e);
+          }
+        }
       }
+      return watchdog;
+    }
+
+    /** Prints why the run is stalled, records it as a failure and stops every rank. */
+    private void stall(StallWatchdog watchdog, List<DistcaClient> clients, List<Thread> threads, StepGate gate) {
+      String diagnostic = watchdog.diagnose(totalCalls(), cluster, clients);
+      o.diagnostics.println(diagnostic);
+      o.diagnostics.flush();
+      failures.add(0, "stalled: no layer call completed for " + o.stallTimeout.toSeconds() + " s after "
+          + completedCalls.get() + " of " + totalCalls() + " calls; the diagnostic (ranks, servers, clients, threads) "
+          + "went to " + (o.diagnostics == System.err ? "stderr" : "the diagnostics stream"));
+      gate.stop();
+      threads.forEach(Thread::interrupt);
+    }
+
+    private long totalCalls() {
+      return o.duration != null ? -1 : (long) (o.warmupSteps + o.steps) * o.ranks * o.layers * (o.backward ? 2 : 1);
     }
 
     /** Whether step {@code n} (0-based, warm-up first) should run. */

@@ -90,6 +90,24 @@ public final class LoadTestOptions {
    */
   public String checkBackend = "cpu";
 
+  // ---- stalls
+  /**
+   * When no layer call of any rank completes for this long, the run is declared stalled: every
+   * thread's stack and the state of the servers (admitted bytes, requests in flight, queued tasks,
+   * batches) and clients (requests, quarantined servers, pending requests, calls in progress) are
+   * printed to {@link #diagnostics}, the ranks are stopped and the run fails. Null or zero: never.
+   * The default is longer than a client's step deadline (5 minutes), so that a call that can fail
+   * with its own typed error does so first.
+   */
+  public Duration stallTimeout = Duration.ofMinutes(10);
+  /**
+   * After a stall, how long the run may take to stop before the process is halted (exit status 3)
+   * with a second thread dump; null waits as long as it takes (tests, embedding). The launcher sets it.
+   */
+  public Duration haltAfterStall;
+  /** Where a stall's diagnostic goes. */
+  public java.io.PrintStream diagnostics = System.err;
+
   // ---- output
   /** Live progress bar: auto (only when the console is a terminal), on, off. */
   public String progress = "auto";
@@ -147,6 +165,8 @@ public final class LoadTestOptions {
       require(steps >= 1, "steps must be >= 1, got " + steps);
     }
     require(warmupSteps >= 0, "warm-up steps must be >= 0, got " + warmupSteps);
+    require(stallTimeout == null || !stallTimeout.isNegative(), "stall timeout must be >= 0, got " + stallTimeout);
+    require(haltAfterStall == null || !haltAfterStall.isNegative(), "halt after stall must be >= 0, got " + haltAfterStall);
     require(checkFraction >= 0 && checkFraction <= 1, "check fraction must be in [0, 1], got " + checkFraction);
     require(tolerance > 0 && Double.isFinite(tolerance), "tolerance must be positive, got " + tolerance);
     require(List.of("cpu", "reference", "cuda", "auto").contains(checkBackend),

@@ -18,7 +18,35 @@ import org.apache.arrow.memory.BufferAllocator;
  * it would need its result) and is reported; the rank goes on with the next step.
  */
 final class RankDriver implements Runnable {
+  /** What a rank is doing now, for the stall watchdog and its diagnostic. */
+  static final class Status {
+    private final int rank;
+    private volatile String doing = "starting";
+    private volatile boolean local = true;
+    private volatile long sinceNanos = System.nanoTime();
+
+    Status(int rank) {
+      this.rank = rank;
+    }
+
+    void set(String doing, boolean local) {
+      this.doing = doing;
+      this.local = local;
+      this.sinceNanos = System.nanoTime();
+    }
+
+    /** Busy with work of its own (inputs, checks), not waiting on the cluster or on other ranks. */
+    boolean local() {
+      return local;
+    }
+
+    String describe(long nowNanos) {
+      return "rank " + rank + ": " + doing + " for " + (nowNanos - sinceNanos) / 1_000_000 + " ms";
+    }
+  }
+
   private final int rank;
+  private final Status status;
   private final LoadTestOptions options;
   private final DistcaClient client;
   private final StepGate gate;
@@ -31,8 +59,9 @@ final class RankDriver implements Runnable {
 
   RankDriver(int rank, LoadTestOptions options, DistcaClient client, StepGate gate, LoadMetrics metrics,
       SpotCheck check, BufferAllocator allocator, AtomicLong completedCalls, Consumer<String> failures,
-      Consumer<SpotCheck.Result> checked) {
+      Consumer<SpotCheck.Result> checked, Status status) {
     this.rank = rank;
+    this.status = status;
     this.options = options;
     this.client = client;
     this.gate = gate;
@@ -49,16 +78,21 @@ final class RankDriver implements Runnable {
     try {
       for (long next = 0; ; next++) {
         // inputs are made before the step starts, so their cost is outside the step's time
+        status.set("generating the inputs of its step " + next, true);
         try (StepInput input = StepInput.generate(options.distribution(), options.tokensPerRank, options.shape(),
             options.causal, options.backward, options.seed, next, rank, allocator)) {
+          status.set("waiting for the other ranks to start step " + next, false);
           long step = gate.begin();
           if (step < 0) {
+            status.set("done", true);
             return;
           }
           List<SpotCheck.Sampled> sampled = new ArrayList<>();
           try {
             runLayers(step, input, sampled);
+            status.set("waiting for the other ranks to end step " + step, false);
             gate.end();
+            status.set("checking step " + step + " against the local reference", true);
             for (SpotCheck.Result r : check.verify(step, rank, input, sampled, allocator)) {
               checked.accept(r);
             }
@@ -69,10 +103,12 @@ final class RankDriver implements Runnable {
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      failures.accept("rank " + rank + " was interrupted");
+      failures.accept("rank " + rank + " was interrupted while " + status.doing);
+      status.set("stopped (interrupted)", true);
       gate.leave();
     } catch (RuntimeException | Error e) {
       failures.accept("rank " + rank + " stopped: " + e);
+      status.set("stopped: " + e, true);
       gate.leave();
       throw e;
     }
@@ -83,6 +119,7 @@ final class RankDriver implements Runnable {
     double tokenShare = (double) input.tokens() / options.layers / (options.backward ? 2 : 1);
     for (int layer = 0; layer < options.layers; layer++) {
       ForwardResult fwd;
+      status.set("in the forward call of layer " + layer + ", step " + step, false);
       try {
         fwd = client.forward(step, input.batch).get();
       } catch (ExecutionException e) {
@@ -117,6 +154,7 @@ final class RankDriver implements Runnable {
       boolean measured, double tokenShare) throws InterruptedException {
     BackwardInput in = new BackwardInput(input.batch, fwd.o(), fwd.lse(), input.dO);
     BackwardResult bwd;
+    status.set("in the backward call of layer " + layer + ", step " + step, false);
     try {
       bwd = client.backward(step, in).get();
     } catch (ExecutionException e) {
