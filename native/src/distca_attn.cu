@@ -1,6 +1,7 @@
 // The kernels named in include/distca_attn.h, instantiated per element type and head dimension,
 // and the launch-geometry globals the host reads from the module.
 #include "bwd.cuh"
+#include "bwd_sm90.cuh"
 #include "fwd.cuh"
 
 namespace {
@@ -71,8 +72,32 @@ struct Tiles<256> {
 #endif
 template <int D>
 using FwdCfg = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
+// The backward of head_dim 128 runs on warpgroup MMA in the sm_90a image (bwd_sm90.cuh), unless
+// built with -DDISTCA_BWD_SM90=0 (to compare the two in one job). head_dim 64 stays on mma.sync:
+// its wgmma version (-DDISTCA_BWD_SM90_D64=1) measured no faster (native/NOTES.md v5).
+#ifndef DISTCA_BWD_SM90
+#define DISTCA_BWD_SM90 1
+#endif
+#ifndef DISTCA_BWD_SM90_D64
+#define DISTCA_BWD_SM90_D64 0
+#endif
 template <int D>
-using BwdCfg = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>;
+constexpr bool kBwdWgmma =
+#if defined(DISTCA_SM90_WGMMA)
+    DISTCA_BWD_SM90 && (D == 128 || (D == 64 && DISTCA_BWD_SM90_D64));
+#else
+    false;
+#endif
+template <int D, bool WGMMA = kBwdWgmma<D>>
+struct BwdCfgOf {
+  using type = distca::BwdConfig<D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>;
+};
+template <int D>
+struct BwdCfgOf<D, true> {
+  using type = distca::sm90::BwdSm90Config<D>;
+};
+template <int D>
+using BwdCfg = typename BwdCfgOf<D>::type;
 // Two forward CTAs per SM when their registers (<= 255 each at 128 threads) and smem fit.
 template <int D>
 constexpr int kFwdMinBlocks = FwdCfg<D>::kThreads <= 128 ? 2 : 1;
@@ -87,7 +112,8 @@ constexpr distca_attn_info_t make_info() {
   using Bwd = BwdCfg<D>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Tiles<D>::kFwdM, Tiles<D>::kFwdN, Fwd::kThreads, Fwd::kSmemBytes,
-                            Tiles<D>::kBwdM, Tiles<D>::kBwdN, Bwd::kThreads, Bwd::kSmemBytes,
+                            kBwdWgmma<D> ? 64 : Tiles<D>::kBwdM, kBwdWgmma<D> ? 128 : Tiles<D>::kBwdN,
+                            Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8, {0, 0, 0, 0}};
 }
 
@@ -112,7 +138,11 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(BwdCfg<D>::kThreads, kBwdMinBlocks<D>) \
       distca_attn_bwd_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                      \
-    distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>(p);                      \
+    if constexpr (kBwdWgmma<D>) {                                                                         \
+      distca::sm90::bwd_kernel<T, D>(p);                                                                  \
+    } else {                                                                                              \
+      distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>(p);                 \
+    }                                                                                                     \
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
       distca_attn_bwd_post_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                 \

@@ -1,0 +1,391 @@
+// Backward on Hopper (sm_90a): the same work decomposition as bwd.cuh (one CTA per key tile of a
+// segment and key/value head, looping over every slice / GQA head / query tile that sees the key
+// tile; dK, dV summed in registers and written once; dQ through fp32 atomics), with the GEMMs on
+// warpgroup MMA (wgmma) instead of per-warp mma.sync:
+//
+//   2 warpgroups; warpgroup g owns keys [64g, 64g + 64) of the 128-key tile.
+//   phase A  S^T = K Q^T, dP^T = V dO^T      m64n64k16, A and B from shared memory (K-major)
+//   phase B  dV += P^T dO, dK += dS^T Q      m64n{D}k16, A = P^T / dS^T straight from the phase-A
+//                                            accumulators in registers, B from shared memory (N-major)
+//   phase C  dQ[:, half g] = dS K[:, half g] m64n{D/2}k16, A = dS^T from shared memory (M-major),
+//                                            B = K (N-major)
+//
+// wgmma reads each B tile once per warpgroup (mma.sync re-reads it in every warp through ldmatrix),
+// which is what bounded the mma.sync backward (native/NOTES.md v4). Every shared tile is in the
+// canonical 128-byte-swizzled layout (blocks of 64 columns, each [rows][64] with the 16-byte chunks
+// of row r XOR-permuted by r % 8), which serves both as a K-major and as an MN-major operand.
+#pragma once
+
+#include "common.cuh"
+#include "wgmma.cuh"
+
+namespace distca {
+namespace sm90 {
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define DISTCA_SM90_WGMMA 1
+#endif
+
+// Element (row, col) of a ROWS x COLS 128B-swizzled tile (COLS a multiple of 64).
+template <int ROWS>
+__device__ __forceinline__ int sw128(int row, int col) {
+  return (col >> 6) * (ROWS * 64) + row * 64 + ((((col >> 3) & 7) ^ (row & 7)) << 3) + (col & 7);
+}
+
+template <int ROWS, int COLS, int THREADS, typename T>
+__device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, long long row_stride, int valid_rows,
+                                                const T* fallback, int tid) {
+  constexpr int CHUNKS_PER_ROW = COLS / 8;
+  constexpr int TOTAL = ROWS * CHUNKS_PER_ROW;
+  static_assert(TOTAL % THREADS == 0, "tile chunks must divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < TOTAL / THREADS; ++i) {
+    const int c = tid + i * THREADS;
+    const int r = c / CHUNKS_PER_ROW;
+    const int ch = c % CHUNKS_PER_ROW;
+    const bool valid = r < valid_rows;
+    const T* src = valid ? gmem + r * row_stride + ch * 8 : fallback;
+    cp_async_16(smem_addr(smem + sw128<ROWS>(r, ch * 8)), src, valid);
+  }
+}
+
+// Shared-memory matrix descriptor, 128-byte swizzle. Addresses and offsets in bytes.
+__device__ __forceinline__ uint64_t make_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+
+// Descriptor of the 16-wide k-step `kk` of a tile with ROWS rows used as a K-major operand (rows =
+// M or N, columns = K): 8-row groups 1024 bytes apart; the k-step moves 32 bytes inside a 64-column
+// block, or to the next block.
+template <int ROWS>
+__device__ __forceinline__ uint64_t desc_k_major(uint32_t tile, int row0, int kk) {
+  return make_desc(tile + (kk >> 2) * (ROWS * 128) + row0 * 128 + (kk & 3) * 32, 16, 1024);
+}
+
+// Descriptor of k-step `kk` of a tile with ROWS rows used as an MN-major operand (rows = K, columns
+// = M or N, starting at column col0, a multiple of 64): 64-column blocks ROWS * 128 bytes apart
+// (LBO), 8-row groups 1024 bytes apart (SBO); the k-step moves 16 rows.
+template <int ROWS>
+__device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int col0, int kk) {
+  return make_desc(tile + (col0 >> 6) * (ROWS * 128) + kk * 2048, ROWS * 128, 1024);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Keeps the compiler from moving accesses of these registers across wgmma issue/wait points.
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+  }
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// Element-type dispatch of the generated wrappers.
+template <typename T>
+struct Mma;
+template <>
+struct Mma<__nv_bfloat16> {
+  template <int N, int TA, int TB>
+  static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
+    if constexpr (N == 32) wgmma_ss_m64n32k16_bf16<TA, TB>(d, a, b, scale_d);
+    else if constexpr (N == 64) wgmma_ss_m64n64k16_bf16<TA, TB>(d, a, b, scale_d);
+    else wgmma_ss_m64n128k16_bf16<TA, TB>(d, a, b, scale_d);
+  }
+  template <int N, int TB>
+  static __device__ __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+    if constexpr (N == 64) wgmma_rs_m64n64k16_bf16<TB>(d, a, b, scale_d);
+    else wgmma_rs_m64n128k16_bf16<TB>(d, a, b, scale_d);
+  }
+};
+template <>
+struct Mma<__half> {
+  template <int N, int TA, int TB>
+  static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
+    if constexpr (N == 32) wgmma_ss_m64n32k16_f16<TA, TB>(d, a, b, scale_d);
+    else if constexpr (N == 64) wgmma_ss_m64n64k16_f16<TA, TB>(d, a, b, scale_d);
+    else wgmma_ss_m64n128k16_f16<TA, TB>(d, a, b, scale_d);
+  }
+  template <int N, int TB>
+  static __device__ __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+    if constexpr (N == 64) wgmma_rs_m64n64k16_f16<TB>(d, a, b, scale_d);
+    else wgmma_rs_m64n128k16_f16<TB>(d, a, b, scale_d);
+  }
+};
+
+template <int D>
+struct BwdSm90Config {
+  static constexpr int BM = 64, BN = 128;
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kSmemKV = BN * D;  // elements
+  static constexpr int kSmemQ = BM * D;
+  static constexpr int kSmemP = BN * BM;
+  // K, V, 2 stages of Q and dO, dS^T (16-bit), 2 stages of LSE and D (fp32), plus 1 KiB so that
+  // the tiles can start on a 1024-byte boundary (the swizzle pattern's period).
+  static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + 4 * BM * 4 + 1024;
+};
+
+template <typename T, int D>
+__device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
+#ifdef DISTCA_SM90_WGMMA
+  using Cfg = BwdSm90Config<D>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
+  constexpr int NS = BM / 8;      // n8 blocks of S^T per thread row pair (queries)
+  constexpr int NKV = D / 8;      // n8 blocks of dK/dV
+  // Phase C: with D = 128 each warpgroup computes one 64-column half of dQ over all 128 keys; with
+  // D = 64 (one swizzle block, which cannot be split) each computes all of dQ over its own 64 keys,
+  // and both add their partial sums with the atomics.
+  constexpr bool kSplitN = D >= 128;
+  constexpr int NQ = kSplitN ? D / 2 / 8 : D / 8;  // n8 blocks of this warpgroup's dQ accumulators
+  constexpr int C_STEPS = kSplitN ? BN / 16 : BN / 32;
+  constexpr float kLog2e = 1.4426950408889634f;
+  static_assert((D == 64 || D == 128) && BM == 64, "head_dim 64 or 128, whole 64-column swizzle blocks");
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t raw_addr = smem_addr(smem_raw);
+  unsigned char* smem = smem_raw + (((raw_addr + 1023) & ~1023u) - raw_addr);
+  T* sK = reinterpret_cast<T*>(smem);
+  T* sV = sK + Cfg::kSmemKV;
+  T* sQ = sV + Cfg::kSmemKV;       // [2][BM][D]
+  T* sdO = sQ + 2 * Cfg::kSmemQ;   // [2][BM][D]
+  T* sdS = sdO + 2 * Cfg::kSmemQ;  // [BN keys][BM queries]: dS^T
+  float* sLse = reinterpret_cast<float*>(sdS + Cfg::kSmemP);  // [2][BM], log2 domain, +inf = no keys
+  float* sDsum = sLse + 2 * BM;                               // [2][BM]
+
+  const int tid = threadIdx.x;
+  const int wg = tid >> 7;             // warpgroup: keys [64 wg, 64 wg + 64)
+  const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
+  const int quad = tid & 3;
+  const int heads_kv = p.heads_kv;
+  const int heads_q = p.heads_q;
+  const int group = heads_q / heads_kv;
+  const int work_index = blockIdx.x / heads_kv;
+  const int head_kv = blockIdx.x - work_index * heads_kv;
+
+  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
+  const distca_segment_t seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
+  const distca_slice_t* slices = reinterpret_cast<const distca_slice_t*>(p.slices);
+  const int* seg_slices = reinterpret_cast<const int*>(p.segment_slices);
+
+  const int kb0 = seg.k_start + work.block * BN;
+  const int k_rows = min(BN, seg.k_start + seg.len - kb0);
+  const int kb1 = kb0 + k_rows;
+  const long long q_stride = (long long)heads_q * D;
+  const long long kv_stride = (long long)heads_kv * D;
+  const T* fallback = reinterpret_cast<const T*>(p.k);
+  const T* gQall = reinterpret_cast<const T*>(p.q);
+  const T* gdOall = reinterpret_cast<const T*>(p.dout);
+  const float* gLse = reinterpret_cast<const float*>(p.lse);
+  const float* gDsum = reinterpret_cast<const float*>(p.dsum);
+  float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
+
+  load_tile_sw128<BN, D, THREADS>(sK, reinterpret_cast<const T*>(p.k) + ((long long)kb0 * heads_kv + head_kv) * D,
+                                  kv_stride, k_rows, fallback, tid);
+  load_tile_sw128<BN, D, THREADS>(sV, reinterpret_cast<const T*>(p.v) + ((long long)kb0 * heads_kv + head_kv) * D,
+                                  kv_stride, k_rows, fallback, tid);
+
+  float acc_dk[NKV * 4], acc_dv[NKV * 4];
+#pragma unroll
+  for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
+
+  auto issue_tile = [&](const BwdCursor& c, int stage, float& lse_reg, float& dsum_reg) {
+    const int hq = head_kv * group + c.group_head;
+    const int m0 = c.mb * BM;
+    const int rows = min(BM, c.sl.q_len - m0);
+    const long long row0 = (long long)c.sl.q_start + m0;
+    load_tile_sw128<BM, D, THREADS>(sQ + stage * Cfg::kSmemQ, gQall + (row0 * heads_q + hq) * D, q_stride, rows,
+                                    fallback, tid);
+    load_tile_sw128<BM, D, THREADS>(sdO + stage * Cfg::kSmemQ, gdOall + (row0 * heads_q + hq) * D, q_stride, rows,
+                                    fallback, tid);
+    if (tid < BM) {
+      lse_reg = INFINITY;
+      dsum_reg = 0.f;
+      if (tid < rows) {
+        const long long idx = (long long)hq * p.total_q + row0 + tid;
+        const float l = gLse[idx];
+        lse_reg = l == -INFINITY ? INFINITY : l * kLog2e;
+        dsum_reg = gDsum[idx];
+      }
+    }
+  };
+
+  BwdCursor cur;
+  cur.slice_pos = 0;
+  cur.group_head = 0;
+  cur.mb = 0;
+  cur.mb_end = 0;
+  bool have = bwd_seek<BM, BN>(cur, seg, seg_slices, slices, group, kb0, kb1);
+  float lse_reg = INFINITY, dsum_reg = 0.f;
+  if (have) {
+    issue_tile(cur, 0, lse_reg, dsum_reg);
+    if (tid < BM) {
+      sLse[tid] = lse_reg;
+      sDsum[tid] = dsum_reg;
+    }
+  }
+  cp_async_commit();
+
+  const float scale_log2 = p.scale * kLog2e;
+  const uint32_t aK = smem_addr(sK), aV = smem_addr(sV), adS = smem_addr(sdS);
+  int stage = 0;
+  while (have) {
+    cp_async_wait<0>();
+    fence_proxy_async();  // cp.async wrote the tiles through the generic proxy; wgmma reads through the async one
+    __syncthreads();
+    BwdCursor next = cur;
+    ++next.mb;
+    const bool have_next = bwd_seek<BM, BN>(next, seg, seg_slices, slices, group, kb0, kb1);
+    float next_lse = INFINITY, next_dsum = 0.f;
+    if (have_next) issue_tile(next, stage ^ 1, next_lse, next_dsum);
+    cp_async_commit();
+
+    const uint32_t aQ = smem_addr(sQ + stage * Cfg::kSmemQ), adO = smem_addr(sdO + stage * Cfg::kSmemQ);
+    const float* cLse = sLse + stage * BM;
+    const float* cDsum = sDsum + stage * BM;
+    const distca_slice_t& sl = cur.sl;
+    const int m0 = cur.mb * BM;
+    const int hq = head_kv * group + cur.group_head;
+
+    // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
+    float st[NS * 4], dpt[NS * 4];
+#pragma unroll
+    for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(st);
+    fence_regs(dpt);
+
+    // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
+    // into shared memory for phase C.
+    const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
+    const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
+                           (!sl.causal || (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);
+    uint32_t pa[BM / 16][4], dsa[BM / 16][4];
+#pragma unroll
+    for (int j = 0; j < NS; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
+        float pv[2], dv[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int q = j * 8 + quad * 2 + e;
+          const int i = j * 4 + h * 2 + e;
+          float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
+          if (!full_tile) {
+            const int key = key_a + h * 8;
+            const bool visible = key >= 0 && key < sl.kv_len &&
+                                 (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
+            if (!visible) pr = 0.f;
+          }
+          pv[e] = pr;
+          dv[e] = pr * (dpt[i] - cDsum[q]);
+        }
+        const uint32_t pp = Elem<T>::pack(pv[0], pv[1]);
+        const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
+        // A fragment of k-step j/2: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
+        pa[j >> 1][(j & 1) * 2 + h] = pp;
+        dsa[j >> 1][(j & 1) * 2 + h] = dd;
+        *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
+      }
+    }
+
+    // The next tile's LSE/D go to the other stage (its readers are past this iteration's barrier).
+    if (have_next && tid < BM) {
+      sLse[(stage ^ 1) * BM + tid] = next_lse;
+      sDsum[(stage ^ 1) * BM + tid] = next_dsum;
+    }
+
+    // ---- phase B: dV += P^T dO, dK += dS^T Q (this warpgroup's 64 keys x D)
+    fence_regs(pa);
+    fence_regs(dsa);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) {
+      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
+      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
+    }
+    wgmma_commit();
+
+    // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
+    fence_proxy_async();  // dS^T was written by ordinary stores
+    __syncthreads();      // both warpgroups' halves of dS^T are in
+    float acc_dq[NQ * 4];
+#pragma unroll
+    for (int i = 0; i < NQ * 4; ++i) acc_dq[i] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C_STEPS; ++kk) {
+      const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
+      Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
+                                        desc_mn_major<BN>(aK, kSplitN ? wg * (D / 2) : 0, key_step), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc_dq);
+    fence_regs(acc_dk);
+    fence_regs(acc_dv);
+    {
+      const int rows = min(BM, sl.q_len - m0);
+      float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + (kSplitN ? wg * (D / 2) : 0) + quad * 2;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int q = wrow + h * 8;
+        if (q < rows) {
+#pragma unroll
+          for (int j = 0; j < NQ; ++j) {
+            atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
+                      make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
+          }
+        }
+      }
+    }
+
+    cur = next;
+    have = have_next;
+    stage ^= 1;
+  }
+  cp_async_wait<0>();
+
+  // Write dK (times the softmax scale) and dV rows of the tile; rows no slice read get 0.
+  T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)kb0 * heads_kv + head_kv) * D;
+  T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)kb0 * heads_kv + head_kv) * D;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = wg * 64 + wrow + h * 8;
+    if (r < k_rows) {
+#pragma unroll
+      for (int j = 0; j < NKV; ++j) {
+        const int c = j * 8 + quad * 2;
+        *reinterpret_cast<uint32_t*>(gdK + r * kv_stride + c) =
+            Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
+        *reinterpret_cast<uint32_t*>(gdV + r * kv_stride + c) =
+            Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]);
+      }
+    }
+  }
+#else
+  __trap();  // only the sm_90a image has this kernel's body; hosts elsewhere never launch it
+#endif
+}
+
+}  // namespace sm90
+}  // namespace distca
