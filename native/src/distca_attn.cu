@@ -3,6 +3,7 @@
 #include "bwd.cuh"
 #include "bwd_sm90.cuh"
 #include "fwd.cuh"
+#include "fwd_sm90.cuh"
 
 namespace {
 
@@ -70,8 +71,34 @@ struct Tiles<256> {
   static constexpr int kBwdM = 64, kBwdN = 64, kBwdWarps = 8;
 };
 #endif
+// The forward of head_dim 128 runs on warpgroup MMA in the sm_90a image (fwd_sm90.cuh), unless
+// built with -DDISTCA_FWD_SM90=0; head_dim 64 stays on mma.sync (its wgmma version,
+// -DDISTCA_FWD_SM90_D64=1, is 5% faster at 16K and 17% slower at 1K causal: native/NOTES.md v6).
+#ifndef DISTCA_FWD_SM90
+#define DISTCA_FWD_SM90 1
+#endif
+#ifndef DISTCA_FWD_SM90_D64
+#define DISTCA_FWD_SM90_D64 0
+#endif
 template <int D>
-using FwdCfg = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
+constexpr bool kFwdWgmma =
+#if defined(DISTCA_SM90_WGMMA)
+    DISTCA_FWD_SM90 && (D == 128 || (D == 64 && DISTCA_FWD_SM90_D64));
+#else
+    false;
+#endif
+template <int D, bool WGMMA = kFwdWgmma<D>>
+struct FwdCfgOf {
+  using type = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
+  static constexpr int kM = Tiles<D>::kFwdM, kN = Tiles<D>::kFwdN;
+};
+template <int D>
+struct FwdCfgOf<D, true> {
+  using type = distca::sm90::FwdSm90Config<D>;
+  static constexpr int kM = type::BM, kN = type::BN;
+};
+template <int D>
+using FwdCfg = typename FwdCfgOf<D>::type;
 // The backward of head_dim 128 runs on warpgroup MMA in the sm_90a image (bwd_sm90.cuh), unless
 // built with -DDISTCA_BWD_SM90=0 (to compare the two in one job). head_dim 64 stays on mma.sync:
 // its wgmma version (-DDISTCA_BWD_SM90_D64=1) measured no faster (native/NOTES.md v5).
@@ -111,7 +138,7 @@ constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
-                            Tiles<D>::kFwdM, Tiles<D>::kFwdN, Fwd::kThreads, Fwd::kSmemBytes,
+                            FwdCfgOf<D>::kM, FwdCfgOf<D>::kN, Fwd::kThreads, Fwd::kSmemBytes,
                             kBwdWgmma<D> ? 64 : Tiles<D>::kBwdM, kBwdWgmma<D> ? 128 : Tiles<D>::kBwdN,
                             Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8, {0, 0, 0, 0}};
@@ -130,7 +157,11 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
 #define DISTCA_DEFINE_KERNELS(DT_NAME, T, D)                                                              \
   extern "C" __global__ void __launch_bounds__(FwdCfg<D>::kThreads, kFwdMinBlocks<D>) \
       distca_attn_fwd_##DT_NAME##_d##D(const distca_fwd_params_t p) {                                      \
-    distca::fwd_kernel<T, D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>(p);                                    \
+    if constexpr (kFwdWgmma<D>) {                                                                         \
+      distca::sm90::fwd_kernel<T, D>(p);                                                                  \
+    } else {                                                                                              \
+      distca::fwd_kernel<T, D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>(p);                 \
+    }                                                                                                     \
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
       distca_attn_bwd_pre_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                  \

@@ -1,0 +1,240 @@
+// Forward on Hopper (sm_90a): the work decomposition of fwd.cuh (one CTA per query tile of a slice and
+// query head, key blocks walked from the diagonal down through a two-stage cp.async pipeline, online
+// softmax in the exp2 domain), with the GEMMs on warpgroup MMA:
+//
+//   2 warpgroups; warpgroup g owns query rows [64g, 64g + 64) of the 128-row tile.
+//   S = Q K^T   m64n{BN}k16, A (Q) and B (K) from shared memory, both K-major
+//   O += P V    m64n{D}k16, A = P straight from the S accumulators in registers, B (V) N-major
+//
+// Shared tiles use the canonical 128-byte swizzle of bwd_sm90.cuh.
+#pragma once
+
+#include "bwd_sm90.cuh"
+
+namespace distca {
+namespace sm90 {
+
+// Pairwise tree reduction of t[0..N) into t[0], with compile-time indices only (a loop whose bound
+// changes per level left the array in local memory at N = 16).
+template <int N, typename Op>
+__device__ __forceinline__ void tree_reduce(float (&t)[N], Op op) {
+  if constexpr (N >= 2) {
+#pragma unroll
+    for (int j = 0; j < N / 2; ++j) t[j] = op(t[j], t[j + N / 2]);
+    tree_reduce<N / 2>(reinterpret_cast<float(&)[N / 2]>(t), op);
+  }
+}
+
+template <int D>
+struct FwdSm90Config {
+  static constexpr int BM = 128, BN = 128;
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kSmemQ = BM * D;  // elements
+  static constexpr int kSmemKV = BN * D;
+  // Q, 2 stages of K, 2 stages of V, plus 1 KiB to start the tiles on a 1024-byte boundary
+  static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2 + 1024;
+};
+
+template <typename T, int D>
+__device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
+#ifdef DISTCA_SM90_WGMMA
+  using Cfg = FwdSm90Config<D>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
+  constexpr int NS = BN / 8;  // n8 blocks of S per row pair
+  constexpr int NO = D / 8;   // n8 blocks of O
+  constexpr float kLog2e = 1.4426950408889634f;
+  static_assert((D == 64 || D == 128) && BN % 64 == 0, "whole 64-column swizzle blocks");
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t raw_addr = smem_addr(smem_raw);
+  unsigned char* smem = smem_raw + (((raw_addr + 1023) & ~1023u) - raw_addr);
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + Cfg::kSmemQ;       // [2][BN][D]
+  T* sV = sK + 2 * Cfg::kSmemKV;  // [2][BN][D]
+
+  const int tid = threadIdx.x;
+  const int wg = tid >> 7;
+  const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
+  const int quad = tid & 3;
+  const int heads_q = p.heads_q;
+  const int work_index = blockIdx.x / heads_q;
+  const int head = blockIdx.x - work_index * heads_q;
+  const int head_kv = head / (heads_q / p.heads_kv);
+
+  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
+  const distca_slice_t sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
+  const int m0 = work.block * BM;
+  const int rows = min(BM, sl.q_len - m0);
+  const long long q_stride = (long long)heads_q * D;
+  const long long kv_stride = (long long)p.heads_kv * D;
+
+  const T* gQ = reinterpret_cast<const T*>(p.q) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
+  T* gO = reinterpret_cast<T*>(p.o) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
+  float* gLse = reinterpret_cast<float*>(p.lse) + (long long)head * p.total_q + sl.q_start + m0;
+  const T* gK = reinterpret_cast<const T*>(p.k) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  const T* gV = reinterpret_cast<const T*>(p.v) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  const T* fallback = reinterpret_cast<const T*>(p.q);
+
+  long long n_end_ll = sl.kv_len;
+  if (sl.causal) {
+    n_end_ll = (long long)m0 + rows + sl.diagonal;
+    n_end_ll = n_end_ll < 0 ? 0 : (n_end_ll > sl.kv_len ? sl.kv_len : n_end_ll);
+  }
+  const int n_end = (int)n_end_ll;
+  if (n_end == 0) {
+    for (int c = tid; c < rows * NO; c += THREADS) {
+      const int r = c / NO, ch = c % NO;
+      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
+    }
+    for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
+    return;
+  }
+
+  const int n_blocks = (n_end + BN - 1) / BN;
+  const float scale_log2 = p.scale * kLog2e;
+
+  load_tile_sw128<BM, D, THREADS>(sQ, gQ, q_stride, rows, fallback, tid);
+  {
+    const int nb = n_blocks - 1;
+    const int valid = min(BN, sl.kv_len - nb * BN);
+    load_tile_sw128<BN, D, THREADS>(sK, gK + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
+    load_tile_sw128<BN, D, THREADS>(sV, gV + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
+  }
+  cp_async_commit();
+
+  float acc_o[NO * 4];
+#pragma unroll
+  for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const uint32_t aQ = smem_addr(sQ);
+  const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;  // causal limit of row wrow
+  const long long tile_min_limit = (long long)m0 + sl.diagonal;
+
+  for (int it = 0; it < n_blocks; ++it) {
+    const int nb = n_blocks - 1 - it;
+    const int stage = it & 1;
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();  // block `it` is in; everyone is done with the other stage (block it - 1)
+    if (it + 1 < n_blocks) {
+      const int nn = nb - 1;
+      const int valid = min(BN, sl.kv_len - nn * BN);
+      load_tile_sw128<BN, D, THREADS>(sK + (stage ^ 1) * Cfg::kSmemKV, gK + nn * BN * kv_stride, kv_stride, valid,
+                                      fallback, tid);
+      load_tile_sw128<BN, D, THREADS>(sV + (stage ^ 1) * Cfg::kSmemKV, gV + nn * BN * kv_stride, kv_stride, valid,
+                                      fallback, tid);
+    }
+    cp_async_commit();
+    const uint32_t aK = smem_addr(sK + stage * Cfg::kSmemKV), aV = smem_addr(sV + stage * Cfg::kSmemKV);
+
+    // S = Q K^T (this warpgroup's 64 rows x BN keys)
+    float s[NS * 4];
+#pragma unroll
+    for (int i = 0; i < NS * 4; ++i) s[i] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s);
+
+    const int n0 = nb * BN;
+    const bool need_mask = (n0 + BN > sl.kv_len) || (sl.causal && (long long)(n0 + BN - 1) > tile_min_limit);
+    if (need_mask) {
+#pragma unroll
+      for (int j = 0; j < NS; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = n0 + j * 8 + quad * 2 + (e & 1);
+          const long long limit = row_limit0 + ((e & 2) ? 8 : 0);
+          if (key >= sl.kv_len || (sl.causal && key > limit)) s[j * 4 + e] = -INFINITY;
+        }
+      }
+    }
+
+    // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup.
+    float alpha[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float t[NS];
+#pragma unroll
+      for (int j = 0; j < NS; ++j) t[j] = fmaxf(s[j * 4 + 2 * h], s[j * 4 + 2 * h + 1]);
+      tree_reduce(t, [](float a, float b) { return fmaxf(a, b); });
+      float mx = fmaxf(t[0], __shfl_xor_sync(0xffffffffu, t[0], 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_old = row_max[h];
+      const float m_new = fmaxf(m_old, mx);
+      alpha[h] = 1.f;
+      if (m_new > m_old) {  // -inf -> -inf: NaN > x is false
+        alpha[h] = fast_exp2((m_old - m_new) * scale_log2);
+        row_max[h] = m_new;
+      }
+      const float m_scaled = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
+#pragma unroll
+      for (int j = 0; j < NS; ++j) {
+        const float p0 = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled));
+        const float p1 = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled));
+        s[j * 4 + 2 * h] = p0;
+        s[j * 4 + 2 * h + 1] = p1;
+        t[j] = p0 + p1;
+      }
+      tree_reduce(t, [](float a, float b) { return a + b; });
+      row_sum[h] = row_sum[h] * alpha[h] + t[0];
+    }
+#pragma unroll
+    for (int j = 0; j < NO; ++j) {
+      acc_o[j * 4 + 0] *= alpha[0];
+      acc_o[j * 4 + 1] *= alpha[0];
+      acc_o[j * 4 + 2] *= alpha[1];
+      acc_o[j * 4 + 3] *= alpha[1];
+    }
+    uint32_t pa[BN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      pa[kk][0] = Elem<T>::pack(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
+      pa[kk][1] = Elem<T>::pack(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
+      pa[kk][2] = Elem<T>::pack(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
+      pa[kk][3] = Elem<T>::pack(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
+    }
+
+    // O += P V
+    fence_regs(pa);
+    fence_regs(acc_o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc_o);
+  }
+
+  // Epilogue: normalize, LSE, O rows (4-byte stores: 4 threads write a row's 16 contiguous bytes).
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = row_sum[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float lse = l > 0.f ? row_max[h] * p.scale + logf(l) : -INFINITY;
+    const int r = wg * 64 + wrow + h * 8;
+    if (r < rows) {
+      if (quad == 0) gLse[r] = lse;
+#pragma unroll
+      for (int j = 0; j < NO; ++j) {
+        *reinterpret_cast<uint32_t*>(gO + r * q_stride + j * 8 + quad * 2) =
+            Elem<T>::pack(acc_o[j * 4 + 2 * h] * inv, acc_o[j * 4 + 2 * h + 1] * inv);
+      }
+    }
+  }
+#else
+  __trap();  // only the sm_90a image has this kernel's body; hosts elsewhere never launch it
+#endif
+}
+
+}  // namespace sm90
+}  // namespace distca
