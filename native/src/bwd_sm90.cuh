@@ -279,33 +279,45 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
     const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
                            (!sl.causal || (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);
+    // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
+    // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
+    // work of the next k-step runs under the tensor cores.
     uint32_t pa[BM / 16][4], dsa[BM / 16][4];
 #pragma unroll
-    for (int j = 0; j < NS; ++j) {
+    for (int kk = 0; kk < BM / 16; ++kk) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
-        float pv[2], dv[2];
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * kk + jj;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int q = j * 8 + quad * 2 + e;
-          const int i = j * 4 + h * 2 + e;
-          float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-          if (!full_tile) {
-            const int key = key_a + h * 8;
-            const bool visible = key >= 0 && key < sl.kv_len &&
-                                 (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
-            if (!visible) pr = 0.f;
+        for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
+          float pv[2], dv[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int q = j * 8 + quad * 2 + e;
+            const int i = j * 4 + h * 2 + e;
+            float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
+            if (!full_tile) {
+              const int key = key_a + h * 8;
+              const bool visible = key >= 0 && key < sl.kv_len &&
+                                   (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
+              if (!visible) pr = 0.f;
+            }
+            pv[e] = pr;
+            dv[e] = pr * (dpt[i] - cDsum[q]);
           }
-          pv[e] = pr;
-          dv[e] = pr * (dpt[i] - cDsum[q]);
+          const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
+          // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
+          pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
+          dsa[kk][jj * 2 + h] = dd;
+          *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
         }
-        const uint32_t pp = Elem<T>::pack(pv[0], pv[1]);
-        const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
-        // A fragment of k-step j/2: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
-        pa[j >> 1][(j & 1) * 2 + h] = pp;
-        dsa[j >> 1][(j & 1) * 2 + h] = dd;
-        *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
       }
+      fence_regs(pa);
+      fence_regs(dsa);
+      wgmma_fence();
+      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
+      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
+      wgmma_commit();
     }
 
     // The next tile's LSE/D go to the other stage (its readers are past this iteration's barrier).
@@ -313,17 +325,6 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
       sLse[(stage ^ 1) * BM + tid] = next_lse;
       sDsum[(stage ^ 1) * BM + tid] = next_dsum;
     }
-
-    // ---- phase B: dV += P^T dO, dK += dS^T Q (this warpgroup's 64 keys x D)
-    fence_regs(pa);
-    fence_regs(dsa);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {
-      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
-      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
-    }
-    wgmma_commit();
 
     // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
     fence_proxy_async();  // dS^T was written by ordinary stores

@@ -25,6 +25,10 @@ __device__ __forceinline__ void tree_reduce(float (&t)[N], Op op) {
   }
 }
 
+#ifndef DISTCA_FWD_SM90_CHUNKS
+#define DISTCA_FWD_SM90_CHUNKS 4
+#endif
+
 template <int D>
 struct FwdSm90Config {
   static constexpr int BM = 128, BN = 128;
@@ -155,8 +159,10 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
       }
     }
 
-    // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup.
-    float alpha[2];
+    // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup: the row maxima
+    // first, then P and O += P V in CHUNKS pieces along the keys, each piece's GEMMs issued as soon
+    // as its P is packed, so that the exponentials of the next piece run under them.
+    float alpha[2], m_scaled[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float t[NS];
@@ -172,17 +178,8 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
         alpha[h] = fast_exp2((m_old - m_new) * scale_log2);
         row_max[h] = m_new;
       }
-      const float m_scaled = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
-#pragma unroll
-      for (int j = 0; j < NS; ++j) {
-        const float p0 = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled));
-        const float p1 = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled));
-        s[j * 4 + 2 * h] = p0;
-        s[j * 4 + 2 * h + 1] = p1;
-        t[j] = p0 + p1;
-      }
-      tree_reduce(t, [](float a, float b) { return a + b; });
-      row_sum[h] = row_sum[h] * alpha[h] + t[0];
+      // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
+      m_scaled[h] = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
     }
 #pragma unroll
     for (int j = 0; j < NO; ++j) {
@@ -191,24 +188,41 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
       acc_o[j * 4 + 2] *= alpha[1];
       acc_o[j * 4 + 3] *= alpha[1];
     }
+    constexpr int CHUNKS = DISTCA_FWD_SM90_CHUNKS;
+    constexpr int CK = BN / 16 / CHUNKS;  // k-steps (16 keys) per chunk
+    static_assert(CK * CHUNKS * 16 == BN, "chunks must split the key block into whole k-steps");
+    float part[2][NS];
     uint32_t pa[BN / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      pa[kk][0] = Elem<T>::pack(s[(2 * kk) * 4 + 0], s[(2 * kk) * 4 + 1]);
-      pa[kk][1] = Elem<T>::pack(s[(2 * kk) * 4 + 2], s[(2 * kk) * 4 + 3]);
-      pa[kk][2] = Elem<T>::pack(s[(2 * kk + 1) * 4 + 0], s[(2 * kk + 1) * 4 + 1]);
-      pa[kk][3] = Elem<T>::pack(s[(2 * kk + 1) * 4 + 2], s[(2 * kk + 1) * 4 + 3]);
-    }
-
-    // O += P V
-    fence_regs(pa);
-    fence_regs(acc_o);
-    wgmma_fence();
+    for (int c = 0; c < CHUNKS; ++c) {
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-      Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+      for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          const int j = 2 * kk + jj;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float p0 = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled[h]));
+            const float p1 = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled[h]));
+            part[h][j] = p0 + p1;
+            pa[kk][jj * 2 + h] = Elem<T>::pack(p0, p1);
+          }
+        }
+      }
+      fence_regs(pa);
+      fence_regs(acc_o);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
+        Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+      }
+      wgmma_commit();
     }
-    wgmma_commit();
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      tree_reduce(part[h], [](float a, float b) { return a + b; });
+      row_sum[h] = row_sum[h] * alpha[h] + part[h][0];
+    }
     wgmma_wait<0>();
     fence_regs(acc_o);
   }
