@@ -99,6 +99,94 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
   return false;
 }
 
+// The key tile of CTA blockIdx.x: work item blockIdx.x / heads_kv (a segment and a key block of BN
+// rows, clipped to the segment), key/value head blockIdx.x % heads_kv.
+template <int BN>
+struct BwdTile {
+  int head_kv, group;
+  distca_segment_t seg;
+  int kb0, k_rows, kb1;  // absolute first key row, rows inside the segment, kb0 + k_rows
+  const distca_slice_t* slices;
+  const int* seg_slices;
+  __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p) {
+    slices = reinterpret_cast<const distca_slice_t*>(p.slices);
+    seg_slices = reinterpret_cast<const int*>(p.segment_slices);
+    group = p.heads_q / p.heads_kv;
+    const int work_index = blockIdx.x / p.heads_kv;
+    head_kv = blockIdx.x - work_index * p.heads_kv;
+    const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
+    seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
+    kb0 = seg.k_start + work.block * BN;
+    k_rows = min(BN, seg.k_start + seg.len - kb0);
+    kb1 = kb0 + k_rows;
+  }
+  // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
+  // tile; false at the end.
+  template <int BM>
+  __device__ __forceinline__ bool seek(BwdCursor& c) const {
+    return bwd_seek<BM, BN>(c, seg, seg_slices, slices, group, kb0, kb1);
+  }
+  // The tile's K and V rows (zero past the segment) into sK/sV (asynchronously, not committed).
+  template <typename Layout, int D, int THREADS, typename T>
+  __device__ __forceinline__ void load_kv(const distca_bwd_params_t& p, T* sK, T* sV, int tid) const {
+    const long long kv_stride = (long long)p.heads_kv * D;
+    const long long first = ((long long)kb0 * p.heads_kv + head_kv) * D;
+    const T* k = reinterpret_cast<const T*>(p.k);
+    load_tile<Layout, BN, D, THREADS>(sK, k + first, kv_stride, k_rows, k, tid);
+    load_tile<Layout, BN, D, THREADS>(sV, reinterpret_cast<const T*>(p.v) + first, kv_stride, k_rows, k, tid);
+  }
+};
+
+// Loads the Q/dO tile of cursor position `c` into `stage` of sQ/sdO ([2][BM][D], asynchronously,
+// through load(dst, src, row_stride, rows)) and the LSE (log2 domain; +inf for rows past the slice
+// or rows that saw no key, so that P = 0) and D of tile row `tid` into registers (stored to shared
+// memory by the caller once that stage is free).
+template <int BM, int D, typename T, typename Load>
+__device__ __forceinline__ void bwd_issue_tile(const distca_bwd_params_t& p, const BwdCursor& c, int head_kv, int group,
+                                               T* sQ, T* sdO, int stage, float& lse_reg, float& dsum_reg, int tid,
+                                               Load load) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  const int hq = head_kv * group + c.group_head;
+  const int m0 = c.mb * BM;
+  const int rows = min(BM, c.sl.q_len - m0);
+  const long long row0 = (long long)c.sl.q_start + m0;
+  const long long q_stride = (long long)p.heads_q * D;
+  load(sQ + stage * BM * D, reinterpret_cast<const T*>(p.q) + (row0 * p.heads_q + hq) * D, q_stride, rows);
+  load(sdO + stage * BM * D, reinterpret_cast<const T*>(p.dout) + (row0 * p.heads_q + hq) * D, q_stride, rows);
+  if (tid < BM) {
+    lse_reg = INFINITY;
+    dsum_reg = 0.f;
+    if (tid < rows) {
+      const long long idx = (long long)hq * p.total_q + row0 + tid;
+      const float l = reinterpret_cast<const float*>(p.lse)[idx];
+      lse_reg = l == -INFINITY ? INFINITY : l * kLog2e;
+      dsum_reg = reinterpret_cast<const float*>(p.dsum)[idx];
+    }
+  }
+}
+
+// Positions `cur` at the first query tile that sees the key tile [kb0, kb1) and, if there is one,
+// issues its loads into stage 0 (LSE/D into sLse/sDsum[0, BM)). Commits a cp.async group either way.
+template <int BM, int BN, int D, typename T, typename Load>
+__device__ __forceinline__ bool bwd_begin(const distca_bwd_params_t& p, BwdCursor& cur, const BwdTile<BN>& tile, T* sQ,
+                                          T* sdO, float* sLse, float* sDsum, int tid, Load load) {
+  cur.slice_pos = 0;
+  cur.group_head = 0;
+  cur.mb = 0;
+  cur.mb_end = 0;
+  const bool have = tile.template seek<BM>(cur);
+  if (have) {
+    float lse_reg = INFINITY, dsum_reg = 0.f;
+    bwd_issue_tile<BM, D, T>(p, cur, tile.head_kv, tile.group, sQ, sdO, 0, lse_reg, dsum_reg, tid, load);
+    if (tid < BM) {
+      sLse[tid] = lse_reg;
+      sDsum[tid] = dsum_reg;
+    }
+  }
+  cp_async_commit();
+  return have;
+}
+
 template <typename T, int D, int BM, int BN, int WARPS>
 __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   using Cfg = BwdConfig<D, BM, BN, WARPS>;
@@ -122,74 +210,25 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   const int lane = tid & 31;
   const int heads_kv = p.heads_kv;
   const int heads_q = p.heads_q;
-  const int group = heads_q / heads_kv;
-  const int work_index = blockIdx.x / heads_kv;
-  const int head_kv = blockIdx.x - work_index * heads_kv;
+  const BwdTile<BN> tile(p);
+  const int group = tile.group, head_kv = tile.head_kv;
+  const int kb0 = tile.kb0, k_rows = tile.k_rows;
 
-  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
-  const distca_segment_t seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
-  const distca_slice_t* slices = reinterpret_cast<const distca_slice_t*>(p.slices);
-  const int* seg_slices = reinterpret_cast<const int*>(p.segment_slices);
-
-  const int kb0 = seg.k_start + work.block * BN;               // absolute first key row
-  const int k_rows = min(BN, seg.k_start + seg.len - kb0);     // rows inside the segment
-  const int kb1 = kb0 + k_rows;
   const long long q_stride = (long long)heads_q * D;
   const long long kv_stride = (long long)heads_kv * D;
   const T* fallback = reinterpret_cast<const T*>(p.k);
-  const T* gQall = reinterpret_cast<const T*>(p.q);
-  const T* gdOall = reinterpret_cast<const T*>(p.dout);
-  const float* gLse = reinterpret_cast<const float*>(p.lse);
-  const float* gDsum = reinterpret_cast<const float*>(p.dsum);
   float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
-
-  load_tile_async<BN, D, THREADS>(sK, reinterpret_cast<const T*>(p.k) + ((long long)kb0 * heads_kv + head_kv) * D,
-                                  kv_stride, k_rows, fallback, tid);
-  load_tile_async<BN, D, THREADS>(sV, reinterpret_cast<const T*>(p.v) + ((long long)kb0 * heads_kv + head_kv) * D,
-                                  kv_stride, k_rows, fallback, tid);
+  tile.template load_kv<SwzLayout, D, THREADS>(p, sK, sV, tid);
 
   float acc_dk[B_MT][B_NT][4], acc_dv[B_MT][B_NT][4];
   zero(acc_dk);
   zero(acc_dv);
 
-  // Loads the Q/dO tile of cursor position `c` into `stage` (async) and its LSE/D rows into
-  // registers (stored to shared memory later, when the stage is free).
-  auto issue_tile = [&](const BwdCursor& c, int stage, float& lse_reg, float& dsum_reg) {
-    const int hq = head_kv * group + c.group_head;
-    const int m0 = c.mb * BM;
-    const int rows = min(BM, c.sl.q_len - m0);
-    const long long row0 = (long long)c.sl.q_start + m0;
-    load_tile_async<BM, D, THREADS>(sQ + stage * Cfg::kSmemQ, gQall + (row0 * heads_q + hq) * D, q_stride, rows,
-                                    fallback, tid);
-    load_tile_async<BM, D, THREADS>(sdO + stage * Cfg::kSmemQ, gdOall + (row0 * heads_q + hq) * D, q_stride, rows,
-                                    fallback, tid);
-    if (tid < BM) {
-      lse_reg = INFINITY;  // rows past the slice: P = exp2(s - inf) = 0
-      dsum_reg = 0.f;
-      if (tid < rows) {
-        const long long idx = (long long)hq * p.total_q + row0 + tid;
-        const float l = gLse[idx];
-        lse_reg = l == -INFINITY ? INFINITY : l * kLog2e;  // row saw no key: P = 0
-        dsum_reg = gDsum[idx];
-      }
-    }
+  auto load_qdo = [&](T* dst, const T* src, long long row_stride, int rows) {
+    load_tile_async<BM, D, THREADS>(dst, src, row_stride, rows, fallback, tid);
   };
-
   BwdCursor cur;
-  cur.slice_pos = 0;
-  cur.group_head = 0;
-  cur.mb = 0;
-  cur.mb_end = 0;
-  bool have = bwd_seek<BM, BN>(cur, seg, seg_slices, slices, group, kb0, kb1);
-  float lse_reg = INFINITY, dsum_reg = 0.f;
-  if (have) {
-    issue_tile(cur, 0, lse_reg, dsum_reg);
-    if (tid < BM) {
-      sLse[tid] = lse_reg;
-      sDsum[tid] = dsum_reg;
-    }
-  }
-  cp_async_commit();
+  bool have = bwd_begin<BM, BN, D, T>(p, cur, tile, sQ, sdO, sLse, sDsum, tid, load_qdo);
 
   const float scale_log2 = p.scale * kLog2e;
   const unsigned uwarp = threadIdx.x / 32;  // unsigned: the divisions below are shifts and masks
@@ -208,9 +247,9 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     __syncthreads();
     BwdCursor next = cur;
     ++next.mb;
-    const bool have_next = bwd_seek<BM, BN>(next, seg, seg_slices, slices, group, kb0, kb1);
+    const bool have_next = tile.template seek<BM>(next);
     float next_lse = INFINITY, next_dsum = 0.f;
-    if (have_next) issue_tile(next, stage ^ 1, next_lse, next_dsum);
+    if (have_next) bwd_issue_tile<BM, D, T>(p, next, head_kv, group, sQ, sdO, stage ^ 1, next_lse, next_dsum, tid, load_qdo);
     cp_async_commit();
 
     const T* cQ = sQ + stage * Cfg::kSmemQ;

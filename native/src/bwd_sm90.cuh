@@ -16,6 +16,8 @@
 // of row r XOR-permuted by r % 8), which serves both as a K-major and as an MN-major operand.
 #pragma once
 
+#include <type_traits>
+
 #include "common.cuh"
 #include "wgmma.cuh"
 
@@ -32,21 +34,17 @@ __device__ __forceinline__ int sw128(int row, int col) {
   return (col >> 6) * (ROWS * 64) + row * 64 + ((((col >> 3) & 7) ^ (row & 7)) << 3) + (col & 7);
 }
 
+struct Sw128Layout {
+  template <int ROWS, int COLS>
+  static __device__ __forceinline__ int at(int r, int c) {
+    return sw128<ROWS>(r, c);
+  }
+};
+
 template <int ROWS, int COLS, int THREADS, typename T>
 __device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, long long row_stride, int valid_rows,
                                                 const T* fallback, int tid) {
-  constexpr int CHUNKS_PER_ROW = COLS / 8;
-  constexpr int TOTAL = ROWS * CHUNKS_PER_ROW;
-  static_assert(TOTAL % THREADS == 0, "tile chunks must divide evenly among threads");
-#pragma unroll
-  for (int i = 0; i < TOTAL / THREADS; ++i) {
-    const int c = tid + i * THREADS;
-    const int r = c / CHUNKS_PER_ROW;
-    const int ch = c % CHUNKS_PER_ROW;
-    const bool valid = r < valid_rows;
-    const T* src = valid ? gmem + r * row_stride + ch * 8 : fallback;
-    cp_async_16(smem_addr(smem + sw128<ROWS>(r, ch * 8)), src, valid);
-  }
+  load_tile<Sw128Layout, ROWS, COLS, THREADS>(smem, gmem, row_stride, valid_rows, fallback, tid);
 }
 
 // Shared-memory matrix descriptor, 128-byte swizzle. Addresses and offsets in bytes.
@@ -95,33 +93,33 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 
 // Element-type dispatch of the generated wrappers.
 template <typename T>
-struct Mma;
-template <>
-struct Mma<__nv_bfloat16> {
+struct Mma {
+  static constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  static_assert(kBf16 || std::is_same<T, __half>::value, "bf16 or fp16");
   template <int N, int TA, int TB>
   static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
-    if constexpr (N == 32) wgmma_ss_m64n32k16_bf16<TA, TB>(d, a, b, scale_d);
-    else if constexpr (N == 64) wgmma_ss_m64n64k16_bf16<TA, TB>(d, a, b, scale_d);
-    else wgmma_ss_m64n128k16_bf16<TA, TB>(d, a, b, scale_d);
+    static_assert(N == 32 || N == 64 || N == 128, "m64n{32,64,128}k16");
+    if constexpr (N == 32) {
+      if constexpr (kBf16) wgmma_ss_m64n32k16_bf16<TA, TB>(d, a, b, scale_d);
+      else wgmma_ss_m64n32k16_f16<TA, TB>(d, a, b, scale_d);
+    } else if constexpr (N == 64) {
+      if constexpr (kBf16) wgmma_ss_m64n64k16_bf16<TA, TB>(d, a, b, scale_d);
+      else wgmma_ss_m64n64k16_f16<TA, TB>(d, a, b, scale_d);
+    } else {
+      if constexpr (kBf16) wgmma_ss_m64n128k16_bf16<TA, TB>(d, a, b, scale_d);
+      else wgmma_ss_m64n128k16_f16<TA, TB>(d, a, b, scale_d);
+    }
   }
   template <int N, int TB>
   static __device__ __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    if constexpr (N == 64) wgmma_rs_m64n64k16_bf16<TB>(d, a, b, scale_d);
-    else wgmma_rs_m64n128k16_bf16<TB>(d, a, b, scale_d);
-  }
-};
-template <>
-struct Mma<__half> {
-  template <int N, int TA, int TB>
-  static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
-    if constexpr (N == 32) wgmma_ss_m64n32k16_f16<TA, TB>(d, a, b, scale_d);
-    else if constexpr (N == 64) wgmma_ss_m64n64k16_f16<TA, TB>(d, a, b, scale_d);
-    else wgmma_ss_m64n128k16_f16<TA, TB>(d, a, b, scale_d);
-  }
-  template <int N, int TB>
-  static __device__ __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d) {
-    if constexpr (N == 64) wgmma_rs_m64n64k16_f16<TB>(d, a, b, scale_d);
-    else wgmma_rs_m64n128k16_f16<TB>(d, a, b, scale_d);
+    static_assert(N == 64 || N == 128, "m64n{64,128}k16");
+    if constexpr (N == 64) {
+      if constexpr (kBf16) wgmma_rs_m64n64k16_bf16<TB>(d, a, b, scale_d);
+      else wgmma_rs_m64n64k16_f16<TB>(d, a, b, scale_d);
+    } else {
+      if constexpr (kBf16) wgmma_rs_m64n128k16_bf16<TB>(d, a, b, scale_d);
+      else wgmma_rs_m64n128k16_f16<TB>(d, a, b, scale_d);
+    }
   }
 };
 
@@ -171,72 +169,25 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   const int quad = tid & 3;
   const int heads_kv = p.heads_kv;
   const int heads_q = p.heads_q;
-  const int group = heads_q / heads_kv;
-  const int work_index = blockIdx.x / heads_kv;
-  const int head_kv = blockIdx.x - work_index * heads_kv;
+  const BwdTile<BN> tile(p);
+  const int group = tile.group, head_kv = tile.head_kv;
+  const int kb0 = tile.kb0, k_rows = tile.k_rows;
 
-  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
-  const distca_segment_t seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
-  const distca_slice_t* slices = reinterpret_cast<const distca_slice_t*>(p.slices);
-  const int* seg_slices = reinterpret_cast<const int*>(p.segment_slices);
-
-  const int kb0 = seg.k_start + work.block * BN;
-  const int k_rows = min(BN, seg.k_start + seg.len - kb0);
-  const int kb1 = kb0 + k_rows;
   const long long q_stride = (long long)heads_q * D;
   const long long kv_stride = (long long)heads_kv * D;
   const T* fallback = reinterpret_cast<const T*>(p.k);
-  const T* gQall = reinterpret_cast<const T*>(p.q);
-  const T* gdOall = reinterpret_cast<const T*>(p.dout);
-  const float* gLse = reinterpret_cast<const float*>(p.lse);
-  const float* gDsum = reinterpret_cast<const float*>(p.dsum);
   float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
-
-  load_tile_sw128<BN, D, THREADS>(sK, reinterpret_cast<const T*>(p.k) + ((long long)kb0 * heads_kv + head_kv) * D,
-                                  kv_stride, k_rows, fallback, tid);
-  load_tile_sw128<BN, D, THREADS>(sV, reinterpret_cast<const T*>(p.v) + ((long long)kb0 * heads_kv + head_kv) * D,
-                                  kv_stride, k_rows, fallback, tid);
+  tile.template load_kv<Sw128Layout, D, THREADS>(p, sK, sV, tid);
 
   float acc_dk[NKV * 4], acc_dv[NKV * 4];
 #pragma unroll
   for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
 
-  auto issue_tile = [&](const BwdCursor& c, int stage, float& lse_reg, float& dsum_reg) {
-    const int hq = head_kv * group + c.group_head;
-    const int m0 = c.mb * BM;
-    const int rows = min(BM, c.sl.q_len - m0);
-    const long long row0 = (long long)c.sl.q_start + m0;
-    load_tile_sw128<BM, D, THREADS>(sQ + stage * Cfg::kSmemQ, gQall + (row0 * heads_q + hq) * D, q_stride, rows,
-                                    fallback, tid);
-    load_tile_sw128<BM, D, THREADS>(sdO + stage * Cfg::kSmemQ, gdOall + (row0 * heads_q + hq) * D, q_stride, rows,
-                                    fallback, tid);
-    if (tid < BM) {
-      lse_reg = INFINITY;
-      dsum_reg = 0.f;
-      if (tid < rows) {
-        const long long idx = (long long)hq * p.total_q + row0 + tid;
-        const float l = gLse[idx];
-        lse_reg = l == -INFINITY ? INFINITY : l * kLog2e;
-        dsum_reg = gDsum[idx];
-      }
-    }
+  auto load_qdo = [&](T* dst, const T* src, long long row_stride, int rows) {
+    load_tile_sw128<BM, D, THREADS>(dst, src, row_stride, rows, fallback, tid);
   };
-
   BwdCursor cur;
-  cur.slice_pos = 0;
-  cur.group_head = 0;
-  cur.mb = 0;
-  cur.mb_end = 0;
-  bool have = bwd_seek<BM, BN>(cur, seg, seg_slices, slices, group, kb0, kb1);
-  float lse_reg = INFINITY, dsum_reg = 0.f;
-  if (have) {
-    issue_tile(cur, 0, lse_reg, dsum_reg);
-    if (tid < BM) {
-      sLse[tid] = lse_reg;
-      sDsum[tid] = dsum_reg;
-    }
-  }
-  cp_async_commit();
+  bool have = bwd_begin<BM, BN, D, T>(p, cur, tile, sQ, sdO, sLse, sDsum, tid, load_qdo);
 
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV), adS = smem_addr(sdS);
@@ -247,9 +198,9 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     __syncthreads();
     BwdCursor next = cur;
     ++next.mb;
-    const bool have_next = bwd_seek<BM, BN>(next, seg, seg_slices, slices, group, kb0, kb1);
+    const bool have_next = tile.template seek<BM>(next);
     float next_lse = INFINITY, next_dsum = 0.f;
-    if (have_next) issue_tile(next, stage ^ 1, next_lse, next_dsum);
+    if (have_next) bwd_issue_tile<BM, D, T>(p, next, head_kv, group, sQ, sdO, stage ^ 1, next_lse, next_dsum, tid, load_qdo);
     cp_async_commit();
 
     const uint32_t aQ = smem_addr(sQ + stage * Cfg::kSmemQ), adO = smem_addr(sdO + stage * Cfg::kSmemQ);

@@ -100,11 +100,12 @@ __device__ __forceinline__ int swz(int row, int col) {
   return row * COLS + ((((col >> 3) ^ row) & 7) | ((col >> 3) & ~7)) * 8 + (col & 7);
 }
 
-// Copies rows [0, ROWS) of a strided global tile into a swizzled shared tile; rows >= valid_rows
-// are zero-filled. `fallback` is any valid global address (read never happens for invalid rows).
-template <int ROWS, int COLS, int THREADS, typename T>
-__device__ __forceinline__ void load_tile_async(T* smem, const T* gmem, long long row_stride, int valid_rows,
-                                                const T* fallback, int tid) {
+// Copies rows [0, ROWS) of a strided global tile into a shared tile whose element (r, c) is at
+// offset(r, c); rows >= valid_rows are zero-filled. `fallback` is any valid global address (read
+// never happens for invalid rows).
+template <int ROWS, int COLS, int THREADS, typename T, typename Offset>
+__device__ __forceinline__ void load_tile_by(T* smem, const T* gmem, long long row_stride, int valid_rows,
+                                             const T* fallback, int tid, Offset offset) {
   constexpr int CHUNKS_PER_ROW = COLS / 8;
   constexpr int TOTAL = ROWS * CHUNKS_PER_ROW;
   static_assert(TOTAL % THREADS == 0, "tile chunks must divide evenly among threads");
@@ -115,8 +116,32 @@ __device__ __forceinline__ void load_tile_async(T* smem, const T* gmem, long lon
     const int ch = c % CHUNKS_PER_ROW;
     const bool valid = r < valid_rows;
     const T* src = valid ? gmem + r * row_stride + ch * 8 : fallback;
-    cp_async_16(smem_addr(smem + swz<COLS>(r, ch * 8)), src, valid);
+    cp_async_16(smem_addr(smem + offset(r, ch * 8)), src, valid);
   }
+}
+
+// Shared-tile layouts as types, for code shared by kernels whose tiles differ in layout: at<ROWS,
+// COLS>(r, c) is the element offset of (r, c). SwzLayout is swz<COLS> (the mma.sync kernels).
+struct SwzLayout {
+  template <int ROWS, int COLS>
+  static __device__ __forceinline__ int at(int r, int c) {
+    return swz<COLS>(r, c);
+  }
+};
+
+// load_tile_by into a Layout.
+template <typename Layout, int ROWS, int COLS, int THREADS, typename T>
+__device__ __forceinline__ void load_tile(T* smem, const T* gmem, long long row_stride, int valid_rows,
+                                          const T* fallback, int tid) {
+  load_tile_by<ROWS, COLS, THREADS>(smem, gmem, row_stride, valid_rows, fallback, tid,
+                                    [](int r, int c) { return Layout::template at<ROWS, COLS>(r, c); });
+}
+
+// load_tile into the swizzled layout swz<COLS>.
+template <int ROWS, int COLS, int THREADS, typename T>
+__device__ __forceinline__ void load_tile_async(T* smem, const T* gmem, long long row_stride, int valid_rows,
+                                                const T* fallback, int tid) {
+  load_tile<SwzLayout, ROWS, COLS, THREADS>(smem, gmem, row_stride, valid_rows, fallback, tid);
 }
 
 // ---- ldmatrix addresses in swizzled tiles ----------------------------------------------------

@@ -20,6 +20,77 @@ struct FwdConfig {
   static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2;
 };
 
+// Keys [0, n_end) of the slice are visible to at least one of the tile's rows [m0, m0 + rows).
+// When none is (n_end == 0), writes the tile's O = 0 and LSE = -inf.
+template <int D, int THREADS, typename T>
+__device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0, int rows, T* gO, long long q_stride,
+                                                float* gLse, int tid) {
+  long long n_end = sl.kv_len;
+  if (sl.causal) {
+    n_end = (long long)m0 + rows + sl.diagonal;  // last row's limit + 1
+    n_end = n_end < 0 ? 0 : (n_end > sl.kv_len ? sl.kv_len : n_end);
+  }
+  if (n_end == 0) {
+    for (int c = tid; c < rows * (D / 8); c += THREADS) {
+      const int r = c / (D / 8), ch = c % (D / 8);
+      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
+    }
+    for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
+  }
+  return (int)n_end;
+}
+
+// The query tile of CTA blockIdx.x: work item blockIdx.x / heads_q (a slice and a block of BM query
+// rows, clipped to the slice), query head blockIdx.x % heads_q, and its global pointers.
+template <typename T, int D, int BM>
+struct FwdTile {
+  distca_slice_t sl;
+  int m0, rows, head, head_kv;
+  long long q_stride, kv_stride;
+  const T* gQ;
+  const T* gK;
+  const T* gV;
+  T* gO;
+  float* gLse;
+  __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p) {
+    const int work_index = blockIdx.x / p.heads_q;
+    head = blockIdx.x - work_index * p.heads_q;
+    head_kv = head / (p.heads_q / p.heads_kv);
+    const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
+    sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
+    m0 = work.block * BM;
+    rows = min(BM, sl.q_len - m0);
+    q_stride = (long long)p.heads_q * D;
+    kv_stride = (long long)p.heads_kv * D;
+    const long long q_row = (long long)(sl.q_start + m0) * p.heads_q + head;
+    gQ = reinterpret_cast<const T*>(p.q) + q_row * D;
+    gO = reinterpret_cast<T*>(p.o) + q_row * D;
+    gLse = reinterpret_cast<float*>(p.lse) + (long long)head * p.total_q + sl.q_start + m0;
+    gK = reinterpret_cast<const T*>(p.k) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+    gV = reinterpret_cast<const T*>(p.v) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  }
+  // K and V rows of key block nb (BN keys; zero past kv_len) into sK/sV (asynchronously).
+  template <typename Layout, int BN, int THREADS>
+  __device__ __forceinline__ void load_kv(T* sK, T* sV, int nb, int tid) const {
+    const int valid = min(BN, sl.kv_len - nb * BN);
+    load_tile<Layout, BN, D, THREADS>(sK, gK + nb * BN * kv_stride, kv_stride, valid, gQ, tid);
+    load_tile<Layout, BN, D, THREADS>(sV, gV + nb * BN * kv_stride, kv_stride, valid, gQ, tid);
+  }
+  // The number of key blocks the tile visits. 0: no row sees a key (O = 0 and LSE = -inf are
+  // written); otherwise Q and the last key block (keys are walked from the diagonal down, so the
+  // masked blocks come first and the bulk runs without mask arithmetic) are loading, committed.
+  template <typename Layout, int BN, int THREADS>
+  __device__ __forceinline__ int begin(T* sQ, T* sK, T* sV, int tid) const {
+    const int n_end = fwd_visible_keys<D, THREADS>(sl, m0, rows, gO, q_stride, gLse, tid);
+    if (n_end == 0) return 0;
+    const int n_blocks = (n_end + BN - 1) / BN;
+    load_tile<Layout, BM, D, THREADS>(sQ, gQ, q_stride, rows, gQ, tid);
+    load_kv<Layout, BN, THREADS>(sK, sV, n_blocks - 1, tid);
+    cp_async_commit();
+    return n_blocks;
+  }
+};
+
 template <typename T, int D, int BM, int BN, int WARPS>
 __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   using Cfg = FwdConfig<D, BM, BN, WARPS>;
@@ -43,56 +114,12 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
   const int lane = tid & 31;
-  const int heads_q = p.heads_q;
-  const int work_index = blockIdx.x / heads_q;
-  const int head = blockIdx.x - work_index * heads_q;
-  const int head_kv = head / (heads_q / p.heads_kv);
-
-  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
-  const distca_slice_t sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
-  const int m0 = work.block * BM;
-  const int rows = min(BM, sl.q_len - m0);
-  const long long q_stride = (long long)heads_q * D;
-  const long long kv_stride = (long long)p.heads_kv * D;
-
-  const T* gQ = reinterpret_cast<const T*>(p.q) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
-  T* gO = reinterpret_cast<T*>(p.o) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
-  float* gLse = reinterpret_cast<float*>(p.lse) + (long long)head * p.total_q + sl.q_start + m0;
-  const T* gK = reinterpret_cast<const T*>(p.k) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
-  const T* gV = reinterpret_cast<const T*>(p.v) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
-  const T* fallback = reinterpret_cast<const T*>(p.q);
-
-  // keys [0, n_end) are visible to at least one row of the tile
-  long long n_end_ll = sl.kv_len;
-  if (sl.causal) {
-    n_end_ll = (long long)m0 + rows + sl.diagonal;  // last row's limit + 1
-    n_end_ll = n_end_ll < 0 ? 0 : (n_end_ll > sl.kv_len ? sl.kv_len : n_end_ll);
-  }
-  const int n_end = (int)n_end_ll;
-
-  if (n_end == 0) {
-    // No row of this tile sees a key: O = 0, LSE = -inf.
-    for (int c = tid; c < rows * DT; c += THREADS) {
-      const int r = c / DT, ch = c % DT;
-      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
-    }
-    for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
-    return;
-  }
-
-  const int n_blocks = (n_end + BN - 1) / BN;
+  const FwdTile<T, D, BM> tile(p);
+  const distca_slice_t& sl = tile.sl;
+  const int m0 = tile.m0;
+  const int n_blocks = tile.template begin<SwzLayout, BN, THREADS>(sQ, sK, sV, tid);
+  if (n_blocks == 0) return;
   const float scale_log2 = p.scale * kLog2e;
-
-  // Prologue: Q and the last K/V block (we walk key blocks from the diagonal down, so the
-  // masked blocks come first and the unmasked bulk runs without mask arithmetic).
-  load_tile_async<BM, D, THREADS>(sQ, gQ, q_stride, rows, fallback, tid);
-  {
-    const int nb = n_blocks - 1;
-    const int valid = min(BN, sl.kv_len - nb * BN);
-    load_tile_async<BN, D, THREADS>(sK, gK + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
-    load_tile_async<BN, D, THREADS>(sV, gV + nb * BN * kv_stride, kv_stride, valid, fallback, tid);
-  }
-  cp_async_commit();
 
   float acc_o[MT][DT][4];
   zero(acc_o);
@@ -112,12 +139,8 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     const int nb = n_blocks - 1 - it;
     const int stage = it & 1;
     if (it + 1 < n_blocks) {
-      const int nn = nb - 1;
-      const int valid = min(BN, sl.kv_len - nn * BN);
-      load_tile_async<BN, D, THREADS>(sK + (stage ^ 1) * Cfg::kSmemKV, gK + nn * BN * kv_stride, kv_stride, valid,
-                                      fallback, tid);
-      load_tile_async<BN, D, THREADS>(sV + (stage ^ 1) * Cfg::kSmemKV, gV + nn * BN * kv_stride, kv_stride, valid,
-                                      fallback, tid);
+      tile.template load_kv<SwzLayout, BN, THREADS>(sK + (stage ^ 1) * Cfg::kSmemKV, sV + (stage ^ 1) * Cfg::kSmemKV, nb - 1,
+                                                    tid);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -241,7 +264,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
         acc_o[mt][j][2 * h + 1] *= inv;
       }
       const int r = warp_row0 + mt * 16 + h * 8 + (lane >> 2);
-      if ((lane & 3) == 0 && r < rows) gLse[r] = lse;
+      if ((lane & 3) == 0 && r < tile.rows) tile.gLse[r] = lse;
     }
   }
   store_frags<T, MT, DT, D>(sQ, acc_o, warp_row0, 0, lane);
@@ -251,8 +274,8 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     const int c = lane + i * 32;
     const int r = warp_row0 + c / DT;
     const int ch = c % DT;
-    if (r < rows) {
-      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) =
+    if (r < tile.rows) {
+      *reinterpret_cast<uint4*>(tile.gO + r * tile.q_stride + ch * 8) =
           *reinterpret_cast<const uint4*>(sQ + swz<D>(r, ch * 8));
     }
   }

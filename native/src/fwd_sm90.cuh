@@ -10,6 +10,7 @@
 #pragma once
 
 #include "bwd_sm90.cuh"
+#include "fwd.cuh"
 
 namespace distca {
 namespace sm90 {
@@ -61,44 +62,23 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   const int wg = tid >> 7;
   const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
   const int quad = tid & 3;
-  const int heads_q = p.heads_q;
-  const int work_index = blockIdx.x / heads_q;
-  const int head = blockIdx.x - work_index * heads_q;
-  const int head_kv = head / (heads_q / p.heads_kv);
-
-  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
-  const distca_slice_t sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
-  const int m0 = work.block * BM;
-  const int rows = min(BM, sl.q_len - m0);
-  const long long q_stride = (long long)heads_q * D;
-  const long long kv_stride = (long long)p.heads_kv * D;
-
-  const T* gQ = reinterpret_cast<const T*>(p.q) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
-  T* gO = reinterpret_cast<T*>(p.o) + ((long long)(sl.q_start + m0) * heads_q + head) * D;
-  float* gLse = reinterpret_cast<float*>(p.lse) + (long long)head * p.total_q + sl.q_start + m0;
-  const T* gK = reinterpret_cast<const T*>(p.k) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
-  const T* gV = reinterpret_cast<const T*>(p.v) + ((long long)sl.k_start * p.heads_kv + head_kv) * D;
+  const FwdTile<T, D, BM> tile(p);
+  const distca_slice_t& sl = tile.sl;
+  const int m0 = tile.m0, rows = tile.rows;
+  const long long q_stride = tile.q_stride, kv_stride = tile.kv_stride;
+  const T* gK = tile.gK;
+  const T* gV = tile.gV;
+  T* gO = tile.gO;
+  float* gLse = tile.gLse;
   const T* fallback = reinterpret_cast<const T*>(p.q);
 
-  long long n_end_ll = sl.kv_len;
-  if (sl.causal) {
-    n_end_ll = (long long)m0 + rows + sl.diagonal;
-    n_end_ll = n_end_ll < 0 ? 0 : (n_end_ll > sl.kv_len ? sl.kv_len : n_end_ll);
-  }
-  const int n_end = (int)n_end_ll;
-  if (n_end == 0) {
-    for (int c = tid; c < rows * NO; c += THREADS) {
-      const int r = c / NO, ch = c % NO;
-      *reinterpret_cast<uint4*>(gO + r * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
-    }
-    for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
-    return;
-  }
+  const int n_end = fwd_visible_keys<D, THREADS>(sl, m0, rows, gO, q_stride, gLse, tid);
+  if (n_end == 0) return;
 
   const int n_blocks = (n_end + BN - 1) / BN;
   const float scale_log2 = p.scale * kLog2e;
 
-  load_tile_sw128<BM, D, THREADS>(sQ, gQ, q_stride, rows, fallback, tid);
+  load_tile_sw128<BM, D, THREADS>(sQ, tile.gQ, q_stride, rows, fallback, tid);
   {
     const int nb = n_blocks - 1;
     const int valid = min(BN, sl.kv_len - nb * BN);
