@@ -47,6 +47,13 @@ __device__ __forceinline__ void load_tile_sw128(T* smem, const T* gmem, long lon
   load_tile<Sw128Layout, ROWS, COLS, THREADS>(smem, gmem, row_stride, valid_rows, fallback, tid);
 }
 
+// The dynamic shared memory from its first 1024-byte boundary (the 128-byte swizzle repeats every
+// 1024 bytes, and the descriptors assume a tile starts on one); configs reserve 1 KiB for this.
+__device__ __forceinline__ unsigned char* smem_aligned_1k(unsigned char* raw) {
+  const uint32_t a = smem_addr(raw);
+  return raw + (((a + 1023) & ~1023u) - a);
+}
+
 // Shared-memory matrix descriptor, 128-byte swizzle. Addresses and offsets in bytes.
 __device__ __forceinline__ uint64_t make_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
@@ -126,6 +133,7 @@ struct Mma {
 template <int D>
 struct BwdSm90Config {
   static constexpr int BM = 64, BN = 128;
+  static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kSmemKV = BN * D;  // elements
@@ -153,8 +161,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   static_assert((D == 64 || D == 128) && BM == 64, "head_dim 64 or 128, whole 64-column swizzle blocks");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const uint32_t raw_addr = smem_addr(smem_raw);
-  unsigned char* smem = smem_raw + (((raw_addr + 1023) & ~1023u) - raw_addr);
+  unsigned char* smem = smem_aligned_1k(smem_raw);
   T* sK = reinterpret_cast<T*>(smem);
   T* sV = sK + Cfg::kSmemKV;
   T* sQ = sV + Cfg::kSmemKV;       // [2][BM][D]
@@ -228,8 +235,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
     // into shared memory for phase C.
     const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
-    const bool full_tile = kb0 >= sl.k_start && kb0 + BN <= sl.k_start + sl.kv_len &&
-                           (!sl.causal || (long long)(kb0 + BN - 1 - sl.k_start) <= (long long)m0 + sl.diagonal);
+    const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
     // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
     // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
     // work of the next k-step runs under the tensor cores.
@@ -247,7 +253,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
             const int q = j * 8 + quad * 2 + e;
             const int i = j * 4 + h * 2 + e;
             float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-            if (!full_tile) {
+            if (!full_tile) {  // key_visible(), spelled out (see bwd.cuh)
               const int key = key_a + h * 8;
               const bool visible = key >= 0 && key < sl.kv_len &&
                                    (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);

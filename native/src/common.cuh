@@ -89,6 +89,19 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// ---- the attention mask (distca_attn.h, section 4) ---------------------------------------------
+// Key `key` (0-based inside the slice's key range) is visible to the row whose causal limit is
+// `limit` (row + diagonal): key < kv_len and, when causal, key <= limit.
+__device__ __forceinline__ bool key_visible(const distca_slice_t& sl, int key, long long limit) {
+  return key >= 0 && key < sl.kv_len && (!sl.causal || (long long)key <= limit);
+}
+
+// Whether every key of [k0, k0 + n) (inside the slice's key range) is visible to every row whose
+// causal limit is at least min_limit, so that a tile needs no mask.
+__device__ __forceinline__ bool keys_all_visible(const distca_slice_t& sl, int k0, int n, long long min_limit) {
+  return k0 >= 0 && k0 + n <= sl.kv_len && (!sl.causal || (long long)(k0 + n - 1) <= min_limit);
+}
+
 // ---- swizzled tiles ------------------------------------------------------------------------
 // A tile is ROWS x COLS 16-bit elements, row-major, where each row's 16-byte chunks are permuted
 // by XOR with (row & 7). Eight consecutive rows at the same logical chunk then fall into eight

@@ -90,12 +90,10 @@ constexpr bool kFwdWgmma =
 template <int D, bool WGMMA = kFwdWgmma<D>>
 struct FwdCfgOf {
   using type = distca::FwdConfig<D, Tiles<D>::kFwdM, Tiles<D>::kFwdN, Tiles<D>::kFwdWarps>;
-  static constexpr int kM = Tiles<D>::kFwdM, kN = Tiles<D>::kFwdN;
 };
 template <int D>
 struct FwdCfgOf<D, true> {
   using type = distca::sm90::FwdSm90Config<D>;
-  static constexpr int kM = type::BM, kN = type::BN;
 };
 template <int D>
 using FwdCfg = typename FwdCfgOf<D>::type;
@@ -138,9 +136,8 @@ constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
-                            FwdCfgOf<D>::kM, FwdCfgOf<D>::kN, Fwd::kThreads, Fwd::kSmemBytes,
-                            kBwdWgmma<D> ? 64 : Tiles<D>::kBwdM, kBwdWgmma<D> ? 128 : Tiles<D>::kBwdN,
-                            Bwd::kThreads, Bwd::kSmemBytes,
+                            Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
+                            Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8, {0, 0, 0, 0}};
 }
 

@@ -10,6 +10,7 @@ namespace distca {
 
 template <int D, int BM, int BN, int WARPS>
 struct FwdConfig {
+  static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
   static constexpr int kWarps = WARPS;
   static constexpr int kThreads = WARPS * 32;
   static constexpr int kMT = BM / (16 * WARPS);  // m16 tiles per warp
@@ -156,7 +157,8 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
 
     // Mask keys past kv_len and, when causal, keys past each row's diagonal.
     const int n0 = nb * BN;
-    const bool need_mask = (n0 + BN > sl.kv_len) || (sl.causal && (long long)(n0 + BN - 1) > tile_min_limit);
+    __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
+    const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
     if (need_mask) {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
@@ -167,7 +169,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
           for (int e = 0; e < 4; ++e) {
             const int key = n0 + j * 8 + (lane & 3) * 2 + (e & 1);
             const long long limit = limit_a + ((e & 2) ? 8 : 0);
-            if (key >= sl.kv_len || (sl.causal && key > limit)) s[mt][j][e] = -INFINITY;
+            if (!key_visible(sl, key, limit)) s[mt][j][e] = -INFINITY;
           }
         }
       }

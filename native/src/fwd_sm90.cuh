@@ -33,6 +33,7 @@ __device__ __forceinline__ void tree_reduce(float (&t)[N], Op op) {
 template <int D>
 struct FwdSm90Config {
   static constexpr int BM = 128, BN = 128;
+  static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kSmemQ = BM * D;  // elements
@@ -52,8 +53,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   static_assert((D == 64 || D == 128) && BN % 64 == 0, "whole 64-column swizzle blocks");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const uint32_t raw_addr = smem_addr(smem_raw);
-  unsigned char* smem = smem_raw + (((raw_addr + 1023) & ~1023u) - raw_addr);
+  unsigned char* smem = smem_aligned_1k(smem_raw);
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + Cfg::kSmemQ;       // [2][BN][D]
   T* sV = sK + 2 * Cfg::kSmemKV;  // [2][BN][D]
@@ -126,7 +126,8 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     fence_regs(s);
 
     const int n0 = nb * BN;
-    const bool need_mask = (n0 + BN > sl.kv_len) || (sl.causal && (long long)(n0 + BN - 1) > tile_min_limit);
+    __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
+    const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
     if (need_mask) {
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
@@ -134,7 +135,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
         for (int e = 0; e < 4; ++e) {
           const int key = n0 + j * 8 + quad * 2 + (e & 1);
           const long long limit = row_limit0 + ((e & 2) ? 8 : 0);
-          if (key >= sl.kv_len || (sl.causal && key > limit)) s[j * 4 + e] = -INFINITY;
+          if (!key_visible(sl, key, limit)) s[j * 4 + e] = -INFINITY;
         }
       }
     }
