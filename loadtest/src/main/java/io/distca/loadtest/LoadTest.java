@@ -96,18 +96,16 @@ public final class LoadTest {
         }
         StallWatchdog watchdog = runRanks(clients, reference);
         long wallNanos = System.nanoTime() - wallStart;
+        ReportBuilder.Ceiling ceiling;
         if (watchdog.stalled()) {
           // after a stall the servers may still hold its requests: no ceilings measured beside them
           watchdog.armHalt(ended::get);
-          LoadReport r = new ReportBuilder(o, metrics, checks, failures, MAX_LISTED_FAILURES).build(
-              clusterInfo(), counts(clients), servers(clients),
-              new ReportBuilder.Ceiling(Double.NaN, null, "not measured: the run stalled"), measuredSteps.get(),
-              wallNanos);
-          closeAll(clients);
-          return r;
+          ceiling = new ReportBuilder.Ceiling(Double.NaN, null, "not measured: the run stalled");
+        } else {
+          ceiling = ceilings();
         }
         return new ReportBuilder(o, metrics, checks, failures, MAX_LISTED_FAILURES).build(
-            clusterInfo(), counts(clients), servers(clients), ceilings(), measuredSteps.get(), wallNanos);
+            clusterInfo(), counts(clients), servers(clients), ceiling, measuredSteps.get(), wallNanos);
       } finally {
         closeAll(clients);
       }

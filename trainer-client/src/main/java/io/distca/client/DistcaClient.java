@@ -348,19 +348,16 @@ public final class DistcaClient implements AutoCloseable {
      * task would. A task whose keys alone exceed the limit cannot be cut this way: a typed error.
      */
     private List<int[]> pieces(PlannedTask t) {
-      boolean backward = bwd != null;
-      long qRow = NanoBatch.queryRowBytes(mb.shape(), backward);
-      long kvRow = NanoBatch.keyRowBytes(mb.shape());
       long budget = frameLimit - NanoBatch.frameOverhead(1);
-      if ((long) (t.qEnd() - t.qStart()) * qRow + (long) (t.kvEnd() - t.kvStart()) * kvRow <= budget) {
+      if (NanoBatch.tensorBytes(mb.shape(), bwd != null, t.qEnd() - t.qStart(), t.kvEnd() - t.kvStart()) <= budget) {
         return List.<int[]>of(new int[] {t.qStart(), t.qEnd(), t.kvEnd()});
       }
       List<int[]> pieces = new ArrayList<>();
       int a = t.qStart();
       while (a < t.qEnd()) {
-        if (pieceBytes(t, a, a + 1, qRow, kvRow) > budget) {
+        if (pieceBytes(t, a, a + 1) > budget) {
           throw new DistcaException("step " + step + " of job " + ctx.job + ": a query row of document " + t.doc()
-              + " needs " + (t.kvEnd() - t.kvStart()) + " keys, " + pieceBytes(t, a, a + 1, qRow, kvRow)
+              + " needs " + (t.kvEnd() - t.kvStart()) + " keys, " + pieceBytes(t, a, a + 1)
               + " bytes in one request, above the request frame limit of " + frameLimit + " bytes (client "
               + ctx.maxFrameBytes + ", servers' HELLO_OK): raise the limits (ClientContext.maxFrameBytes, the servers' "
               + "maxFrameBytes and memory) or use shorter documents",
@@ -370,7 +367,7 @@ public final class DistcaClient implements AutoCloseable {
         int hi = t.qEnd();
         while (lo < hi) { // the largest end whose piece fits
           int mid = (int) (((long) lo + hi + 1) >>> 1);
-          if (pieceBytes(t, a, mid, qRow, kvRow) <= budget) {
+          if (pieceBytes(t, a, mid) <= budget) {
             lo = mid;
           } else {
             hi = mid - 1;
@@ -387,8 +384,8 @@ public final class DistcaClient implements AutoCloseable {
       return mb.causal() ? Math.max(t.kvStart(), Math.min(t.kvEnd(), end)) : t.kvEnd();
     }
 
-    private long pieceBytes(PlannedTask t, int from, int to, long qRow, long kvRow) {
-      return (long) (to - from) * qRow + (long) (pieceKvEnd(t, to) - t.kvStart()) * kvRow;
+    private long pieceBytes(PlannedTask t, int from, int to) {
+      return NanoBatch.tensorBytes(mb.shape(), bwd != null, to - from, pieceKvEnd(t, to) - t.kvStart());
     }
 
     /**
@@ -396,9 +393,6 @@ public final class DistcaClient implements AutoCloseable {
      * in a group share their keys (KV dedup), as in {@link NanoBatch}. Each task fits on its own.
      */
     private List<List<Integer>> fitFrames(List<Integer> taskIdx, long limit) {
-      boolean backward = bwd != null;
-      long qRow = NanoBatch.queryRowBytes(mb.shape(), backward);
-      long kvRow = NanoBatch.keyRowBytes(mb.shape());
       List<List<Integer>> groups = new ArrayList<>();
       List<Integer> group = new ArrayList<>();
       Map<Integer, int[]> kv = new java.util.HashMap<>();
@@ -410,7 +404,8 @@ public final class DistcaClient implements AutoCloseable {
         int[] merged = old == null ? new int[] {t.kvStart(), t.kvEnd()}
             : new int[] {Math.min(old[0], t.kvStart()), Math.max(old[1], t.kvEnd())};
         long addedKeys = (merged[1] - merged[0]) - (old == null ? 0 : old[1] - old[0]);
-        long bytes = (queryRows + t.qLen()) * qRow + (keyRows + addedKeys) * kvRow + NanoBatch.frameOverhead(group.size() + 1);
+        long bytes = NanoBatch.tensorBytes(mb.shape(), bwd != null, queryRows + t.qLen(), keyRows + addedKeys)
+            + NanoBatch.frameOverhead(group.size() + 1);
         if (!group.isEmpty() && bytes > limit) {
           groups.add(group);
           group = new ArrayList<>();

@@ -85,10 +85,14 @@ final class NanoBatch {
     return 2L * shape.headsKv() * shape.headDim() * shape.dtype().byteSize();
   }
 
+  /** Tensor bytes of a request with {@code queryRows} query rows and {@code keyRows} (deduplicated) key rows. */
+  static long tensorBytes(AttentionShape shape, boolean backward, long queryRows, long keyRows) {
+    return queryRows * queryRowBytes(shape, backward) + keyRows * keyRowBytes(shape);
+  }
+
   /** The frame this nano-batch's request encodes to, at most (tensor bytes exact, the rest {@link #frameOverhead}). */
   long frameBytes(AttentionShape shape, boolean backward) {
-    return (long) queryTokens() * queryRowBytes(shape, backward) + (long) kvTokens() * keyRowBytes(shape)
-        + frameOverhead(tasks.size());
+    return tensorBytes(shape, backward, queryTokens(), kvTokens()) + frameOverhead(tasks.size());
   }
 
   double flops(AttentionShape shape, boolean causal) {

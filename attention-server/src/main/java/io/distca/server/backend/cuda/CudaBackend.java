@@ -302,8 +302,12 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     }
   }
 
+  private CUstream[] streams() {
+    return new CUstream[] {uploadStream, computeStream, downloadStream};
+  }
+
   private void waitForStreamsQuietly() {
-    for (CUstream s : new CUstream[] {uploadStream, computeStream, downloadStream}) {
+    for (CUstream s : streams()) {
       try {
         Driver.check("cuStreamSynchronize", "waiting for a failed batch's copies", () -> cuStreamSynchronize(s));
       } catch (RuntimeException e) {
@@ -689,10 +693,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
 
   @Override
   public Tensor allocateOutput(BufferAllocator accounting, AttentionShape batchShape, DType dtype, int... shape) {
-    if (pinned == null || closed || !supports(batchShape)) {
-      return null;
-    }
-    return pinned.allocateTensor(accounting, dtype, shape);
+    return supports(batchShape) ? allocatePinned(accounting, dtype, shape) : null;
   }
 
   /**
@@ -712,7 +713,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   }
 
   private void destroyStreams() {
-    for (CUstream s : new CUstream[] {uploadStream, computeStream, downloadStream}) {
+    for (CUstream s : streams()) {
       Driver.check("cuStreamDestroy", "closing the CUDA backend", () -> cuStreamDestroy(s));
     }
   }
