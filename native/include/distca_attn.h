@@ -82,18 +82,22 @@
  * 5. Work lists (built by the host, any order is correct; order only changes speed):
  *    Forward: one distca_work_t {slice, block} per query tile: for every slice s with q_len > 0,
  *      blocks 0 .. ceil(q_len / fwd_block_m) - 1 (block b covers slice rows
- *      [b * fwd_block_m, min(q_len, (b + 1) * fwd_block_m)) ). CTA x handles work item
- *      x / heads_q for query head x % heads_q, so the heads of one tile run side by side.
+ *      [b * fwd_block_m, min(q_len, (b + 1) * fwd_block_m)) ). The CTAs walk the work list
+ *      once per pair of query heads, the two heads of a tile side by side: CTA x handles work
+ *      item (x - 2 * P * num_work) / 2 for query head 2 * P + x % 2, P = x / (2 * num_work)
+ *      (a last, odd head alone). Keys read by the query tiles of one head then stay in L2.
  *      Recommended order: most expensive first ("longest tiles first"), cost = number of key
  *      blocks the tile visits = ceil(n_end / fwd_block_n) where n_end = kv_len without causal,
  *      clamp(last_row_of_tile + diagonal + 1, 0, kv_len) with causal.
  *    Backward: one distca_work_t {segment, block} per key tile: for EVERY segment g with len > 0,
  *      blocks 0 .. ceil(len / bwd_block_n) - 1 (block b covers segment rows
  *      [b * bwd_block_n, min(len, (b + 1) * bwd_block_n)) ), including segments and blocks that
- *      no slice reads (their dK, dV are written as zero). CTA x handles work item x / heads_kv
- *      for key/value head x % heads_kv; it loops over every slice of the segment, every query
- *      head of the GQA group and every query tile of the slice that sees the key tile, so dK and
- *      dV are summed in registers and written once (no atomics); dQ goes through fp32 atomics.
+ *      no slice reads (their dK, dV are written as zero). CTA x handles work item x % num_work
+ *      for key/value head x / num_work (the list walked once per head: the CTAs resident at one
+ *      time work on one head, whose query rows stay in L2 while its key tiles read them). It
+ *      loops over every slice of the segment, every query head of the GQA group and every query
+ *      tile of the slice that sees the key tile, so dK and dV are summed in registers and
+ *      written once (no atomics); dQ goes through fp32 atomics.
  *      Recommended order: most expensive first, cost = sum over the segment's slices of the
  *      number of query rows that see any key of the block.
  *    Each (work item, head) pair must appear exactly once (duplicates would race on outputs).

@@ -42,12 +42,35 @@ struct BwdConfig {
                 "warp layouts must cover the tiles exactly");
 };
 
+#ifndef DISTCA_BWD_ROTATE
+#define DISTCA_BWD_ROTATE 1
+#endif
+
+// Where a CTA is in its walk over (slice of the segment, query head of the GQA group, query tile).
+// The query tiles of one (slice, head) that see the key tile, [mb_begin, mb_end), are walked
+// cyclically from mb_begin + rot % count, where rot is the key block's index (DISTCA_BWD_ROTATE),
+// for slices without causal mask: there the key tiles of a segment, which run side by side, would
+// all start at query tile 0 and add into the same dQ rows at the same moment (+2% at 1K-16K; with
+// causal masks their diagonals already stagger them, and rotating cost 8% at 512: NOTES.md v8).
 struct BwdCursor {
-  int slice_pos;  // position in the segment's slice list
-  int group_head; // 0 .. group-1
-  int mb;         // query block inside the slice
-  int mb_end;
+  int slice_pos;   // position in the segment's slice list
+  int group_head;  // 0 .. group-1
+  int mb;          // query block inside the slice
+  int mb_begin, mb_end;  // mb_end == 0: slice not loaded yet
+  int left;        // query blocks of this (slice, head) still to visit, this one included
+  int rot;
   distca_slice_t sl;
+
+  __device__ __forceinline__ void start(int b, int e) {
+    mb_begin = b;
+    mb_end = e;
+    left = e - b;
+    mb = sl.causal ? b : b + rot % left;
+  }
+  __device__ __forceinline__ void advance() {
+    --left;
+    mb = mb + 1 == mb_end ? mb_begin : mb + 1;
+  }
 };
 
 template <int BM, int BN>
@@ -73,25 +96,21 @@ template <int BM, int BN>
 __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& seg, const int* seg_slices,
                                          const distca_slice_t* slices, int group, int kb0, int kb1) {
   while (c.slice_pos < seg.slice_count) {
-    if (c.mb < c.mb_end) return true;
+    if (c.left > 0) return true;
     // current slice exhausted for this head: next head, or next slice
     if (c.mb_end > 0 && c.group_head + 1 < group) {
       ++c.group_head;
-      int b, e;
-      bwd_slice_range<BM, BN>(c.sl, kb0, kb1, b, e);
-      c.mb = b;
+      c.start(c.mb_begin, c.mb_end);
       continue;
     }
-    if (c.mb_end > 0) ++c.slice_pos;  // mb_end == 0 marks "slice not loaded yet"
+    if (c.mb_end > 0) ++c.slice_pos;
     c.group_head = 0;
-    c.mb = 0;
     c.mb_end = 0;
     while (c.slice_pos < seg.slice_count) {
       c.sl = slices[seg_slices[seg.slice_begin + c.slice_pos]];
       int b, e;
       if (bwd_slice_range<BM, BN>(c.sl, kb0, kb1, b, e)) {
-        c.mb = b;
-        c.mb_end = e;
+        c.start(b, e);
         break;
       }
       ++c.slice_pos;
@@ -100,12 +119,13 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
   return false;
 }
 
-// The key tile of CTA blockIdx.x: work item blockIdx.x / heads_kv (a segment and a key block of BN
-// rows, clipped to the segment), key/value head blockIdx.x % heads_kv.
+// The key tile of CTA blockIdx.x (WorkCoord: a work item, i.e. a segment and a key block of BN rows
+// clipped to the segment, and a key/value head).
 template <int BN>
 struct BwdTile {
   int head_kv, group;
   distca_segment_t seg;
+  int block;             // key block inside the segment
   int kb0, k_rows, kb1;  // absolute first key row, rows inside the segment, kb0 + k_rows
   const distca_slice_t* slices;
   const int* seg_slices;
@@ -113,10 +133,12 @@ struct BwdTile {
     slices = reinterpret_cast<const distca_slice_t*>(p.slices);
     seg_slices = reinterpret_cast<const int*>(p.segment_slices);
     group = p.heads_q / p.heads_kv;
-    const int work_index = blockIdx.x / p.heads_kv;
-    head_kv = blockIdx.x - work_index * p.heads_kv;
+    const WorkCoord<DISTCA_BWD_HEAD_GROUP> wc(p.num_work, p.heads_kv);
+    const int work_index = wc.index;
+    head_kv = wc.head;
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
     seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
+    block = work.block;
     kb0 = seg.k_start + work.block * BN;
     k_rows = min(BN, seg.k_start + seg.len - kb0);
     kb1 = kb0 + k_rows;
@@ -175,6 +197,8 @@ __device__ __forceinline__ bool bwd_begin(const distca_bwd_params_t& p, BwdCurso
   cur.group_head = 0;
   cur.mb = 0;
   cur.mb_end = 0;
+  cur.left = 0;
+  cur.rot = DISTCA_BWD_ROTATE ? tile.block : 0;
   const bool have = tile.template seek<BM>(cur);
   if (have) {
     float lse_reg = INFINITY, dsum_reg = 0.f;
@@ -247,7 +271,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     cp_async_wait<0>();
     __syncthreads();
     BwdCursor next = cur;
-    ++next.mb;
+    next.advance();
     const bool have_next = tile.template seek<BM>(next);
     float next_lse = INFINITY, next_dsum = 0.f;
     if (have_next) bwd_issue_tile<BM, D, T>(p, next, head_kv, group, sQ, sdO, stage ^ 1, next_lse, next_dsum, tid, load_qdo);

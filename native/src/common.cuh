@@ -52,6 +52,37 @@ struct Elem<__half> {
   }
 };
 
+// ---- work lists ----------------------------------------------------------------------------
+
+#ifndef DISTCA_FWD_HEAD_GROUP
+#define DISTCA_FWD_HEAD_GROUP 2
+#endif
+#ifndef DISTCA_BWD_HEAD_GROUP
+#define DISTCA_BWD_HEAD_GROUP 1
+#endif
+
+// The (work item, head) of CTA blockIdx.x (native/include/distca_attn.h, section 5): the CTAs
+// walk the work list once per group of GROUP heads, the heads of a group side by side (GROUP 0:
+// all heads in one group, so a tile's heads run side by side; GROUP 1: heads outermost). Which
+// CTAs are resident at one time decides what stays in L2: the key tiles of one segment and head
+// share its query rows (backward), the query tiles share its keys (forward); with all heads side
+// by side, short sequences read them from DRAM again for every tile (native/NOTES.md v8). The
+// backward runs its heads outermost; the forward pairs them (its d64 kernel lost 2-4% with the
+// heads outermost, nothing with pairs; d128 gained 3-6% on causal sequences of 512 to 4K either way).
+template <int GROUP>
+struct WorkCoord {
+  int index, head;
+  __device__ __forceinline__ WorkCoord(int num_work, int heads) {
+    const int group = GROUP == 0 ? heads : GROUP;
+    const int chunk = num_work * group;
+    const int first = (int)blockIdx.x / chunk * group;  // first head of this CTA's group
+    const int g = min(group, heads - first);            // heads in it (the last may be short)
+    const int rem = (int)blockIdx.x - first * num_work;
+    index = rem / g;
+    head = first + rem - index * g;
+  }
+};
+
 // ---- PTX wrappers --------------------------------------------------------------------------
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {

@@ -41,8 +41,8 @@ __device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0
   return (int)n_end;
 }
 
-// The query tile of CTA blockIdx.x: work item blockIdx.x / heads_q (a slice and a block of BM query
-// rows, clipped to the slice), query head blockIdx.x % heads_q, and its global pointers.
+// The query tile of CTA blockIdx.x (WorkCoord: a work item, i.e. a slice and a block of BM query
+// rows clipped to the slice, and a query head) and its global pointers.
 template <typename T, int D, int BM>
 struct FwdTile {
   distca_slice_t sl;
@@ -54,8 +54,9 @@ struct FwdTile {
   T* gO;
   float* gLse;
   __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p) {
-    const int work_index = blockIdx.x / p.heads_q;
-    head = blockIdx.x - work_index * p.heads_q;
+    const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q);
+    const int work_index = wc.index;
+    head = wc.head;
     head_kv = head / (p.heads_q / p.heads_kv);
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
     sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
