@@ -76,32 +76,44 @@ class Ours:
                            self.scale, self.dsum, self.acc)
 
 
-def fa2_call(q, k, v, cu, max_len, causal):
+def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None):
     kw = {}
     if "window_size" in _VARLEN_PARAMS:
-        kw["window_size"] = (-1, 0) if causal else (-1, -1)
+        kw["window_size"] = (-1, 0) if causal else (-1, -1)  # causal: bottom-right aligned
     else:
         kw["is_causal"] = causal
-    return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
+    cu_k = cu if cu_k is None else cu_k
+    return varlen_attn(q, k, v, cu, cu_k, max_len, max_len if max_k is None else max_k, **kw)
+
+
+def _cu(lens):
+    cu = [0]
+    for x in lens:
+        cu.append(cu[-1] + x)
+    return torch.tensor(cu, dtype=torch.int32, device="cuda")
 
 
 class TorchFA2:
-    def __init__(self, lens, h, hd, causal, dtype=torch.bfloat16):
-        n = sum(lens)
+    """PyTorch's FlashAttention-2 on sequences of `lens` query rows; kv_lens (default: lens) keys
+    each, every sequence its own K/V copy (causal: bottom-right aligned)."""
+
+    def __init__(self, lens, h, hd, causal, dtype=torch.bfloat16, kv_lens=None):
+        kv_lens = kv_lens or lens
+        n, nk = sum(lens), sum(kv_lens)
         self.q = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
-        self.k = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
-        self.v = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
-        cu = [0]
-        for x in lens:
-            cu.append(cu[-1] + x)
-        self.cu = torch.tensor(cu, dtype=torch.int32, device="cuda")
-        self.max_len, self.causal = max(lens), causal
+        self.k = torch.randn((nk, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.v = torch.randn((nk, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.cu, self.cu_k = _cu(lens), _cu(kv_lens)
+        self.max_len, self.max_k, self.causal = max(lens), max(kv_lens), causal
         self.do = torch.randn((n, h, hd), device="cuda", dtype=dtype)
-        self.out = fa2_call(self.q, self.k, self.v, self.cu, self.max_len, causal)
+        self.out = self._call()
+
+    def _call(self):
+        return fa2_call(self.q, self.k, self.v, self.cu, self.max_len, self.causal, self.cu_k, self.max_k)
 
     def fwd(self):
         with torch.no_grad():
-            fa2_call(self.q, self.k, self.v, self.cu, self.max_len, self.causal)
+            self._call()
 
     def bwd(self):
         torch.autograd.grad(self.out, (self.q, self.k, self.v), self.do, retain_graph=True)
@@ -250,7 +262,7 @@ def shard_batch(target_flops, h, hd, seed):
     return seg_lens, slices
 
 
-def section_rebatch(kern, reps, out):
+def section_rebatch(kern, reps, out, torch_too=True):
     h, hd = 16, 128
     long_s = 16384
     target = forward_flops([Slice(0, 0, long_s, long_s, True)], h, hd)
@@ -259,36 +271,61 @@ def section_rebatch(kern, reps, out):
     # one long sequence with the same FLOPs (causal pairs s(s+1)/2)
     pairs = flops / (4.0 * hd * h)
     L = int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
-    qlens = [s.q_len for s in slices]
+    flops_long = forward_flops([Slice(0, 0, L, L, True)], h, hd)
+    # the same documents unsharded: a document's shards cover its rows [0, n) consecutively, so one
+    # causal slice of those n rows has exactly the shards' visible pairs (the same FLOPs)
+    covered = [0] * len(seg_lens)
+    for sl in slices:
+        covered[sl.segment] += sl.q_len
+    whole = [Slice(g, 0, n, n, True) for g, n in enumerate(covered)]
+    assert abs(forward_flops(whole, h, hd) - flops) < 1e-6 * flops
+    qlens = [sl.q_len for sl in slices]
     print(f"\n== rebatch: {len(slices)} shards (q 128..4K, mean {sum(qlens) / len(qlens):.0f}) of {len(seg_lens)} documents, "
           f"{flops / 1e12:.2f} TFLOP fwd; long sequence {L} tokens; d128 h16 bf16 causal ==")
     fused = Ours(kern, seg_lens, slices, h, h, hd)
+    docs = Ours(kern, covered, whole, h, h, hd)
     long_ = Ours(kern, [L], [Slice(0, 0, L, L, True)], h, h, hd)
-    flops_long = forward_flops([Slice(0, 0, L, L, True)], h, hd)
     # one launch per shard: each shard its own layout over its own K/V copy
-    singles = [Ours(kern, [s.kv_len], [Slice(0, 0, s.kv_len, s.q_len, True)], h, h, hd) for s in slices]
+    singles = [Ours(kern, [sl.kv_len], [Slice(0, 0, sl.kv_len, sl.q_len, True)], h, h, hd) for sl in slices]
 
-    def per_shard_fwd():
-        for x in singles:
-            x.fwd()
+    def per_shard(pas):
+        def run():
+            for x in singles:
+                getattr(x, pas)()
+        return run
 
-    def per_shard_bwd():
-        for x in singles:
-            x.bwd()
+    # PyTorch's FA2 on the same shards (one fused varlen call, every shard with its own copy of its
+    # document prefix as K/V, bottom-right causal) and on the long sequence
+    fa2_shards = fa2_long = None
+    if torch_too:
+        fa2_shards = lambda: TorchFA2(qlens, h, hd, True, kv_lens=[sl.kv_len for sl in slices])
+        fa2_long = lambda: TorchFA2([L], h, hd, True)
 
     out.append("")
     out.append(f"Rebatching: {len(slices)} causal query shards of 128..4K tokens (KV = document prefix, one K/V copy per "
-               f"document) from {len(seg_lens)} pretrain documents, {flops / 1e12:.2f} TFLOP forward, d128, h16, bf16:")
+               f"document) from {len(seg_lens)} pretrain documents, {flops / 1e12:.2f} TFLOP forward, d128, h16, bf16. "
+               f"TFLOP/s of: ours fused over the shards; ours over the same documents unsharded (same FLOPs); ours "
+               f"on one long sequence of {L} tokens (same FLOPs); ours with one launch per shard; PyTorch FA2 fused "
+               f"over the shards and on the long sequence:")
     out.append("")
-    out.append("| pass | fused launch | one long sequence (same FLOPs) | one launch per shard | fused/long | fused/per-shard |")
-    out.append("|---|---|---|---|---|---|")
+    out.append("| pass | fused shards | whole documents | long sequence | per-shard launches | fused/long | "
+               "fused/whole | fused/per-shard | FA2 fused shards | FA2 long | FA2 fused/long |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
         tf = time_ms(getattr(fused, pas), reps)
+        tw = time_ms(getattr(docs, pas), reps)
         tl = time_ms(getattr(long_, pas), reps)
-        tp = time_ms(per_shard_fwd if pas == "fwd" else per_shard_bwd, max(3, reps // 3))
-        a, b, c = tflops(flops * mult, tf), tflops(flops_long * mult, tl), tflops(flops * mult, tp)
-        print(f"  {pas}: fused {a:7.1f}  long {b:7.1f}  per-shard {c:7.1f}  fused/long {a / b:5.2f}  fused/per-shard {a / c:5.2f}")
-        out.append(f"| {pas} | {a:.1f} | {b:.1f} | {c:.1f} | {a / b:.2f} | {a / c:.2f} |")
+        tp = time_ms(per_shard(pas), max(3, reps // 3))
+        a, w, b, c = (tflops(flops * mult, tf), tflops(flops * mult, tw), tflops(flops_long * mult, tl),
+                      tflops(flops * mult, tp))
+        fs = try_time(fa2_shards, pas, reps) if fa2_shards else None
+        fl = try_time(fa2_long, pas, reps) if fa2_long else None
+        fa, fb = (tflops(flops * mult, fs) if fs else None), (tflops(flops_long * mult, fl) if fl else None)
+        print(f"  {pas}: fused {a:7.1f}  whole docs {w:7.1f}  long {b:7.1f}  per-shard {c:7.1f}  fused/long {a / b:5.2f}  "
+              f"fused/whole {a / w:5.2f}  fused/per-shard {a / c:5.2f}  | FA2 fused {fmt(fa)}  FA2 long {fmt(fb)}  "
+              f"FA2 fused/long {ratio(fa, fb)}")
+        out.append(f"| {pas} | {a:.1f} | {w:.1f} | {b:.1f} | {c:.1f} | {a / b:.2f} | {a / w:.2f} | {a / c:.2f} | "
+                   f"{fmt(fa).strip()} | {fmt(fb).strip()} | {ratio(fa, fb).strip()} |")
 
 
 def main():
@@ -301,7 +338,7 @@ def main():
     ap.add_argument("--hds", default="64,128", help="uniform section: head dims")
     ap.add_argument("--seqs", default=None, help="uniform section: sequence lengths, e.g. 4096,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
-    ap.add_argument("--no-torch", action="store_true", help="uniform section: skip the PyTorch baselines")
+    ap.add_argument("--no-torch", action="store_true", help="uniform and rebatch sections: skip the PyTorch baselines")
     args = ap.parse_args()
     torch.manual_seed(0)
     kern = Kernels(args.fatbin)
@@ -315,7 +352,7 @@ def main():
     if "varlen" in sections:
         section_varlen(kern, args.reps, out)
     if "rebatch" in sections:
-        section_rebatch(kern, args.reps, out)
+        section_rebatch(kern, args.reps, out, not args.no_torch)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(out) + "\n")

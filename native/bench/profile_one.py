@@ -1,16 +1,22 @@
-"""Runs one forward and one backward launch of one shape, for profilers (ncu) and SASS dumps.
+"""Runs one forward and one backward of one workload, for profilers (ncu) and SASS dumps.
 
-Usage: python3 native/bench/profile_one.py [--hd 128] [--seq 4096] [--causal] [--fatbin PATH]
+Workloads: uniform (b*s = 16K tokens, h*d = 2048, as in bench.py's uniform section) or rebatch
+(bench.py's shard batch, or the long sequence of the same FLOPs with --long). --fa2 runs PyTorch's
+FlashAttention-2 on the same shape instead of our kernels (uniform only).
+
+Usage: python3 native/bench/profile_one.py [--hd 128] [--seq 4096] [--causal] [--workload uniform|rebatch]
+                                            [--long] [--fa2] [--fatbin PATH]
 """
 import argparse
+import math
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours  # noqa: E402
-from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
+from bench import Ours, TorchFA2, shard_batch  # noqa: E402
+from distca_host import DEFAULT_FATBIN, Kernels, Slice, forward_flops  # noqa: E402
 
 
 def main():
@@ -19,12 +25,28 @@ def main():
     ap.add_argument("--hd", type=int, default=128)
     ap.add_argument("--seq", type=int, default=4096)
     ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--workload", choices=("uniform", "rebatch"), default="uniform")
+    ap.add_argument("--long", action="store_true", help="rebatch: the long sequence of the same FLOPs")
+    ap.add_argument("--fa2", action="store_true", help="uniform: PyTorch FlashAttention-2 instead of ours")
     args = ap.parse_args()
-    kern = Kernels(args.fatbin)
-    b, h = 16384 // args.seq, 2048 // args.hd
-    ours = Ours(kern, [args.seq] * b, [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], h, h, args.hd)
-    ours.fwd()
-    ours.bwd()
+    h = 2048 // args.hd
+    if args.workload == "uniform":
+        b = 16384 // args.seq
+        if args.fa2:
+            run = TorchFA2([args.seq] * b, h, args.hd, args.causal)
+        else:
+            run = Ours(Kernels(args.fatbin), [args.seq] * b,
+                       [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], h, h, args.hd)
+    else:
+        target = forward_flops([Slice(0, 0, 16384, 16384, True)], h, args.hd)
+        seg_lens, slices = shard_batch(target, h, args.hd, 7)
+        if args.long:
+            pairs = forward_flops(slices, h, args.hd) / (4.0 * args.hd * h)
+            n = int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
+            seg_lens, slices = [n], [Slice(0, 0, n, n, True)]
+        run = Ours(Kernels(args.fatbin), seg_lens, slices, h, h, args.hd)
+    run.fwd()
+    run.bwd()
     torch.cuda.synchronize()
     print("profile_one: done")
 
