@@ -243,11 +243,12 @@ def main():
     ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="bf16 only")
+    ap.add_argument("--no-ws", action="store_true", help="the forward on distca_attn_fwd_* only (not the warp-specialized one)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
-    kern = Kernels(args.fatbin)
+    kern = Kernels(args.fatbin, ws=not args.no_ws)
     for hd in HEAD_DIMS:
         if hd not in kern.info:
             print(f"d{hd}: no kernels in this image for this GPU (skipped)")
@@ -256,7 +257,9 @@ def main():
         print(f"d{hd}: fwd {i.fwd_block_m}x{i.fwd_block_n} {i.fwd_threads} thr {i.fwd_smem} B smem "
               f"{kern.ctas_per_sm('fwd', torch.bfloat16, hd)} CTA/SM; "
               f"bwd {i.bwd_block_m}x{i.bwd_block_n} {i.bwd_threads} thr {i.bwd_smem} B smem "
-              f"{kern.ctas_per_sm('bwd', torch.bfloat16, hd)} CTA/SM")
+              f"{kern.ctas_per_sm('bwd', torch.bfloat16, hd)} CTA/SM"
+              + (f"; forward on the warp-specialized kernel ({i.fwd_ws_threads} thr, {i.fwd_ws_smem} B smem)"
+                 if kern.ws and i.fwd_ws_threads else ""))
     gen = torch.Generator(device="cuda")
     gen.manual_seed(seed)
     rng = random.Random(seed)

@@ -41,6 +41,8 @@ class Info:
     bwd_smem: int
     ew_threads: int
     ew_vec: int
+    fwd_ws_threads: int  # 0: no warp-specialized forward in this image
+    fwd_ws_smem: int
 
 
 @dataclass
@@ -74,6 +76,31 @@ class Layout:
     extra: dict = field(default_factory=dict)
 
 
+_libcuda = None
+
+
+def _tensor_map(t):
+    """CUtensorMap (128 bytes) of a [rows, heads, HD] bf16/fp16 tensor as distca_attn.h section 7 asks:
+    boxes of 64 columns x 1 head x 128 rows, 128-byte swizzle."""
+    global _libcuda
+    if _libcuda is None:
+        _libcuda = ctypes.CDLL("libcuda.so.1")
+    rows, heads, hd = t.shape
+    raw = ctypes.create_string_buffer(256)
+    base = (ctypes.addressof(raw) + 127) // 128 * 128
+    dims = (ctypes.c_uint64 * 3)(hd, heads, max(1, rows))
+    strides = (ctypes.c_uint64 * 2)(hd * 2, heads * hd * 2)
+    box = (ctypes.c_uint32 * 3)(64, 1, 128)
+    estr = (ctypes.c_uint32 * 3)(1, 1, 1)
+    dtype = 9 if t.dtype == torch.bfloat16 else 6  # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16
+    rc = _libcuda.cuTensorMapEncodeTiled(ctypes.c_void_p(base), ctypes.c_int(dtype), ctypes.c_uint32(3),
+                                         ctypes.c_void_p(t.data_ptr()), dims, strides, box, estr,
+                                         ctypes.c_int(0), ctypes.c_int(3), ctypes.c_int(2), ctypes.c_int(0))
+    if rc != 0:
+        raise RuntimeError(f"cuTensorMapEncodeTiled failed: {rc}")
+    return ctypes.string_at(base, 128)
+
+
 def _launch(fn, grid, threads, smem, param_bytes, stream):
     if grid == 0:
         return
@@ -83,8 +110,10 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN):
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True):
+        """ws=False: the forward on distca_attn_fwd_* even where the warp-specialized one exists."""
         torch.cuda.init()
+        self.ws = ws
         torch.empty(1, device="cuda")  # make the primary context current on this thread
         with open(fatbin, "rb") as f:
             self.module = driver.moduleLoadData(f.read())
@@ -102,7 +131,7 @@ class Kernels:
             v = INFO.unpack(host.raw)
             if v[0] != ABI_VERSION or v[1] != hd:
                 raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
-            self.info[hd] = Info(*v[1:12])
+            self.info[hd] = Info(*v[1:14])
         if not self.info:
             raise RuntimeError(f"{fatbin} has no distca_attn_info_d<HD> global for this GPU")
 
@@ -203,7 +232,20 @@ class Kernels:
                                  lay.slices_dev.data_ptr(), lay.fwd_work_dev.data_ptr(),
                                  lay.total_q, lay.total_k, hq, hkv, lay.num_fwd_work, scale)
         stream = torch.cuda.current_stream().cuda_stream
+        if self.ws and info.fwd_ws_threads:
+            params += bytes(48) + _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
+            _launch(self._ws_fn(q.dtype, hd), lay.num_fwd_work * hq, info.fwd_ws_threads, info.fwd_ws_smem, params,
+                    stream)
+            return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
+
+    def _ws_fn(self, dtype, hd):
+        name = f"distca_attn_fwd_ws_{DTYPE_NAMES[dtype]}_d{hd}"
+        if name not in self._fns:
+            f = driver.moduleGetFunction(self.module, name)
+            driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.info[hd].fwd_ws_smem)
+            self._fns[name] = f
+        return self._fns[name]
 
     def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None):
         hq, hd = q.shape[1], q.shape[2]

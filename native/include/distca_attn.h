@@ -17,6 +17,9 @@
  *    falls back to another backend).
  *
  *    distca_attn_fwd_<DT>_d<HD>          (distca_fwd_params_t)  forward: O and LSE
+ *    distca_attn_fwd_ws_<DT>_d128        (distca_fwd_ws_params_t) the same forward, warp-specialized
+ *                                                              with TMA loads (see 7); launch it
+ *                                                              where fwd_ws_threads != 0
  *    distca_attn_bwd_pre_<DT>_d<HD>      (distca_bwd_params_t)  backward step 1: D = rowsum(dO*O),
  *                                                              and zero the fp32 dQ workspace
  *    distca_attn_bwd_<DT>_d<HD>          (distca_bwd_params_t)  backward step 2: dK, dV (written),
@@ -37,6 +40,8 @@
  *    loading the module on the device in use.
  *      forward:   grid.x = num_work * heads_q, block.x = fwd_threads,
  *                 dynamic shared memory = fwd_smem_bytes
+ *      forward (warp-specialized, where fwd_ws_threads != 0): the same grid, block.x =
+ *                 fwd_ws_threads, dynamic shared memory = fwd_ws_smem_bytes
  *      bwd_pre:   grid.x = ceil(total_q * heads_q * HD / (elementwise_threads * 8)),
  *                 block.x = elementwise_threads, dynamic shared memory = 0
  *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
@@ -104,6 +109,20 @@
  *
  * 6. Parameter blocks: byte offsets are fixed (static_asserts below); pointers are 64-bit device
  *    addresses (CUdeviceptr), int32/float are 4 bytes, little-endian. Unused pointers may be 0.
+ *
+ * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d128, sm_90a) computes exactly what
+ *    distca_attn_fwd_<DT>_d128 computes, from the same buffers, descriptors and work list; a
+ *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator. Its parameter
+ *    block, distca_fwd_ws_params_t (512 bytes), is distca_fwd_params_t at offset 0, zeros up to
+ *    offset 128, then three CUtensorMap of 128 bytes: Q at 128, K at 256, V at 384. Each is encoded
+ *    by the host with cuTensorMapEncodeTiled from the tensor's device address and:
+ *      data type   CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9) or _FLOAT16 (6), as DT
+ *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q, heads_kv and total_k
+ *                  for K and V (rows >= 1)
+ *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128}; elementStrides {1, 1, 1}
+ *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+ *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
+ *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -202,8 +221,26 @@ typedef struct distca_attn_info_t {
   int32_t bwd_smem_bytes;      /* 36 */
   int32_t elementwise_threads; /* 40: block size of bwd_pre and bwd_post */
   int32_t elementwise_vec;     /* 44: elements per thread of bwd_pre and bwd_post (8) */
-  int32_t reserved[4];         /* 48..63: 0 */
+  int32_t fwd_ws_threads;      /* 48: block size of distca_attn_fwd_ws_*; 0: not in this image */
+  int32_t fwd_ws_smem_bytes;   /* 52: its dynamic shared memory */
+  int32_t reserved[2];         /* 56..63: 0 */
 } distca_attn_info_t;
+
+/* Parameter block of distca_attn_fwd_ws_* (section 7). 512 bytes, 64-byte aligned. */
+#if defined(__cplusplus)
+#define DISTCA_ALIGN64 alignas(64)
+#elif __STDC_VERSION__ >= 201112L
+#define DISTCA_ALIGN64 _Alignas(64)
+#else
+#define DISTCA_ALIGN64
+#endif
+typedef struct distca_fwd_ws_params_t {
+  DISTCA_ALIGN64 distca_fwd_params_t base; /*   0 */
+  uint8_t pad[48];                         /*  80: 0 */
+  uint64_t tmap_q[16];                     /* 128: CUtensorMap of Q */
+  uint64_t tmap_k[16];                     /* 256: CUtensorMap of K */
+  uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
+} distca_fwd_ws_params_t;
 
 #ifdef __cplusplus
 }  /* extern "C" */
@@ -217,6 +254,10 @@ static_assert(sizeof(distca_fwd_params_t) == 80, "distca_fwd_params_t size");
 static_assert(offsetof(distca_fwd_params_t, work) == 48, "fwd.work");
 static_assert(offsetof(distca_fwd_params_t, total_q) == 56, "fwd.total_q");
 static_assert(offsetof(distca_fwd_params_t, scale) == 76, "fwd.scale");
+static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_params_t) == 64,
+              "distca_fwd_ws_params_t layout");
+static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
+static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
 static_assert(sizeof(distca_bwd_params_t) == 152, "distca_bwd_params_t size");
 static_assert(offsetof(distca_bwd_params_t, work) == 112, "bwd.work");
 static_assert(offsetof(distca_bwd_params_t, total_q) == 120, "bwd.total_q");

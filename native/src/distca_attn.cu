@@ -4,6 +4,7 @@
 #include "bwd_sm90.cuh"
 #include "fwd.cuh"
 #include "fwd_sm90.cuh"
+#include "fwd_ws_sm90.cuh"
 
 namespace {
 
@@ -131,14 +132,29 @@ constexpr int kBwdMinBlocks = BwdCfg<D>::kThreads <= 128 ? 2 : 1;
 
 constexpr int kElementwiseThreads = 256;
 
+// The warp-specialized TMA forward (fwd_ws_sm90.cuh) of head_dim 128 in the sm_90a image, unless
+// built with -DDISTCA_FWD_WS=0. Its tiles are those of fwd_sm90.cuh.
+#ifndef DISTCA_FWD_WS
+#define DISTCA_FWD_WS 1
+#endif
+template <int D>
+constexpr bool kFwdWs =
+#if defined(DISTCA_SM90_WGMMA)
+    DISTCA_FWD_WS && D == 128;
+#else
+    false;
+#endif
+
 template <int D>
 constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
+  using Ws = distca::sm90::FwdWsConfig<128>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
                             Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
-                            kElementwiseThreads, 8, {0, 0, 0, 0}};
+                            kElementwiseThreads, 8,
+                            kFwdWs<D> ? Ws::kThreads : 0, kFwdWs<D> ? Ws::kSmemBytes : 0, {0, 0}};
 }
 
 }  // namespace
@@ -176,6 +192,21 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
       distca_attn_bwd_post_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                 \
     distca::bwd_post_kernel<T, D>(p);                                                                     \
   }
+
+// The warp-specialized TMA forward of head_dim 128 (fwd_ws_sm90.cuh). Its parameter block carries
+// three tensor maps, hence __grid_constant__ (their address is taken). Hosts launch it where the
+// info global reports fwd_ws_threads != 0 (the sm_90a image); elsewhere its body traps.
+#define DISTCA_DEFINE_WS(DT_NAME, T)                                                                       \
+  extern "C" __global__ void __launch_bounds__(distca::sm90::FwdWsConfig<128>::kThreads, 1)               \
+      distca_attn_fwd_ws_##DT_NAME##_d128(const __grid_constant__ distca_fwd_ws_params_t p) {             \
+    if constexpr (kFwdWs<128>) {                                                                          \
+      distca::sm90::fwd_ws_kernel<T, 128>(p);                                                             \
+    } else {                                                                                              \
+      __trap();                                                                                           \
+    }                                                                                                     \
+  }
+DISTCA_DEFINE_WS(bf16, __nv_bfloat16)
+DISTCA_DEFINE_WS(fp16, __half)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)

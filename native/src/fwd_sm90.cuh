@@ -42,13 +42,143 @@ struct FwdSm90Config {
   static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2 + 1024;
 };
 
+// One key block [n0, n0 + BN) for this warpgroup's 64 rows (K and V in shared memory at aK, aV):
+// S = Q K^T, the mask where the block is not visible to every row of the tile, the online softmax
+// update (eager rescale) and O += P V. Shared by the forward kernels of this file and fwd_ws_sm90.cuh.
+template <typename T, int D, int BM, int BN>
+__device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row_max)[2], float (&row_sum)[2],
+                                          uint32_t aQ, uint32_t aK, uint32_t aV, int wg, int quad, int n0,
+                                          const distca_slice_t& sl, long long row_limit0, long long tile_min_limit,
+                                          float scale_log2) {
+  constexpr int NS = BN / 8;  // n8 blocks of S per row pair
+  constexpr int NO = D / 8;   // n8 blocks of O
+  // S = Q K^T (this warpgroup's 64 rows x BN keys)
+  float s[NS * 4];
+#pragma unroll
+  for (int i = 0; i < NS * 4; ++i) s[i] = 0.f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(s);
+
+  __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
+  const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
+  if (need_mask) {
+#pragma unroll
+    for (int j = 0; j < NS; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = n0 + j * 8 + quad * 2 + (e & 1);
+        const long long limit = row_limit0 + ((e & 2) ? 8 : 0);
+        if (!key_visible(sl, key, limit)) s[j * 4 + e] = -INFINITY;
+      }
+    }
+  }
+
+  // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup: the row maxima
+  // first, then P and O += P V in CHUNKS pieces along the keys, each piece's GEMMs issued as soon
+  // as its P is packed, so that the exponentials of the next piece run under them.
+  float alpha[2], m_scaled[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float t[NS];
+#pragma unroll
+    for (int j = 0; j < NS; ++j) t[j] = fmaxf(s[j * 4 + 2 * h], s[j * 4 + 2 * h + 1]);
+    tree_reduce(t, [](float a, float b) { return fmaxf(a, b); });
+    float mx = fmaxf(t[0], __shfl_xor_sync(0xffffffffu, t[0], 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_old = row_max[h];
+    const float m_new = fmaxf(m_old, mx);
+    alpha[h] = 1.f;
+    if (m_new > m_old) {  // -inf -> -inf: NaN > x is false
+      alpha[h] = fast_exp2((m_old - m_new) * scale_log2);
+      row_max[h] = m_new;
+    }
+    // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
+    m_scaled[h] = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
+  }
+#pragma unroll
+  for (int j = 0; j < NO; ++j) {
+    acc_o[j * 4 + 0] *= alpha[0];
+    acc_o[j * 4 + 1] *= alpha[0];
+    acc_o[j * 4 + 2] *= alpha[1];
+    acc_o[j * 4 + 3] *= alpha[1];
+  }
+  constexpr int CHUNKS = DISTCA_FWD_SM90_CHUNKS;
+  constexpr int CK = BN / 16 / CHUNKS;  // k-steps (16 keys) per chunk
+  static_assert(CK * CHUNKS * 16 == BN, "chunks must split the key block into whole k-steps");
+  float part[2][NS];
+  uint32_t pa[BN / 16][4];
+#pragma unroll
+  for (int c = 0; c < CHUNKS; ++c) {
+#pragma unroll
+    for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * kk + jj;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float p0 = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled[h]));
+          const float p1 = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled[h]));
+          part[h][j] = p0 + p1;
+          pa[kk][jj * 2 + h] = Elem<T>::pack(p0, p1);
+        }
+      }
+    }
+    fence_regs(pa);
+    fence_regs(acc_o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
+      Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+    }
+    wgmma_commit();
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    tree_reduce(part[h], [](float a, float b) { return a + b; });
+    row_sum[h] = row_sum[h] * alpha[h] + part[h][0];
+  }
+  wgmma_wait<0>();
+  fence_regs(acc_o);
+}
+
+// Normalizes O, writes the LSE and O rows of this warpgroup (4-byte stores: 4 threads write a row's
+// 16 contiguous bytes); rows at or past `rows` are not written.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_epilogue(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
+                                             const float (&row_sum)[2], float scale, int wg, int wrow, int quad,
+                                             int rows, T* gO, long long q_stride, float* gLse) {
+  constexpr int NO = D / 8;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = row_sum[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float lse = l > 0.f ? row_max[h] * scale + logf(l) : -INFINITY;
+    const int r = wg * 64 + wrow + h * 8;
+    if (r < rows) {
+      if (quad == 0) gLse[r] = lse;
+#pragma unroll
+      for (int j = 0; j < NO; ++j) {
+        *reinterpret_cast<uint32_t*>(gO + r * q_stride + j * 8 + quad * 2) =
+            Elem<T>::pack(acc_o[j * 4 + 2 * h] * inv, acc_o[j * 4 + 2 * h + 1] * inv);
+      }
+    }
+  }
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
 #ifdef DISTCA_SM90_WGMMA
   using Cfg = FwdSm90Config<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
-  constexpr int NS = BN / 8;  // n8 blocks of S per row pair
-  constexpr int NO = D / 8;   // n8 blocks of O
+  constexpr int NO = D / 8;  // n8 blocks of O
   constexpr float kLog2e = 1.4426950408889634f;
   static_assert((D == 64 || D == 128) && BN % 64 == 0, "whole 64-column swizzle blocks");
 
@@ -112,120 +242,11 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
     cp_async_commit();
     const uint32_t aK = smem_addr(sK + stage * Cfg::kSmemKV), aV = smem_addr(sV + stage * Cfg::kSmemKV);
 
-    // S = Q K^T (this warpgroup's 64 rows x BN keys)
-    float s[NS * 4];
-#pragma unroll
-    for (int i = 0; i < NS * 4; ++i) s[i] = 0.f;
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(s);
-
-    const int n0 = nb * BN;
-    __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
-    const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
-    if (need_mask) {
-#pragma unroll
-      for (int j = 0; j < NS; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = n0 + j * 8 + quad * 2 + (e & 1);
-          const long long limit = row_limit0 + ((e & 2) ? 8 : 0);
-          if (!key_visible(sl, key, limit)) s[j * 4 + e] = -INFINITY;
-        }
-      }
-    }
-
-    // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup: the row maxima
-    // first, then P and O += P V in CHUNKS pieces along the keys, each piece's GEMMs issued as soon
-    // as its P is packed, so that the exponentials of the next piece run under them.
-    float alpha[2], m_scaled[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float t[NS];
-#pragma unroll
-      for (int j = 0; j < NS; ++j) t[j] = fmaxf(s[j * 4 + 2 * h], s[j * 4 + 2 * h + 1]);
-      tree_reduce(t, [](float a, float b) { return fmaxf(a, b); });
-      float mx = fmaxf(t[0], __shfl_xor_sync(0xffffffffu, t[0], 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_old = row_max[h];
-      const float m_new = fmaxf(m_old, mx);
-      alpha[h] = 1.f;
-      if (m_new > m_old) {  // -inf -> -inf: NaN > x is false
-        alpha[h] = fast_exp2((m_old - m_new) * scale_log2);
-        row_max[h] = m_new;
-      }
-      // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
-      m_scaled[h] = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
-    }
-#pragma unroll
-    for (int j = 0; j < NO; ++j) {
-      acc_o[j * 4 + 0] *= alpha[0];
-      acc_o[j * 4 + 1] *= alpha[0];
-      acc_o[j * 4 + 2] *= alpha[1];
-      acc_o[j * 4 + 3] *= alpha[1];
-    }
-    constexpr int CHUNKS = DISTCA_FWD_SM90_CHUNKS;
-    constexpr int CK = BN / 16 / CHUNKS;  // k-steps (16 keys) per chunk
-    static_assert(CK * CHUNKS * 16 == BN, "chunks must split the key block into whole k-steps");
-    float part[2][NS];
-    uint32_t pa[BN / 16][4];
-#pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) {
-#pragma unroll
-      for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          const int j = 2 * kk + jj;
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const float p0 = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled[h]));
-            const float p1 = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled[h]));
-            part[h][j] = p0 + p1;
-            pa[kk][jj * 2 + h] = Elem<T>::pack(p0, p1);
-          }
-        }
-      }
-      fence_regs(pa);
-      fence_regs(acc_o);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
-        Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
-      }
-      wgmma_commit();
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      tree_reduce(part[h], [](float a, float b) { return a + b; });
-      row_sum[h] = row_sum[h] * alpha[h] + part[h][0];
-    }
-    wgmma_wait<0>();
-    fence_regs(acc_o);
+    fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, aK, aV, wg, quad, nb * BN, sl, row_limit0, tile_min_limit,
+                            scale_log2);
   }
 
-  // Epilogue: normalize, LSE, O rows (4-byte stores: 4 threads write a row's 16 contiguous bytes).
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float l = row_sum[h];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const float lse = l > 0.f ? row_max[h] * p.scale + logf(l) : -INFINITY;
-    const int r = wg * 64 + wrow + h * 8;
-    if (r < rows) {
-      if (quad == 0) gLse[r] = lse;
-#pragma unroll
-      for (int j = 0; j < NO; ++j) {
-        *reinterpret_cast<uint32_t*>(gO + r * q_stride + j * 8 + quad * 2) =
-            Elem<T>::pack(acc_o[j * 4 + 2 * h] * inv, acc_o[j * 4 + 2 * h + 1] * inv);
-      }
-    }
-  }
+  fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, rows, gO, q_stride, gLse);
 #else
   __trap();  // only the sm_90a image has this kernel's body; hosts elsewhere never launch it
 #endif

@@ -1,0 +1,160 @@
+// Forward on Hopper with warp specialization (head_dim 128, sm_90a): the work
+// decomposition and the consumer arithmetic of fwd_sm90.cuh, but the loads come from a producer
+// warpgroup through TMA (cp.async.bulk.tensor) into an mbarrier pipeline, and the registers are
+// rebalanced with setmaxnreg (producer 24, consumers 240):
+//
+//   warpgroup 0      one thread issues the Q load and, per key block, waits for the stage to be
+//                    empty and issues the K and V loads (two 64-column halves each, 128-byte
+//                    swizzle: exactly the layout of sw128<ROWS>)
+//   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile: wait for a stage to be full,
+//                    S = Q K^T, mask, online softmax, O += P V, then mark the stage empty
+//
+// The host encodes three tensor maps (Q, K, V as [rows][heads][D] bf16/fp16, boxes of 64 columns x
+// 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
+// parameter block after distca_fwd_params_t (distca_fwd_ws_params_t, distca_attn.h).
+#pragma once
+
+#include "fwd_sm90.cuh"
+
+namespace distca {
+namespace sm90 {
+
+#ifndef DISTCA_FWD_WS_STAGES
+#define DISTCA_FWD_WS_STAGES 2
+#endif
+
+template <int D>
+struct FwdWsConfig {
+  static constexpr int BM = 128, BN = 128, kStages = DISTCA_FWD_WS_STAGES;  // K/V pipeline depth
+  static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
+  static constexpr int kSmemQ = BM * D;
+  static constexpr int kSmemKV = BN * D;
+  // Q, kStages x (K, V), the mbarriers, plus 1 KiB for the 1024-byte alignment of the tiles
+  static constexpr int kSmemBytes = (kSmemQ + 2 * kStages * kSmemKV) * 2 + 64 + 1024;
+};
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred P1;\n"
+      "LAB_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@P1 bra DONE;\n"
+      "bra LAB_WAIT;\n"
+      "DONE:\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// A 3-D tile (columns c0.., head c1, rows c2..) of the tensor map into shared memory at dst,
+// completing `bar`'s transaction count.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint32_t bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(dst),
+      "l"(tmap), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
+#ifdef DISTCA_SM90_WGMMA
+  using Cfg = FwdWsConfig<D>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
+  constexpr int NO = D / 8;
+  constexpr float kLog2e = 1.4426950408889634f;
+  static_assert(D == 128, "head_dim 128");
+  const distca_fwd_params_t& p = P.base;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_aligned_1k(smem_raw);
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + Cfg::kSmemQ;                // [stages][BN][D]
+  T* sV = sK + Cfg::kStages * Cfg::kSmemKV;  // [stages][BN][D]
+  uint64_t* bars = reinterpret_cast<uint64_t*>(sV + Cfg::kStages * Cfg::kSmemKV);
+  const uint32_t bar_q = smem_addr(bars);
+  auto bar_full = [&](int s) { return smem_addr(bars + 1 + s); };
+  auto bar_empty = [&](int s) { return smem_addr(bars + 1 + Cfg::kStages + s); };
+
+  const int tid = threadIdx.x;
+  const FwdTile<T, D, BM> tile(p);
+  const distca_slice_t& sl = tile.sl;
+  const int m0 = tile.m0, rows = tile.rows;
+  const int n_end = fwd_visible_keys<D, THREADS>(sl, m0, rows, tile.gO, tile.q_stride, tile.gLse, tid);
+  if (n_end == 0) return;
+  const int n_blocks = (n_end + BN - 1) / BN;
+
+  if (tid == 0) {
+    mbar_init(bar_q, 1);
+    for (int s = 0; s < Cfg::kStages; ++s) {
+      mbar_init(bar_full(s), 1);
+      mbar_init(bar_empty(s), 256);  // every consumer thread arrives once it is done with the stage
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (tid < 128) {
+    // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    if (tid == 0) {
+      constexpr uint32_t kTileBytes = BN * D * 2;
+      mbar_expect_tx(bar_q, BM * D * 2);
+      const int q_row = sl.q_start + m0;
+#pragma unroll
+      for (int h = 0; h < D / 64; ++h) tma_load_3d(smem_addr(sQ + h * BM * 64), P.tmap_q, bar_q, h * 64, tile.head, q_row);
+      for (int it = 0; it < n_blocks; ++it) {
+        const int s = it % Cfg::kStages;
+        if (it >= Cfg::kStages) mbar_wait(bar_empty(s), ((it / Cfg::kStages) - 1) & 1);
+        mbar_expect_tx(bar_full(s), 2 * kTileBytes);
+        const int k_row = sl.k_start + (n_blocks - 1 - it) * BN;
+#pragma unroll
+        for (int h = 0; h < D / 64; ++h) {
+          tma_load_3d(smem_addr(sK + s * Cfg::kSmemKV + h * BN * 64), P.tmap_k, bar_full(s), h * 64, tile.head_kv, k_row);
+          tma_load_3d(smem_addr(sV + s * Cfg::kSmemKV + h * BN * 64), P.tmap_v, bar_full(s), h * 64, tile.head_kv, k_row);
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  const int ctid = tid - 128;
+  const int wg = ctid >> 7;
+  const int wrow = ((ctid >> 5) & 3) * 16 + ((ctid & 31) >> 2);
+  const int quad = ctid & 3;
+  const float scale_log2 = p.scale * kLog2e;
+  float acc_o[NO * 4];
+#pragma unroll
+  for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const uint32_t aQ = smem_addr(sQ);
+  const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
+  const long long tile_min_limit = (long long)m0 + sl.diagonal;
+  mbar_wait(bar_q, 0);
+
+  for (int it = 0; it < n_blocks; ++it) {
+    const int s = it % Cfg::kStages;
+    mbar_wait(bar_full(s), (it / Cfg::kStages) & 1);
+    fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, smem_addr(sK + s * Cfg::kSmemKV),
+                            smem_addr(sV + s * Cfg::kSmemKV), wg, quad, (n_blocks - 1 - it) * BN, sl, row_limit0,
+                            tile_min_limit, scale_log2);
+    mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
+  }
+  fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, rows, tile.gO, tile.q_stride, tile.gLse);
+#else
+  __trap();
+#endif
+}
+
+}  // namespace sm90
+}  // namespace distca
