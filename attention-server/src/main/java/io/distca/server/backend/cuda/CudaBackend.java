@@ -101,6 +101,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final AtomicLong directDownloadBytes = new AtomicLong();
   private final AtomicLong stagedDownloadBytes = new AtomicLong();
   private volatile int leakedAtClose;
+  /** Null when forwards run on the warp-specialized kernel where the image has it; else why not. */
+  private final String warpSpecializedUnavailable;
+  private final AtomicLong warpSpecializedForwards = new AtomicLong();
 
   private record InFlight(
       FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
@@ -170,6 +173,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         ? new PinnedBuffers(new PinnedBufferPool("gpu" + device.ordinal(), new PinnedHostMemory(device),
             options.pinnedPoolBytes(), this::releaseDevice))
         : null;
+    this.warpSpecializedUnavailable = options.warpSpecializedForward() ? TensorMaps.unavailableReason() : "turned off";
+    if (warpSpecializedUnavailable != null && kernels.geometries().values().stream().anyMatch(
+        KernelGeometry::hasWarpSpecializedForward)) {
+      LOG.info("CUDA backend: the warp-specialized forward is not used: {}", warpSpecializedUnavailable);
+    }
     this.completer = new Thread(this::completeBatches, "distca-cuda-completion-gpu" + device.ordinal());
     this.completer.setDaemon(true);
     this.completer.start();
@@ -463,12 +471,23 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     KernelGeometry g = kernels.geometry(shape.headDim());
     FusedBatchPlan.Layout at = plan.layout;
     if (plan.pass == FusedBatchPlan.Pass.FORWARD) {
-      byte[] params = new DistcaAttnAbi.ForwardParams(
+      DistcaAttnAbi.ForwardParams params = new DistcaAttnAbi.ForwardParams(
           base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.lse(),
           base + at.slices(), base + at.work(),
-          plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale()).encode();
+          plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale());
+      long grid = (long) plan.numWork * shape.headsQ();
+      if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
+        // Tensor maps need at least one row; a batch without keys never reads them (no tile sees a key).
+        byte[] mapQ = TensorMaps.encode(shape.dtype(), params.q(), Math.max(1, plan.totalQ), shape.headsQ(), shape.headDim());
+        byte[] mapK = TensorMaps.encode(shape.dtype(), params.k(), Math.max(1, plan.totalK), shape.headsKv(), shape.headDim());
+        byte[] mapV = TensorMaps.encode(shape.dtype(), params.v(), Math.max(1, plan.totalK), shape.headsKv(), shape.headDim());
+        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), grid, g.forwardWsThreads(),
+            g.forwardWsSharedBytes(), computeStream, params.encodeWs(mapQ, mapK, mapV));
+        warpSpecializedForwards.incrementAndGet();
+        return;
+      }
       kernels.launch(DistcaAttnAbi.forwardKernel(shape.dtype(), shape.headDim()),
-          (long) plan.numWork * shape.headsQ(), g.forwardThreads(), g.forwardSharedBytes(), computeStream, params);
+          grid, g.forwardThreads(), g.forwardSharedBytes(), computeStream, params.encode());
       return;
     }
     byte[] params = new DistcaAttnAbi.BackwardParams(
@@ -682,6 +701,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   }
 
   /** Pinned buffers still held by others when the backend closed (0 when all came back in time). */
+  /** Forward launches that ran on the warp-specialized TMA kernel (distca_attn.h section 7). */
+  public long warpSpecializedForwardLaunches() {
+    return warpSpecializedForwards.get();
+  }
+
   public int pinnedBuffersLeakedAtClose() {
     return leakedAtClose;
   }

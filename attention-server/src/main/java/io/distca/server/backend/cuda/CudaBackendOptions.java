@@ -51,6 +51,7 @@ public final class CudaBackendOptions {
   private String kernelResource = DEFAULT_KERNEL_RESOURCE;
   private Path kernelFile;
   private boolean pinnedReceive = true;
+  private boolean warpSpecializedForward = true;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
   private boolean concluded;
@@ -129,6 +130,21 @@ public final class CudaBackendOptions {
     requireOpen();
     this.pinnedReceive = on;
     return this;
+  }
+
+  /**
+   * Whether the forward runs on the warp-specialized TMA kernel where the kernel image has one for the
+   * head dimension (head_dim 128 on sm_90a) and tensor maps can be encoded ({@link TensorMaps}).
+   * Default true; false runs every forward on distca_attn_fwd_* (to compare the two).
+   */
+  public CudaBackendOptions warpSpecializedForward(boolean on) {
+    requireOpen();
+    this.warpSpecializedForward = on;
+    return this;
+  }
+
+  public boolean warpSpecializedForward() {
+    return warpSpecializedForward;
   }
 
   /** Most bytes the pinned buffer pool holds. Default {@link #DEFAULT_PINNED_POOL_BYTES}; > 0. */

@@ -23,6 +23,9 @@ final class DistcaAttnAbi {
   static final int WORK_INTS = 2;
 
   static final int FORWARD_PARAMS_BYTES = 80;
+  /** distca_fwd_ws_params_t: distca_fwd_params_t, zeros to 128, then the Q, K and V tensor maps. */
+  static final int FORWARD_WS_PARAMS_BYTES = 512;
+  static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
   static final int BACKWARD_PARAMS_BYTES = 152;
   static final int INFO_BYTES = 64;
 
@@ -31,6 +34,11 @@ final class DistcaAttnAbi {
 
   static String forwardKernel(DType dtype, int headDim) {
     return "distca_attn_fwd_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /** The warp-specialized forward (distca_attn.h section 7); launch only where the geometry has it. */
+  static String forwardWsKernel(DType dtype, int headDim) {
+    return "distca_attn_fwd_ws_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String backwardPreKernel(DType dtype, int headDim) {
@@ -72,6 +80,21 @@ final class DistcaAttnAbi {
           .putInt(56, totalQ).putInt(60, totalK).putInt(64, headsQ).putInt(68, headsKv).putInt(72, numWork)
           .putFloat(76, scale);
       return b.array();
+    }
+
+    /** distca_fwd_ws_params_t: these parameters, then the tensor maps of Q, K and V (128 bytes each). */
+    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV) {
+      byte[] out = new byte[FORWARD_WS_PARAMS_BYTES];
+      System.arraycopy(encode(), 0, out, 0, FORWARD_PARAMS_BYTES);
+      byte[][] maps = {tensorMapQ, tensorMapK, tensorMapV};
+      for (int i = 0; i < maps.length; i++) {
+        if (maps[i].length != TensorMaps.TENSOR_MAP_BYTES) {
+          throw new IllegalArgumentException("a CUtensorMap is " + TensorMaps.TENSOR_MAP_BYTES + " bytes, got " + maps[i].length);
+        }
+        System.arraycopy(maps[i], 0, out, FORWARD_WS_TENSOR_MAPS_OFFSET + i * TensorMaps.TENSOR_MAP_BYTES,
+            TensorMaps.TENSOR_MAP_BYTES);
+      }
+      return out;
     }
   }
 

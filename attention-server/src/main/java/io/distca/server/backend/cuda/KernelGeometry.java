@@ -12,7 +12,8 @@ record KernelGeometry(
     int headDim,
     int forwardBlockM, int forwardBlockN, int forwardThreads, int forwardSharedBytes,
     int backwardBlockM, int backwardBlockN, int backwardThreads, int backwardSharedBytes,
-    int elementwiseThreads, int elementwiseVector) {
+    int elementwiseThreads, int elementwiseVector,
+    int forwardWsThreads, int forwardWsSharedBytes) {
 
   KernelGeometry {
     requirePositive("head_dim", headDim);
@@ -26,6 +27,13 @@ record KernelGeometry(
     requireNonNegative("bwd_smem_bytes", backwardSharedBytes);
     requirePositive("elementwise_threads", elementwiseThreads);
     requirePositive("elementwise_vec", elementwiseVector);
+    requireNonNegative("fwd_ws_threads", forwardWsThreads);
+    requireNonNegative("fwd_ws_smem_bytes", forwardWsSharedBytes);
+  }
+
+  /** Whether this image has the warp-specialized forward for this head dimension (fwd_ws_threads != 0). */
+  boolean hasWarpSpecializedForward() {
+    return forwardWsThreads > 0;
   }
 
   /** Decodes the 64-byte distca_attn_info_t read from the module. */
@@ -46,7 +54,8 @@ record KernelGeometry(
     return new KernelGeometry(headDim,
         b.getInt(8), b.getInt(12), b.getInt(16), b.getInt(20),
         b.getInt(24), b.getInt(28), b.getInt(32), b.getInt(36),
-        b.getInt(40), b.getInt(44));
+        b.getInt(40), b.getInt(44),
+        b.getInt(48), b.getInt(52));
   }
 
   /** Blocks of the bwd_pre and bwd_post kernels for {@code totalQ} rows. */

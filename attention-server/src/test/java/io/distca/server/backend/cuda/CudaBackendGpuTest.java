@@ -293,6 +293,46 @@ class CudaBackendGpuTest {
     }
   }
 
+  /**
+   * On Hopper, head_dim 128 forwards run on the warp-specialized TMA kernel (distca_attn.h section
+   * 7), and it agrees with the other forward on the same batch to within one unit in the last place
+   * of the element type (the arithmetic is the same; only the loads differ). Elsewhere the image has
+   * no such kernel and nothing runs on it.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void warpSpecializedForwardAgreesWithTheOtherForward(Case c) {
+    long before = backend.warpSpecializedForwardLaunches();
+    try (CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedForward(false));
+        AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 2)) {
+      backend.forward(f.forwardBatch());
+      float[] o = concat(f.o);
+      float[] lse = values(f.lse);
+      long launched = backend.warpSpecializedForwardLaunches() - before;
+      boolean expected = backend.gpu().computeMajor() == 9 && c.shape().headDim() == 128
+          && TensorMaps.unavailableReason() == null;
+      assertEquals(expected ? 1 : 0, launched, "warp-specialized launches for " + c.name() + " on " + backend.gpu()
+          + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")"));
+      f.poisonOutputs();
+      plain.forward(f.forwardBatch());
+      assertEquals(0, plain.warpSpecializedForwardLaunches(), "turned off");
+      float[] o2 = concat(f.o);
+      float[] lse2 = values(f.lse);
+      // Equal (the same value, or both the poison of an element no slice owns), or within one unit
+      // in the last place of the element type (O) or four of fp32 (LSE).
+      int ulpShift = c.shape().dtype() == DType.BF16 ? 16 : 13;  // float mantissa 23 bits, bf16 7, fp16 10
+      for (int i = 0; i < o.length; i++) {
+        float tolerance = Math.scalb(Math.ulp(Math.max(Math.abs(o[i]), Math.abs(o2[i]))), ulpShift);
+        assertTrue(Float.compare(o[i], o2[i]) == 0 || Math.abs(o[i] - o2[i]) <= tolerance,
+            c.name() + " O element " + i + ": " + o[i] + " vs " + o2[i]);
+      }
+      for (int i = 0; i < lse.length; i++) {
+        assertTrue(Float.compare(lse[i], lse2[i]) == 0 || Math.abs(lse[i] - lse2[i]) <= 4 * Math.ulp(lse[i]),
+            c.name() + " LSE element " + i + ": " + lse[i] + " vs " + lse2[i]);
+      }
+    }
+  }
+
   @Test
   void submissionsFromSeveralThreadsAllComplete() throws Exception {
     ExecutorService threads = Executors.newFixedThreadPool(4);

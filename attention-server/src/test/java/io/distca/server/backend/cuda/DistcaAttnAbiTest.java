@@ -1,5 +1,6 @@
 package io.distca.server.backend.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -35,6 +36,24 @@ class DistcaAttnAbiTest {
   }
 
   @Test
+  void warpSpecializedForwardBlockIsTheForwardBlockThenThreeTensorMaps() {
+    DistcaAttnAbi.ForwardParams p = new DistcaAttnAbi.ForwardParams(
+        0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 11, 12, 32, 8, 99, 0.088f);
+    byte[][] maps = new byte[3][128];
+    for (int m = 0; m < 3; m++) {
+      java.util.Arrays.fill(maps[m], (byte) (m + 1));
+    }
+    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2]);
+    assertEquals(512, bytes.length, "sizeof(distca_fwd_ws_params_t)");
+    assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 80), "distca_fwd_params_t at 0");
+    assertArrayEquals(new byte[48], java.util.Arrays.copyOfRange(bytes, 80, 128), "zeros up to 128");
+    assertArrayEquals(maps[0], java.util.Arrays.copyOfRange(bytes, 128, 256), "tmap_q at 128");
+    assertArrayEquals(maps[1], java.util.Arrays.copyOfRange(bytes, 256, 384), "tmap_k at 256");
+    assertArrayEquals(maps[2], java.util.Arrays.copyOfRange(bytes, 384, 512), "tmap_v at 384");
+    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(maps[0], new byte[64], maps[2]));
+  }
+
+  @Test
   void backwardParameterBlockMatchesTheHeaderOffsets() {
     long[] pointers = new long[15];
     for (int i = 0; i < pointers.length; i++) {
@@ -65,18 +84,20 @@ class DistcaAttnAbiTest {
     assertEquals("distca_attn_bwd_bf16_d64", DistcaAttnAbi.backwardKernel(DType.BF16, 64));
     assertEquals("distca_attn_bwd_post_fp16_d128", DistcaAttnAbi.backwardPostKernel(DType.FP16, 128));
     assertEquals("distca_attn_info_d128", DistcaAttnAbi.infoGlobal(128));
+    assertEquals("distca_attn_fwd_ws_fp16_d128", DistcaAttnAbi.forwardWsKernel(DType.FP16, 128));
     assertThrows(IllegalArgumentException.class, () -> DistcaAttnAbi.forwardKernel(DType.FP32, 64));
   }
 
   @Test
   void geometryIsDecodedFromTheModuleInfoAndVersionChecked() {
     ByteBuffer b = ByteBuffer.allocate(64).order(ByteOrder.LITTLE_ENDIAN);
-    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8};
+    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928};
     for (int i = 0; i < fields.length; i++) {
       b.putInt(4 * i, fields[i]);
     }
     KernelGeometry g = KernelGeometry.decode(b.array(), 128);
-    assertEquals(new KernelGeometry(128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8), g);
+    assertEquals(new KernelGeometry(128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928), g);
+    assertTrue(g.hasWarpSpecializedForward(), "fwd_ws_threads at 48");
     assertEquals(1, g.elementwiseBlocks(5, 3), "ceil(5 rows * 3 heads * 128 / (256 * 8))");
     assertEquals(2, g.elementwiseBlocks(6, 3), "ceil(6 rows * 3 heads * 128 / (256 * 8))");
     assertEquals(0, g.elementwiseBlocks(0, 3), "no rows, no blocks");
@@ -87,6 +108,9 @@ class DistcaAttnAbiTest {
     IllegalStateException wrongAbi = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128));
     assertTrue(wrongAbi.getMessage().contains("ABI version 2"), wrongAbi.getMessage());
     b.putInt(0, 1);
+    b.putInt(48, 0);
+    b.putInt(52, 0);
+    assertTrue(!KernelGeometry.decode(b.array(), 128).hasWarpSpecializedForward(), "an image without it reports 0");
     b.putInt(16, 0);
     assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128), "zero threads");
   }
