@@ -339,7 +339,7 @@ def main():
     ap.add_argument("--seqs", default=None, help="uniform section: sequence lengths, e.g. 4096,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
     ap.add_argument("--no-torch", action="store_true", help="uniform and rebatch sections: skip the PyTorch baselines")
-    ap.add_argument("--no-ws", action="store_true", help="the forward on distca_attn_fwd_* only (not the warp-specialized one)")
+    ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
     args = ap.parse_args()
     torch.manual_seed(0)
     kern = Kernels(args.fatbin, ws=not args.no_ws)

@@ -243,7 +243,7 @@ def main():
     ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="bf16 only")
-    ap.add_argument("--no-ws", action="store_true", help="the forward on distca_attn_fwd_* only (not the warp-specialized one)")
+    ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
@@ -258,8 +258,10 @@ def main():
               f"{kern.ctas_per_sm('fwd', torch.bfloat16, hd)} CTA/SM; "
               f"bwd {i.bwd_block_m}x{i.bwd_block_n} {i.bwd_threads} thr {i.bwd_smem} B smem "
               f"{kern.ctas_per_sm('bwd', torch.bfloat16, hd)} CTA/SM"
-              + (f"; forward on the warp-specialized kernel ({i.fwd_ws_threads} thr, {i.fwd_ws_smem} B smem)"
-                 if kern.ws and i.fwd_ws_threads else ""))
+              + (f"; warp-specialized forward ({i.fwd_ws_threads} thr, {i.fwd_ws_smem} B smem)"
+                 if kern.ws and i.fwd_ws_threads else "")
+              + (f" and backward ({i.bwd_ws_threads} thr, {i.bwd_ws_smem} B smem)"
+                 if kern.ws and i.bwd_ws_threads else ""))
     gen = torch.Generator(device="cuda")
     gen.manual_seed(seed)
     rng = random.Random(seed)

@@ -43,6 +43,8 @@ class Info:
     ew_vec: int
     fwd_ws_threads: int  # 0: no warp-specialized forward in this image
     fwd_ws_smem: int
+    bwd_ws_threads: int  # 0: no warp-specialized backward in this image
+    bwd_ws_smem: int
 
 
 @dataclass
@@ -79,9 +81,9 @@ class Layout:
 _libcuda = None
 
 
-def _tensor_map(t):
+def _tensor_map(t, box_rows=128):
     """CUtensorMap (128 bytes) of a [rows, heads, HD] bf16/fp16 tensor as distca_attn.h section 7 asks:
-    boxes of 64 columns x 1 head x 128 rows, 128-byte swizzle."""
+    boxes of 64 columns x 1 head x box_rows rows, 128-byte swizzle."""
     global _libcuda
     if _libcuda is None:
         _libcuda = ctypes.CDLL("libcuda.so.1")
@@ -90,7 +92,7 @@ def _tensor_map(t):
     base = (ctypes.addressof(raw) + 127) // 128 * 128
     dims = (ctypes.c_uint64 * 3)(hd, heads, max(1, rows))
     strides = (ctypes.c_uint64 * 2)(hd * 2, heads * hd * 2)
-    box = (ctypes.c_uint32 * 3)(64, 1, 128)
+    box = (ctypes.c_uint32 * 3)(64, 1, box_rows)
     estr = (ctypes.c_uint32 * 3)(1, 1, 1)
     dtype = 9 if t.dtype == torch.bfloat16 else 6  # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16
     rc = _libcuda.cuTensorMapEncodeTiled(ctypes.c_void_p(base), ctypes.c_int(dtype), ctypes.c_uint32(3),
@@ -111,7 +113,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True):
-        """ws=False: the forward on distca_attn_fwd_* even where the warp-specialized one exists."""
+        """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist."""
         torch.cuda.init()
         self.ws = ws
         torch.empty(1, device="cuda")  # make the primary context current on this thread
@@ -131,7 +133,7 @@ class Kernels:
             v = INFO.unpack(host.raw)
             if v[0] != ABI_VERSION or v[1] != hd:
                 raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
-            self.info[hd] = Info(*v[1:14])
+            self.info[hd] = Info(*v[1:16])
         if not self.info:
             raise RuntimeError(f"{fatbin} has no distca_attn_info_d<HD> global for this GPU")
 
@@ -239,11 +241,12 @@ class Kernels:
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 
-    def _ws_fn(self, dtype, hd):
-        name = f"distca_attn_fwd_ws_{DTYPE_NAMES[dtype]}_d{hd}"
+    def _ws_fn(self, dtype, hd, kind="fwd"):
+        name = f"distca_attn_{kind}_ws_{DTYPE_NAMES[dtype]}_d{hd}"
         if name not in self._fns:
             f = driver.moduleGetFunction(self.module, name)
-            driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, self.info[hd].fwd_ws_smem)
+            smem = self.info[hd].fwd_ws_smem if kind == "fwd" else self.info[hd].bwd_ws_smem
+            driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
             self._fns[name] = f
         return self._fns[name]
 
@@ -264,7 +267,13 @@ class Kernels:
         stream = torch.cuda.current_stream().cuda_stream
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
         _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
-        _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params, stream)
+        if self.ws and info.bwd_ws_threads:
+            ws = params + bytes(104) + _tensor_map(q, 64) + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64)
+            _launch(self._ws_fn(q.dtype, hd, "bwd"), lay.num_bwd_work * hkv, info.bwd_ws_threads, info.bwd_ws_smem, ws,
+                    stream)
+        else:
+            _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
+                    stream)
         _launch(self.fn("bwd_post", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         return dsum, dq_accum
 

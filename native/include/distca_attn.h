@@ -24,6 +24,8 @@
  *                                                              and zero the fp32 dQ workspace
  *    distca_attn_bwd_<DT>_d<HD>          (distca_bwd_params_t)  backward step 2: dK, dV (written),
  *                                                              dQ (fp32 atomics into workspace)
+ *    distca_attn_bwd_ws_<DT>_d128        (distca_bwd_ws_params_t) step 2, warp-specialized with TMA
+ *                                                              loads (see 7); where bwd_ws_threads != 0
  *    distca_attn_bwd_post_<DT>_d<HD>     (distca_bwd_params_t)  backward step 3: dQ = workspace *
  *                                                              scale, converted to DT
  *
@@ -46,6 +48,8 @@
  *                 block.x = elementwise_threads, dynamic shared memory = 0
  *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
  *                 dynamic shared memory = bwd_smem_bytes
+ *      bwd (warp-specialized, where bwd_ws_threads != 0): the same grid, block.x =
+ *                 bwd_ws_threads, dynamic shared memory = bwd_ws_smem_bytes
  *      bwd_post:  like bwd_pre
  *    Once per function, before the first launch, call cuFuncSetAttribute(fn,
  *    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes) with its shared-memory size (required
@@ -123,6 +127,10 @@
  *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
  *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
+ *    The warp-specialized backward (distca_attn_bwd_ws_<DT>_d128) replaces step 2 only (bwd_pre and
+ *    bwd_post stay): distca_bwd_ws_params_t (768 bytes) is distca_bwd_params_t at 0, zeros up to
+ *    256, then the tensor maps of Q at 256, K at 384, V at 512 and dO at 640, encoded as above
+ *    except that the boxes of Q and dO are {64, 1, 64} (the backward's query tile is 64 rows).
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -223,7 +231,8 @@ typedef struct distca_attn_info_t {
   int32_t elementwise_vec;     /* 44: elements per thread of bwd_pre and bwd_post (8) */
   int32_t fwd_ws_threads;      /* 48: block size of distca_attn_fwd_ws_*; 0: not in this image */
   int32_t fwd_ws_smem_bytes;   /* 52: its dynamic shared memory */
-  int32_t reserved[2];         /* 56..63: 0 */
+  int32_t bwd_ws_threads;      /* 56: block size of distca_attn_bwd_ws_*; 0: not in this image */
+  int32_t bwd_ws_smem_bytes;   /* 60: its dynamic shared memory */
 } distca_attn_info_t;
 
 /* Parameter block of distca_attn_fwd_ws_* (section 7). 512 bytes, 64-byte aligned. */
@@ -242,6 +251,16 @@ typedef struct distca_fwd_ws_params_t {
   uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
 } distca_fwd_ws_params_t;
 
+/* Parameter block of distca_attn_bwd_ws_* (section 7). 768 bytes, 64-byte aligned. */
+typedef struct distca_bwd_ws_params_t {
+  DISTCA_ALIGN64 distca_bwd_params_t base; /*   0 */
+  uint8_t pad[104];                        /* 152: 0 */
+  uint64_t tmap_q[16];                     /* 256: CUtensorMap of Q (boxes of 64 rows) */
+  uint64_t tmap_k[16];                     /* 384: CUtensorMap of K (boxes of 128 rows) */
+  uint64_t tmap_v[16];                     /* 512: CUtensorMap of V (boxes of 128 rows) */
+  uint64_t tmap_do[16];                    /* 640: CUtensorMap of dO (boxes of 64 rows) */
+} distca_bwd_ws_params_t;
+
 #ifdef __cplusplus
 }  /* extern "C" */
 
@@ -258,6 +277,9 @@ static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_par
               "distca_fwd_ws_params_t layout");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
+static_assert(sizeof(distca_bwd_ws_params_t) == 768 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
+                  offsetof(distca_bwd_ws_params_t, tmap_do) == 640,
+              "distca_bwd_ws_params_t layout");
 static_assert(sizeof(distca_bwd_params_t) == 152, "distca_bwd_params_t size");
 static_assert(offsetof(distca_bwd_params_t, work) == 112, "bwd.work");
 static_assert(offsetof(distca_bwd_params_t, total_q) == 120, "bwd.total_q");

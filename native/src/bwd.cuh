@@ -143,6 +143,17 @@ struct BwdTile {
     k_rows = min(BN, seg.k_start + seg.len - kb0);
     kb1 = kb0 + k_rows;
   }
+  // A cursor before the first query tile (seek() finds it).
+  __device__ __forceinline__ BwdCursor start() const {
+    BwdCursor c;
+    c.slice_pos = 0;
+    c.group_head = 0;
+    c.mb = 0;
+    c.mb_end = 0;
+    c.left = 0;
+    c.rot = DISTCA_BWD_ROTATE ? block : 0;
+    return c;
+  }
   // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
   // tile; false at the end.
   template <int BM>
@@ -193,12 +204,7 @@ __device__ __forceinline__ void bwd_issue_tile(const distca_bwd_params_t& p, con
 template <int BM, int BN, int D, typename T, typename Load>
 __device__ __forceinline__ bool bwd_begin(const distca_bwd_params_t& p, BwdCursor& cur, const BwdTile<BN>& tile, T* sQ,
                                           T* sdO, float* sLse, float* sDsum, int tid, Load load) {
-  cur.slice_pos = 0;
-  cur.group_head = 0;
-  cur.mb = 0;
-  cur.mb_end = 0;
-  cur.left = 0;
-  cur.rot = DISTCA_BWD_ROTATE ? tile.block : 0;
+  cur = tile.start();
   const bool have = tile.template seek<BM>(cur);
   if (have) {
     float lse_reg = INFINITY, dsum_reg = 0.f;

@@ -144,19 +144,161 @@ struct BwdSm90Config {
   static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + 4 * BM * 4 + 1024;
 };
 
-template <typename T, int D>
-__device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
-#ifdef DISTCA_SM90_WGMMA
+// One query tile of the backward walk (cursor `cur`) against this CTA's key tile, for this
+// warpgroup's 64 keys: phase A, the element-wise P^T and dS^T, phase B into acc_dk/acc_dv, phase C
+// and dQ's atomics. Q and dO of the tile are at aQ/adO, its LSE (log2 domain) and D at cLse/cDsum;
+// sync() must make the two warpgroups' dS^T halves visible to each other (a barrier over both).
+// Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
+template <typename T, int D, typename Sync>
+__device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
+                                         const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
+                                         int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
+                                         const float* cLse, const float* cDsum, int wg, int wrow, int quad,
+                                         float scale_log2, Sync sync) {
   using Cfg = BwdSm90Config<D>;
-  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
-  constexpr int NS = BM / 8;      // n8 blocks of S^T per thread row pair (queries)
-  constexpr int NKV = D / 8;      // n8 blocks of dK/dV
+  constexpr int BM = Cfg::BM, BN = Cfg::BN;
+  constexpr int NS = BM / 8;  // n8 blocks of S^T per thread row pair (queries)
   // Phase C: with D = 128 each warpgroup computes one 64-column half of dQ over all 128 keys; with
   // D = 64 (one swizzle block, which cannot be split) each computes all of dQ over its own 64 keys,
   // and both add their partial sums with the atomics.
   constexpr bool kSplitN = D >= 128;
   constexpr int NQ = kSplitN ? D / 2 / 8 : D / 8;  // n8 blocks of this warpgroup's dQ accumulators
   constexpr int C_STEPS = kSplitN ? BN / 16 : BN / 32;
+  const int heads_q = p.heads_q;
+  const long long q_stride = (long long)heads_q * D;
+  float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
+  const uint32_t adS = smem_addr(sdS);
+  const distca_slice_t& sl = cur.sl;
+  const int m0 = cur.mb * BM;
+  const int hq = head_kv * group + cur.group_head;
+
+  // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
+  float st[NS * 4], dpt[NS * 4];
+#pragma unroll
+  for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+    Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(st);
+  fence_regs(dpt);
+
+  // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
+  // into shared memory for phase C.
+  const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
+  const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+  // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
+  // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
+  // work of the next k-step runs under the tensor cores.
+  uint32_t pa[BM / 16][4], dsa[BM / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < BM / 16; ++kk) {
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+      const int j = 2 * kk + jj;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
+        float pv[2], dv[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int q = j * 8 + quad * 2 + e;
+          const int i = j * 4 + h * 2 + e;
+          float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
+          if (!full_tile) {  // key_visible(), spelled out (see bwd.cuh)
+            const int key = key_a + h * 8;
+            const bool visible = key >= 0 && key < sl.kv_len &&
+                                 (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
+            if (!visible) pr = 0.f;
+          }
+          pv[e] = pr;
+          dv[e] = pr * (dpt[i] - cDsum[q]);
+        }
+        const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
+        // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
+        pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
+        dsa[kk][jj * 2 + h] = dd;
+        *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
+      }
+    }
+    fence_regs(pa);
+    fence_regs(dsa);
+    wgmma_fence();
+    Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
+    Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
+    wgmma_commit();
+  }
+
+  // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
+  fence_proxy_async();  // dS^T was written by ordinary stores
+  sync();               // both warpgroups' halves of dS^T are in
+  float acc_dq[NQ * 4];
+#pragma unroll
+  for (int i = 0; i < NQ * 4; ++i) acc_dq[i] = 0.f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < C_STEPS; ++kk) {
+    const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
+    Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
+                                      desc_mn_major<BN>(aK, kSplitN ? wg * (D / 2) : 0, key_step), kk > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(acc_dq);
+  fence_regs(acc_dk);
+  fence_regs(acc_dv);
+  {
+    const int rows = min(BM, sl.q_len - m0);
+    float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + (kSplitN ? wg * (D / 2) : 0) + quad * 2;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int q = wrow + h * 8;
+      if (q < rows) {
+#pragma unroll
+        for (int j = 0; j < NQ; ++j) {
+          atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
+                    make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
+        }
+      }
+    }
+  }
+}
+
+// Writes this warpgroup's rows of the key tile's dK (times the softmax scale) and dV; rows past the
+// segment are not written, rows no slice read get 0.
+template <typename T, int D, int BN>
+__device__ __forceinline__ void bwd_store_dkdv(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+                                               const distca_bwd_params_t& p, const BwdTile<BN>& tile, int wg, int wrow,
+                                               int quad) {
+  constexpr int NKV = D / 8;
+  const long long kv_stride = (long long)p.heads_kv * D;
+  T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)tile.kb0 * p.heads_kv + tile.head_kv) * D;
+  T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)tile.kb0 * p.heads_kv + tile.head_kv) * D;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = wg * 64 + wrow + h * 8;
+    if (r < tile.k_rows) {
+#pragma unroll
+      for (int j = 0; j < NKV; ++j) {
+        const int c = j * 8 + quad * 2;
+        *reinterpret_cast<uint32_t*>(gdK + r * kv_stride + c) =
+            Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
+        *reinterpret_cast<uint32_t*>(gdV + r * kv_stride + c) =
+            Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]);
+      }
+    }
+  }
+}
+
+template <typename T, int D>
+__device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
+#ifdef DISTCA_SM90_WGMMA
+  using Cfg = BwdSm90Config<D>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
+  constexpr int NKV = D / 8;  // n8 blocks of dK/dV
   constexpr float kLog2e = 1.4426950408889634f;
   static_assert((D == 64 || D == 128) && BM == 64, "head_dim 64 or 128, whole 64-column swizzle blocks");
 
@@ -174,16 +316,10 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   const int wg = tid >> 7;             // warpgroup: keys [64 wg, 64 wg + 64)
   const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
   const int quad = tid & 3;
-  const int heads_kv = p.heads_kv;
-  const int heads_q = p.heads_q;
   const BwdTile<BN> tile(p);
   const int group = tile.group, head_kv = tile.head_kv;
-  const int kb0 = tile.kb0, k_rows = tile.k_rows;
-
-  const long long q_stride = (long long)heads_q * D;
-  const long long kv_stride = (long long)heads_kv * D;
+  const int kb0 = tile.kb0;
   const T* fallback = reinterpret_cast<const T*>(p.k);
-  float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
   tile.template load_kv<Sw128Layout, D, THREADS>(p, sK, sV, tid);
 
   float acc_dk[NKV * 4], acc_dv[NKV * 4];
@@ -197,7 +333,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   bool have = bwd_begin<BM, BN, D, T>(p, cur, tile, sQ, sdO, sLse, sDsum, tid, load_qdo);
 
   const float scale_log2 = p.scale * kLog2e;
-  const uint32_t aK = smem_addr(sK), aV = smem_addr(sV), adS = smem_addr(sdS);
+  const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   int stage = 0;
   while (have) {
     cp_async_wait<0>();
@@ -213,108 +349,12 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     const uint32_t aQ = smem_addr(sQ + stage * Cfg::kSmemQ), adO = smem_addr(sdO + stage * Cfg::kSmemQ);
     const float* cLse = sLse + stage * BM;
     const float* cDsum = sDsum + stage * BM;
-    const distca_slice_t& sl = cur.sl;
-    const int m0 = cur.mb * BM;
-    const int hq = head_kv * group + cur.group_head;
-
-    // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
-    float st[NS * 4], dpt[NS * 4];
-#pragma unroll
-    for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
-      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(st);
-    fence_regs(dpt);
-
-    // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
-    // into shared memory for phase C.
-    const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
-    const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
-    // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
-    // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
-    // work of the next k-step runs under the tensor cores.
-    uint32_t pa[BM / 16][4], dsa[BM / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int j = 2 * kk + jj;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
-          float pv[2], dv[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int q = j * 8 + quad * 2 + e;
-            const int i = j * 4 + h * 2 + e;
-            float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-            if (!full_tile) {  // key_visible(), spelled out (see bwd.cuh)
-              const int key = key_a + h * 8;
-              const bool visible = key >= 0 && key < sl.kv_len &&
-                                   (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
-              if (!visible) pr = 0.f;
-            }
-            pv[e] = pr;
-            dv[e] = pr * (dpt[i] - cDsum[q]);
-          }
-          const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
-          // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
-          pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
-          dsa[kk][jj * 2 + h] = dd;
-          *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
-        }
-      }
-      fence_regs(pa);
-      fence_regs(dsa);
-      wgmma_fence();
-      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
-      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
-      wgmma_commit();
-    }
-
-    // The next tile's LSE/D go to the other stage (its readers are past this iteration's barrier).
+    bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, kb0, aK, aV, aQ, adO, sdS, cLse, cDsum, wg, wrow, quad,
+                   scale_log2, [] { __syncthreads(); });
+    // The next tile's LSE/D go to the other stage (its readers are past the next iteration's barrier).
     if (have_next && tid < BM) {
       sLse[(stage ^ 1) * BM + tid] = next_lse;
       sDsum[(stage ^ 1) * BM + tid] = next_dsum;
-    }
-
-    // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
-    fence_proxy_async();  // dS^T was written by ordinary stores
-    __syncthreads();      // both warpgroups' halves of dS^T are in
-    float acc_dq[NQ * 4];
-#pragma unroll
-    for (int i = 0; i < NQ * 4; ++i) acc_dq[i] = 0.f;
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < C_STEPS; ++kk) {
-      const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
-      Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
-                                        desc_mn_major<BN>(aK, kSplitN ? wg * (D / 2) : 0, key_step), kk > 0);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(acc_dq);
-    fence_regs(acc_dk);
-    fence_regs(acc_dv);
-    {
-      const int rows = min(BM, sl.q_len - m0);
-      float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + (kSplitN ? wg * (D / 2) : 0) + quad * 2;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int q = wrow + h * 8;
-        if (q < rows) {
-#pragma unroll
-          for (int j = 0; j < NQ; ++j) {
-            atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
-                      make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
-          }
-        }
-      }
     }
 
     cur = next;
@@ -323,23 +363,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   }
   cp_async_wait<0>();
 
-  // Write dK (times the softmax scale) and dV rows of the tile; rows no slice read get 0.
-  T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)kb0 * heads_kv + head_kv) * D;
-  T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)kb0 * heads_kv + head_kv) * D;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = wg * 64 + wrow + h * 8;
-    if (r < k_rows) {
-#pragma unroll
-      for (int j = 0; j < NKV; ++j) {
-        const int c = j * 8 + quad * 2;
-        *reinterpret_cast<uint32_t*>(gdK + r * kv_stride + c) =
-            Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
-        *reinterpret_cast<uint32_t*>(gdV + r * kv_stride + c) =
-            Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]);
-      }
-    }
-  }
+  bwd_store_dkdv<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad);
 #else
   __trap();  // only the sm_90a image has this kernel's body; hosts elsewhere never launch it
 #endif

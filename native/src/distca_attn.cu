@@ -5,6 +5,7 @@
 #include "fwd.cuh"
 #include "fwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
+#include "bwd_ws_sm90.cuh"
 
 namespace {
 
@@ -145,16 +146,30 @@ constexpr bool kFwdWs =
     false;
 #endif
 
+// The warp-specialized backward of head_dim 128 (bwd_ws_sm90.cuh), unless -DDISTCA_BWD_WS=0.
+#ifndef DISTCA_BWD_WS
+#define DISTCA_BWD_WS 1
+#endif
+template <int D>
+constexpr bool kBwdWs =
+#if defined(DISTCA_SM90_WGMMA)
+    DISTCA_BWD_WS && D == 128;
+#else
+    false;
+#endif
+
 template <int D>
 constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
   using Ws = distca::sm90::FwdWsConfig<128>;
+  using BwdWs = distca::sm90::BwdWsConfig<128>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
                             Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8,
-                            kFwdWs<D> ? Ws::kThreads : 0, kFwdWs<D> ? Ws::kSmemBytes : 0, {0, 0}};
+                            kFwdWs<D> ? Ws::kThreads : 0, kFwdWs<D> ? Ws::kSmemBytes : 0,
+                            kBwdWs<D> ? BwdWs::kThreads : 0, kBwdWs<D> ? BwdWs::kSmemBytes : 0};
 }
 
 }  // namespace
@@ -205,8 +220,19 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
       __trap();                                                                                           \
     }                                                                                                     \
   }
+#define DISTCA_DEFINE_BWD_WS(DT_NAME, T)                                                                   \
+  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsConfig<128>::kThreads, 1)               \
+      distca_attn_bwd_ws_##DT_NAME##_d128(const __grid_constant__ distca_bwd_ws_params_t p) {             \
+    if constexpr (kBwdWs<128>) {                                                                          \
+      distca::sm90::bwd_ws_kernel<T, 128>(p);                                                             \
+    } else {                                                                                              \
+      __trap();                                                                                           \
+    }                                                                                                     \
+  }
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16)
 DISTCA_DEFINE_WS(fp16, __half)
+DISTCA_DEFINE_BWD_WS(bf16, __nv_bfloat16)
+DISTCA_DEFINE_BWD_WS(fp16, __half)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)

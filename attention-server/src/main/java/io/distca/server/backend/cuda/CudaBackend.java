@@ -104,6 +104,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Null when forwards run on the warp-specialized kernel where the image has it; else why not. */
   private final String warpSpecializedUnavailable;
   private final AtomicLong warpSpecializedForwards = new AtomicLong();
+  private final AtomicLong warpSpecializedBackwards = new AtomicLong();
 
   private record InFlight(
       FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
@@ -173,10 +174,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         ? new PinnedBuffers(new PinnedBufferPool("gpu" + device.ordinal(), new PinnedHostMemory(device),
             options.pinnedPoolBytes(), this::releaseDevice))
         : null;
-    this.warpSpecializedUnavailable = options.warpSpecializedForward() ? TensorMaps.unavailableReason() : "turned off";
+    this.warpSpecializedUnavailable = options.warpSpecializedKernels() ? TensorMaps.unavailableReason() : "turned off";
     if (warpSpecializedUnavailable != null && kernels.geometries().values().stream().anyMatch(
-        KernelGeometry::hasWarpSpecializedForward)) {
-      LOG.info("CUDA backend: the warp-specialized forward is not used: {}", warpSpecializedUnavailable);
+        g -> g.hasWarpSpecializedForward() || g.hasWarpSpecializedBackward())) {
+      LOG.info("CUDA backend: the warp-specialized kernels are not used: {}", warpSpecializedUnavailable);
     }
     this.completer = new Thread(this::completeBatches, "distca-cuda-completion-gpu" + device.ordinal());
     this.completer.setDaemon(true);
@@ -477,12 +478,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
           plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale());
       long grid = (long) plan.numWork * shape.headsQ();
       if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
-        // Tensor maps need at least one row; a batch without keys never reads them (no tile sees a key).
-        byte[] mapQ = TensorMaps.encode(shape.dtype(), params.q(), Math.max(1, plan.totalQ), shape.headsQ(), shape.headDim());
-        byte[] mapK = TensorMaps.encode(shape.dtype(), params.k(), Math.max(1, plan.totalK), shape.headsKv(), shape.headDim());
-        byte[] mapV = TensorMaps.encode(shape.dtype(), params.v(), Math.max(1, plan.totalK), shape.headsKv(), shape.headDim());
+        int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
         kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), grid, g.forwardWsThreads(),
-            g.forwardWsSharedBytes(), computeStream, params.encodeWs(mapQ, mapK, mapV));
+            g.forwardWsSharedBytes(), computeStream, params.encodeWs(queryMap(plan, params.q(), box),
+                keyMap(plan, params.k(), box), keyMap(plan, params.v(), box)));
         warpSpecializedForwards.incrementAndGet();
         return;
       }
@@ -490,21 +489,45 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
           grid, g.forwardThreads(), g.forwardSharedBytes(), computeStream, params.encode());
       return;
     }
-    byte[] params = new DistcaAttnAbi.BackwardParams(
+    DistcaAttnAbi.BackwardParams backward = new DistcaAttnAbi.BackwardParams(
         base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.dout(), base + at.lse(),
         base + at.dsum(), base + at.dqAccum(), base + at.dq(), base + at.dk(), base + at.dv(),
         base + at.slices(), base + at.segments(), base + at.segmentSlices(), base + at.work(),
-        plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale()).encode();
+        plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale());
+    byte[] params = backward.encode();
     long elementwiseGrid = g.elementwiseBlocks(plan.totalQ, shape.headsQ());
     kernels.launch(DistcaAttnAbi.backwardPreKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
-    kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
-        (long) plan.numWork * shape.headsKv(), g.backwardThreads(), g.backwardSharedBytes(), computeStream, params);
+    long grid = (long) plan.numWork * shape.headsKv();
+    if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward()) {
+      int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
+      int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
+      kernels.launch(DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), grid, g.backwardWsThreads(),
+          g.backwardWsSharedBytes(), computeStream, backward.encodeWs(queryMap(plan, backward.q(), queryBox),
+              keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
+              queryMap(plan, backward.dout(), queryBox)));
+      warpSpecializedBackwards.incrementAndGet();
+    } else {
+      kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
+          grid, g.backwardThreads(), g.backwardSharedBytes(), computeStream, params);
+    }
     kernels.launch(DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
   }
 
   /** The completion thread: waits for each batch's download in submission order, then scatters it. */
+  // Tensor maps of the fused query-row and key-row buffers. They need at least one row; a batch
+  // without keys never reads them (no tile sees a key).
+  private static byte[] queryMap(FusedBatchPlan plan, long address, int boxRows) {
+    AttentionShape shape = plan.shape;
+    return TensorMaps.encode(shape.dtype(), address, Math.max(1, plan.totalQ), shape.headsQ(), shape.headDim(), boxRows);
+  }
+
+  private static byte[] keyMap(FusedBatchPlan plan, long address, int boxRows) {
+    AttentionShape shape = plan.shape;
+    return TensorMaps.encode(shape.dtype(), address, Math.max(1, plan.totalK), shape.headsKv(), shape.headDim(), boxRows);
+  }
+
   private void completeBatches() {
     try {
       device.bind();
@@ -704,6 +727,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Forward launches that ran on the warp-specialized TMA kernel (distca_attn.h section 7). */
   public long warpSpecializedForwardLaunches() {
     return warpSpecializedForwards.get();
+  }
+
+  /** Backward launches whose main kernel was the warp-specialized one. */
+  public long warpSpecializedBackwardLaunches() {
+    return warpSpecializedBackwards.get();
   }
 
   public int pinnedBuffersLeakedAtClose() {

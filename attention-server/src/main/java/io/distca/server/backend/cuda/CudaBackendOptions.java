@@ -51,7 +51,7 @@ public final class CudaBackendOptions {
   private String kernelResource = DEFAULT_KERNEL_RESOURCE;
   private Path kernelFile;
   private boolean pinnedReceive = true;
-  private boolean warpSpecializedForward = true;
+  private boolean warpSpecializedKernels = true;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
   private boolean concluded;
@@ -133,18 +133,19 @@ public final class CudaBackendOptions {
   }
 
   /**
-   * Whether the forward runs on the warp-specialized TMA kernel where the kernel image has one for the
-   * head dimension (head_dim 128 on sm_90a) and tensor maps can be encoded ({@link TensorMaps}).
-   * Default true; false runs every forward on distca_attn_fwd_* (to compare the two).
+   * Whether the forward and the backward's main kernel run on the warp-specialized TMA kernels where
+   * the kernel image has them for the head dimension (head_dim 128 on sm_90a) and tensor maps can be
+   * encoded ({@link TensorMaps}). Default true; false runs distca_attn_fwd_* and distca_attn_bwd_*
+   * (to compare the two).
    */
-  public CudaBackendOptions warpSpecializedForward(boolean on) {
+  public CudaBackendOptions warpSpecializedKernels(boolean on) {
     requireOpen();
-    this.warpSpecializedForward = on;
+    this.warpSpecializedKernels = on;
     return this;
   }
 
-  public boolean warpSpecializedForward() {
-    return warpSpecializedForward;
+  public boolean warpSpecializedKernels() {
+    return warpSpecializedKernels;
   }
 
   /** Most bytes the pinned buffer pool holds. Default {@link #DEFAULT_PINNED_POOL_BYTES}; > 0. */

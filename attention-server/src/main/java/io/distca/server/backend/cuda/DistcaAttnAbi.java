@@ -27,6 +27,13 @@ final class DistcaAttnAbi {
   static final int FORWARD_WS_PARAMS_BYTES = 512;
   static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
   static final int BACKWARD_PARAMS_BYTES = 152;
+  /** distca_bwd_ws_params_t: distca_bwd_params_t, zeros to 256, then the Q, K, V and dO tensor maps. */
+  static final int BACKWARD_WS_PARAMS_BYTES = 768;
+  static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
+  /** Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64) and key tiles. */
+  static final int FORWARD_WS_BOX_ROWS = 128;
+  static final int BACKWARD_WS_QUERY_BOX_ROWS = 64;
+  static final int BACKWARD_WS_KEY_BOX_ROWS = 128;
   static final int INFO_BYTES = 64;
 
   /** The grid size limit of grid.x. */
@@ -47,6 +54,11 @@ final class DistcaAttnAbi {
 
   static String backwardKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /** The warp-specialized backward step 2 (distca_attn.h section 7); only where the geometry has it. */
+  static String backwardWsKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_ws_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String backwardPostKernel(DType dtype, int headDim) {
@@ -84,17 +96,8 @@ final class DistcaAttnAbi {
 
     /** distca_fwd_ws_params_t: these parameters, then the tensor maps of Q, K and V (128 bytes each). */
     byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV) {
-      byte[] out = new byte[FORWARD_WS_PARAMS_BYTES];
-      System.arraycopy(encode(), 0, out, 0, FORWARD_PARAMS_BYTES);
-      byte[][] maps = {tensorMapQ, tensorMapK, tensorMapV};
-      for (int i = 0; i < maps.length; i++) {
-        if (maps[i].length != TensorMaps.TENSOR_MAP_BYTES) {
-          throw new IllegalArgumentException("a CUtensorMap is " + TensorMaps.TENSOR_MAP_BYTES + " bytes, got " + maps[i].length);
-        }
-        System.arraycopy(maps[i], 0, out, FORWARD_WS_TENSOR_MAPS_OFFSET + i * TensorMaps.TENSOR_MAP_BYTES,
-            TensorMaps.TENSOR_MAP_BYTES);
-      }
-      return out;
+      return withTensorMaps(encode(), FORWARD_WS_PARAMS_BYTES, FORWARD_WS_TENSOR_MAPS_OFFSET,
+          tensorMapQ, tensorMapK, tensorMapV);
     }
   }
 
@@ -113,5 +116,24 @@ final class DistcaAttnAbi {
           .putFloat(140, scale).putInt(144, 0).putInt(148, 0);
       return b.array();
     }
+
+    /** distca_bwd_ws_params_t: these parameters, then the tensor maps of Q, K, V and dO (128 bytes each). */
+    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout) {
+      return withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
+          tensorMapQ, tensorMapK, tensorMapV, tensorMapDout);
+    }
+  }
+
+  /** A parameter block of {@code size} bytes: {@code params}, zeros, then the tensor maps from {@code offset}. */
+  private static byte[] withTensorMaps(byte[] params, int size, int offset, byte[]... maps) {
+    byte[] out = new byte[size];
+    System.arraycopy(params, 0, out, 0, params.length);
+    for (int i = 0; i < maps.length; i++) {
+      if (maps[i].length != TensorMaps.TENSOR_MAP_BYTES) {
+        throw new IllegalArgumentException("a CUtensorMap is " + TensorMaps.TENSOR_MAP_BYTES + " bytes, got " + maps[i].length);
+      }
+      System.arraycopy(maps[i], 0, out, offset + i * TensorMaps.TENSOR_MAP_BYTES, TensorMaps.TENSOR_MAP_BYTES);
+    }
+    return out;
   }
 }

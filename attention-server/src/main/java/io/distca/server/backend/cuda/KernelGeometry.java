@@ -13,7 +13,8 @@ record KernelGeometry(
     int forwardBlockM, int forwardBlockN, int forwardThreads, int forwardSharedBytes,
     int backwardBlockM, int backwardBlockN, int backwardThreads, int backwardSharedBytes,
     int elementwiseThreads, int elementwiseVector,
-    int forwardWsThreads, int forwardWsSharedBytes) {
+    int forwardWsThreads, int forwardWsSharedBytes,
+    int backwardWsThreads, int backwardWsSharedBytes) {
 
   KernelGeometry {
     requirePositive("head_dim", headDim);
@@ -29,11 +30,18 @@ record KernelGeometry(
     requirePositive("elementwise_vec", elementwiseVector);
     requireNonNegative("fwd_ws_threads", forwardWsThreads);
     requireNonNegative("fwd_ws_smem_bytes", forwardWsSharedBytes);
+    requireNonNegative("bwd_ws_threads", backwardWsThreads);
+    requireNonNegative("bwd_ws_smem_bytes", backwardWsSharedBytes);
   }
 
   /** Whether this image has the warp-specialized forward for this head dimension (fwd_ws_threads != 0). */
   boolean hasWarpSpecializedForward() {
     return forwardWsThreads > 0;
+  }
+
+  /** Whether this image has the warp-specialized backward for this head dimension (bwd_ws_threads != 0). */
+  boolean hasWarpSpecializedBackward() {
+    return backwardWsThreads > 0;
   }
 
   /** Decodes the 64-byte distca_attn_info_t read from the module. */
@@ -55,7 +63,8 @@ record KernelGeometry(
         b.getInt(8), b.getInt(12), b.getInt(16), b.getInt(20),
         b.getInt(24), b.getInt(28), b.getInt(32), b.getInt(36),
         b.getInt(40), b.getInt(44),
-        b.getInt(48), b.getInt(52));
+        b.getInt(48), b.getInt(52),
+        b.getInt(56), b.getInt(60));
   }
 
   /** Blocks of the bwd_pre and bwd_post kernels for {@code totalQ} rows. */

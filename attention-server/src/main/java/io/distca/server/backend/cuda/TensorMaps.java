@@ -17,8 +17,6 @@ import java.nio.file.StandardCopyOption;
 final class TensorMaps {
   static final String LIBRARY_RESOURCE = "io/distca/native/libdistca_tma-linux-x86_64.so";
   static final int TENSOR_MAP_BYTES = 128;
-  /** Rows of a box: the kernels' tile height. */
-  static final int BOX_ROWS = 128;
 
   private static final int CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6;
   private static final int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
@@ -34,17 +32,18 @@ final class TensorMaps {
 
   /**
    * The 128-byte tensor map of a {@code [rows][heads][headDim]} bf16/fp16 tensor at device address
-   * {@code address}: boxes of 64 columns x 1 head x {@link #BOX_ROWS} rows, 128-byte swizzle.
+   * {@code address}: boxes of 64 columns x 1 head x {@code boxRows} rows (a kernel's tile height),
+   * 128-byte swizzle.
    */
-  static byte[] encode(DType dtype, long address, long rows, int heads, int headDim) {
+  static byte[] encode(DType dtype, long address, long rows, int heads, int headDim, int boxRows) {
     int dataType = switch (dtype) {
       case BF16 -> CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
       case FP16 -> CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
       default -> throw new IllegalArgumentException("tensor maps of bf16 or fp16, not " + dtype);
     };
-    if (rows < 1 || heads < 1 || headDim % 64 != 0) {
+    if (rows < 1 || heads < 1 || headDim % 64 != 0 || boxRows < 1 || boxRows > 256) {
       throw new IllegalArgumentException("tensor map of " + rows + " rows x " + heads + " heads x " + headDim
-          + ": needs rows, heads >= 1 and head_dim a multiple of 64");
+          + " in boxes of " + boxRows + " rows: needs rows, heads >= 1, head_dim a multiple of 64, boxes of 1-256 rows");
     }
     if (UNAVAILABLE != null) {
       throw new IllegalStateException("TMA tensor maps unavailable: " + UNAVAILABLE);
@@ -52,7 +51,7 @@ final class TensorMaps {
     byte[] map = new byte[TENSOR_MAP_BYTES];
     Driver.check("cuTensorMapEncodeTiled(" + rows + " x " + heads + " x " + headDim + " " + dtype + ")",
         "encoding the tensor map of the tensor at 0x" + Long.toHexString(address),
-        () -> encode0(map, address, dataType, rows, heads, headDim, BOX_ROWS));
+        () -> encode0(map, address, dataType, rows, heads, headDim, boxRows));
     return map;
   }
 

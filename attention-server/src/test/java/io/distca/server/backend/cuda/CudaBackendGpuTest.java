@@ -294,42 +294,65 @@ class CudaBackendGpuTest {
   }
 
   /**
-   * On Hopper, head_dim 128 forwards run on the warp-specialized TMA kernel (distca_attn.h section
-   * 7), and it agrees with the other forward on the same batch to within one unit in the last place
-   * of the element type (the arithmetic is the same; only the loads differ). Elsewhere the image has
-   * no such kernel and nothing runs on it.
+   * On Hopper, head_dim 128 forwards and backwards run on the warp-specialized TMA kernels
+   * (distca_attn.h section 7), and they agree with the other kernels on the same batch: O, dK and dV
+   * to within one unit in the last place of the element type and the LSE to four fp32 ulps (the
+   * arithmetic is the same; only the loads differ), dQ to one step of the element type (its fp32
+   * atomics add in a different order on every run). Elsewhere nothing runs on them.
    */
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
-  void warpSpecializedForwardAgreesWithTheOtherForward(Case c) {
-    long before = backend.warpSpecializedForwardLaunches();
-    try (CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedForward(false));
+  void warpSpecializedKernelsAgreeWithTheOthers(Case c) {
+    long forwards = backend.warpSpecializedForwardLaunches();
+    long backwards = backend.warpSpecializedBackwardLaunches();
+    try (CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedKernels(false));
         AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 2)) {
       backend.forward(f.forwardBatch());
       float[] o = concat(f.o);
       float[] lse = values(f.lse);
-      long launched = backend.warpSpecializedForwardLaunches() - before;
+      backend.backward(f.backwardBatch());
+      float[][] grads = {concat(f.dq), concat(f.dk), concat(f.dv)};
       boolean expected = backend.gpu().computeMajor() == 9 && c.shape().headDim() == 128
           && TensorMaps.unavailableReason() == null;
-      assertEquals(expected ? 1 : 0, launched, "warp-specialized launches for " + c.name() + " on " + backend.gpu()
-          + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")"));
+      String where = c.name() + " on " + backend.gpu()
+          + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")");
+      assertEquals(expected ? 1 : 0, backend.warpSpecializedForwardLaunches() - forwards, "forwards, " + where);
+      assertEquals(expected ? 1 : 0, backend.warpSpecializedBackwardLaunches() - backwards, "backwards, " + where);
+
       f.poisonOutputs();
       plain.forward(f.forwardBatch());
-      assertEquals(0, plain.warpSpecializedForwardLaunches(), "turned off");
+      // The backward's inputs again: the warp-specialized forward's O and LSE, as above.
       float[] o2 = concat(f.o);
       float[] lse2 = values(f.lse);
-      // Equal (the same value, or both the poison of an element no slice owns), or within one unit
-      // in the last place of the element type (O) or four of fp32 (LSE).
       int ulpShift = c.shape().dtype() == DType.BF16 ? 16 : 13;  // float mantissa 23 bits, bf16 7, fp16 10
-      for (int i = 0; i < o.length; i++) {
-        float tolerance = Math.scalb(Math.ulp(Math.max(Math.abs(o[i]), Math.abs(o2[i]))), ulpShift);
-        assertTrue(Float.compare(o[i], o2[i]) == 0 || Math.abs(o[i] - o2[i]) <= tolerance,
-            c.name() + " O element " + i + ": " + o[i] + " vs " + o2[i]);
+      assertWithinUlps(c.name() + " O", o, o2, ulpShift);
+      assertWithinUlps(c.name() + " LSE", lse, lse2, 2);
+      restore(f.o, o);
+      restore(List.of(f.lse), lse);
+      plain.backward(f.backwardBatch());
+      assertEquals(0, plain.warpSpecializedForwardLaunches() + plain.warpSpecializedBackwardLaunches(), "turned off");
+      assertWithinUlps(c.name() + " dK", grads[1], concat(f.dk), ulpShift);
+      assertWithinUlps(c.name() + " dV", grads[2], concat(f.dv), ulpShift);
+      float[] dq = concat(f.dq);
+      float maxAbs = 0;
+      for (float e : grads[0]) {
+        maxAbs = Math.max(maxAbs, Math.abs(e));
       }
-      for (int i = 0; i < lse.length; i++) {
-        assertTrue(Float.compare(lse[i], lse2[i]) == 0 || Math.abs(lse[i] - lse2[i]) <= 4 * Math.ulp(lse[i]),
-            c.name() + " LSE element " + i + ": " + lse[i] + " vs " + lse2[i]);
+      double step = c.shape().dtype() == DType.BF16 ? 0x1p-7 : 0x1p-10;
+      for (int i = 0; i < dq.length; i++) {
+        assertTrue(Math.abs(dq[i] - grads[0][i]) <= step * Math.abs(grads[0][i]) + 1e-5 * maxAbs,
+            c.name() + " dQ element " + i + ": " + dq[i] + " vs " + grads[0][i]);
       }
+    }
+  }
+
+  /** Equal (the same value, or both the poison of an element nobody owns), or within 2^ulpShift fp32 ulps. */
+  private static void assertWithinUlps(String what, float[] a, float[] b, int ulpShift) {
+    assertEquals(a.length, b.length, what + " sizes");
+    for (int i = 0; i < a.length; i++) {
+      float tolerance = Math.scalb(Math.ulp(Math.max(Math.abs(a[i]), Math.abs(b[i]))), ulpShift);
+      assertTrue(Float.compare(a[i], b[i]) == 0 || Math.abs(a[i] - b[i]) <= tolerance,
+          what + " element " + i + ": " + a[i] + " vs " + b[i]);
     }
   }
 
@@ -399,6 +422,16 @@ class CudaBackendGpuTest {
       backend.forward(batch);
       for (long i = 0; i < good.o.get(0).numel(); i++) {
         assertTrue(Float.isFinite(good.o.get(0).getFloat(i)), "still computes after bad batches");
+      }
+    }
+  }
+
+  /** The inverse of {@link #concat}: writes {@code values} back into the tensors, in order. */
+  private static void restore(List<Tensor> tensors, float[] values) {
+    int at = 0;
+    for (Tensor t : tensors) {
+      for (long i = 0; i < t.numel(); i++) {
+        t.setFloat(i, values[at++]);
       }
     }
   }

@@ -54,6 +54,24 @@ class DistcaAttnAbiTest {
   }
 
   @Test
+  void warpSpecializedBackwardBlockIsTheBackwardBlockThenFourTensorMaps() {
+    DistcaAttnAbi.BackwardParams p = new DistcaAttnAbi.BackwardParams(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        21, 22, 16, 4, 77, 0.125f);
+    byte[][] maps = new byte[4][128];
+    for (int m = 0; m < 4; m++) {
+      java.util.Arrays.fill(maps[m], (byte) (m + 1));
+    }
+    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2], maps[3]);
+    assertEquals(768, bytes.length, "sizeof(distca_bwd_ws_params_t)");
+    assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 152), "distca_bwd_params_t at 0");
+    assertArrayEquals(new byte[104], java.util.Arrays.copyOfRange(bytes, 152, 256), "zeros up to 256");
+    for (int m = 0; m < 4; m++) {
+      assertArrayEquals(maps[m], java.util.Arrays.copyOfRange(bytes, 256 + 128 * m, 384 + 128 * m),
+          "tensor map " + m + " (Q, K, V, dO) at " + (256 + 128 * m));
+    }
+  }
+
+  @Test
   void backwardParameterBlockMatchesTheHeaderOffsets() {
     long[] pointers = new long[15];
     for (int i = 0; i < pointers.length; i++) {
@@ -85,19 +103,21 @@ class DistcaAttnAbiTest {
     assertEquals("distca_attn_bwd_post_fp16_d128", DistcaAttnAbi.backwardPostKernel(DType.FP16, 128));
     assertEquals("distca_attn_info_d128", DistcaAttnAbi.infoGlobal(128));
     assertEquals("distca_attn_fwd_ws_fp16_d128", DistcaAttnAbi.forwardWsKernel(DType.FP16, 128));
+    assertEquals("distca_attn_bwd_ws_bf16_d128", DistcaAttnAbi.backwardWsKernel(DType.BF16, 128));
     assertThrows(IllegalArgumentException.class, () -> DistcaAttnAbi.forwardKernel(DType.FP32, 64));
   }
 
   @Test
   void geometryIsDecodedFromTheModuleInfoAndVersionChecked() {
     ByteBuffer b = ByteBuffer.allocate(64).order(ByteOrder.LITTLE_ENDIAN);
-    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928};
+    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928, 384, 150000};
     for (int i = 0; i < fields.length; i++) {
       b.putInt(4 * i, fields[i]);
     }
     KernelGeometry g = KernelGeometry.decode(b.array(), 128);
-    assertEquals(new KernelGeometry(128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928), g);
+    assertEquals(new KernelGeometry(128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928, 384, 150000), g);
     assertTrue(g.hasWarpSpecializedForward(), "fwd_ws_threads at 48");
+    assertTrue(g.hasWarpSpecializedBackward(), "bwd_ws_threads at 56");
     assertEquals(1, g.elementwiseBlocks(5, 3), "ceil(5 rows * 3 heads * 128 / (256 * 8))");
     assertEquals(2, g.elementwiseBlocks(6, 3), "ceil(6 rows * 3 heads * 128 / (256 * 8))");
     assertEquals(0, g.elementwiseBlocks(0, 3), "no rows, no blocks");
@@ -108,9 +128,11 @@ class DistcaAttnAbiTest {
     IllegalStateException wrongAbi = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128));
     assertTrue(wrongAbi.getMessage().contains("ABI version 2"), wrongAbi.getMessage());
     b.putInt(0, 1);
-    b.putInt(48, 0);
-    b.putInt(52, 0);
-    assertTrue(!KernelGeometry.decode(b.array(), 128).hasWarpSpecializedForward(), "an image without it reports 0");
+    for (int offset = 48; offset < 64; offset += 4) {
+      b.putInt(offset, 0);
+    }
+    KernelGeometry without = KernelGeometry.decode(b.array(), 128);
+    assertTrue(!without.hasWarpSpecializedForward() && !without.hasWarpSpecializedBackward(), "an image without them reports 0");
     b.putInt(16, 0);
     assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128), "zero threads");
   }

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Test;
 /** Descriptors, work lists and arena layout of fused batches, checked against brute-force counts. */
 class FusedBatchPlanTest {
   /** Odd tile sizes so that no length in the tests divides evenly by accident. */
-  static final KernelGeometry GEOMETRY = new KernelGeometry(64, 48, 40, 128, 70_000, 32, 56, 256, 90_000, 128, 8, 0, 0);
+  static final KernelGeometry GEOMETRY = new KernelGeometry(64, 48, 40, 128, 70_000, 32, 56, 256, 90_000, 128, 8, 0, 0, 0, 0);
 
   private BufferAllocator allocator;
 

@@ -23,10 +23,11 @@ class TensorMapsTest {
   @Test
   void badShapesAreRefusedByName() {
     IllegalArgumentException fp32 = assertThrows(IllegalArgumentException.class,
-        () -> TensorMaps.encode(DType.FP32, 0x1000, 10, 2, 128));
+        () -> TensorMaps.encode(DType.FP32, 0x1000, 10, 2, 128, 128));
     assertTrue(fp32.getMessage().contains("bf16 or fp16"), fp32.getMessage());
-    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 0, 2, 128), "no rows");
-    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 96), "96 columns");
+    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 0, 2, 128, 128), "no rows");
+    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 96, 128), "96 columns");
+    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 128, 512), "box rows");
   }
 
   @Test
@@ -34,7 +35,7 @@ class TensorMapsTest {
     String reason = TensorMaps.unavailableReason();
     Assumptions.assumeTrue(reason != null, "a driver is here: the GPU tests encode real maps");
     IllegalStateException e = assertThrows(IllegalStateException.class,
-        () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 128));
+        () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 128, 64));
     assertEquals("TMA tensor maps unavailable: " + reason, e.getMessage());
   }
 }
