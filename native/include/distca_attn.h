@@ -17,14 +17,14 @@
  *    falls back to another backend).
  *
  *    distca_attn_fwd_<DT>_d<HD>          (distca_fwd_params_t)  forward: O and LSE
- *    distca_attn_fwd_ws_<DT>_d128        (distca_fwd_ws_params_t) the same forward, warp-specialized
+ *    distca_attn_fwd_ws_<DT>_d<HD>       (distca_fwd_ws_params_t) the same forward, warp-specialized
  *                                                              with TMA loads (see 7); launch it
  *                                                              where fwd_ws_threads != 0
  *    distca_attn_bwd_pre_<DT>_d<HD>      (distca_bwd_params_t)  backward step 1: D = rowsum(dO*O),
  *                                                              and zero the fp32 dQ workspace
  *    distca_attn_bwd_<DT>_d<HD>          (distca_bwd_params_t)  backward step 2: dK, dV (written),
  *                                                              dQ (fp32 atomics into workspace)
- *    distca_attn_bwd_ws_<DT>_d128        (distca_bwd_ws_params_t) step 2, warp-specialized with TMA
+ *    distca_attn_bwd_ws_<DT>_d<HD>       (distca_bwd_ws_params_t) step 2, warp-specialized with TMA
  *                                                              loads (see 7); where bwd_ws_threads != 0
  *    distca_attn_bwd_post_<DT>_d<HD>     (distca_bwd_params_t)  backward step 3: dQ = workspace *
  *                                                              scale, converted to DT
@@ -114,8 +114,9 @@
  * 6. Parameter blocks: byte offsets are fixed (static_asserts below); pointers are 64-bit device
  *    addresses (CUdeviceptr), int32/float are 4 bytes, little-endian. Unused pointers may be 0.
  *
- * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d128, sm_90a) computes exactly what
- *    distca_attn_fwd_<DT>_d128 computes, from the same buffers, descriptors and work list; a
+ * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d<HD>, head_dim 64 and 128 in the sm_90a
+ *    image) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
+ *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys); a
  *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator. Its parameter
  *    block, distca_fwd_ws_params_t (512 bytes), is distca_fwd_params_t at offset 0, zeros up to
  *    offset 128, then three CUtensorMap of 128 bytes: Q at 128, K at 256, V at 384. Each is encoded
@@ -127,7 +128,7 @@
  *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
  *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
- *    The warp-specialized backward (distca_attn_bwd_ws_<DT>_d128) replaces step 2 only (bwd_pre and
+ *    The warp-specialized backward (distca_attn_bwd_ws_<DT>_d<HD>) replaces step 2 only (bwd_pre and
  *    bwd_post stay): distca_bwd_ws_params_t (768 bytes) is distca_bwd_params_t at 0, zeros up to
  *    256, then the tensor maps of Q at 256, K at 384, V at 512 and dO at 640, encoded as above
  *    except that the boxes of Q and dO are {64, 1, 64} (the backward's query tile is 64 rows).

@@ -1,4 +1,4 @@
-// Backward on Hopper with warp specialization (head_dim 128, sm_90a): the work decomposition and
+// Backward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work decomposition and
 // the per-tile arithmetic (bwd_step) of bwd_sm90.cuh, with the loads moved to a producer warp:
 //
 //   warp 0           loads the CTA's K and V tile once through TMA, then walks the same query tiles
@@ -40,7 +40,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, S = Cfg::kStages;
   constexpr int NKV = D / 8;
   constexpr float kLog2e = 1.4426950408889634f;
-  static_assert(D == 128, "head_dim 128");
+  static_assert(D == 64 || D == 128, "head_dim 64 or 128: whole 64-column boxes");
   const distca_bwd_params_t& p = P.base;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];

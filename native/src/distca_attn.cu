@@ -133,37 +133,45 @@ constexpr int kBwdMinBlocks = BwdCfg<D>::kThreads <= 128 ? 2 : 1;
 
 constexpr int kElementwiseThreads = 256;
 
-// The warp-specialized TMA forward (fwd_ws_sm90.cuh) of head_dim 128 in the sm_90a image, unless
-// built with -DDISTCA_FWD_WS=0. Its tiles are those of fwd_sm90.cuh.
+// The warp-specialized TMA forward (fwd_ws_sm90.cuh) of head_dim 64 and 128 in the sm_90a image,
+// unless built with -DDISTCA_FWD_WS=0. Its tiles are those of fwd_sm90.cuh.
 #ifndef DISTCA_FWD_WS
 #define DISTCA_FWD_WS 1
 #endif
 template <int D>
 constexpr bool kFwdWs =
 #if defined(DISTCA_SM90_WGMMA)
-    DISTCA_FWD_WS && D == 128;
+    DISTCA_FWD_WS && (D == 64 || D == 128);
 #else
     false;
 #endif
 
-// The warp-specialized backward of head_dim 128 (bwd_ws_sm90.cuh), unless -DDISTCA_BWD_WS=0.
+// The warp-specialized backward of head_dim 64 and 128 (bwd_ws_sm90.cuh), unless -DDISTCA_BWD_WS=0.
 #ifndef DISTCA_BWD_WS
 #define DISTCA_BWD_WS 1
 #endif
 template <int D>
 constexpr bool kBwdWs =
 #if defined(DISTCA_SM90_WGMMA)
-    DISTCA_BWD_WS && D == 128;
+    DISTCA_BWD_WS && (D == 64 || D == 128);
 #else
     false;
 #endif
+
+// The warp-specialized kernels run the work lists the host builds from the info's tile sizes.
+static_assert(distca::sm90::FwdWsConfig<64>::BM == FwdCfg<64>::kBlockM &&
+                  distca::sm90::FwdWsConfig<128>::BM == FwdCfg<128>::kBlockM,
+              "warp-specialized forward tiles must be fwd_block_m rows");
+static_assert(distca::sm90::BwdWsConfig<64>::BN == BwdCfg<64>::kBlockN &&
+                  distca::sm90::BwdWsConfig<128>::BN == BwdCfg<128>::kBlockN,
+              "warp-specialized backward tiles must be bwd_block_n keys");
 
 template <int D>
 constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
-  using Ws = distca::sm90::FwdWsConfig<128>;
-  using BwdWs = distca::sm90::BwdWsConfig<128>;
+  using Ws = distca::sm90::FwdWsConfig<D == 64 ? 64 : 128>;
+  using BwdWs = distca::sm90::BwdWsConfig<D == 64 ? 64 : 128>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
                             Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
@@ -208,31 +216,30 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
     distca::bwd_post_kernel<T, D>(p);                                                                     \
   }
 
-// The warp-specialized TMA forward of head_dim 128 (fwd_ws_sm90.cuh). Its parameter block carries
-// three tensor maps, hence __grid_constant__ (their address is taken). Hosts launch it where the
-// info global reports fwd_ws_threads != 0 (the sm_90a image); elsewhere its body traps.
-#define DISTCA_DEFINE_WS(DT_NAME, T)                                                                       \
-  extern "C" __global__ void __launch_bounds__(distca::sm90::FwdWsConfig<128>::kThreads, 1)               \
-      distca_attn_fwd_ws_##DT_NAME##_d128(const __grid_constant__ distca_fwd_ws_params_t p) {             \
-    if constexpr (kFwdWs<128>) {                                                                          \
-      distca::sm90::fwd_ws_kernel<T, 128>(p);                                                             \
+// The warp-specialized TMA forward and backward main kernel (fwd_ws_sm90.cuh, bwd_ws_sm90.cuh). Their
+// parameter blocks carry tensor maps, hence __grid_constant__ (their address is taken). Hosts launch
+// them where the info global reports fwd_ws_threads / bwd_ws_threads != 0; elsewhere they trap.
+#define DISTCA_DEFINE_WS(DT_NAME, T, D)                                                                    \
+  extern "C" __global__ void __launch_bounds__(distca::sm90::FwdWsConfig<D>::kThreads, 1)                 \
+      distca_attn_fwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_fwd_ws_params_t p) {             \
+    if constexpr (kFwdWs<D>) {                                                                            \
+      distca::sm90::fwd_ws_kernel<T, D>(p);                                                               \
+    } else {                                                                                              \
+      __trap();                                                                                           \
+    }                                                                                                     \
+  }                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsConfig<D>::kThreads, 1)                 \
+      distca_attn_bwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_bwd_ws_params_t p) {             \
+    if constexpr (kBwdWs<D>) {                                                                            \
+      distca::sm90::bwd_ws_kernel<T, D>(p);                                                               \
     } else {                                                                                              \
       __trap();                                                                                           \
     }                                                                                                     \
   }
-#define DISTCA_DEFINE_BWD_WS(DT_NAME, T)                                                                   \
-  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsConfig<128>::kThreads, 1)               \
-      distca_attn_bwd_ws_##DT_NAME##_d128(const __grid_constant__ distca_bwd_ws_params_t p) {             \
-    if constexpr (kBwdWs<128>) {                                                                          \
-      distca::sm90::bwd_ws_kernel<T, 128>(p);                                                             \
-    } else {                                                                                              \
-      __trap();                                                                                           \
-    }                                                                                                     \
-  }
-DISTCA_DEFINE_WS(bf16, __nv_bfloat16)
-DISTCA_DEFINE_WS(fp16, __half)
-DISTCA_DEFINE_BWD_WS(bf16, __nv_bfloat16)
-DISTCA_DEFINE_BWD_WS(fp16, __half)
+DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 64)
+DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 128)
+DISTCA_DEFINE_WS(fp16, __half, 64)
+DISTCA_DEFINE_WS(fp16, __half, 128)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)

@@ -1,4 +1,4 @@
-// Forward on Hopper with warp specialization (head_dim 128, sm_90a): the work
+// Forward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work
 // decomposition and the consumer arithmetic of fwd_sm90.cuh, but the loads come from a producer
 // warpgroup through TMA (cp.async.bulk.tensor) into an mbarrier pipeline, and the registers are
 // rebalanced with setmaxnreg (producer 24, consumers 240):
@@ -71,7 +71,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
   constexpr int NO = D / 8;
   constexpr float kLog2e = 1.4426950408889634f;
-  static_assert(D == 128, "head_dim 128");
+  static_assert(D == 64 || D == 128, "head_dim 64 or 128: whole 64-column boxes");
   const distca_fwd_params_t& p = P.base;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];

@@ -134,7 +134,7 @@ public final class CudaBackendOptions {
 
   /**
    * Whether the forward and the backward's main kernel run on the warp-specialized TMA kernels where
-   * the kernel image has them for the head dimension (head_dim 128 on sm_90a) and tensor maps can be
+   * the kernel image has them for the head dimension (head_dim 64 and 128 on sm_90a) and tensor maps can be
    * encoded ({@link TensorMaps}). Default true; false runs distca_attn_fwd_* and distca_attn_bwd_*
    * (to compare the two).
    */

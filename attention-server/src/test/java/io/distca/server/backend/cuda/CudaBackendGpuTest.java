@@ -294,11 +294,13 @@ class CudaBackendGpuTest {
   }
 
   /**
-   * On Hopper, head_dim 128 forwards and backwards run on the warp-specialized TMA kernels
-   * (distca_attn.h section 7), and they agree with the other kernels on the same batch: O, dK and dV
-   * to within one unit in the last place of the element type and the LSE to four fp32 ulps (the
-   * arithmetic is the same; only the loads differ), dQ to one step of the element type (its fp32
-   * atomics add in a different order on every run). Elsewhere nothing runs on them.
+   * On Hopper, head_dim 64 and 128 forwards and backwards run on the warp-specialized TMA kernels
+   * (distca_attn.h section 7); elsewhere nothing runs on them. At head_dim 128 they agree with the
+   * wgmma kernels on the same batch: O, dK and dV to within one unit in the last place of the
+   * element type and the LSE to four fp32 ulps (the arithmetic is the same block step; only the
+   * loads differ), dQ to one step of the element type (its fp32 atomics add in a different order on
+   * every run). head_dim 64's other kernels are mma.sync ones with other tile shapes, so their
+   * roundings differ; there the reference tests above judge both.
    */
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
@@ -312,13 +314,16 @@ class CudaBackendGpuTest {
       float[] lse = values(f.lse);
       backend.backward(f.backwardBatch());
       float[][] grads = {concat(f.dq), concat(f.dk), concat(f.dv)};
-      boolean expected = backend.gpu().computeMajor() == 9 && c.shape().headDim() == 128
+      boolean expected = backend.gpu().computeMajor() == 9 && c.shape().headDim() != 256
           && TensorMaps.unavailableReason() == null;
       String where = c.name() + " on " + backend.gpu()
           + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")");
       assertEquals(expected ? 1 : 0, backend.warpSpecializedForwardLaunches() - forwards, "forwards, " + where);
       assertEquals(expected ? 1 : 0, backend.warpSpecializedBackwardLaunches() - backwards, "backwards, " + where);
 
+      if (c.shape().headDim() != 128) {
+        return;
+      }
       f.poisonOutputs();
       plain.forward(f.forwardBatch());
       // The backward's inputs again: the warp-specialized forward's O and LSE, as above.
