@@ -82,19 +82,21 @@ _libcuda = None
 
 
 def _tensor_map(t, box_rows=128):
-    """CUtensorMap (128 bytes) of a [rows, heads, HD] bf16/fp16 tensor as distca_attn.h section 7 asks:
-    boxes of 64 columns x 1 head x box_rows rows, 128-byte swizzle."""
+    """CUtensorMap (128 bytes) of a [rows, heads, HD] bf16/fp16/fp32 tensor as distca_attn.h section 7
+    asks: boxes of 128 bytes of columns x 1 head x box_rows rows, 128-byte swizzle."""
     global _libcuda
     if _libcuda is None:
         _libcuda = ctypes.CDLL("libcuda.so.1")
     rows, heads, hd = t.shape
+    esize = t.element_size()
     raw = ctypes.create_string_buffer(256)
     base = (ctypes.addressof(raw) + 127) // 128 * 128
     dims = (ctypes.c_uint64 * 3)(hd, heads, max(1, rows))
-    strides = (ctypes.c_uint64 * 2)(hd * 2, heads * hd * 2)
-    box = (ctypes.c_uint32 * 3)(64, 1, box_rows)
+    strides = (ctypes.c_uint64 * 2)(hd * esize, heads * hd * esize)
+    box = (ctypes.c_uint32 * 3)(128 // esize, 1, box_rows)
     estr = (ctypes.c_uint32 * 3)(1, 1, 1)
-    dtype = 9 if t.dtype == torch.bfloat16 else 6  # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16
+    # CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 / FLOAT16 / FLOAT32
+    dtype = {torch.bfloat16: 9, torch.float16: 6, torch.float32: 7}[t.dtype]
     rc = _libcuda.cuTensorMapEncodeTiled(ctypes.c_void_p(base), ctypes.c_int(dtype), ctypes.c_uint32(3),
                                          ctypes.c_void_p(t.data_ptr()), dims, strides, box, estr,
                                          ctypes.c_int(0), ctypes.c_int(3), ctypes.c_int(2), ctypes.c_int(0))
@@ -268,7 +270,8 @@ class Kernels:
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
         _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         if self.ws and info.bwd_ws_threads:
-            ws = params + bytes(104) + _tensor_map(q, 64) + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64)
+            ws = (params + bytes(104) + _tensor_map(q, 64) + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64)
+                  + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
             _launch(self._ws_fn(q.dtype, hd, "bwd"), lay.num_bwd_work * hkv, info.bwd_ws_threads, info.bwd_ws_smem, ws,
                     stream)
         else:

@@ -129,9 +129,13 @@
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
  *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
  *    The warp-specialized backward (distca_attn_bwd_ws_<DT>_d<HD>) replaces step 2 only (bwd_pre and
- *    bwd_post stay): distca_bwd_ws_params_t (768 bytes) is distca_bwd_params_t at 0, zeros up to
- *    256, then the tensor maps of Q at 256, K at 384, V at 512 and dO at 640, encoded as above
- *    except that the boxes of Q and dO are {64, 1, 64} (the backward's query tile is 64 rows).
+ *    bwd_post stay): distca_bwd_ws_params_t (896 bytes) is distca_bwd_params_t at 0, zeros up to
+ *    256, then the tensor maps of Q at 256, K at 384, V at 512, dO at 640 and the dQ workspace at
+ *    768, encoded as above except that the boxes of Q and dO are {64, 1, 64} (the backward's
+ *    query tile is 64 rows) and the dQ workspace's map is CU_TENSOR_MAP_DATA_TYPE_FLOAT32 (7):
+ *    globalDim {HD, heads_q, total_q}, globalStrides {HD * 4, heads_q * HD * 4}, boxDim
+ *    {32, 1, 64} (the 128-byte swizzle spans 32 fp32 columns). The kernel adds dQ into the
+ *    workspace through it (TMA reduce-add) instead of atomics.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -252,7 +256,7 @@ typedef struct distca_fwd_ws_params_t {
   uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
 } distca_fwd_ws_params_t;
 
-/* Parameter block of distca_attn_bwd_ws_* (section 7). 768 bytes, 64-byte aligned. */
+/* Parameter block of distca_attn_bwd_ws_* (section 7). 896 bytes, 64-byte aligned. */
 typedef struct distca_bwd_ws_params_t {
   DISTCA_ALIGN64 distca_bwd_params_t base; /*   0 */
   uint8_t pad[104];                        /* 152: 0 */
@@ -260,6 +264,7 @@ typedef struct distca_bwd_ws_params_t {
   uint64_t tmap_k[16];                     /* 384: CUtensorMap of K (boxes of 128 rows) */
   uint64_t tmap_v[16];                     /* 512: CUtensorMap of V (boxes of 128 rows) */
   uint64_t tmap_do[16];                    /* 640: CUtensorMap of dO (boxes of 64 rows) */
+  uint64_t tmap_dq_accum[16];              /* 768: CUtensorMap of the fp32 dQ workspace */
 } distca_bwd_ws_params_t;
 
 #ifdef __cplusplus
@@ -278,8 +283,8 @@ static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_par
               "distca_fwd_ws_params_t layout");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
-static_assert(sizeof(distca_bwd_ws_params_t) == 768 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
-                  offsetof(distca_bwd_ws_params_t, tmap_do) == 640,
+static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
+                  offsetof(distca_bwd_ws_params_t, tmap_do) == 640 && offsetof(distca_bwd_ws_params_t, tmap_dq_accum) == 768,
               "distca_bwd_ws_params_t layout");
 static_assert(sizeof(distca_bwd_params_t) == 152, "distca_bwd_params_t size");
 static_assert(offsetof(distca_bwd_params_t, work) == 112, "bwd.work");

@@ -144,17 +144,25 @@ struct BwdSm90Config {
   static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + 4 * BM * 4 + 1024;
 };
 
+// The first dQ workspace column of warpgroup wg's phase-C tile (see bwd_step's kSplitN).
+template <int D>
+__device__ __forceinline__ int dq_column(int wg) {
+  return D >= 128 ? wg * (D / 2) : 0;
+}
+
 // One query tile of the backward walk (cursor `cur`) against this CTA's key tile, for this
 // warpgroup's 64 keys: phase A, the element-wise P^T and dS^T, phase B into acc_dk/acc_dv, phase C
 // and dQ's atomics. Q and dO of the tile are at aQ/adO, its LSE (log2 domain) and D at cLse/cDsum;
-// sync() must make the two warpgroups' dS^T halves visible to each other (a barrier over both).
+// sync() must make the two warpgroups' dS^T halves visible to each other (a barrier over both);
+// store_dq(acc_dq, row0, hq, rows) adds this warpgroup's 64 x 64 dQ tile (acc_dq, the m64n64
+// accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0.
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, typename Sync>
+template <typename T, int D, typename Sync, typename StoreDq>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
                                          const float* cLse, const float* cDsum, int wg, int wrow, int quad,
-                                         float scale_log2, Sync sync) {
+                                         float scale_log2, Sync sync, StoreDq store_dq) {
   using Cfg = BwdSm90Config<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NS = BM / 8;  // n8 blocks of S^T per thread row pair (queries)
@@ -164,9 +172,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   constexpr bool kSplitN = D >= 128;
   constexpr int NQ = kSplitN ? D / 2 / 8 : D / 8;  // n8 blocks of this warpgroup's dQ accumulators
   constexpr int C_STEPS = kSplitN ? BN / 16 : BN / 32;
-  const int heads_q = p.heads_q;
-  const long long q_stride = (long long)heads_q * D;
-  float* gdQacc = reinterpret_cast<float*>(p.dq_accum);
+  static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup (store_dq's contract)");
   const uint32_t adS = smem_addr(sdS);
   const distca_slice_t& sl = cur.sl;
   const int m0 = cur.mb * BM;
@@ -243,25 +249,30 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   for (int kk = 0; kk < C_STEPS; ++kk) {
     const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
     Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
-                                      desc_mn_major<BN>(aK, kSplitN ? wg * (D / 2) : 0, key_step), kk > 0);
+                                      desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
   }
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(acc_dq);
   fence_regs(acc_dk);
   fence_regs(acc_dv);
-  {
-    const int rows = min(BM, sl.q_len - m0);
-    float* base = gdQacc + (((long long)sl.q_start + m0) * heads_q + hq) * D + (kSplitN ? wg * (D / 2) : 0) + quad * 2;
+  store_dq(acc_dq, sl.q_start + m0, hq, min(BM, sl.q_len - m0));
+}
+
+// bwd_step's store_dq through fp32 atomics (rows at or past `rows` skipped).
+template <int D>
+__device__ __forceinline__ void bwd_dq_atomics(const float (&acc_dq)[32], const distca_bwd_params_t& p, int row0, int hq,
+                                               int rows, int wg, int wrow, int quad) {
+  const long long q_stride = (long long)p.heads_q * D;
+  float* base = reinterpret_cast<float*>(p.dq_accum) + ((long long)row0 * p.heads_q + hq) * D + dq_column<D>(wg) + quad * 2;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int q = wrow + h * 8;
-      if (q < rows) {
+  for (int h = 0; h < 2; ++h) {
+    const int q = wrow + h * 8;
+    if (q < rows) {
 #pragma unroll
-        for (int j = 0; j < NQ; ++j) {
-          atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
-                    make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
-        }
+      for (int j = 0; j < 8; ++j) {
+        atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
+                  make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
       }
     }
   }
@@ -350,7 +361,10 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     const float* cLse = sLse + stage * BM;
     const float* cDsum = sDsum + stage * BM;
     bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, kb0, aK, aV, aQ, adO, sdS, cLse, cDsum, wg, wrow, quad,
-                   scale_log2, [] { __syncthreads(); });
+                   scale_log2, [] { __syncthreads(); },
+                   [&](const float (&acc_dq)[32], int row0, int hq, int rows) {
+                     bwd_dq_atomics<D>(acc_dq, p, row0, hq, rows, wg, wrow, quad);
+                   });
     // The next tile's LSE/D go to the other stage (its readers are past the next iteration's barrier).
     if (have_next && tid < BM) {
       sLse[(stage ^ 1) * BM + tid] = next_lse;

@@ -7,8 +7,11 @@
 //                    arrives on the stage's full barrier
 //   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it
 //
-// Tensor maps (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with boxes of 128 rows, Q and
-// dO with boxes of 64 rows (the query tile).
+// dQ leaves through TMA reduce-adds (cp.reduce.async.bulk.tensor ... add) from shared memory into
+// the fp32 workspace instead of per-element atomics from the consumers (which cost ~30% of the
+// kernel: NOTES.md v9). Tensor maps (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with
+// boxes of 128 rows, Q and dO with boxes of 64 rows (the query tile), the dQ workspace (fp32) with
+// boxes of 32 columns x 64 rows.
 #pragma once
 
 #include "bwd_sm90.cuh"
@@ -24,9 +27,35 @@ struct BwdWsConfig {
   static constexpr int kSmemKV = BN * D;
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemP = BN * BM;
-  // K, V, stages x (Q, dO), dS^T, stages x (LSE, D), the mbarriers, plus 1 KiB of alignment
-  static constexpr int kSmemBytes = (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + 2 * kStages * BM * 4 + 64 + 1024;
+  // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
+  static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
+  // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, plus 1 KiB of
+  // alignment
+  static constexpr int kSmemBytes =
+      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 64 + 1024;
 };
+
+// Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
+// memory (TMA reduce-add; the element type is the map's), as one bulk-async group member.
+__device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(tmap),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until at most N bulk groups of this thread still read their shared-memory source.
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+// bar.sync over one consumer warpgroup (named barriers 2 and 3; 1 spans both).
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+}
 
 // mbarrier.expect_tx without the arrive: the producer's lanes arrive after their LSE/D stores.
 __device__ __forceinline__ void mbar_add_tx(uint32_t bar, uint32_t bytes) {
@@ -50,7 +79,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   T* sQ = sV + Cfg::kSmemKV;       // [S][BM][D]
   T* sdO = sQ + S * Cfg::kSmemQ;   // [S][BM][D]
   T* sdS = sdO + S * Cfg::kSmemQ;  // [BN keys][BM queries]: dS^T
-  float* sLse = reinterpret_cast<float*>(sdS + Cfg::kSmemP);  // [S][BM], log2 domain, +inf = no keys
+  // [warpgroup][buffer][2 boxes of 64 rows x 32 columns, 128-byte swizzled] fp32
+  float* sdQ = reinterpret_cast<float*>(sdS + Cfg::kSmemP);
+  float* sLse = sdQ + Cfg::kSmemDq;  // [S][BM], log2 domain, +inf = no keys
   float* sDsum = sLse + S * BM;                               // [S][BM]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sDsum + S * BM);
   const uint32_t bar_kv = smem_addr(bars);
@@ -134,15 +165,45 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   BwdCursor cur = tile.start();
   bool have = tile.template seek<BM>(cur);
   mbar_wait(bar_kv, 0);  // also where no query tile sees the key tile: the copies must land before exit
+  const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
   for (int it = 0; have; cur.advance(), have = tile.template seek<BM>(cur), ++it) {
     const int s = it % S;
     mbar_wait(bar_full(s), (it / S) & 1);
     consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
+    // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
+    // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
+    // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
+    // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
+    float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
+    auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
+      if (elected) bulk_wait_read<1>();
+      warpgroup_sync(wg);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = wrow + h * 8;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int c = j * 8 + quad * 2;  // column in the 64; box c / 32, 16-byte chunk (c % 32) / 4
+          const int at = (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3);
+          *reinterpret_cast<float2*>(dq_tile + at) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
+        }
+      }
+      fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
+      warpgroup_sync(wg);
+      if (elected) {
+#pragma unroll
+        for (int box = 0; box < 2; ++box) {
+          tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(wg) + box * 32, hq, row0);
+        }
+        bulk_commit();
+      }
+    };
     bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
                    smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-                   consumers_sync);
+                   consumers_sync, store_dq);
     mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
   }
+  if (elected) bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
 
   bwd_store_dkdv<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad);
 #else

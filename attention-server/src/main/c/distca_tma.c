@@ -36,21 +36,24 @@ JNIEXPORT jboolean JNICALL Java_io_distca_server_backend_cuda_TensorMaps_availab
 }
 
 /*
- * The tensor map of a [rows][heads][head_dim] tensor of 16-bit elements at device address `address`:
- * boxes of 64 columns x 1 head x box_rows rows, 128-byte swizzle. Writes 128 bytes into `out`;
- * returns the driver's CUresult (0 on success), or RESOLVE_FAILED without a driver.
+ * The tensor map of a [rows][heads][head_dim] tensor of element_bytes-byte elements at device
+ * address `address`: boxes of box_cols columns x 1 head x box_rows rows, 128-byte swizzle. Writes
+ * 128 bytes into `out`; returns the driver's CUresult (0 on success), or RESOLVE_FAILED without a
+ * driver.
  */
 JNIEXPORT jint JNICALL Java_io_distca_server_backend_cuda_TensorMaps_encode0(JNIEnv *env, jclass cls, jbyteArray out,
-                                                                            jlong address, jint data_type, jlong rows,
-                                                                            jint heads, jint head_dim, jint box_rows) {
+                                                                            jlong address, jint data_type,
+                                                                            jint element_bytes, jlong rows, jint heads,
+                                                                            jint head_dim, jint box_cols, jint box_rows) {
   (void)cls;
   encode_tiled_fn fn = resolve();
   if (fn == NULL) return RESOLVE_FAILED;
   _Alignas(128) uint64_t map[TENSOR_MAP_BYTES / 8];
   memset(map, 0, sizeof map);
+  const uint64_t row_bytes = (uint64_t)heads * (uint64_t)head_dim * (uint64_t)element_bytes;
   const uint64_t dims[3] = {(uint64_t)head_dim, (uint64_t)heads, (uint64_t)rows};
-  const uint64_t strides[2] = {(uint64_t)head_dim * 2, (uint64_t)heads * (uint64_t)head_dim * 2};
-  const uint32_t box[3] = {64, 1, (uint32_t)box_rows};
+  const uint64_t strides[2] = {(uint64_t)head_dim * (uint64_t)element_bytes, row_bytes};
+  const uint32_t box[3] = {(uint32_t)box_cols, 1, (uint32_t)box_rows};
   const uint32_t element_strides[3] = {1, 1, 1};
   int rc = fn(map, data_type, 3, (void *)(uintptr_t)address, dims, strides, box, element_strides, 0, SWIZZLE_128B,
               L2_PROMOTION_128B, 0);

@@ -505,7 +505,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       kernels.launch(DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), grid, g.backwardWsThreads(),
           g.backwardWsSharedBytes(), computeStream, backward.encodeWs(queryMap(plan, backward.q(), queryBox),
               keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
-              queryMap(plan, backward.dout(), queryBox)));
+              queryMap(plan, backward.dout(), queryBox),
+              TensorMaps.encode(DType.FP32, backward.dqAccum(), Math.max(1, plan.totalQ), shape.headsQ(),
+                  shape.headDim(), queryBox)));
       warpSpecializedBackwards.incrementAndGet();
     } else {
       kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),

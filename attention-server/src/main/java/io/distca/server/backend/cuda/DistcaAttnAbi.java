@@ -27,8 +27,8 @@ final class DistcaAttnAbi {
   static final int FORWARD_WS_PARAMS_BYTES = 512;
   static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
   static final int BACKWARD_PARAMS_BYTES = 152;
-  /** distca_bwd_ws_params_t: distca_bwd_params_t, zeros to 256, then the Q, K, V and dO tensor maps. */
-  static final int BACKWARD_WS_PARAMS_BYTES = 768;
+  /** distca_bwd_ws_params_t: distca_bwd_params_t, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
+  static final int BACKWARD_WS_PARAMS_BYTES = 896;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /** Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64) and key tiles. */
   static final int FORWARD_WS_BOX_ROWS = 128;
@@ -117,10 +117,11 @@ final class DistcaAttnAbi {
       return b.array();
     }
 
-    /** distca_bwd_ws_params_t: these parameters, then the tensor maps of Q, K, V and dO (128 bytes each). */
-    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout) {
+    /** distca_bwd_ws_params_t: these parameters, then the tensor maps of Q, K, V, dO and the dQ workspace. */
+    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout,
+        byte[] tensorMapDqAccum) {
       return withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
-          tensorMapQ, tensorMapK, tensorMapV, tensorMapDout);
+          tensorMapQ, tensorMapK, tensorMapV, tensorMapDout, tensorMapDqAccum);
     }
   }
 

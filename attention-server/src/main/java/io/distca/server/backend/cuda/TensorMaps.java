@@ -19,7 +19,10 @@ final class TensorMaps {
   static final int TENSOR_MAP_BYTES = 128;
 
   private static final int CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6;
+  private static final int CU_TENSOR_MAP_DATA_TYPE_FLOAT32 = 7;
   private static final int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+  /** The 128-byte swizzle's span: a box is 128 bytes of columns wide. */
+  private static final int SWIZZLE_BYTES = 128;
 
   private static final String UNAVAILABLE = load();
 
@@ -31,19 +34,23 @@ final class TensorMaps {
   }
 
   /**
-   * The 128-byte tensor map of a {@code [rows][heads][headDim]} bf16/fp16 tensor at device address
-   * {@code address}: boxes of 64 columns x 1 head x {@code boxRows} rows (a kernel's tile height),
-   * 128-byte swizzle.
+   * The 128-byte tensor map of a {@code [rows][heads][headDim]} bf16, fp16 or fp32 tensor at device
+   * address {@code address}: boxes of 128 bytes of columns x 1 head x {@code boxRows} rows (a
+   * kernel's tile height), 128-byte swizzle.
    */
   static byte[] encode(DType dtype, long address, long rows, int heads, int headDim, int boxRows) {
     int dataType = switch (dtype) {
       case BF16 -> CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
       case FP16 -> CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-      default -> throw new IllegalArgumentException("tensor maps of bf16 or fp16, not " + dtype);
+      case FP32 -> CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
+      default -> throw new IllegalArgumentException("tensor maps of bf16, fp16 or fp32, not " + dtype);
     };
-    if (rows < 1 || heads < 1 || headDim % 64 != 0 || boxRows < 1 || boxRows > 256) {
-      throw new IllegalArgumentException("tensor map of " + rows + " rows x " + heads + " heads x " + headDim
-          + " in boxes of " + boxRows + " rows: needs rows, heads >= 1, head_dim a multiple of 64, boxes of 1-256 rows");
+    int elementBytes = dtype.byteSize();
+    int boxCols = SWIZZLE_BYTES / elementBytes;
+    if (rows < 1 || heads < 1 || headDim % boxCols != 0 || boxRows < 1 || boxRows > 256) {
+      throw new IllegalArgumentException("tensor map of " + rows + " rows x " + heads + " heads x " + headDim + " "
+          + dtype + " in boxes of " + boxRows + " rows: needs rows, heads >= 1, head_dim a multiple of " + boxCols
+          + ", boxes of 1-256 rows");
     }
     if (UNAVAILABLE != null) {
       throw new IllegalStateException("TMA tensor maps unavailable: " + UNAVAILABLE);
@@ -51,7 +58,7 @@ final class TensorMaps {
     byte[] map = new byte[TENSOR_MAP_BYTES];
     Driver.check("cuTensorMapEncodeTiled(" + rows + " x " + heads + " x " + headDim + " " + dtype + ")",
         "encoding the tensor map of the tensor at 0x" + Long.toHexString(address),
-        () -> encode0(map, address, dataType, rows, heads, headDim, boxRows));
+        () -> encode0(map, address, dataType, elementBytes, rows, heads, headDim, boxCols, boxRows));
     return map;
   }
 
@@ -78,6 +85,6 @@ final class TensorMaps {
 
   private static native boolean available0();
 
-  private static native int encode0(byte[] out, long address, int dataType, long rows, int heads, int headDim,
-      int boxRows);
+  private static native int encode0(byte[] out, long address, int dataType, int elementBytes, long rows, int heads,
+      int headDim, int boxCols, int boxRows);
 }

@@ -54,20 +54,20 @@ class DistcaAttnAbiTest {
   }
 
   @Test
-  void warpSpecializedBackwardBlockIsTheBackwardBlockThenFourTensorMaps() {
+  void warpSpecializedBackwardBlockIsTheBackwardBlockThenFiveTensorMaps() {
     DistcaAttnAbi.BackwardParams p = new DistcaAttnAbi.BackwardParams(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
         21, 22, 16, 4, 77, 0.125f);
-    byte[][] maps = new byte[4][128];
-    for (int m = 0; m < 4; m++) {
+    byte[][] maps = new byte[5][128];
+    for (int m = 0; m < 5; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2], maps[3]);
-    assertEquals(768, bytes.length, "sizeof(distca_bwd_ws_params_t)");
+    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2], maps[3], maps[4]);
+    assertEquals(896, bytes.length, "sizeof(distca_bwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 152), "distca_bwd_params_t at 0");
     assertArrayEquals(new byte[104], java.util.Arrays.copyOfRange(bytes, 152, 256), "zeros up to 256");
-    for (int m = 0; m < 4; m++) {
+    for (int m = 0; m < 5; m++) {
       assertArrayEquals(maps[m], java.util.Arrays.copyOfRange(bytes, 256 + 128 * m, 384 + 128 * m),
-          "tensor map " + m + " (Q, K, V, dO) at " + (256 + 128 * m));
+          "tensor map " + m + " (Q, K, V, dO, dQ workspace) at " + (256 + 128 * m));
     }
   }
 

@@ -22,9 +22,11 @@ class TensorMapsTest {
 
   @Test
   void badShapesAreRefusedByName() {
-    IllegalArgumentException fp32 = assertThrows(IllegalArgumentException.class,
-        () -> TensorMaps.encode(DType.FP32, 0x1000, 10, 2, 128, 128));
-    assertTrue(fp32.getMessage().contains("bf16 or fp16"), fp32.getMessage());
+    IllegalArgumentException int32 = assertThrows(IllegalArgumentException.class,
+        () -> TensorMaps.encode(DType.INT32, 0x1000, 10, 2, 128, 128));
+    assertTrue(int32.getMessage().contains("bf16, fp16 or fp32"), int32.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.FP32, 0x1000, 4, 2, 48, 64),
+        "fp32 boxes are 32 columns wide");
     assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 0, 2, 128, 128), "no rows");
     assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 96, 128), "96 columns");
     assertThrows(IllegalArgumentException.class, () -> TensorMaps.encode(DType.BF16, 0x1000, 4, 2, 128, 512), "box rows");
