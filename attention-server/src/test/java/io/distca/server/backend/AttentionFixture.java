@@ -28,6 +28,19 @@ public final class AttentionFixture implements AutoCloseable {
     }
   }
 
+  /** A named batch for parameterized backend tests: shape, segment lengths and slices. */
+  public record Case(String name, AttentionShape shape, int[] segments, List<SliceSpec> slices) {
+    @Override
+    public String toString() {
+      return name;
+    }
+  }
+
+  /** A shape with the default softmax scale. */
+  public static AttentionShape shape(int hq, int hkv, int d, DType dtype) {
+    return new AttentionShape(hq, hkv, d, dtype, AttentionShape.defaultScale(d));
+  }
+
   private static final int LSE_LEAD_COLUMNS = 2;
   private static final int LSE_TAIL_COLUMNS = 3;
 

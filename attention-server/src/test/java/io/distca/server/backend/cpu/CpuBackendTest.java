@@ -1,5 +1,6 @@
 package io.distca.server.backend.cpu;
 
+import static io.distca.server.backend.AttentionFixture.shape;
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -8,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.server.backend.AttentionFixture;
+import io.distca.server.backend.AttentionFixture.Case;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
 import io.distca.server.backend.ReferenceAttention;
 import io.distca.server.backend.ReferenceAttention.ForwardResult;
@@ -57,17 +59,6 @@ class CpuBackendTest {
   @AfterEach
   void close() {
     allocator.close();
-  }
-
-  record Case(String name, AttentionShape shape, int[] segments, List<SliceSpec> slices) {
-    @Override
-    public String toString() {
-      return name;
-    }
-  }
-
-  static AttentionShape shape(int hq, int hkv, int d, DType dtype) {
-    return new AttentionShape(hq, hkv, d, dtype, AttentionShape.defaultScale(d));
   }
 
   static List<Case> cases() {

@@ -1,5 +1,6 @@
 package io.distca.server.backend.cuda;
 
+import static io.distca.server.backend.AttentionFixture.shape;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -10,6 +11,7 @@ import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.AttentionFixture;
+import io.distca.server.backend.AttentionFixture.Case;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
 import io.distca.server.backend.QuerySlice;
 import io.distca.server.backend.ReferenceAttention;
@@ -71,17 +73,6 @@ class CudaBackendGpuTest {
   @AfterEach
   void close() {
     allocator.close();
-  }
-
-  record Case(String name, AttentionShape shape, int[] segments, List<SliceSpec> slices) {
-    @Override
-    public String toString() {
-      return name;
-    }
-  }
-
-  static AttentionShape shape(int hq, int hkv, int d, DType dtype) {
-    return new AttentionShape(hq, hkv, d, dtype, AttentionShape.defaultScale(d));
   }
 
   static List<Case> cases() {
