@@ -143,6 +143,12 @@ struct BwdTile {
     k_rows = min(BN, seg.k_start + seg.len - kb0);
     kb1 = kb0 + k_rows;
   }
+  // Moves `c` past its query tile to the next one that sees this key tile; false at the end.
+  template <int BM>
+  __device__ __forceinline__ bool seek_next(BwdCursor& c) const {
+    c.advance();
+    return seek<BM>(c);
+  }
   // A cursor before the first query tile (seek() finds it).
   __device__ __forceinline__ BwdCursor start() const {
     BwdCursor c;
@@ -277,8 +283,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     cp_async_wait<0>();
     __syncthreads();
     BwdCursor next = cur;
-    next.advance();
-    const bool have_next = tile.template seek<BM>(next);
+    const bool have_next = tile.template seek_next<BM>(next);
     float next_lse = INFINITY, next_dsum = 0.f;
     if (have_next) bwd_issue_tile<BM, D, T>(p, next, head_kv, group, sQ, sdO, stage ^ 1, next_lse, next_dsum, tid, load_qdo);
     cp_async_commit();

@@ -351,8 +351,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
     fence_proxy_async();  // cp.async wrote the tiles through the generic proxy; wgmma reads through the async one
     __syncthreads();
     BwdCursor next = cur;
-    next.advance();
-    const bool have_next = tile.template seek<BM>(next);
+    const bool have_next = tile.template seek_next<BM>(next);
     float next_lse = INFINITY, next_dsum = 0.f;
     if (have_next) bwd_issue_tile<BM, D, T>(p, next, head_kv, group, sQ, sdO, stage ^ 1, next_lse, next_dsum, tid, load_qdo);
     cp_async_commit();

@@ -116,7 +116,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       }
       BwdCursor cur = tile.start();
       int it = 0;
-      for (bool have = tile.template seek<BM>(cur); have; cur.advance(), have = tile.template seek<BM>(cur), ++it) {
+      for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
         const int s = it % S;
         if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
         const int hq = head_kv * group + cur.group_head;
@@ -166,7 +166,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   bool have = tile.template seek<BM>(cur);
   mbar_wait(bar_kv, 0);  // also where no query tile sees the key tile: the copies must land before exit
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
-  for (int it = 0; have; cur.advance(), have = tile.template seek<BM>(cur), ++it) {
+  for (int it = 0; have; have = tile.template seek_next<BM>(cur), ++it) {
     const int s = it % S;
     mbar_wait(bar_full(s), (it / S) & 1);
     consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
