@@ -29,7 +29,6 @@ import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -50,10 +49,7 @@ class CudaBackendGpuTest {
 
   @BeforeAll
   static void openBackend() {
-    CudaBackendOptions options = new CudaBackendOptions();
-    String reason = CudaAvailability.unavailableReason(options);
-    Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
-    backend = CudaBackend.open(options);
+    backend = GpuTests.openOrSkip(new CudaBackendOptions());
     System.out.println("CUDA backend on " + backend.gpu() + ", seed " + SEED);
   }
 

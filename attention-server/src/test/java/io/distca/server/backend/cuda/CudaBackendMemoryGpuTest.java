@@ -11,7 +11,6 @@ import io.distca.server.backend.AttentionFixture.SliceSpec;
 import java.util.List;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -21,9 +20,7 @@ class CudaBackendMemoryGpuTest {
   @Test
   void arenaBytesGrowWithTheFirstBatchesAndStayFlatAfter() {
     CudaBackendOptions options = new CudaBackendOptions();
-    String reason = CudaAvailability.unavailableReason(options);
-    Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
-    try (BufferAllocator allocator = new RootAllocator(); CudaBackend backend = CudaBackend.open(options)) {
+    try (BufferAllocator allocator = new RootAllocator(); CudaBackend backend = GpuTests.openOrSkip(options)) {
       BackendMemory memory = backend;
       long deviceBefore = memory.deviceBytes();
       long pinnedBefore = memory.pinnedHostBytes();

@@ -25,7 +25,6 @@ import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.memory.util.MemoryUtil;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -50,10 +49,7 @@ class PinnedDirectPathGpuTest {
   @BeforeAll
   static void openBackend() {
     // Minimum 1 byte: every pinned run goes direct, LSE runs included, so the counters are exact.
-    CudaBackendOptions options = new CudaBackendOptions().directTransferMinBytes(1);
-    String reason = CudaAvailability.unavailableReason(options);
-    Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
-    backend = CudaBackend.open(options);
+    backend = GpuTests.openOrSkip(new CudaBackendOptions().directTransferMinBytes(1));
     System.out.println("CUDA backend on " + backend.gpu() + ", seed " + SEED);
   }
 
