@@ -154,7 +154,8 @@ class Kernels:
         if name not in self._fns:
             f = driver.moduleGetFunction(self.module, name)
             info = self.info[hd]
-            smem = info.fwd_smem if kind == "fwd" else info.bwd_smem if kind == "bwd" else 0
+            smem = {"fwd": info.fwd_smem, "bwd": info.bwd_smem, "fwd_ws": info.fwd_ws_smem,
+                    "bwd_ws": info.bwd_ws_smem}.get(kind, 0)
             if smem > 48 * 1024:
                 driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
             # all of L1 as shared memory, so that several CTAs of a tile shape fit on an SM
@@ -238,19 +239,10 @@ class Kernels:
         stream = torch.cuda.current_stream().cuda_stream
         if self.ws and info.fwd_ws_threads:
             params += bytes(48) + _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
-            _launch(self._ws_fn(q.dtype, hd), lay.num_fwd_work * hq, info.fwd_ws_threads, info.fwd_ws_smem, params,
+            _launch(self.fn("fwd_ws", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_ws_threads, info.fwd_ws_smem, params,
                     stream)
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
-
-    def _ws_fn(self, dtype, hd, kind="fwd"):
-        name = f"distca_attn_{kind}_ws_{DTYPE_NAMES[dtype]}_d{hd}"
-        if name not in self._fns:
-            f = driver.moduleGetFunction(self.module, name)
-            smem = self.info[hd].fwd_ws_smem if kind == "fwd" else self.info[hd].bwd_ws_smem
-            driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
-            self._fns[name] = f
-        return self._fns[name]
 
     def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None):
         hq, hd = q.shape[1], q.shape[2]
@@ -272,7 +264,7 @@ class Kernels:
         if self.ws and info.bwd_ws_threads:
             ws = (params + bytes(104) + _tensor_map(q, 64) + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64)
                   + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
-            _launch(self._ws_fn(q.dtype, hd, "bwd"), lay.num_bwd_work * hkv, info.bwd_ws_threads, info.bwd_ws_smem, ws,
+            _launch(self.fn("bwd_ws", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_ws_threads, info.bwd_ws_smem, ws,
                     stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,

@@ -101,7 +101,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final AtomicLong directDownloadBytes = new AtomicLong();
   private final AtomicLong stagedDownloadBytes = new AtomicLong();
   private volatile int leakedAtClose;
-  /** Null when forwards run on the warp-specialized kernel where the image has it; else why not. */
+  /** Null when forwards and backwards run on the warp-specialized kernels where the image has them; else why not. */
   private final String warpSpecializedUnavailable;
   private final AtomicLong warpSpecializedForwards = new AtomicLong();
   private final AtomicLong warpSpecializedBackwards = new AtomicLong();
