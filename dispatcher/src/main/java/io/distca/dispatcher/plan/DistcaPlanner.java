@@ -56,7 +56,7 @@ public final class DistcaPlanner implements Planner {
     int attempt = 0;
     while (true) {
       Placement placement =
-          new Placement(docs, input.servers(), input.shape(), options.minShardTokens(), tolerance);
+          new Placement(docs, input.servers(), input.shape(), options, tolerance);
       int unplaced = docs.totalPairs > 0 ? fillPhase.fill(placement, options.splitStyle()) : -1;
       if (unplaced < 0) {
         new Rebalancer(placement, options.splitStyle()).rebalance();

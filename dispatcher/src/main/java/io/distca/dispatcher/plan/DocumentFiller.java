@@ -5,7 +5,8 @@ package io.distca.dispatcher.plan;
  * within its tolerance, else a piece that fills the server to its target, repeating on the next
  * server with what is left. PREFIX cuts take the document's tail first, so the piece left for last
  * is a head: the cheapest K/V prefix of all. HEAD_TAIL cuts take rows from both ends. Every piece
- * split off has at least {@code minShard} query rows.
+ * split off has at least {@code minShard} query rows, and every cut falls on the placement's cut
+ * grid (a multiple of {@code PlanOptions.cutAlignTokens} in the document).
  */
 final class DocumentFiller {
   private final Placement placement;
@@ -69,21 +70,22 @@ final class DocumentFiller {
 
   private boolean placeTail(int server, double pairBudget, long maxRows, int held) {
     Placement p = placement;
-    int c = QueryCuts.tailCut(a, b, p.docs.length[doc], p.causal, pairBudget);
-    c = Math.min(c, b - minShard);
+    // the largest tail that fits, its start rounded up onto the cut grid (a smaller tail still fits)
+    int c = p.cutUp(QueryCuts.tailCut(a, b, p.docs.length[doc], p.causal, pairBudget), b);
+    c = Math.min(c, p.cutDown(b - minShard, a));
     if (b - c > maxRows) {
-      c = (int) (b - maxRows);
+      c = p.cutUp((int) (b - maxRows), b);
     }
     if (b - c < minShard) {
       return false;
     }
     if (c - a < minShard) {
       // The head left over would be too short to stand alone: take everything when the bytes allow
-      // (it overshoots the target by at most minShard rows' pairs), else leave exactly a minimum head.
+      // (it overshoots the target by at most minShard rows' pairs), else leave a minimum head.
       if (placeWhole(server, held)) {
         return true;
       }
-      c = a + minShard;
+      c = p.cutUp(a + minShard, b);
       if (b - c < minShard || b - c > maxRows) {
         return false;
       }
@@ -105,10 +107,25 @@ final class DocumentFiller {
       // too short to cut at both ends: the whole range or nothing
       return placeWhole(server, held);
     }
-    p.addPiece(doc, a, a + h, server);
-    p.addPiece(doc, b - h, b, server);
-    a += h;
-    b -= h;
+    // onto the cut grid: the head ends at or before a + h and the tail starts at or after b - h,
+    // each rounded the other way when that would leave it shorter than minShard
+    int headEnd = p.cutDown(a + h, a);
+    if (headEnd - a < minShard) {
+      headEnd = p.cutUp(a + h, b);
+    }
+    int tailStart = p.cutUp(b - h, b);
+    if (b - tailStart < minShard) {
+      tailStart = p.cutDown(b - h, headEnd);
+    }
+    int gap = tailStart - headEnd;
+    if (headEnd - a < minShard || b - tailStart < minShard || gap < 0 || (gap > 0 && gap < minShard)
+        || (long) (headEnd - a) + (b - tailStart) > maxRows) {
+      return placeWhole(server, held);
+    }
+    p.addPiece(doc, a, headEnd, server);
+    p.addPiece(doc, tailStart, b, server);
+    a = headEnd;
+    b = tailStart;
     return true;
   }
 

@@ -9,7 +9,8 @@ import java.util.List;
  * The simple FLOP-balancing planner: every document's query range is cut into near-equal shards of
  * at most {@code maxShardTokens} rows (never fewer than {@code minShardTokens}, except that a
  * document shorter than that is one shard), each shard with its K/V prefix {@code [0, qe)} (causal)
- * or the whole document (full attention); shards are then assigned longest-FLOPs-first to the
+ * or the whole document (full attention), every cut on a multiple of {@code cutAlignTokens} where
+ * the aligned shards stay within those bounds; shards are then assigned longest-FLOPs-first to the
  * server with the least load relative to its throughput (LPT). It ignores byte budgets and pays for
  * its simplicity in bytes: a long document's K/V goes to many servers.
  */
@@ -32,8 +33,30 @@ public final class GreedyPlanner implements Planner {
     return count;
   }
 
-  static int shardStart(int length, int count, int index) {
-    return (int) ((long) index * length / count);
+  /**
+   * Start of shard {@code index} of {@code count}: near-equal shards, every inner cut on a multiple
+   * of {@code grid} (the document's {@code ceil(length / grid)} grid units shared out evenly).
+   */
+  static int shardStart(int length, int count, int index, int grid) {
+    if (index >= count) {
+      return length;
+    }
+    long units = ((long) length + grid - 1) / grid;
+    return (int) Math.min(length, index * units / count * grid);
+  }
+
+  /**
+   * The grid a document's cuts use: {@code grid} when the aligned shards all stay within
+   * [minShard, maxShard], else 1 (the exact near-equal cuts, as without alignment).
+   */
+  static int cutGrid(int length, int count, int minShard, int maxShard, int grid) {
+    for (int i = 0; grid > 1 && count > 1 && i < count; i++) {
+      int size = shardStart(length, count, i + 1, grid) - shardStart(length, count, i, grid);
+      if (size < minShard || size > maxShard) {
+        return 1;
+      }
+    }
+    return grid;
   }
 
   @Override
@@ -41,6 +64,7 @@ public final class GreedyPlanner implements Planner {
     long start = System.nanoTime();
     PlanOptions options = input.options();
     Documents docs = new Documents(input.docLengthsPerRank(), input.causal());
+    int grid = options.cutAlignTokens();
     int[] firstShard = new int[docs.count + 1];
     for (int g = 0; g < docs.count; g++) {
       firstShard[g + 1] = firstShard[g] + shardCount(docs.length[g], options.minShardTokens(), options.maxShardTokens());
@@ -52,11 +76,12 @@ public final class GreedyPlanner implements Planner {
     int[] shardQe = new int[shards];
     for (int g = 0; g < docs.count; g++) {
       int count = firstShard[g + 1] - firstShard[g];
+      int docGrid = cutGrid(docs.length[g], count, options.minShardTokens(), options.maxShardTokens(), grid);
       for (int i = 0; i < count; i++) {
         int shard = firstShard[g] + i;
         shardDoc[shard] = g;
-        shardQs[shard] = shardStart(docs.length[g], count, i);
-        shardQe[shard] = shardStart(docs.length[g], count, i + 1);
+        shardQs[shard] = shardStart(docs.length[g], count, i, docGrid);
+        shardQe[shard] = shardStart(docs.length[g], count, i + 1, docGrid);
         shardPairs[shard] = QueryCuts.rangePairs(shardQs[shard], shardQe[shard], docs.length[g], docs.causal);
       }
     }

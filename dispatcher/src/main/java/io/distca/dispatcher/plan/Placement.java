@@ -17,6 +17,8 @@ final class Placement {
   final Documents docs;
   final boolean causal;
   final int minShard;
+  /** Cuts inside a document fall on multiples of this (PlanOptions.cutAlignTokens). */
+  final int grid;
 
   final double[] load;
   final double[] target;
@@ -38,10 +40,11 @@ final class Placement {
   int[] pieceServer = new int[1024];
   private int[] pieceNext = new int[1024];
 
-  Placement(Documents docs, List<ServerCapacity> servers, AttentionShape shape, int minShard, double tolerance) {
+  Placement(Documents docs, List<ServerCapacity> servers, AttentionShape shape, PlanOptions options, double tolerance) {
     this.docs = docs;
     this.causal = docs.causal;
-    this.minShard = minShard;
+    this.minShard = options.minShardTokens();
+    this.grid = options.cutAlignTokens();
     int serverCount = servers.size();
     load = new double[serverCount];
     target = new double[serverCount];
@@ -64,6 +67,16 @@ final class Placement {
     kvTokenBytes = CostModel.forwardBytesIn(0, 1, shape);
     docFirstPiece = new int[docs.count];
     Arrays.fill(docFirstPiece, -1);
+  }
+
+  /** A cut at or after {@code c} on the grid, at most {@code limit}. */
+  int cutUp(int c, int limit) {
+    return QueryCuts.alignUp(c, grid, limit);
+  }
+
+  /** A cut at or before {@code c} on the grid, at least {@code floor}. */
+  int cutDown(int c, int floor) {
+    return QueryCuts.alignDown(c, grid, floor);
   }
 
   int serverCount() {

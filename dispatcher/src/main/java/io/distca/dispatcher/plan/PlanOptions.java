@@ -15,6 +15,11 @@ package io.distca.dispatcher.plan;
  * @param maxTolerance the tolerance beyond which a budget-violating plan is reported as infeasible
  *     (default 1.0, i.e. a server at twice its target)
  * @param splitStyle how {@link DistcaPlanner} cuts causal documents (default {@link SplitStyle#PREFIX})
+ * @param cutAlignTokens every cut inside a document falls on a multiple of this many tokens of the
+ *     document (default 128, the attention kernels' tile height; 1 cuts anywhere). A shard that
+ *     starts on the kernels' tile grid wastes no partially visible key block per query tile: on
+ *     pretrain-length shards that is about 5% of the fused kernel's computed area (docs/benchmarks.md,
+ *     rebatching). At most {@code minShardTokens}
  */
 public record PlanOptions(
     int minShardTokens,
@@ -22,13 +27,15 @@ public record PlanOptions(
     double tolerance,
     double toleranceStep,
     double maxTolerance,
-    SplitStyle splitStyle) {
+    SplitStyle splitStyle,
+    int cutAlignTokens) {
 
   public static final int DEFAULT_MIN_SHARD_TOKENS = 128;
   public static final int DEFAULT_MAX_SHARD_TOKENS = 4096;
   public static final double DEFAULT_TOLERANCE = 0.05;
   public static final double DEFAULT_TOLERANCE_STEP = 0.05;
   public static final double DEFAULT_MAX_TOLERANCE = 1.0;
+  public static final int DEFAULT_CUT_ALIGN_TOKENS = 128;
 
   public PlanOptions {
     if (minShardTokens < 1) {
@@ -51,6 +58,10 @@ public record PlanOptions(
     if (splitStyle == null) {
       throw new InvalidPlanInputException("splitStyle must not be null");
     }
+    if (cutAlignTokens < 1 || cutAlignTokens > minShardTokens) {
+      throw new InvalidPlanInputException(
+          "cutAlignTokens must be in [1, minShardTokens (" + minShardTokens + ")], got " + cutAlignTokens);
+    }
   }
 
   public static PlanOptions defaults() {
@@ -60,24 +71,33 @@ public record PlanOptions(
         DEFAULT_TOLERANCE,
         DEFAULT_TOLERANCE_STEP,
         DEFAULT_MAX_TOLERANCE,
-        SplitStyle.PREFIX);
+        SplitStyle.PREFIX,
+        DEFAULT_CUT_ALIGN_TOKENS);
   }
 
   public PlanOptions withTolerance(double newTolerance) {
     return new PlanOptions(
         minShardTokens, maxShardTokens, newTolerance, toleranceStep,
-        Math.max(maxTolerance, newTolerance), splitStyle);
+        Math.max(maxTolerance, newTolerance), splitStyle, cutAlignTokens);
   }
 
+  /** New shard bounds; the cut alignment drops to the new minimum if it was larger (e.g. 128 -> 16). */
   public PlanOptions withShardTokens(int newMinShardTokens, int newMaxShardTokens) {
-    return new PlanOptions(newMinShardTokens, newMaxShardTokens, tolerance, toleranceStep, maxTolerance, splitStyle);
+    return new PlanOptions(newMinShardTokens, newMaxShardTokens, tolerance, toleranceStep, maxTolerance, splitStyle,
+        Math.max(1, Math.min(cutAlignTokens, newMinShardTokens)));
   }
 
   public PlanOptions withToleranceSteps(double newToleranceStep, double newMaxTolerance) {
-    return new PlanOptions(minShardTokens, maxShardTokens, tolerance, newToleranceStep, newMaxTolerance, splitStyle);
+    return new PlanOptions(
+        minShardTokens, maxShardTokens, tolerance, newToleranceStep, newMaxTolerance, splitStyle, cutAlignTokens);
   }
 
   public PlanOptions withSplitStyle(SplitStyle newSplitStyle) {
-    return new PlanOptions(minShardTokens, maxShardTokens, tolerance, toleranceStep, maxTolerance, newSplitStyle);
+    return new PlanOptions(
+        minShardTokens, maxShardTokens, tolerance, toleranceStep, maxTolerance, newSplitStyle, cutAlignTokens);
+  }
+
+  public PlanOptions withCutAlignTokens(int newCutAlignTokens) {
+    return new PlanOptions(minShardTokens, maxShardTokens, tolerance, toleranceStep, maxTolerance, splitStyle, newCutAlignTokens);
   }
 }

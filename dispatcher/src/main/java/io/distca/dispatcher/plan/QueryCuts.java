@@ -99,6 +99,17 @@ final class QueryCuts {
     return (long) h * ((long) a + b + 1);
   }
 
+  /** The smallest multiple of {@code grid} at or above {@code c}, but at most {@code limit}. */
+  static int alignUp(int c, int grid, int limit) {
+    long up = ((long) c + grid - 1) / grid * grid;
+    return (int) Math.min(up, limit);
+  }
+
+  /** The largest multiple of {@code grid} at or below {@code c} (c >= 0), but at least {@code floor}. */
+  static int alignDown(int c, int grid, int floor) {
+    return Math.max(c / grid * grid, floor);
+  }
+
   /** floor of the x solving x (x + 1) / 2 = t, as a starting guess corrected by the callers. */
   private static long triangularRootFloor(long t) {
     if (t <= 0) {

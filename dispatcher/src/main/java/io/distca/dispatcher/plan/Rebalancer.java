@@ -116,19 +116,30 @@ final class Rebalancer {
       if (qe - qs < 2 * p.minShard) {
         continue;
       }
+      // every cut on the grid, rounded so that the moved part shrinks (it stays within what is
+      // wanted), or grows where shrinking would leave it shorter than minShard
       if (headTail) {
         int h = Math.max(QueryCuts.headTailRows(qs, qe, wanted), p.minShard);
-        int middle = qe - qs - 2 * h;
-        if (middle >= p.minShard) {
-          consider(donor, receiver, donorRelative, piece, qs + h, qe - h, qs + h, qe - h);
+        int keptFrom = p.cutDown(qs + h, qs);
+        if (keptFrom - qs < p.minShard) {
+          keptFrom = p.cutUp(qs + h, qe);
+        }
+        int keptTo = p.cutUp(qe - h, qe);
+        if (qe - keptTo < p.minShard) {
+          keptTo = p.cutDown(qe - h, qs);
+        }
+        if (keptTo - keptFrom >= p.minShard) {
+          consider(donor, receiver, donorRelative, piece, keptFrom, keptTo, keptFrom, keptTo);
         }
         continue;
       }
-      int tail = Math.min(QueryCuts.tailCut(qs, qe, length, p.causal, wanted), qe - p.minShard);
+      int tail = Math.min(p.cutUp(QueryCuts.tailCut(qs, qe, length, p.causal, wanted), qe),
+          p.cutDown(qe - p.minShard, qs));
       if (tail - qs >= p.minShard) {
         consider(donor, receiver, donorRelative, piece, qs, tail, qs, tail); // move [tail, qe)
       }
-      int head = Math.max(QueryCuts.headCut(qs, qe, length, p.causal, wanted), qs + p.minShard);
+      int head = Math.max(p.cutDown(QueryCuts.headCut(qs, qe, length, p.causal, wanted), qs),
+          p.cutUp(qs + p.minShard, qe));
       if (qe - head >= p.minShard) {
         consider(donor, receiver, donorRelative, piece, head, qe, head, qe); // move [qs, head)
       }

@@ -70,6 +70,11 @@ public final class PlanCommand implements Callable<Integer> {
       description = "greedy planner's shard size (default: ${DEFAULT-VALUE})")
   int maxShard;
 
+  @Option(names = "--cut-align", defaultValue = "" + PlanOptions.DEFAULT_CUT_ALIGN_TOKENS,
+      description = "cuts inside a document on multiples of this many tokens; at most --min-shard, 1 = anywhere"
+          + " (default: ${DEFAULT-VALUE})")
+  int cutAlign;
+
   @Option(names = "--server-tflops", split = ",", defaultValue = "330",
       description = "measured attention TFLOP/s per server, cycled over the servers (default: ${DEFAULT-VALUE})")
   double[] serverTflops;
@@ -141,7 +146,7 @@ public final class PlanCommand implements Callable<Integer> {
       capacities.add(new ServerCapacity("server-" + s, tflops * 1e12, byteBudget));
     }
     PlanOptions options = new PlanOptions(minShard, maxShard, tolerance, PlanOptions.DEFAULT_TOLERANCE_STEP,
-        Math.max(PlanOptions.DEFAULT_MAX_TOLERANCE, tolerance), splitStyle(splitStyle));
+        Math.max(PlanOptions.DEFAULT_MAX_TOLERANCE, tolerance), splitStyle(splitStyle), cutAlign);
     PlanInput input = new PlanInput(modelSpec.attentionShape(), true, docs, capacities, options);
     Planner chosen = planner(planner);
     Plan plan = null;

@@ -113,4 +113,16 @@ final class PlanChecks {
       }
     }
   }
+
+  /** Every cut inside a document (a task start other than 0) falls on a multiple of cutAlignTokens. */
+  static void assertCutsOnGrid(PlanInput input, Plan plan) {
+    int grid = input.options().cutAlignTokens();
+    for (int rank = 0; rank < input.ranks(); rank++) {
+      for (PlannedTask task : plan.tasksOf(rank)) {
+        if (task.qStart() % grid != 0) {
+          fail("rank " + rank + " task " + task + " starts at " + task.qStart() + ", off the cut grid of " + grid);
+        }
+      }
+    }
+  }
 }

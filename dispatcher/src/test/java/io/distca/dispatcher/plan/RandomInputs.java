@@ -36,8 +36,9 @@ final class RandomInputs {
     int maxShard = Math.max(minShard, 256) * (1 + rng.nextInt(16));
     double tolerance = new double[] {0, 0.01, 0.05, 0.2}[rng.nextInt(4)];
     SplitStyle style = rng.nextInt(3) == 0 ? SplitStyle.HEAD_TAIL : SplitStyle.PREFIX;
+    int cutAlign = Math.min(minShard, new int[] {1, 16, 64, 128}[rng.nextInt(4)]);
     PlanOptions options = PlanOptions.defaults().withShardTokens(minShard, maxShard).withTolerance(tolerance)
-        .withSplitStyle(style);
+        .withSplitStyle(style).withCutAlignTokens(cutAlign);
     return new PlanInput(shape, causal, docs, servers, options);
   }
 
