@@ -13,7 +13,8 @@ Sections:
             whole documents, causal, 64K tokens
   rebatch   query shards of 128..4K tokens of such documents (KV = the document prefix, one shared
             K/V copy per document, bottom-right causal): one fused launch vs one long sequence of the
-            same FLOPs vs one launch per shard
+            same FLOPs vs one launch per shard; once with cuts on the planner's 128-token grid, once
+            with cuts anywhere (--cut-grids)
 
 Usage: python3 native/bench/bench.py [--fatbin PATH] [--sections uniform,varlen,rebatch] [--quick]
 """
@@ -241,8 +242,10 @@ def section_varlen(kern, reps, out):
             out.append(f"| {hd} | {pas} | {o:.1f} | {fmt(f_).strip()} | {ratio(o, f_).strip()} |")
 
 
-def shard_batch(target_flops, h, hd, seed):
-    """Documents cut into query shards of 128..4K tokens; each shard attends to its document prefix."""
+def shard_batch(target_flops, h, hd, seed, grid=128):
+    """Documents cut into query shards of 128..4K tokens, every inner cut on a multiple of `grid`
+    (the planner's PlanOptions.cutAlignTokens, default 128; 1 = anywhere); each shard attends to its
+    document prefix. Same rule as the Java bench (KernelBench.shardDocuments)."""
     rng = random.Random(seed)
     lens = json.load(open(os.path.join(HERE, "pretrain_doc_lengths_sample.json")))
     seg_lens, slices, flops = [], [], 0.0
@@ -255,6 +258,11 @@ def shard_batch(target_flops, h, hd, seed):
         qs = 0
         while qs < n and flops < target_flops:
             q = min(n - qs, rng.randint(128, 4096))
+            if qs + q < n:
+                q = max(128, q // grid * grid)
+                rest = n - qs - q
+                if 0 < rest < 128:  # no shard under 128 rows: take the rest too, or leave 128 more for it
+                    q = n - qs if n - qs <= 4096 else q - 128
             s = Slice(g, 0, qs + q, q, True)  # bottom-right: diagonal = qs
             slices.append(s)
             flops += forward_flops([s], h, hd)
@@ -262,11 +270,12 @@ def shard_batch(target_flops, h, hd, seed):
     return seg_lens, slices
 
 
-def section_rebatch(kern, reps, out, torch_too=True):
+def section_rebatch(kern, reps, out, torch_too=True, grid=128):
     h, hd = 16, 128
     long_s = 16384
     target = forward_flops([Slice(0, 0, long_s, long_s, True)], h, hd)
-    seg_lens, slices = shard_batch(target, h, hd, 7)
+    seg_lens, slices = shard_batch(target, h, hd, 7, grid)
+    cuts = f"cuts on multiples of {grid}" if grid > 1 else "cuts anywhere"
     flops = forward_flops(slices, h, hd)
     # one long sequence with the same FLOPs (causal pairs s(s+1)/2)
     pairs = flops / (4.0 * hd * h)
@@ -280,7 +289,7 @@ def section_rebatch(kern, reps, out, torch_too=True):
     whole = [Slice(g, 0, n, n, True) for g, n in enumerate(covered)]
     assert abs(forward_flops(whole, h, hd) - flops) < 1e-6 * flops
     qlens = [sl.q_len for sl in slices]
-    print(f"\n== rebatch: {len(slices)} shards (q 128..4K, mean {sum(qlens) / len(qlens):.0f}) of {len(seg_lens)} documents, "
+    print(f"\n== rebatch ({cuts}): {len(slices)} shards (q 128..4K, mean {sum(qlens) / len(qlens):.0f}) of {len(seg_lens)} documents, "
           f"{flops / 1e12:.2f} TFLOP fwd; long sequence {L} tokens; d128 h16 bf16 causal ==")
     fused = Ours(kern, seg_lens, slices, h, h, hd)
     docs = Ours(kern, covered, whole, h, h, hd)
@@ -302,7 +311,7 @@ def section_rebatch(kern, reps, out, torch_too=True):
         fa2_long = lambda: TorchFA2([L], h, hd, True)
 
     out.append("")
-    out.append(f"Rebatching: {len(slices)} causal query shards of 128..4K tokens (KV = document prefix, one K/V copy per "
+    out.append(f"Rebatching ({cuts}): {len(slices)} causal query shards of 128..4K tokens (KV = document prefix, one K/V copy per "
                f"document) from {len(seg_lens)} pretrain documents, {flops / 1e12:.2f} TFLOP forward, d128, h16, bf16. "
                f"TFLOP/s of: ours fused over the shards; ours over the same documents unsharded (same FLOPs); ours "
                f"on one long sequence of {L} tokens (same FLOPs); ours with one launch per shard; PyTorch FA2 fused "
@@ -339,6 +348,8 @@ def main():
     ap.add_argument("--seqs", default=None, help="uniform section: sequence lengths, e.g. 4096,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
     ap.add_argument("--no-torch", action="store_true", help="uniform and rebatch sections: skip the PyTorch baselines")
+    ap.add_argument("--cut-grids", default="128,1",
+                    help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
     ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -353,7 +364,8 @@ def main():
     if "varlen" in sections:
         section_varlen(kern, args.reps, out)
     if "rebatch" in sections:
-        section_rebatch(kern, args.reps, out, not args.no_torch)
+        for grid in (int(x) for x in args.cut_grids.split(",")):
+            section_rebatch(kern, args.reps, out, not args.no_torch, grid)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(out) + "\n")

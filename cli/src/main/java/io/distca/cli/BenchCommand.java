@@ -66,8 +66,10 @@ final class BenchCommand implements Runnable {
         for (int d : headDims) {
           rows.add(bench.varlen("pretrain mix (" + mix.length + " docs)", d, mix));
         }
-        rows.addAll(bench.rebatching(128, tokens, seed));
+        List<KernelBench.Row> rebatching = bench.rebatching(128, tokens, DocLengthDistribution.pretrain(), seed);
+        rows.addAll(rebatching);
         KernelBench.print(rows, System.out);
+        KernelBench.printRebatchingRatios(rebatching, System.out);
       }
       return 0;
     }

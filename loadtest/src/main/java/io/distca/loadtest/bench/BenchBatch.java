@@ -15,14 +15,28 @@ import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.util.MemoryUtil;
 
 /**
- * A packed varlen batch of whole documents with random inputs, its outputs, and the forward and
- * backward {@link AttentionBatch}es over them: what the kernel benchmarks time.
+ * A packed varlen batch with random inputs, its outputs, and the forward and backward
+ * {@link AttentionBatch}es over them: what the kernel benchmarks time. Documents give the K/V rows;
+ * shards (CA-tasks) give the query rows: query rows {@code [qs, qe)} of a document with its K/V
+ * prefix {@code [0, qe)} when causal (bottom-right aligned), all of it when not. A batch of whole
+ * documents has one shard per document.
  */
 final class BenchBatch implements AutoCloseable {
+  /** Query rows {@code [qs, qe)} of document {@code doc}. */
+  record Shard(int doc, int qs, int qe) {
+    int rows() {
+      return qe - qs;
+    }
+  }
+
   final AttentionShape shape;
   final boolean causal;
   final int[] lengths;
+  final List<Shard> shards;
+  /** Query rows (the shards' rows summed). */
   final int tokens;
+  /** Key rows (the documents' lengths summed). */
+  final int kvTokens;
   final List<Tensor> tensors = new ArrayList<>();
   final Tensor q;
   final Tensor k;
@@ -34,25 +48,50 @@ final class BenchBatch implements AutoCloseable {
   final Tensor dk;
   final Tensor dv;
 
+  /** Whole documents. */
   BenchBatch(BufferAllocator allocator, AttentionShape shape, boolean causal, int[] lengths, long seed) {
+    this(allocator, shape, causal, lengths, wholeDocuments(lengths), seed);
+  }
+
+  BenchBatch(BufferAllocator allocator, AttentionShape shape, boolean causal, int[] lengths, List<Shard> shards,
+      long seed) {
     this.shape = shape;
     this.causal = causal;
     this.lengths = lengths.clone();
-    int t = 0;
+    this.shards = List.copyOf(shards);
+    int kv = 0;
     for (int len : lengths) {
-      t += len;
+      kv += len;
+    }
+    int t = 0;
+    for (Shard shard : shards) {
+      if (shard.qs() < 0 || shard.qs() >= shard.qe() || shard.qe() > lengths[shard.doc()]) {
+        throw new IllegalArgumentException("shard " + shard + " outside its document of " + lengths[shard.doc()]);
+      }
+      t += shard.rows();
     }
     this.tokens = t;
+    this.kvTokens = kv;
     SplittableRandom rnd = new SplittableRandom(seed);
-    q = random(allocator, rnd, shape.headsQ());
-    k = random(allocator, rnd, shape.headsKv());
-    v = random(allocator, rnd, shape.headsKv());
-    dO = random(allocator, rnd, shape.headsQ());
+    q = random(allocator, rnd, t, shape.headsQ());
+    k = random(allocator, rnd, kv, shape.headsKv());
+    v = random(allocator, rnd, kv, shape.headsKv());
+    dO = random(allocator, rnd, t, shape.headsQ());
     o = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsQ(), shape.headDim()));
     lse = track(Tensor.allocate(allocator, DType.FP32, shape.headsQ(), t));
     dq = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsQ(), shape.headDim()));
-    dk = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsKv(), shape.headDim()));
-    dv = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsKv(), shape.headDim()));
+    dk = track(Tensor.allocate(allocator, shape.dtype(), kv, shape.headsKv(), shape.headDim()));
+    dv = track(Tensor.allocate(allocator, shape.dtype(), kv, shape.headsKv(), shape.headDim()));
+  }
+
+  static List<Shard> wholeDocuments(int[] lengths) {
+    List<Shard> shards = new ArrayList<>();
+    for (int d = 0; d < lengths.length; d++) {
+      if (lengths[d] > 0) {
+        shards.add(new Shard(d, 0, lengths[d]));
+      }
+    }
+    return shards;
   }
 
   private Tensor track(Tensor t) {
@@ -61,8 +100,8 @@ final class BenchBatch implements AutoCloseable {
   }
 
   /** Uniform values in [-1, 1), written as raw 16-bit patterns (fast enough for 10^8 elements). */
-  private Tensor random(BufferAllocator allocator, SplittableRandom rnd, int heads) {
-    Tensor t = track(Tensor.allocate(allocator, shape.dtype(), tokens, heads, shape.headDim()));
+  private Tensor random(BufferAllocator allocator, SplittableRandom rnd, int rows, int heads) {
+    Tensor t = track(Tensor.allocate(allocator, shape.dtype(), rows, heads, shape.headDim()));
     long base = t.address();
     for (long i = 0; i < t.numel(); i++) {
       float x = (float) (rnd.nextDouble() * 2 - 1);
@@ -76,29 +115,37 @@ final class BenchBatch implements AutoCloseable {
   }
 
   AttentionBatch forward() {
-    List<KvSegment> segments = new ArrayList<>();
-    List<QuerySlice> slices = new ArrayList<>();
-    int row = 0;
-    for (int d = 0; d < lengths.length; d++) {
-      int end = row + lengths[d];
-      segments.add(KvSegment.forward(k.sliceRows(row, end), v.sliceRows(row, end)));
-      slices.add(QuerySlice.forward(d, 0, lengths[d], causal, 0, q.sliceRows(row, end), o.sliceRows(row, end),
-          new LseView(lse, row)));
-      row = end;
-    }
-    return new AttentionBatch(shape, segments, slices);
+    return batch(false);
   }
 
   AttentionBatch backward() {
+    return batch(true);
+  }
+
+  private AttentionBatch batch(boolean backward) {
     List<KvSegment> segments = new ArrayList<>();
-    List<QuerySlice> slices = new ArrayList<>();
+    int[] kvRow = new int[lengths.length];
     int row = 0;
     for (int d = 0; d < lengths.length; d++) {
+      kvRow[d] = row;
       int end = row + lengths[d];
-      segments.add(new KvSegment(k.sliceRows(row, end), v.sliceRows(row, end), dk.sliceRows(row, end),
-          dv.sliceRows(row, end)));
-      slices.add(QuerySlice.backward(d, 0, lengths[d], causal, 0, q.sliceRows(row, end), o.sliceRows(row, end),
-          new LseView(lse, row), dO.sliceRows(row, end), dq.sliceRows(row, end)));
+      segments.add(backward
+          ? new KvSegment(k.sliceRows(row, end), v.sliceRows(row, end), dk.sliceRows(row, end), dv.sliceRows(row, end))
+          : KvSegment.forward(k.sliceRows(row, end), v.sliceRows(row, end)));
+      row = end;
+    }
+    List<QuerySlice> slices = new ArrayList<>();
+    row = 0;
+    for (Shard shard : shards) {
+      int end = row + shard.rows();
+      int kvLen = causal ? shard.qe() : lengths[shard.doc()];
+      int diagonal = kvLen - shard.rows(); // bottom-right: row i is document position qs + i
+      LseView lseView = new LseView(lse, row);
+      slices.add(backward
+          ? QuerySlice.backward(shard.doc(), 0, kvLen, causal, diagonal, q.sliceRows(row, end), o.sliceRows(row, end),
+              lseView, dO.sliceRows(row, end), dq.sliceRows(row, end))
+          : QuerySlice.forward(shard.doc(), 0, kvLen, causal, diagonal, q.sliceRows(row, end), o.sliceRows(row, end),
+              lseView));
       row = end;
     }
     return new AttentionBatch(shape, segments, slices);
@@ -106,14 +153,17 @@ final class BenchBatch implements AutoCloseable {
 
   /**
    * Forward FLOPs by FlashAttention's benchmark convention: 4 * s^2 * h * d per document, halved
-   * when causal (so causal and full runs of one kernel compare directly).
+   * when causal (so causal and full runs of one kernel compare directly); a causal shard
+   * {@code [qs, qe)} counts {@code (qe^2 - qs^2) / 2} pairs, so a document's shards sum to it.
    */
   double forwardFlopsFaConvention() {
-    double f = 0;
-    for (int len : lengths) {
-      f += 4.0 * len * (double) len * shape.headsQ() * shape.headDim() / (causal ? 2 : 1);
+    double pairs = 0;
+    for (Shard shard : shards) {
+      pairs += causal
+          ? ((double) shard.qe() * shard.qe() - (double) shard.qs() * shard.qs()) / 2
+          : (double) shard.rows() * lengths[shard.doc()];
     }
-    return f;
+    return 4.0 * pairs * shape.headsQ() * shape.headDim();
   }
 
   @Override

@@ -1,5 +1,7 @@
 package io.distca.loadtest.bench;
 
+import io.distca.dispatcher.plan.PlanOptions;
+import io.distca.dispatcher.workload.DocLengthDistribution;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.server.backend.AttentionBackend;
@@ -18,15 +20,16 @@ import org.apache.arrow.memory.BufferAllocator;
  * {@code distca bench kernel}: TFLOP/s of a backend's fused varlen kernels, by FlashAttention's
  * convention (forward 4*b*s^2*h*d, halved when causal; backward 2.5x forward), over the standard
  * grid (head_dim 64 and 128, causal and not, s = 512 ... 16K with b*s tokens and h*d = 2048), a
- * varlen mix, and the rebatching comparison (one fused launch over many 128..4K shards against one
- * long sequence of the same FLOPs and against one launch per shard).
+ * varlen mix, and the rebatching comparison (one fused launch over many 128..4K CA-task shards
+ * against the same documents unsharded, one long sequence of the same FLOPs, and one launch per
+ * shard).
  *
  * <p>Time per batch is the backend's own kernel time where it reports one (the CUDA backend: CUDA
  * events around the launches, copies excluded), else wall time; the median of the iterations.
  */
 public final class KernelBench {
   /** One measured configuration. */
-  public record Row(String label, int headDim, boolean causal, int seqLen, int docs, double forwardTflops,
+  public record Row(String label, int headDim, boolean causal, int seqLen, int slices, double forwardTflops,
       double backwardTflops) {}
 
   private final AttentionBackend backend;
@@ -69,43 +72,98 @@ public final class KernelBench {
     return measure(label, headDim, true, lengths, 0);
   }
 
+  /** Shortest and longest shard of the rebatching comparison, in query rows. */
+  static final int MIN_SHARD = 128;
+  static final int MAX_SHARD = 4096;
+
   /**
-   * Rebatching: shards of 128..4K tokens fused into one launch, against one long causal sequence of
-   * the same FLOPs, and against one launch per shard (summed kernel times).
+   * Rebatching: documents drawn from {@code documents}, cut into CA-task shards of 128..4K query
+   * rows (each with its document's K/V prefix, as the planner ships them) until the shards hold the
+   * FLOPs of one causal sequence of {@code longSeq} tokens; the shards fused into one launch, against
+   * the same documents unsharded (the same FLOPs), against that one long sequence, and against one
+   * launch per shard. Once with every cut on the planner's default grid of 128 tokens
+   * ({@code PlanOptions.cutAlignTokens}), once with cuts anywhere.
    */
-  public List<Row> rebatching(int headDim, int totalTokens, long seed) {
-    SplittableRandom rnd = new SplittableRandom(seed);
-    List<Integer> shards = new ArrayList<>();
-    int left = totalTokens;
-    while (left > 0) {
-      int len = (int) Math.min(left, Math.round(Math.exp(Math.log(128) + rnd.nextDouble() * (Math.log(4096) - Math.log(128)))));
-      shards.add(len);
-      left -= len;
-    }
-    int[] lengths = shards.stream().mapToInt(Integer::intValue).toArray();
-    double pairs = 0;
-    for (int len : lengths) {
-      pairs += (double) len * len / 2;
-    }
-    int longSeq = (int) Math.round(Math.sqrt(2 * pairs));
+  public List<Row> rebatching(int headDim, int longSeq, DocLengthDistribution documents, long seed) {
     List<Row> rows = new ArrayList<>();
-    rows.add(measure("fused " + lengths.length + " shards 128..4K", headDim, true, lengths, 0));
-    rows.add(measure("one sequence, same FLOPs", headDim, true, new int[] {longSeq}, longSeq));
-    // one launch per shard: time each shard alone, add the times
+    for (int grid : new int[] {PlanOptions.DEFAULT_CUT_ALIGN_TOKENS, 1}) {
+      Sharded sharded = shardDocuments(documents, (double) longSeq * longSeq / 2, grid, new SplittableRandom(seed));
+      String cuts = grid > 1 ? "cuts on " + grid : "cuts anywhere";
+      rows.add(measure("fused shards, " + cuts, headDim, true, sharded.lengths, sharded.shards, 0));
+      rows.add(measure("  same docs unsharded", headDim, true, sharded.lengths,
+          BenchBatch.wholeDocuments(sharded.covered()), 0));
+      if (grid > 1) {
+        rows.add(measure("one sequence, same FLOPs", headDim, true, new int[] {longSeq}, longSeq));
+        rows.add(perShard(headDim, sharded));
+      }
+    }
+    return rows;
+  }
+
+  /** Documents and the shards cut from them (a document's shards cover its rows from 0 on). */
+  record Sharded(int[] lengths, List<BenchBatch.Shard> shards) {
+    /** Rows of each document that the shards cover: a prefix of it. */
+    int[] covered() {
+      int[] rows = new int[lengths.length];
+      for (BenchBatch.Shard shard : shards) {
+        rows[shard.doc()] = Math.max(rows[shard.doc()], shard.qe());
+      }
+      return rows;
+    }
+  }
+
+  /**
+   * Draws documents of at least {@link #MIN_SHARD} tokens and cuts each into shards of
+   * {@link #MIN_SHARD}..{@link #MAX_SHARD} rows of random length, every inner cut on a multiple of
+   * {@code grid}, until the shards' causal pairs reach {@code targetPairs}.
+   */
+  static Sharded shardDocuments(DocLengthDistribution documents, double targetPairs, int grid, SplittableRandom rng) {
+    List<Integer> lengths = new ArrayList<>();
+    List<BenchBatch.Shard> shards = new ArrayList<>();
+    double pairs = 0;
+    while (pairs < targetPairs) {
+      int n = documents.sample(rng);
+      if (n < MIN_SHARD) {
+        continue;
+      }
+      int doc = lengths.size();
+      lengths.add(n);
+      int qs = 0;
+      while (qs < n && pairs < targetPairs) {
+        int q = Math.min(n - qs, MIN_SHARD + rng.nextInt(MAX_SHARD - MIN_SHARD + 1));
+        if (qs + q < n) {
+          q = Math.max(MIN_SHARD, q / grid * grid);
+          int rest = n - qs - q;
+          if (rest > 0 && rest < MIN_SHARD) {
+            // no shard under MIN_SHARD rows: take the rest too, or leave MIN_SHARD more for it
+            q = n - qs <= MAX_SHARD ? n - qs : q - MIN_SHARD;
+          }
+        }
+        shards.add(new BenchBatch.Shard(doc, qs, qs + q));
+        pairs += ((double) (qs + q) * (qs + q) - (double) qs * qs) / 2;
+        qs += q;
+      }
+    }
+    return new Sharded(lengths.stream().mapToInt(Integer::intValue).toArray(), shards);
+  }
+
+  /** One launch per shard, each shard alone with its own K/V prefix: kernel times summed. */
+  private Row perShard(int headDim, Sharded sharded) {
     double fwdMs = 0;
     double bwdMs = 0;
     double flops = 0;
-    for (int len : lengths) {
-      try (BenchBatch b = new BenchBatch(allocator, shape(headDim), true, new int[] {len}, len)) {
+    for (BenchBatch.Shard shard : sharded.shards) {
+      int[] one = {shard.qe()};
+      try (BenchBatch b = new BenchBatch(allocator, shape(headDim), true, one,
+          List.of(new BenchBatch.Shard(0, shard.qs(), shard.qe())), shard.qe())) {
         double[] t = time(b);
         fwdMs += t[0];
         bwdMs += t[1];
         flops += b.forwardFlopsFaConvention();
       }
     }
-    rows.add(new Row("one launch per shard", headDim, true, 0, lengths.length, flops / fwdMs / 1e9,
-        2.5 * flops / bwdMs / 1e9));
-    return rows;
+    return new Row("  one launch per shard", headDim, true, 0, sharded.shards.size(), flops / fwdMs / 1e9,
+        2.5 * flops / bwdMs / 1e9);
   }
 
   private static AttentionShape shape(int headDim) {
@@ -114,10 +172,15 @@ public final class KernelBench {
   }
 
   private Row measure(String label, int headDim, boolean causal, int[] lengths, int seqLen) {
-    try (BenchBatch b = new BenchBatch(allocator, shape(headDim), causal, lengths, 42)) {
+    return measure(label, headDim, causal, lengths, BenchBatch.wholeDocuments(lengths), seqLen);
+  }
+
+  private Row measure(String label, int headDim, boolean causal, int[] lengths, List<BenchBatch.Shard> shards,
+      int seqLen) {
+    try (BenchBatch b = new BenchBatch(allocator, shape(headDim), causal, lengths, shards, 42)) {
       double[] t = time(b);
       double flops = b.forwardFlopsFaConvention();
-      return new Row(label, headDim, causal, seqLen, lengths.length, flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
+      return new Row(label, headDim, causal, seqLen, shards.size(), flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
     }
   }
 
@@ -154,12 +217,33 @@ public final class KernelBench {
     return kernel != null ? kernel : wall;
   }
 
+  /**
+   * The rebatching ratios, from {@link #rebatching}'s rows: fused shards against the long sequence,
+   * the same documents unsharded and one launch per shard (cuts on the grid), and fused against the
+   * long sequence with cuts anywhere.
+   */
+  public static void printRebatchingRatios(List<Row> rebatching, PrintStream out) {
+    Row fused = rebatching.get(0);
+    Row docs = rebatching.get(1);
+    Row longSeq = rebatching.get(2);
+    Row perShard = rebatching.get(3);
+    Row anywhere = rebatching.get(4);
+    for (boolean fwd : new boolean[] {true, false}) {
+      Function<Row, Double> t = r -> fwd ? r.forwardTflops() : r.backwardTflops();
+      out.printf(Locale.ROOT,
+          "rebatching %s: fused/long %.2f, fused/unsharded %.2f, fused/per-shard %.2f (cuts on the grid); "
+              + "fused/long %.2f with cuts anywhere%n",
+          fwd ? "fwd" : "bwd", t.apply(fused) / t.apply(longSeq), t.apply(fused) / t.apply(docs),
+          t.apply(fused) / t.apply(perShard), t.apply(anywhere) / t.apply(longSeq));
+    }
+  }
+
   public static void print(List<Row> rows, PrintStream out) {
-    out.printf(Locale.ROOT, "%-28s %5s %7s %6s %5s %12s %12s%n", "batch", "hdim", "causal", "seqlen", "docs", "fwd TFLOP/s",
+    out.printf(Locale.ROOT, "%-30s %5s %7s %6s %6s %12s %12s%n", "batch", "hdim", "causal", "seqlen", "slices", "fwd TFLOP/s",
         "bwd TFLOP/s");
     for (Row r : rows) {
-      out.printf(Locale.ROOT, "%-28s %5d %7s %6s %5d %12.1f %12.1f%n", r.label(), r.headDim(), r.causal(),
-          r.seqLen() > 0 ? String.valueOf(r.seqLen()) : "-", r.docs(), r.forwardTflops(), r.backwardTflops());
+      out.printf(Locale.ROOT, "%-30s %5d %7s %6s %6d %12.1f %12.1f%n", r.label(), r.headDim(), r.causal(),
+          r.seqLen() > 0 ? String.valueOf(r.seqLen()) : "-", r.slices(), r.forwardTflops(), r.backwardTflops());
     }
   }
 }

@@ -1,0 +1,85 @@
+package io.distca.loadtest.bench;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.distca.dispatcher.workload.DocLengthDistribution;
+import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.cpu.CpuBackend;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.Test;
+
+/** The rebatching benchmark's shards: what they are, and that they compute what the whole documents do. */
+class KernelBenchTest {
+
+  @Test
+  void shardsAreCaTasksOf128To4kRowsCoveringDocumentPrefixesWithCutsOnTheGrid() {
+    double target = 16384.0 * 16384 / 2;
+    for (int grid : new int[] {128, 1}) {
+      KernelBench.Sharded s = KernelBench.shardDocuments(DocLengthDistribution.pretrain(), target, grid,
+          new SplittableRandom(7));
+      int[] next = new int[s.lengths().length];
+      double pairs = 0;
+      int offGrid = 0;
+      for (BenchBatch.Shard shard : s.shards()) {
+        assertTrue(shard.rows() >= KernelBench.MIN_SHARD && shard.rows() <= KernelBench.MAX_SHARD, shard.toString());
+        assertEquals(next[shard.doc()], shard.qs(), "a document's shards cover its rows in order: " + shard);
+        assertTrue(shard.qe() <= s.lengths()[shard.doc()], shard.toString());
+        next[shard.doc()] = shard.qe();
+        offGrid += shard.qs() % 128 != 0 ? 1 : 0;
+        pairs += ((double) shard.qe() * shard.qe() - (double) shard.qs() * shard.qs()) / 2;
+      }
+      assertTrue(pairs >= target, "the shards hold the long sequence's FLOPs");
+      assertTrue(s.shards().size() > 20, "many shards: " + s.shards().size());
+      if (grid == 128) {
+        assertEquals(0, offGrid, "every cut on the grid");
+      } else {
+        assertTrue(offGrid > 0, "cuts anywhere land off the grid too");
+      }
+    }
+  }
+
+  @Test
+  void shardedBatchComputesWhatTheWholeDocumentsDo() {
+    AttentionShape shape = new AttentionShape(4, 2, 64, DType.BF16, AttentionShape.defaultScale(64));
+    int[] lengths = {300, 700};
+    List<BenchBatch.Shard> shards = List.of(
+        new BenchBatch.Shard(0, 0, 128), new BenchBatch.Shard(0, 128, 300),
+        new BenchBatch.Shard(1, 0, 256), new BenchBatch.Shard(1, 256, 384), new BenchBatch.Shard(1, 384, 700));
+    try (BufferAllocator root = new RootAllocator();
+        CpuBackend cpu = new CpuBackend();
+        BenchBatch whole = new BenchBatch(root, shape, true, lengths, 11);
+        BenchBatch sharded = new BenchBatch(root, shape, true, lengths, shards, 11)) {
+      assertEquals(whole.forwardFlopsFaConvention(), sharded.forwardFlopsFaConvention(), 1e-6);
+      for (BenchBatch b : List.of(whole, sharded)) {
+        cpu.submitForward(b.forward()).join();
+        cpu.submitBackward(b.backward()).join();
+      }
+      assertClose(whole.o, sharded.o, "O");
+      assertClose(whole.lse, sharded.lse, "LSE");
+      assertClose(whole.dq, sharded.dq, "dQ");
+      assertClose(whole.dk, sharded.dk, "dK");
+      assertClose(whole.dv, sharded.dv, "dV");
+    }
+  }
+
+  /** Equal up to bf16 rounding and summation order: 1% of the tensor's largest magnitude. */
+  private static void assertClose(Tensor expected, Tensor actual, String what) {
+    assertEquals(expected.numel(), actual.numel(), what);
+    double max = 0;
+    for (long i = 0; i < expected.numel(); i++) {
+      max = Math.max(max, Math.abs(expected.getFloat(i)));
+    }
+    assertTrue(max > 0, what + " all zero");
+    for (long i = 0; i < expected.numel(); i++) {
+      double e = expected.getFloat(i);
+      double a = actual.getFloat(i);
+      assertTrue(Math.abs(e - a) <= 1e-2 * max, what + "[" + i + "]: " + a + " vs " + e);
+    }
+  }
+}
