@@ -114,10 +114,15 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True):
-        """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist."""
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, fwd_ctas=None, tile_counter=True):
+        """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
+        fwd_ctas: most CTAs of the persistent warp-specialized forward (None: one per SM; 0: one per
+        tile, i.e. not persistent). tile_counter=False: its static split of the tiles instead."""
         torch.cuda.init()
         self.ws = ws
+        sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+        self.fwd_ctas = sms if fwd_ctas is None else fwd_ctas
+        self.tile_counter = torch.zeros(1, dtype=torch.int32, device="cuda") if tile_counter else None
         torch.empty(1, device="cuda")  # make the primary context current on this thread
         with open(fatbin, "rb") as f:
             self.module = driver.moduleLoadData(f.read())
@@ -238,9 +243,17 @@ class Kernels:
                                  lay.total_q, lay.total_k, hq, hkv, lay.num_fwd_work, scale)
         stream = torch.cuda.current_stream().cuda_stream
         if self.ws and info.fwd_ws_threads:
-            params += bytes(48) + _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
-            _launch(self.fn("fwd_ws", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_ws_threads, info.fwd_ws_smem, params,
-                    stream)
+            # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
+            # that is 0 at launch
+            counter = 0
+            if self.tile_counter is not None:
+                counter = self.tile_counter.data_ptr()
+                runtime.memsetAsync(counter, 0, 4, stream)
+            params += struct.pack("<Q", counter) + bytes(40)
+            params += _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
+            tiles = lay.num_fwd_work * hq
+            grid = min(tiles, self.fwd_ctas) if self.fwd_ctas else tiles
+            _launch(self.fn("fwd_ws", q.dtype, hd), grid, info.fwd_ws_threads, info.fwd_ws_smem, params, stream)
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 

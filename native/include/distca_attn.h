@@ -42,8 +42,10 @@
  *    loading the module on the device in use.
  *      forward:   grid.x = num_work * heads_q, block.x = fwd_threads,
  *                 dynamic shared memory = fwd_smem_bytes
- *      forward (warp-specialized, where fwd_ws_threads != 0): the same grid, block.x =
- *                 fwd_ws_threads, dynamic shared memory = fwd_ws_smem_bytes
+ *      forward (warp-specialized, where fwd_ws_threads != 0): persistent (section 7), so any
+ *                 grid.x >= 1 is correct; launch min(num_work * heads_q, multiprocessor count)
+ *                 CTAs with a tile counter; block.x = fwd_ws_threads, dynamic shared memory =
+ *                 fwd_ws_smem_bytes
  *      bwd_pre:   grid.x = ceil(total_q * heads_q * HD / (elementwise_threads * 8)),
  *                 block.x = elementwise_threads, dynamic shared memory = 0
  *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
@@ -118,8 +120,14 @@
  *    image) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
  *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys); a
  *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator. Its parameter
- *    block, distca_fwd_ws_params_t (512 bytes), is distca_fwd_params_t at offset 0, zeros up to
- *    offset 128, then three CUtensorMap of 128 bytes: Q at 128, K at 256, V at 384. Each is encoded
+ *    block, distca_fwd_ws_params_t (512 bytes), is distca_fwd_params_t at offset 0, the tile
+ *    counter at 80, zeros up to offset 128, then three CUtensorMap of 128 bytes: Q at 128, K at
+ *    256, V at 384. The kernel is persistent: CTA b runs tile b (tile t = the t-th (work item,
+ *    head) pair as in section 5), then, where tile_counter is the device address of an int32 that
+ *    is 0 at launch (cuMemsetD32Async on the launch's stream), tile grid.x + atomicAdd(counter, 1),
+ *    and so on until past the last: the longest-first order of the work list holds across the
+ *    CTAs. Where tile_counter is 0, CTA b runs tiles b, b + grid.x, ... (a static split that
+ *    balances causal work badly: launch one CTA per tile then). Each tensor map is encoded
  *    by the host with cuTensorMapEncodeTiled from the tensor's device address and:
  *      data type   CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9) or _FLOAT16 (6), as DT
  *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q, heads_kv and total_k
@@ -250,7 +258,8 @@ typedef struct distca_attn_info_t {
 #endif
 typedef struct distca_fwd_ws_params_t {
   DISTCA_ALIGN64 distca_fwd_params_t base; /*   0 */
-  uint8_t pad[48];                         /*  80: 0 */
+  uint64_t tile_counter;                   /*  80: int32 device word, 0 at launch; or 0 (section 7) */
+  uint8_t pad[40];                         /*  88: 0 */
   uint64_t tmap_q[16];                     /* 128: CUtensorMap of Q */
   uint64_t tmap_k[16];                     /* 256: CUtensorMap of K */
   uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
@@ -281,6 +290,7 @@ static_assert(offsetof(distca_fwd_params_t, total_q) == 56, "fwd.total_q");
 static_assert(offsetof(distca_fwd_params_t, scale) == 76, "fwd.scale");
 static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_params_t) == 64,
               "distca_fwd_ws_params_t layout");
+static_assert(offsetof(distca_fwd_ws_params_t, tile_counter) == 80, "fwd_ws.tile_counter");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
 static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&

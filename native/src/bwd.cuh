@@ -129,11 +129,11 @@ struct BwdTile {
   int kb0, k_rows, kb1;  // absolute first key row, rows inside the segment, kb0 + k_rows
   const distca_slice_t* slices;
   const int* seg_slices;
-  __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p) {
+  __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p, int cta = (int)blockIdx.x) {
     slices = reinterpret_cast<const distca_slice_t*>(p.slices);
     seg_slices = reinterpret_cast<const int*>(p.segment_slices);
     group = p.heads_q / p.heads_kv;
-    const WorkCoord<DISTCA_BWD_HEAD_GROUP> wc(p.num_work, p.heads_kv);
+    const WorkCoord<DISTCA_BWD_HEAD_GROUP> wc(p.num_work, p.heads_kv, cta);
     const int work_index = wc.index;
     head_kv = wc.head;
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];

@@ -72,12 +72,13 @@ struct Elem<__half> {
 template <int GROUP>
 struct WorkCoord {
   int index, head;
-  __device__ __forceinline__ WorkCoord(int num_work, int heads) {
+  // `cta`: the linear tile number (blockIdx.x, or a persistent CTA's current tile)
+  __device__ __forceinline__ WorkCoord(int num_work, int heads, int cta) {
     const int group = GROUP == 0 ? heads : GROUP;
     const int chunk = num_work * group;
-    const int first = (int)blockIdx.x / chunk * group;  // first head of this CTA's group
-    const int g = min(group, heads - first);            // heads in it (the last may be short)
-    const int rem = (int)blockIdx.x - first * num_work;
+    const int first = cta / chunk * group;  // first head of this tile's group
+    const int g = min(group, heads - first);  // heads in it (the last may be short)
+    const int rem = cta - first * num_work;
     index = rem / g;
     head = first + rem - index * g;
   }

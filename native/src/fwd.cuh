@@ -22,15 +22,20 @@ struct FwdConfig {
 };
 
 // Keys [0, n_end) of the slice are visible to at least one of the tile's rows [m0, m0 + rows).
-// When none is (n_end == 0), writes the tile's O = 0 and LSE = -inf.
-template <int D, int THREADS, typename T>
-__device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0, int rows, T* gO, long long q_stride,
-                                                float* gLse, int tid) {
+__device__ __forceinline__ int fwd_key_end(const distca_slice_t& sl, int m0, int rows) {
   long long n_end = sl.kv_len;
   if (sl.causal) {
     n_end = (long long)m0 + rows + sl.diagonal;  // last row's limit + 1
     n_end = n_end < 0 ? 0 : (n_end > sl.kv_len ? sl.kv_len : n_end);
   }
+  return (int)n_end;
+}
+
+// fwd_key_end; when no key is visible (n_end == 0), also writes the tile's O = 0 and LSE = -inf.
+template <int D, int THREADS, typename T>
+__device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0, int rows, T* gO, long long q_stride,
+                                                float* gLse, int tid) {
+  const int n_end = fwd_key_end(sl, m0, rows);
   if (n_end == 0) {
     for (int c = tid; c < rows * (D / 8); c += THREADS) {
       const int r = c / (D / 8), ch = c % (D / 8);
@@ -38,7 +43,7 @@ __device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0
     }
     for (int r = tid; r < rows; r += THREADS) gLse[r] = -INFINITY;
   }
-  return (int)n_end;
+  return n_end;
 }
 
 // The query tile of CTA blockIdx.x (WorkCoord: a work item, i.e. a slice and a block of BM query
@@ -53,8 +58,8 @@ struct FwdTile {
   const T* gV;
   T* gO;
   float* gLse;
-  __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p) {
-    const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q);
+  __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p, int cta = (int)blockIdx.x) {
+    const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q, cta);
     const int work_index = wc.index;
     head = wc.head;
     head_kv = head / (p.heads_q / p.heads_kv);

@@ -1,13 +1,23 @@
 // Forward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work
 // decomposition and the consumer arithmetic of fwd_sm90.cuh, but the loads come from a producer
 // warpgroup through TMA (cp.async.bulk.tensor) into an mbarrier pipeline, and the registers are
-// rebalanced with setmaxnreg (producer 24, consumers 240):
+// rebalanced with setmaxnreg (producer 32, consumers 232):
 //
-//   warpgroup 0      one thread issues the Q load and, per key block, waits for the stage to be
-//                    empty and issues the K and V loads (two 64-column halves each, 128-byte
-//                    swizzle: exactly the layout of sw128<ROWS>)
+//   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers and,
+//                    per key block, waits for the stage to be empty and issues the K and V loads
+//                    (two 64-column halves each, 128-byte swizzle: exactly the layout of sw128<ROWS>)
 //   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile: wait for a stage to be full,
 //                    S = Q K^T, mask, online softmax, O += P V, then mark the stage empty
+//
+// Persistent: CTA b runs tile b, then the tiles a global counter hands out in work-list order
+// (longest first), so that the CTAs balance like the hardware's own block scheduler would (a
+// static split of the tiles does not: causal tiles differ in length by up to the sequence's
+// block count). Any grid of at least one CTA is correct; hosts launch one CTA per SM, at most one
+// per tile. The producer fetches the tiles and passes each one's number to the consumers in a
+// shared-memory slot beside its Q buffer. The K/V stage ring and the two Q buffers run on across
+// tiles, so the producer loads the next tile's Q and first key blocks while the consumers finish
+// this one: the per-tile start-up (load latency, CTA launch) is hidden, which is what short query
+// tiles (rebatched shards, short sequences) pay most for.
 //
 // The host encodes three tensor maps (Q, K, V as [rows][heads][D] bf16/fp16, boxes of 64 columns x
 // 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
@@ -29,8 +39,8 @@ struct FwdWsConfig {
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemKV = BN * D;
-  // Q, kStages x (K, V), the mbarriers, plus 1 KiB for the 1024-byte alignment of the tiles
-  static constexpr int kSmemBytes = (kSmemQ + 2 * kStages * kSmemKV) * 2 + 64 + 1024;
+  // 2 x Q, kStages x (K, V), the mbarriers, plus 1 KiB for the 1024-byte alignment of the tiles
+  static constexpr int kSmemBytes = (2 * kSmemQ + 2 * kStages * kSmemKV) * 2 + 128 + 1024;
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -68,7 +78,7 @@ template <typename T, int D>
 __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
   using Cfg = FwdWsConfig<D>;
-  constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NO = D / 8;
   constexpr float kLog2e = 1.4426950408889634f;
   static_assert(D == 64 || D == 128, "head_dim 64 or 128: whole 64-column boxes");
@@ -76,24 +86,24 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_aligned_1k(smem_raw);
-  T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + Cfg::kSmemQ;                // [stages][BN][D]
+  T* sQ = reinterpret_cast<T*>(smem);         // [2][BM][D]
+  T* sK = sQ + 2 * Cfg::kSmemQ;               // [stages][BN][D]
   T* sV = sK + Cfg::kStages * Cfg::kSmemKV;  // [stages][BN][D]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sV + Cfg::kStages * Cfg::kSmemKV);
-  const uint32_t bar_q = smem_addr(bars);
-  auto bar_full = [&](int s) { return smem_addr(bars + 1 + s); };
-  auto bar_empty = [&](int s) { return smem_addr(bars + 1 + Cfg::kStages + s); };
+  volatile int* tile_slot = reinterpret_cast<volatile int*>(bars + 4 + 2 * Cfg::kStages);  // [2]: tile of Q buffer b
+  auto bar_q_full = [&](int b) { return smem_addr(bars + b); };
+  auto bar_q_empty = [&](int b) { return smem_addr(bars + 2 + b); };
+  auto bar_full = [&](int s) { return smem_addr(bars + 4 + s); };
+  auto bar_empty = [&](int s) { return smem_addr(bars + 4 + Cfg::kStages + s); };
 
   const int tid = threadIdx.x;
-  const FwdTile<T, D, BM> tile(p);
-  const distca_slice_t& sl = tile.sl;
-  const int m0 = tile.m0, rows = tile.rows;
-  const int n_end = fwd_visible_keys<D, THREADS>(sl, m0, rows, tile.gO, tile.q_stride, tile.gLse, tid);
-  if (n_end == 0) return;
-  const int n_blocks = (n_end + BN - 1) / BN;
+  const int tiles = p.num_work * p.heads_q;
 
   if (tid == 0) {
-    mbar_init(bar_q, 1);
+    for (int b = 0; b < 2; ++b) {
+      mbar_init(bar_q_full(b), 1);
+      mbar_init(bar_q_empty(b), 256);  // every consumer thread arrives once its last GEMM on Q is done
+    }
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bar_full(s), 1);
       mbar_init(bar_empty(s), 256);  // every consumer thread arrives once it is done with the stage
@@ -102,55 +112,99 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   }
   __syncthreads();
 
+  // The j-th tile of this CTA uses Q buffer j % 2 (its number in tile_slot[j % 2], -1 after the
+  // last); the it-th key block overall uses stage it % kStages. Phases are counted on from tile to
+  // tile.
   if (tid < 128) {
     // ---- producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
     if (tid == 0) {
       constexpr uint32_t kTileBytes = BN * D * 2;
-      mbar_expect_tx(bar_q, BM * D * 2);
-      const int q_row = sl.q_start + m0;
-#pragma unroll
-      for (int h = 0; h < D / 64; ++h) tma_load_3d(smem_addr(sQ + h * BM * 64), P.tmap_q, bar_q, h * 64, tile.head, q_row);
-      for (int it = 0; it < n_blocks; ++it) {
-        const int s = it % Cfg::kStages;
-        if (it >= Cfg::kStages) mbar_wait(bar_empty(s), ((it / Cfg::kStages) - 1) & 1);
-        mbar_expect_tx(bar_full(s), 2 * kTileBytes);
-        const int k_row = sl.k_start + (n_blocks - 1 - it) * BN;
-#pragma unroll
-        for (int h = 0; h < D / 64; ++h) {
-          tma_load_3d(smem_addr(sK + s * Cfg::kSmemKV + h * BN * 64), P.tmap_k, bar_full(s), h * 64, tile.head_kv, k_row);
-          tma_load_3d(smem_addr(sV + s * Cfg::kSmemKV + h * BN * 64), P.tmap_v, bar_full(s), h * 64, tile.head_kv, k_row);
+      int* counter = reinterpret_cast<int*>(P.tile_counter);
+      int it = 0;
+      int t = blockIdx.x;
+      for (int j = 0;; ++j) {
+        const int qb = j & 1;
+        if (j >= 2) mbar_wait(bar_q_empty(qb), ((j >> 1) - 1) & 1);
+        if (t >= tiles) {
+          tile_slot[qb] = -1;
+          mbar_arrive(bar_q_full(qb));  // released by the arrive: the consumers stop
+          break;
         }
+        tile_slot[qb] = t;
+        const FwdTile<T, D, BM> tile(p, t);
+        const int n_end = fwd_key_end(tile.sl, tile.m0, tile.rows);
+        if (n_end == 0) {
+          mbar_arrive(bar_q_full(qb));  // no keys: the consumers write O = 0, LSE = -inf
+        } else {
+          const int n_blocks = (n_end + BN - 1) / BN;
+          mbar_expect_tx(bar_q_full(qb), BM * D * 2);
+          const int q_row = tile.sl.q_start + tile.m0;
+#pragma unroll
+          for (int h = 0; h < D / 64; ++h)
+            tma_load_3d(smem_addr(sQ + qb * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_q_full(qb), h * 64, tile.head,
+                        q_row);
+          for (int b = 0; b < n_blocks; ++b, ++it) {
+            const int s = it % Cfg::kStages;
+            if (it >= Cfg::kStages) mbar_wait(bar_empty(s), ((it / Cfg::kStages) - 1) & 1);
+            mbar_expect_tx(bar_full(s), 2 * kTileBytes);
+            const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
+#pragma unroll
+            for (int h = 0; h < D / 64; ++h) {
+              tma_load_3d(smem_addr(sK + s * Cfg::kSmemKV + h * BN * 64), P.tmap_k, bar_full(s), h * 64, tile.head_kv,
+                          k_row);
+              tma_load_3d(smem_addr(sV + s * Cfg::kSmemKV + h * BN * 64), P.tmap_v, bar_full(s), h * 64, tile.head_kv,
+                          k_row);
+            }
+          }
+        }
+        t = counter != nullptr ? (int)gridDim.x + atomicAdd(counter, 1) : t + (int)gridDim.x;
       }
     }
     return;
   }
 
   // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
   const int wg = ctid >> 7;
   const int wrow = ((ctid >> 5) & 3) * 16 + ((ctid & 31) >> 2);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
-  float acc_o[NO * 4];
+  int it = 0;
+  for (int j = 0;; ++j) {
+    const int qb = j & 1;
+    mbar_wait(bar_q_full(qb), (j >> 1) & 1);
+    const int t = tile_slot[qb];
+    if (t < 0) break;
+    const FwdTile<T, D, BM> tile(p, t);
+    const distca_slice_t& sl = tile.sl;
+    const int m0 = tile.m0, rows = tile.rows;
+    const int n_end = fwd_visible_keys<D, 256>(sl, m0, rows, tile.gO, tile.q_stride, tile.gLse, ctid);
+    if (n_end == 0) {
+      mbar_arrive(bar_q_empty(qb));
+      continue;
+    }
+    const int n_blocks = (n_end + BN - 1) / BN;
+    float acc_o[NO * 4];
 #pragma unroll
-  for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-  const uint32_t aQ = smem_addr(sQ);
-  const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
-  const long long tile_min_limit = (long long)m0 + sl.diagonal;
-  mbar_wait(bar_q, 0);
-
-  for (int it = 0; it < n_blocks; ++it) {
-    const int s = it % Cfg::kStages;
-    mbar_wait(bar_full(s), (it / Cfg::kStages) & 1);
-    fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, smem_addr(sK + s * Cfg::kSmemKV),
-                            smem_addr(sV + s * Cfg::kSmemKV), wg, quad, (n_blocks - 1 - it) * BN, sl, row_limit0,
-                            tile_min_limit, scale_log2);
-    mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
+    for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
+    const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
+    const long long tile_min_limit = (long long)m0 + sl.diagonal;
+    for (int b = 0; b < n_blocks; ++b, ++it) {
+      const int s = it % Cfg::kStages;
+      mbar_wait(bar_full(s), (it / Cfg::kStages) & 1);
+      fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, smem_addr(sK + s * Cfg::kSmemKV),
+                              smem_addr(sV + s * Cfg::kSmemKV), wg, quad, (n_blocks - 1 - b) * BN, sl, row_limit0,
+                              tile_min_limit, scale_log2);
+      mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
+    }
+    mbar_arrive(bar_q_empty(qb));  // and with this Q buffer
+    const FwdTile<T, D, BM> out(p, t);  // recomputed rather than held in registers across the loop
+    fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride, out.gLse);
   }
-  fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, rows, tile.gO, tile.q_stride, tile.gLse);
 #else
   __trap();
 #endif

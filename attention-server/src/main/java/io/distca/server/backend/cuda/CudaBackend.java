@@ -4,6 +4,7 @@ import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
@@ -479,8 +480,14 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       long grid = (long) plan.numWork * shape.headsQ();
       if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
         int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
-        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), grid, g.forwardWsThreads(),
-            g.forwardWsSharedBytes(), computeStream, params.encodeWs(queryMap(plan, params.q(), box),
+        // persistent (distca_attn.h section 2): one CTA per SM walks the tiles, at most one per tile
+        int most = options.persistentForwardCtas() > 0 ? options.persistentForwardCtas() : device.multiprocessors();
+        long ctas = Math.min(grid, most);
+        long counter = base + at.tileCounter();
+        Driver.check("cuMemsetD32Async(tile counter)", "zeroing the persistent forward's tile counter",
+            () -> cuMemsetD32Async(DeviceAddress.of(counter), 0, 1, computeStream));
+        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), ctas, g.forwardWsThreads(),
+            g.forwardWsSharedBytes(), computeStream, params.encodeWs(counter, queryMap(plan, params.q(), box),
                 keyMap(plan, params.k(), box), keyMap(plan, params.v(), box)));
         warpSpecializedForwards.incrementAndGet();
         return;

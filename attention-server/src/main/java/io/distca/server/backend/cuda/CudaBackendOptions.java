@@ -52,6 +52,7 @@ public final class CudaBackendOptions {
   private Path kernelFile;
   private boolean pinnedReceive = true;
   private boolean warpSpecializedKernels = true;
+  private int persistentForwardCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
   private boolean concluded;
@@ -148,6 +149,20 @@ public final class CudaBackendOptions {
     return warpSpecializedKernels;
   }
 
+  /**
+   * Most CTAs the persistent warp-specialized forward runs with (each walks every grid-th tile;
+   * distca_attn.h section 2). Default 0: one per SM. Fewer leave SMs to other work on a shared GPU.
+   */
+  public CudaBackendOptions persistentForwardCtas(int ctas) {
+    requireOpen();
+    this.persistentForwardCtas = ctas;
+    return this;
+  }
+
+  public int persistentForwardCtas() {
+    return persistentForwardCtas;
+  }
+
   /** Most bytes the pinned buffer pool holds. Default {@link #DEFAULT_PINNED_POOL_BYTES}; > 0. */
   public CudaBackendOptions pinnedPoolBytes(long bytes) {
     requireOpen();
@@ -234,6 +249,9 @@ public final class CudaBackendOptions {
     if (pinnedPoolBytes <= 0) {
       throw new IllegalArgumentException("pinned pool bytes must be > 0 (turn the pool off with pinnedReceive(false)), got "
           + pinnedPoolBytes);
+    }
+    if (persistentForwardCtas < 0) {
+      throw new IllegalArgumentException("persistent forward CTAs must be >= 0 (0: one per SM), got " + persistentForwardCtas);
     }
     if (directTransferMinBytes < 1) {
       throw new IllegalArgumentException("direct transfer minimum must be >= 1 byte, got " + directTransferMinBytes);

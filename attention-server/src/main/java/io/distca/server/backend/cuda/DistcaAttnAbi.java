@@ -23,9 +23,11 @@ final class DistcaAttnAbi {
   static final int WORK_INTS = 2;
 
   static final int FORWARD_PARAMS_BYTES = 80;
-  /** distca_fwd_ws_params_t: distca_fwd_params_t, zeros to 128, then the Q, K and V tensor maps. */
+  /** distca_fwd_ws_params_t: distca_fwd_params_t, the tile counter at 80, zeros to 128, then the Q, K and V tensor maps. */
   static final int FORWARD_WS_PARAMS_BYTES = 512;
   static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
+  /** Offset of the persistent forward's tile counter address in distca_fwd_ws_params_t. */
+  static final int FORWARD_WS_TILE_COUNTER_OFFSET = 80;
   static final int BACKWARD_PARAMS_BYTES = 152;
   /** distca_bwd_ws_params_t: distca_bwd_params_t, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
   static final int BACKWARD_WS_PARAMS_BYTES = 896;
@@ -94,10 +96,16 @@ final class DistcaAttnAbi {
       return b.array();
     }
 
-    /** distca_fwd_ws_params_t: these parameters, then the tensor maps of Q, K and V (128 bytes each). */
-    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV) {
-      return withTensorMaps(encode(), FORWARD_WS_PARAMS_BYTES, FORWARD_WS_TENSOR_MAPS_OFFSET,
+    /**
+     * distca_fwd_ws_params_t: these parameters, the device address of the tile counter (an int32
+     * that is 0 at launch; 0: the kernel splits the tiles statically), then the tensor maps of Q, K
+     * and V (128 bytes each).
+     */
+    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV) {
+      byte[] out = withTensorMaps(encode(), FORWARD_WS_PARAMS_BYTES, FORWARD_WS_TENSOR_MAPS_OFFSET,
           tensorMapQ, tensorMapK, tensorMapV);
+      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(FORWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
+      return out;
     }
   }
 

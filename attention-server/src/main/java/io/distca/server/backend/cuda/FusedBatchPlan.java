@@ -52,7 +52,7 @@ final class FusedBatchPlan {
   record Layout(
       long q, long k, long v, long o, long dout, long lse,
       long slices, long segments, long segmentSlices, long work,
-      long dq, long dk, long dv, long dsum, long dqAccum,
+      long dq, long dk, long dv, long dsum, long dqAccum, long tileCounter,
       long inputBytes, long outputStart, long outputBytes, long pinnedBytes, long deviceBytes) {}
 
   private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry) {
@@ -165,8 +165,10 @@ final class FusedBatchPlan {
       long o = a.add(qBytes);
       long lse = a.add(lseBytes);
       long outputBytes = a.totalBytes() - inputBytes;
-      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1,
-          inputBytes, inputBytes, outputBytes, a.totalBytes(), a.totalBytes());
+      long pinnedBytes = a.totalBytes();
+      long tileCounter = a.add(4); // the persistent forward's tile counter (device only)
+      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, tileCounter,
+          inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
     }
     long o = a.add(qBytes);
     long dout = a.add(qBytes);
@@ -183,7 +185,7 @@ final class FusedBatchPlan {
     long pinnedBytes = a.totalBytes();
     long dsum = a.add(lseBytes);
     long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
-    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
+    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum, -1,
         inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
   }
 

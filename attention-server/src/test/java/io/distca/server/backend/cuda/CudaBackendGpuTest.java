@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
@@ -334,6 +335,32 @@ class CudaBackendGpuTest {
       for (int i = 0; i < dq.length; i++) {
         assertTrue(Math.abs(dq[i] - grads[0][i]) <= step * Math.abs(grads[0][i]) + 1e-5 * maxAbs,
             c.name() + " dQ element " + i + ": " + dq[i] + " vs " + grads[0][i]);
+      }
+    }
+  }
+
+  /**
+   * The warp-specialized forward is persistent: however few CTAs walk the tiles (1 and 3 here, so
+   * that each runs many tiles, keyless ones included, through both Q buffers and every pipeline
+   * phase), every tile computes bit for bit what it computes with one CTA per SM.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("cases")
+  void persistentForwardComputesTheSameOnAnyGrid(Case c) {
+    assumeTrue(backend.gpu().computeMajor() == 9 && c.shape().headDim() != 256 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized forward for " + c.name() + " on " + backend.gpu());
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 3)) {
+      backend.forward(f.forwardBatch());
+      float[] o = concat(f.o);
+      float[] lse = values(f.lse);
+      for (int ctas : new int[] {1, 3}) {
+        try (CudaBackend few = CudaBackend.open(new CudaBackendOptions().persistentForwardCtas(ctas))) {
+          f.poisonOutputs();
+          few.forward(f.forwardBatch());
+          assertEquals(1, few.warpSpecializedForwardLaunches(), c.name() + ": " + ctas + " CTAs");
+          assertArrayEquals(o, concat(f.o), c.name() + " O with " + ctas + " CTAs");
+          assertArrayEquals(lse, values(f.lse), c.name() + " LSE with " + ctas + " CTAs");
+        }
       }
     }
   }

@@ -36,6 +36,7 @@ class CudaBackendOptionsTest {
     assertMessage(new CudaBackendOptions().kernelResource(" "), "kernel");
     assertMessage(new CudaBackendOptions().pinnedPoolBytes(0), "pinned pool bytes");
     assertMessage(new CudaBackendOptions().directTransferMinBytes(0), "direct transfer minimum");
+    assertMessage(new CudaBackendOptions().persistentForwardCtas(-1), "persistent forward CTAs");
   }
 
   private static void assertMessage(CudaBackendOptions options, String fragment) {

@@ -43,14 +43,16 @@ class DistcaAttnAbiTest {
     for (int m = 0; m < 3; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2]);
+    byte[] bytes = p.encodeWs(0x1122334455667788L, maps[0], maps[1], maps[2]);
     assertEquals(512, bytes.length, "sizeof(distca_fwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 80), "distca_fwd_params_t at 0");
-    assertArrayEquals(new byte[48], java.util.Arrays.copyOfRange(bytes, 80, 128), "zeros up to 128");
+    assertEquals(0x1122334455667788L, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(80),
+        "tile_counter at 80");
+    assertArrayEquals(new byte[40], java.util.Arrays.copyOfRange(bytes, 88, 128), "zeros up to 128");
     assertArrayEquals(maps[0], java.util.Arrays.copyOfRange(bytes, 128, 256), "tmap_q at 128");
     assertArrayEquals(maps[1], java.util.Arrays.copyOfRange(bytes, 256, 384), "tmap_k at 256");
     assertArrayEquals(maps[2], java.util.Arrays.copyOfRange(bytes, 384, 512), "tmap_v at 384");
-    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(maps[0], new byte[64], maps[2]));
+    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(0, maps[0], new byte[64], maps[2]));
   }
 
   @Test

@@ -210,10 +210,11 @@ class FusedBatchPlanTest {
       FusedBatchPlan.Layout a = fwd.layout;
       assertDisjointAligned(new long[][] {
           {a.q(), qBytes}, {a.k(), kBytes}, {a.v(), kBytes}, {a.slices(), 4L * 2 * 8}, {a.work(), 4L * 2 * fwd.numWork},
-          {a.o(), qBytes}, {a.lse(), lseBytes}});
+          {a.o(), qBytes}, {a.lse(), lseBytes}, {a.tileCounter(), 4}});
       assertTrue(a.work() + 8L * fwd.numWork <= a.inputBytes(), "inputs end before outputs");
       assertTrue(a.o() >= a.outputStart() && a.lse() + lseBytes <= a.outputStart() + a.outputBytes());
-      assertEquals(a.pinnedBytes(), a.deviceBytes(), "forward has no device-only workspace");
+      assertTrue(a.pinnedBytes() <= a.tileCounter() && a.tileCounter() + 4 <= a.deviceBytes(),
+          "the tile counter is the forward's only device-only word, after everything staged");
 
       FusedBatchPlan bwd = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY);
       FusedBatchPlan.Layout b = bwd.layout;
@@ -221,6 +222,7 @@ class FusedBatchPlanTest {
           {b.q(), qBytes}, {b.k(), kBytes}, {b.v(), kBytes}, {b.o(), qBytes}, {b.dout(), qBytes}, {b.lse(), lseBytes},
           {b.slices(), 64}, {b.segments(), 32}, {b.segmentSlices(), 8}, {b.work(), 8L * bwd.numWork},
           {b.dq(), qBytes}, {b.dk(), kBytes}, {b.dv(), kBytes}, {b.dsum(), lseBytes}, {b.dqAccum(), 4L * 42 * 6 * 64}});
+      assertEquals(-1, b.tileCounter(), "the backward has no tile counter");
       assertTrue(b.work() + 8L * bwd.numWork <= b.inputBytes());
       assertTrue(b.dq() >= b.outputStart() && b.dv() + kBytes <= b.outputStart() + b.outputBytes());
       assertTrue(b.pinnedBytes() <= b.dsum(), "workspace is device-only, after everything staged");
