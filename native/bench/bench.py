@@ -351,13 +351,13 @@ def main():
     ap.add_argument("--cut-grids", default="128,1",
                     help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
     ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
-    ap.add_argument("--fwd-ctas", type=int, default=None,
-                    help="most CTAs of the persistent warp-specialized forward (default: one per SM; 0: one per tile)")
+    ap.add_argument("--ctas", type=int, default=None,
+                    help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
     ap.add_argument("--static-tiles", action="store_true",
-                    help="the persistent forward splits the tiles statically (no tile counter)")
+                    help="the persistent kernels split the tiles statically (no tile counter)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    kern = Kernels(args.fatbin, ws=not args.no_ws, fwd_ctas=args.fwd_ctas, tile_counter=not args.static_tiles)
+    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles)
     print(f"bench.py: GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, fatbin {args.fatbin}")
     out = []
     sections = args.sections.split(",")

@@ -244,15 +244,15 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="bf16 only")
     ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
-    ap.add_argument("--fwd-ctas", type=int, default=None,
-                    help="most CTAs of the persistent warp-specialized forward (default: one per SM; 0: one per tile)")
+    ap.add_argument("--ctas", type=int, default=None,
+                    help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
     ap.add_argument("--static-tiles", action="store_true",
-                    help="the persistent forward splits the tiles statically (no tile counter)")
+                    help="the persistent kernels split the tiles statically (no tile counter)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
-    kern = Kernels(args.fatbin, ws=not args.no_ws, fwd_ctas=args.fwd_ctas, tile_counter=not args.static_tiles)
+    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles)
     for hd in HEAD_DIMS:
         if hd not in kern.info:
             print(f"d{hd}: no kernels in this image for this GPU (skipped)")

@@ -114,14 +114,15 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, fwd_ctas=None, tile_counter=True):
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
-        fwd_ctas: most CTAs of the persistent warp-specialized forward (None: one per SM; 0: one per
-        tile, i.e. not persistent). tile_counter=False: its static split of the tiles instead."""
+        ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
+        per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
+        tiles instead."""
         torch.cuda.init()
         self.ws = ws
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-        self.fwd_ctas = sms if fwd_ctas is None else fwd_ctas
+        self.ctas = sms if ctas is None else ctas
         self.tile_counter = torch.zeros(1, dtype=torch.int32, device="cuda") if tile_counter else None
         torch.empty(1, device="cuda")  # make the primary context current on this thread
         with open(fatbin, "rb") as f:
@@ -233,6 +234,17 @@ class Kernels:
 
     # ---- launches -----------------------------------------------------------------------------
 
+    def _zeroed_counter(self, stream):
+        """The persistent kernels' tile counter, zeroed on `stream` (0: their static split)."""
+        if self.tile_counter is None:
+            return 0
+        runtime.memsetAsync(self.tile_counter.data_ptr(), 0, 4, stream)
+        return self.tile_counter.data_ptr()
+
+    def _persistent_grid(self, tiles):
+        """distca_attn.h section 2: one CTA per SM, at most one per tile (ctas=0: one per tile)."""
+        return min(tiles, self.ctas) if self.ctas else tiles
+
     def forward(self, lay, q, k, v, o, lse, scale):
         """q, o: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; lse: fp32 [Hq, total_q]."""
         hq, hd = q.shape[1], q.shape[2]
@@ -245,15 +257,10 @@ class Kernels:
         if self.ws and info.fwd_ws_threads:
             # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
             # that is 0 at launch
-            counter = 0
-            if self.tile_counter is not None:
-                counter = self.tile_counter.data_ptr()
-                runtime.memsetAsync(counter, 0, 4, stream)
-            params += struct.pack("<Q", counter) + bytes(40)
+            params += struct.pack("<Q", self._zeroed_counter(stream)) + bytes(40)
             params += _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
-            tiles = lay.num_fwd_work * hq
-            grid = min(tiles, self.fwd_ctas) if self.fwd_ctas else tiles
-            _launch(self.fn("fwd_ws", q.dtype, hd), grid, info.fwd_ws_threads, info.fwd_ws_smem, params, stream)
+            _launch(self.fn("fwd_ws", q.dtype, hd), self._persistent_grid(lay.num_fwd_work * hq), info.fwd_ws_threads,
+                    info.fwd_ws_smem, params, stream)
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 
@@ -275,10 +282,10 @@ class Kernels:
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
         _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         if self.ws and info.bwd_ws_threads:
-            ws = (params + bytes(104) + _tensor_map(q, 64) + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64)
-                  + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
-            _launch(self.fn("bwd_ws", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_ws_threads, info.bwd_ws_smem, ws,
-                    stream)
+            ws = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
+                  + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
+            _launch(self.fn("bwd_ws", q.dtype, hd), self._persistent_grid(lay.num_bwd_work * hkv), info.bwd_ws_threads,
+                    info.bwd_ws_smem, ws, stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
                     stream)

@@ -50,8 +50,9 @@
  *                 block.x = elementwise_threads, dynamic shared memory = 0
  *      bwd:       grid.x = num_work * heads_kv, block.x = bwd_threads,
  *                 dynamic shared memory = bwd_smem_bytes
- *      bwd (warp-specialized, where bwd_ws_threads != 0): the same grid, block.x =
- *                 bwd_ws_threads, dynamic shared memory = bwd_ws_smem_bytes
+ *      bwd (warp-specialized, where bwd_ws_threads != 0): persistent like the warp-specialized
+ *                 forward: launch min(num_work * heads_kv, multiprocessor count) CTAs with a tile
+ *                 counter; block.x = bwd_ws_threads, dynamic shared memory = bwd_ws_smem_bytes
  *      bwd_post:  like bwd_pre
  *    Once per function, before the first launch, call cuFuncSetAttribute(fn,
  *    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes) with its shared-memory size (required
@@ -137,8 +138,10 @@
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
  *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
  *    The warp-specialized backward (distca_attn_bwd_ws_<DT>_d<HD>) replaces step 2 only (bwd_pre and
- *    bwd_post stay): distca_bwd_ws_params_t (896 bytes) is distca_bwd_params_t at 0, zeros up to
- *    256, then the tensor maps of Q at 256, K at 384, V at 512, dO at 640 and the dQ workspace at
+ *    bwd_post stay) and is persistent in the same way over its tiles (tile t = the t-th (work
+ *    item, head_kv) pair): distca_bwd_ws_params_t (896 bytes) is distca_bwd_params_t at 0, its tile
+ *    counter (as the forward's) at 152, zeros up to 256, then the tensor maps of Q at 256, K at
+ *    384, V at 512, dO at 640 and the dQ workspace at
  *    768, encoded as above except that the boxes of Q and dO are {64, 1, 64} (the backward's
  *    query tile is 64 rows) and the dQ workspace's map is CU_TENSOR_MAP_DATA_TYPE_FLOAT32 (7):
  *    globalDim {HD, heads_q, total_q}, globalStrides {HD * 4, heads_q * HD * 4}, boxDim
@@ -268,7 +271,8 @@ typedef struct distca_fwd_ws_params_t {
 /* Parameter block of distca_attn_bwd_ws_* (section 7). 896 bytes, 64-byte aligned. */
 typedef struct distca_bwd_ws_params_t {
   DISTCA_ALIGN64 distca_bwd_params_t base; /*   0 */
-  uint8_t pad[104];                        /* 152: 0 */
+  uint64_t tile_counter;                   /* 152: as in distca_fwd_ws_params_t (section 7) */
+  uint8_t pad[96];                         /* 160: 0 */
   uint64_t tmap_q[16];                     /* 256: CUtensorMap of Q (boxes of 64 rows) */
   uint64_t tmap_k[16];                     /* 384: CUtensorMap of K (boxes of 128 rows) */
   uint64_t tmap_v[16];                     /* 512: CUtensorMap of V (boxes of 128 rows) */
@@ -293,6 +297,7 @@ static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_par
 static_assert(offsetof(distca_fwd_ws_params_t, tile_counter) == 80, "fwd_ws.tile_counter");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
+static_assert(offsetof(distca_bwd_ws_params_t, tile_counter) == 152, "bwd_ws.tile_counter");
 static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
                   offsetof(distca_bwd_ws_params_t, tmap_do) == 640 && offsetof(distca_bwd_ws_params_t, tmap_dq_accum) == 768,
               "distca_bwd_ws_params_t layout");

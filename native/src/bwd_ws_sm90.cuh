@@ -7,6 +7,12 @@
 //                    arrives on the stage's full barrier
 //   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it
 //
+// Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
+// from the tile counter (work-list order) and passes each one's number to the consumers in a
+// shared-memory slot released with the K/V barrier. K and V have one buffer: the next tile's load
+// waits until the consumers' last GEMM on this one, and so runs under their dK/dV stores, while the
+// Q/dO stage ring runs on across tiles, so the next tile's first query tiles are already loaded.
+//
 // dQ leaves through TMA reduce-adds (cp.reduce.async.bulk.tensor ... add) from shared memory into
 // the fp32 workspace instead of per-element atomics from the consumers (which cost ~30% of the
 // kernel: NOTES.md v9). Tensor maps (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with
@@ -29,10 +35,10 @@ struct BwdWsConfig {
   static constexpr int kSmemP = BN * BM;
   // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
-  // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, plus 1 KiB of
-  // alignment
+  // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers and the tile
+  // slot, plus 1 KiB of alignment
   static constexpr int kSmemBytes =
-      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 64 + 1024;
+      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 128 + 1024;
 };
 
 // Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
@@ -85,14 +91,16 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   float* sDsum = sLse + S * BM;                               // [S][BM]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sDsum + S * BM);
   const uint32_t bar_kv = smem_addr(bars);
-  auto bar_full = [&](int s) { return smem_addr(bars + 1 + s); };
-  auto bar_empty = [&](int s) { return smem_addr(bars + 1 + S + s); };
+  const uint32_t bar_kv_empty = smem_addr(bars + 1);
+  auto bar_full = [&](int s) { return smem_addr(bars + 2 + s); };
+  auto bar_empty = [&](int s) { return smem_addr(bars + 2 + S + s); };
+  volatile int* tile_slot = reinterpret_cast<volatile int*>(bars + 2 + 2 * S);  // the key tile of the K/V buffer
 
   const int tid = threadIdx.x;
-  const BwdTile<BN> tile(p);
-  const int group = tile.group, head_kv = tile.head_kv;
+  const int tiles = p.num_work * p.heads_kv;
   if (tid == 0) {
     mbar_init(bar_kv, 1);
+    mbar_init(bar_kv_empty, 256);  // every consumer thread, after its last GEMM on the tile's K and V
     for (int s = 0; s < S; ++s) {
       mbar_init(bar_full(s), 32);    // the producer warp's lanes, after their LSE/D stores
       mbar_init(bar_empty(s), 256);  // every consumer thread, once done with the stage
@@ -101,111 +109,136 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   }
   __syncthreads();
 
+  // The j-th key tile of this CTA is in tile_slot (-1 after the last) once bar_kv completes its
+  // phase j; the it-th query tile overall uses stage it % S. Phases count on across key tiles.
   if (tid < 128) {
     // ---- producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     if (tid < 32) {
       const int lane = tid;
-      if (lane == 0) {
-        mbar_expect_tx(bar_kv, 2 * BN * D * 2);
-#pragma unroll
-        for (int h = 0; h < D / 64; ++h) {
-          tma_load_3d(smem_addr(sK + h * BN * 64), P.tmap_k, bar_kv, h * 64, head_kv, tile.kb0);
-          tma_load_3d(smem_addr(sV + h * BN * 64), P.tmap_v, bar_kv, h * 64, head_kv, tile.kb0);
-        }
-      }
-      BwdCursor cur = tile.start();
+      int* counter = reinterpret_cast<int*>(P.tile_counter);
       int it = 0;
-      for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
-        const int s = it % S;
-        if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
-        const int hq = head_kv * group + cur.group_head;
-        const int m0 = cur.mb * BM;
-        const int q_row = cur.sl.q_start + m0;
+      int t = blockIdx.x;
+      for (int j = 0;; ++j) {
+        if (j >= 1) mbar_wait(bar_kv_empty, (j - 1) & 1);
+        if (t >= tiles) {
+          if (lane == 0) {
+            tile_slot[0] = -1;
+            mbar_arrive(bar_kv);  // released by the arrive: the consumers stop
+          }
+          break;
+        }
+        const BwdTile<BN> tile(p, t);
+        const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
-          mbar_add_tx(bar_full(s), 2 * BM * D * 2);
+          tile_slot[0] = t;
+          mbar_expect_tx(bar_kv, 2 * BN * D * 2);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h) {
-            tma_load_3d(smem_addr(sQ + s * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_full(s), h * 64, hq, q_row);
-            tma_load_3d(smem_addr(sdO + s * Cfg::kSmemQ + h * BM * 64), P.tmap_do, bar_full(s), h * 64, hq, q_row);
+            tma_load_3d(smem_addr(sK + h * BN * 64), P.tmap_k, bar_kv, h * 64, head_kv, tile.kb0);
+            tma_load_3d(smem_addr(sV + h * BN * 64), P.tmap_v, bar_kv, h * 64, head_kv, tile.kb0);
           }
         }
-        const int rows = min(BM, cur.sl.q_len - m0);
+        BwdCursor cur = tile.start();
+        for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
+          const int s = it % S;
+          if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
+          const int hq = head_kv * group + cur.group_head;
+          const int m0 = cur.mb * BM;
+          const int q_row = cur.sl.q_start + m0;
+          if (lane == 0) {
+            mbar_add_tx(bar_full(s), 2 * BM * D * 2);
 #pragma unroll
-        for (int r = lane; r < BM; r += 32) {
-          float lse = INFINITY, dsum = 0.f;  // rows past the slice: P = 0
-          if (r < rows) {
-            const long long idx = (long long)hq * p.total_q + q_row + r;
-            const float l = reinterpret_cast<const float*>(p.lse)[idx];
-            lse = l == -INFINITY ? INFINITY : l * kLog2e;
-            dsum = reinterpret_cast<const float*>(p.dsum)[idx];
+            for (int h = 0; h < D / 64; ++h) {
+              tma_load_3d(smem_addr(sQ + s * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_full(s), h * 64, hq, q_row);
+              tma_load_3d(smem_addr(sdO + s * Cfg::kSmemQ + h * BM * 64), P.tmap_do, bar_full(s), h * 64, hq, q_row);
+            }
           }
-          sLse[s * BM + r] = lse;
-          sDsum[s * BM + r] = dsum;
+          const int rows = min(BM, cur.sl.q_len - m0);
+#pragma unroll
+          for (int r = lane; r < BM; r += 32) {
+            float lse = INFINITY, dsum = 0.f;  // rows past the slice: P = 0
+            if (r < rows) {
+              const long long idx = (long long)hq * p.total_q + q_row + r;
+              const float l = reinterpret_cast<const float*>(p.lse)[idx];
+              lse = l == -INFINITY ? INFINITY : l * kLog2e;
+              dsum = reinterpret_cast<const float*>(p.dsum)[idx];
+            }
+            sLse[s * BM + r] = lse;
+            sDsum[s * BM + r] = dsum;
+          }
+          mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
-        mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
+        int next = t + (int)gridDim.x;
+        if (counter != nullptr && lane == 0) next = (int)gridDim.x + atomicAdd(counter, 1);
+        t = counter != nullptr ? __shfl_sync(0xffffffffu, next, 0) : next;
       }
     }
     return;
   }
 
   // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
   const int wg = ctid >> 7;  // keys [64 wg, 64 wg + 64)
   const int wrow = ((ctid >> 5) & 3) * 16 + ((ctid & 31) >> 2);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
-  float acc_dk[NKV * 4], acc_dv[NKV * 4];
-#pragma unroll
-  for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   auto consumers_sync = [] { asm volatile("bar.sync 1, 256;\n" ::: "memory"); };
-
-  BwdCursor cur = tile.start();
-  bool have = tile.template seek<BM>(cur);
-  mbar_wait(bar_kv, 0);  // also where no query tile sees the key tile: the copies must land before exit
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
-  for (int it = 0; have; have = tile.template seek_next<BM>(cur), ++it) {
-    const int s = it % S;
-    mbar_wait(bar_full(s), (it / S) & 1);
-    consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
-    // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
-    // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
-    // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
-    // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
-    float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
-    auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
-      if (elected) bulk_wait_read<1>();
-      warpgroup_sync(wg);
+  int it = 0;
+  for (int j = 0;; ++j) {
+    mbar_wait(bar_kv, j & 1);  // also where no query tile sees the key tile: the copies land before reuse
+    const int t = tile_slot[0];
+    if (t < 0) break;
+    const BwdTile<BN> tile(p, t);
+    const int group = tile.group, head_kv = tile.head_kv;
+    float acc_dk[NKV * 4], acc_dv[NKV * 4];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = wrow + h * 8;
+    for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
+    BwdCursor cur = tile.start();
+    for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
+      const int s = it % S;
+      mbar_wait(bar_full(s), (it / S) & 1);
+      consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
+      // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
+      // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
+      // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
+      // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
+      float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
+      auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
+        if (elected) bulk_wait_read<1>();
+        warpgroup_sync(wg);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int c = j * 8 + quad * 2;  // column in the 64; box c / 32, 16-byte chunk (c % 32) / 4
-          const int at = (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3);
-          *reinterpret_cast<float2*>(dq_tile + at) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
+        for (int h = 0; h < 2; ++h) {
+          const int r = wrow + h * 8;
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const int c = jj * 8 + quad * 2;  // column in the 64; box c / 32, 16-byte chunk (c % 32) / 4
+            const int at = (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3);
+            *reinterpret_cast<float2*>(dq_tile + at) = make_float2(acc_dq[jj * 4 + h * 2], acc_dq[jj * 4 + h * 2 + 1]);
+          }
         }
-      }
-      fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
-      warpgroup_sync(wg);
-      if (elected) {
+        fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
+        warpgroup_sync(wg);
+        if (elected) {
 #pragma unroll
-        for (int box = 0; box < 2; ++box) {
-          tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(wg) + box * 32, hq, row0);
+          for (int box = 0; box < 2; ++box) {
+            tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(wg) + box * 32, hq, row0);
+          }
+          bulk_commit();
         }
-        bulk_commit();
-      }
-    };
-    bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
-                   smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-                   consumers_sync, store_dq);
-    mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
+      };
+      bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
+                     smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
+                     consumers_sync, store_dq);
+      mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
+    }
+    mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
+    bwd_store_dkdv<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad);
   }
   if (elected) bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
-
-  bwd_store_dkdv<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad);
 #else
   __trap();
 #endif

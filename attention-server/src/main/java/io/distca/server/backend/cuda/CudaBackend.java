@@ -480,13 +480,8 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       long grid = (long) plan.numWork * shape.headsQ();
       if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
         int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
-        // persistent (distca_attn.h section 2): one CTA per SM walks the tiles, at most one per tile
-        int most = options.persistentForwardCtas() > 0 ? options.persistentForwardCtas() : device.multiprocessors();
-        long ctas = Math.min(grid, most);
-        long counter = base + at.tileCounter();
-        Driver.check("cuMemsetD32Async(tile counter)", "zeroing the persistent forward's tile counter",
-            () -> cuMemsetD32Async(DeviceAddress.of(counter), 0, 1, computeStream));
-        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), ctas, g.forwardWsThreads(),
+        long counter = zeroedTileCounter(base + at.tileCounter());
+        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid), g.forwardWsThreads(),
             g.forwardWsSharedBytes(), computeStream, params.encodeWs(counter, queryMap(plan, params.q(), box),
                 keyMap(plan, params.k(), box), keyMap(plan, params.v(), box)));
         warpSpecializedForwards.incrementAndGet();
@@ -509,8 +504,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward()) {
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
-      kernels.launch(DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), grid, g.backwardWsThreads(),
-          g.backwardWsSharedBytes(), computeStream, backward.encodeWs(queryMap(plan, backward.q(), queryBox),
+      long counter = zeroedTileCounter(base + at.tileCounter());
+      kernels.launch(DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
+          g.backwardWsThreads(), g.backwardWsSharedBytes(), computeStream, backward.encodeWs(counter,
+              queryMap(plan, backward.q(), queryBox),
               keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
               queryMap(plan, backward.dout(), queryBox),
               TensorMaps.encode(DType.FP32, backward.dqAccum(), Math.max(1, plan.totalQ), shape.headsQ(),
@@ -522,6 +519,22 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     }
     kernels.launch(DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
+  }
+
+  /**
+   * The persistent warp-specialized kernels' grid (distca_attn.h section 2): one CTA per SM, at
+   * most one per tile, or {@link CudaBackendOptions#persistentCtas} where set.
+   */
+  private long persistentGrid(long tiles) {
+    int most = options.persistentCtas() > 0 ? options.persistentCtas() : device.multiprocessors();
+    return Math.min(tiles, most);
+  }
+
+  /** Zeroes the persistent kernels' tile counter at {@code address} on the compute stream; returns it. */
+  private long zeroedTileCounter(long address) {
+    Driver.check("cuMemsetD32Async(tile counter)", "zeroing the persistent kernels' tile counter",
+        () -> cuMemsetD32Async(DeviceAddress.of(address), 0, 1, computeStream));
+    return address;
   }
 
   /** The completion thread: waits for each batch's download in submission order, then scatters it. */

@@ -52,7 +52,7 @@ public final class CudaBackendOptions {
   private Path kernelFile;
   private boolean pinnedReceive = true;
   private boolean warpSpecializedKernels = true;
-  private int persistentForwardCtas;
+  private int persistentCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
   private boolean concluded;
@@ -150,17 +150,18 @@ public final class CudaBackendOptions {
   }
 
   /**
-   * Most CTAs the persistent warp-specialized forward runs with (each walks every grid-th tile;
-   * distca_attn.h section 2). Default 0: one per SM. Fewer leave SMs to other work on a shared GPU.
+   * Most CTAs the persistent warp-specialized kernels (forward and backward) run with; they take
+   * their tiles from a counter (distca_attn.h sections 2 and 7). Default 0: one per SM. Fewer leave
+   * SMs to other work on a shared GPU.
    */
-  public CudaBackendOptions persistentForwardCtas(int ctas) {
+  public CudaBackendOptions persistentCtas(int ctas) {
     requireOpen();
-    this.persistentForwardCtas = ctas;
+    this.persistentCtas = ctas;
     return this;
   }
 
-  public int persistentForwardCtas() {
-    return persistentForwardCtas;
+  public int persistentCtas() {
+    return persistentCtas;
   }
 
   /** Most bytes the pinned buffer pool holds. Default {@link #DEFAULT_PINNED_POOL_BYTES}; > 0. */
@@ -250,8 +251,8 @@ public final class CudaBackendOptions {
       throw new IllegalArgumentException("pinned pool bytes must be > 0 (turn the pool off with pinnedReceive(false)), got "
           + pinnedPoolBytes);
     }
-    if (persistentForwardCtas < 0) {
-      throw new IllegalArgumentException("persistent forward CTAs must be >= 0 (0: one per SM), got " + persistentForwardCtas);
+    if (persistentCtas < 0) {
+      throw new IllegalArgumentException("persistent kernel CTAs must be >= 0 (0: one per SM), got " + persistentCtas);
     }
     if (directTransferMinBytes < 1) {
       throw new IllegalArgumentException("direct transfer minimum must be >= 1 byte, got " + directTransferMinBytes);

@@ -29,7 +29,9 @@ final class DistcaAttnAbi {
   /** Offset of the persistent forward's tile counter address in distca_fwd_ws_params_t. */
   static final int FORWARD_WS_TILE_COUNTER_OFFSET = 80;
   static final int BACKWARD_PARAMS_BYTES = 152;
-  /** distca_bwd_ws_params_t: distca_bwd_params_t, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
+  /** Offset of the persistent backward's tile counter address in distca_bwd_ws_params_t. */
+  static final int BACKWARD_WS_TILE_COUNTER_OFFSET = 152;
+  /** distca_bwd_ws_params_t: distca_bwd_params_t, the tile counter at 152, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
   static final int BACKWARD_WS_PARAMS_BYTES = 896;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /** Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64) and key tiles. */
@@ -125,11 +127,16 @@ final class DistcaAttnAbi {
       return b.array();
     }
 
-    /** distca_bwd_ws_params_t: these parameters, then the tensor maps of Q, K, V, dO and the dQ workspace. */
-    byte[] encodeWs(byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout,
+    /**
+     * distca_bwd_ws_params_t: these parameters, the tile counter's device address (as in the
+     * forward's), then the tensor maps of Q, K, V, dO and the dQ workspace.
+     */
+    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout,
         byte[] tensorMapDqAccum) {
-      return withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
+      byte[] out = withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
           tensorMapQ, tensorMapK, tensorMapV, tensorMapDout, tensorMapDqAccum);
+      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(BACKWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
+      return out;
     }
   }
 

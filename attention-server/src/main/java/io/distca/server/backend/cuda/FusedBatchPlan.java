@@ -166,7 +166,7 @@ final class FusedBatchPlan {
       long lse = a.add(lseBytes);
       long outputBytes = a.totalBytes() - inputBytes;
       long pinnedBytes = a.totalBytes();
-      long tileCounter = a.add(4); // the persistent forward's tile counter (device only)
+      long tileCounter = a.add(4); // the persistent kernels' tile counter (device only)
       return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, tileCounter,
           inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
     }
@@ -185,7 +185,9 @@ final class FusedBatchPlan {
     long pinnedBytes = a.totalBytes();
     long dsum = a.add(lseBytes);
     long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
-    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum, -1,
+    long tileCounter = a.add(4);
+    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
+        tileCounter,
         inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
   }
 

@@ -36,7 +36,7 @@ class CudaBackendOptionsTest {
     assertMessage(new CudaBackendOptions().kernelResource(" "), "kernel");
     assertMessage(new CudaBackendOptions().pinnedPoolBytes(0), "pinned pool bytes");
     assertMessage(new CudaBackendOptions().directTransferMinBytes(0), "direct transfer minimum");
-    assertMessage(new CudaBackendOptions().persistentForwardCtas(-1), "persistent forward CTAs");
+    assertMessage(new CudaBackendOptions().persistentCtas(-1), "persistent kernel CTAs");
   }
 
   private static void assertMessage(CudaBackendOptions options, String fragment) {

@@ -63,10 +63,12 @@ class DistcaAttnAbiTest {
     for (int m = 0; m < 5; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(maps[0], maps[1], maps[2], maps[3], maps[4]);
+    byte[] bytes = p.encodeWs(0x0102030405060708L, maps[0], maps[1], maps[2], maps[3], maps[4]);
     assertEquals(896, bytes.length, "sizeof(distca_bwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 152), "distca_bwd_params_t at 0");
-    assertArrayEquals(new byte[104], java.util.Arrays.copyOfRange(bytes, 152, 256), "zeros up to 256");
+    assertEquals(0x0102030405060708L, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(152),
+        "tile_counter at 152");
+    assertArrayEquals(new byte[96], java.util.Arrays.copyOfRange(bytes, 160, 256), "zeros up to 256");
     for (int m = 0; m < 5; m++) {
       assertArrayEquals(maps[m], java.util.Arrays.copyOfRange(bytes, 256 + 128 * m, 384 + 128 * m),
           "tensor map " + m + " (Q, K, V, dO, dQ workspace) at " + (256 + 128 * m));
