@@ -52,6 +52,31 @@ def time_ms(fn, reps, warmup=2):
     return t[len(t) // 2]
 
 
+def time_interleaved(fns, reps, warmup=2):
+    """Median milliseconds of each of `fns`, run in turn (a, b, c, a, b, c, ...) so that all of them
+    see the same clocks: the GPU's clock drifts by 5-10% within seconds of sustained load, which
+    separate timings would fold into their ratios."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    torch.cuda.synchronize()
+    events = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            a = torch.cuda.Event(enable_timing=True)
+            b = torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            events[i].append((a, b))
+    torch.cuda.synchronize()
+    out = []
+    for ev in events:
+        t = sorted(a.elapsed_time(b) for a, b in ev)
+        out.append(t[len(t) // 2])
+    return out
+
+
 class Ours:
     def __init__(self, kern, seg_lens, slices, hq, hkv, hd, dtype=torch.bfloat16):
         self.kern, self.hd = kern, hd
@@ -321,9 +346,8 @@ def section_rebatch(kern, reps, out, torch_too=True, grid=128):
                "fused/whole | fused/per-shard | FA2 fused shards | FA2 long | FA2 fused/long |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
-        tf = time_ms(getattr(fused, pas), reps)
-        tw = time_ms(getattr(docs, pas), reps)
-        tl = time_ms(getattr(long_, pas), reps)
+        # the three that the ratios compare run interleaved (time_interleaved)
+        tf, tw, tl = time_interleaved([getattr(fused, pas), getattr(docs, pas), getattr(long_, pas)], 3 * reps)
         tp = time_ms(per_shard(pas), max(3, reps // 3))
         a, w, b, c = (tflops(flops * mult, tf), tflops(flops * mult, tw), tflops(flops_long * mult, tl),
                       tflops(flops * mult, tp))

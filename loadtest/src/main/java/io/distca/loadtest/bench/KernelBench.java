@@ -89,11 +89,27 @@ public final class KernelBench {
     for (int grid : new int[] {PlanOptions.DEFAULT_CUT_ALIGN_TOKENS, 1}) {
       Sharded sharded = shardDocuments(documents, (double) longSeq * longSeq / 2, grid, new SplittableRandom(seed));
       String cuts = grid > 1 ? "cuts on " + grid : "cuts anywhere";
-      rows.add(measure("fused shards, " + cuts, headDim, true, sharded.lengths, sharded.shards, 0));
-      rows.add(measure("  same docs unsharded", headDim, true, sharded.lengths,
-          BenchBatch.wholeDocuments(sharded.covered()), 0));
+      // the batches that the ratios compare run interleaved, so that they see the same GPU clocks
+      List<BenchBatch> batches = new ArrayList<>();
+      try {
+        batches.add(new BenchBatch(allocator, shape(headDim), true, sharded.lengths, sharded.shards, 42));
+        batches.add(new BenchBatch(allocator, shape(headDim), true, sharded.lengths,
+            BenchBatch.wholeDocuments(sharded.covered()), 42));
+        if (grid > 1) {
+          batches.add(new BenchBatch(allocator, shape(headDim), true, new int[] {longSeq}, 42));
+        }
+        double[][] t = time(batches);
+        String[] labels = {"fused shards, " + cuts, "  same docs unsharded", "one sequence, same FLOPs"};
+        for (int i = 0; i < batches.size(); i++) {
+          BenchBatch b = batches.get(i);
+          double flops = b.forwardFlopsFaConvention();
+          rows.add(new Row(labels[i], headDim, true, i == 2 ? longSeq : 0, b.shards.size(), flops / t[i][0] / 1e9,
+              2.5 * flops / t[i][1] / 1e9));
+        }
+      } finally {
+        batches.forEach(BenchBatch::close);
+      }
       if (grid > 1) {
-        rows.add(measure("one sequence, same FLOPs", headDim, true, new int[] {longSeq}, longSeq));
         rows.add(perShard(headDim, sharded));
       }
     }
@@ -172,15 +188,10 @@ public final class KernelBench {
   }
 
   private Row measure(String label, int headDim, boolean causal, int[] lengths, int seqLen) {
-    return measure(label, headDim, causal, lengths, BenchBatch.wholeDocuments(lengths), seqLen);
-  }
-
-  private Row measure(String label, int headDim, boolean causal, int[] lengths, List<BenchBatch.Shard> shards,
-      int seqLen) {
-    try (BenchBatch b = new BenchBatch(allocator, shape(headDim), causal, lengths, shards, 42)) {
+    try (BenchBatch b = new BenchBatch(allocator, shape(headDim), causal, lengths, 42)) {
       double[] t = time(b);
       double flops = b.forwardFlopsFaConvention();
-      return new Row(label, headDim, causal, seqLen, shards.size(), flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
+      return new Row(label, headDim, causal, seqLen, b.shards.size(), flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
     }
   }
 
@@ -191,21 +202,41 @@ public final class KernelBench {
 
   /** Median milliseconds of forward and backward. */
   private double[] time(BenchBatch b) {
-    AttentionBatch fwd = b.forward();
-    AttentionBatch bwd = b.backward();
-    double[] f = new double[iterations];
-    double[] g = new double[iterations];
+    return time(List.of(b))[0];
+  }
+
+  /**
+   * Median milliseconds of forward and backward of each batch, the batches run in turn within every
+   * iteration: the GPU's clock drifts by 5-10% within seconds of sustained load, and batches timed
+   * one after the other would fold that drift into their ratios.
+   */
+  private double[][] time(List<BenchBatch> batches) {
+    int n = batches.size();
+    AttentionBatch[] fwd = new AttentionBatch[n];
+    AttentionBatch[] bwd = new AttentionBatch[n];
+    for (int j = 0; j < n; j++) {
+      fwd[j] = batches.get(j).forward();
+      bwd[j] = batches.get(j).backward();
+    }
+    double[][][] samples = new double[n][2][iterations];
     for (int i = -warmup; i < iterations; i++) {
-      double tf = once(fwd, true);
-      double tb = once(bwd, false);
-      if (i >= 0) {
-        f[i] = tf;
-        g[i] = tb;
+      for (int j = 0; j < n; j++) {
+        double tf = once(fwd[j], true);
+        double tb = once(bwd[j], false);
+        if (i >= 0) {
+          samples[j][0][i] = tf;
+          samples[j][1][i] = tb;
+        }
       }
     }
-    Arrays.sort(f);
-    Arrays.sort(g);
-    return new double[] {f[iterations / 2], g[iterations / 2]};
+    double[][] medians = new double[n][2];
+    for (int j = 0; j < n; j++) {
+      for (int pass = 0; pass < 2; pass++) {
+        Arrays.sort(samples[j][pass]);
+        medians[j][pass] = samples[j][pass][iterations / 2];
+      }
+    }
+    return medians;
   }
 
   private double once(AttentionBatch batch, boolean forward) {
