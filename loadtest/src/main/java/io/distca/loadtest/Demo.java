@@ -1,26 +1,21 @@
 package io.distca.loadtest;
 
-import io.distca.client.BackwardInput;
-import io.distca.client.BackwardResult;
 import io.distca.client.ClientContext;
 import io.distca.client.DistcaClient;
-import io.distca.client.ForwardResult;
-import io.distca.client.MicroBatch;
 import io.distca.dispatcher.workload.DocLengthDistribution;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.model.CostModel;
 import io.distca.protocol.tensor.DType;
-import io.distca.protocol.tensor.Tensor;
 import io.distca.server.AttentionServer;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cpu.CpuBackendOptions;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
-import java.util.concurrent.CompletableFuture;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -139,99 +134,37 @@ public final class Demo {
 
   private static Report runSteps(Options o, AttentionShape shape, DocLengthDistribution dist, List<DistcaClient> clients,
       EmbeddedCluster cluster, AttentionBackend reference, BufferAllocator root) throws Exception {
+    CheckedStep checked = new CheckedStep(clients, reference, root, Duration.ofMinutes(10));
     double fwdSeconds = 0;
     double bwdSeconds = 0;
     double fwdFlops = 0;
-    double bwdFlops = 0;
-    double[] err = new double[5];
+    double[] err = new double[CheckedStep.TENSORS.size()];
     long tokens = 0;
     int documents = 0;
     int tasks = 0;
     int requests = 0;
     double imbalance = 0;
     for (int step = 0; step < o.steps; step++) {
-      List<MicroBatch> batches = new ArrayList<>();
-      List<Tensor> owned = new ArrayList<>();
-      try {
-        for (int r = 0; r < o.ranks; r++) {
-          SplittableRandom rnd = new SplittableRandom(o.seed * 1_000_003L + step * 1009L + r);
-          int[] lengths = dist.fillRank(o.tokensPerRank, rnd);
-          int t = 0;
-          for (int len : lengths) {
-            t += len;
-          }
-          Tensor q = random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
-          Tensor k = random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-          Tensor v = random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-          owned.add(q);
-          owned.add(k);
-          owned.add(v);
-          batches.add(new MicroBatch(shape, o.causal, lengths, q, k, v));
-          tokens += t;
-          documents += lengths.length;
-          for (int len : lengths) {
-            fwdFlops += CostModel.forwardFlops(len, len, shape.headsQ(), shape.headDim(), o.causal);
-          }
-        }
-        // forward: all ranks at once, as a data-parallel job would
-        final long s = step;
-        long t0 = System.nanoTime();
-        List<CompletableFuture<ForwardResult>> fwd = new ArrayList<>();
-        for (int r = 0; r < o.ranks; r++) {
-          fwd.add(clients.get(r).forward(s, batches.get(r)));
-        }
-        CompletableFuture.allOf(fwd.toArray(new CompletableFuture<?>[0])).join();
-        fwdSeconds += (System.nanoTime() - t0) / 1e9;
-        List<BackwardInput> bwdIn = new ArrayList<>();
-        for (int r = 0; r < o.ranks; r++) {
-          ForwardResult fr = fwd.get(r).join();
-          owned.add(fr.o());
-          owned.add(fr.lse());
-          tasks += fr.stats().tasks();
-          requests += fr.stats().requests();
-          imbalance = Math.max(imbalance, fr.stats().planImbalance());
-          Tensor[] ref = LocalReference.forward(reference, batches.get(r), root);
-          try {
-            err[0] = Math.max(err[0], TensorCompare.relativeMaxError(fr.o(), ref[0]));
-            err[1] = Math.max(err[1], TensorCompare.relativeMaxError(fr.lse(), ref[1]));
-          } finally {
-            ref[0].close();
-            ref[1].close();
-          }
-          SplittableRandom rnd = new SplittableRandom(o.seed * 7919L + step * 31L + r);
-          Tensor dO = random(root, rnd, shape.dtype(), batches.get(r).tokens(), shape.headsQ(), shape.headDim());
-          owned.add(dO);
-          bwdIn.add(new BackwardInput(batches.get(r), fr.o(), fr.lse(), dO));
-        }
-        // backward
-        t0 = System.nanoTime();
-        List<CompletableFuture<BackwardResult>> bwd = new ArrayList<>();
-        for (int r = 0; r < o.ranks; r++) {
-          bwd.add(clients.get(r).backward(s, bwdIn.get(r)));
-        }
-        CompletableFuture.allOf(bwd.toArray(new CompletableFuture<?>[0])).join();
-        bwdSeconds += (System.nanoTime() - t0) / 1e9;
-        for (int r = 0; r < o.ranks; r++) {
-          try (BackwardResult br = bwd.get(r).join()) {
-            Tensor[] ref = LocalReference.backward(reference, bwdIn.get(r), root);
-            try {
-              err[2] = Math.max(err[2], TensorCompare.relativeMaxError(br.dq(), ref[0]));
-              err[3] = Math.max(err[3], TensorCompare.relativeMaxError(br.dk(), ref[1]));
-              err[4] = Math.max(err[4], TensorCompare.relativeMaxError(br.dv(), ref[2]));
-            } finally {
-              for (Tensor x : ref) {
-                x.close();
-              }
-            }
-          }
-        }
-      } finally {
-        for (Tensor x : owned) {
-          x.close();
+      int[][] docs = new int[o.ranks][];
+      for (int r = 0; r < o.ranks; r++) {
+        docs[r] = dist.fillRank(o.tokensPerRank, new SplittableRandom(o.seed * 1_000_003L + step * 1009L + r));
+        documents += docs[r].length;
+        for (int len : docs[r]) {
+          fwdFlops += CostModel.forwardFlops(len, len, shape.headsQ(), shape.headDim(), o.causal);
         }
       }
+      CheckedStep.Result res = checked.run(step, shape, o.causal, docs, o.seed);
+      fwdSeconds += res.forwardSeconds();
+      bwdSeconds += res.backwardSeconds();
+      tokens += res.tokens();
+      tasks += res.tasks();
+      requests += res.requests();
+      imbalance = Math.max(imbalance, res.planImbalance());
+      for (int i = 0; i < err.length; i++) {
+        err[i] = Math.max(err[i], res.errors()[i]);
+      }
     }
-    bwdFlops = 2.5 * fwdFlops;
+    double bwdFlops = 2.5 * fwdFlops;
     long retries = 0;
     for (DistcaClient c : clients) {
       retries += c.retries();
@@ -248,13 +181,5 @@ public final class Demo {
     return new Report(o.steps, o.ranks, o.servers, backendName, tokens, documents, tasks, requests, fwdSeconds,
         bwdSeconds, fwdFlops, bwdFlops, err[0], err[1], err[2], err[3], err[4], retries, batchesRun, imbalance,
         passed);
-  }
-
-  static Tensor random(BufferAllocator allocator, SplittableRandom rnd, DType dtype, int... shape) {
-    Tensor t = Tensor.allocate(allocator, dtype, shape);
-    for (long i = 0; i < t.numel(); i++) {
-      t.setFloat(i, (float) (rnd.nextDouble() * 2 - 1));
-    }
-    return t;
   }
 }

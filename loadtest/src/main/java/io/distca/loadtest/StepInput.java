@@ -38,11 +38,11 @@ final class StepInput implements AutoCloseable {
     Tensor v = null;
     Tensor dO = null;
     try {
-      q = Demo.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsQ(), shape.headDim());
-      k = Demo.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsKv(), shape.headDim());
-      v = Demo.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsKv(), shape.headDim());
+      q = CheckedStep.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsQ(), shape.headDim());
+      k = CheckedStep.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsKv(), shape.headDim());
+      v = CheckedStep.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsKv(), shape.headDim());
       if (backward) {
-        dO = Demo.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsQ(), shape.headDim());
+        dO = CheckedStep.random(allocator, rnd, shape.dtype(), tokensPerRank, shape.headsQ(), shape.headDim());
       }
       return new StepInput(new MicroBatch(shape, causal, lengths, q, k, v), dO, flops);
     } catch (RuntimeException e) {

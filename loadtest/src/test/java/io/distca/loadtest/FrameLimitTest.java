@@ -160,9 +160,9 @@ class FrameLimitTest {
         int t = 8192;
         SplittableRandom rnd = new SplittableRandom(5);
         var shape = SHAPE;
-        Tensor q = Demo.random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
-        Tensor k = Demo.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-        Tensor v = Demo.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
+        Tensor q = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
+        Tensor k = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
+        Tensor v = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
         owned.addAll(List.of(q, k, v));
         DistcaClient client = clients.get(0);
         ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(ExecutionException.class,

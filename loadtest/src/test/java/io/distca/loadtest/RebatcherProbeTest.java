@@ -64,9 +64,9 @@ class RebatcherProbeTest {
 
   private static Message request(BufferAllocator root, SplittableRandom rnd, int tokens, int kvLen) {
     TensorSet set = new TensorSet();
-    set.put("q", Demo.random(root, rnd, DType.BF16, tokens, 2, 32));
-    set.put("k", Demo.random(root, rnd, DType.BF16, tokens, 1, 32));
-    set.put("v", Demo.random(root, rnd, DType.BF16, tokens, 1, 32));
+    set.put("q", CheckedStep.random(root, rnd, DType.BF16, tokens, 2, 32));
+    set.put("k", CheckedStep.random(root, rnd, DType.BF16, tokens, 1, 32));
+    set.put("v", CheckedStep.random(root, rnd, DType.BF16, tokens, 1, 32));
     AttentionRequest meta = new AttentionRequest("probe", 0, 0, 2, 1, 32, "bf16", 0.17f,
         List.of(new TaskSpec(0, 0, tokens, 0, 0, kvLen, true, kvLen - tokens)), new int[] {tokens});
     return Message.of(MessageType.FORWARD_REQUEST, 0, meta, set);

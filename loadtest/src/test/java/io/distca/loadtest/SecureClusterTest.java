@@ -139,9 +139,9 @@ class SecureClusterTest {
       cc.maxAttempts = 1;
       try (DistcaClient c = new DistcaClient(cc, root)) {
         SplittableRandom rnd = new SplittableRandom(3);
-        try (Tensor q = Demo.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsQ(), SHAPE.headDim());
-            Tensor k = Demo.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsKv(), SHAPE.headDim());
-            Tensor v = Demo.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsKv(), SHAPE.headDim())) {
+        try (Tensor q = CheckedStep.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsQ(), SHAPE.headDim());
+            Tensor k = CheckedStep.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsKv(), SHAPE.headDim());
+            Tensor v = CheckedStep.random(root, rnd, SHAPE.dtype(), 64, SHAPE.headsKv(), SHAPE.headDim())) {
           CompletableFuture<?> f = c.forward(1, new MicroBatch(SHAPE, true, new int[] {64}, q, k, v));
           assertThrows(ExecutionException.class, () -> f.get(30, TimeUnit.SECONDS));
         }
@@ -248,9 +248,9 @@ class SecureClusterTest {
     int t = tokens(i);
     SplittableRandom rnd = seed(job, i);
     TensorSet set = new TensorSet();
-    set.put("q", Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsQ(), SHAPE.headDim()));
-    set.put("k", Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim()));
-    set.put("v", Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim()));
+    set.put("q", CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsQ(), SHAPE.headDim()));
+    set.put("k", CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim()));
+    set.put("v", CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim()));
     AttentionRequest meta = new AttentionRequest(job, i, System.currentTimeMillis() + 60_000, SHAPE.headsQ(),
         SHAPE.headsKv(), SHAPE.headDim(), "bf16", SHAPE.scale(), List.of(new TaskSpec(i, 0, t, 0, 0, t, true, 0)),
         new int[] {t});
@@ -265,9 +265,9 @@ class SecureClusterTest {
         assertEquals(job, m.meta(AttentionResponse.class).job(), "an answer of another job");
         int t = tokens(i);
         SplittableRandom rnd = seed(job, i);
-        try (Tensor q = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsQ(), SHAPE.headDim());
-            Tensor k = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim());
-            Tensor v = Demo.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim())) {
+        try (Tensor q = CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsQ(), SHAPE.headDim());
+            Tensor k = CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim());
+            Tensor v = CheckedStep.random(root, rnd, SHAPE.dtype(), t, SHAPE.headsKv(), SHAPE.headDim())) {
           Tensor[] ref = LocalReference.forward(reference, new MicroBatch(SHAPE, true, new int[] {t}, q, k, v), root);
           try {
             Tensor o = m.tensors().get("o");
