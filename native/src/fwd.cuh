@@ -46,8 +46,27 @@ __device__ __forceinline__ int fwd_visible_keys(const distca_slice_t& sl, int m0
   return n_end;
 }
 
-// The query tile of CTA blockIdx.x (WorkCoord: a work item, i.e. a slice and a block of BM query
-// rows clipped to the slice, and a query head) and its global pointers.
+// What identifies a forward tile: its slice, query block and head, read from the work list and the
+// slice descriptors (two dependent global loads). A persistent producer reads them once and hands
+// them to its consumers through shared memory.
+struct FwdTileRef {
+  distca_slice_t sl;
+  int block, head;
+};
+
+// The tile of linear number `cta` (WorkCoord: a work item, i.e. a slice and a block of query rows,
+// and a query head).
+__device__ __forceinline__ FwdTileRef fwd_tile_ref(const distca_fwd_params_t& p, int cta) {
+  const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q, cta);
+  const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[wc.index];
+  FwdTileRef ref;
+  ref.sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
+  ref.block = work.block;
+  ref.head = wc.head;
+  return ref;
+}
+
+// A query tile (BM rows clipped to the slice, one query head) and its global pointers.
 template <typename T, int D, int BM>
 struct FwdTile {
   distca_slice_t sl;
@@ -58,14 +77,14 @@ struct FwdTile {
   const T* gV;
   T* gO;
   float* gLse;
-  __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p, int cta = (int)blockIdx.x) {
-    const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q, cta);
-    const int work_index = wc.index;
-    head = wc.head;
+  // the tile of CTA blockIdx.x (or of linear number `cta`)
+  __device__ __forceinline__ explicit FwdTile(const distca_fwd_params_t& p, int cta = (int)blockIdx.x)
+      : FwdTile(p, fwd_tile_ref(p, cta)) {}
+  __device__ __forceinline__ FwdTile(const distca_fwd_params_t& p, const FwdTileRef& ref) {
+    head = ref.head;
     head_kv = head / (p.heads_q / p.heads_kv);
-    const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
-    sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];
-    m0 = work.block * BM;
+    sl = ref.sl;
+    m0 = ref.block * BM;
     rows = min(BM, sl.q_len - m0);
     q_stride = (long long)p.heads_q * D;
     kv_stride = (long long)p.heads_kv * D;

@@ -13,8 +13,8 @@
 // (longest first), so that the CTAs balance like the hardware's own block scheduler would (a
 // static split of the tiles does not: causal tiles differ in length by up to the sequence's
 // block count). Any grid of at least one CTA is correct; hosts launch one CTA per SM, at most one
-// per tile. The producer fetches the tiles and passes each one's number to the consumers in a
-// shared-memory slot beside its Q buffer. The K/V stage ring and the two Q buffers run on across
+// per tile. The producer fetches the tiles and passes each one's slice, block and head to the
+// consumers in a shared-memory slot beside its Q buffer, so that they wait on no global load. The K/V stage ring and the two Q buffers run on across
 // tiles, so the producer loads the next tile's Q and first key blocks while the consumers finish
 // this one: the per-tile start-up (load latency, CTA launch) is hidden, which is what short query
 // tiles (rebatched shards, short sequences) pay most for.
@@ -39,8 +39,9 @@ struct FwdWsConfig {
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemKV = BN * D;
-  // 2 x Q, kStages x (K, V), the mbarriers, plus 1 KiB for the 1024-byte alignment of the tiles
-  static constexpr int kSmemBytes = (2 * kSmemQ + 2 * kStages * kSmemKV) * 2 + 128 + 1024;
+  // 2 x Q, kStages x (K, V), the mbarriers and the two tile slots, plus 1 KiB for the 1024-byte
+  // alignment of the tiles
+  static constexpr int kSmemBytes = (2 * kSmemQ + 2 * kStages * kSmemKV) * 2 + 192 + 1024;
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -90,7 +91,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   T* sK = sQ + 2 * Cfg::kSmemQ;               // [stages][BN][D]
   T* sV = sK + Cfg::kStages * Cfg::kSmemKV;  // [stages][BN][D]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sV + Cfg::kStages * Cfg::kSmemKV);
-  volatile int* tile_slot = reinterpret_cast<volatile int*>(bars + 4 + 2 * Cfg::kStages);  // [2]: tile of Q buffer b
+  // [2]: the tile of Q buffer b (head < 0: no more tiles)
+  FwdTileRef* tile_slot = reinterpret_cast<FwdTileRef*>(bars + 4 + 2 * Cfg::kStages);
   auto bar_q_full = [&](int b) { return smem_addr(bars + b); };
   auto bar_q_empty = [&](int b) { return smem_addr(bars + 2 + b); };
   auto bar_full = [&](int s) { return smem_addr(bars + 4 + s); };
@@ -112,9 +114,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   }
   __syncthreads();
 
-  // The j-th tile of this CTA uses Q buffer j % 2 (its number in tile_slot[j % 2], -1 after the
-  // last); the it-th key block overall uses stage it % kStages. Phases are counted on from tile to
-  // tile.
+  // The j-th tile of this CTA uses Q buffer j % 2 (its slice, block and head in tile_slot[j % 2];
+  // head -1 after the last); the it-th key block overall uses stage it % kStages. Phases are counted
+  // on from tile to tile.
   if (tid < 128) {
     // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
@@ -127,12 +129,13 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
         const int qb = j & 1;
         if (j >= 2) mbar_wait(bar_q_empty(qb), ((j >> 1) - 1) & 1);
         if (t >= tiles) {
-          tile_slot[qb] = -1;
+          tile_slot[qb].head = -1;
           mbar_arrive(bar_q_full(qb));  // released by the arrive: the consumers stop
           break;
         }
-        tile_slot[qb] = t;
-        const FwdTile<T, D, BM> tile(p, t);
+        const FwdTileRef ref = fwd_tile_ref(p, t);
+        tile_slot[qb] = ref;
+        const FwdTile<T, D, BM> tile(p, ref);
         const int n_end = fwd_key_end(tile.sl, tile.m0, tile.rows);
         if (n_end == 0) {
           mbar_arrive(bar_q_full(qb));  // no keys: the consumers write O = 0, LSE = -inf
@@ -175,9 +178,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   for (int j = 0;; ++j) {
     const int qb = j & 1;
     mbar_wait(bar_q_full(qb), (j >> 1) & 1);
-    const int t = tile_slot[qb];
-    if (t < 0) break;
-    const FwdTile<T, D, BM> tile(p, t);
+    const FwdTileRef ref = tile_slot[qb];  // the producer's copy: no global loads on this path
+    if (ref.head < 0) break;
+    const FwdTile<T, D, BM> tile(p, ref);
     const distca_slice_t& sl = tile.sl;
     const int m0 = tile.m0, rows = tile.rows;
     const int n_end = fwd_visible_keys<D, 256>(sl, m0, rows, tile.gO, tile.q_stride, tile.gLse, ctid);
@@ -202,7 +205,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_q_empty(qb));  // and with this Q buffer
-    const FwdTile<T, D, BM> out(p, t);  // recomputed rather than held in registers across the loop
+    const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
     fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride, out.gLse);
   }
 #else
