@@ -60,10 +60,7 @@ final class ServerMetrics implements Rebatcher.BatchListener, AutoCloseable {
     meters.gauge(ServerMeters.THROUGHPUT, server, AttentionServer::calibratedFlopsPerSecond);
     meters.gauge(ServerMeters.READY, server, s -> s.readinessFailure() == null ? 1 : 0);
     meters.gauge(ServerMeters.DRAINING, server, s -> s.draining() ? 1 : 0);
-    List<ServerMeters> unbound = meters.unbound();
-    if (!unbound.isEmpty()) {
-      throw new IllegalStateException("server meters left unbound: " + unbound);
-    }
+    meters.requireAllBound("server");
   }
 
   WireTraffic traffic() {

@@ -135,6 +135,18 @@ public final class CatalogueMeters<S extends Enum<S> & MeterSpec> implements Met
     return missing;
   }
 
+  /**
+   * Throws IllegalStateException naming the catalogue entries still unbound: a component calls it
+   * once it has bound everything, so that a meter added to the catalogue but never bound fails at
+   * start-up rather than missing from the dashboards.
+   */
+  public void requireAllBound(String component) {
+    List<S> missing = unbound();
+    if (!missing.isEmpty()) {
+      throw new IllegalStateException(component + " meters left unbound: " + missing);
+    }
+  }
+
   private Meter lookup(S spec, MeterKind kind, String[] tagValues) {
     Meter m = meters.get(new Key(spec, List.of(tagValues)));
     if (m == null || spec.definition().kind() != kind) {

@@ -50,8 +50,11 @@ class ServiceTelemetryTest {
       CatalogueMeters<TestMeters> meters = new CatalogueMeters<>(TestMeters.class);
       meters.bindTo(t.registry());
       assertEquals(List.of(TestMeters.DEPTH), meters.unbound());
+      IllegalStateException missing = assertThrows(IllegalStateException.class, () -> meters.requireAllBound("test"));
+      assertTrue(missing.getMessage().contains("DEPTH"), missing.getMessage());
       meters.gauge(TestMeters.DEPTH, notReady, r -> r.get() == null ? 0 : 3);
       assertEquals(List.of(), meters.unbound());
+      meters.requireAllBound("test");
       meters.counter(TestMeters.REQUESTS, "forward").increment(2);
 
       HttpResponse<String> metrics = get(t.adminPort(), AdminServer.METRICS);

@@ -7,7 +7,6 @@ import io.distca.observability.ServiceTelemetry;
 import io.distca.observability.TagSpec;
 import io.distca.protocol.transport.WireTraffic;
 import io.micrometer.core.instrument.MeterRegistry;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -36,10 +35,7 @@ final class DispatcherMetrics implements StepCoordinator.PlanListener, AutoClose
       meters.gauge(DispatcherMeters.SERVERS, membership, m -> m.count(state), TagSpec.value(state));
     }
     meters.gauge(DispatcherMeters.OPEN_STEPS, steps, StepCoordinator::openSteps);
-    List<DispatcherMeters> unbound = meters.unbound();
-    if (!unbound.isEmpty()) {
-      throw new IllegalStateException("dispatcher meters left unbound: " + unbound);
-    }
+    meters.requireAllBound("dispatcher");
   }
 
   WireTraffic traffic() {
