@@ -4,8 +4,10 @@ same GPU, same job.
 
 FLOPs (DESIGN section 3): forward 4 * b * s^2 * h * d, halved when causal (exactly: 4 * d * h *
 visible pairs); backward 2.5x forward. Times: median over CUDA-event-timed repetitions after
-warm-up. Backward of ours = bwd_pre + bwd + bwd_post; backward of PyTorch = autograd.grad of
-the output (its preprocess and dQ conversion kernels included likewise).
+warm-up, the implementations a ratio compares run interleaved (a, b, c, a, b, c, ...), because the
+GPU's clock drifts by 5-10% within seconds at its power cap (NOTES.md v10b). Backward of ours =
+bwd_pre + bwd + bwd_post; backward of PyTorch = autograd.grad of the output (its preprocess and dQ
+conversion kernels included likewise).
 
 Sections:
   uniform   b*s = 16K tokens, h*d = 2048, s = 512 .. 16K, d in {64, 128}, causal and not
@@ -180,13 +182,25 @@ def ratio(a, b):
     return f"{a / b:5.2f}" if (a is not None and b) else "  n/a"
 
 
-def try_time(make, attr, reps):
+def try_make(make):
+    """make(), or None (said) where the backend does not support the shape."""
     try:
-        obj = make()
-        return time_ms(getattr(obj, attr), reps)
+        return make()
     except Exception as e:  # a backend that does not support the shape: say so, keep going
         print(f"    ({type(e).__name__}: {str(e).splitlines()[0][:100]})")
         return None
+
+
+def time_side_by_side(objs, attr, reps):
+    """Milliseconds of `attr` of each object (None stays None), all timed interleaved; if one fails
+    while timing, each is timed alone instead and a failing one gives None."""
+    live = [o for o in objs if o is not None]
+    try:
+        ts = iter(time_interleaved([getattr(o, attr) for o in live], reps))
+        return [next(ts) if o is not None else None for o in objs]
+    except Exception as e:
+        print(f"    ({type(e).__name__}: {str(e).splitlines()[0][:100]}; timing each alone)")
+        return [try_make(lambda o=o: time_ms(getattr(o, attr), reps)) if o is not None else None for o in objs]
 
 
 def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("fwd", "bwd"), torch_too=True):
@@ -205,16 +219,13 @@ def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("f
                 b = tokens // s
                 slices = [Slice(i, 0, s, s, causal) for i in range(b)]
                 flops = forward_flops(slices, h, hd)
+                # ours, FA2 and cuDNN timed interleaved, so that all three see the same GPU clocks
                 ours = Ours(kern, [s] * b, slices, h, h, hd)
-                fw, bw = "fwd" in passes, "bwd" in passes
-                t_of = time_ms(ours.fwd, reps) if fw else None
-                t_ob = time_ms(ours.bwd, reps) if bw else None
-                tt = torch_too
-                t_ff = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "fwd", reps) if tt and fw else None
-                t_fb = try_time(lambda: TorchFA2([s] * b, h, hd, causal), "bwd", reps) if tt and bw else None
-                t_cf = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "fwd", reps) if tt and fw else None
-                t_cb = try_time(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn"), "bwd", reps) if tt and bw else None
-                del ours
+                fa2 = try_make(lambda: TorchFA2([s] * b, h, hd, causal)) if torch_too else None
+                cud = try_make(lambda: TorchSDPA(b, s, h, hd, causal, "cudnn")) if torch_too else None
+                t_of, t_ff, t_cf = time_side_by_side([ours, fa2, cud], "fwd", reps) if "fwd" in passes else [None] * 3
+                t_ob, t_fb, t_cb = time_side_by_side([ours, fa2, cud], "bwd", reps) if "bwd" in passes else [None] * 3
+                del ours, fa2, cud
                 for pas, to, tf, tc, mult in (("fwd", t_of, t_ff, t_cf, 1.0), ("bwd", t_ob, t_fb, t_cb, 2.5)):
                     if to is None:
                         continue
@@ -257,10 +268,10 @@ def section_varlen(kern, reps, out):
         slices = [Slice(i, 0, n, n, True) for i, n in enumerate(docs)]
         flops = forward_flops(slices, h, hd)
         ours = Ours(kern, docs, slices, h, h, hd)
-        t_of, t_ob = time_ms(ours.fwd, reps), time_ms(ours.bwd, reps)
-        del ours
-        t_ff = try_time(lambda: TorchFA2(docs, h, hd, True), "fwd", reps)
-        t_fb = try_time(lambda: TorchFA2(docs, h, hd, True), "bwd", reps)
+        fa2 = try_make(lambda: TorchFA2(docs, h, hd, True))
+        t_of, t_ff = time_side_by_side([ours, fa2], "fwd", reps)
+        t_ob, t_fb = time_side_by_side([ours, fa2], "bwd", reps)
+        del ours, fa2
         for pas, to, tf, mult in (("fwd", t_of, t_ff, 1.0), ("bwd", t_ob, t_fb, 2.5)):
             o, f_ = tflops(flops * mult, to), (tflops(flops * mult, tf) if tf else None)
             print(f"  d{hd} {pas}: ours {fmt(o)}  FA2 {fmt(f_)}  ours/FA2 {ratio(o, f_)}")
@@ -351,8 +362,9 @@ def section_rebatch(kern, reps, out, torch_too=True, grid=128):
         tp = time_ms(per_shard(pas), max(3, reps // 3))
         a, w, b, c = (tflops(flops * mult, tf), tflops(flops * mult, tw), tflops(flops_long * mult, tl),
                       tflops(flops * mult, tp))
-        fs = try_time(fa2_shards, pas, reps) if fa2_shards else None
-        fl = try_time(fa2_long, pas, reps) if fa2_long else None
+        fs, fl = None, None
+        if fa2_shards:  # FA2's two timed interleaved too
+            fs, fl = time_side_by_side([try_make(fa2_shards), try_make(fa2_long)], pas, reps)
         fa, fb = (tflops(flops * mult, fs) if fs else None), (tflops(flops_long * mult, fl) if fl else None)
         print(f"  {pas}: fused {a:7.1f}  whole docs {w:7.1f}  long {b:7.1f}  per-shard {c:7.1f}  fused/long {a / b:5.2f}  "
               f"fused/whole {a / w:5.2f}  fused/per-shard {a / c:5.2f}  | FA2 fused {fmt(fa)}  FA2 long {fmt(fb)}  "
