@@ -537,7 +537,6 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     return address;
   }
 
-  /** The completion thread: waits for each batch's download in submission order, then scatters it. */
   // Tensor maps of the fused query-row and key-row buffers. They need at least one row; a batch
   // without keys never reads them (no tile sees a key).
   private static byte[] queryMap(FusedBatchPlan plan, long address, int boxRows) {
@@ -550,6 +549,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     return TensorMaps.encode(shape.dtype(), address, Math.max(1, plan.totalK), shape.headsKv(), shape.headDim(), boxRows);
   }
 
+  /** The completion thread: waits for each batch's download in submission order, then scatters it. */
   private void completeBatches() {
     try {
       device.bind();
@@ -745,7 +745,6 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     }
   }
 
-  /** Pinned buffers still held by others when the backend closed (0 when all came back in time). */
   /** Forward launches that ran on the warp-specialized TMA kernel (distca_attn.h section 7). */
   public long warpSpecializedForwardLaunches() {
     return warpSpecializedForwards.get();
@@ -756,6 +755,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     return warpSpecializedBackwards.get();
   }
 
+  /** Pinned buffers still held by others when the backend closed (0 when all came back in time). */
   public int pinnedBuffersLeakedAtClose() {
     return leakedAtClose;
   }
