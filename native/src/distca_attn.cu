@@ -133,30 +133,26 @@ constexpr int kBwdMinBlocks = BwdCfg<D>::kThreads <= 128 ? 2 : 1;
 
 constexpr int kElementwiseThreads = 256;
 
-// The warp-specialized TMA forward (fwd_ws_sm90.cuh) of head_dim 64 and 128 in the sm_90a image,
-// unless built with -DDISTCA_FWD_WS=0. Its tiles are those of fwd_sm90.cuh.
+// The warp-specialized TMA forward and backward (fwd_ws_sm90.cuh, bwd_ws_sm90.cuh) of head_dim 64
+// and 128 in the sm_90a image, unless built with -DDISTCA_FWD_WS=0 / -DDISTCA_BWD_WS=0. Their tiles
+// are those of fwd_sm90.cuh and bwd_sm90.cuh.
 #ifndef DISTCA_FWD_WS
 #define DISTCA_FWD_WS 1
 #endif
-template <int D>
-constexpr bool kFwdWs =
-#if defined(DISTCA_SM90_WGMMA)
-    DISTCA_FWD_WS && (D == 64 || D == 128);
-#else
-    false;
-#endif
-
-// The warp-specialized backward of head_dim 64 and 128 (bwd_ws_sm90.cuh), unless -DDISTCA_BWD_WS=0.
 #ifndef DISTCA_BWD_WS
 #define DISTCA_BWD_WS 1
 #endif
-template <int D>
-constexpr bool kBwdWs =
+template <int D, bool ON>
+constexpr bool kWarpSpecialized =
 #if defined(DISTCA_SM90_WGMMA)
-    DISTCA_BWD_WS && (D == 64 || D == 128);
+    ON && (D == 64 || D == 128);
 #else
     false;
 #endif
+template <int D>
+constexpr bool kFwdWs = kWarpSpecialized<D, DISTCA_FWD_WS != 0>;
+template <int D>
+constexpr bool kBwdWs = kWarpSpecialized<D, DISTCA_BWD_WS != 0>;
 
 // The warp-specialized kernels run the work lists the host builds from the info's tile sizes.
 static_assert(distca::sm90::FwdWsConfig<64>::BM == FwdCfg<64>::kBlockM &&
