@@ -260,19 +260,9 @@ class CudaBackendGpuTest {
         SliceSpec.causalBottomRight(1, 200, 610));
     try (CudaBackend chunked = CudaBackend.open(new CudaBackendOptions().transferChunkBytes(64 << 10));
         AttentionFixture f = new AttentionFixture(allocator, shape(8, 2, 128, DType.BF16), new int[] {900, 610}, specs, SEED)) {
-      backend.forward(f.forwardBatch());
-      float[] o = concat(f.o);
-      float[] lse = values(f.lse);
-      backend.backward(f.backwardBatch());
-      float[] dk = concat(f.dk);
-      float[] dv = concat(f.dv);
+      Outputs plain = Outputs.run(backend, f);
       f.poisonOutputs();
-      chunked.forward(f.forwardBatch());
-      assertArrayEquals(o, concat(f.o), "O");
-      assertArrayEquals(lse, values(f.lse), "LSE");
-      chunked.backward(f.backwardBatch());
-      assertArrayEquals(dk, concat(f.dk), "dK");
-      assertArrayEquals(dv, concat(f.dv), "dV");
+      Outputs.run(chunked, f).assertBitIdentical(plain, "");
       for (Tensor t : f.dq) {
         for (long i = 0; i < t.numel(); i++) {
           assertTrue(Float.isFinite(t.getFloat(i)), "dQ written");
@@ -355,26 +345,16 @@ class CudaBackendGpuTest {
     assumeTrue(backend.gpu().computeMajor() == 9 && c.shape().headDim() != 256 && TensorMaps.unavailableReason() == null,
         "no warp-specialized kernels for " + c.name() + " on " + backend.gpu());
     try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 3)) {
-      backend.forward(f.forwardBatch());
-      float[] o = concat(f.o);
-      float[] lse = values(f.lse);
-      backend.backward(f.backwardBatch());
-      float[] dq = concat(f.dq);
-      float[] dk = concat(f.dk);
-      float[] dv = concat(f.dv);
+      Outputs onePerSm = Outputs.run(backend, f);
       for (int ctas : new int[] {1, 3}) {
         try (CudaBackend few = CudaBackend.open(new CudaBackendOptions().persistentCtas(ctas))) {
           f.poisonOutputs();
-          few.forward(f.forwardBatch());
-          few.backward(f.backwardBatch());
+          Outputs fewer = Outputs.run(few, f);
           String with = " with " + ctas + " CTAs";
           assertEquals(1, few.warpSpecializedForwardLaunches(), c.name() + with);
           assertEquals(1, few.warpSpecializedBackwardLaunches(), c.name() + with);
-          assertArrayEquals(o, concat(f.o), c.name() + " O" + with);
-          assertArrayEquals(lse, values(f.lse), c.name() + " LSE" + with);
-          assertArrayEquals(dk, concat(f.dk), c.name() + " dK" + with);
-          assertArrayEquals(dv, concat(f.dv), c.name() + " dV" + with);
-          assertDqWithinOneStep(c, dq, concat(f.dq));
+          fewer.assertBitIdentical(onePerSm, c.name() + with);
+          assertDqWithinOneStep(c, onePerSm.dq, fewer.dq);
         }
       }
     }
@@ -467,6 +447,23 @@ class CudaBackendGpuTest {
       for (long i = 0; i < t.numel(); i++) {
         t.setFloat(i, values[at++]);
       }
+    }
+  }
+
+  /** A fixture's outputs after a forward and then a backward on one backend. */
+  private record Outputs(float[] o, float[] lse, float[] dq, float[] dk, float[] dv) {
+    static Outputs run(CudaBackend b, AttentionFixture f) {
+      b.forward(f.forwardBatch());
+      b.backward(f.backwardBatch());
+      return new Outputs(concat(f.o), values(f.lse), concat(f.dq), concat(f.dk), concat(f.dv));
+    }
+
+    /** O, LSE, dK and dV bit for bit (dQ's reduce-adds land in another order on every run). */
+    void assertBitIdentical(Outputs expected, String what) {
+      assertArrayEquals(expected.o, o, what + " O");
+      assertArrayEquals(expected.lse, lse, what + " LSE");
+      assertArrayEquals(expected.dk, dk, what + " dK");
+      assertArrayEquals(expected.dv, dv, what + " dV");
     }
   }
 
