@@ -169,9 +169,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           }
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
-        int next = t + (int)gridDim.x;
-        if (counter != nullptr && lane == 0) next = (int)gridDim.x + atomicAdd(counter, 1);
-        t = counter != nullptr ? __shfl_sync(0xffffffffu, next, 0) : next;
+        t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
       }
     }
     return;

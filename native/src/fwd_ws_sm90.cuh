@@ -75,6 +75,12 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint
       : "memory");
 }
 
+// The persistent kernels' next tile after tile t (distca_attn.h section 7): from the tile counter
+// in work-list order, or t + gridDim.x where there is none.
+__device__ __forceinline__ int next_tile(int* counter, int t) {
+  return counter != nullptr ? (int)gridDim.x + atomicAdd(counter, 1) : t + (int)gridDim.x;
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
@@ -161,7 +167,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
             }
           }
         }
-        t = counter != nullptr ? (int)gridDim.x + atomicAdd(counter, 1) : t + (int)gridDim.x;
+        t = next_tile(counter, t);
       }
     }
     return;
