@@ -105,6 +105,10 @@ final class BenchCommand implements Runnable {
     @Option(names = "--seconds", description = "Duration of each measurement (default: ${DEFAULT-VALUE}).")
     int seconds = 10;
 
+    @Option(names = "--warmup-seconds", description = "Untimed run of the same pattern before each measurement, so that"
+        + " buffer pools have grown to what the requests in flight hold (default: ${DEFAULT-VALUE}).")
+    int warmupSeconds = 3;
+
     @Option(names = "--io-threads", description = "Server Netty I/O threads (default: ${DEFAULT-VALUE}).")
     int ioThreads = 4;
 
@@ -119,7 +123,8 @@ final class BenchCommand implements Runnable {
       java.util.Arrays.fill(lengths, docLen);
       AttentionShape shape = new AttentionShape(heads, kvHeads, headDim, DType.BF16, AttentionShape.defaultScale(headDim));
       try (BufferAllocator root = new RootAllocator()) {
-        ServerBench.Result r = ServerBench.run(ctx, shape, lengths, connections, inflight, Duration.ofSeconds(seconds),
+        ServerBench.Result r = ServerBench.run(ctx, shape, lengths, connections, inflight, Duration.ofSeconds(warmupSeconds),
+            Duration.ofSeconds(seconds),
             root, KERNEL_MILLIS);
         r.print(System.out);
       }

@@ -14,13 +14,18 @@ import io.distca.protocol.transport.MessageServer;
 import io.distca.protocol.transport.PeerConnection;
 import io.distca.protocol.transport.RequestHandler;
 import io.distca.protocol.transport.Transports;
+import io.distca.protocol.wire.WireOptions;
 import io.distca.protocol.wire.WireSetup;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
 import io.distca.server.backend.PinnedTransfers;
 import io.netty.channel.EventLoopGroup;
 import java.time.Duration;
+import io.distca.server.ServerMeters;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
@@ -42,7 +47,7 @@ public final class ServerBench {
   public record Result(
       String backend, int docs, int tokens, long requestBytes, long responseBytes, int connections, int inflight,
       double serverRequests, double kernelRequests, double transportRequests, double flopsPerRequest,
-      PinnedTransfers.Stats pinned) {
+      PinnedTransfers.Stats pinned, StageTimes stages) {
 
     public double rooflineRequests() {
       return Math.min(kernelRequests, transportRequests);
@@ -67,6 +72,10 @@ public final class ServerBench {
           pinned.directUsed() ? "used" : "not used", pinned.directUploadBytes() / 1e6, pinned.stagedUploadBytes() / 1e6,
           pinned.directDownloadBytes() / 1e6, pinned.stagedDownloadBytes() / 1e6, pinned.poolBytes() / 1e6,
           pinned.poolHits(), pinned.poolMisses());
+      double roundTripMs = 1000.0 * connections * inflight / serverRequests;
+      out.printf(Locale.ROOT, "per request (server end to end, means): client round trip %.1f ms; on the server, admission to"
+              + " response written %.1f ms, of which queued %.1f ms and in the backend %.1f ms (%d requests)%n",
+          roundTripMs, stages.latencyMs(), stages.queueMs(), stages.backendMs(), stages.requests());
     }
 
     private void row(java.io.PrintStream out, String what, double reqs, double mb) {
@@ -74,14 +83,62 @@ public final class ServerBench {
     }
   }
 
+  /** Most idle bytes the echo's and the clients' frame recyclers keep. */
+  private static final long IDLE_FRAME_BYTES = 8L << 30;
+
   private ServerBench() {}
 
   /**
-   * @param kernelMillis as in {@link KernelBench}: kernel-only milliseconds from a submit result, or null
+   * The server's own per-request timers over the measured window (means): admission to response
+   * written, the part of it queued for a batch, and the backend time of the batch that carried it.
+   * What a client's round trip has beyond the first is receiving the request and the response.
+   */
+  public record StageTimes(long requests, double latencyMs, double queueMs, double backendMs) {
+    static StageTimes between(TimerTotals before, TimerTotals after) {
+      long n = after.latencyCount - before.latencyCount;
+      long batched = after.queueCount - before.queueCount;
+      return new StageTimes(n, mean(after.latencyNanos - before.latencyNanos, n),
+          mean(after.queueNanos - before.queueNanos, batched), mean(after.kernelNanos - before.kernelNanos, batched));
+    }
+
+    private static double mean(double nanos, long count) {
+      return count == 0 ? Double.NaN : nanos / count / 1e6;
+    }
+  }
+
+  /** Running totals of the server's request timers, all phases. */
+  private record TimerTotals(long latencyCount, double latencyNanos, long queueCount, double queueNanos,
+      double kernelNanos) {
+    static TimerTotals of(MeterRegistry registry) {
+      Collection<Timer> latency = timers(registry, ServerMeters.REQUEST_LATENCY);
+      Collection<Timer> queue = timers(registry, ServerMeters.REQUEST_QUEUE);
+      return new TimerTotals(count(latency), nanos(latency), count(queue), nanos(queue),
+          nanos(timers(registry, ServerMeters.REQUEST_KERNEL)));
+    }
+
+    private static Collection<Timer> timers(MeterRegistry registry, ServerMeters meter) {
+      return registry.find(meter.definition().name()).timers();
+    }
+
+    private static long count(Collection<Timer> timers) {
+      return timers.stream().mapToLong(Timer::count).sum();
+    }
+
+    private static double nanos(Collection<Timer> timers) {
+      return timers.stream().mapToDouble(t -> t.totalTime(TimeUnit.NANOSECONDS)).sum();
+    }
+  }
+
+  /**
+   * @param warmup how long each configuration (the server, then the echo) runs with all requests in
+   *     flight before it is timed: the server's pinned pool grows to what that many requests hold, and
+   *     an echo's buffer pool likewise, before the clock starts
+   * @param kernelMillis as in {@link KernelBench}: kernel-only milliseconds from a submit result, or null for
+   *     wall time
    */
   public static Result run(ServerContext serverContext, AttentionShape shape, int[] docLengths, int connections,
-      int inflight, Duration duration, BufferAllocator allocator, Function<Object, Double> kernelMillis)
-      throws Exception {
+      int inflight, Duration warmup, Duration duration, BufferAllocator allocator,
+      Function<Object, Double> kernelMillis) throws Exception {
     serverContext.host = "127.0.0.1";
     serverContext.port = 0;
     serverContext.dispatcherHost = null;
@@ -97,11 +154,19 @@ public final class ServerBench {
       double kernelMs = kb.varlenMillis(batch);
       double kernelRequests = 1000 / kernelMs;
 
-      PinnedTransfers.Stats beforeServer = server.pinnedStats();
-      double serverRequests = drive(server.port(), batch, meta, connections, inflight, duration, allocator);
-      PinnedTransfers.Stats pinned = since(beforeServer, server.pinnedStats());
+      PinnedTransfers.Stats[] pinnedBefore = new PinnedTransfers.Stats[1];
+      TimerTotals[] timersBefore = new TimerTotals[1];
+      double serverRequests = drive(server.port(), batch, meta, connections, inflight, warmup, duration, allocator,
+          () -> {
+            pinnedBefore[0] = server.pinnedStats();
+            timersBefore[0] = TimerTotals.of(server.meterRegistry());
+          });
+      PinnedTransfers.Stats pinned = since(pinnedBefore[0], server.pinnedStats());
+      StageTimes stages = StageTimes.between(timersBefore[0], TimerTotals.of(server.meterRegistry()));
 
-      // transport alone: an echo server answering with O- and LSE-sized tensors
+      // transport alone: an echo server answering with O- and LSE-sized tensors; it receives into
+      // reused buffers as the server does into its pinned pool
+      RecyclingFrameAllocator echoFrames = new RecyclingFrameAllocator(IDLE_FRAME_BYTES);
       Tensor lseTemplate = batch.lse;
       RequestHandler echo = (m, responder) -> {
         TensorSet out = new TensorSet(m::close);
@@ -113,16 +178,17 @@ public final class ServerBench {
       };
       double transportRequests;
       try (MessageServer echoServer = new MessageServer("echo", "127.0.0.1", 0, serverContext.ioThreads, "",
-          serverContext.maxFrameBytes, WireSetup.server(allocator, serverContext.maxFrameBytes), echo)) {
-        transportRequests = drive(echoServer.port(), batch, meta, connections, inflight, duration, allocator);
+          serverContext.maxFrameBytes, WireSetup.server(allocator, serverContext.maxFrameBytes, null, echoFrames), echo)) {
+        transportRequests = drive(echoServer.port(), batch, meta, connections, inflight, warmup, duration, allocator,
+            () -> {});
       }
       int tokens = batch.tokens;
       return new Result(server.backend().name(), docLengths.length, tokens, requestBytes, responseBytes, connections,
-          inflight, serverRequests, kernelRequests, transportRequests, flops, pinned);
+          inflight, serverRequests, kernelRequests, transportRequests, flops, pinned, stages);
     }
   }
 
-  /** What the server's requests added to the counters (the kernel roofline's batches run before and are left out). */
+  /** What the measured requests added to the counters (the kernel roofline's batches and the warm-up are left out). */
   private static PinnedTransfers.Stats since(PinnedTransfers.Stats a, PinnedTransfers.Stats b) {
     return new PinnedTransfers.Stats(b.poolBytes(), b.poolHits() - a.poolHits(), b.poolMisses() - a.poolMisses(),
         b.directUploadBytes() - a.directUploadBytes(), b.stagedUploadBytes() - a.stagedUploadBytes(),
@@ -138,40 +204,59 @@ public final class ServerBench {
         shape.dtype().wireName(), shape.scale(), tasks, docLengths.clone());
   }
 
-  /** Requests per second completed by {@code connections} connections keeping {@code inflight} requests each. */
+  /**
+   * Requests per second completed by {@code connections} connections keeping {@code inflight} requests
+   * each, timed after a warm-up of the same pattern; {@code atMeasurementStart} runs between the two,
+   * with nothing in flight.
+   */
   private static double drive(int port, BenchBatch batch, AttentionRequest meta, int connections, int inflight,
-      Duration duration, BufferAllocator allocator) throws Exception {
+      Duration warmup, Duration duration, BufferAllocator allocator, Runnable atMeasurementStart) throws Exception {
     EventLoopGroup group = Transports.group(Math.max(1, Math.min(connections, 4)), "bench-client");
+    // the clients, too, receive responses into reused buffers, so that neither configuration is
+    // bound by the clients' allocations
+    RecyclingFrameAllocator responseFrames = new RecyclingFrameAllocator(IDLE_FRAME_BYTES);
     List<PeerConnection> conns = new ArrayList<>();
     try {
       for (int c = 0; c < connections; c++) {
         conns.add(PeerConnection.connect(group, "127.0.0.1", port, new Hello(1, "trainer", "bench-" + c, ""),
-            WireSetup.client(allocator), Duration.ofSeconds(10)).get(20, TimeUnit.SECONDS));
+            WireSetup.of(new WireOptions().allocator(allocator).largeFrameAllocator(responseFrames)), Duration.ofSeconds(10))
+            .get(20, TimeUnit.SECONDS));
       }
-      // warm-up: one round trip per connection
+      // one round trip per connection, then the full pattern for the warm-up
       for (PeerConnection c : conns) {
         send(c, batch, meta).get(5, TimeUnit.MINUTES).close();
       }
-      AtomicLong completed = new AtomicLong();
-      long end = System.nanoTime() + duration.toNanos();
-      List<CompletableFuture<Void>> loops = new ArrayList<>();
-      for (PeerConnection c : conns) {
-        for (int i = 0; i < inflight; i++) {
-          CompletableFuture<Void> loop = new CompletableFuture<>();
-          loops.add(loop);
-          keepSending(c, batch, meta, end, completed, loop);
-        }
+      if (!warmup.isZero()) {
+        keepAllSending(conns, batch, meta, inflight, warmup);
       }
+      atMeasurementStart.run();
       long t0 = System.nanoTime();
-      CompletableFuture.allOf(loops.toArray(new CompletableFuture<?>[0])).get(duration.toMillis() + 600_000,
-          TimeUnit.MILLISECONDS);
-      return completed.get() / ((System.nanoTime() - t0) / 1e9);
+      long completed = keepAllSending(conns, batch, meta, inflight, duration);
+      return completed / ((System.nanoTime() - t0) / 1e9);
     } finally {
       for (PeerConnection c : conns) {
         c.close();
       }
       group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
     }
+  }
+
+  /** Keeps {@code inflight} requests going on each connection until {@code duration} has passed; returns the completed count once all are back. */
+  private static long keepAllSending(List<PeerConnection> conns, BenchBatch batch, AttentionRequest meta, int inflight,
+      Duration duration) throws Exception {
+    AtomicLong completed = new AtomicLong();
+    long end = System.nanoTime() + duration.toNanos();
+    List<CompletableFuture<Void>> loops = new ArrayList<>();
+    for (PeerConnection c : conns) {
+      for (int i = 0; i < inflight; i++) {
+        CompletableFuture<Void> loop = new CompletableFuture<>();
+        loops.add(loop);
+        keepSending(c, batch, meta, end, completed, loop);
+      }
+    }
+    CompletableFuture.allOf(loops.toArray(new CompletableFuture<?>[0])).get(duration.toMillis() + 600_000,
+        TimeUnit.MILLISECONDS);
+    return completed.get();
   }
 
   private static void keepSending(PeerConnection c, BenchBatch batch, AttentionRequest meta, long endNanos,

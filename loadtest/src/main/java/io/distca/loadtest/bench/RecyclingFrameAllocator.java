@@ -1,0 +1,87 @@
+package io.distca.loadtest.bench;
+
+import io.distca.protocol.wire.LargeFrameAllocator;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.UnpooledUnsafeDirectByteBuf;
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * Large frames in direct buffers that are kept and reused once released, by exact size: what the
+ * attention server's pinned pool does for its frames, without the pinning. The server benchmark's
+ * echo server and clients receive through it, so that the transport roofline measures moving the
+ * bytes, not mapping and faulting in a fresh buffer of hundreds of megabytes per frame (Netty's
+ * allocators do not pool buffers that large). Idle buffers are kept up to {@code maxIdleBytes};
+ * beyond that a released buffer is dropped for the garbage collector.
+ */
+final class RecyclingFrameAllocator implements LargeFrameAllocator {
+  private final long maxIdleBytes;
+  private final Map<Integer, ArrayDeque<ByteBuffer>> idle = new HashMap<>();
+  private long idleBytes;
+  private long allocated;
+  private long reused;
+
+  RecyclingFrameAllocator(long maxIdleBytes) {
+    this.maxIdleBytes = maxIdleBytes;
+  }
+
+  @Override
+  public ByteBuf allocate(ByteBufAllocator channelAllocator, int bytes) {
+    ByteBuffer memory = take(bytes);
+    if (memory == null) {
+      memory = ByteBuffer.allocateDirect(bytes);
+    }
+    return new RecycledByteBuf(channelAllocator, memory, bytes);
+  }
+
+  private synchronized ByteBuffer take(int bytes) {
+    ArrayDeque<ByteBuffer> free = idle.get(bytes);
+    ByteBuffer memory = free == null ? null : free.pollFirst();
+    if (memory == null) {
+      allocated++;
+    } else {
+      idleBytes -= bytes;
+      reused++;
+    }
+    return memory;
+  }
+
+  private synchronized void giveBack(ByteBuffer memory) {
+    int bytes = memory.capacity();
+    if (idleBytes + bytes <= maxIdleBytes) {
+      idle.computeIfAbsent(bytes, b -> new ArrayDeque<>()).addFirst(memory);
+      idleBytes += bytes;
+    }
+  }
+
+  /** Buffers allocated (first use of a size, or none idle) and served again from the idle ones. */
+  synchronized long[] allocatedAndReused() {
+    return new long[] {allocated, reused};
+  }
+
+  @Override
+  public String toString() {
+    return "recycled direct frames (" + idleBytes + " of " + maxIdleBytes + " bytes idle)";
+  }
+
+  /** A Netty buffer over a kept direct buffer; deallocation hands the memory back instead of freeing it. */
+  private final class RecycledByteBuf extends UnpooledUnsafeDirectByteBuf {
+    private final ByteBuffer memory;
+
+    RecycledByteBuf(ByteBufAllocator alloc, ByteBuffer memory, int capacity) {
+      // This constructor never frees the memory it is given (Netty's "doNotFree").
+      super(alloc, memory, capacity);
+      this.memory = memory;
+      clear();
+    }
+
+    @Override
+    protected void deallocate() {
+      super.deallocate();
+      giveBack(memory);
+    }
+  }
+}
