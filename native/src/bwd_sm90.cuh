@@ -157,7 +157,7 @@ __device__ __forceinline__ int dq_column(int wg) {
 // store_dq(acc_dq, row0, hq, rows) adds this warpgroup's 64 x 64 dQ tile (acc_dq, the m64n64
 // accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0.
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, typename Sync, typename StoreDq>
+template <typename T, int D, bool kMayMask = true, typename Sync, typename StoreDq>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
@@ -196,7 +196,17 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
   // into shared memory for phase C.
   const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
-  const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+  // kMayMask = false: the caller knows every key of the tile is visible to every query (no mask code)
+  const bool full_tile = !kMayMask || keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+  // key_visible() for this thread's keys key_a + 8h and the queries m0 + quad * 2 + c of the tile,
+  // as one 32-bit bound per key on the column c, a constant after unrolling: c is visible from
+  // first_q[h] on (BM: never).
+  int first_q[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int key = key_a + h * 8;
+    first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + quad * 2 + sl.diagonal);
+  }
   // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
   // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
   // work of the next k-step runs under the tensor cores.
@@ -214,12 +224,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
           const int q = j * 8 + quad * 2 + e;
           const int i = j * 4 + h * 2 + e;
           float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-          if (!full_tile) {  // key_visible(), spelled out (see bwd.cuh)
-            const int key = key_a + h * 8;
-            const bool visible = key >= 0 && key < sl.kv_len &&
-                                 (!sl.causal || (long long)key <= (long long)m0 + q + sl.diagonal);
-            if (!visible) pr = 0.f;
-          }
+          if (!full_tile && j * 8 + e < first_q[h]) pr = 0.f;
           pv[e] = pr;
           dv[e] = pr * (dpt[i] - cDsum[q]);
         }

@@ -228,9 +228,17 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           bulk_commit();
         }
       };
-      bwd_step<T, D>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
-                     smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-                     consumers_sync, store_dq);
+      // one block step with the mask and one without any mask code, for query tiles that see every key
+      auto step = [&](auto may_mask) {
+        bwd_step<T, D, decltype(may_mask)::value>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV,
+                                                  smem_addr(sQ + s * Cfg::kSmemQ), smem_addr(sdO + s * Cfg::kSmemQ), sdS,
+                                                  sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
+                                                  consumers_sync, store_dq);
+      };
+      if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal))
+        step(std::false_type());
+      else
+        step(std::true_type());
       mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below

@@ -6,6 +6,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "distca_attn.h"
 
 namespace distca {
@@ -112,6 +114,15 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // `limit` (row + diagonal): key < kv_len and, when causal, key <= limit.
 __device__ __forceinline__ bool key_visible(const distca_slice_t& sl, int key, long long limit) {
   return key >= 0 && key < sl.kv_len && (!sl.causal || (long long)key <= limit);
+}
+
+// For key `key` of the slice and the queries whose causal limits are limit0 + c, c in [0, N): the
+// first c for which key_visible() holds, clamped to [0, N] (N: none; 0: all).
+template <int N>
+__device__ __forceinline__ int block_first_query(const distca_slice_t& sl, int key, long long limit0) {
+  if (key < 0 || key >= sl.kv_len) return N;
+  if (!sl.causal) return 0;
+  return (int)max(0LL, min((long long)N, (long long)key - limit0));
 }
 
 // Whether every key of [k0, k0 + n) (inside the slice's key range) is visible to every row whose

@@ -1,0 +1,65 @@
+"""A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
+rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
+d128 causal shapes (b*s = 16K tokens, h*d = 2048), forward and backward. Prints each image's
+TFLOP/s and B/A per case, and B's fused/long ratio beside A's. Both images must hold the same ABI.
+
+Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
+"""
+import argparse
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import Ours, shard_batch, tflops, time_interleaved  # noqa: E402
+from distca_host import Kernels, Slice, forward_flops  # noqa: E402
+
+
+def cases(seqs):
+    h, hd = 16, 128
+    target = forward_flops([Slice(0, 0, 16384, 16384, True)], h, hd)
+    seg_lens, slices = shard_batch(target, h, hd, 7, 128)
+    flops = forward_flops(slices, h, hd)
+    L = int(round((math.sqrt(8 * flops / (4.0 * hd * h) + 1) - 1) / 2))
+    out = [("fused shards", seg_lens, slices, h), ("long sequence", [L], [Slice(0, 0, L, L, True)], h)]
+    for s in seqs:
+        b = max(1, 16384 // s)
+        out.append((f"causal {s}", [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], 2048 // hd))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seqs", default="512,2048,16384")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    ka, kb = Kernels(args.a), Kernels(args.b)
+    print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
+    for rnd in range(args.rounds):
+        ratios = {}
+        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")]):
+            fl = forward_flops(slices, h, 128)
+            xa = Ours(ka, seg_lens, slices, h, h, 128)
+            xb = Ours(kb, seg_lens, slices, h, h, 128)
+            xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
+            for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
+                ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)
+                fa, fb = tflops(fl * mult, ta), tflops(fl * mult, tb)
+                ratios[(name, pas)] = (fa, fb)
+                print(f"  round {rnd} {name:14s} {pas}: A {fa:6.1f}  B {fb:6.1f}  B/A {fb / fa:5.3f}")
+            if pas == "bwd" and name == "long sequence":
+                for p in ("fwd", "bwd"):
+                    (sa, sb), (la, lb) = ratios[("fused shards", p)], ratios[("long sequence", p)]
+                    print(f"  round {rnd} fused/long {p}: A {sa / la:5.3f}  B {sb / lb:5.3f}")
+            del xa, xb
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
