@@ -58,9 +58,44 @@ template <int N>
 __device__ __forceinline__ void bulk_wait() {
   asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
 }
-// bar.sync over one consumer warpgroup (named barriers 2 and 3; 1 spans both).
-__device__ __forceinline__ void warpgroup_sync(int wg) {
-  asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+// bwd_store_dkdv through shared memory: this warpgroup's 64 rows of dK (times the softmax scale)
+// and dV go to `stage` (64 x D each, 128-byte swizzle: conflict-free fragment stores), and each warp
+// sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte fragment stores
+// straight from registers cost the short key tiles of rebatched shards most (NOTES v12). `stage`
+// (16 KiB x D / 64 per warpgroup) must be free: no reduce-add may still read it.
+template <typename T, int D, int BN>
+__device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+                                                      const distca_bwd_params_t& p, const BwdTile<BN>& tile, int wg,
+                                                      int wrow, int quad, T* stage, int wtid) {
+  constexpr int NKV = D / 8;
+  T* sdK = stage;
+  T* sdV = stage + 64 * D;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = wrow + h * 8;  // row of this warpgroup's 64
+#pragma unroll
+    for (int j = 0; j < NKV; ++j) {
+      const int c = j * 8 + quad * 2;
+      *reinterpret_cast<uint32_t*>(sdK + sw128<64>(r, c)) =
+          Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(sdV + sw128<64>(r, c)) = Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]);
+    }
+  }
+  __syncwarp();  // a warp's fragments are its own 16 rows: it reads back what it wrote
+  const long long kv_stride = (long long)p.heads_kv * D;
+  const long long base = ((long long)(tile.kb0 + wg * 64) * p.heads_kv + tile.head_kv) * D;
+  T* gdK = reinterpret_cast<T*>(p.dk) + base;
+  T* gdV = reinterpret_cast<T*>(p.dv) + base;
+  constexpr int CH = D / 8;  // 16-byte chunks per row
+  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
+#pragma unroll
+  for (int k = lane; k < 16 * CH; k += 32) {
+    const int r = r0 + k / CH, c = (k % CH) * 8;
+    if (wg * 64 + r < tile.k_rows) {
+      *reinterpret_cast<uint4*>(gdK + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdK + sw128<64>(r, c));
+      *reinterpret_cast<uint4*>(gdV + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdV + sw128<64>(r, c));
+    }
+  }
 }
 
 // mbarrier.expect_tx without the arrive: the producer's lanes arrive after their LSE/D stores.
@@ -242,7 +277,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
-    bwd_store_dkdv<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad);
+    // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
+    if (elected) bulk_wait_read<0>();
+    warpgroup_sync(wg);
+    bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad,
+                                reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
   }
   if (elected) bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
 #else

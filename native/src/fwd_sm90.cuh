@@ -147,12 +147,13 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
   fence_regs(acc_o);
 }
 
-// Normalizes O, writes the LSE and O rows of this warpgroup (4-byte stores: 4 threads write a row's
-// 16 contiguous bytes); rows at or past `rows` are not written.
-template <typename T, int D>
-__device__ __forceinline__ void fwd_epilogue(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
-                                             const float (&row_sum)[2], float scale, int wg, int wrow, int quad,
-                                             int rows, T* gO, long long q_stride, float* gLse) {
+// The end of a tile for this thread's two rows (wrow and wrow + 8 of the warpgroup): writes their
+// LSE (natural log; -inf for a row that saw no key) where they are below `rows`, and hands each
+// normalized, packed pair of O (tile row r, column c) to put(r, c, bits).
+template <typename T, int D, typename Put>
+__device__ __forceinline__ void fwd_finish(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
+                                           const float (&row_sum)[2], float scale, int wg, int wrow, int quad,
+                                           int rows, float* gLse, Put put) {
   constexpr int NO = D / 8;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -160,17 +161,24 @@ __device__ __forceinline__ void fwd_epilogue(const float (&acc_o)[D / 8 * 4], co
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    const float lse = l > 0.f ? row_max[h] * scale + logf(l) : -INFINITY;
     const int r = wg * 64 + wrow + h * 8;
-    if (r < rows) {
-      if (quad == 0) gLse[r] = lse;
+    if (quad == 0 && r < rows) gLse[r] = l > 0.f ? row_max[h] * scale + logf(l) : -INFINITY;
 #pragma unroll
-      for (int j = 0; j < NO; ++j) {
-        *reinterpret_cast<uint32_t*>(gO + r * q_stride + j * 8 + quad * 2) =
-            Elem<T>::pack(acc_o[j * 4 + 2 * h] * inv, acc_o[j * 4 + 2 * h + 1] * inv);
-      }
+    for (int j = 0; j < NO; ++j) {
+      put(r, j * 8 + quad * 2, Elem<T>::pack(acc_o[j * 4 + 2 * h] * inv, acc_o[j * 4 + 2 * h + 1] * inv));
     }
   }
+}
+
+// Normalizes O, writes the LSE and O rows of this warpgroup (4-byte stores: 4 threads write a row's
+// 16 contiguous bytes); rows at or past `rows` are not written.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_epilogue(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
+                                             const float (&row_sum)[2], float scale, int wg, int wrow, int quad,
+                                             int rows, T* gO, long long q_stride, float* gLse) {
+  fwd_finish<T, D>(acc_o, row_max, row_sum, scale, wg, wrow, quad, rows, gLse, [&](int r, int c, uint32_t bits) {
+    if (r < rows) *reinterpret_cast<uint32_t*>(gO + r * q_stride + c) = bits;
+  });
 }
 
 template <typename T, int D>

@@ -75,6 +75,37 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint
       : "memory");
 }
 
+// A named barrier over the 128 threads of consumer warpgroup wg (ids 2 and 3; 1 is both consumer
+// warpgroups' in the backward).
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+}
+
+// fwd_epilogue through shared memory: the warpgroup's normalized 64 x D rows go to its rows of
+// `stage` (a BM x D tile in the 128-byte swizzle, conflict-free for the fragment stores), then each
+// warp sends its own 16 rows out as 16-byte stores of whole row segments (8 threads write 128
+// contiguous bytes). The fragments stored straight from registers, 4 bytes per row and thread,
+// cost the forward 4% on rebatched shards and 30% at causal 512 (NOTES v12). `stage` must hold no
+// operand of a GEMM in flight.
+template <typename T, int D, int BM>
+__device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
+                                                    const float (&row_sum)[2], float scale, int wg, int wrow,
+                                                    int quad, int rows, T* gO, long long q_stride, float* gLse,
+                                                    T* stage, int wtid) {
+  fwd_finish<T, D>(acc_o, row_max, row_sum, scale, wg, wrow, quad, rows, gLse, [&](int r, int c, uint32_t bits) {
+    *reinterpret_cast<uint32_t*>(stage + sw128<BM>(r, c)) = bits;
+  });
+  // a warp's fragments are its own 16 rows: it reads back what it wrote
+  __syncwarp();
+  constexpr int CH = D / 8;  // 16-byte chunks per row
+  const int lane = wtid & 31, r0 = wg * 64 + (wtid >> 5) * 16;
+#pragma unroll
+  for (int k = lane; k < 16 * CH; k += 32) {
+    const int r = r0 + k / CH, c = (k % CH) * 8;
+    if (r < rows) *reinterpret_cast<uint4*>(gO + r * q_stride + c) = *reinterpret_cast<const uint4*>(stage + sw128<BM>(r, c));
+  }
+}
+
 // The persistent kernels' next tile after tile t (distca_attn.h section 7): from the tile counter
 // in work-list order, or t + gridDim.x where there is none.
 __device__ __forceinline__ int next_tile(int* counter, int t) {
@@ -210,9 +241,13 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
                               tile_min_limit, scale_log2);
       mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
     }
-    mbar_arrive(bar_q_empty(qb));  // and with this Q buffer
+    // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
+    // other warpgroup's read only its rows), which the producer may refill once the reads are done
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
-    fwd_epilogue<T, D>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride, out.gLse);
+    fwd_epilogue_staged<T, D, BM>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride,
+                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127);
+    fence_proxy_async();            // the next TMA load into the buffer comes after these generic accesses
+    mbar_arrive(bar_q_empty(qb));  // done with this Q buffer
   }
 #else
   __trap();
