@@ -116,6 +116,16 @@ __device__ __forceinline__ bool key_visible(const distca_slice_t& sl, int key, l
   return key >= 0 && key < sl.kv_len && (!sl.causal || (long long)key <= limit);
 }
 
+// For a row whose causal limit is `limit` and the keys k0 + c, c in [0, N) (k0 >= 0): the last c
+// that key_visible() accepts, clamped to [-1, N] (-1: none, N: all), so that a mask over a block
+// compares each constant column c against one 32-bit bound.
+template <int N>
+__device__ __forceinline__ int block_last_visible(const distca_slice_t& sl, int k0, long long limit) {
+  long long last = (long long)sl.kv_len - 1 - k0;
+  if (sl.causal) last = min(last, limit - k0);
+  return (int)max(-1LL, min((long long)N, last));
+}
+
 // For key `key` of the slice and the queries whose causal limits are limit0 + c, c in [0, N): the
 // first c for which key_visible() holds, clamped to [0, N] (N: none; 0: all).
 template <int N>

@@ -68,13 +68,15 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
   __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
   const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
   if (need_mask) {
+    // key_visible() for key n0 + quad * 2 + c as one 32-bit bound per row on the block column c (a
+    // constant after unrolling): one compare with an immediate per element
+    const int last = block_last_visible<BN>(sl, n0 + quad * 2, row_limit0);
+    const int last8 = block_last_visible<BN>(sl, n0 + quad * 2, row_limit0 + 8);
 #pragma unroll
     for (int j = 0; j < NS; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = n0 + j * 8 + quad * 2 + (e & 1);
-        const long long limit = row_limit0 + ((e & 2) ? 8 : 0);
-        if (!key_visible(sl, key, limit)) s[j * 4 + e] = -INFINITY;
+        if (j * 8 + (e & 1) > ((e & 2) ? last8 : last)) s[j * 4 + e] = -INFINITY;
       }
     }
   }
