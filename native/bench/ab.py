@@ -1,7 +1,9 @@
 """A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
 rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
 d128 causal shapes (b*s = 16K tokens, h*d = 2048), forward and backward. Prints each image's
-TFLOP/s and B/A per case, and B's fused/long ratio beside A's. Both images must hold the same ABI.
+TFLOP/s and B/A per case. Only the two images of one case are interleaved: for the fused/long
+rebatching ratio, which compares cases, use bench.py (it interleaves the cases). Both images must
+hold the same ABI.
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
 """
@@ -42,7 +44,6 @@ def main():
     ka, kb = Kernels(args.a), Kernels(args.b)
     print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
     for rnd in range(args.rounds):
-        ratios = {}
         for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")]):
             fl = forward_flops(slices, h, 128)
             xa = Ours(ka, seg_lens, slices, h, h, 128)
@@ -51,12 +52,7 @@ def main():
             for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
                 ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)
                 fa, fb = tflops(fl * mult, ta), tflops(fl * mult, tb)
-                ratios[(name, pas)] = (fa, fb)
                 print(f"  round {rnd} {name:14s} {pas}: A {fa:6.1f}  B {fb:6.1f}  B/A {fb / fa:5.3f}")
-            if pas == "bwd" and name == "long sequence":
-                for p in ("fwd", "bwd"):
-                    (sa, sb), (la, lb) = ratios[("fused shards", p)], ratios[("long sequence", p)]
-                    print(f"  round {rnd} fused/long {p}: A {sa / la:5.3f}  B {sb / lb:5.3f}")
             del xa, xb
             torch.cuda.empty_cache()
 
