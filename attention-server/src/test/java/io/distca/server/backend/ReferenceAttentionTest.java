@@ -16,24 +16,9 @@ import io.distca.server.backend.ReferenceAttention.Gradients;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-class ReferenceAttentionTest {
-  private BufferAllocator allocator;
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close(); // fails on a leaked buffer
-  }
+class ReferenceAttentionTest extends AllocatorPerTest {
 
   /**
    * The analytic backward must be the derivative of the forward: loss = sum over slices of O . G,

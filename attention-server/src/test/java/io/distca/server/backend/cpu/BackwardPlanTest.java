@@ -5,29 +5,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
 import java.util.List;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** How backward cuts a batch into units: whole keys when it can, balanced chunks when it must. */
-class BackwardPlanTest {
+class BackwardPlanTest extends AllocatorPerTest {
   private static final AttentionShape SHAPE = new AttentionShape(4, 2, 16, DType.BF16, 0.25f);
-  private BufferAllocator allocator;
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
-  }
 
   private List<int[]> plan(CpuBackendOptions options, int threads, int[] segments, List<SliceSpec> slices) {
     try (AttentionFixture fx = new AttentionFixture(allocator, SHAPE, segments, slices, 1)) {

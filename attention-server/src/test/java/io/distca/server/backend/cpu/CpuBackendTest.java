@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.Case;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
@@ -19,10 +20,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -44,22 +41,10 @@ import org.junit.jupiter.params.provider.MethodSource;
  * segment split into many chunks, so dQ goes through the accumulators) and odd blocks (1 thread,
  * block sizes that divide nothing).
  */
-class CpuBackendTest {
+class CpuBackendTest extends AllocatorPerTest {
   static final double FORWARD_FLOOR = 1e-5;
   static final double BACKWARD_FLOOR = 1e-4;
   static final double LSE_TOLERANCE = 2e-6;
-
-  private BufferAllocator allocator;
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
-  }
 
   static List<Case> cases() {
     return List.of(

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.Case;
@@ -26,12 +27,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -43,10 +40,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * NaN-poisoned outputs. Skipped where {@link CudaAvailability} finds no usable GPU and kernels.
  */
 @Tag("gpu")
-class CudaBackendGpuTest {
+class CudaBackendGpuTest extends AllocatorPerTest {
   private static CudaBackend backend;
   private static final long SEED = System.nanoTime();
-  private BufferAllocator allocator;
 
   @BeforeAll
   static void openBackend() {
@@ -60,16 +56,6 @@ class CudaBackendGpuTest {
       backend.close();
       backend.close();
     }
-  }
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
   }
 
   static List<Case> cases() {

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
@@ -18,28 +19,12 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Random;
 import java.util.Set;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** Descriptors, work lists and arena layout of fused batches, checked against brute-force counts. */
-class FusedBatchPlanTest {
+class FusedBatchPlanTest extends AllocatorPerTest {
   /** Odd tile sizes so that no length in the tests divides evenly by accident. */
   static final KernelGeometry GEOMETRY = new KernelGeometry(64, 48, 40, 128, 70_000, 32, 56, 256, 90_000, 128, 8, 0, 0, 0, 0);
-
-  private BufferAllocator allocator;
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
-  }
 
   static AttentionShape shape(int hq, int hkv, int d) {
     return new AttentionShape(hq, hkv, d, DType.BF16, AttentionShape.defaultScale(d));

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.Case;
@@ -24,9 +25,7 @@ import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.memory.util.MemoryUtil;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -41,10 +40,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * Skipped where {@link CudaAvailability} finds no usable GPU and kernels.
  */
 @Tag("gpu")
-class PinnedDirectPathGpuTest {
+class PinnedDirectPathGpuTest extends AllocatorPerTest {
   private static CudaBackend backend;
   private static final long SEED = System.nanoTime();
-  private BufferAllocator allocator;
 
   @BeforeAll
   static void openBackend() {
@@ -59,16 +57,6 @@ class PinnedDirectPathGpuTest {
       backend.close();
       assertEquals(0, backend.pinnedBuffersLeakedAtClose(), "every pinned buffer came back before close");
     }
-  }
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
   }
 
   static Stream<Arguments> cases() {

@@ -7,34 +7,20 @@ import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.HalfFloats;
 import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.AttentionFixture;
 import io.distca.server.backend.AttentionFixture.SliceSpec;
 import java.util.List;
 import java.util.Random;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.memory.util.MemoryUtil;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
  * Gather and scatter against element-by-element reads through the tensors' own accessors: every
  * fused row, every strided LSE entry and every descriptor int lands where distca_attn.h says.
  */
-class StagingCopiesTest {
-  private BufferAllocator allocator;
-
-  @BeforeEach
-  void open() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void close() {
-    allocator.close();
-  }
+class StagingCopiesTest extends AllocatorPerTest {
 
   static final AttentionShape SHAPE = new AttentionShape(4, 2, 64, DType.BF16, 0.125f);
   static final int[] SEGMENTS = {50, 0, 93};
