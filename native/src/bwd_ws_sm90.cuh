@@ -241,8 +241,8 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
       float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
       auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
-        if (elected) bulk_wait_read<1>();
-        warpgroup_sync(wg);
+        // (the reduce-add that last read this buffer, two tiles ago, was waited for by the elected
+        // thread right after it issued the previous tile's, before this tile's consumer barriers)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = wrow + h * 8;
@@ -261,6 +261,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(wg) + box * 32, hq, row0);
           }
           bulk_commit();
+          bulk_wait_read<1>();  // the previous tile's has read its buffer: the next tile may write it
         }
       };
       // one block step with the mask and one without any mask code, for query tiles that see every key
