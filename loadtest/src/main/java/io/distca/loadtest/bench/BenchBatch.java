@@ -2,6 +2,7 @@ package io.distca.loadtest.bench;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.HalfFloats;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBatch;
@@ -37,7 +38,7 @@ final class BenchBatch implements AutoCloseable {
   final int tokens;
   /** Key rows (the documents' lengths summed). */
   final int kvTokens;
-  final List<Tensor> tensors = new ArrayList<>();
+  private final OwnedTensors tensors;
   final Tensor q;
   final Tensor k;
   final Tensor v;
@@ -55,6 +56,7 @@ final class BenchBatch implements AutoCloseable {
 
   BenchBatch(BufferAllocator allocator, AttentionShape shape, boolean causal, int[] lengths, List<Shard> shards,
       long seed) {
+    this.tensors = new OwnedTensors(allocator);
     this.shape = shape;
     this.causal = causal;
     this.lengths = lengths.clone();
@@ -73,15 +75,15 @@ final class BenchBatch implements AutoCloseable {
     this.tokens = t;
     this.kvTokens = kv;
     SplittableRandom rnd = new SplittableRandom(seed);
-    q = random(allocator, rnd, t, shape.headsQ());
-    k = random(allocator, rnd, kv, shape.headsKv());
-    v = random(allocator, rnd, kv, shape.headsKv());
-    dO = random(allocator, rnd, t, shape.headsQ());
-    o = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsQ(), shape.headDim()));
-    lse = track(Tensor.allocate(allocator, DType.FP32, shape.headsQ(), t));
-    dq = track(Tensor.allocate(allocator, shape.dtype(), t, shape.headsQ(), shape.headDim()));
-    dk = track(Tensor.allocate(allocator, shape.dtype(), kv, shape.headsKv(), shape.headDim()));
-    dv = track(Tensor.allocate(allocator, shape.dtype(), kv, shape.headsKv(), shape.headDim()));
+    q = random(rnd, t, shape.headsQ());
+    k = random(rnd, kv, shape.headsKv());
+    v = random(rnd, kv, shape.headsKv());
+    dO = random(rnd, t, shape.headsQ());
+    o = tensors.allocate(shape.dtype(), t, shape.headsQ(), shape.headDim());
+    lse = tensors.allocate(DType.FP32, shape.headsQ(), t);
+    dq = tensors.allocate(shape.dtype(), t, shape.headsQ(), shape.headDim());
+    dk = tensors.allocate(shape.dtype(), kv, shape.headsKv(), shape.headDim());
+    dv = tensors.allocate(shape.dtype(), kv, shape.headsKv(), shape.headDim());
   }
 
   static List<Shard> wholeDocuments(int[] lengths) {
@@ -94,14 +96,9 @@ final class BenchBatch implements AutoCloseable {
     return shards;
   }
 
-  private Tensor track(Tensor t) {
-    tensors.add(t);
-    return t;
-  }
-
   /** Uniform values in [-1, 1), written as raw 16-bit patterns (fast enough for 10^8 elements). */
-  private Tensor random(BufferAllocator allocator, SplittableRandom rnd, int rows, int heads) {
-    Tensor t = track(Tensor.allocate(allocator, shape.dtype(), rows, heads, shape.headDim()));
+  private Tensor random(SplittableRandom rnd, int rows, int heads) {
+    Tensor t = tensors.allocate(shape.dtype(), rows, heads, shape.headDim());
     long base = t.address();
     for (long i = 0; i < t.numel(); i++) {
       float x = (float) (rnd.nextDouble() * 2 - 1);
@@ -168,8 +165,6 @@ final class BenchBatch implements AutoCloseable {
 
   @Override
   public void close() {
-    for (Tensor t : tensors) {
-      t.close();
-    }
+    tensors.close();
   }
 }

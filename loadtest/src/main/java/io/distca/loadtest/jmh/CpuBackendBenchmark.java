@@ -2,6 +2,7 @@ package io.distca.loadtest.jmh;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.AttentionBatch;
@@ -11,7 +12,6 @@ import io.distca.server.backend.QuerySlice;
 import io.distca.server.backend.ReferenceAttention;
 import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cpu.CpuBackendOptions;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
@@ -58,7 +58,7 @@ public class CpuBackendBenchmark {
   public String backend;
 
   private BufferAllocator allocator;
-  private final List<Tensor> tensors = new ArrayList<>();
+  private OwnedTensors tensors;
   private AttentionBackend attention;
   private AttentionBatch forwardBatch;
   private AttentionBatch backwardBatch;
@@ -79,6 +79,7 @@ public class CpuBackendBenchmark {
   @Setup(Level.Trial)
   public void setUp() {
     allocator = new RootAllocator();
+    tensors = new OwnedTensors(allocator);
     AttentionShape shape = new AttentionShape(HEADS_Q, HEADS_KV, HEAD_DIM, DType.BF16,
         AttentionShape.defaultScale(HEAD_DIM));
     Random random = new Random(42);
@@ -86,11 +87,11 @@ public class CpuBackendBenchmark {
     Tensor k = gaussian(random, tokens, HEADS_KV);
     Tensor v = gaussian(random, tokens, HEADS_KV);
     Tensor dO = gaussian(random, tokens, HEADS_Q);
-    Tensor o = tensor(DType.BF16, tokens, HEADS_Q, HEAD_DIM);
-    Tensor dq = tensor(DType.BF16, tokens, HEADS_Q, HEAD_DIM);
-    Tensor dk = tensor(DType.BF16, tokens, HEADS_KV, HEAD_DIM);
-    Tensor dv = tensor(DType.BF16, tokens, HEADS_KV, HEAD_DIM);
-    LseView lse = new LseView(tensor(DType.FP32, HEADS_Q, tokens), 0);
+    Tensor o = tensors.allocate(DType.BF16, tokens, HEADS_Q, HEAD_DIM);
+    Tensor dq = tensors.allocate(DType.BF16, tokens, HEADS_Q, HEAD_DIM);
+    Tensor dk = tensors.allocate(DType.BF16, tokens, HEADS_KV, HEAD_DIM);
+    Tensor dv = tensors.allocate(DType.BF16, tokens, HEADS_KV, HEAD_DIM);
+    LseView lse = new LseView(tensors.allocate(DType.FP32, HEADS_Q, tokens), 0);
     forwardBatch = new AttentionBatch(shape, List.of(KvSegment.forward(k, v)),
         List.of(QuerySlice.forward(0, 0, tokens, true, 0, q, o, lse)));
     backwardBatch = new AttentionBatch(shape, List.of(new KvSegment(k, v, dk, dv)),
@@ -115,18 +116,12 @@ public class CpuBackendBenchmark {
   @TearDown(Level.Trial)
   public void tearDown() {
     attention.close();
-    tensors.forEach(Tensor::close);
+    tensors.close();
     allocator.close();
   }
 
-  private Tensor tensor(DType dtype, int... shape) {
-    Tensor t = Tensor.allocate(allocator, dtype, shape);
-    tensors.add(t);
-    return t;
-  }
-
   private Tensor gaussian(Random random, int rows, int heads) {
-    Tensor t = tensor(DType.BF16, rows, heads, HEAD_DIM);
+    Tensor t = tensors.allocate(DType.BF16, rows, heads, HEAD_DIM);
     for (long i = 0; i < t.numel(); i++) {
       t.setFloat(i, (float) random.nextGaussian());
     }

@@ -6,6 +6,7 @@ import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.TaskSpec;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
 import io.distca.server.RebatcherProbe;
@@ -63,7 +64,7 @@ public class RebatcherBenchmark {
   private CpuBackend backend;
   private RebatcherProbe probe;
   private RebatcherProbe unfusedProbe;
-  private final List<Tensor> tensors = new ArrayList<>();
+  private OwnedTensors tensors;
   private final List<Tensor[]> inputs = new ArrayList<>();
   private final List<AttentionBatch> perRequest = new ArrayList<>();
   private AttentionBatch fused;
@@ -92,6 +93,7 @@ public class RebatcherBenchmark {
   @Setup(Level.Trial)
   public void setUp() {
     root = new RootAllocator();
+    tensors = new OwnedTensors(root);
     backend = new CpuBackend(new CpuBackendOptions());
     probe = new RebatcherProbe(backend, 200, 64, root);
     unfusedProbe = new RebatcherProbe(backend, 0, 1, root);
@@ -103,8 +105,8 @@ public class RebatcherBenchmark {
       Tensor k = random(rnd, SHAPE.headsKv());
       Tensor v = random(rnd, SHAPE.headsKv());
       inputs.add(new Tensor[] {q, k, v});
-      Tensor o = tensor(DType.BF16, tokens, SHAPE.headsQ(), SHAPE.headDim());
-      LseView lse = new LseView(tensor(DType.FP32, SHAPE.headsQ(), tokens), 0);
+      Tensor o = tensors.allocate(DType.BF16, tokens, SHAPE.headsQ(), SHAPE.headDim());
+      LseView lse = new LseView(tensors.allocate(DType.FP32, SHAPE.headsQ(), tokens), 0);
       KvSegment segment = KvSegment.forward(k, v);
       perRequest.add(new AttentionBatch(SHAPE, List.of(segment),
           List.of(QuerySlice.forward(0, 0, tokens, true, 0, q, o, lse))));
@@ -141,18 +143,12 @@ public class RebatcherBenchmark {
     probe.close();
     unfusedProbe.close();
     backend.close();
-    tensors.forEach(Tensor::close);
+    tensors.close();
     root.close();
   }
 
-  private Tensor tensor(DType dtype, int... shape) {
-    Tensor t = Tensor.allocate(root, dtype, shape);
-    tensors.add(t);
-    return t;
-  }
-
   private Tensor random(SplittableRandom rnd, int heads) {
-    Tensor t = tensor(DType.BF16, tokens, heads, SHAPE.headDim());
+    Tensor t = tensors.allocate(DType.BF16, tokens, heads, SHAPE.headDim());
     for (long i = 0; i < t.numel(); i++) {
       t.setFloat(i, (float) (rnd.nextDouble() * 2 - 1));
     }

@@ -16,23 +16,18 @@ import org.junit.jupiter.api.Test;
 
 class LseMergeTest {
   private BufferAllocator allocator;
-  private final List<Tensor> tensors = new ArrayList<>();
+  private OwnedTensors tensors;
 
   @BeforeEach
   void open() {
     allocator = new RootAllocator();
+    tensors = new OwnedTensors(allocator);
   }
 
   @AfterEach
   void close() {
-    tensors.forEach(Tensor::close);
+    tensors.close();
     allocator.close(); // fails on a leaked buffer
-  }
-
-  private Tensor tensor(DType dtype, int... shape) {
-    Tensor t = Tensor.allocate(allocator, dtype, shape);
-    tensors.add(t);
-    return t;
   }
 
   private static void set(Tensor t, float... values) {
@@ -44,16 +39,16 @@ class LseMergeTest {
   @Test
   void twoScalarPartsFollowTheFormula() {
     // one row, one head, head_dim 2
-    Tensor o1 = tensor(DType.FP32, 1, 1, 2);
-    Tensor o2 = tensor(DType.FP32, 1, 1, 2);
-    Tensor l1 = tensor(DType.FP32, 1, 1);
-    Tensor l2 = tensor(DType.FP32, 1, 1);
+    Tensor o1 = tensors.allocate(DType.FP32, 1, 1, 2);
+    Tensor o2 = tensors.allocate(DType.FP32, 1, 1, 2);
+    Tensor l1 = tensors.allocate(DType.FP32, 1, 1);
+    Tensor l2 = tensors.allocate(DType.FP32, 1, 1);
     set(o1, 1f, -2f);
     set(o2, 3f, 0.5f);
     set(l1, 0.5f);
     set(l2, -1f);
-    Tensor out = tensor(DType.FP32, 1, 1, 2);
-    Tensor lse = tensor(DType.FP32, 1, 1);
+    Tensor out = tensors.allocate(DType.FP32, 1, 1, 2);
+    Tensor lse = tensors.allocate(DType.FP32, 1, 1);
     LseMerge.merge(List.of(Part.of(o1, l1), Part.of(o2, l2)), Part.of(out, lse));
     double merged = Math.log(Math.exp(0.5) + Math.exp(-1));
     double w1 = Math.exp(0.5 - merged);
@@ -66,16 +61,16 @@ class LseMergeTest {
 
   @Test
   void allMinusInfinityGivesZeroAndMinusInfinity() {
-    Tensor o1 = tensor(DType.BF16, 2, 1, 3);
-    Tensor o2 = tensor(DType.BF16, 2, 1, 3);
+    Tensor o1 = tensors.allocate(DType.BF16, 2, 1, 3);
+    Tensor o2 = tensors.allocate(DType.BF16, 2, 1, 3);
     set(o1, 7, 7, 7, 7, 7, 7); // stale values a part may hold for rows that saw nothing
     set(o2, 9, 9, 9, 9, 9, 9);
-    Tensor l1 = tensor(DType.FP32, 1, 2);
-    Tensor l2 = tensor(DType.FP32, 1, 2);
+    Tensor l1 = tensors.allocate(DType.FP32, 1, 2);
+    Tensor l2 = tensors.allocate(DType.FP32, 1, 2);
     set(l1, Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY);
     set(l2, Float.NEGATIVE_INFINITY, 2f); // row 1: only part 2 saw keys
-    Tensor out = tensor(DType.BF16, 2, 1, 3);
-    Tensor lse = tensor(DType.FP32, 1, 2);
+    Tensor out = tensors.allocate(DType.BF16, 2, 1, 3);
+    Tensor lse = tensors.allocate(DType.FP32, 1, 2);
     set(out, Float.NaN, Float.NaN, Float.NaN, Float.NaN, Float.NaN, Float.NaN);
     LseMerge.merge(List.of(Part.of(o1, l1), Part.of(o2, l2)), Part.of(out, lse));
     assertEquals(Float.NEGATIVE_INFINITY, lse.getFloat(0));
@@ -95,10 +90,10 @@ class LseMergeTest {
     int rows = 5;
     int heads = 3;
     int d = 4;
-    Tensor lseAll = tensor(DType.FP32, heads, 2 + 3 * rows); // the three parts' windows at columns 2, 7, 12
+    Tensor lseAll = tensors.allocate(DType.FP32, heads, 2 + 3 * rows); // the three parts' windows at columns 2, 7, 12
     List<Part> parts = new ArrayList<>();
     for (int p = 0; p < 3; p++) {
-      Tensor o = tensor(DType.FP32, rows, heads, d);
+      Tensor o = tensors.allocate(DType.FP32, rows, heads, d);
       for (int i = 0; i < o.numel(); i++) {
         o.setFloat(i, (float) random.nextGaussian());
       }
@@ -110,8 +105,8 @@ class LseMergeTest {
         }
       }
     }
-    Tensor stepO = tensor(DType.FP32, rows, heads, d);
-    Tensor stepLse = tensor(DType.FP32, heads, rows);
+    Tensor stepO = tensors.allocate(DType.FP32, rows, heads, d);
+    Tensor stepLse = tensors.allocate(DType.FP32, heads, rows);
     LseMerge.merge(List.of(parts.get(0), parts.get(1)), Part.of(stepO, stepLse));
     LseMerge.merge(List.of(Part.of(stepO, stepLse), parts.get(2)), Part.of(stepO, stepLse));
 
@@ -134,10 +129,10 @@ class LseMergeTest {
 
   @Test
   void badInputsAreRejectedWithTheProblemNamed() {
-    Tensor o = tensor(DType.FP32, 2, 2, 4);
-    Tensor lse = tensor(DType.FP32, 2, 2);
-    Tensor otherShape = tensor(DType.FP32, 2, 2, 5);
-    Tensor intLse = tensor(DType.INT32, 2, 2);
+    Tensor o = tensors.allocate(DType.FP32, 2, 2, 4);
+    Tensor lse = tensors.allocate(DType.FP32, 2, 2);
+    Tensor otherShape = tensors.allocate(DType.FP32, 2, 2, 5);
+    Tensor intLse = tensors.allocate(DType.INT32, 2, 2);
     Part good = Part.of(o, lse);
 
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(), good));
@@ -149,10 +144,10 @@ class LseMergeTest {
     e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(new Part(o, lse, 1)), good));
     assertTrue(e.getMessage().contains("LSE columns [1, 3)"), e.getMessage());
     lse.setFloat(3, Float.NaN);
-    e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(good), Part.of(o, tensor(DType.FP32, 2, 2))));
+    e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(good), Part.of(o, tensors.allocate(DType.FP32, 2, 2))));
     assertTrue(e.getMessage().contains("head 1, row 1"), e.getMessage());
     lse.setFloat(3, Float.POSITIVE_INFINITY);
-    e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(good), Part.of(o, tensor(DType.FP32, 2, 2))));
+    e = assertThrows(IllegalArgumentException.class, () -> LseMerge.merge(List.of(good), Part.of(o, tensors.allocate(DType.FP32, 2, 2))));
     assertTrue(e.getMessage().contains("Infinity"), e.getMessage());
   }
 }

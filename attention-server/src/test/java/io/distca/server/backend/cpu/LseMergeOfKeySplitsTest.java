@@ -5,8 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.LseMerge;
 import io.distca.protocol.tensor.Tensor;
+import io.distca.server.backend.AllocatorPerTest;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.LseView;
@@ -14,8 +16,6 @@ import io.distca.server.backend.QuerySlice;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -31,14 +31,13 @@ import org.junit.jupiter.params.provider.EnumSource;
  * to 2^-8 of {@code sum_i w_i |O_i|}, which exceeds 2^-8 of the merged value when parts cancel), the
  * merged O when it is written, and the whole O; plus the same fp32 floor.
  */
-class LseMergeOfKeySplitsTest {
+class LseMergeOfKeySplitsTest extends AllocatorPerTest {
   private static final int DOC = 260;
   private static final int QS = 120;
   private static final int QE = 260;
   private static final int Q_LEN = QE - QS;
 
-  private BufferAllocator allocator;
-  private final List<Tensor> tensors = new ArrayList<>();
+  private OwnedTensors tensors;
   private AttentionShape shape;
   private Tensor k;
   private Tensor v;
@@ -46,13 +45,12 @@ class LseMergeOfKeySplitsTest {
 
   @BeforeEach
   void open() {
-    allocator = new RootAllocator();
+    tensors = new OwnedTensors(allocator);
   }
 
   @AfterEach
   void close() {
-    tensors.forEach(Tensor::close);
-    allocator.close();
+    tensors.close(); // before AllocatorPerTest closes the allocator
   }
 
   /** Keys [kvStart, kvStart + kvLen) of the document, with the given mask, for the shard's rows. */
@@ -80,11 +78,11 @@ class LseMergeOfKeySplitsTest {
     all.add(whole);
     splits.forEach(all::addAll);
     List<Tensor> outputs = new ArrayList<>();
-    Tensor lse = tensor(DType.FP32, 4, all.size() * Q_LEN);
+    Tensor lse = tensors.allocate(DType.FP32, 4, all.size() * Q_LEN);
     List<QuerySlice> slices = new ArrayList<>();
     for (int i = 0; i < all.size(); i++) {
       KeyPart p = all.get(i);
-      Tensor o = tensor(dtype, Q_LEN, 4, 64);
+      Tensor o = tensors.allocate(dtype, Q_LEN, 4, 64);
       outputs.add(o);
       slices.add(QuerySlice.forward(0, p.kvStart(), p.kvLen(), p.causal(), p.diagonal(), q, o,
           new LseView(lse, i * Q_LEN)));
@@ -100,8 +98,8 @@ class LseMergeOfKeySplitsTest {
       for (int p = 0; p < split.size(); p++) {
         parts.add(new LseMerge.Part(outputs.get(first + p), lse, (first + p) * Q_LEN));
       }
-      Tensor mergedO = tensor(dtype, Q_LEN, 4, 64);
-      Tensor mergedLse = tensor(DType.FP32, 4, Q_LEN);
+      Tensor mergedO = tensors.allocate(dtype, Q_LEN, 4, 64);
+      Tensor mergedLse = tensors.allocate(DType.FP32, 4, Q_LEN);
       LseMerge.merge(parts, LseMerge.Part.of(mergedO, mergedLse));
       String label = split.size() + "-way split " + split + " (seed " + seed + ")";
       for (int h = 0; h < 4; h++) {
@@ -138,9 +136,9 @@ class LseMergeOfKeySplitsTest {
     k = gaussian(random, dtype, 40, 1, 16);
     v = gaussian(random, dtype, 40, 1, 16);
     q = gaussian(random, dtype, 10, 2, 16);
-    Tensor lse = tensor(DType.FP32, 2, 20);
-    Tensor o1 = tensor(dtype, 10, 2, 16);
-    Tensor o2 = tensor(dtype, 10, 2, 16);
+    Tensor lse = tensors.allocate(DType.FP32, 2, 20);
+    Tensor o1 = tensors.allocate(dtype, 10, 2, 16);
+    Tensor o2 = tensors.allocate(dtype, 10, 2, 16);
     // diagonals so negative that no row sees a key of either part
     List<QuerySlice> slices = List.of(
         QuerySlice.forward(0, 0, 20, true, -30, q, o1, new LseView(lse, 0)),
@@ -148,8 +146,8 @@ class LseMergeOfKeySplitsTest {
     try (CpuBackend cpu = new CpuBackend(new CpuBackendOptions().threads(2))) {
       cpu.forward(new AttentionBatch(shape, List.of(KvSegment.forward(k, v)), slices));
     }
-    Tensor mergedO = tensor(dtype, 10, 2, 16);
-    Tensor mergedLse = tensor(DType.FP32, 2, 10);
+    Tensor mergedO = tensors.allocate(dtype, 10, 2, 16);
+    Tensor mergedLse = tensors.allocate(DType.FP32, 2, 10);
     for (int e = 0; e < mergedO.numel(); e++) {
       mergedO.setFloat(e, Float.NaN);
     }
@@ -164,14 +162,8 @@ class LseMergeOfKeySplitsTest {
     assertTrue(mergedO.numel() > 0);
   }
 
-  private Tensor tensor(DType dtype, int... dims) {
-    Tensor t = Tensor.allocate(allocator, dtype, dims);
-    tensors.add(t);
-    return t;
-  }
-
   private Tensor gaussian(Random random, DType dtype, int... dims) {
-    Tensor t = tensor(dtype, dims);
+    Tensor t = tensors.allocate(dtype, dims);
     for (long i = 0; i < t.numel(); i++) {
       t.setFloat(i, (float) (1.5 * random.nextGaussian()));
     }
