@@ -205,6 +205,17 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
         t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
+        if (lane == 0 && t < tiles) {
+          // The next key tile's K and V into L2 while the consumers finish this one (the producer runs
+          // ahead by the stage ring): its load into shared memory, which must wait for them, then
+          // reads L2 rather than DRAM.
+          const BwdTile<BN> next(p, t);
+#pragma unroll
+          for (int h = 0; h < D / 64; ++h) {
+            tma_prefetch_3d(P.tmap_k, h * 64, next.head_kv, next.kb0);
+            tma_prefetch_3d(P.tmap_v, h * 64, next.head_kv, next.kb0);
+          }
+        }
       }
     }
     return;

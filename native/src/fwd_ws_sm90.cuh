@@ -75,6 +75,13 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint
       : "memory");
 }
 
+// The tile of tma_load_3d's coordinates into L2 only (no shared memory, no barrier).
+__device__ __forceinline__ void tma_prefetch_3d(const void* tmap, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n" ::"l"(tmap), "r"(c0), "r"(c1),
+               "r"(c2)
+               : "memory");
+}
+
 // A named barrier over the 128 threads of consumer warpgroup wg (ids 2 and 3; 1 is both consumer
 // warpgroups' in the backward).
 __device__ __forceinline__ void warpgroup_sync(int wg) {
