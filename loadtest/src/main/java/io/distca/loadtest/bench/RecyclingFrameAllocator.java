@@ -1,9 +1,9 @@
 package io.distca.loadtest.bench;
 
 import io.distca.protocol.wire.LargeFrameAllocator;
+import io.distca.protocol.wire.LentFrameBuf;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
-import io.netty.buffer.UnpooledUnsafeDirectByteBuf;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.HashMap;
@@ -30,11 +30,9 @@ final class RecyclingFrameAllocator implements LargeFrameAllocator {
 
   @Override
   public ByteBuf allocate(ByteBufAllocator channelAllocator, int bytes) {
-    ByteBuffer memory = take(bytes);
-    if (memory == null) {
-      memory = ByteBuffer.allocateDirect(bytes);
-    }
-    return new RecycledByteBuf(channelAllocator, memory, bytes);
+    ByteBuffer idle = take(bytes);
+    ByteBuffer memory = idle != null ? idle : ByteBuffer.allocateDirect(bytes);
+    return new LentFrameBuf(channelAllocator, memory, bytes, () -> giveBack(memory));
   }
 
   private synchronized ByteBuffer take(int bytes) {
@@ -65,23 +63,5 @@ final class RecyclingFrameAllocator implements LargeFrameAllocator {
   @Override
   public String toString() {
     return "recycled direct frames (" + idleBytes + " of " + maxIdleBytes + " bytes idle)";
-  }
-
-  /** A Netty buffer over a kept direct buffer; deallocation hands the memory back instead of freeing it. */
-  private final class RecycledByteBuf extends UnpooledUnsafeDirectByteBuf {
-    private final ByteBuffer memory;
-
-    RecycledByteBuf(ByteBufAllocator alloc, ByteBuffer memory, int capacity) {
-      // This constructor never frees the memory it is given (Netty's "doNotFree").
-      super(alloc, memory, capacity);
-      this.memory = memory;
-      clear();
-    }
-
-    @Override
-    protected void deallocate() {
-      super.deallocate();
-      giveBack(memory);
-    }
   }
 }

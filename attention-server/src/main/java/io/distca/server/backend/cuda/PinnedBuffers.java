@@ -3,9 +3,9 @@ package io.distca.server.backend.cuda;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.wire.LargeFrameAllocator;
+import io.distca.protocol.wire.LentFrameBuf;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
-import io.netty.buffer.UnpooledUnsafeDirectByteBuf;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.ForeignAllocation;
@@ -36,7 +36,7 @@ final class PinnedBuffers implements LargeFrameAllocator {
     if (lease == null) {
       return LargeFrameAllocator.CHANNEL.allocate(channelAllocator, bytes);
     }
-    return new PinnedByteBuf(channelAllocator, lease, bytes);
+    return new LentFrameBuf(channelAllocator, MemoryUtil.directBuffer(lease.address(), bytes), bytes, lease::release);
   }
 
   /**
@@ -72,27 +72,6 @@ final class PinnedBuffers implements LargeFrameAllocator {
   @Override
   public String toString() {
     return "pinned frames from " + pool;
-  }
-
-  /** A Netty buffer over a leased pinned buffer; deallocation returns the lease instead of freeing memory. */
-  private static final class PinnedByteBuf extends UnpooledUnsafeDirectByteBuf {
-    private final PinnedBufferPool.Lease lease;
-
-    PinnedByteBuf(ByteBufAllocator alloc, PinnedBufferPool.Lease lease, int capacity) {
-      // This constructor never frees the memory it is given (Netty's "doNotFree").
-      super(alloc, MemoryUtil.directBuffer(lease.address(), capacity), capacity);
-      this.lease = lease;
-      clear();
-    }
-
-    @Override
-    protected void deallocate() {
-      try {
-        super.deallocate();
-      } finally {
-        lease.release();
-      }
-    }
   }
 
   /** A leased pinned buffer lent to Arrow: freeing the allocation returns the lease. */
