@@ -7,6 +7,7 @@ import io.distca.client.ForwardResult;
 import io.distca.client.MicroBatch;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBackend;
 import java.time.Duration;
@@ -90,8 +91,7 @@ public final class CheckedStep {
     }
     double[] errors = new double[TENSORS.size()];
     int[] worst = new int[TENSORS.size()];
-    List<Tensor> owned = new ArrayList<>();
-    try {
+    try (OwnedTensors owned = new OwnedTensors(allocator)) {
       List<MicroBatch> batches = new ArrayList<>();
       long tokens = 0;
       for (int r = 0; r < ranks; r++) {
@@ -100,10 +100,9 @@ public final class CheckedStep {
         for (int len : docs[r]) {
           t += len;
         }
-        Tensor q = random(allocator, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
-        Tensor k = random(allocator, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-        Tensor v = random(allocator, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-        owned.addAll(List.of(q, k, v));
+        Tensor q = owned.adopt(random(allocator, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim()));
+        Tensor k = owned.adopt(random(allocator, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim()));
+        Tensor v = owned.adopt(random(allocator, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim()));
         batches.add(new MicroBatch(shape, causal, docs[r], q, k, v));
         tokens += t;
       }
@@ -115,8 +114,8 @@ public final class CheckedStep {
       List<ForwardResult> forwards = new ArrayList<>();
       for (int r = 0; r < ranks; r++) {
         ForwardResult fr = fwd.get(r).get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-        owned.add(fr.o());
-        owned.add(fr.lse());
+        owned.adopt(fr.o());
+        owned.adopt(fr.lse());
         forwards.add(fr);
       }
       double forwardSeconds = (System.nanoTime() - t0) / 1e9;
@@ -132,8 +131,8 @@ public final class CheckedStep {
         compare(LocalReference.forward(reference, batches.get(r), allocator), new Tensor[] {fr.o(), fr.lse()}, 0, r,
             errors, worst);
         SplittableRandom rnd = new SplittableRandom(seed * 7919L + step * 31L + r);
-        Tensor dO = random(allocator, rnd, shape.dtype(), batches.get(r).tokens(), shape.headsQ(), shape.headDim());
-        owned.add(dO);
+        Tensor dO = owned.adopt(random(allocator, rnd, shape.dtype(), batches.get(r).tokens(), shape.headsQ(),
+            shape.headDim()));
         inputs.add(new BackwardInput(batches.get(r), fr.o(), fr.lse(), dO));
       }
       t0 = System.nanoTime();
@@ -157,10 +156,6 @@ public final class CheckedStep {
         for (BackwardResult br : backwards) {
           br.close();
         }
-      }
-    } finally {
-      for (Tensor t : owned) {
-        t.close();
       }
     }
   }
