@@ -2,8 +2,8 @@ package io.distca.loadtest.bench;
 
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
-import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.HalfFloats;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.KvSegment;
@@ -27,6 +27,11 @@ final class BenchBatch implements AutoCloseable {
   record Shard(int doc, int qs, int qe) {
     int rows() {
       return qe - qs;
+    }
+
+    /** Causal (query, key) pairs with the K/V prefix [0, qe): (qe^2 - qs^2) / 2, so a document's shards sum to its own. */
+    double causalPairs() {
+      return ((double) qe * qe - (double) qs * qs) / 2;
     }
   }
 
@@ -156,9 +161,7 @@ final class BenchBatch implements AutoCloseable {
   double forwardFlopsFaConvention() {
     double pairs = 0;
     for (Shard shard : shards) {
-      pairs += causal
-          ? ((double) shard.qe() * shard.qe() - (double) shard.qs() * shard.qs()) / 2
-          : (double) shard.rows() * lengths[shard.doc()];
+      pairs += causal ? shard.causalPairs() : (double) shard.rows() * lengths[shard.doc()];
     }
     return 4.0 * pairs * shape.headsQ() * shape.headDim();
   }

@@ -155,8 +155,9 @@ public final class KernelBench {
             q = n - qs <= MAX_SHARD ? n - qs : q - MIN_SHARD;
           }
         }
-        shards.add(new BenchBatch.Shard(doc, qs, qs + q));
-        pairs += ((double) (qs + q) * (qs + q) - (double) qs * qs) / 2;
+        BenchBatch.Shard shard = new BenchBatch.Shard(doc, qs, qs + q);
+        shards.add(shard);
+        pairs += shard.causalPairs();
         qs += q;
       }
     }
