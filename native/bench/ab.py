@@ -8,23 +8,19 @@ hold the same ABI.
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
 """
 import argparse
-import math
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours, shard_batch, tflops, time_interleaved  # noqa: E402
+from bench import Ours, rebatch_case, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
 def cases(seqs):
     h, hd = 16, 128
-    target = forward_flops([Slice(0, 0, 16384, 16384, True)], h, hd)
-    seg_lens, slices = shard_batch(target, h, hd, 7, 128)
-    flops = forward_flops(slices, h, hd)
-    L = int(round((math.sqrt(8 * flops / (4.0 * hd * h) + 1) - 1) / 2))
+    seg_lens, slices, L = rebatch_case(h, hd)
     out = [("fused shards", seg_lens, slices, h), ("long sequence", [L], [Slice(0, 0, L, L, True)], h)]
     for s in seqs:
         b = max(1, 16384 // s)

@@ -306,16 +306,21 @@ def shard_batch(target_flops, h, hd, seed, grid=128):
     return seg_lens, slices
 
 
+def rebatch_case(h, hd, grid=128, seed=7, long_s=16384):
+    """The rebatching comparison's two sides: the shards (shard_batch) holding the FLOPs of one causal
+    sequence of long_s tokens, and the length L of one causal sequence with exactly the shards' FLOPs
+    (visible pairs L(L+1)/2). Returns (seg_lens, slices, L)."""
+    target = forward_flops([Slice(0, 0, long_s, long_s, True)], h, hd)
+    seg_lens, slices = shard_batch(target, h, hd, seed, grid)
+    pairs = forward_flops(slices, h, hd) / (4.0 * hd * h)
+    return seg_lens, slices, int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
+
+
 def section_rebatch(kern, reps, out, torch_too=True, grid=128):
     h, hd = 16, 128
-    long_s = 16384
-    target = forward_flops([Slice(0, 0, long_s, long_s, True)], h, hd)
-    seg_lens, slices = shard_batch(target, h, hd, 7, grid)
+    seg_lens, slices, L = rebatch_case(h, hd, grid)
     cuts = f"cuts on multiples of {grid}" if grid > 1 else "cuts anywhere"
     flops = forward_flops(slices, h, hd)
-    # one long sequence with the same FLOPs (causal pairs s(s+1)/2)
-    pairs = flops / (4.0 * hd * h)
-    L = int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
     flops_long = forward_flops([Slice(0, 0, L, L, True)], h, hd)
     # the same documents unsharded: a document's shards cover its rows [0, n) consecutively, so one
     # causal slice of those n rows has exactly the shards' visible pairs (the same FLOPs)

@@ -8,15 +8,14 @@ Usage: python3 native/bench/profile_one.py [--hd 128] [--seq 4096] [--causal] [-
                                             [--long] [--fa2] [--fatbin PATH]
 """
 import argparse
-import math
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours, TorchFA2, shard_batch  # noqa: E402
-from distca_host import DEFAULT_FATBIN, Kernels, Slice, forward_flops  # noqa: E402
+from bench import Ours, TorchFA2, rebatch_case  # noqa: E402
+from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
 
 
 def main():
@@ -38,11 +37,8 @@ def main():
             run = Ours(Kernels(args.fatbin), [args.seq] * b,
                        [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], h, h, args.hd)
     else:
-        target = forward_flops([Slice(0, 0, 16384, 16384, True)], h, args.hd)
-        seg_lens, slices = shard_batch(target, h, args.hd, 7)
+        seg_lens, slices, n = rebatch_case(h, args.hd)
         if args.long:
-            pairs = forward_flops(slices, h, args.hd) / (4.0 * args.hd * h)
-            n = int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
             seg_lens, slices = [n], [Slice(0, 0, n, n, True)]
         run = Ours(Kernels(args.fatbin), seg_lens, slices, h, h, args.hd)
     run.fwd()
