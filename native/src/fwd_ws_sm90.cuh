@@ -14,10 +14,11 @@
 // static split of the tiles does not: causal tiles differ in length by up to the sequence's
 // block count). Any grid of at least one CTA is correct; hosts launch one CTA per SM, at most one
 // per tile. The producer fetches the tiles and passes each one's slice, block and head to the
-// consumers in a shared-memory slot beside its Q buffer, so that they wait on no global load. The K/V stage ring and the two Q buffers run on across
-// tiles, so the producer loads the next tile's Q and first key blocks while the consumers finish
-// this one: the per-tile start-up (load latency, CTA launch) is hidden, which is what short query
-// tiles (rebatched shards, short sequences) pay most for.
+// consumers in a shared-memory slot beside its Q buffer, so that they wait on no global load. The
+// K/V stage ring and the two Q buffers run on across tiles, so the producer loads the next tile's Q
+// and first key blocks while the consumers finish this one: the per-tile start-up (load latency,
+// CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
+// most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged).
 //
 // The host encodes three tensor maps (Q, K, V as [rows][heads][D] bf16/fp16, boxes of 64 columns x
 // 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the

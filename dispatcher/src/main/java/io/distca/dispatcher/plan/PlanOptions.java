@@ -19,7 +19,7 @@ package io.distca.dispatcher.plan;
  *     document (default 128, the attention kernels' tile height; 1 cuts anywhere). A shard that
  *     starts on the kernels' tile grid wastes no partially visible key block per query tile: on
  *     pretrain-length shards that is about 5% of the fused kernel's computed area (docs/benchmarks.md,
- *     rebatching). At most {@code minShardTokens}
+ *     rebatching). At most {@code minShardTokens}.
  */
 public record PlanOptions(
     int minShardTokens,
