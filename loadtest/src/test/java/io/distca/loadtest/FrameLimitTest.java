@@ -15,6 +15,7 @@ import io.distca.protocol.message.Hello;
 import io.distca.protocol.message.ProtocolException;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.tensor.DType;
+import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.transport.PeerConnection;
 import io.distca.protocol.transport.Transports;
@@ -154,16 +155,14 @@ class FrameLimitTest {
     try (BufferAllocator root = new RootAllocator();
         Cluster cluster = new Cluster(root, sc -> { })) {
       List<DistcaClient> clients = cluster.clients(root, 1, cc -> cc.maxFrameBytes = MIB);
-      List<Tensor> owned = new ArrayList<>();
-      try {
+      try (OwnedTensors owned = new OwnedTensors(root)) {
         // full attention over 8192 keys: K and V of the document are 2 MiB, so no query range fits in 1 MiB
         int t = 8192;
         SplittableRandom rnd = new SplittableRandom(5);
         var shape = SHAPE;
-        Tensor q = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim());
-        Tensor k = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-        Tensor v = CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim());
-        owned.addAll(List.of(q, k, v));
+        Tensor q = owned.adopt(CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsQ(), shape.headDim()));
+        Tensor k = owned.adopt(CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim()));
+        Tensor v = owned.adopt(CheckedStep.random(root, rnd, shape.dtype(), t, shape.headsKv(), shape.headDim()));
         DistcaClient client = clients.get(0);
         ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(ExecutionException.class,
             () -> client.forward(1, new MicroBatch(shape, false, new int[] {t}, q, k, v)).get(60, TimeUnit.SECONDS));
@@ -174,7 +173,6 @@ class FrameLimitTest {
         assertEquals(0, client.retries(), "nothing was sent, nothing retried");
         assertEquals(0, client.requestCounts().requestsStarted());
       } finally {
-        owned.forEach(Tensor::close);
         closeAll(clients);
       }
     }

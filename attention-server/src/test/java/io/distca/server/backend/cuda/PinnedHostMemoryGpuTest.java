@@ -5,7 +5,6 @@ import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import org.apache.arrow.memory.util.MemoryUtil;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
@@ -21,8 +20,7 @@ class PinnedHostMemoryGpuTest {
 
   @Test
   void blocksOverTwoGibibytesArePinnedAndCopyBothWaysAtTheirFarEnd() {
-    String reason = CudaAvailability.unavailableReason(new CudaBackendOptions());
-    Assumptions.assumeTrue(reason == null, "no usable GPU: " + reason);
+    GpuTests.skipUnlessAvailable(new CudaBackendOptions());
     try (CudaDevice device = CudaDevice.open(0);
         PinnedHostMemory.Block host = new PinnedHostMemory(device).allocate(BYTES, "test block");
         DeviceMemory.Block dev = new DeviceMemory(device).allocate(CHUNK, "test block")) {
