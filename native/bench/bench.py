@@ -99,9 +99,9 @@ class Ours:
     def fwd(self):
         self.kern.forward(self.lay, self.q, self.k, self.v, self.o, self.lse, self.scale)
 
-    def bwd(self):
+    def bwd(self, only=None):
         self.kern.backward(self.lay, self.q, self.k, self.v, self.o, self.do, self.lse, self.dq, self.dk, self.dv,
-                           self.scale, self.dsum, self.acc)
+                           self.scale, self.dsum, self.acc, only=only)
 
 
 def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None):

@@ -264,7 +264,8 @@ class Kernels:
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 
-    def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None):
+    def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None, only=None):
+        """only="pre" or "post": launch that elementwise pass alone (for timing it: passes.py)."""
         hq, hd = q.shape[1], q.shape[2]
         hkv = k.shape[1]
         info = self.info[hd]
@@ -280,6 +281,11 @@ class Kernels:
                                  lay.num_bwd_work, scale, 0, 0)
         stream = torch.cuda.current_stream().cuda_stream
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
+        if only is not None:
+            if only not in ("pre", "post"):
+                raise ValueError(f"only: 'pre' or 'post', not {only!r}")
+            _launch(self.fn("bwd_" + only, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+            return dsum, dq_accum
         _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         if self.ws and info.bwd_ws_threads:
             ws = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
