@@ -14,14 +14,13 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours, rebatch_case, tflops, time_interleaved  # noqa: E402
+from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
 def cases(seqs):
     h, hd = 16, 128
-    seg_lens, slices, L = rebatch_case(h, hd)
-    out = [("fused shards", seg_lens, slices, h), ("long sequence", [L], [Slice(0, 0, L, L, True)], h)]
+    out = [(name, seg_lens, slices, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
     for s in seqs:
         b = max(1, 16384 // s)
         out.append((f"causal {s}", [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], 2048 // hd))

@@ -316,6 +316,13 @@ def rebatch_case(h, hd, grid=128, seed=7, long_s=16384):
     return seg_lens, slices, int(round((math.sqrt(8 * pairs + 1) - 1) / 2))
 
 
+def rebatch_sides(h, hd, grid=128):
+    """rebatch_case as the two workloads it compares, each (name, seg_lens, slices): the fused shards
+    and the long sequence of the same FLOPs."""
+    seg_lens, slices, L = rebatch_case(h, hd, grid)
+    return [("fused shards", seg_lens, slices), ("long sequence", [L], [Slice(0, 0, L, L, True)])]
+
+
 def section_rebatch(kern, reps, out, torch_too=True, grid=128):
     h, hd = 16, 128
     seg_lens, slices, L = rebatch_case(h, hd, grid)

@@ -15,8 +15,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours, rebatch_case, time_interleaved  # noqa: E402
-from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
+from bench import Ours, rebatch_sides, time_interleaved  # noqa: E402
+from distca_host import DEFAULT_FATBIN, Kernels  # noqa: E402
 
 
 def main():
@@ -26,9 +26,8 @@ def main():
     args = ap.parse_args()
     kern = Kernels(args.fatbin)
     h, hd = 16, 128
-    seg_lens, slices, L = rebatch_case(h, hd)
     print(f"passes.py: GPU {torch.cuda.get_device_name()}; d{hd}, h{h}, bf16")
-    for name, segs, sl in (("fused shards", seg_lens, slices), ("long sequence", [L], [Slice(0, 0, L, L, True)])):
+    for name, segs, sl in rebatch_sides(h, hd):
         ours = Ours(kern, segs, sl, h, h, hd)
         src = ours.acc.view(-1)
         dst = torch.empty_like(src)

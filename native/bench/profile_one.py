@@ -14,7 +14,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours, TorchFA2, rebatch_case  # noqa: E402
+from bench import Ours, TorchFA2, rebatch_sides  # noqa: E402
 from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
 
 
@@ -37,9 +37,7 @@ def main():
             run = Ours(Kernels(args.fatbin), [args.seq] * b,
                        [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], h, h, args.hd)
     else:
-        seg_lens, slices, n = rebatch_case(h, args.hd)
-        if args.long:
-            seg_lens, slices = [n], [Slice(0, 0, n, n, True)]
+        _, seg_lens, slices = rebatch_sides(h, args.hd)[1 if args.long else 0]
         run = Ours(Kernels(args.fatbin), seg_lens, slices, h, h, args.hd)
     run.fwd()
     run.bwd()
