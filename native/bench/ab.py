@@ -6,6 +6,8 @@ rebatching ratio, which compares cases, use bench.py (it interleaves the cases).
 hold the same ABI.
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
+An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
+section 8), so that one image can be compared with itself.
 """
 import argparse
 import os
@@ -27,6 +29,13 @@ def cases(seqs):
     return out
 
 
+def image(spec):
+    path, _, option = spec.partition(":")
+    if option not in ("", "no-dq-claims"):
+        raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims)")
+    return Kernels(path, dq_claims=option != "no-dq-claims")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
@@ -36,7 +45,7 @@ def main():
     ap.add_argument("--seqs", default="512,2048,16384")
     args = ap.parse_args()
     torch.manual_seed(0)
-    ka, kb = Kernels(args.a), Kernels(args.b)
+    ka, kb = image(args.a), image(args.b)
     print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
     for rnd in range(args.rounds):
         for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")]):

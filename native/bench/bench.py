@@ -94,6 +94,7 @@ class Ours:
         self.dq, self.dk, self.dv = torch.empty_like(self.q), torch.empty_like(self.k), torch.empty_like(self.v)
         self.dsum = torch.empty((hq, max(1, tq)), device="cuda", dtype=torch.float32)
         self.acc = torch.empty((max(1, tq), hq, hd), device="cuda", dtype=torch.float32)
+        self.claims = torch.empty((hq, max(1, tq)), device="cuda", dtype=torch.int32)
         self.fwd()
 
     def fwd(self):
@@ -101,7 +102,7 @@ class Ours:
 
     def bwd(self, only=None):
         self.kern.backward(self.lay, self.q, self.k, self.v, self.o, self.do, self.lse, self.dq, self.dk, self.dv,
-                           self.scale, self.dsum, self.acc, only=only)
+                           self.scale, self.dsum, self.acc, only=only, claims=self.claims)
 
 
 def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None):
@@ -403,9 +404,12 @@ def main():
                     help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
     ap.add_argument("--static-tiles", action="store_true",
                     help="the persistent kernels split the tiles statically (no tile counter)")
+    ap.add_argument("--no-dq-claims", action="store_true",
+                    help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles)
+    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
+                   dq_claims=not args.no_dq_claims)
     print(f"bench.py: GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, fatbin {args.fatbin}")
     out = []
     sections = args.sections.split(",")

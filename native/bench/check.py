@@ -153,7 +153,10 @@ def check_case(kern, name, seg_lens, slices, hq, hkv, hd, dtype, gen):
     dV = torch.full_like(V, nan)
     dsum = torch.full((hq, max(1, tq)), nan, dtype=torch.float32, device=dev)
     dq_accum = torch.full((max(1, tq), hq, hd), nan, dtype=torch.float32, device=dev)
-    kern.backward(lay, Q, K, V, O, dO, LSE, dQ, dK, dV, scale, dsum, dq_accum)
+    # distca_attn.h section 8: bwd_pre must reset every claim word (all bits set here: "zeroed" and
+    # a huge visit count), and rows no key tile visits must come out 0, not the NaN workspace
+    claims = torch.full((hq, max(1, tq)), -1, dtype=torch.int32, device=dev)
+    kern.backward(lay, Q, K, V, O, dO, LSE, dQ, dK, dV, scale, dsum, dq_accum, claims=claims)
     torch.cuda.synchronize()
     LSE = LSE[:, :tq]
 
@@ -181,6 +184,9 @@ def check_case(kern, name, seg_lens, slices, hq, hkv, hd, dtype, gen):
                 row = lay.q_start[i] + r
                 if O[row].abs().max().item() != 0 or not torch.all(LSE[:, row] == float("-inf")):
                     problems.append(f"slice {i} row {r} sees no key but O/LSE not 0/-inf")
+                    break
+                if dQ[row].abs().max().item() != 0:
+                    problems.append(f"slice {i} row {r} sees no key but dQ is not 0")
                     break
     read = torch.zeros(tk, dtype=torch.bool, device=dev)
     for s in slices:
@@ -248,11 +254,14 @@ def main():
                     help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
     ap.add_argument("--static-tiles", action="store_true",
                     help="the persistent kernels split the tiles statically (no tile counter)")
+    ap.add_argument("--no-dq-claims", action="store_true",
+                    help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
-    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles)
+    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
+                   dq_claims=not args.no_dq_claims)
     for hd in HEAD_DIMS:
         if hd not in kern.info:
             print(f"d{hd}: no kernels in this image for this GPU (skipped)")

@@ -19,7 +19,7 @@ ABI_VERSION = 1
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
-BWD_PARAMS = struct.Struct("<15Q5if2i")    # distca_bwd_params_t, 152 bytes
+BWD_PARAMS = struct.Struct("<15Q5ifQ")     # distca_bwd_params_t, 152 bytes
 HEAD_DIMS = (64, 128, 256)                 # head dimensions the fatbin has kernels for
 INFO = struct.Struct("<16i")               # distca_attn_info_t, 64 bytes
 assert FWD_PARAMS.size == 80 and BWD_PARAMS.size == 152 and INFO.size == 64
@@ -114,13 +114,15 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True):
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
-        tiles instead."""
+        tiles instead. dq_claims=False: bwd_pre zeroes the dQ workspace even before the
+        warp-specialized backward (distca_attn.h section 8)."""
         torch.cuda.init()
         self.ws = ws
+        self.dq_claims = dq_claims
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
         self.ctas = sms if ctas is None else ctas
         self.tile_counter = torch.zeros(1, dtype=torch.int32, device="cuda") if tile_counter else None
@@ -264,21 +266,30 @@ class Kernels:
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 
-    def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None, only=None):
-        """only="pre" or "post": launch that elementwise pass alone (for timing it: passes.py)."""
+    def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None, only=None,
+                 claims=None):
+        """only="pre" or "post": launch that elementwise pass alone (for timing it: passes.py).
+        claims: the int32 [Hq, total_q] workspace of distca_attn.h section 8 (allocated here if None),
+        used with the warp-specialized backward unless the Kernels were made with dq_claims=False."""
         hq, hd = q.shape[1], q.shape[2]
         hkv = k.shape[1]
         info = self.info[hd]
+        ws = self.ws and info.bwd_ws_threads
         if dsum is None:
             dsum = torch.empty((hq, max(1, lay.total_q)), dtype=torch.float32, device=q.device)
         if dq_accum is None:
             dq_accum = torch.empty((max(1, lay.total_q), hq, hd), dtype=torch.float32, device=q.device)
+        claims_ptr = 0
+        if ws and self.dq_claims:  # section 8: the warp-specialized backward only
+            if claims is None:
+                claims = torch.empty((hq, max(1, lay.total_q)), dtype=torch.int32, device=q.device)
+            claims_ptr = claims.data_ptr()
         params = BWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),
                                  lse.data_ptr(), dsum.data_ptr(), dq_accum.data_ptr(), dq.data_ptr(),
                                  dk.data_ptr(), dv.data_ptr(), lay.slices_dev.data_ptr(),
                                  lay.segments_dev.data_ptr(), lay.seg_slices_dev.data_ptr(),
                                  lay.bwd_work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv,
-                                 lay.num_bwd_work, scale, 0, 0)
+                                 lay.num_bwd_work, scale, claims_ptr)
         stream = torch.cuda.current_stream().cuda_stream
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
         if only is not None:
@@ -287,11 +298,11 @@ class Kernels:
             _launch(self.fn("bwd_" + only, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
             return dsum, dq_accum
         _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
-        if self.ws and info.bwd_ws_threads:
-            ws = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
-                  + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
+        if ws:
+            block = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
+                     + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
             _launch(self.fn("bwd_ws", q.dtype, hd), self._persistent_grid(lay.num_bwd_work * hkv), info.bwd_ws_threads,
-                    info.bwd_ws_smem, ws, stream)
+                    info.bwd_ws_smem, block, stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
                     stream)

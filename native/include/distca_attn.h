@@ -66,7 +66,9 @@
  *    LSE             fp32 [heads_q, total_q]      natural log; slice s's row i of head h is
  *                                                 lse[h * total_q + s.q_start + i]
  *    dsum            fp32 [heads_q, total_q]      backward workspace (written by bwd_pre)
- *    dq_accum        fp32 [total_q, heads_q, HD]  backward workspace (zeroed by bwd_pre)
+ *    dq_accum        fp32 [total_q, heads_q, HD]  backward workspace (zeroed by bwd_pre, or by
+ *                                                 the warp-specialized step 2: section 8)
+ *    dq_claims       int32 [heads_q, total_q]     backward workspace of section 8 (optional)
  *    heads_q % heads_kv == 0; query head h reads key/value head h / (heads_q / heads_kv).
  *    No buffer needs zeroing by the host. Forward writes O and LSE of every row of every slice
  *    (rows between slices, if any, are untouched). Backward writes dQ of all total_q rows (rows of
@@ -147,6 +149,18 @@
  *    globalDim {HD, heads_q, total_q}, globalStrides {HD * 4, heads_q * HD * 4}, boxDim
  *    {32, 1, 64} (the 128-byte swizzle spans 32 fp32 columns). The kernel adds dQ into the
  *    workspace through it (TMA reduce-add) instead of atomics.
+ *
+ * 8. The dQ workspace zeroed where it is first used (the warp-specialized backward only). Where
+ *    distca_bwd_params_t.dq_claims is the device address of an int32 [heads_q, total_q] workspace
+ *    (any contents at launch), bwd_pre does not zero dq_accum (which may then hold anything) but
+ *    sets every word of dq_claims to 0; the first CTA of distca_attn_bwd_ws_* to visit a query tile
+ *    of a query head (counted in the word of the tile's first row) zeroes that tile's workspace rows
+ *    and marks them (bit 31 of their words) before any reduce-add into them, and bwd_post writes dQ
+ *    = 0 for the rows left unmarked (no key tile visits their query tile) instead of converting
+ *    their workspace. That saves the zero-fill's pass over the workspace (4 of the 14 bytes per dQ
+ *    element that bwd_pre and bwd_post move) and the reduce-adds' DRAM reads of the zeroes. With
+ *    dq_claims = 0 the three kernels behave as before. distca_attn_bwd_* (not warp-specialized)
+ *    does not zero: launch it with dq_claims = 0 only.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -203,7 +217,8 @@ typedef struct distca_fwd_params_t {
 } distca_fwd_params_t;
 
 /* Parameter block of distca_attn_bwd_pre_*, distca_attn_bwd_*, distca_attn_bwd_post_*.
- * 152 bytes, 8-byte aligned. */
+ * 152 bytes, 8-byte aligned. (Offset 144 held two int32 that had to be 0 until dq_claims: a host
+ * that writes zeros there gets the behaviour it had.) */
 typedef struct distca_bwd_params_t {
   uint64_t q;              /*   0: DT   [total_q, heads_q, HD] */
   uint64_t k;              /*   8: DT   [total_k, heads_kv, HD] */
@@ -226,8 +241,7 @@ typedef struct distca_bwd_params_t {
   int32_t heads_kv;        /* 132 */
   int32_t num_work;        /* 136 */
   float scale;             /* 140: softmax scale */
-  int32_t reserved0;       /* 144: must be 0 */
-  int32_t reserved1;       /* 148: must be 0 */
+  uint64_t dq_claims;      /* 144: int32 [heads_q, total_q] workspace, or 0 (section 8) */
 } distca_bwd_params_t;
 
 /* Launch geometry of one head dimension, readable from the module as the __device__ global
@@ -305,6 +319,7 @@ static_assert(sizeof(distca_bwd_params_t) == 152, "distca_bwd_params_t size");
 static_assert(offsetof(distca_bwd_params_t, work) == 112, "bwd.work");
 static_assert(offsetof(distca_bwd_params_t, total_q) == 120, "bwd.total_q");
 static_assert(offsetof(distca_bwd_params_t, scale) == 140, "bwd.scale");
+static_assert(offsetof(distca_bwd_params_t, dq_claims) == 144, "bwd.dq_claims");
 #endif
 
 #endif /* DISTCA_ATTN_H_ */

@@ -9,6 +9,10 @@
 
 namespace distca {
 
+// dq_claims (distca_attn.h section 8): bit 31 of a row's word marks its workspace zeroed by the
+// first visitor of its query tile; the low bits of a tile's first row count the visits.
+constexpr uint32_t kDqZeroed = 0x80000000u;
+
 template <int D, int BM, int BN, int WARPS>
 struct BwdConfig {
   static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
@@ -404,7 +408,8 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   }
 }
 
-// D = rowsum(dO * O) in fp32, [heads_q, total_q]; zeroes the dQ workspace.
+// D = rowsum(dO * O) in fp32, [heads_q, total_q]; zeroes the dQ workspace, or, with dq_claims
+// (distca_attn.h section 8), leaves that to the warp-specialized step 2 and zeroes the claim words.
 template <typename T, int D>
 __device__ __forceinline__ void bwd_pre_kernel(const distca_bwd_params_t& p) {
   constexpr int LANES = D / 8;  // threads per (row, head) vector
@@ -424,9 +429,11 @@ __device__ __forceinline__ void bwd_pre_kernel(const distca_bwd_params_t& p) {
       dot = fmaf(a.x, b.x, dot);
       dot = fmaf(a.y, b.y, dot);
     }
-    float4* acc = reinterpret_cast<float4*>(p.dq_accum) + vec * 2;
-    acc[0] = make_float4(0.f, 0.f, 0.f, 0.f);
-    acc[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (p.dq_claims == 0) {
+      float4* acc = reinterpret_cast<float4*>(p.dq_accum) + vec * 2;
+      acc[0] = make_float4(0.f, 0.f, 0.f, 0.f);
+      acc[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 #pragma unroll
   for (int off = LANES / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
@@ -435,15 +442,26 @@ __device__ __forceinline__ void bwd_pre_kernel(const distca_bwd_params_t& p) {
     const long long row = row_head / p.heads_q;
     const long long head = row_head - row * p.heads_q;
     reinterpret_cast<float*>(p.dsum)[head * p.total_q + row] = dot;
+    if (p.dq_claims != 0) reinterpret_cast<uint32_t*>(p.dq_claims)[head * p.total_q + row] = 0u;
   }
 }
 
-// dQ = scale * workspace, converted to the element type.
+// dQ = scale * workspace, converted to the element type; with dq_claims (section 8), 0 for the
+// rows whose workspace no key tile zeroed (their query tile sees no key).
 template <typename T, int D>
 __device__ __forceinline__ void bwd_post_kernel(const distca_bwd_params_t& p) {
   const long long vec = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   const long long total_vec = (long long)p.total_q * p.heads_q * (D / 8);
   if (vec >= total_vec) return;
+  if (p.dq_claims != 0) {
+    const long long row_head = vec / (D / 8);
+    const long long row = row_head / p.heads_q;
+    const long long head = row_head - row * p.heads_q;
+    if ((reinterpret_cast<const uint32_t*>(p.dq_claims)[head * p.total_q + row] & kDqZeroed) == 0) {
+      reinterpret_cast<uint4*>(p.dq)[vec] = make_uint4(0u, 0u, 0u, 0u);
+      return;
+    }
+  }
   const float4* acc = reinterpret_cast<const float4*>(p.dq_accum) + vec * 2;
   const float4 a = acc[0], b = acc[1];
   const float s = p.scale;

@@ -5,6 +5,10 @@
 //                    as the consumers and, per tile, waits for a stage to be empty, loads Q and dO
 //                    through TMA (two 64-column halves each) and LSE/D with ordinary loads, and
 //                    arrives on the stage's full barrier
+//   warps 1, 2       with dq_claims (distca_attn.h section 8): walk the same query tiles and, per
+//                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
+//                    the tile's first visit (or wait until they are zero), then arrive on the
+//                    stage's full barrier too
 //   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
@@ -35,8 +39,8 @@ struct BwdWsConfig {
   static constexpr int kSmemP = BN * BM;
   // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
-  // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers and the tile
-  // slot, plus 1 KiB of alignment
+  // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
+  // and warp 1's key-tile ring (96 of the 128 bytes), plus 1 KiB of alignment
   static constexpr int kSmemBytes =
       (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 128 + 1024;
 };
@@ -103,6 +107,45 @@ __device__ __forceinline__ void mbar_add_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
 
+__device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* at) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(at) : "memory");
+  return v;
+}
+
+// Warp 1's part of distca_attn.h section 8, before it releases a stage: `claimed` is what its
+// atomicAdd on the word of the query tile's first row (`claim`) returned. The first visitor
+// zeroes the tile's `rows` workspace rows of query head hq and marks them, then publishes the first
+// row's bit; every later one waits for that bit. Either way, once the warp's lanes arrive on the
+// stage, the consumers' reduce-adds (async proxy) follow the zeroes. The zeroes land in L2 as whole
+// lines, so the reduce-adds that follow find them there instead of reading bwd_pre's from DRAM.
+template <int D>
+__device__ __forceinline__ void dq_tile_zero_or_wait(const distca_bwd_params_t& p, uint32_t* claim, uint32_t claimed,
+                                                     int hq, int q_row, int rows, int lane) {
+  if ((claimed & ~kDqZeroed) == 0) {
+    constexpr int CPR = D / 4;     // 16-byte chunks per row
+    constexpr int RPP = 32 / CPR;  // rows per pass of the warp
+    const int stride = p.heads_q * CPR;  // a row, in chunks
+    float4* ws = reinterpret_cast<float4*>(p.dq_accum) + ((long long)q_row * p.heads_q + hq) * CPR + lane % CPR;
+    for (int r = lane / CPR, at = r * stride; r < rows; r += RPP, at += RPP * stride)
+      ws[at] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int r = lane; r < rows; r += 32)
+      if (r > 0) claim[r] = kDqZeroed;
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+    __threadfence();
+    __syncwarp();
+    if (lane == 0) {
+      __threadfence();
+      atomicOr(claim, kDqZeroed);
+    }
+  } else if (lane == 0) {
+    while ((ld_acquire_gpu(claim) & kDqZeroed) == 0) {
+    }
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+  }
+  __syncwarp();
+}
+
 template <typename T, int D>
 __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
@@ -130,6 +173,19 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   auto bar_full = [&](int s) { return smem_addr(bars + 2 + s); };
   auto bar_empty = [&](int s) { return smem_addr(bars + 2 + S + s); };
   volatile int* tile_slot = reinterpret_cast<volatile int*>(bars + 2 + 2 * S);  // the key tile of the K/V buffer
+  // section 8 (dq_claims): warp 0 hands each key tile after the first (blockIdx.x) to warps 1 and 2
+  // through a two-entry ring (kslot, with a "written" and a "read" barrier per entry); each of them
+  // walks the tile's query tiles as warp 0 does, and for those of one stage (warp 1 stage 0, warp 2
+  // stage 1) claims the tile, zeroes it or waits until it is zero, and arrives on the stage's full
+  // barrier beside warp 0's lanes. A warp claims as soon as it is done with its previous stage and
+  // waits only for the phase before its own arrival, so it runs ahead of the consumers by the stage
+  // ring's depth. Two warps because one claim can take longer than a step: where the key tiles of
+  // a query shard's document prefix walk its query tiles side by side, all but one of them wait for
+  // that one's zeroes.
+  auto bar_kmeta = [&](int e) { return smem_addr(bars + 3 + 2 * S + e); };
+  auto bar_kfree = [&](int e) { return smem_addr(bars + 5 + 2 * S + e); };
+  volatile int* kslot = reinterpret_cast<volatile int*>(bars + 7 + 2 * S);  // [2]
+  const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_kv;
@@ -137,8 +193,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     mbar_init(bar_kv, 1);
     mbar_init(bar_kv_empty, 256);  // every consumer thread, after its last GEMM on the tile's K and V
     for (int s = 0; s < S; ++s) {
-      mbar_init(bar_full(s), 32);    // the producer warp's lanes, after their LSE/D stores
-      mbar_init(bar_empty(s), 256);  // every consumer thread, once done with the stage
+      mbar_init(bar_full(s), claiming ? 64 : 32);  // warp 0's lanes after their LSE/D stores (and warp 1 + s's)
+      mbar_init(bar_empty(s), 256);                // every consumer thread, once done with the stage
+    }
+    for (int e = 0; e < 2; ++e) {
+      mbar_init(bar_kmeta(e), 1);
+      mbar_init(bar_kfree(e), 2);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -205,6 +265,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
         t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
+        if (claiming && lane == 0) {  // to warps 1 and 2, once they have read entry j - 2
+          if (j >= 2) mbar_wait(bar_kfree(j & 1), ((j >> 1) - 1) & 1);
+          kslot[j & 1] = t;
+          mbar_arrive(bar_kmeta(j & 1));
+        }
         if (lane == 0 && t < tiles) {
           // The next key tile's K and V into L2 while the consumers finish this one (the producer runs
           // ahead by the stage ring): its load into shared memory, which must wait for them, then
@@ -216,6 +281,36 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             tma_prefetch_3d(P.tmap_v, h * 64, next.head_kv, next.kb0);
           }
         }
+      }
+    } else if (tid < 32 + 32 * S && claiming) {
+      // warps 1 and 2: section 8, the query tiles of stage `mine`
+      static_assert(S == 2, "one claiming warp per stage: warps 1 and 2");
+      const int lane = tid & 31, mine = (tid >> 5) - 1;
+      uint32_t* claims = reinterpret_cast<uint32_t*>(p.dq_claims);
+      int it = 0;
+      for (int t = blockIdx.x, j = 0; t < tiles; ++j) {
+        const BwdTile<BN> tile(p, t);
+        BwdCursor cur = tile.start();
+        for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
+          const int s = it % S;
+          if (s != mine) continue;
+          const int hq = tile.head_kv * tile.group + cur.group_head;
+          const int m0 = cur.mb * BM;
+          const int q_row = cur.sl.q_start + m0;
+          uint32_t* claim = claims + (long long)hq * p.total_q + q_row;
+          uint32_t claimed = 0;
+          if (lane == 0) claimed = atomicAdd(claim, 1u);
+          dq_tile_zero_or_wait<D>(p, claim, __shfl_sync(0xffffffffu, claimed, 0), hq, q_row, min(BM, cur.sl.q_len - m0),
+                                  lane);
+          // the arrival counts for stage it once the phase of stage it - S is complete (it needed
+          // this warp's own arrival, so no older phase of the barrier is pending)
+          if (it >= S) mbar_wait(bar_full(s), ((it / S) - 1) & 1);
+          mbar_arrive(bar_full(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
+        }
+        mbar_wait(bar_kmeta(j & 1), (j >> 1) & 1);
+        t = kslot[j & 1];
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_kfree(j & 1));
       }
     }
     return;

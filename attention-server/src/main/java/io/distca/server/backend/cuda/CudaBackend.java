@@ -491,17 +491,20 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
           grid, g.forwardThreads(), g.forwardSharedBytes(), computeStream, params.encode());
       return;
     }
+    long grid = (long) plan.numWork * shape.headsKv();
+    boolean warpSpecialized = grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
     DistcaAttnAbi.BackwardParams backward = new DistcaAttnAbi.BackwardParams(
         base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.dout(), base + at.lse(),
         base + at.dsum(), base + at.dqAccum(), base + at.dq(), base + at.dk(), base + at.dv(),
         base + at.slices(), base + at.segments(), base + at.segmentSlices(), base + at.work(),
-        plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale());
+        plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale(),
+        // the warp-specialized backward zeroes the dQ workspace itself (distca_attn.h section 8)
+        warpSpecialized ? base + at.dqClaims() : 0);
     byte[] params = backward.encode();
     long elementwiseGrid = g.elementwiseBlocks(plan.totalQ, shape.headsQ());
     kernels.launch(DistcaAttnAbi.backwardPreKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
-    long grid = (long) plan.numWork * shape.headsKv();
-    if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward()) {
+    if (warpSpecialized) {
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
       long counter = zeroedTileCounter(base + at.tileCounter());

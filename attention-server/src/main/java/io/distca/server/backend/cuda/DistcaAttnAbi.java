@@ -111,11 +111,16 @@ final class DistcaAttnAbi {
     }
   }
 
-  /** Device addresses and sizes of the three backward launches (distca_bwd_params_t). */
+  /**
+   * Device addresses and sizes of the three backward launches (distca_bwd_params_t). {@code dqClaims}:
+   * the int32 [heads_q, total_q] workspace of distca_attn.h section 8 (the warp-specialized
+   * backward zeroes the dQ workspace where it first uses it), or 0 (bwd_pre zeroes it: required with
+   * the other backward kernel).
+   */
   record BackwardParams(
       long q, long k, long v, long o, long dout, long lse, long dsum, long dqAccum,
       long dq, long dk, long dv, long slices, long segments, long segmentSlices, long work,
-      int totalQ, int totalK, int headsQ, int headsKv, int numWork, float scale) {
+      int totalQ, int totalK, int headsQ, int headsKv, int numWork, float scale, long dqClaims) {
 
     byte[] encode() {
       ByteBuffer b = ByteBuffer.allocate(BACKWARD_PARAMS_BYTES).order(ByteOrder.LITTLE_ENDIAN);
@@ -123,7 +128,7 @@ final class DistcaAttnAbi {
           .putLong(48, dsum).putLong(56, dqAccum).putLong(64, dq).putLong(72, dk).putLong(80, dv)
           .putLong(88, slices).putLong(96, segments).putLong(104, segmentSlices).putLong(112, work)
           .putInt(120, totalQ).putInt(124, totalK).putInt(128, headsQ).putInt(132, headsKv).putInt(136, numWork)
-          .putFloat(140, scale).putInt(144, 0).putInt(148, 0);
+          .putFloat(140, scale).putLong(144, dqClaims);
       return b.array();
     }
 

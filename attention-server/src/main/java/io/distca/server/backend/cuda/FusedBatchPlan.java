@@ -52,7 +52,7 @@ final class FusedBatchPlan {
   record Layout(
       long q, long k, long v, long o, long dout, long lse,
       long slices, long segments, long segmentSlices, long work,
-      long dq, long dk, long dv, long dsum, long dqAccum, long tileCounter,
+      long dq, long dk, long dv, long dsum, long dqAccum, long dqClaims, long tileCounter,
       long inputBytes, long outputStart, long outputBytes, long pinnedBytes, long deviceBytes) {}
 
   private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry) {
@@ -167,7 +167,7 @@ final class FusedBatchPlan {
       long outputBytes = a.totalBytes() - inputBytes;
       long pinnedBytes = a.totalBytes();
       long tileCounter = a.add(4); // the persistent kernels' tile counter (device only)
-      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, tileCounter,
+      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, -1, tileCounter,
           inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
     }
     long o = a.add(qBytes);
@@ -185,9 +185,10 @@ final class FusedBatchPlan {
     long pinnedBytes = a.totalBytes();
     long dsum = a.add(lseBytes);
     long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
+    long dqClaims = a.add(lseBytes); // distca_attn.h section 8: int32 [heads_q, total_q]
     long tileCounter = a.add(4);
     return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
-        tileCounter,
+        dqClaims, tileCounter,
         inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
   }
 

@@ -58,7 +58,7 @@ class DistcaAttnAbiTest {
   @Test
   void warpSpecializedBackwardBlockIsTheBackwardBlockThenFiveTensorMaps() {
     DistcaAttnAbi.BackwardParams p = new DistcaAttnAbi.BackwardParams(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-        21, 22, 16, 4, 77, 0.125f);
+        21, 22, 16, 4, 77, 0.125f, 16);
     byte[][] maps = new byte[5][128];
     for (int m = 0; m < 5; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
@@ -83,7 +83,7 @@ class DistcaAttnAbiTest {
     }
     byte[] bytes = new DistcaAttnAbi.BackwardParams(pointers[0], pointers[1], pointers[2], pointers[3], pointers[4],
         pointers[5], pointers[6], pointers[7], pointers[8], pointers[9], pointers[10], pointers[11], pointers[12],
-        pointers[13], pointers[14], 21, 22, 16, 4, 77, 0.125f).encode();
+        pointers[13], pointers[14], 21, 22, 16, 4, 77, 0.125f, 0x0a0b0c0d0e0f1011L).encode();
     assertEquals(152, bytes.length);
     ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < pointers.length; i++) {
@@ -95,8 +95,9 @@ class DistcaAttnAbiTest {
     assertEquals(4, b.getInt(132));
     assertEquals(77, b.getInt(136));
     assertEquals(0.125f, b.getFloat(140), "bwd.scale at 140");
-    assertEquals(0, b.getInt(144));
-    assertEquals(0, b.getInt(148));
+    assertEquals(0x0a0b0c0d0e0f1011L, b.getLong(144), "bwd.dq_claims at 144");
+    assertEquals(0, new DistcaAttnAbi.BackwardParams(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 21, 22, 16, 4,
+        77, 0.125f, 0).encode()[144], "no dq_claims: 0 at 144 (bwd_pre zeroes the dQ workspace)");
   }
 
   @Test

@@ -207,11 +207,13 @@ class FusedBatchPlanTest extends AllocatorPerTest {
           {b.q(), qBytes}, {b.k(), kBytes}, {b.v(), kBytes}, {b.o(), qBytes}, {b.dout(), qBytes}, {b.lse(), lseBytes},
           {b.slices(), 64}, {b.segments(), 32}, {b.segmentSlices(), 8}, {b.work(), 8L * bwd.numWork},
           {b.dq(), qBytes}, {b.dk(), kBytes}, {b.dv(), kBytes}, {b.dsum(), lseBytes}, {b.dqAccum(), 4L * 42 * 6 * 64},
-          {b.tileCounter(), 4}});
+          {b.dqClaims(), lseBytes}, {b.tileCounter(), 4}});
       assertTrue(b.work() + 8L * bwd.numWork <= b.inputBytes());
       assertTrue(b.dq() >= b.outputStart() && b.dv() + kBytes <= b.outputStart() + b.outputBytes());
       assertTrue(b.pinnedBytes() <= b.dsum(), "workspace is device-only, after everything staged");
       assertTrue(b.dqAccum() + 4L * 42 * 6 * 64 <= b.deviceBytes() && b.tileCounter() + 4 <= b.deviceBytes());
+      assertTrue(b.pinnedBytes() <= b.dqClaims() && b.dqClaims() + lseBytes <= b.deviceBytes(),
+          "the dQ claim words are device-only workspace");
     }
   }
 
