@@ -40,7 +40,7 @@ struct BwdWsConfig {
   // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
-  // and warp 1's key-tile ring (96 of the 128 bytes), plus 1 KiB of alignment
+  // and the claiming warps' key-tile ring (96 of the 128 bytes), plus 1 KiB of alignment
   static constexpr int kSmemBytes =
       (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 128 + 1024;
 };
@@ -113,8 +113,8 @@ __device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* at) {
   return v;
 }
 
-// Warp 1's part of distca_attn.h section 8, before it releases a stage: `claimed` is what its
-// atomicAdd on the word of the query tile's first row (`claim`) returned. The first visitor
+// A claiming warp's part of distca_attn.h section 8 (warp 1 or 2), before it releases a stage:
+// `claimed` is what its atomicAdd on the word of the query tile's first row (`claim`) returned. The first visitor
 // zeroes the tile's `rows` workspace rows of query head hq and marks them, then publishes the first
 // row's bit; every later one waits for that bit. Either way, once the warp's lanes arrive on the
 // stage, the consumers' reduce-adds (async proxy) follow the zeroes. The zeroes land in L2 as whole
