@@ -408,6 +408,16 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   }
 }
 
+// bwd_pre's and bwd_post's vector `vec` (8 elements of one row and head of a [total_q, heads_q, D]
+// tensor): its index in the [heads_q, total_q] arrays (dsum, dq_claims).
+template <int D>
+__device__ __forceinline__ long long elementwise_row_head(const distca_bwd_params_t& p, long long vec) {
+  const long long row_head = vec / (D / 8);
+  const long long row = row_head / p.heads_q;
+  const long long head = row_head - row * p.heads_q;
+  return head * p.total_q + row;
+}
+
 // D = rowsum(dO * O) in fp32, [heads_q, total_q]; zeroes the dQ workspace, or, with dq_claims
 // (distca_attn.h section 8), leaves that to the warp-specialized step 2 and zeroes the claim words.
 template <typename T, int D>
@@ -438,11 +448,9 @@ __device__ __forceinline__ void bwd_pre_kernel(const distca_bwd_params_t& p) {
 #pragma unroll
   for (int off = LANES / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
   if (active && (threadIdx.x % LANES) == 0) {
-    const long long row_head = vec / LANES;
-    const long long row = row_head / p.heads_q;
-    const long long head = row_head - row * p.heads_q;
-    reinterpret_cast<float*>(p.dsum)[head * p.total_q + row] = dot;
-    if (p.dq_claims != 0) reinterpret_cast<uint32_t*>(p.dq_claims)[head * p.total_q + row] = 0u;
+    const long long at = elementwise_row_head<D>(p, vec);
+    reinterpret_cast<float*>(p.dsum)[at] = dot;
+    if (p.dq_claims != 0) reinterpret_cast<uint32_t*>(p.dq_claims)[at] = 0u;
   }
 }
 
@@ -454,10 +462,7 @@ __device__ __forceinline__ void bwd_post_kernel(const distca_bwd_params_t& p) {
   const long long total_vec = (long long)p.total_q * p.heads_q * (D / 8);
   if (vec >= total_vec) return;
   if (p.dq_claims != 0) {
-    const long long row_head = vec / (D / 8);
-    const long long row = row_head / p.heads_q;
-    const long long head = row_head - row * p.heads_q;
-    if ((reinterpret_cast<const uint32_t*>(p.dq_claims)[head * p.total_q + row] & kDqZeroed) == 0) {
+    if ((reinterpret_cast<const uint32_t*>(p.dq_claims)[elementwise_row_head<D>(p, vec)] & kDqZeroed) == 0) {
       reinterpret_cast<uint4*>(p.dq)[vec] = make_uint4(0u, 0u, 0u, 0u);
       return;
     }
