@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from distca_host import DEFAULT_FATBIN, Kernels, Slice, forward_flops  # noqa: E402
+from distca_host import Slice, add_kernel_arguments, forward_flops, kernels_from_args  # noqa: E402
 from check import AuxRequest, _VARLEN_PARAMS, varlen_attn  # noqa: E402,F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -388,7 +388,7 @@ def section_rebatch(kern, reps, out, torch_too=True, grid=128):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
+    add_kernel_arguments(ap)
     ap.add_argument("--sections", default="uniform,varlen,rebatch")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
@@ -399,17 +399,9 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="uniform and rebatch sections: skip the PyTorch baselines")
     ap.add_argument("--cut-grids", default="128,1",
                     help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
-    ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
-    ap.add_argument("--ctas", type=int, default=None,
-                    help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
-    ap.add_argument("--static-tiles", action="store_true",
-                    help="the persistent kernels split the tiles statically (no tile counter)")
-    ap.add_argument("--no-dq-claims", action="store_true",
-                    help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
-                   dq_claims=not args.no_dq_claims)
+    kern = kernels_from_args(args)
     print(f"bench.py: GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, fatbin {args.fatbin}")
     out = []
     sections = args.sections.split(",")

@@ -25,7 +25,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from distca_host import DEFAULT_FATBIN, HEAD_DIMS, Kernels, Slice  # noqa: E402
+from distca_host import HEAD_DIMS, Slice, add_kernel_arguments, kernels_from_args  # noqa: E402
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -246,22 +246,14 @@ def cases(rng):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
+    add_kernel_arguments(ap)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="bf16 only")
-    ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
-    ap.add_argument("--ctas", type=int, default=None,
-                    help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
-    ap.add_argument("--static-tiles", action="store_true",
-                    help="the persistent kernels split the tiles statically (no tile counter)")
-    ap.add_argument("--no-dq-claims", action="store_true",
-                    help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
-    kern = Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
-                   dq_claims=not args.no_dq_claims)
+    kern = kernels_from_args(args)
     for hd in HEAD_DIMS:
         if hd not in kern.info:
             print(f"d{hd}: no kernels in this image for this GPU (skipped)")

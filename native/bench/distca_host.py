@@ -266,6 +266,11 @@ class Kernels:
             return
         _launch(self.fn("fwd", q.dtype, hd), lay.num_fwd_work * hq, info.fwd_threads, info.fwd_smem, params, stream)
 
+    def uses_dq_claims(self, hd):
+        """Whether backward() passes the claim workspace (distca_attn.h section 8): with the
+        warp-specialized backward only, unless made with dq_claims=False."""
+        return bool(self.ws and self.info[hd].bwd_ws_threads and self.dq_claims)
+
     def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None, only=None,
                  claims=None):
         """only="pre" or "post": launch that elementwise pass alone (for timing it: passes.py).
@@ -280,7 +285,7 @@ class Kernels:
         if dq_accum is None:
             dq_accum = torch.empty((max(1, lay.total_q), hq, hd), dtype=torch.float32, device=q.device)
         claims_ptr = 0
-        if ws and self.dq_claims:  # section 8: the warp-specialized backward only
+        if self.uses_dq_claims(hd):
             if claims is None:
                 claims = torch.empty((hq, max(1, lay.total_q)), dtype=torch.int32, device=q.device)
             claims_ptr = claims.data_ptr()
@@ -308,6 +313,23 @@ class Kernels:
                     stream)
         _launch(self.fn("bwd_post", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         return dsum, dq_accum
+
+
+def add_kernel_arguments(ap):
+    """The options that choose an image and how Kernels launches it (kernels_from_args)."""
+    ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
+    ap.add_argument("--no-ws", action="store_true", help="distca_attn_fwd_*/bwd_* only (not the warp-specialized kernels)")
+    ap.add_argument("--ctas", type=int, default=None,
+                    help="most CTAs of the persistent warp-specialized kernels (default: one per SM; 0: one per tile)")
+    ap.add_argument("--static-tiles", action="store_true",
+                    help="the persistent kernels split the tiles statically (no tile counter)")
+    ap.add_argument("--no-dq-claims", action="store_true",
+                    help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
+
+
+def kernels_from_args(args):
+    return Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
+                   dq_claims=not args.no_dq_claims)
 
 
 def forward_flops(slices, hq, hd):

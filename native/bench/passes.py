@@ -7,7 +7,8 @@ the same FLOPs) pay them about 4x per FLOP. Prints, timed interleaved: the whole
 alone with the bandwidth it reaches (bytes it must move / time), and a device-to-device copy of the
 fp32 workspace as the attainable bandwidth.
 
-Usage: python3 native/bench/passes.py [--fatbin PATH] [--reps 30] [--no-dq-claims]
+Usage: python3 native/bench/passes.py [--fatbin PATH] [--reps 30] [--no-dq-claims] (and check.py's other
+kernel options)
 """
 import argparse
 import os
@@ -17,18 +18,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import Ours, rebatch_sides, time_interleaved  # noqa: E402
-from distca_host import DEFAULT_FATBIN, Kernels  # noqa: E402
+from distca_host import add_kernel_arguments, kernels_from_args  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fatbin", default=DEFAULT_FATBIN)
+    add_kernel_arguments(ap)
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--no-dq-claims", action="store_true", help="bwd_pre zeroes the dQ workspace")
     args = ap.parse_args()
-    kern = Kernels(args.fatbin, dq_claims=not args.no_dq_claims)
-    pre_bytes = 8 if args.no_dq_claims else 4  # O and dO (2 + 2), and the zeroes (4)
+    kern = kernels_from_args(args)
     h, hd = 16, 128
+    pre_bytes = 4 if kern.uses_dq_claims(hd) else 8  # O and dO (2 + 2), and the zeroes (4)
     print(f"passes.py: GPU {torch.cuda.get_device_name()}; d{hd}, h{h}, bf16")
     for name, segs, sl in rebatch_sides(h, hd):
         ours = Ours(kern, segs, sl, h, h, hd)
