@@ -157,7 +157,7 @@ __device__ __forceinline__ int dq_column(int wg) {
 // store_dq(acc_dq, row0, hq, rows) adds this warpgroup's 64 x 64 dQ tile (acc_dq, the m64n64
 // accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0.
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, bool kMayMask = true, typename Sync, typename StoreDq>
+template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, typename Sync, typename StoreDq>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
@@ -172,6 +172,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   constexpr bool kSplitN = D >= 128;
   constexpr int NQ = kSplitN ? D / 2 / 8 : D / 8;  // n8 blocks of this warpgroup's dQ accumulators
   constexpr int C_STEPS = kSplitN ? BN / 16 : BN / 32;
+  static_assert(!kUpperHidden || (kSplitN && kMayMask), "bwd_upper_hidden: D = 128, a masked tile");
   static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup (store_dq's contract)");
   const uint32_t adS = smem_addr(sdS);
   const distca_slice_t& sl = cur.sl;
@@ -180,67 +181,74 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
 
   // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
   float st[NS * 4], dpt[NS * 4];
-#pragma unroll
-  for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
-    Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
-  }
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(st);
-  fence_regs(dpt);
-
-  // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
-  // into shared memory for phase C.
-  const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
-  // kMayMask = false: the caller knows every key of the tile is visible to every query (no mask code)
-  const bool full_tile = !kMayMask || keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
-  // key_visible() for this thread's keys key_a + 8h and the queries m0 + quad * 2 + c of the tile,
-  // as one 32-bit bound per key on the column c, a constant after unrolling: c is visible from
-  // first_q[h] on (BM: never).
-  int first_q[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int key = key_a + h * 8;
-    first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + quad * 2 + sl.diagonal);
-  }
-  // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
-  // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
-  // work of the next k-step runs under the tensor cores.
   uint32_t pa[BM / 16][4], dsa[BM / 16][4];
+  if (!(kUpperHidden && wg == 1)) {  // (bwd_upper_hidden: warpgroup 1's keys are all hidden)
 #pragma unroll
-  for (int kk = 0; kk < BM / 16; ++kk) {
-#pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const int j = 2 * kk + jj;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
-        float pv[2], dv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int q = j * 8 + quad * 2 + e;
-          const int i = j * 4 + h * 2 + e;
-          float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-          if (!full_tile && j * 8 + e < first_q[h]) pr = 0.f;
-          pv[e] = pr;
-          dv[e] = pr * (dpt[i] - cDsum[q]);
-        }
-        const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
-        // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
-        pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
-        dsa[kk][jj * 2 + h] = dd;
-        *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
-      }
-    }
-    fence_regs(pa);
-    fence_regs(dsa);
+    for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
     wgmma_fence();
-    Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
-    Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+    }
     wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(st);
+    fence_regs(dpt);
+
+    // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
+    // into shared memory for phase C.
+    const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
+    // kMayMask = false: the caller knows every key of the tile is visible to every query (no mask code)
+    const bool full_tile = !kMayMask || keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+    // key_visible() for this thread's keys key_a + 8h and the queries m0 + quad * 2 + c of the tile,
+    // as one 32-bit bound per key on the column c, a constant after unrolling: c is visible from
+    // first_q[h] on (BM: never).
+    int first_q[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int key = key_a + h * 8;
+      first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + quad * 2 + sl.diagonal);
+    }
+    // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
+    // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
+    // work of the next k-step runs under the tensor cores.
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; ++kk) {
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * kk + jj;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
+          float pv[2], dv[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int q = j * 8 + quad * 2 + e;
+            const int i = j * 4 + h * 2 + e;
+            float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
+            if (!full_tile && j * 8 + e < first_q[h]) pr = 0.f;
+            pv[e] = pr;
+            dv[e] = pr * (dpt[i] - cDsum[q]);
+          }
+          const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
+          // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
+          pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
+          dsa[kk][jj * 2 + h] = dd;
+          *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
+        }
+      }
+      fence_regs(pa);
+      fence_regs(dsa);
+      wgmma_fence();
+      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
+      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
+      wgmma_commit();
+    }
+    if constexpr (kUpperHidden) {  // nothing in flight where the warpgroups' paths join (else ptxas serializes)
+      wgmma_wait<0>();
+      fence_regs(acc_dk);
+      fence_regs(acc_dv);
+    }
   }
 
   // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
@@ -251,7 +259,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   for (int i = 0; i < NQ * 4; ++i) acc_dq[i] = 0.f;
   wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < C_STEPS; ++kk) {
+  for (int kk = 0; kk < (kUpperHidden ? C_STEPS / 2 : C_STEPS); ++kk) {  // the upper keys' dS are 0
     const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
     Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
                                       desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
@@ -262,6 +270,17 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   fence_regs(acc_dk);
   fence_regs(acc_dv);
   store_dq(acc_dq, sl.q_start + m0, hq, min(BM, sl.q_len - m0));
+}
+
+// Whether the upper 64 keys of the key tile at kb0 are hidden from every query of the cursor's
+// query tile (the query tile left of the diagonal's first 64 keys, or a key tile that ends inside
+// its lower half), so that their P and dS are 0. bwd_step<..., kUpperHidden = true> (D = 128) then
+// leaves warpgroup 1 out of phases A and B, and both warpgroups' phase C reads only the lower 64
+// keys of dS^T (the ones warpgroup 0 wrote): on the diagonal of causal shards this is one of every
+// key tile's two diagonal steps, and warpgroup 0 has the tensor cores to itself for it.
+template <int BM, int BN>
+__device__ __forceinline__ bool bwd_upper_hidden(const BwdCursor& cur, int kb0) {
+  return keys_hidden_from(cur.sl, kb0 + BN / 2 - cur.sl.k_start, (long long)cur.mb * BM + BM - 1 + cur.sl.diagonal);
 }
 
 // bwd_step's store_dq through fp32 atomics (rows at or past `rows` skipped).

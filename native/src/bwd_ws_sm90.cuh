@@ -370,17 +370,20 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           bulk_wait_read<1>();  // the previous tile's has read its buffer: the next tile may write it
         }
       };
-      // one block step with the mask and one without any mask code, for query tiles that see every key
-      auto step = [&](auto may_mask) {
-        bwd_step<T, D, decltype(may_mask)::value>(acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV,
-                                                  smem_addr(sQ + s * Cfg::kSmemQ), smem_addr(sdO + s * Cfg::kSmemQ), sdS,
-                                                  sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-                                                  consumers_sync, store_dq);
+      // one block step with the mask and one without any mask code, for query tiles that see every key,
+      // and (D = 128) one for query tiles that see none of the tile's upper 64 keys (bwd_upper_hidden)
+      auto step = [&](auto may_mask, auto upper_hidden) {
+        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value>(
+            acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
+            smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
+            consumers_sync, store_dq);
       };
       if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal))
-        step(std::false_type());
+        step(std::false_type(), std::false_type());
+      else if (D == 128 && bwd_upper_hidden<BM, BN>(cur, tile.kb0))
+        step(std::true_type(), std::integral_constant<bool, D == 128>());
       else
-        step(std::true_type());
+        step(std::true_type(), std::false_type());
       mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below

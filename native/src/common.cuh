@@ -141,6 +141,12 @@ __device__ __forceinline__ bool keys_all_visible(const distca_slice_t& sl, int k
   return k0 >= 0 && k0 + n <= sl.kv_len && (!sl.causal || (long long)(k0 + n - 1) <= min_limit);
 }
 
+// Whether no key from `k_first` on (inside the slice's key range) is visible to any row whose
+// causal limit is at most max_limit.
+__device__ __forceinline__ bool keys_hidden_from(const distca_slice_t& sl, int k_first, long long max_limit) {
+  return k_first >= sl.kv_len || (sl.causal && (long long)k_first > max_limit);
+}
+
 // ---- swizzled tiles ------------------------------------------------------------------------
 // A tile is ROWS x COLS 16-bit elements, row-major, where each row's 16-byte chunks are permuted
 // by XOR with (row & 7). Eight consecutive rows at the same logical chunk then fall into eight
