@@ -2,9 +2,10 @@
 // the per-tile arithmetic (bwd_step) of bwd_sm90.cuh, with the loads moved to a producer warp:
 //
 //   warp 0           loads the CTA's K and V tile once through TMA, then walks the same query tiles
-//                    as the consumers and, per tile, waits for a stage to be empty, loads Q and dO
-//                    through TMA (two 64-column halves each) and LSE/D with ordinary loads, and
-//                    arrives on the stage's full barrier
+//                    as the consumers and, per tile, prefetches its Q and dO into L2 and loads its
+//                    LSE/D into registers, waits for a stage to be empty, loads Q and dO through TMA
+//                    (two 64-column halves each) and stores LSE/D, and arrives on the stage's full
+//                    barrier
 //   warps 1, 2       with dq_claims (distca_attn.h section 8): walk the same query tiles and, per
 //                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
 //                    the tile's first visit (or wait until they are zero), then arrive on the
@@ -237,10 +238,34 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         BwdCursor cur = tile.start();
         for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
-          if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
           const int hq = head_kv * group + cur.group_head;
           const int m0 = cur.mb * BM;
           const int q_row = cur.sl.q_start + m0;
+          // The tile's Q and dO into L2 and its LSE and D into registers while the stage drains (a
+          // step earlier than the stage's loads), so that what misses L2 (the first key tile to visit
+          // a query tile of a shard) still lands before the consumers need it (NOTES v15).
+          if (lane == 0) {
+#pragma unroll
+            for (int h = 0; h < D / 64; ++h) {
+              tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
+              tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
+            }
+          }
+          const int rows = min(BM, cur.sl.q_len - m0);
+          float lse[BM / 32], dsum[BM / 32];
+#pragma unroll
+          for (int k = 0; k < BM / 32; ++k) {
+            const int r = lane + 32 * k;
+            lse[k] = INFINITY;  // rows past the slice: P = 0
+            dsum[k] = 0.f;
+            if (r < rows) {
+              const long long idx = (long long)hq * p.total_q + q_row + r;
+              const float l = reinterpret_cast<const float*>(p.lse)[idx];
+              lse[k] = l == -INFINITY ? INFINITY : l * kLog2e;
+              dsum[k] = reinterpret_cast<const float*>(p.dsum)[idx];
+            }
+          }
+          if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
           if (lane == 0) {
             mbar_add_tx(bar_full(s), 2 * BM * D * 2);
 #pragma unroll
@@ -249,18 +274,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
               tma_load_3d(smem_addr(sdO + s * Cfg::kSmemQ + h * BM * 64), P.tmap_do, bar_full(s), h * 64, hq, q_row);
             }
           }
-          const int rows = min(BM, cur.sl.q_len - m0);
 #pragma unroll
-          for (int r = lane; r < BM; r += 32) {
-            float lse = INFINITY, dsum = 0.f;  // rows past the slice: P = 0
-            if (r < rows) {
-              const long long idx = (long long)hq * p.total_q + q_row + r;
-              const float l = reinterpret_cast<const float*>(p.lse)[idx];
-              lse = l == -INFINITY ? INFINITY : l * kLog2e;
-              dsum = reinterpret_cast<const float*>(p.dsum)[idx];
-            }
-            sLse[s * BM + r] = lse;
-            sDsum[s * BM + r] = dsum;
+          for (int k = 0; k < BM / 32; ++k) {
+            sLse[s * BM + lane + 32 * k] = lse[k];
+            sDsum[s * BM + lane + 32 * k] = dsum[k];
           }
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
