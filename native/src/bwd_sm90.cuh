@@ -155,14 +155,16 @@ __device__ __forceinline__ int dq_column(int wg) {
 // and dQ's atomics. Q and dO of the tile are at aQ/adO, its LSE (log2 domain) and D at cLse/cDsum;
 // sync() must make the two warpgroups' dS^T halves visible to each other (a barrier over both);
 // store_dq(acc_dq, row0, hq, rows) adds this warpgroup's 64 x 64 dQ tile (acc_dq, the m64n64
-// accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0.
+// accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0;
+// after_a() runs once this warpgroup has read V for the last time in the step (after phase A).
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, typename Sync, typename StoreDq>
+template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, typename Sync, typename StoreDq,
+          typename AfterA>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
                                          const float* cLse, const float* cDsum, int wg, int wrow, int quad,
-                                         float scale_log2, Sync sync, StoreDq store_dq) {
+                                         float scale_log2, Sync sync, StoreDq store_dq, AfterA after_a) {
   using Cfg = BwdSm90Config<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NS = BM / 8;  // n8 blocks of S^T per thread row pair (queries)
@@ -182,6 +184,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
   float st[NS * 4], dpt[NS * 4];
   uint32_t pa[BM / 16][4], dsa[BM / 16][4];
+  if (kUpperHidden && wg == 1) after_a();  // (it reads no V)
   if (!(kUpperHidden && wg == 1)) {  // (bwd_upper_hidden: warpgroup 1's keys are all hidden)
 #pragma unroll
     for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
@@ -195,6 +198,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
     wgmma_wait<0>();
     fence_regs(st);
     fence_regs(dpt);
+    after_a();  // this warpgroup's last read of V in the step
 
     // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
     // into shared memory for phase C.
@@ -387,7 +391,8 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
                    scale_log2, [] { __syncthreads(); },
                    [&](const float (&acc_dq)[32], int row0, int hq, int rows) {
                      bwd_dq_atomics<D>(acc_dq, p, row0, hq, rows, wg, wrow, quad);
-                   });
+                   },
+                   [] {});
     // The next tile's LSE/D go to the other stage (its readers are past the next iteration's barrier).
     if (have_next && tid < BM) {
       sLse[(stage ^ 1) * BM + tid] = next_lse;

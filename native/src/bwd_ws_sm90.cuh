@@ -1,7 +1,9 @@
 // Backward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work decomposition and
 // the per-tile arithmetic (bwd_step) of bwd_sm90.cuh, with the loads moved to a producer warp:
 //
-//   warp 0           loads the CTA's K and V tile once through TMA, then walks the same query tiles
+//   warp 0           loads each key tile's V (once the consumers are past phase A of the previous
+//                    tile's last step) and K (once they are done with it) through TMA, then walks the
+//                    same query tiles
 //                    as the consumers and, per tile, prefetches its Q and dO into L2 and loads its
 //                    LSE/D into registers, waits for a stage to be empty, loads Q and dO through TMA
 //                    (two 64-column halves each) and stores LSE/D, and arrives on the stage's full
@@ -14,9 +16,11 @@
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
 // from the tile counter (work-list order) and passes each one's number to the consumers in a
-// shared-memory slot released with the K/V barrier. K and V have one buffer: the next tile's load
-// waits until the consumers' last GEMM on this one, and so runs under their dK/dV stores, while the
+// shared-memory slot released with the K/V barrier. K and V have one buffer: the next tile's V
+// loads under the last step's phases B and C, its K under the consumers' dK/dV stores, while the
 // Q/dO stage ring runs on across tiles, so the next tile's first query tiles are already loaded.
+// native/bench/trace.py times the consumers' steps and key-tile changes in a build with
+// -DDISTCA_BWD_TRACE (NOTES v15).
 //
 // dQ leaves through TMA reduce-adds (cp.reduce.async.bulk.tensor ... add) from shared memory into
 // the fp32 workspace instead of per-element atomics from the consumers (which cost ~30% of the
@@ -27,6 +31,17 @@
 
 #include "bwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
+
+#ifdef DISTCA_BWD_TRACE
+// (unmangled, for cuModuleGetGlobal: see BwdTrace below)
+#define DISTCA_BWD_TRACE_CTAS 512
+#define DISTCA_BWD_TRACE_EVENTS 16384
+extern "C" __device__ unsigned long long distca_bwd_trace[DISTCA_BWD_TRACE_CTAS * DISTCA_BWD_TRACE_EVENTS];
+extern "C" __device__ int distca_bwd_trace_len[DISTCA_BWD_TRACE_CTAS];
+// the producer's (warp 0 lane 0) events, the same way
+extern "C" __device__ unsigned long long distca_bwd_trace_p[DISTCA_BWD_TRACE_CTAS * DISTCA_BWD_TRACE_EVENTS];
+extern "C" __device__ int distca_bwd_trace_p_len[DISTCA_BWD_TRACE_CTAS];
+#endif
 
 namespace distca {
 namespace sm90 {
@@ -102,6 +117,45 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
     }
   }
 }
+
+#ifdef DISTCA_BWD_TRACE
+// Timing probes for native/bench/trace.py, in a build with -DDISTCA_BWD_TRACE only: consumer thread 0
+// of each CTA records the SM clock (48 bits) with an event kind and argument (8 bits each) at its
+// waits and steps, up to kTraceEvents per CTA.
+constexpr int kTraceCtas = DISTCA_BWD_TRACE_CTAS, kTraceEvents = DISTCA_BWD_TRACE_EVENTS;
+enum BwdTraceEvent {
+  kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
+  // producer
+  kTrPWalkEnd = 16, kTrPNext, kTrPPrefetch, kTrPKvWait, kTrPKvIssue
+};
+template <bool kProducer = false>
+struct BwdTrace {
+  int n = 0;
+  __device__ __forceinline__ void rec(int kind, int arg = 0) {
+    unsigned long long* buf = kProducer ? distca_bwd_trace_p : distca_bwd_trace;
+    if (n < kTraceEvents && blockIdx.x < kTraceCtas)
+      buf[blockIdx.x * kTraceEvents + n++] = (clock64() & 0xFFFFFFFFFFFFull) | ((unsigned long long)(arg & 0xFF) << 48) |
+                                             ((unsigned long long)kind << 56);
+  }
+  __device__ __forceinline__ void done() {
+    if (blockIdx.x < kTraceCtas) (kProducer ? distca_bwd_trace_p_len : distca_bwd_trace_len)[blockIdx.x] = n;
+  }
+};
+// a consumer event (thread 0) and a producer event (warp 0's lane 0)
+#define DISTCA_TRACE_IF(cond, ...) \
+  do {                             \
+    if (cond) {                    \
+      __VA_ARGS__;                 \
+    }                              \
+  } while (0)
+#define DISTCA_TRACE(...) DISTCA_TRACE_IF(ctid == 0, __VA_ARGS__)
+#define DISTCA_TRACE_P(...) DISTCA_TRACE_IF(lane == 0, __VA_ARGS__)
+#else
+#define DISTCA_TRACE(...) \
+  do {                    \
+  } while (0)
+#define DISTCA_TRACE_P(...) DISTCA_TRACE(__VA_ARGS__)
+#endif
 
 // mbarrier.expect_tx without the arrive: the producer's lanes arrive after their LSE/D stores.
 __device__ __forceinline__ void mbar_add_tx(uint32_t bar, uint32_t bytes) {
@@ -186,6 +240,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   auto bar_kmeta = [&](int e) { return smem_addr(bars + 3 + 2 * S + e); };
   auto bar_kfree = [&](int e) { return smem_addr(bars + 5 + 2 * S + e); };
   volatile int* kslot = reinterpret_cast<volatile int*>(bars + 7 + 2 * S);  // [2]
+  // every consumer thread, once past phase A of a step of stage s (its last read of V in the step):
+  // where that step is a key tile's last, the next tile's V may load while phases B and C run
+  auto bar_adone = [&](int s) { return smem_addr(bars + 8 + 2 * S + s); };
+  static_assert(8 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
   const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
@@ -201,6 +259,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       mbar_init(bar_kmeta(e), 1);
       mbar_init(bar_kfree(e), 2);
     }
+    for (int s = 0; s < S; ++s) mbar_init(bar_adone(s), 256);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -213,16 +272,29 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     if (tid < 32) {
       const int lane = tid;
       int* counter = reinterpret_cast<int*>(P.tile_counter);
+#ifdef DISTCA_BWD_TRACE
+      BwdTrace<true> tr;
+#endif
       int it = 0;
       int t = blockIdx.x;
+      int last_s = -1, last_parity = 0;  // the stage and phase of the previous key tile's last step (-1: none)
       for (int j = 0;; ++j) {
-        if (j >= 1) mbar_wait(bar_kv_empty, (j - 1) & 1);
         if (t >= tiles) {
+          if (j >= 1) mbar_wait(bar_kv_empty, (j - 1) & 1);
           if (lane == 0) {
             tile_slot[0] = -1;
             mbar_arrive(bar_kv);  // released by the arrive: the consumers stop
           }
+          DISTCA_TRACE_P(tr.done());
           break;
+        }
+        // V first, once the consumers are past phase A of the previous tile's last step (or, if that
+        // tile had no step, once they are done with it: its K/V copies landed then), then K once they
+        // are done with the tile: the next tile's V lands under the last step's phases B and C
+        // (NOTES v15)
+        if (j >= 1) {
+          if (last_s >= 0) mbar_wait(bar_adone(last_s), last_parity);
+          else mbar_wait(bar_kv_empty, (j - 1) & 1);
         }
         const BwdTile<BN> tile(p, t);
         const int group = tile.group, head_kv = tile.head_kv;
@@ -230,14 +302,24 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           tile_slot[0] = t;
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
 #pragma unroll
-          for (int h = 0; h < D / 64; ++h) {
-            tma_load_3d(smem_addr(sK + h * BN * 64), P.tmap_k, bar_kv, h * 64, head_kv, tile.kb0);
+          for (int h = 0; h < D / 64; ++h)
             tma_load_3d(smem_addr(sV + h * BN * 64), P.tmap_v, bar_kv, h * 64, head_kv, tile.kb0);
-          }
         }
+        DISTCA_TRACE_P(tr.rec(kTrPKvWait));
+        if (j >= 1 && last_s >= 0) mbar_wait(bar_kv_empty, (j - 1) & 1);
+        if (lane == 0) {
+#pragma unroll
+          for (int h = 0; h < D / 64; ++h)
+            tma_load_3d(smem_addr(sK + h * BN * 64), P.tmap_k, bar_kv, h * 64, head_kv, tile.kb0);
+        }
+        DISTCA_TRACE_P(tr.rec(kTrPKvIssue));
         BwdCursor cur = tile.start();
-        for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
+        bool have = tile.template seek<BM>(cur);
+        last_s = -1;
+        for (; have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
+          last_s = s;
+          last_parity = (it / S) & 1;
           const int hq = head_kv * group + cur.group_head;
           const int m0 = cur.mb * BM;
           const int q_row = cur.sl.q_start + m0;
@@ -281,7 +363,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           }
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
+        DISTCA_TRACE_P(tr.rec(kTrPWalkEnd));
         t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
+        DISTCA_TRACE_P(tr.rec(kTrPNext));
         if (claiming && lane == 0) {  // to warps 1 and 2, once they have read entry j - 2
           if (j >= 2) mbar_wait(bar_kfree(j & 1), ((j >> 1) - 1) & 1);
           kslot[j & 1] = t;
@@ -298,6 +382,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             tma_prefetch_3d(P.tmap_v, h * 64, next.head_kv, next.kb0);
           }
         }
+        DISTCA_TRACE_P(tr.rec(kTrPPrefetch));
       }
     } else if (tid < 32 + 32 * S && claiming) {
       // warps 1 and 2: section 8, the query tiles of stage `mine`
@@ -343,9 +428,14 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   auto consumers_sync = [] { asm volatile("bar.sync 1, 256;\n" ::: "memory"); };
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
+#ifdef DISTCA_BWD_TRACE
+  BwdTrace<> tr;
+#endif
   int it = 0;
   for (int j = 0;; ++j) {
+    DISTCA_TRACE(tr.rec(kTrTileWait));
     mbar_wait(bar_kv, j & 1);  // also where no query tile sees the key tile: the copies land before reuse
+    DISTCA_TRACE(tr.rec(kTrKvReady));
     const int t = tile_slot[0];
     if (t < 0) break;
     const BwdTile<BN> tile(p, t);
@@ -354,9 +444,13 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
 #pragma unroll
     for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
     BwdCursor cur = tile.start();
-    for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
+    bool have = tile.template seek<BM>(cur);
+    DISTCA_TRACE(tr.rec(kTrTileReady));
+    for (; have; have = tile.template seek_next<BM>(cur), ++it) {
       const int s = it % S;
+      DISTCA_TRACE(tr.rec(kTrFullWait));
       mbar_wait(bar_full(s), (it / S) & 1);
+      DISTCA_TRACE(tr.rec(kTrFullReady));
       consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
       // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
       // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
@@ -393,14 +487,18 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-            consumers_sync, store_dq);
+            consumers_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); });
       };
-      if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal))
+      if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal)) {
         step(std::false_type(), std::false_type());
-      else if (D == 128 && bwd_upper_hidden<BM, BN>(cur, tile.kb0))
+        DISTCA_TRACE(tr.rec(kTrStepEnd, 0));
+      } else if (D == 128 && bwd_upper_hidden<BM, BN>(cur, tile.kb0)) {
         step(std::true_type(), std::integral_constant<bool, D == 128>());
-      else
+        DISTCA_TRACE(tr.rec(kTrStepEnd, 2));
+      } else {
         step(std::true_type(), std::false_type());
+        DISTCA_TRACE(tr.rec(kTrStepEnd, 1));
+      }
       mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
@@ -409,7 +507,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     warpgroup_sync(wg);
     bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad,
                                 reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
+    DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
+  DISTCA_TRACE(tr.rec(kTrExit); tr.done());
   if (elected) bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
 #else
   __trap();

@@ -1,0 +1,174 @@
+"""Where the warp-specialized backward's consumers spend their time, from the timing probes of a build
+with -DDISTCA_BWD_TRACE (bwd_ws_sm90.cuh: consumer thread 0 of each CTA records the SM clock at its
+waits and steps). For each workload, one traced backward after warm-up, summed over the CTAs:
+
+  steps          query-tile steps by kind (full: no mask; masked; upper: the key tile's upper 64 keys
+                 hidden, bwd_upper_hidden) with their mean cycles from the stage's full barrier to the
+                 step's end
+  full waits     cycles waiting for a stage (Q/dO/LSE/D loads, the claiming warps)
+  tile start     cycles from the end of a key tile (after its dK/dV stores) to its successor's first
+                 query tile: the K/V barrier, the tile's and cursor's records from global memory
+  tile end       cycles from a key tile's last step to the end of its dK/dV stores
+  span           first event to the CTA's exit
+  key-tile change  (with the producer's probes) when, after the consumers' last step of a key tile,
+                 the producer reached its wait for the K/V buffer, issued the next tile's K, the
+                 consumers' dK/dV stores ended and the next K and V landed
+
+Build the image: OUTPUT=native/build/var/trace.fatbin GENCODE="-gencode=arch=compute_90a,code=sm_90a"
+native/build.sh -DDISTCA_BWD_TRACE.  Usage: python3 native/bench/trace.py --fatbin F [--seqs 512,16384]
+"""
+import argparse
+import ctypes
+import os
+import sys
+from collections import defaultdict
+
+import torch
+from cupy.cuda import driver, runtime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import Ours, rebatch_sides  # noqa: E402
+from distca_host import Kernels, Slice  # noqa: E402
+
+EVENTS = 16384  # kTraceEvents
+TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY = range(1, 9)
+P_WALK_END, P_NEXT, P_PREFETCH, P_KV_WAIT, P_KV_ISSUE = range(16, 21)
+KINDS = ("full", "masked", "upper")
+
+
+def read_trace(kern, ctas, which=""):
+    lens_ptr = driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}_len")
+    trace_ptr = driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}")
+    lens = (ctypes.c_int * ctas)()
+    runtime.memcpy(ctypes.addressof(lens), lens_ptr, 4 * ctas, runtime.memcpyDeviceToHost)
+    out = []
+    for c in range(ctas):
+        n = lens[c]
+        buf = (ctypes.c_uint64 * max(1, n))()
+        if n:
+            runtime.memcpy(ctypes.addressof(buf), trace_ptr + 8 * c * EVENTS, 8 * n, runtime.memcpyDeviceToHost)
+        out.append([(int(v) >> 56, (int(v) >> 48) & 0xFF, int(v) & 0xFFFFFFFFFFFF) for v in buf[:n]])
+    return out
+
+
+def clear_trace(kern, ctas):
+    for which in ("", "_p"):
+        runtime.memset(driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}_len"), 0, 4 * ctas)
+
+
+def transitions(consumer, producer):
+    """The key-tile changes, both sides' clocks (one SM each): from the consumers' last step of tile
+    j - 1 (their arrival on the K/V barrier's empty side) to the producer reaching its wait for it,
+    issuing tile j's K/V, the consumers' dK/dV stores ending, and K/V landing."""
+    sums = defaultdict(float)
+    n = 0
+    for cev, pev in zip(consumer, producer):
+        last_step = {}  # tile index -> clock of its last step end
+        tile_end, kv_ready = {}, {}
+        j = -1
+        for kind, _, t in cev:
+            if kind == TILE_WAIT:
+                j += 1
+            elif kind == STEP_END:
+                last_step[j] = t
+            elif kind == TILE_END:
+                tile_end[j] = t
+            elif kind == KV_READY:
+                kv_ready[j] = t
+        waits = [t for kind, _, t in pev if kind == P_KV_WAIT]
+        issues = [t for kind, _, t in pev if kind == P_KV_ISSUE]
+        for jj in range(1, min(len(issues), len(waits))):
+            a = last_step.get(jj - 1)
+            if a is None or jj - 1 not in tile_end or jj not in kv_ready:
+                continue
+            sums["producer at its wait"] += waits[jj] - a
+            sums["K/V issued"] += issues[jj] - a
+            sums["dK/dV stores done"] += tile_end[jj - 1] - a
+            sums["K/V landed"] += kv_ready[jj] - a
+            n += 1
+    if n:
+        print("  key-tile change, mean cycles after the consumers' last step of the previous tile:")
+        for k, v in sums.items():
+            print(f"    {k:22s} {v / n:8.0f}")
+
+
+def summarize(name, events_per_cta):
+    steps = defaultdict(lambda: [0, 0])  # kind -> [count, cycles]
+    waits = tile_start = tile_end = span = kv_wait = 0
+    tiles = truncated = 0
+    for ev in events_per_cta:
+        if not ev:
+            continue
+        if len(ev) >= EVENTS:
+            truncated += 1
+        span += ev[-1][2] - ev[0][2]
+        last_end = None  # the previous key tile's end
+        ready = last_step = None
+        for kind, arg, t in ev:
+            if kind == TILE_WAIT:
+                tiles += 1
+                last_end = t if last_end is None else last_end
+                tile_wait = t
+            elif kind == KV_READY:
+                kv_wait += t - tile_wait
+            elif kind == FULL_WAIT:
+                wait_start = t
+                if last_end is not None:  # the first query tile of a key tile
+                    tile_start += t - last_end
+                    last_end = None
+            elif kind == FULL_READY:
+                waits += t - wait_start
+                ready = t
+            elif kind == STEP_END:
+                steps[arg][0] += 1
+                steps[arg][1] += t - ready
+                last_step = t
+            elif kind == TILE_END:
+                if last_step is not None:
+                    tile_end += t - last_step
+                last_step = None
+                last_end = t
+            elif kind == EXIT:
+                last_end = None
+    n_steps = sum(c for c, _ in steps.values())
+    step_cycles = sum(cy for _, cy in steps.values())
+    print(f"\n{name}: {len([e for e in events_per_cta if e])} CTAs, {tiles} key tiles, {n_steps} steps"
+          + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
+    for k in sorted(steps):
+        c, cy = steps[k]
+        print(f"  steps {KINDS[k]:>6}: {c:7d}  mean {cy / c:8.0f} cycles  ({cy / span:6.1%} of the CTAs' spans)")
+    print(f"  full waits       : mean {waits / max(1, n_steps):8.0f} cycles per step  ({waits / span:6.1%})")
+    print(f"  tile start       : mean {tile_start / max(1, tiles):8.0f} cycles per key tile  ({tile_start / span:6.1%}),"
+          f" of which waiting for K/V {kv_wait / max(1, tiles):.0f}")
+    print(f"  tile end         : mean {tile_end / max(1, tiles):8.0f} cycles per key tile  ({tile_end / span:6.1%})")
+    rest = span - step_cycles - waits - tile_start - tile_end
+    print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fatbin", required=True, help="an image built with -DDISTCA_BWD_TRACE")
+    ap.add_argument("--seqs", default="512,16384", help="uniform causal d128 shapes (b*s = 16K) to trace too")
+    args = ap.parse_args()
+    kern = Kernels(args.fatbin)
+    ctas = kern.ctas
+    h, hd = 16, 128
+    cases = [(name, Ours(kern, seg_lens, slices, h, h, hd)) for name, seg_lens, slices in rebatch_sides(h, hd)]
+    for s in (int(x) for x in args.seqs.split(",") if x):
+        b = max(1, 16384 // s)
+        cases.append((f"causal {s}", Ours(kern, [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], h, h, hd)))
+    print(f"trace.py: GPU {torch.cuda.get_device_name()}, {ctas} CTAs, fatbin {args.fatbin}")
+    for name, w in cases:
+        for _ in range(3):
+            w.bwd()
+        torch.cuda.synchronize()
+        clear_trace(kern, ctas)
+        w.bwd()
+        torch.cuda.synchronize()
+        consumer = read_trace(kern, ctas)
+        summarize(name, consumer)
+        transitions(consumer, read_trace(kern, ctas, "_p"))
+
+
+if __name__ == "__main__":
+    main()
