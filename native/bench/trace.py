@@ -8,7 +8,8 @@ waits and steps). For each workload, one traced backward after warm-up, summed o
   full waits     cycles waiting for a stage (Q/dO/LSE/D loads, the claiming warps)
   tile start     cycles from the end of a key tile (after its dK/dV stores) to its successor's first
                  query tile: the K/V barrier, the tile's and cursor's records from global memory
-  tile end       cycles from a key tile's last step to the end of its dK/dV stores
+  tile end       cycles from a key tile's last step to the end of its dK/dV stores (and of those, the
+                 wait until the last dQ reduce-add has read the buffers the stores go through)
   span           first event to the CTA's exit
   key-tile change  (with the producer's probes) when, after the consumers' last step of a key tile,
                  the producer reached its wait for the K/V buffer, issued the next tile's K, the
@@ -31,7 +32,7 @@ from bench import Ours, rebatch_sides  # noqa: E402
 from distca_host import Kernels, Slice  # noqa: E402
 
 EVENTS = 16384  # kTraceEvents
-TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY = range(1, 9)
+TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY, STORE_READY = range(1, 10)
 P_WALK_END, P_NEXT, P_PREFETCH, P_KV_WAIT, P_KV_ISSUE = range(16, 21)
 KINDS = ("full", "masked", "upper")
 
@@ -94,7 +95,7 @@ def transitions(consumer, producer):
 
 def summarize(name, events_per_cta):
     steps = defaultdict(lambda: [0, 0])  # kind -> [count, cycles]
-    waits = tile_start = tile_end = span = kv_wait = 0
+    waits = tile_start = tile_end = span = kv_wait = store_wait = 0
     tiles = truncated = 0
     for ev in events_per_cta:
         if not ev:
@@ -123,6 +124,9 @@ def summarize(name, events_per_cta):
                 steps[arg][0] += 1
                 steps[arg][1] += t - ready
                 last_step = t
+            elif kind == STORE_READY:
+                if last_step is not None:
+                    store_wait += t - last_step
             elif kind == TILE_END:
                 if last_step is not None:
                     tile_end += t - last_step
@@ -140,7 +144,8 @@ def summarize(name, events_per_cta):
     print(f"  full waits       : mean {waits / max(1, n_steps):8.0f} cycles per step  ({waits / span:6.1%})")
     print(f"  tile start       : mean {tile_start / max(1, tiles):8.0f} cycles per key tile  ({tile_start / span:6.1%}),"
           f" of which waiting for K/V {kv_wait / max(1, tiles):.0f}")
-    print(f"  tile end         : mean {tile_end / max(1, tiles):8.0f} cycles per key tile  ({tile_end / span:6.1%})")
+    print(f"  tile end         : mean {tile_end / max(1, tiles):8.0f} cycles per key tile  ({tile_end / span:6.1%}),"
+          f" of which waiting for the last dQ reduce-add's read {store_wait / max(1, tiles):.0f}")
     rest = span - step_cycles - waits - tile_start - tile_end
     print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
 

@@ -125,6 +125,7 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
 constexpr int kTraceCtas = DISTCA_BWD_TRACE_CTAS, kTraceEvents = DISTCA_BWD_TRACE_EVENTS;
 enum BwdTraceEvent {
   kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
+  kTrStoreReady,
   // producer
   kTrPWalkEnd = 16, kTrPNext, kTrPPrefetch, kTrPKvWait, kTrPKvIssue
 };
@@ -505,6 +506,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
     if (elected) bulk_wait_read<0>();
     warpgroup_sync(wg);
+    DISTCA_TRACE(tr.rec(kTrStoreReady));
     bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad,
                                 reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
     DISTCA_TRACE(tr.rec(kTrTileEnd));
