@@ -33,7 +33,7 @@ from distca_host import Kernels, Slice  # noqa: E402
 
 EVENTS = 16384  # kTraceEvents
 TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY, STORE_READY = range(1, 10)
-P_WALK_END, P_NEXT, P_PREFETCH, P_KV_WAIT, P_KV_ISSUE = range(16, 21)
+P_KV_WAIT, P_KV_ISSUE = 16, 17
 KINDS = ("full", "masked", "upper")
 
 

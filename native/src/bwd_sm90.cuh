@@ -184,8 +184,9 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
   float st[NS * 4], dpt[NS * 4];
   uint32_t pa[BM / 16][4], dsa[BM / 16][4];
-  if (kUpperHidden && wg == 1) after_a();  // (it reads no V)
-  if (!(kUpperHidden && wg == 1)) {  // (bwd_upper_hidden: warpgroup 1's keys are all hidden)
+  if (kUpperHidden && wg == 1) {  // bwd_upper_hidden: warpgroup 1's keys are all hidden
+    after_a();                    // (it reads no V)
+  } else {
 #pragma unroll
     for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
     wgmma_fence();

@@ -3,11 +3,10 @@
 //
 //   warp 0           loads each key tile's V (once the consumers are past phase A of the previous
 //                    tile's last step) and K (once they are done with it) through TMA, then walks the
-//                    same query tiles
-//                    as the consumers and, per tile, prefetches its Q and dO into L2 and loads its
-//                    LSE/D into registers, waits for a stage to be empty, loads Q and dO through TMA
-//                    (two 64-column halves each) and stores LSE/D, and arrives on the stage's full
-//                    barrier
+//                    same query tiles as the consumers and, per tile, prefetches its Q and dO into L2
+//                    and loads its LSE/D into registers, waits for a stage to be empty, loads Q and
+//                    dO through TMA (two 64-column halves each) and stores LSE/D, and arrives on the
+//                    stage's full barrier
 //   warps 1, 2       with dq_claims (distca_attn.h section 8): walk the same query tiles and, per
 //                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
 //                    the tile's first visit (or wait until they are zero), then arrive on the
@@ -127,7 +126,7 @@ enum BwdTraceEvent {
   kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
   kTrStoreReady,
   // producer
-  kTrPWalkEnd = 16, kTrPNext, kTrPPrefetch, kTrPKvWait, kTrPKvIssue
+  kTrPKvWait = 16, kTrPKvIssue
 };
 template <bool kProducer = false>
 struct BwdTrace {
@@ -364,9 +363,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           }
           mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
         }
-        DISTCA_TRACE_P(tr.rec(kTrPWalkEnd));
         t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
-        DISTCA_TRACE_P(tr.rec(kTrPNext));
         if (claiming && lane == 0) {  // to warps 1 and 2, once they have read entry j - 2
           if (j >= 2) mbar_wait(bar_kfree(j & 1), ((j >> 1) - 1) & 1);
           kslot[j & 1] = t;
@@ -383,7 +380,6 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             tma_prefetch_3d(P.tmap_v, h * 64, next.head_kv, next.kb0);
           }
         }
-        DISTCA_TRACE_P(tr.rec(kTrPPrefetch));
       }
     } else if (tid < 32 + 32 * S && claiming) {
       // warps 1 and 2: section 8, the query tiles of stage `mine`
