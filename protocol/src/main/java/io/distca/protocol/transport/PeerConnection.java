@@ -18,6 +18,7 @@ import io.netty.channel.ChannelPipeline;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.ssl.SslHandshakeCompletionEvent;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -43,6 +44,8 @@ public final class PeerConnection implements AutoCloseable {
   private final Map<Long, CompletableFuture<Message>> pending = new ConcurrentHashMap<>();
   private volatile HelloOk helloOk;
   private volatile String lostPeer;
+  /** What broke the connection (a failed TLS handshake, a pipeline error), kept for later requests. */
+  private volatile Throwable failure;
 
   private PeerConnection(Channel channel, String peer) {
     this.channel = channel;
@@ -131,7 +134,9 @@ public final class PeerConnection implements AutoCloseable {
     Message framed = new Message(message.type(), id, message.flags(), message.meta(), message.tensors());
     if (!channel.isActive()) {
       framed.close();
-      f.completeExceptionally(new ConnectionLostException("connection to " + peer + " is closed"));
+      Throwable why = failure;
+      f.completeExceptionally(why == null ? new ConnectionLostException("connection to " + peer + " is closed")
+          : new ConnectionLostException("connection to " + peer + " is closed: " + why, why));
       return f;
     }
     pending.put(id, f);
@@ -242,14 +247,31 @@ public final class PeerConnection implements AutoCloseable {
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
       String why = lostPeer;
-      failAll(new ConnectionLostException(why != null ? why : "connection to " + peer + " closed"));
+      failAll(new ConnectionLostException(why != null ? why : "connection to " + peer + " closed", failure));
       ctx.fireChannelInactive();
     }
 
     @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object event) {
+      // a failed TLS handshake closes the channel, possibly before the first request (HELLO) is
+      // written: that request then fails with this cause rather than as a plain closed connection
+      if (event instanceof SslHandshakeCompletionEvent handshake && !handshake.isSuccess()) {
+        remember(handshake.cause());
+      }
+      ctx.fireUserEventTriggered(event);
+    }
+
+    @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+      remember(cause);
       failAll(new ConnectionLostException("connection to " + peer + " failed: " + cause, cause));
       ctx.close();
+    }
+
+    private void remember(Throwable cause) {
+      if (failure == null) {
+        failure = cause;
+      }
     }
 
     private void failAll(RuntimeException e) {
