@@ -7,9 +7,11 @@ waits and steps). For each workload, one traced backward after warm-up, summed o
                  step's end
   full waits     cycles waiting for a stage (Q/dO/LSE/D loads, the claiming warps)
   tile start     cycles from the end of a key tile (after its dK/dV stores) to its successor's first
-                 query tile: the K/V barrier, the tile's and cursor's records from global memory
+                 query tile: mostly the K/V barrier
   tile end       cycles from a key tile's last step to the end of its dK/dV stores (and of those, the
-                 wait until the last dQ reduce-add has read the buffers the stores go through)
+                 successor's records from global memory and the wait until the last dQ reduce-add
+                 has read the buffers the stores go through; before v16 the records were in the
+                 tile start)
   span           first event to the CTA's exit
   key-tile change  (with the producer's probes) when, after the consumers' last step of a key tile,
                  the producer reached its wait for the K/V buffer, issued the next tile's K, the
@@ -145,7 +147,8 @@ def summarize(name, events_per_cta):
     print(f"  tile start       : mean {tile_start / max(1, tiles):8.0f} cycles per key tile  ({tile_start / span:6.1%}),"
           f" of which waiting for K/V {kv_wait / max(1, tiles):.0f}")
     print(f"  tile end         : mean {tile_end / max(1, tiles):8.0f} cycles per key tile  ({tile_end / span:6.1%}),"
-          f" of which waiting for the last dQ reduce-add's read {store_wait / max(1, tiles):.0f}")
+          f" of which the next tile's records and waiting for the last dQ reduce-add's read"
+          f" {store_wait / max(1, tiles):.0f}")
     rest = span - step_cycles - waits - tile_start - tile_end
     print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
 

@@ -133,6 +133,7 @@ struct BwdTile {
   int kb0, k_rows, kb1;  // absolute first key row, rows inside the segment, kb0 + k_rows
   const distca_slice_t* slices;
   const int* seg_slices;
+  BwdTile() = default;
   __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p, int cta = (int)blockIdx.x) {
     slices = reinterpret_cast<const distca_slice_t*>(p.slices);
     seg_slices = reinterpret_cast<const int*>(p.segment_slices);

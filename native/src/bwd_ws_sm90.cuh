@@ -15,9 +15,10 @@
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
 // from the tile counter (work-list order) and passes each one's number to the consumers in a
-// shared-memory slot released with the K/V barrier. K and V have one buffer: the next tile's V
-// loads under the last step's phases B and C, its K under the consumers' dK/dV stores, while the
-// Q/dO stage ring runs on across tiles, so the next tile's first query tiles are already loaded.
+// shared-memory slot (bar_tile); they read its records before the previous tile's dK/dV stores
+// (NOTES v16). K and V have one buffer: the next tile's V loads under the last step's phases B and
+// C, its K under the consumers' dK/dV stores, while the Q/dO stage ring runs on across tiles, so
+// the next tile's first query tiles are already loaded.
 // native/bench/trace.py times the consumers' steps and key-tile changes in a build with
 // -DDISTCA_BWD_TRACE (NOTES v15).
 //
@@ -82,9 +83,9 @@ __device__ __forceinline__ void bulk_wait() {
 // sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte fragment stores
 // straight from registers cost the short key tiles of rebatched shards most (NOTES v12). `stage`
 // (16 KiB x D / 64 per warpgroup) must be free: no reduce-add may still read it.
-template <typename T, int D, int BN>
+template <typename T, int D>
 __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
-                                                      const distca_bwd_params_t& p, const BwdTile<BN>& tile, int wg,
+                                                      const distca_bwd_params_t& p, int kb0, int head_kv, int k_rows, int wg,
                                                       int wrow, int quad, T* stage, int wtid) {
   constexpr int NKV = D / 8;
   T* sdK = stage;
@@ -102,7 +103,7 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
   }
   __syncwarp();  // a warp's fragments are its own 16 rows: it reads back what it wrote
   const long long kv_stride = (long long)p.heads_kv * D;
-  const long long base = ((long long)(tile.kb0 + wg * 64) * p.heads_kv + tile.head_kv) * D;
+  const long long base = ((long long)(kb0 + wg * 64) * p.heads_kv + head_kv) * D;
   T* gdK = reinterpret_cast<T*>(p.dk) + base;
   T* gdV = reinterpret_cast<T*>(p.dv) + base;
   constexpr int CH = D / 8;  // 16-byte chunks per row
@@ -110,7 +111,7 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
 #pragma unroll
   for (int k = lane; k < 16 * CH; k += 32) {
     const int r = r0 + k / CH, c = (k % CH) * 8;
-    if (wg * 64 + r < tile.k_rows) {
+    if (wg * 64 + r < k_rows) {
       *reinterpret_cast<uint4*>(gdK + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdK + sw128<64>(r, c));
       *reinterpret_cast<uint4*>(gdV + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdV + sw128<64>(r, c));
     }
@@ -243,7 +244,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // every consumer thread, once past phase A of a step of stage s (its last read of V in the step):
   // where that step is a key tile's last, the next tile's V may load while phases B and C run
   auto bar_adone = [&](int s) { return smem_addr(bars + 8 + 2 * S + s); };
-  static_assert(8 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
+  // warp 0's lane 0, once it has written the next key tile's number into tile_slot (phase j: tile
+  // j): the consumers read the tile's records, before the previous tile's dK/dV stores
+  const uint32_t bar_tile = smem_addr(bars + 8 + 3 * S);
+  static_assert(9 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
   const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
@@ -260,12 +264,14 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       mbar_init(bar_kfree(e), 2);
     }
     for (int s = 0; s < S; ++s) mbar_init(bar_adone(s), 256);
+    mbar_init(bar_tile, 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  // The j-th key tile of this CTA is in tile_slot (-1 after the last) once bar_kv completes its
-  // phase j; the it-th query tile overall uses stage it % S. Phases count on across key tiles.
+  // The j-th key tile of this CTA is in tile_slot (-1 after the last) once bar_tile completes its
+  // phase j, its K and V once bar_kv completes phase j; the it-th query tile overall uses stage
+  // it % S. Phases count on across key tiles.
   if (tid < 128) {
     // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
@@ -283,6 +289,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           if (j >= 1) mbar_wait(bar_kv_empty, (j - 1) & 1);
           if (lane == 0) {
             tile_slot[0] = -1;
+            mbar_arrive(bar_tile);
             mbar_arrive(bar_kv);  // released by the arrive: the consumers stop
           }
           DISTCA_TRACE_P(tr.done());
@@ -300,6 +307,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
           tile_slot[0] = t;
+          mbar_arrive(bar_tile);  // (phase j + 1 cannot complete before the consumers have seen phase j)
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h)
@@ -429,19 +437,30 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   BwdTrace<> tr;
 #endif
   int it = 0;
+  // A key tile's records (global memory: work item, segment, slices; ~2,500 cycles of dependent
+  // loads) are read as soon as the producer has published its number, before the previous tile's
+  // dK/dV stores: under the wait for the last dQ reduce-add's read and the stores (NOTES v16)
+  BwdTile<BN> tile;
+  BwdCursor cur;
+  bool have = false;
+  mbar_wait(bar_tile, 0);
+  int t = tile_slot[0];
+  auto read_tile = [&] {
+    if (t < 0) return;  // (no records past the last tile)
+    tile = BwdTile<BN>(p, t);
+    cur = tile.start();
+    have = tile.template seek<BM>(cur);
+  };
+  read_tile();
   for (int j = 0;; ++j) {
     DISTCA_TRACE(tr.rec(kTrTileWait));
+    if (t < 0) break;
     mbar_wait(bar_kv, j & 1);  // also where no query tile sees the key tile: the copies land before reuse
     DISTCA_TRACE(tr.rec(kTrKvReady));
-    const int t = tile_slot[0];
-    if (t < 0) break;
-    const BwdTile<BN> tile(p, t);
     const int group = tile.group, head_kv = tile.head_kv;
     float acc_dk[NKV * 4], acc_dv[NKV * 4];
 #pragma unroll
     for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
-    BwdCursor cur = tile.start();
-    bool have = tile.template seek<BM>(cur);
     DISTCA_TRACE(tr.rec(kTrTileReady));
     for (; have; have = tile.template seek_next<BM>(cur), ++it) {
       const int s = it % S;
@@ -499,11 +518,15 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
+    const int kb0 = tile.kb0, k_rows = tile.k_rows;
+    mbar_wait(bar_tile, (j + 1) & 1);  // the next tile's records
+    t = tile_slot[0];
+    read_tile();
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
     if (elected) bulk_wait_read<0>();
     warpgroup_sync(wg);
     DISTCA_TRACE(tr.rec(kTrStoreReady));
-    bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, tile, wg, wrow, quad,
+    bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
                                 reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
