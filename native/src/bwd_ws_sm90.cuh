@@ -125,7 +125,7 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
 constexpr int kTraceCtas = DISTCA_BWD_TRACE_CTAS, kTraceEvents = DISTCA_BWD_TRACE_EVENTS;
 enum BwdTraceEvent {
   kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
-  kTrStoreReady,
+  kTrStoreReady, kTrRecBegin, kTrRecWait, kTrRecTile, kTrRecSeek,
   // producer
   kTrPKvWait = 16, kTrPKvIssue
 };
@@ -448,8 +448,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   auto read_tile = [&] {
     if (t < 0) return;  // (no records past the last tile)
     tile = BwdTile<BN>(p, t);
+    DISTCA_TRACE(asm volatile("" ::"r"(tile.kb0), "r"(tile.seg.slice_count)); tr.rec(kTrRecTile));
     cur = tile.start();
     have = tile.template seek<BM>(cur);
+    DISTCA_TRACE(tr.rec(kTrRecSeek, have ? 1 : 0));
   };
   read_tile();
   for (int j = 0;; ++j) {
@@ -519,7 +521,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
+    DISTCA_TRACE(tr.rec(kTrRecBegin));
     mbar_wait(bar_tile, (j + 1) & 1);  // the next tile's records
+    DISTCA_TRACE(tr.rec(kTrRecWait));
     t = tile_slot[0];
     read_tile();
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
