@@ -14,7 +14,7 @@ waits and steps). For each workload, one traced backward after warm-up, summed o
                  tile start)
   next tile's records  (within the tile end) the wait for the producer's tile number (bar_tile),
                  the work item and segment, and the walk to the first query tile (slices): dependent
-                 global loads
+                 global loads until v16a, copies of the producer's (tile_rec) since v16b
   span           first event to the CTA's exit
   key-tile change  (with the producer's probes) when, after the consumers' last step of a key tile,
                  the producer reached its wait for the K/V buffer, issued the next tile's K, the

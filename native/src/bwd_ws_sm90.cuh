@@ -15,10 +15,11 @@
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
 // from the tile counter (work-list order) and passes each one's number to the consumers in a
-// shared-memory slot (bar_tile); they read its records before the previous tile's dK/dV stores
-// (NOTES v16). K and V have one buffer: the next tile's V loads under the last step's phases B and
-// C, its K under the consumers' dK/dV stores, while the Q/dO stage ring runs on across tiles, so
-// the next tile's first query tiles are already loaded.
+// shared-memory slot, with its records and first query tile as the producer found them (tile_rec,
+// bar_tile); they take those before the previous tile's dK/dV stores (NOTES v16). K and V have one
+// buffer: the next tile's V loads under the last step's phases B and C, its K under the consumers'
+// dK/dV stores, while the Q/dO stage ring runs on across tiles, so the next tile's first query
+// tiles are already loaded.
 // native/bench/trace.py times the consumers' steps and key-tile changes in a build with
 // -DDISTCA_BWD_TRACE (NOTES v15).
 //
@@ -56,9 +57,19 @@ struct BwdWsConfig {
   // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
-  // and the claiming warps' key-tile ring (96 of the 128 bytes), plus 1 KiB of alignment
+  // and the claiming warps' key-tile ring (128 bytes), the next key tile's records (BwdTileRec,
+  // 128 bytes), plus 1 KiB of alignment
   static constexpr int kSmemBytes =
-      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 128 + 1024;
+      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 256 + 1024;
+};
+
+// A key tile's records and the walk's first position, as the producer found them, for the consumers
+// (whose own reads of them are ~2,000 cycles of dependent global loads: NOTES v16).
+template <int BN>
+struct BwdTileRec {
+  BwdTile<BN> tile;
+  BwdCursor cur;
+  int have;
 };
 
 // Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
@@ -244,9 +255,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // every consumer thread, once past phase A of a step of stage s (its last read of V in the step):
   // where that step is a key tile's last, the next tile's V may load while phases B and C run
   auto bar_adone = [&](int s) { return smem_addr(bars + 8 + 2 * S + s); };
-  // warp 0's lane 0, once it has written the next key tile's number into tile_slot (phase j: tile
-  // j): the consumers read the tile's records, before the previous tile's dK/dV stores
+  // warp 0's lane 0, once it has written the next key tile's number into tile_slot and its records
+  // into tile_rec (phase j: tile j): the consumers take them before the previous tile's stores
   const uint32_t bar_tile = smem_addr(bars + 8 + 3 * S);
+  BwdTileRec<BN>* tile_rec = reinterpret_cast<BwdTileRec<BN>*>(bars + 16);  // written before bar_tile's arrive
+  static_assert(sizeof(BwdTileRec<BN>) <= 128, "the tile records fit in 128 bytes");
   static_assert(9 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
   const bool claiming = p.dq_claims != 0;
 
@@ -307,11 +320,20 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
           tile_slot[0] = t;
-          mbar_arrive(bar_tile);  // (phase j + 1 cannot complete before the consumers have seen phase j)
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h)
             tma_load_3d(smem_addr(sV + h * BN * 64), P.tmap_v, bar_kv, h * 64, head_kv, tile.kb0);
+        }
+        // the walk's first position, and the records for the consumers (before K, which waits for
+        // them to be done with the previous tile)
+        BwdCursor cur = tile.start();
+        bool have = tile.template seek<BM>(cur);
+        if (lane == 0) {
+          tile_rec->tile = tile;
+          tile_rec->cur = cur;
+          tile_rec->have = have;
+          mbar_arrive(bar_tile);  // (phase j + 1 cannot complete before the consumers have seen phase j)
         }
         DISTCA_TRACE_P(tr.rec(kTrPKvWait));
         if (j >= 1 && last_s >= 0) mbar_wait(bar_kv_empty, (j - 1) & 1);
@@ -321,8 +343,6 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             tma_load_3d(smem_addr(sK + h * BN * 64), P.tmap_k, bar_kv, h * 64, head_kv, tile.kb0);
         }
         DISTCA_TRACE_P(tr.rec(kTrPKvIssue));
-        BwdCursor cur = tile.start();
-        bool have = tile.template seek<BM>(cur);
         last_s = -1;
         for (; have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
@@ -437,9 +457,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   BwdTrace<> tr;
 #endif
   int it = 0;
-  // A key tile's records (global memory: work item, segment, slices; ~2,500 cycles of dependent
-  // loads) are read as soon as the producer has published its number, before the previous tile's
-  // dK/dV stores: under the wait for the last dQ reduce-add's read and the stores (NOTES v16)
+  // A key tile's records and first query tile (tile_rec: the producer's, which the consumers'
+  // own reads would take ~2,000 cycles of dependent global loads to find) are taken as soon as the
+  // producer has published them, before the previous tile's dK/dV stores (NOTES v16)
   BwdTile<BN> tile;
   BwdCursor cur;
   bool have = false;
@@ -447,10 +467,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   int t = tile_slot[0];
   auto read_tile = [&] {
     if (t < 0) return;  // (no records past the last tile)
-    tile = BwdTile<BN>(p, t);
+    tile = tile_rec->tile;
     DISTCA_TRACE(asm volatile("" ::"r"(tile.kb0), "r"(tile.seg.slice_count)); tr.rec(kTrRecTile));
-    cur = tile.start();
-    have = tile.template seek<BM>(cur);
+    cur = tile_rec->cur;
+    have = tile_rec->have != 0;
     DISTCA_TRACE(tr.rec(kTrRecSeek, have ? 1 : 0));
   };
   read_tile();
