@@ -13,14 +13,17 @@ fi
 output="${OUTPUT:-$here/build/distca_attn.fatbin}"
 gencode="${GENCODE:--gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90a,code=compute_90a}"
 mkdir -p "$(dirname "$output")"
+# (pipefail: the pipeline fails when nvcc does, whatever grep finds)
 # shellcheck disable=SC2086
-"$nvcc" --fatbin -std=c++17 -O3 -lineinfo $gencode \
+if ! "$nvcc" --fatbin -std=c++17 -O3 -lineinfo $gencode \
   -Xptxas -v \
   -I "$here/include" \
   "$@" \
   -o "$output" "$here/src/distca_attn.cu" 2>&1 | tee "$output.ptxas.log" |
-  grep -E "Compiling entry|registers|spill|error|warning" || true
-test "${PIPESTATUS[0]}" -eq 0
+  { grep -E "Compiling entry|registers|spill|error|warning" || true; }; then
+  echo "native/build.sh: nvcc failed (see $output.ptxas.log)" >&2
+  exit 1
+fi
 if grep -E "[1-9][0-9]* bytes spill stores" "$output.ptxas.log" >/dev/null; then
   echo "native/build.sh: WARNING: register spills (see $output.ptxas.log)" >&2
 fi
