@@ -9,12 +9,11 @@ waits and steps). For each workload, one traced backward after warm-up, summed o
   tile start     cycles from the end of a key tile (after its dK/dV stores) to its successor's first
                  query tile: mostly the K/V barrier
   tile end       cycles from a key tile's last step to the end of its dK/dV stores (and of those, the
-                 successor's records from global memory and the wait until the last dQ reduce-add
-                 has read the buffers the stores go through; before v16 the records were in the
-                 tile start)
-  next tile's records  (within the tile end) the wait for the producer's tile number (bar_tile),
-                 the work item and segment, and the walk to the first query tile (slices): dependent
-                 global loads until v16a, copies of the producer's (tile_rec) since v16b
+                 successor's hand-over and the wait until the last dQ reduce-add has read the
+                 buffers the stores go through)
+  next tile      (within the tile end) the wait for the producer's hand-over of the next key
+                 tile (bar_tile). Since v16b the producer hands over the tile's records; until v16a
+                 the consumers read them from global memory (NOTES v16)
   span           first event to the CTA's exit
   key-tile change  (with the producer's probes) when, after the consumers' last step of a key tile,
                  the producer reached its wait for the K/V buffer, issued the next tile's K, the
@@ -38,7 +37,7 @@ from distca_host import Kernels, Slice  # noqa: E402
 
 EVENTS = 16384  # kTraceEvents
 TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY, STORE_READY = range(1, 10)
-REC_BEGIN, REC_WAIT, REC_TILE, REC_SEEK = range(10, 14)
+REC_BEGIN, REC_WAIT = 10, 11
 P_KV_WAIT, P_KV_ISSUE = 16, 17
 KINDS = ("full", "masked", "upper")
 
@@ -141,23 +140,16 @@ def summarize(name, events_per_cta):
             elif kind == EXIT:
                 last_end = None
     n_steps = sum(c for c, _ in steps.values())
-    rec = defaultdict(float)
-    nrec = 0
+    handover = n_handover = 0  # the consumers' waits for the producer's next key tile
     for ev in events_per_cta:
-        t_begin = t_wait = t_tile = None
+        t_begin = None
         for kind, _, t in ev:
             if kind == REC_BEGIN:
                 t_begin = t
             elif kind == REC_WAIT and t_begin is not None:
-                rec["bar_tile wait"] += t - t_begin
-                t_wait = t
-            elif kind == REC_TILE and t_wait is not None:
-                rec["work item + segment"] += t - t_wait
-                t_tile = t
-            elif kind == REC_SEEK and t_tile is not None:
-                rec["seek (slices)"] += t - t_tile
-                nrec += 1
-                t_begin = t_wait = t_tile = None
+                handover += t - t_begin
+                n_handover += 1
+                t_begin = None
     step_cycles = sum(cy for _, cy in steps.values())
     print(f"\n{name}: {len([e for e in events_per_cta if e])} CTAs, {tiles} key tiles, {n_steps} steps"
           + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
@@ -168,10 +160,10 @@ def summarize(name, events_per_cta):
     print(f"  tile start       : mean {tile_start / max(1, tiles):8.0f} cycles per key tile  ({tile_start / span:6.1%}),"
           f" of which waiting for K/V {kv_wait / max(1, tiles):.0f}")
     print(f"  tile end         : mean {tile_end / max(1, tiles):8.0f} cycles per key tile  ({tile_end / span:6.1%}),"
-          f" of which the next tile's records and waiting for the last dQ reduce-add's read"
+          f" of which the next tile's hand-over and the wait for the last dQ reduce-add's read"
           f" {store_wait / max(1, tiles):.0f}")
-    if nrec:
-        print("  next tile's records: " + ", ".join(f"{k} {v / nrec:.0f}" for k, v in rec.items()))
+    if n_handover:
+        print(f"  next tile        : waiting for the producer's hand-over {handover / n_handover:.0f} cycles per key tile")
     rest = span - step_cycles - waits - tile_start - tile_end
     print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
 

@@ -15,7 +15,7 @@
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
 // from the tile counter (work-list order) and passes each one's number to the consumers in a
-// shared-memory slot, with its records and first query tile as the producer found them (tile_rec,
+// shared-memory slot, with its records and first query tile as the producer found them (tile_slot,
 // bar_tile); they take those before the previous tile's dK/dV stores (NOTES v16). K and V have one
 // buffer: the next tile's V loads under the last step's phases B and C, its K under the consumers'
 // dK/dV stores, while the Q/dO stage ring runs on across tiles, so the next tile's first query
@@ -57,19 +57,21 @@ struct BwdWsConfig {
   // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
-  // and the claiming warps' key-tile ring (128 bytes), the next key tile's records (BwdTileRec,
-  // 128 bytes), plus 1 KiB of alignment
+  // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
+  // (BwdTileRec, 128 bytes), plus 1 KiB of alignment
   static constexpr int kSmemBytes =
       (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 256 + 1024;
 };
 
-// A key tile's records and the walk's first position, as the producer found them, for the consumers
-// (whose own reads of them are ~2,000 cycles of dependent global loads: NOTES v16).
+// The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
+// records and the walk's first position as the producer found them (the consumers' own reads of
+// them are ~2,000 cycles of dependent global loads: NOTES v16).
 template <int BN>
 struct BwdTileRec {
+  int t;
+  int have;
   BwdTile<BN> tile;
   BwdCursor cur;
-  int have;
 };
 
 // Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
@@ -136,7 +138,7 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
 constexpr int kTraceCtas = DISTCA_BWD_TRACE_CTAS, kTraceEvents = DISTCA_BWD_TRACE_EVENTS;
 enum BwdTraceEvent {
   kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
-  kTrStoreReady, kTrRecBegin, kTrRecWait, kTrRecTile, kTrRecSeek,
+  kTrStoreReady, kTrRecBegin, kTrRecWait,
   // producer
   kTrPKvWait = 16, kTrPKvIssue
 };
@@ -239,7 +241,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   const uint32_t bar_kv_empty = smem_addr(bars + 1);
   auto bar_full = [&](int s) { return smem_addr(bars + 2 + s); };
   auto bar_empty = [&](int s) { return smem_addr(bars + 2 + S + s); };
-  volatile int* tile_slot = reinterpret_cast<volatile int*>(bars + 2 + 2 * S);  // the key tile of the K/V buffer
+  // warp 0's lane 0, once it has written the next key tile into tile_slot (phase j: tile j): the
+  // consumers take it before the previous tile's dK/dV stores
+  const uint32_t bar_tile = smem_addr(bars + 2 + 2 * S);
+  BwdTileRec<BN>* tile_slot = reinterpret_cast<BwdTileRec<BN>*>(bars + 16);  // the 128 bytes after the mbarriers
+  static_assert(sizeof(BwdTileRec<BN>) <= 128, "the tile hand-over fits in 128 bytes");
   // section 8 (dq_claims): warp 0 hands each key tile after the first (blockIdx.x) to warps 1 and 2
   // through a two-entry ring (kslot, with a "written" and a "read" barrier per entry); each of them
   // walks the tile's query tiles as warp 0 does, and for those of one stage (warp 1 stage 0, warp 2
@@ -255,12 +261,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // every consumer thread, once past phase A of a step of stage s (its last read of V in the step):
   // where that step is a key tile's last, the next tile's V may load while phases B and C run
   auto bar_adone = [&](int s) { return smem_addr(bars + 8 + 2 * S + s); };
-  // warp 0's lane 0, once it has written the next key tile's number into tile_slot and its records
-  // into tile_rec (phase j: tile j): the consumers take them before the previous tile's stores
-  const uint32_t bar_tile = smem_addr(bars + 8 + 3 * S);
-  BwdTileRec<BN>* tile_rec = reinterpret_cast<BwdTileRec<BN>*>(bars + 16);  // written before bar_tile's arrive
-  static_assert(sizeof(BwdTileRec<BN>) <= 128, "the tile records fit in 128 bytes");
-  static_assert(9 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
+  static_assert(8 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
   const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
@@ -282,8 +283,8 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   }
   __syncthreads();
 
-  // The j-th key tile of this CTA is in tile_slot (-1 after the last) once bar_tile completes its
-  // phase j, its K and V once bar_kv completes phase j; the it-th query tile overall uses stage
+  // The j-th key tile of this CTA is in tile_slot (t = -1 after the last) once bar_tile completes
+  // its phase j, its K and V once bar_kv completes phase j; the it-th query tile overall uses stage
   // it % S. Phases count on across key tiles.
   if (tid < 128) {
     // ---- producer
@@ -301,7 +302,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         if (t >= tiles) {
           if (j >= 1) mbar_wait(bar_kv_empty, (j - 1) & 1);
           if (lane == 0) {
-            tile_slot[0] = -1;
+            tile_slot->t = -1;
             mbar_arrive(bar_tile);
             mbar_arrive(bar_kv);  // released by the arrive: the consumers stop
           }
@@ -319,20 +320,20 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         const BwdTile<BN> tile(p, t);
         const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
-          tile_slot[0] = t;
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h)
             tma_load_3d(smem_addr(sV + h * BN * 64), P.tmap_v, bar_kv, h * 64, head_kv, tile.kb0);
         }
-        // the walk's first position, and the records for the consumers (before K, which waits for
-        // them to be done with the previous tile)
+        // the walk's first position, and the tile for the consumers (before K, which waits for them
+        // to be done with the previous tile)
         BwdCursor cur = tile.start();
         bool have = tile.template seek<BM>(cur);
         if (lane == 0) {
-          tile_rec->tile = tile;
-          tile_rec->cur = cur;
-          tile_rec->have = have;
+          tile_slot->t = t;
+          tile_slot->have = have;
+          tile_slot->tile = tile;
+          tile_slot->cur = cur;
           mbar_arrive(bar_tile);  // (phase j + 1 cannot complete before the consumers have seen phase j)
         }
         DISTCA_TRACE_P(tr.rec(kTrPKvWait));
@@ -457,23 +458,21 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   BwdTrace<> tr;
 #endif
   int it = 0;
-  // A key tile's records and first query tile (tile_rec: the producer's, which the consumers'
-  // own reads would take ~2,000 cycles of dependent global loads to find) are taken as soon as the
-  // producer has published them, before the previous tile's dK/dV stores (NOTES v16)
+  // A key tile (tile_slot: the producer's records and first query tile) is taken as soon as the
+  // producer has published it, before the previous tile's dK/dV stores (NOTES v16)
   BwdTile<BN> tile;
   BwdCursor cur;
   bool have = false;
-  mbar_wait(bar_tile, 0);
-  int t = tile_slot[0];
-  auto read_tile = [&] {
-    if (t < 0) return;  // (no records past the last tile)
-    tile = tile_rec->tile;
-    DISTCA_TRACE(asm volatile("" ::"r"(tile.kb0), "r"(tile.seg.slice_count)); tr.rec(kTrRecTile));
-    cur = tile_rec->cur;
-    have = tile_rec->have != 0;
-    DISTCA_TRACE(tr.rec(kTrRecSeek, have ? 1 : 0));
+  int t;
+  auto take_tile = [&] {
+    t = tile_slot->t;
+    if (t < 0) return;  // (nothing past the last tile)
+    tile = tile_slot->tile;
+    cur = tile_slot->cur;
+    have = tile_slot->have != 0;
   };
-  read_tile();
+  mbar_wait(bar_tile, 0);
+  take_tile();
   for (int j = 0;; ++j) {
     DISTCA_TRACE(tr.rec(kTrTileWait));
     if (t < 0) break;
@@ -542,10 +541,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
     DISTCA_TRACE(tr.rec(kTrRecBegin));
-    mbar_wait(bar_tile, (j + 1) & 1);  // the next tile's records
+    mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
     DISTCA_TRACE(tr.rec(kTrRecWait));
-    t = tile_slot[0];
-    read_tile();
+    take_tile();
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
     if (elected) bulk_wait_read<0>();
     warpgroup_sync(wg);
