@@ -6,6 +6,7 @@ rebatching ratio, which compares cases, use bench.py (it interleaves the cases).
 hold the same ABI.
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
+       [--passes fwd,bwd]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), so that one image can be compared with itself.
 """
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seqs", default="512,2048,16384")
+    ap.add_argument("--passes", default="fwd,bwd", help="which passes to time (fwd, bwd or both)")
     args = ap.parse_args()
     torch.manual_seed(0)
     ka, kb = image(args.a), image(args.b)
@@ -53,7 +55,7 @@ def main():
             xa = Ours(ka, seg_lens, slices, h, h, 128)
             xb = Ours(kb, seg_lens, slices, h, h, 128)
             xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
-            for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
+            for pas, mult in ((x, m) for x, m in (("fwd", 1.0), ("bwd", 2.5)) if x in args.passes.split(",")):
                 ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)
                 fa, fb = tflops(fl * mult, ta), tflops(fl * mult, tb)
                 print(f"  round {rnd} {name:14s} {pas}: A {fa:6.1f}  B {fb:6.1f}  B/A {fb / fa:5.3f}")

@@ -1,7 +1,9 @@
-"""Where the warp-specialized backward's consumers spend their time, from the timing probes of a build
-with -DDISTCA_BWD_TRACE (bwd_ws_sm90.cuh: consumer thread 0 of each CTA records the SM clock at its
-waits and steps). For each workload, one traced backward after warm-up, summed over the CTAs:
+"""Where the warp-specialized kernels' consumers spend their time, from the timing probes of a build
+with -DDISTCA_TRACE_PROBES (native/src/trace.cuh: consumer thread 0 of each CTA, and the producer's
+recording thread, write the SM clock at their waits and steps). For each workload, one traced pass
+after warm-up, summed over the CTAs.
 
+--pass bwd (bwd_ws_sm90.cuh):
   steps          query-tile steps by kind (full: no mask; masked; upper: the key tile's upper 64 keys
                  hidden, bwd_upper_hidden) with their mean cycles from the stage's full barrier to the
                  step's end
@@ -19,8 +21,19 @@ waits and steps). For each workload, one traced backward after warm-up, summed o
                  the producer reached its wait for the K/V buffer, issued the next tile's K, the
                  consumers' dK/dV stores ended and the next K and V landed
 
+--pass fwd (fwd_ws_sm90.cuh):
+  steps          key blocks by kind (full: no mask; masked) with their mean cycles from the stage's
+                 full barrier to the block's end
+  block waits    cycles waiting for a stage after a query tile's first block
+  tile start     cycles from the end of a query tile's epilogue to its successor's first block: the Q
+                 barrier, then the first K/V stage
+  epilogue       cycles from a query tile's last block to the end of its O and LSE stores
+  first K/V      (with the producer's probes) when the producer issued a tile's first K/V stage and
+                 how long before the consumers asked for it
+
 Build the image: OUTPUT=native/build/var/trace.fatbin GENCODE="-gencode=arch=compute_90a,code=sm_90a"
-native/build.sh -DDISTCA_BWD_TRACE.  Usage: python3 native/bench/trace.py --fatbin F [--seqs 512,16384]
+native/build.sh -DDISTCA_TRACE_PROBES.
+Usage: python3 native/bench/trace.py --fatbin F [--pass fwd|bwd|both] [--seqs 512,16384]
 """
 import argparse
 import ctypes
@@ -39,12 +52,16 @@ EVENTS = 16384  # kTraceEvents
 TILE_WAIT, TILE_READY, FULL_WAIT, FULL_READY, STEP_END, TILE_END, EXIT, KV_READY, STORE_READY = range(1, 10)
 REC_BEGIN, REC_WAIT = 10, 11
 P_KV_WAIT, P_KV_ISSUE = 16, 17
+# the forward's (FwdTraceEvent)
+F_Q_WAIT, F_Q_READY, F_FULL_WAIT, F_FULL_READY, F_STEP_END, F_EPI_END, F_EXIT, F_SETUP_END, F_EPI_STAGED, \
+    F_EPI_STORED = range(32, 42)
+F_P_Q_WAIT, F_P_Q_ISSUE, F_P_KV_WAIT, F_P_KV_ISSUE = range(48, 52)
 KINDS = ("full", "masked", "upper")
 
 
 def read_trace(kern, ctas, which=""):
-    lens_ptr = driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}_len")
-    trace_ptr = driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}")
+    lens_ptr = driver.moduleGetGlobal(kern.module, f"distca_trace{which}_len")
+    trace_ptr = driver.moduleGetGlobal(kern.module, f"distca_trace{which}")
     lens = (ctypes.c_int * ctas)()
     runtime.memcpy(ctypes.addressof(lens), lens_ptr, 4 * ctas, runtime.memcpyDeviceToHost)
     out = []
@@ -59,7 +76,7 @@ def read_trace(kern, ctas, which=""):
 
 def clear_trace(kern, ctas):
     for which in ("", "_p"):
-        runtime.memset(driver.moduleGetGlobal(kern.module, f"distca_bwd_trace{which}_len"), 0, 4 * ctas)
+        runtime.memset(driver.moduleGetGlobal(kern.module, f"distca_trace{which}_len"), 0, 4 * ctas)
 
 
 def transitions(consumer, producer):
@@ -168,9 +185,82 @@ def summarize(name, events_per_cta):
     print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
 
 
+def summarize_fwd(name, consumer, producer):
+    steps = defaultdict(lambda: [0, 0])  # masked -> [count, cycles]
+    waits = n_waits = start = q_wait = first_kv = epi = span = setup = staged = stored = 0
+    tiles = truncated = 0
+    lead = latency = n_lead = 0
+    for ev, pev in zip(consumer, producer):
+        if not ev:
+            continue
+        if len(ev) >= EVENTS:
+            truncated += 1
+        span += ev[-1][2] - ev[0][2]
+        prev_end = ev[0][2]
+        b = 0
+        ready = last_step = wait_start = None
+        first_asks = []  # the clock at which the consumers waited for each tile's first block
+        for kind, arg, t in ev:
+            if kind == F_Q_WAIT:
+                q_start = t
+            elif kind == F_Q_READY:
+                q_wait += t - q_start
+                q_ready = t
+                b = 0
+            elif kind == F_FULL_WAIT:
+                wait_start = t
+                if b == 0:
+                    first_asks.append(t)
+            elif kind == F_FULL_READY:
+                if b == 0:
+                    tiles += 1
+                    start += t - prev_end
+                    first_kv += t - wait_start
+                else:
+                    waits += t - wait_start
+                    n_waits += 1
+                ready = t
+            elif kind == F_STEP_END:
+                steps[arg][0] += 1
+                steps[arg][1] += t - ready
+                last_step = t
+                b += 1
+            elif kind == F_SETUP_END:
+                setup += t - q_ready
+            elif kind == F_EPI_STAGED:
+                staged += t - last_step
+            elif kind == F_EPI_STORED:
+                stored += t - last_step
+            elif kind == F_EPI_END:
+                epi += t - last_step
+                prev_end = t
+        issues = [t for kind, arg, t in pev if kind == F_P_KV_ISSUE and arg == 0]
+        for ask, issued in zip(first_asks, issues):
+            lead += ask - issued
+            n_lead += 1
+    n_steps = sum(c for c, _ in steps.values())
+    print(f"\n{name}: {len([e for e in consumer if e])} CTAs, {tiles} query tiles, {n_steps} key blocks"
+          + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
+    for k in sorted(steps):
+        c, cy = steps[k]
+        print(f"  blocks {('full', 'masked')[k]:>6}: {c:7d}  mean {cy / c:8.0f} cycles  ({cy / span:6.1%} of the CTAs' spans)")
+    print(f"  block waits      : mean {waits / max(1, n_waits):8.0f} cycles per later block  ({waits / span:6.1%})")
+    print(f"  tile start       : mean {start / max(1, tiles):8.0f} cycles per query tile  ({start / span:6.1%}),"
+          f" of which the Q barrier {q_wait / max(1, tiles):.0f}, the tile's set-up {setup / max(1, tiles):.0f}"
+          f" and the first K/V stage {first_kv / max(1, tiles):.0f}")
+    print(f"  epilogue         : mean {epi / max(1, tiles):8.0f} cycles per query tile  ({epi / span:6.1%}),"
+          f" O staged in shared memory after {staged / max(1, tiles):.0f}"
+          + (f", stored after {stored / max(1, tiles):.0f}" if stored else ""))
+    if n_lead:
+        print(f"  first K/V        : issued {lead / n_lead:.0f} cycles before the consumers asked for it")
+    rest = span - sum(cy for _, cy in steps.values()) - waits - start - epi
+    print(f"  span             : {span / max(1, len(consumer)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fatbin", required=True, help="an image built with -DDISTCA_BWD_TRACE")
+    ap.add_argument("--fatbin", required=True, help="an image built with -DDISTCA_TRACE_PROBES")
+    ap.add_argument("--pass", dest="pas", default="both", choices=("fwd", "bwd", "both"))
     ap.add_argument("--seqs", default="512,16384", help="uniform causal d128 shapes (b*s = 16K) to trace too")
     args = ap.parse_args()
     kern = Kernels(args.fatbin)
@@ -181,16 +271,22 @@ def main():
         b = max(1, 16384 // s)
         cases.append((f"causal {s}", Ours(kern, [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], h, h, hd)))
     print(f"trace.py: GPU {torch.cuda.get_device_name()}, {ctas} CTAs, fatbin {args.fatbin}")
-    for name, w in cases:
-        for _ in range(3):
-            w.bwd()
-        torch.cuda.synchronize()
-        clear_trace(kern, ctas)
-        w.bwd()
-        torch.cuda.synchronize()
-        consumer = read_trace(kern, ctas)
-        summarize(name, consumer)
-        transitions(consumer, read_trace(kern, ctas, "_p"))
+    for pas in (("fwd", "bwd") if args.pas == "both" else (args.pas,)):
+        print(f"\n=== {pas} ===")
+        for name, w in cases:
+            run = getattr(w, pas)
+            for _ in range(3):
+                run()
+            torch.cuda.synchronize()
+            clear_trace(kern, ctas)
+            run()
+            torch.cuda.synchronize()
+            consumer, producer = read_trace(kern, ctas), read_trace(kern, ctas, "_p")
+            if pas == "fwd":
+                summarize_fwd(name, consumer, producer)
+            else:
+                summarize(name, consumer)
+                transitions(consumer, producer)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@
 // dK/dV stores, while the Q/dO stage ring runs on across tiles, so the next tile's first query
 // tiles are already loaded.
 // native/bench/trace.py times the consumers' steps and key-tile changes in a build with
-// -DDISTCA_BWD_TRACE (NOTES v15).
+// -DDISTCA_TRACE_PROBES (trace.cuh; NOTES v15).
 //
 // dQ leaves through TMA reduce-adds (cp.reduce.async.bulk.tensor ... add) from shared memory into
 // the fp32 workspace instead of per-element atomics from the consumers (which cost ~30% of the
@@ -32,17 +32,8 @@
 
 #include "bwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
+#include "trace.cuh"
 
-#ifdef DISTCA_BWD_TRACE
-// (unmangled, for cuModuleGetGlobal: see BwdTrace below)
-#define DISTCA_BWD_TRACE_CTAS 512
-#define DISTCA_BWD_TRACE_EVENTS 16384
-extern "C" __device__ unsigned long long distca_bwd_trace[DISTCA_BWD_TRACE_CTAS * DISTCA_BWD_TRACE_EVENTS];
-extern "C" __device__ int distca_bwd_trace_len[DISTCA_BWD_TRACE_CTAS];
-// the producer's (warp 0 lane 0) events, the same way
-extern "C" __device__ unsigned long long distca_bwd_trace_p[DISTCA_BWD_TRACE_CTAS * DISTCA_BWD_TRACE_EVENTS];
-extern "C" __device__ int distca_bwd_trace_p_len[DISTCA_BWD_TRACE_CTAS];
-#endif
 
 namespace distca {
 namespace sm90 {
@@ -131,44 +122,14 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
   }
 }
 
-#ifdef DISTCA_BWD_TRACE
-// Timing probes for native/bench/trace.py, in a build with -DDISTCA_BWD_TRACE only: consumer thread 0
-// of each CTA records the SM clock (48 bits) with an event kind and argument (8 bits each) at its
-// waits and steps, up to kTraceEvents per CTA.
-constexpr int kTraceCtas = DISTCA_BWD_TRACE_CTAS, kTraceEvents = DISTCA_BWD_TRACE_EVENTS;
+#ifdef DISTCA_TRACE_PROBES
+// The backward's trace events (trace.cuh; trace.py --pass bwd)
 enum BwdTraceEvent {
   kTrTileWait = 1, kTrTileReady, kTrFullWait, kTrFullReady, kTrStepEnd, kTrTileEnd, kTrExit, kTrKvReady,
   kTrStoreReady, kTrRecBegin, kTrRecWait,
   // producer
   kTrPKvWait = 16, kTrPKvIssue
 };
-template <bool kProducer = false>
-struct BwdTrace {
-  int n = 0;
-  __device__ __forceinline__ void rec(int kind, int arg = 0) {
-    unsigned long long* buf = kProducer ? distca_bwd_trace_p : distca_bwd_trace;
-    if (n < kTraceEvents && blockIdx.x < kTraceCtas)
-      buf[blockIdx.x * kTraceEvents + n++] = (clock64() & 0xFFFFFFFFFFFFull) | ((unsigned long long)(arg & 0xFF) << 48) |
-                                             ((unsigned long long)kind << 56);
-  }
-  __device__ __forceinline__ void done() {
-    if (blockIdx.x < kTraceCtas) (kProducer ? distca_bwd_trace_p_len : distca_bwd_trace_len)[blockIdx.x] = n;
-  }
-};
-// a consumer event (thread 0) and a producer event (warp 0's lane 0)
-#define DISTCA_TRACE_IF(cond, ...) \
-  do {                             \
-    if (cond) {                    \
-      __VA_ARGS__;                 \
-    }                              \
-  } while (0)
-#define DISTCA_TRACE(...) DISTCA_TRACE_IF(ctid == 0, __VA_ARGS__)
-#define DISTCA_TRACE_P(...) DISTCA_TRACE_IF(lane == 0, __VA_ARGS__)
-#else
-#define DISTCA_TRACE(...) \
-  do {                    \
-  } while (0)
-#define DISTCA_TRACE_P(...) DISTCA_TRACE(__VA_ARGS__)
 #endif
 
 // mbarrier.expect_tx without the arrive: the producer's lanes arrive after their LSE/D stores.
@@ -292,8 +253,8 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     if (tid < 32) {
       const int lane = tid;
       int* counter = reinterpret_cast<int*>(P.tile_counter);
-#ifdef DISTCA_BWD_TRACE
-      BwdTrace<true> tr;
+#ifdef DISTCA_TRACE_PROBES
+      Trace<true> tr;
 #endif
       int it = 0;
       int t = blockIdx.x;
@@ -454,8 +415,8 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   auto consumers_sync = [] { asm volatile("bar.sync 1, 256;\n" ::: "memory"); };
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
-#ifdef DISTCA_BWD_TRACE
-  BwdTrace<> tr;
+#ifdef DISTCA_TRACE_PROBES
+  Trace<> tr;
 #endif
   int it = 0;
   // A key tile (tile_slot: the producer's records and first query tile) is taken as soon as the

@@ -26,6 +26,7 @@
 #pragma once
 
 #include "fwd_sm90.cuh"
+#include "trace.cuh"
 
 namespace distca {
 namespace sm90 {
@@ -94,17 +95,21 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
 // warp sends its own 16 rows out as 16-byte stores of whole row segments (8 threads write 128
 // contiguous bytes). The fragments stored straight from registers, 4 bytes per row and thread,
 // cost the forward 4% on rebatched shards and 30% at causal 512 (NOTES v12). `stage` must hold no
-// operand of a GEMM in flight.
-template <typename T, int D, int BM>
+// operand of a GEMM in flight. `staged()` runs between the two halves (a trace probe).
+struct NoMark {
+  __device__ __forceinline__ void operator()() const {}
+};
+template <typename T, int D, int BM, typename Mark = NoMark>
 __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
                                                     const float (&row_sum)[2], float scale, int wg, int wrow,
                                                     int quad, int rows, T* gO, long long q_stride, float* gLse,
-                                                    T* stage, int wtid) {
+                                                    T* stage, int wtid, Mark staged = Mark()) {
   fwd_finish<T, D>(acc_o, row_max, row_sum, scale, wg, wrow, quad, rows, gLse, [&](int r, int c, uint32_t bits) {
     *reinterpret_cast<uint32_t*>(stage + sw128<BM>(r, c)) = bits;
   });
   // a warp's fragments are its own 16 rows: it reads back what it wrote
   __syncwarp();
+  staged();
   constexpr int CH = D / 8;  // 16-byte chunks per row
   const int lane = wtid & 31, r0 = wg * 64 + (wtid >> 5) * 16;
 #pragma unroll
@@ -113,6 +118,16 @@ __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 *
     if (r < rows) *reinterpret_cast<uint4*>(gO + r * q_stride + c) = *reinterpret_cast<const uint4*>(stage + sw128<BM>(r, c));
   }
 }
+
+#ifdef DISTCA_TRACE_PROBES
+// The forward's trace events (trace.cuh; trace.py --pass fwd), numbered apart from the backward's
+enum FwdTraceEvent {
+  kFtQWait = 32, kFtQReady, kFtFullWait, kFtFullReady, kFtStepEnd /* arg 1: masked block */, kFtEpiEnd, kFtExit,
+  kFtSetupEnd, kFtEpiStaged, kFtEpiStored,
+  // producer
+  kFtPQWait = 48, kFtPQIssue /* arg: the tile's key blocks (at most 255) */, kFtPKvWait, kFtPKvIssue /* arg: block */
+};
+#endif
 
 // The persistent kernels' next tile after tile t (distca_attn.h section 7): from the tile counter
 // in work-list order, or t + gridDim.x where there is none.
@@ -167,11 +182,16 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
     if (tid == 0) {
       constexpr uint32_t kTileBytes = BN * D * 2;
+#ifdef DISTCA_TRACE_PROBES
+      const int lane = tid;
+      Trace<true> tr;
+#endif
       int* counter = reinterpret_cast<int*>(P.tile_counter);
       int it = 0;
       int t = blockIdx.x;
       for (int j = 0;; ++j) {
         const int qb = j & 1;
+        DISTCA_TRACE_P(tr.rec(kFtPQWait));
         if (j >= 2) mbar_wait(bar_q_empty(qb), ((j >> 1) - 1) & 1);
         if (t >= tiles) {
           tile_slot[qb].head = -1;
@@ -192,8 +212,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           for (int h = 0; h < D / 64; ++h)
             tma_load_3d(smem_addr(sQ + qb * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_q_full(qb), h * 64, tile.head,
                         q_row);
+          DISTCA_TRACE_P(tr.rec(kFtPQIssue, min(n_blocks, 255)));
           for (int b = 0; b < n_blocks; ++b, ++it) {
             const int s = it % Cfg::kStages;
+            DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
             if (it >= Cfg::kStages) mbar_wait(bar_empty(s), ((it / Cfg::kStages) - 1) & 1);
             mbar_expect_tx(bar_full(s), 2 * kTileBytes);
             const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
@@ -204,10 +226,12 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
               tma_load_3d(smem_addr(sV + s * Cfg::kSmemKV + h * BN * 64), P.tmap_v, bar_full(s), h * 64, tile.head_kv,
                           k_row);
             }
+            DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
           }
         }
         t = next_tile(counter, t);
       }
+      DISTCA_TRACE_P(tr.done());
     }
     return;
   }
@@ -220,9 +244,14 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   int it = 0;
+#ifdef DISTCA_TRACE_PROBES
+  Trace<> tr;
+#endif
   for (int j = 0;; ++j) {
     const int qb = j & 1;
+    DISTCA_TRACE(tr.rec(kFtQWait));
     mbar_wait(bar_q_full(qb), (j >> 1) & 1);
+    DISTCA_TRACE(tr.rec(kFtQReady));
     const FwdTileRef ref = tile_slot[qb];  // the producer's copy: no global loads on this path
     if (ref.head < 0) break;
     const FwdTile<T, D, BM> tile(p, ref);
@@ -241,22 +270,34 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
     const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
     const long long tile_min_limit = (long long)m0 + sl.diagonal;
+    DISTCA_TRACE(tr.rec(kFtSetupEnd));
     for (int b = 0; b < n_blocks; ++b, ++it) {
       const int s = it % Cfg::kStages;
+      DISTCA_TRACE(tr.rec(kFtFullWait));
       mbar_wait(bar_full(s), (it / Cfg::kStages) & 1);
+      DISTCA_TRACE(tr.rec(kFtFullReady));
       fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, smem_addr(sK + s * Cfg::kSmemKV),
                               smem_addr(sV + s * Cfg::kSmemKV), wg, quad, (n_blocks - 1 - b) * BN, sl, row_limit0,
                               tile_min_limit, scale_log2);
+      DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1 - b) * BN, BN, tile_min_limit)));
       mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
     }
     // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
     // other warpgroup's read only its rows), which the producer may refill once the reads are done
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
     fwd_epilogue_staged<T, D, BM>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride,
-                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127);
+                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127
+#ifdef DISTCA_TRACE_PROBES
+                                  ,
+                                  [&] { DISTCA_TRACE(tr.rec(kFtEpiStaged)); }
+#endif
+    );
+    DISTCA_TRACE(tr.rec(kFtEpiStored));
     fence_proxy_async();            // the next TMA load into the buffer comes after these generic accesses
     mbar_arrive(bar_q_empty(qb));  // done with this Q buffer
+    DISTCA_TRACE(tr.rec(kFtEpiEnd));
   }
+  DISTCA_TRACE(tr.rec(kFtExit); tr.done());
 #else
   __trap();
 #endif
