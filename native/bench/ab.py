@@ -1,12 +1,12 @@
 """A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
 rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
-d128 causal shapes (b*s = 16K tokens, h*d = 2048), forward and backward. Prints each image's
-TFLOP/s and B/A per case. Only the two images of one case are interleaved: for the fused/long
+causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 with --hd 64), forward and
+backward. Prints each image's TFLOP/s and B/A per case. Only the two images of one case are interleaved: for the fused/long
 rebatching ratio, which compares cases, use bench.py (it interleaves the cases). Both images must
 hold the same ABI.
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
-       [--passes fwd,bwd]
+       [--passes fwd,bwd] [--hd 64|128]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), so that one image can be compared with itself.
 """
@@ -21,12 +21,12 @@ from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
-def cases(seqs):
-    h, hd = 16, 128
+def cases(seqs, hd):
+    h = 2048 // hd
     out = [(name, seg_lens, slices, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
     for s in seqs:
         b = max(1, 16384 // s)
-        out.append((f"causal {s}", [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], 2048 // hd))
+        out.append((f"causal {s}", [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], h))
     return out
 
 
@@ -45,15 +45,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seqs", default="512,2048,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="which passes to time (fwd, bwd or both)")
+    ap.add_argument("--hd", type=int, default=128, choices=(64, 128), help="head dim (heads: 2048 / hd)")
     args = ap.parse_args()
     torch.manual_seed(0)
     ka, kb = image(args.a), image(args.b)
     print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")]):
-            fl = forward_flops(slices, h, 128)
-            xa = Ours(ka, seg_lens, slices, h, h, 128)
-            xb = Ours(kb, seg_lens, slices, h, h, 128)
+        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")], args.hd):
+            fl = forward_flops(slices, h, args.hd)
+            xa = Ours(ka, seg_lens, slices, h, h, args.hd)
+            xb = Ours(kb, seg_lens, slices, h, h, args.hd)
             xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
             for pas, mult in ((x, m) for x, m in (("fwd", 1.0), ("bwd", 2.5)) if x in args.passes.split(",")):
                 ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)
