@@ -1,9 +1,9 @@
 """A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
 rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
 causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 with --hd 64), forward and
-backward. Prints each image's TFLOP/s and B/A per case. Only the two images of one case are interleaved: for the fused/long
-rebatching ratio, which compares cases, use bench.py (it interleaves the cases). Both images must
-hold the same ABI.
+backward. Prints each image's TFLOP/s and B/A per case. Only the two images of one case are
+interleaved: for the fused/long rebatching ratio, which compares cases, use bench.py (it
+interleaves the cases). Both images must hold the same ABI.
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
        [--passes fwd,bwd] [--hd 64|128]

@@ -115,6 +115,18 @@ def transitions(consumer, producer):
             print(f"    {k:22s} {v / n:8.0f}")
 
 
+def print_steps(name, events_per_cta, tiles, tile_word, step_word, labels, steps, span, truncated):
+    """The header line and one line per step kind (labels[kind]: count, mean cycles, share of the
+    CTAs' spans); returns the steps' cycles."""
+    n_steps = sum(c for c, _ in steps.values())
+    print(f"\n{name}: {len([e for e in events_per_cta if e])} CTAs, {tiles} {tile_word}, {n_steps} {step_word}"
+          + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
+    for k in sorted(steps):
+        c, cy = steps[k]
+        print(f"  {step_word} {labels[k]:>6}: {c:7d}  mean {cy / c:8.0f} cycles  ({cy / span:6.1%} of the CTAs' spans)")
+    return sum(cy for _, cy in steps.values())
+
+
 def summarize(name, events_per_cta):
     steps = defaultdict(lambda: [0, 0])  # kind -> [count, cycles]
     waits = tile_start = tile_end = span = kv_wait = store_wait = 0
@@ -167,12 +179,7 @@ def summarize(name, events_per_cta):
                 handover += t - t_begin
                 n_handover += 1
                 t_begin = None
-    step_cycles = sum(cy for _, cy in steps.values())
-    print(f"\n{name}: {len([e for e in events_per_cta if e])} CTAs, {tiles} key tiles, {n_steps} steps"
-          + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
-    for k in sorted(steps):
-        c, cy = steps[k]
-        print(f"  steps {KINDS[k]:>6}: {c:7d}  mean {cy / c:8.0f} cycles  ({cy / span:6.1%} of the CTAs' spans)")
+    step_cycles = print_steps(name, events_per_cta, tiles, "key tiles", "steps", KINDS, steps, span, truncated)
     print(f"  full waits       : mean {waits / max(1, n_steps):8.0f} cycles per step  ({waits / span:6.1%})")
     print(f"  tile start       : mean {tile_start / max(1, tiles):8.0f} cycles per key tile  ({tile_start / span:6.1%}),"
           f" of which waiting for K/V {kv_wait / max(1, tiles):.0f}")
@@ -189,7 +196,7 @@ def summarize_fwd(name, consumer, producer):
     steps = defaultdict(lambda: [0, 0])  # masked -> [count, cycles]
     waits = n_waits = start = q_wait = first_kv = epi = span = setup = staged = stored = 0
     tiles = truncated = 0
-    lead = latency = n_lead = 0
+    lead = n_lead = 0
     for ev, pev in zip(consumer, producer):
         if not ev:
             continue
@@ -238,22 +245,17 @@ def summarize_fwd(name, consumer, producer):
         for ask, issued in zip(first_asks, issues):
             lead += ask - issued
             n_lead += 1
-    n_steps = sum(c for c, _ in steps.values())
-    print(f"\n{name}: {len([e for e in consumer if e])} CTAs, {tiles} query tiles, {n_steps} key blocks"
-          + (f" ({truncated} CTAs' traces truncated)" if truncated else ""))
-    for k in sorted(steps):
-        c, cy = steps[k]
-        print(f"  blocks {('full', 'masked')[k]:>6}: {c:7d}  mean {cy / c:8.0f} cycles  ({cy / span:6.1%} of the CTAs' spans)")
+    step_cycles = print_steps(name, consumer, tiles, "query tiles", "blocks", ("full", "masked"), steps, span,
+                              truncated)
     print(f"  block waits      : mean {waits / max(1, n_waits):8.0f} cycles per later block  ({waits / span:6.1%})")
     print(f"  tile start       : mean {start / max(1, tiles):8.0f} cycles per query tile  ({start / span:6.1%}),"
           f" of which the Q barrier {q_wait / max(1, tiles):.0f}, the tile's set-up {setup / max(1, tiles):.0f}"
           f" and the first K/V stage {first_kv / max(1, tiles):.0f}")
     print(f"  epilogue         : mean {epi / max(1, tiles):8.0f} cycles per query tile  ({epi / span:6.1%}),"
-          f" O staged in shared memory after {staged / max(1, tiles):.0f}"
-          + (f", stored after {stored / max(1, tiles):.0f}" if stored else ""))
+          f" O staged in shared memory after {staged / max(1, tiles):.0f}, stored after {stored / max(1, tiles):.0f}")
     if n_lead:
         print(f"  first K/V        : issued {lead / n_lead:.0f} cycles before the consumers asked for it")
-    rest = span - sum(cy for _, cy in steps.values()) - waits - start - epi
+    rest = span - step_cycles - waits - start - epi
     print(f"  span             : {span / max(1, len(consumer)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
 
 

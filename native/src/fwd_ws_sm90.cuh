@@ -159,17 +159,18 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   auto bar_q_empty = [&](int b) { return smem_addr(bars + 2 + b); };
   auto bar_full = [&](int s) { return smem_addr(bars + 4 + s); };
   auto bar_empty = [&](int s) { return smem_addr(bars + 4 + Cfg::kStages + s); };
-  // after the two tile slots (80 bytes): the claim slot (the scheduler warp's next tile: 48 bytes)
-  // and its two mbarriers
+  // after the two tile slots: the claim slot (the scheduler's next tile; padded to whole mbarrier
+  // words) and its two mbarriers
   struct Claim {
     FwdTileRef ref;
     int t, pad;
   };
-  Claim* claim_slot = reinterpret_cast<Claim*>(bars + 4 + 2 * Cfg::kStages + 10);
-  const uint32_t bar_claim_req = smem_addr(bars + 4 + 2 * Cfg::kStages + 16);
-  const uint32_t bar_claim_done = smem_addr(bars + 4 + 2 * Cfg::kStages + 17);
-  static_assert(sizeof(FwdTileRef) == 40 && sizeof(Claim) == 48 && (4 + 2 * Cfg::kStages + 18) * 8 <= 256,
-                "the mbarrier and slot area");
+  Claim* claim_slot = reinterpret_cast<Claim*>(tile_slot + 2);
+  uint64_t* claim_bars = reinterpret_cast<uint64_t*>(claim_slot + 1);
+  const uint32_t bar_claim_req = smem_addr(claim_bars), bar_claim_done = smem_addr(claim_bars + 1);
+  static_assert(sizeof(FwdTileRef) % 8 == 0 && sizeof(Claim) % 8 == 0 &&
+                    (4 + 2 * Cfg::kStages + 2) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 256,
+                "the mbarrier and slot area (kSmemBytes)");
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_q;
