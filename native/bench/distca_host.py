@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 1
+ABI_VERSION = 2
+# images this host can launch: version 1's forward parameter block ends before the O tensor map
+# (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512
+# (for ab.py against older images)
+ABI_VERSIONS = (1, 2)
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -141,7 +145,7 @@ class Kernels:
             host = ctypes.create_string_buffer(INFO.size)
             runtime.memcpy(ctypes.addressof(host), ptr, INFO.size, runtime.memcpyDeviceToHost)
             v = INFO.unpack(host.raw)
-            if v[0] != ABI_VERSION or v[1] != hd:
+            if v[0] not in ABI_VERSIONS or v[1] != hd:
                 raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
             self.info[hd] = Info(*v[1:16])
         if not self.info:
@@ -260,7 +264,7 @@ class Kernels:
             # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
             # that is 0 at launch
             params += struct.pack("<Q", self._zeroed_counter(stream)) + bytes(40)
-            params += _tensor_map(q) + _tensor_map(k) + _tensor_map(v)
+            params += _tensor_map(q) + _tensor_map(k) + _tensor_map(v) + _tensor_map(o)
             _launch(self.fn("fwd_ws", q.dtype, hd), self._persistent_grid(lay.num_fwd_work * hq), info.fwd_ws_threads,
                     info.fwd_ws_smem, params, stream)
             return

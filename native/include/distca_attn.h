@@ -122,10 +122,11 @@
  * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d<HD>, head_dim 64 and 128 in the sm_90a
  *    image) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
  *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys); a
- *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator. Its parameter
- *    block, distca_fwd_ws_params_t (512 bytes), is distca_fwd_params_t at offset 0, the tile
- *    counter at 80, zeros up to offset 128, then three CUtensorMap of 128 bytes: Q at 128, K at
- *    256, V at 384. The kernel is persistent: CTA b runs tile b (tile t = the t-th (work item,
+ *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator (and stores O
+ *    through it where that pays). Its parameter block, distca_fwd_ws_params_t (640 bytes; 512
+ *    before ABI version 2), is distca_fwd_params_t at offset 0, the tile counter at 80, zeros up
+ *    to offset 128, then four CUtensorMap of 128 bytes: Q at 128, K at 256, V at 384, O at 512
+ *    (O's map is Q's at O's address: O has Q's shape). The kernel is persistent: CTA b runs tile b (tile t = the t-th (work item,
  *    head) pair as in section 5), then, where tile_counter is the device address of an int32 that
  *    is 0 at launch (cuMemsetD32Async on the launch's stream), tile grid.x + atomicAdd(counter, 1),
  *    and so on until past the last: the longest-first order of the work list holds across the
@@ -133,8 +134,8 @@
  *    balances causal work badly: launch one CTA per tile then). Each tensor map is encoded
  *    by the host with cuTensorMapEncodeTiled from the tensor's device address and:
  *      data type   CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9) or _FLOAT16 (6), as DT
- *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q, heads_kv and total_k
- *                  for K and V (rows >= 1)
+ *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q and O, heads_kv and
+ *                  total_k for K and V (rows >= 1)
  *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128}; elementStrides {1, 1, 1}
  *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
@@ -167,7 +168,7 @@
 
 #include <stdint.h>
 
-#define DISTCA_ATTN_ABI_VERSION 1
+#define DISTCA_ATTN_ABI_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -265,7 +266,7 @@ typedef struct distca_attn_info_t {
   int32_t bwd_ws_smem_bytes;   /* 60: its dynamic shared memory */
 } distca_attn_info_t;
 
-/* Parameter block of distca_attn_fwd_ws_* (section 7). 512 bytes, 64-byte aligned. */
+/* Parameter block of distca_attn_fwd_ws_* (section 7). 640 bytes, 64-byte aligned. */
 #if defined(__cplusplus)
 #define DISTCA_ALIGN64 alignas(64)
 #elif __STDC_VERSION__ >= 201112L
@@ -280,6 +281,7 @@ typedef struct distca_fwd_ws_params_t {
   uint64_t tmap_q[16];                     /* 128: CUtensorMap of Q */
   uint64_t tmap_k[16];                     /* 256: CUtensorMap of K */
   uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
+  uint64_t tmap_o[16];                     /* 512: CUtensorMap of O (as Q's, at O's address) */
 } distca_fwd_ws_params_t;
 
 /* Parameter block of distca_attn_bwd_ws_* (section 7). 896 bytes, 64-byte aligned. */
@@ -306,11 +308,12 @@ static_assert(sizeof(distca_fwd_params_t) == 80, "distca_fwd_params_t size");
 static_assert(offsetof(distca_fwd_params_t, work) == 48, "fwd.work");
 static_assert(offsetof(distca_fwd_params_t, total_q) == 56, "fwd.total_q");
 static_assert(offsetof(distca_fwd_params_t, scale) == 76, "fwd.scale");
-static_assert(sizeof(distca_fwd_ws_params_t) == 512 && alignof(distca_fwd_ws_params_t) == 64,
+static_assert(sizeof(distca_fwd_ws_params_t) == 640 && alignof(distca_fwd_ws_params_t) == 64,
               "distca_fwd_ws_params_t layout");
 static_assert(offsetof(distca_fwd_ws_params_t, tile_counter) == 80, "fwd_ws.tile_counter");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
+static_assert(offsetof(distca_fwd_ws_params_t, tmap_o) == 512, "fwd_ws.tmap_o");
 static_assert(offsetof(distca_bwd_ws_params_t, tile_counter) == 152, "bwd_ws.tile_counter");
 static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
                   offsetof(distca_bwd_ws_params_t, tmap_do) == 640 && offsetof(distca_bwd_ws_params_t, tmap_dq_accum) == 768,

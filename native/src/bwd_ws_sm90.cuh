@@ -72,16 +72,6 @@ __device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, uint32_t src
                "r"(src), "r"(c0), "r"(c1), "r"(c2)
                : "memory");
 }
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Waits until at most N bulk groups of this thread still read their shared-memory source.
-template <int N>
-__device__ __forceinline__ void bulk_wait_read() {
-  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
-template <int N>
-__device__ __forceinline__ void bulk_wait() {
-  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
-}
 // bwd_store_dkdv through shared memory: this warpgroup's 64 rows of dK (times the softmax scale)
 // and dV go to `stage` (64 x D each, 128-byte swizzle: conflict-free fragment stores), and each warp
 // sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte fragment stores

@@ -7,7 +7,8 @@
 //                    per key block, waits for the stage to be empty and issues the K and V loads
 //                    (two 64-column halves each, 128-byte swizzle: exactly the layout of sw128<ROWS>);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
-//                    records while the first waits for the tile's last stage
+//                    records while the first waits for the tile's last stage; a thread of its third
+//                    warp (the store thread) sends a long full tile's staged O out by TMA
 //   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile: wait for a stage to be full,
 //                    S = Q K^T, mask, online softmax, O += P V, then mark the stage empty
 //
@@ -20,10 +21,12 @@
 // K/V stage ring and the two Q buffers run on across tiles, so the producer loads the next tile's Q
 // and first key blocks while the consumers finish this one: the per-tile start-up (load latency,
 // CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
-// most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged).
+// most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged):
+// stored from there by the consumers, or, for full tiles of at least five key blocks at head_dim
+// 128, by a TMA store that the store thread issues (fwd_o_by_tma).
 //
-// The host encodes three tensor maps (Q, K, V as [rows][heads][D] bf16/fp16, boxes of 64 columns x
-// 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
+// The host encodes four tensor maps (Q, K, V, O as [rows][heads][D] bf16/fp16, boxes of 64 columns
+// x 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
 // parameter block after distca_fwd_params_t (distca_fwd_ws_params_t, distca_attn.h).
 #pragma once
 
@@ -79,6 +82,24 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint
       : "memory");
 }
 
+// A box of the tensor map (columns c0.., head c1, rows c2..) from shared memory at src into global
+// memory, as one bulk-async group member.
+__device__ __forceinline__ void tma_store_3d(const void* tmap, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(tmap),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until at most N bulk groups of this thread still read their shared-memory source.
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // The tile of tma_load_3d's coordinates into L2 only (no shared memory, no barrier).
 __device__ __forceinline__ void tma_prefetch_3d(const void* tmap, int c0, int c1, int c2) {
   asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n" ::"l"(tmap), "r"(c0), "r"(c1),
@@ -92,12 +113,28 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
 }
 
+#ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
+#define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
+#endif
+// Whether the tile of slice sl starting at row m0 sends its O out by TMA, issued by the store thread
+// once the consumers have staged it (so that they go on to the next tile ~1,000 cycles earlier),
+// rather than by the consumers' own stores. Only full tiles (the TMA box is BM rows: a partial
+// tile's would write into the next slice's rows) of at least DISTCA_FWD_TMA_O_MIN_BLOCKS key
+// blocks, and only at head_dim 128 (NOTES v18): tiles of two to four blocks lost 2-3% at causal
+// 512 that way (the store holds the Q buffer and the TMA unit while the next tiles' loads are on
+// the critical path), and at head_dim 64 the store thread cost the long sequence 1%.
+template <int D, int BM, int BN>
+__device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
+  return D == 128 && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
+}
+
 // fwd_epilogue through shared memory: the warpgroup's normalized 64 x D rows go to its rows of
-// `stage` (a BM x D tile in the 128-byte swizzle, conflict-free for the fragment stores), then each
-// warp sends its own 16 rows out as 16-byte stores of whole row segments (8 threads write 128
-// contiguous bytes). The fragments stored straight from registers, 4 bytes per row and thread,
-// cost the forward 4% on rebatched shards and 30% at causal 512 (NOTES v12). `stage` must hold no
-// operand of a GEMM in flight. `staged()` runs between the two halves (a trace probe).
+// `stage` (a BM x D tile in the 128-byte swizzle, conflict-free for the fragment stores), then,
+// unless `by_tma` (the store thread sends the staged tile), each warp sends its own 16 rows out as
+// 16-byte stores of whole row segments (8 threads write 128 contiguous bytes). The fragments
+// stored straight from registers, 4 bytes per row and thread, cost the forward 4% on rebatched
+// shards and 30% at causal 512 (NOTES v12). `stage` must hold no operand of a GEMM in flight.
+// `staged()` runs after the first half (a trace probe).
 struct NoMark {
   __device__ __forceinline__ void operator()() const {}
 };
@@ -105,13 +142,14 @@ template <typename T, int D, int BM, typename Mark = NoMark>
 __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
                                                     const float (&row_sum)[2], float scale, int wg, int wrow,
                                                     int quad, int rows, T* gO, long long q_stride, float* gLse,
-                                                    T* stage, int wtid, Mark staged = Mark()) {
+                                                    T* stage, int wtid, bool by_tma, Mark staged = Mark()) {
   fwd_finish<T, D>(acc_o, row_max, row_sum, scale, wg, wrow, quad, rows, gLse, [&](int r, int c, uint32_t bits) {
     *reinterpret_cast<uint32_t*>(stage + sw128<BM>(r, c)) = bits;
   });
+  staged();
+  if (by_tma) return;
   // a warp's fragments are its own 16 rows: it reads back what it wrote
   __syncwarp();
-  staged();
   constexpr int CH = D / 8;  // 16-byte chunks per row
   const int lane = wtid & 31, r0 = wg * 64 + (wtid >> 5) * 16;
 #pragma unroll
@@ -168,17 +206,23 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   Claim* claim_slot = reinterpret_cast<Claim*>(tile_slot + 2);
   uint64_t* claim_bars = reinterpret_cast<uint64_t*>(claim_slot + 1);
   const uint32_t bar_claim_req = smem_addr(claim_bars), bar_claim_done = smem_addr(claim_bars + 1);
+  // [2]: Q buffer b holds its tile's O (or the tile needs no store from it)
+  auto bar_o_staged = [&](int b) { return smem_addr(claim_bars + 2 + b); };
   static_assert(sizeof(FwdTileRef) % 8 == 0 && sizeof(Claim) % 8 == 0 &&
-                    (4 + 2 * Cfg::kStages + 2) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 256,
+                    (4 + 2 * Cfg::kStages + 4) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 256,
                 "the mbarrier and slot area (kSmemBytes)");
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_q;
+  constexpr bool kStoreThread = D == 128;  // fwd_o_by_tma
 
   if (tid == 0) {
     for (int b = 0; b < 2; ++b) {
       mbar_init(bar_q_full(b), 1);
-      mbar_init(bar_q_empty(b), 256);  // every consumer thread arrives once its last GEMM on Q is done
+      // every consumer thread once its last GEMM on Q and its O stores (or staging) are done, and
+      // the store thread (at the tile's start, or once its TMA store has read the buffer)
+      mbar_init(bar_q_empty(b), kStoreThread ? 257 : 256);
+      mbar_init(bar_o_staged(b), 256);  // every consumer thread, once its O rows are staged
     }
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(bar_full(s), 1);
@@ -270,6 +314,31 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
         claim_slot->t = t;
         mbar_arrive(bar_claim_done);
       }
+    } else if (kStoreThread && tid == 64) {
+      // The store thread: the O of a tile that fwd_o_by_tma picks leaves its Q buffer by TMA once
+      // the consumers have staged it there, and the buffer goes back to the producer once the store
+      // has read it; for any other tile (stored by the consumers) this thread's share of the
+      // buffer's release is given at once, so that it adds no latency.
+      uint32_t staged_phases = 0;  // bit b: the phase of bar_o_staged(b), which only TMA tiles complete
+      for (int j = 0;; ++j) {
+        const int qb = j & 1;
+        mbar_wait(bar_q_full(qb), (j >> 1) & 1);
+        const FwdTileRef ref = tile_slot[qb];
+        if (ref.head < 0) break;
+        const int m0 = ref.block * BM;
+        if (fwd_o_by_tma<D, BM, BN>(ref.sl, m0)) {
+          mbar_wait(bar_o_staged(qb), (staged_phases >> qb) & 1);
+          staged_phases ^= 1u << qb;
+#pragma unroll
+          for (int h = 0; h < D / 64; ++h)
+            tma_store_3d(P.tmap_o, smem_addr(sQ + qb * Cfg::kSmemQ + h * BM * 64), h * 64, ref.head,
+                         ref.sl.q_start + m0);
+          bulk_commit();
+          bulk_wait_read<0>();
+        }
+        mbar_arrive(bar_q_empty(qb));
+      }
+      bulk_wait<0>();
     }
     return;
   }
@@ -323,16 +392,18 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
     // other warpgroup's read only its rows), which the producer may refill once the reads are done
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
+    const bool by_tma = fwd_o_by_tma<D, BM, BN>(sl, m0);
     fwd_epilogue_staged<T, D, BM>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride,
-                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127
+                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127, by_tma
 #ifdef DISTCA_TRACE_PROBES
                                   ,
                                   [&] { DISTCA_TRACE(tr.rec(kFtEpiStaged)); }
 #endif
     );
     DISTCA_TRACE(tr.rec(kFtEpiStored));
-    fence_proxy_async();            // the next TMA load into the buffer comes after these generic accesses
-    mbar_arrive(bar_q_empty(qb));  // done with this Q buffer
+    fence_proxy_async();  // the next TMA access to the buffer (store or load) comes after these generic ones
+    if (by_tma) mbar_arrive(bar_o_staged(qb));
+    mbar_arrive(bar_q_empty(qb));  // done with this Q buffer (the store thread's arrival may be pending)
     DISTCA_TRACE(tr.rec(kFtEpiEnd));
   }
   DISTCA_TRACE(tr.rec(kFtExit); tr.done());

@@ -483,7 +483,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         long counter = zeroedTileCounter(base + at.tileCounter());
         kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid), g.forwardWsThreads(),
             g.forwardWsSharedBytes(), computeStream, params.encodeWs(counter, queryMap(plan, params.q(), box),
-                keyMap(plan, params.k(), box), keyMap(plan, params.v(), box)));
+                keyMap(plan, params.k(), box), keyMap(plan, params.v(), box), queryMap(plan, params.o(), box)));
         warpSpecializedForwards.incrementAndGet();
         return;
       }

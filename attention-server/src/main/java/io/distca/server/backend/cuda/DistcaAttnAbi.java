@@ -6,14 +6,14 @@ import java.nio.ByteOrder;
 import java.util.Locale;
 
 /**
- * The host side of native/include/distca_attn.h (ABI version 1): kernel symbol names, descriptor
+ * The host side of native/include/distca_attn.h (ABI version 2): kernel symbol names, descriptor
  * sizes and the byte layout of the by-value parameter blocks. Offsets here are the header's; a
  * change there must change this class and its test together.
  */
 final class DistcaAttnAbi {
   private DistcaAttnAbi() {}
 
-  static final int ABI_VERSION = 1;
+  static final int ABI_VERSION = 2;
 
   /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
   static final int SLICE_INTS = 8;
@@ -23,8 +23,8 @@ final class DistcaAttnAbi {
   static final int WORK_INTS = 2;
 
   static final int FORWARD_PARAMS_BYTES = 80;
-  /** distca_fwd_ws_params_t: distca_fwd_params_t, the tile counter at 80, zeros to 128, then the Q, K and V tensor maps. */
-  static final int FORWARD_WS_PARAMS_BYTES = 512;
+  /** distca_fwd_ws_params_t: distca_fwd_params_t, the tile counter at 80, zeros to 128, then the Q, K, V and O tensor maps. */
+  static final int FORWARD_WS_PARAMS_BYTES = 640;
   static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
   /** Offset of the persistent forward's tile counter address in distca_fwd_ws_params_t. */
   static final int FORWARD_WS_TILE_COUNTER_OFFSET = 80;
@@ -100,12 +100,12 @@ final class DistcaAttnAbi {
 
     /**
      * distca_fwd_ws_params_t: these parameters, the device address of the tile counter (an int32
-     * that is 0 at launch; 0: the kernel splits the tiles statically), then the tensor maps of Q, K
-     * and V (128 bytes each).
+     * that is 0 at launch; 0: the kernel splits the tiles statically), then the tensor maps of Q, K,
+     * V and O (128 bytes each; O's is encoded as Q's, at O's address).
      */
-    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV) {
+    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapO) {
       byte[] out = withTensorMaps(encode(), FORWARD_WS_PARAMS_BYTES, FORWARD_WS_TENSOR_MAPS_OFFSET,
-          tensorMapQ, tensorMapK, tensorMapV);
+          tensorMapQ, tensorMapK, tensorMapV, tensorMapO);
       ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(FORWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
       return out;
     }

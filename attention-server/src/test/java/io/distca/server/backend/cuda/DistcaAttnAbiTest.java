@@ -36,15 +36,15 @@ class DistcaAttnAbiTest {
   }
 
   @Test
-  void warpSpecializedForwardBlockIsTheForwardBlockThenThreeTensorMaps() {
+  void warpSpecializedForwardBlockIsTheForwardBlockThenFourTensorMaps() {
     DistcaAttnAbi.ForwardParams p = new DistcaAttnAbi.ForwardParams(
         0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 11, 12, 32, 8, 99, 0.088f);
-    byte[][] maps = new byte[3][128];
-    for (int m = 0; m < 3; m++) {
+    byte[][] maps = new byte[4][128];
+    for (int m = 0; m < 4; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(0x1122334455667788L, maps[0], maps[1], maps[2]);
-    assertEquals(512, bytes.length, "sizeof(distca_fwd_ws_params_t)");
+    byte[] bytes = p.encodeWs(0x1122334455667788L, maps[0], maps[1], maps[2], maps[3]);
+    assertEquals(640, bytes.length, "sizeof(distca_fwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 80), "distca_fwd_params_t at 0");
     assertEquals(0x1122334455667788L, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(80),
         "tile_counter at 80");
@@ -52,7 +52,8 @@ class DistcaAttnAbiTest {
     assertArrayEquals(maps[0], java.util.Arrays.copyOfRange(bytes, 128, 256), "tmap_q at 128");
     assertArrayEquals(maps[1], java.util.Arrays.copyOfRange(bytes, 256, 384), "tmap_k at 256");
     assertArrayEquals(maps[2], java.util.Arrays.copyOfRange(bytes, 384, 512), "tmap_v at 384");
-    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(0, maps[0], new byte[64], maps[2]));
+    assertArrayEquals(maps[3], java.util.Arrays.copyOfRange(bytes, 512, 640), "tmap_o at 512");
+    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(0, maps[0], new byte[64], maps[2], maps[3]));
   }
 
   @Test
@@ -115,7 +116,7 @@ class DistcaAttnAbiTest {
   @Test
   void geometryIsDecodedFromTheModuleInfoAndVersionChecked() {
     ByteBuffer b = ByteBuffer.allocate(64).order(ByteOrder.LITTLE_ENDIAN);
-    int[] fields = {1, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928, 384, 150000};
+    int[] fields = {DistcaAttnAbi.ABI_VERSION, 128, 128, 64, 256, 81920, 64, 128, 256, 98304, 256, 8, 384, 164928, 384, 150000};
     for (int i = 0; i < fields.length; i++) {
       b.putInt(4 * i, fields[i]);
     }
@@ -129,10 +130,11 @@ class DistcaAttnAbiTest {
 
     IllegalStateException wrongHeadDim = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 64));
     assertTrue(wrongHeadDim.getMessage().contains("head_dim 128"), wrongHeadDim.getMessage());
-    b.putInt(0, 2);
+    int other = DistcaAttnAbi.ABI_VERSION + 1;
+    b.putInt(0, other);
     IllegalStateException wrongAbi = assertThrows(IllegalStateException.class, () -> KernelGeometry.decode(b.array(), 128));
-    assertTrue(wrongAbi.getMessage().contains("ABI version 2"), wrongAbi.getMessage());
-    b.putInt(0, 1);
+    assertTrue(wrongAbi.getMessage().contains("ABI version " + other), wrongAbi.getMessage());
+    b.putInt(0, DistcaAttnAbi.ABI_VERSION);
     for (int offset = 48; offset < 64; offset += 4) {
       b.putInt(offset, 0);
     }
