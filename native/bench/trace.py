@@ -205,6 +205,7 @@ def summarize_fwd(name, consumer, producer):
         span += ev[-1][2] - ev[0][2]
         prev_end = ev[0][2]
         b = 0
+        first = False  # the next K wait is a tile's first
         ready = last_step = wait_start = None
         first_asks = []  # the clock at which the consumers waited for each tile's first block
         for kind, arg, t in ev:
@@ -214,22 +215,27 @@ def summarize_fwd(name, consumer, producer):
                 q_wait += t - q_start
                 q_ready = t
                 b = 0
+                first = True
             elif kind == F_FULL_WAIT:
                 wait_start = t
-                if b == 0:
+                if first:
                     first_asks.append(t)
             elif kind == F_FULL_READY:
-                if b == 0:
+                if first:
                     tiles += 1
                     start += t - prev_end
                     first_kv += t - wait_start
+                    ready = t
+                    first = False
                 else:
                     waits += t - wait_start
                     n_waits += 1
-                ready = t
             elif kind == F_STEP_END:
+                # a block: from the previous block's end (a tile's first: from its K landing) to its
+                # end. The consumers wait for block b + 1's K before block b ends (the pipelined
+                # loop, NOTES v19), so a block's span includes that wait.
                 steps[arg][0] += 1
-                steps[arg][1] += t - ready
+                steps[arg][1] += t - (ready if b == 0 else last_step)
                 last_step = t
                 b += 1
             elif kind == F_SETUP_END:

@@ -42,29 +42,16 @@ struct FwdSm90Config {
   static constexpr int kSmemBytes = (kSmemQ + 4 * kSmemKV) * 2 + 1024;
 };
 
-// One key block [n0, n0 + BN) for this warpgroup's 64 rows (K and V in shared memory at aK, aV):
-// S = Q K^T, the mask where the block is not visible to every row of the tile, the online softmax
-// update (eager rescale) and O += P V. Shared by the forward kernels of this file and fwd_ws_sm90.cuh.
-template <typename T, int D, int BM, int BN>
-__device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row_max)[2], float (&row_sum)[2],
-                                          uint32_t aQ, uint32_t aK, uint32_t aV, int wg, int quad, int n0,
-                                          const distca_slice_t& sl, long long row_limit0, long long tile_min_limit,
-                                          float scale_log2) {
-  constexpr int NS = BN / 8;  // n8 blocks of S per row pair
-  constexpr int NO = D / 8;   // n8 blocks of O
-  // S = Q K^T (this warpgroup's 64 rows x BN keys)
-  float s[NS * 4];
-#pragma unroll
-  for (int i = 0; i < NS * 4; ++i) s[i] = 0.f;
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
-  }
-  wgmma_commit();
-  wgmma_wait<0>();
-  fence_regs(s);
-
+// The mask of a key block whose S (this warpgroup's 64 rows x BN keys from n0) is complete in s,
+// where the block is not visible to every row of the tile, and the online softmax's new row maxima
+// for rows wrow and wrow + 8: alpha, the factor that O and the row sums take, and m_scaled, the
+// scaled maximum that P = exp2(S * scale_log2 - m_scaled) subtracts.
+template <int BN>
+__device__ __forceinline__ void fwd_mask_and_max(float (&s)[BN / 8 * 4], float (&row_max)[2], float (&alpha)[2],
+                                                 float (&m_scaled)[2], int n0, const distca_slice_t& sl,
+                                                 long long row_limit0, long long tile_min_limit, int quad,
+                                                 float scale_log2) {
+  constexpr int NS = BN / 8;
   __builtin_assume(n0 >= 0);  // key blocks start inside the slice: no lower-bound test in the mask
   const bool need_mask = !keys_all_visible(sl, n0, BN, tile_min_limit);
   if (need_mask) {
@@ -81,10 +68,6 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
     }
   }
 
-  // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup: the row maxima
-  // first, then P and O += P V in CHUNKS pieces along the keys, each piece's GEMMs issued as soon
-  // as its P is packed, so that the exponentials of the next piece run under them.
-  float alpha[2], m_scaled[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float t[NS];
@@ -103,13 +86,49 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
     // A row that has seen only masked keys keeps max -inf; subtract 0 so exp2 gives 0, not NaN.
     m_scaled[h] = row_max[h] == -INFINITY ? 0.f : row_max[h] * scale_log2;
   }
+}
+
+// O's rows wrow and wrow + 8 times alpha[0] and alpha[1] (the online softmax's new maxima)
+template <int N>
+__device__ __forceinline__ void fwd_rescale_o(float (&acc_o)[N], const float (&alpha)[2]) {
 #pragma unroll
-  for (int j = 0; j < NO; ++j) {
+  for (int j = 0; j < N / 4; ++j) {
     acc_o[j * 4 + 0] *= alpha[0];
     acc_o[j * 4 + 1] *= alpha[0];
     acc_o[j * 4 + 2] *= alpha[1];
     acc_o[j * 4 + 3] *= alpha[1];
   }
+}
+
+// One key block [n0, n0 + BN) for this warpgroup's 64 rows (K and V in shared memory at aK, aV):
+// S = Q K^T, the mask where the block is not visible to every row of the tile, the online softmax
+// update (eager rescale) and O += P V, for the kernel below (fwd_ws_sm90.cuh pipelines the same steps
+// across blocks).
+template <typename T, int D, int BM, int BN>
+__device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row_max)[2], float (&row_sum)[2],
+                                          uint32_t aQ, uint32_t aK, uint32_t aV, int wg, int quad, int n0,
+                                          const distca_slice_t& sl, long long row_limit0, long long tile_min_limit,
+                                          float scale_log2) {
+  constexpr int NS = BN / 8;  // n8 blocks of S per row pair
+  // S = Q K^T (this warpgroup's 64 rows x BN keys)
+  float s[NS * 4];
+#pragma unroll
+  for (int i = 0; i < NS * 4; ++i) s[i] = 0.f;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(s);
+
+  // Online softmax (eager rescale), rows wrow and wrow + 8 of this warpgroup: the row maxima
+  // first, then P and O += P V in CHUNKS pieces along the keys, each piece's GEMMs issued as soon
+  // as its P is packed, so that the exponentials of the next piece run under them.
+  float alpha[2], m_scaled[2];
+  fwd_mask_and_max<BN>(s, row_max, alpha, m_scaled, n0, sl, row_limit0, tile_min_limit, quad, scale_log2);
+  fwd_rescale_o(acc_o, alpha);
   constexpr int CHUNKS = DISTCA_FWD_SM90_CHUNKS;
   constexpr int CK = BN / 16 / CHUNKS;  // k-steps (16 keys) per chunk
   static_assert(CK * CHUNKS * 16 == BN, "chunks must split the key block into whole k-steps");
@@ -147,6 +166,31 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
   }
   wgmma_wait<0>();
   fence_regs(acc_o);
+}
+
+// fwd_block's mask and online-softmax update for a block whose S (this warpgroup's 64 rows x BN
+// keys from n0) is complete in s: the row maxima (alpha: the factor that O and the row sums take),
+// P in place of S (fp32) and P's row sums in part, for the warp-specialized kernel's pipelined loop.
+template <int BN>
+__device__ __forceinline__ void fwd_softmax_in_place(float (&s)[BN / 8 * 4], float (&row_max)[2], float (&alpha)[2],
+                                                     float (&part)[2], int n0, const distca_slice_t& sl,
+                                                     long long row_limit0, long long tile_min_limit, int quad,
+                                                     float scale_log2) {
+  constexpr int NS = BN / 8;
+  float m_scaled[2];
+  fwd_mask_and_max<BN>(s, row_max, alpha, m_scaled, n0, sl, row_limit0, tile_min_limit, quad, scale_log2);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float t[NS];
+#pragma unroll
+    for (int j = 0; j < NS; ++j) {
+      s[j * 4 + 2 * h] = fast_exp2(fmaf(s[j * 4 + 2 * h], scale_log2, -m_scaled[h]));
+      s[j * 4 + 2 * h + 1] = fast_exp2(fmaf(s[j * 4 + 2 * h + 1], scale_log2, -m_scaled[h]));
+      t[j] = s[j * 4 + 2 * h] + s[j * 4 + 2 * h + 1];
+    }
+    tree_reduce(t, [](float a, float b) { return a + b; });
+    part[h] = t[0];
+  }
 }
 
 // The end of a tile for this thread's two rows (wrow and wrow + 8 of the warpgroup): writes their

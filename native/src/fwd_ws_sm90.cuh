@@ -4,13 +4,16 @@
 // rebalanced with setmaxnreg (producer 32, consumers 232):
 //
 //   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers and,
-//                    per key block, waits for the stage to be empty and issues the K and V loads
-//                    (two 64-column halves each, 128-byte swizzle: exactly the layout of sw128<ROWS>);
+//                    per key block, the K load into one of three K stages and the V load into one
+//                    of two V stages, each once its stage is empty (two 64-column halves each,
+//                    128-byte swizzle: exactly the layout of sw128<ROWS>);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
 //                    records while the first waits for the tile's last stage; a thread of its third
 //                    warp (the store thread) sends a long full tile's staged O out by TMA
-//   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile: wait for a stage to be full,
-//                    S = Q K^T, mask, online softmax, O += P V, then mark the stage empty
+//   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile, software-pipelined by one key
+//                    block: block b + 1's S = Q K^T is issued before block b's O += P V, and its
+//                    mask and online softmax run while those GEMMs do (FA3's intra-warpgroup
+//                    overlap; NOTES v19); each stage is marked empty once its GEMMs are done
 //
 // Persistent: CTA b runs tile b, then the tiles a global counter hands out in work-list order
 // (longest first), so that the CTAs balance like the hardware's own block scheduler would (a
@@ -36,19 +39,17 @@
 namespace distca {
 namespace sm90 {
 
-#ifndef DISTCA_FWD_WS_STAGES
-#define DISTCA_FWD_WS_STAGES 2
-#endif
-
 template <int D>
 struct FwdWsConfig {
-  static constexpr int BM = 128, BN = 128, kStages = DISTCA_FWD_WS_STAGES;  // K/V pipeline depth
+  // K is read a block ahead of V (the next block's S GEMM runs beside this block's P V): three K
+  // stages, two V stages
+  static constexpr int BM = 128, BN = 128, kKStages = 3, kVStages = 2;
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemKV = BN * D;
-  // 2 x Q, kStages x (K, V), the mbarriers, the two tile slots and the claim slot, plus 1 KiB for
-  // the 1024-byte alignment of the tiles
-  static constexpr int kSmemBytes = (2 * kSmemQ + 2 * kStages * kSmemKV) * 2 + 256 + 1024;
+  // 2 x Q, the K and V stages, the mbarriers, the two tile slots and the claim slot, plus 1 KiB
+  // for the 1024-byte alignment of the tiles
+  static constexpr int kSmemBytes = (2 * kSmemQ + (kKStages + kVStages) * kSmemKV) * 2 + 512 + 1024;
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -188,15 +189,19 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_aligned_1k(smem_raw);
   T* sQ = reinterpret_cast<T*>(smem);         // [2][BM][D]
-  T* sK = sQ + 2 * Cfg::kSmemQ;               // [stages][BN][D]
-  T* sV = sK + Cfg::kStages * Cfg::kSmemKV;  // [stages][BN][D]
-  uint64_t* bars = reinterpret_cast<uint64_t*>(sV + Cfg::kStages * Cfg::kSmemKV);
+  constexpr int KS = Cfg::kKStages, VS = Cfg::kVStages;
+  T* sK = sQ + 2 * Cfg::kSmemQ;   // [KS][BN][D]
+  T* sV = sK + KS * Cfg::kSmemKV;  // [VS][BN][D]
+  uint64_t* bars = reinterpret_cast<uint64_t*>(sV + VS * Cfg::kSmemKV);
+  constexpr int kBars = 4 + 2 * KS + 2 * VS;
   // [2]: the tile of Q buffer b (head < 0: no more tiles)
-  FwdTileRef* tile_slot = reinterpret_cast<FwdTileRef*>(bars + 4 + 2 * Cfg::kStages);
+  FwdTileRef* tile_slot = reinterpret_cast<FwdTileRef*>(bars + kBars);
   auto bar_q_full = [&](int b) { return smem_addr(bars + b); };
   auto bar_q_empty = [&](int b) { return smem_addr(bars + 2 + b); };
-  auto bar_full = [&](int s) { return smem_addr(bars + 4 + s); };
-  auto bar_empty = [&](int s) { return smem_addr(bars + 4 + Cfg::kStages + s); };
+  auto bar_k_full = [&](int s) { return smem_addr(bars + 4 + s); };
+  auto bar_k_empty = [&](int s) { return smem_addr(bars + 4 + KS + s); };
+  auto bar_v_full = [&](int s) { return smem_addr(bars + 4 + 2 * KS + s); };
+  auto bar_v_empty = [&](int s) { return smem_addr(bars + 4 + 2 * KS + VS + s); };
   // after the two tile slots: the claim slot (the scheduler's next tile; padded to whole mbarrier
   // words) and its two mbarriers
   struct Claim {
@@ -209,7 +214,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // [2]: Q buffer b holds its tile's O (or the tile needs no store from it)
   auto bar_o_staged = [&](int b) { return smem_addr(claim_bars + 2 + b); };
   static_assert(sizeof(FwdTileRef) % 8 == 0 && sizeof(Claim) % 8 == 0 &&
-                    (4 + 2 * Cfg::kStages + 4) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 256,
+                    (kBars + 4) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 512,
                 "the mbarrier and slot area (kSmemBytes)");
 
   const int tid = threadIdx.x;
@@ -224,9 +229,13 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       mbar_init(bar_q_empty(b), kStoreThread ? 257 : 256);
       mbar_init(bar_o_staged(b), 256);  // every consumer thread, once its O rows are staged
     }
-    for (int s = 0; s < Cfg::kStages; ++s) {
-      mbar_init(bar_full(s), 1);
-      mbar_init(bar_empty(s), 256);  // every consumer thread arrives once it is done with the stage
+    for (int s = 0; s < KS; ++s) {
+      mbar_init(bar_k_full(s), 1);
+      mbar_init(bar_k_empty(s), 256);  // every consumer thread, once its S GEMM on the stage is done
+    }
+    for (int s = 0; s < VS; ++s) {
+      mbar_init(bar_v_full(s), 1);
+      mbar_init(bar_v_empty(s), 256);  // every consumer thread, once its P V GEMMs on the stage are done
     }
     mbar_init(bar_claim_req, 1);
     mbar_init(bar_claim_done, 1);
@@ -235,8 +244,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   __syncthreads();
 
   // The j-th tile of this CTA uses Q buffer j % 2 (its slice, block and head in tile_slot[j % 2];
-  // head -1 after the last); the it-th key block overall uses stage it % kStages. Phases are counted
-  // on from tile to tile.
+  // head -1 after the last); the it-th key block overall uses K stage it % KS and V stage it % VS.
+  // Phases are counted on from tile to tile.
   if (tid < 128) {
     // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
@@ -274,20 +283,22 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
                         q_row);
           DISTCA_TRACE_P(tr.rec(kFtPQIssue, min(n_blocks, 255)));
           for (int b = 0; b < n_blocks; ++b, ++it) {
-            const int s = it % Cfg::kStages;
-            // the next tile is claimed while this thread waits for the last block's stage
+            const int sk = it % KS, sv = it % VS;
+            // the next tile is claimed while this thread waits for the last block's stages
             if (b == n_blocks - 1) mbar_arrive(bar_claim_req);
-            DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
-            if (it >= Cfg::kStages) mbar_wait(bar_empty(s), ((it / Cfg::kStages) - 1) & 1);
-            mbar_expect_tx(bar_full(s), 2 * kTileBytes);
             const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
+            // the block's rows of K (or V) into stage `stage` of `depth` once it is empty
+            auto load = [&](T* base, const void* tmap, uint32_t full, uint32_t empty, int stage, int depth) {
+              if (it >= depth) mbar_wait(empty, ((it / depth) - 1) & 1);
+              mbar_expect_tx(full, kTileBytes);
 #pragma unroll
-            for (int h = 0; h < D / 64; ++h) {
-              tma_load_3d(smem_addr(sK + s * Cfg::kSmemKV + h * BN * 64), P.tmap_k, bar_full(s), h * 64, tile.head_kv,
-                          k_row);
-              tma_load_3d(smem_addr(sV + s * Cfg::kSmemKV + h * BN * 64), P.tmap_v, bar_full(s), h * 64, tile.head_kv,
-                          k_row);
-            }
+              for (int h = 0; h < D / 64; ++h)
+                tma_load_3d(smem_addr(base + stage * Cfg::kSmemKV + h * BN * 64), tmap, full, h * 64, tile.head_kv,
+                            k_row);
+            };
+            DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
+            load(sK, P.tmap_k, bar_k_full(sk), bar_k_empty(sk), sk, KS);
+            load(sV, P.tmap_v, bar_v_full(sv), bar_v_empty(sv), sv, VS);
             DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
           }
         }
@@ -378,17 +389,81 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
     const long long tile_min_limit = (long long)m0 + sl.diagonal;
     DISTCA_TRACE(tr.rec(kFtSetupEnd));
-    for (int b = 0; b < n_blocks; ++b, ++it) {
-      const int s = it % Cfg::kStages;
+    // Block b (keys from (n_blocks - 1 - b) BN) uses K stage (it + b) % KS and V stage (it + b) % VS.
+    // Software-pipelined: block b + 1's S GEMM is issued before block b's P V GEMMs, and its
+    // softmax runs while they do (FA3's intra-warpgroup overlap).
+    float sc[BN / 8 * 4];      // S, then P (fp32) of the block ahead
+    uint32_t pa[BN / 16][4];   // P of the block whose P V is next, packed
+    float alpha[2], part[2];
+    auto issue_s = [&](int b) {
+      const int i = it + b;
       DISTCA_TRACE(tr.rec(kFtFullWait));
-      mbar_wait(bar_full(s), (it / Cfg::kStages) & 1);
+      mbar_wait(bar_k_full(i % KS), (i / KS) & 1);
       DISTCA_TRACE(tr.rec(kFtFullReady));
-      fwd_block<T, D, BM, BN>(acc_o, row_max, row_sum, aQ, smem_addr(sK + s * Cfg::kSmemKV),
-                              smem_addr(sV + s * Cfg::kSmemKV), wg, quad, (n_blocks - 1 - b) * BN, sl, row_limit0,
-                              tile_min_limit, scale_log2);
+      const uint32_t aK = smem_addr(sK + (i % KS) * Cfg::kSmemKV);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        Mma<T>::template ss<BN, 0, 0>(sc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+      wgmma_commit();
+    };
+    auto issue_pv = [&](int b) {
+      const int i = it + b;
+      mbar_wait(bar_v_full(i % VS), (i / VS) & 1);
+      const uint32_t aV = smem_addr(sV + (i % VS) * Cfg::kSmemKV);
+      fence_regs(pa);
+      fence_regs(acc_o);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+      wgmma_commit();
+    };
+    // sc holds block b's S, complete: mask, new row maxima (alpha), P in place, its row sums
+    auto softmax = [&](int b) {
+      fence_regs(sc);
+      fwd_softmax_in_place<BN>(sc, row_max, alpha, part, (n_blocks - 1 - b) * BN, sl, row_limit0, tile_min_limit,
+                               quad, scale_log2);
+    };
+    // O and the row sums rescaled to block b's maxima, and its P packed for its P V GEMMs
+    auto take = [&] {
+      fwd_rescale_o(acc_o, alpha);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_sum[h] = row_sum[h] * alpha[h] + part[h];
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int j = 2 * kk + jj;
+            pa[kk][jj * 2 + h] = Elem<T>::pack(sc[j * 4 + 2 * h], sc[j * 4 + 2 * h + 1]);
+          }
+        }
+      }
+    };
+    issue_s(0);
+    wgmma_wait<0>();
+    mbar_arrive(bar_k_empty(it % KS));
+    softmax(0);
+    take();
+    for (int b = 0; b < n_blocks - 1; ++b) {
+      issue_s(b + 1);
+      issue_pv(b);
+      wgmma_wait<1>();  // block b + 1's S (its P V may still run)
+      mbar_arrive(bar_k_empty((it + b + 1) % KS));
+      softmax(b + 1);
+      wgmma_wait<0>();
+      fence_regs(acc_o);
       DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1 - b) * BN, BN, tile_min_limit)));
-      mbar_arrive(bar_empty(s));  // fwd_block waited for its GEMMs: this thread is done with the stage
+      mbar_arrive(bar_v_empty((it + b) % VS));
+      take();
     }
+    issue_pv(n_blocks - 1);
+    wgmma_wait<0>();
+    fence_regs(acc_o);
+    DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, 0, BN, tile_min_limit)));
+    mbar_arrive(bar_v_empty((it + n_blocks - 1) % VS));
+    it += n_blocks;
     // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
     // other warpgroup's read only its rows), which the producer may refill once the reads are done
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
