@@ -3,7 +3,7 @@ rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLO
 causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 with --hd 64), forward and
 backward. Prints each image's TFLOP/s and B/A per case. Only the two images of one case are
 interleaved: for the fused/long rebatching ratio, which compares cases, use bench.py (it
-interleaves the cases). Both images must hold the same ABI.
+interleaves the cases). Both images must hold an ABI that distca_host.py launches (ABI_VERSIONS).
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
        [--passes fwd,bwd] [--hd 64|128]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 2
+ABI_VERSION = 2  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
 # (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512
 # (for ab.py against older images)
-ABI_VERSIONS = (1, 2)
+ABI_VERSIONS = (1, ABI_VERSION)
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes

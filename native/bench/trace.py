@@ -22,12 +22,16 @@ after warm-up, summed over the CTAs.
                  consumers' dK/dV stores ended and the next K and V landed
 
 --pass fwd (fwd_ws_sm90.cuh):
-  steps          key blocks by kind (full: no mask; masked) with their mean cycles from the stage's
-                 full barrier to the block's end
-  block waits    cycles waiting for a stage after a query tile's first block
+  steps          key blocks by kind (full: no mask; masked) with their mean cycles from the previous
+                 block's end (a tile's first block: from its K stage's full barrier) to the block's
+                 end; since v19 the consumers wait for block b + 1's K inside block b, so a block's
+                 span includes that wait
+  block waits    cycles waiting for a K stage after a query tile's first block (also inside the
+                 steps above)
   tile start     cycles from the end of a query tile's epilogue to its successor's first block: the Q
                  barrier, then the first K/V stage
-  epilogue       cycles from a query tile's last block to the end of its O and LSE stores
+  epilogue       cycles from a query tile's last block to the end of its LSE and O stores (or, for a
+                 tile the store thread sends by TMA, of O's staging)
   first K/V      (with the producer's probes) when the producer issued a tile's first K/V stage and
                  how long before the consumers asked for it
 

@@ -129,6 +129,11 @@ __device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
   return D == 128 && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
 }
 
+// A hook that does nothing (fwd_epilogue_staged's default).
+struct NoMark {
+  __device__ __forceinline__ void operator()() const {}
+};
+
 // fwd_epilogue through shared memory: the warpgroup's normalized 64 x D rows go to its rows of
 // `stage` (a BM x D tile in the 128-byte swizzle, conflict-free for the fragment stores), then,
 // unless `by_tma` (the store thread sends the staged tile), each warp sends its own 16 rows out as
@@ -136,9 +141,6 @@ __device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
 // stored straight from registers, 4 bytes per row and thread, cost the forward 4% on rebatched
 // shards and 30% at causal 512 (NOTES v12). `stage` must hold no operand of a GEMM in flight.
 // `staged()` runs after the first half (a trace probe).
-struct NoMark {
-  __device__ __forceinline__ void operator()() const {}
-};
 template <typename T, int D, int BM, typename Mark = NoMark>
 __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
                                                     const float (&row_sum)[2], float scale, int wg, int wrow,
