@@ -114,6 +114,11 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
 }
 
+// The head dims up to which the forward's prologue issues two S GEMMs back to back (NOTES v21):
+// 64 (128 reproduces the variant that lost at head_dim 128).
+#ifndef DISTCA_FWD_TWO_S_PROLOGUE_MAX_D
+#define DISTCA_FWD_TWO_S_PROLOGUE_MAX_D 64
+#endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
 #endif
@@ -384,8 +389,6 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     }
     const int n_blocks = (n_end + BN - 1) / BN;
     float acc_o[NO * 4];
-#pragma unroll
-    for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
     const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
@@ -397,7 +400,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     float sc[BN / 8 * 4];      // S, then P (fp32) of the block ahead
     uint32_t pa[BN / 16][4];   // P of the block whose P V is next, packed
     float alpha[2], part[2];
-    auto issue_s = [&](int b) {
+    // block b's S GEMM into acc (sc, or the prologue's second S)
+    auto issue_s_into = [&](float(&acc)[BN / 8 * 4], int b) {
       const int i = it + b;
       DISTCA_TRACE(tr.rec(kFtFullWait));
       mbar_wait(bar_k_full(i % KS), (i / KS) & 1);
@@ -406,9 +410,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        Mma<T>::template ss<BN, 0, 0>(sc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+        Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
       wgmma_commit();
     };
+    auto issue_s = [&](int b) { issue_s_into(sc, b); };
     auto issue_pv = [&](int b) {
       const int i = it + b;
       mbar_wait(bar_v_full(i % VS), (i / VS) & 1);
@@ -421,16 +426,14 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       wgmma_commit();
     };
     // sc holds block b's S, complete: mask, new row maxima (alpha), P in place, its row sums
-    auto softmax = [&](int b) {
-      fence_regs(sc);
-      fwd_softmax_in_place<BN>(sc, row_max, alpha, part, (n_blocks - 1 - b) * BN, sl, row_limit0, tile_min_limit,
+    auto softmax_of = [&](float(&s)[BN / 8 * 4], int b) {
+      fence_regs(s);
+      fwd_softmax_in_place<BN>(s, row_max, alpha, part, (n_blocks - 1 - b) * BN, sl, row_limit0, tile_min_limit,
                                quad, scale_log2);
     };
-    // O and the row sums rescaled to block b's maxima, and its P packed for its P V GEMMs
-    auto take = [&] {
-      fwd_rescale_o(acc_o, alpha);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) row_sum[h] = row_sum[h] * alpha[h] + part[h];
+    auto softmax = [&](int b) { softmax_of(sc, b); };
+    // P (in s) packed for its P V GEMMs
+    auto pack_p = [&](const float(&s)[BN / 8 * 4]) {
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
 #pragma unroll
@@ -438,17 +441,65 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int j = 2 * kk + jj;
-            pa[kk][jj * 2 + h] = Elem<T>::pack(sc[j * 4 + 2 * h], sc[j * 4 + 2 * h + 1]);
+            pa[kk][jj * 2 + h] = Elem<T>::pack(s[j * 4 + 2 * h], s[j * 4 + 2 * h + 1]);
           }
         }
       }
     };
-    issue_s(0);
-    wgmma_wait<0>();
-    mbar_arrive(bar_k_empty(it % KS));
-    softmax(0);
-    take();
-    for (int b = 0; b < n_blocks - 1; ++b) {
+    // O and the row sums rescaled to block b's maxima, and its P packed
+    auto take = [&] {
+      fwd_rescale_o(acc_o, alpha);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_sum[h] = row_sum[h] * alpha[h] + part[h];
+      pack_p(sc);
+    };
+    // The prologue. With kTwoS (head_dim 64; NOTES v21): blocks 0 and 1's S GEMMs back to back
+    // (block 0's into s0, block 1's into sc, where the loop expects it), block 0's (masked) softmax
+    // under block 1's GEMM, then block 0's P V under block 1's softmax; O starts at zero, so block 0
+    // needs no rescale. A tile of one block issues its S GEMM twice and drops the second: a wgmma
+    // issued or waited for on one path only makes ptxas serialize them all (C7514), and the second
+    // runs under block 0's softmax. Block 0's P is packed only once block 1's S is done (packing it
+    // beside two S accumulators in flight left ptxas too few registers at head_dim 128: C7512). At
+    // head_dim 128 the same prologue slowed the steady state by 1-5% (the loop's code is the same,
+    // its registers and schedule are not), so there block 0's S GEMM runs alone, then its softmax.
+    constexpr bool kTwoS = D <= DISTCA_FWD_TWO_S_PROLOGUE_MAX_D;
+    int b_first = 0;  // the loop's first block
+    if constexpr (kTwoS) {
+      {
+        float s0[BN / 8 * 4];
+        issue_s_into(s0, 0);
+        issue_s(n_blocks > 1 ? 1 : 0);
+        wgmma_wait<1>();
+        softmax_of(s0, 0);
+        wgmma_wait<0>();
+        mbar_arrive(bar_k_empty(it % KS));
+        if (n_blocks > 1) mbar_arrive(bar_k_empty((it + 1) % KS));
+#pragma unroll
+        for (int h = 0; h < 2; ++h) row_sum[h] = part[h];
+        pack_p(s0);
+      }
+#pragma unroll
+      for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
+      if (n_blocks > 1) {
+        issue_pv(0);
+        softmax(1);
+        wgmma_wait<0>();
+        fence_regs(acc_o);
+        DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1) * BN, BN, tile_min_limit)));
+        mbar_arrive(bar_v_empty(it % VS));
+        take();
+      }
+      b_first = 1;
+    } else {
+#pragma unroll
+      for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
+      issue_s(0);
+      wgmma_wait<0>();
+      mbar_arrive(bar_k_empty(it % KS));
+      softmax(0);
+      take();
+    }
+    for (int b = b_first; b < n_blocks - 1; ++b) {
       issue_s(b + 1);
       issue_pv(b);
       wgmma_wait<1>();  // block b + 1's S (its P V may still run)
