@@ -29,6 +29,12 @@
 // boxes of 128 rows, Q and dO with boxes of 64 rows (the query tile), the dQ workspace (fp32) with
 // boxes of 32 columns x 64 rows.
 #pragma once
+// The head dims up to which the backward's consumer warpgroups share no barrier in a step (NOTES
+// v22): at head_dim 64 each computes dQ over its own 64 keys from its own rows of dS^T, so a
+// warpgroup barrier is enough; at 128 each reads the other's rows in phase C.
+#ifndef DISTCA_BWD_DECOUPLED_MAX_D
+#define DISTCA_BWD_DECOUPLED_MAX_D 64
+#endif
 
 #include "bwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
@@ -404,6 +410,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   auto consumers_sync = [] { asm volatile("bar.sync 1, 256;\n" ::: "memory"); };
+  constexpr bool kDecoupled = D <= DISTCA_BWD_DECOUPLED_MAX_D;
+  auto dst_sync = [&] {
+    if constexpr (kDecoupled) warpgroup_sync(wg);
+    else consumers_sync();
+  };
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
 #ifdef DISTCA_TRACE_PROBES
   Trace<> tr;
@@ -439,7 +450,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       DISTCA_TRACE(tr.rec(kTrFullWait));
       mbar_wait(bar_full(s), (it / S) & 1);
       DISTCA_TRACE(tr.rec(kTrFullReady));
-      consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
+      if constexpr (!kDecoupled) consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
       // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
       // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
       // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
@@ -475,7 +486,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-            consumers_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); });
+            dst_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); });
       };
       if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal)) {
         step(std::false_type(), std::false_type());
