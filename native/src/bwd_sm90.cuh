@@ -189,17 +189,16 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   } else {
 #pragma unroll
     for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
+    // S^T first, then dP^T, each its own group: P^T's exponentials run while dP^T's GEMM does
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+    for (int kk = 0; kk < D / 16; ++kk)
       Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
-      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
-    }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(st);
-    fence_regs(dpt);
-    after_a();  // this warpgroup's last read of V in the step
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+    wgmma_commit();
 
     // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
     // into shared memory for phase C.
@@ -215,6 +214,23 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
       const int key = key_a + h * 8;
       first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + quad * 2 + sl.diagonal);
     }
+    wgmma_wait<1>();  // S^T (dP^T may still run)
+    fence_regs(st);
+#pragma unroll
+    for (int j = 0; j < NS; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = j * 4 + h * 2 + e;
+          const float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[j * 8 + quad * 2 + e]));
+          st[i] = !full_tile && j * 8 + e < first_q[h] ? 0.f : pr;  // P^T in place
+        }
+      }
+    }
+    wgmma_wait<0>();
+    fence_regs(dpt);
+    after_a();  // this warpgroup's last read of V in the step
     // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
     // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
     // work of the next k-step runs under the tensor cores.
@@ -230,10 +246,8 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
           for (int e = 0; e < 2; ++e) {
             const int q = j * 8 + quad * 2 + e;
             const int i = j * 4 + h * 2 + e;
-            float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q]));
-            if (!full_tile && j * 8 + e < first_q[h]) pr = 0.f;
-            pv[e] = pr;
-            dv[e] = pr * (dpt[i] - cDsum[q]);
+            pv[e] = st[i];
+            dv[e] = st[i] * (dpt[i] - cDsum[q]);
           }
           const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
           // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
