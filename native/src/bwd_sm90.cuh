@@ -130,6 +130,12 @@ struct Mma {
   }
 };
 
+// The head dims up to which the warp-specialized backward holds K and V as A fragments in registers
+// (kKvFrag).
+#ifndef DISTCA_BWD_KV_FRAG_MAX_D
+#define DISTCA_BWD_KV_FRAG_MAX_D 64
+#endif
+
 template <int D>
 struct BwdSm90Config {
   static constexpr int BM = 64, BN = 128;
@@ -143,6 +149,29 @@ struct BwdSm90Config {
   // the tiles can start on a 1024-byte boundary (the swizzle pattern's period).
   static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + 4 * BM * 4 + 1024;
 };
+
+// Whether the warp-specialized backward keeps this warpgroup's 64 rows of K and V in registers, as
+// the A fragments of phase A's S^T = K Q^T and dP^T = V dO^T (NOTES v29): 32 registers at head_dim
+// 64, loaded once per key tile; phase A then reads only Q and dO from shared memory, whose 128 bytes
+// per tensor cycle both operands took. At 128 (64 registers) they do not fit.
+template <int D>
+constexpr bool kKvFrag = D <= DISTCA_BWD_KV_FRAG_MAX_D;
+
+// This warpgroup's rows of a key tile (K or V: BN x D, 128-byte swizzle) as wgmma A fragments,
+// k-step kk (16 columns of the head dim) in frag[kk]: a0 row, k 0-7; a1 row + 8, k 0-7; a2 row,
+// k 8-15; a3 row + 8, k 8-15 (rows wrow and wrow + 8 of the warpgroup's 64).
+template <int D, int BN, typename T>
+__device__ __forceinline__ void bwd_load_a_frag(uint32_t (&frag)[D / 16][4], const T* tile, int wg, int wrow,
+                                                int quad) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = wg * 64 + wrow + (i & 1) * 8, c = kk * 16 + (i >> 1) * 8 + quad * 2;
+      frag[kk][i] = *reinterpret_cast<const uint32_t*>(tile + sw128<BN>(r, c));
+    }
+  }
+}
 
 // The first dQ workspace column of warpgroup wg's phase-C tile (see bwd_step's kSplitN).
 template <int D>
@@ -158,13 +187,14 @@ __device__ __forceinline__ int dq_column(int wg) {
 // accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0;
 // after_a() runs once this warpgroup has read V for the last time in the step (after phase A).
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, typename Sync, typename StoreDq,
-          typename AfterA>
+template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, bool kKvRegs = false, typename Sync,
+          typename StoreDq, typename AfterA>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
                                          const float* cLse, const float* cDsum, int wg, int wrow, int quad,
-                                         float scale_log2, Sync sync, StoreDq store_dq, AfterA after_a) {
+                                         float scale_log2, Sync sync, StoreDq store_dq, AfterA after_a,
+                                         const uint32_t (*kv_frag)[4] = nullptr) {
   using Cfg = BwdSm90Config<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NS = BM / 8;  // n8 blocks of S^T per thread row pair (queries)
@@ -192,12 +222,20 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
     // S^T first, then dP^T, each its own group: P^T's exponentials run while dP^T's GEMM does
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+    for (int kk = 0; kk < D / 16; ++kk) {
+      if constexpr (kKvRegs)  // K's A fragments from registers (kKvFrag)
+        Mma<T>::template rs<BM, 0>(st, kv_frag[kk], desc_k_major<BM>(aQ, 0, kk), kk > 0);
+      else
+        Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+    }
     wgmma_commit();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+    for (int kk = 0; kk < D / 16; ++kk) {
+      if constexpr (kKvRegs)  // V's, after K's
+        Mma<T>::template rs<BM, 0>(dpt, kv_frag[D / 16 + kk], desc_k_major<BM>(adO, 0, kk), kk > 0);
+      else
+        Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+    }
     wgmma_commit();
 
     // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T

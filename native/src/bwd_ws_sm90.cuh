@@ -440,6 +440,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     if (t < 0) break;
     mbar_wait(bar_kv, j & 1);  // also where no query tile sees the key tile: the copies land before reuse
     DISTCA_TRACE(tr.rec(kTrKvReady));
+    // K's and V's A fragments for phase A (kKvFrag), once the tile's K and V have landed
+    uint32_t kv_frag[kKvFrag<D> ? D / 8 : 1][4];
+    if constexpr (kKvFrag<D>) {
+      bwd_load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[0]), sK, wg, wrow, quad);
+      bwd_load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[D / 16]), sV, wg, wrow, quad);
+    }
     const int group = tile.group, head_kv = tile.head_kv;
     float acc_dk[NKV * 4], acc_dv[NKV * 4];
 #pragma unroll
@@ -483,10 +489,10 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       // one block step with the mask and one without any mask code, for query tiles that see every key,
       // and (D = 128) one for query tiles that see none of the tile's upper 64 keys (bwd_upper_hidden)
       auto step = [&](auto may_mask, auto upper_hidden) {
-        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value>(
+        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-            dst_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); });
+            dst_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); }, kv_frag);
       };
       if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal)) {
         step(std::false_type(), std::false_type());
