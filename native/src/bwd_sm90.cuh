@@ -157,18 +157,17 @@ struct BwdSm90Config {
 template <int D>
 constexpr bool kKvFrag = D <= DISTCA_BWD_KV_FRAG_MAX_D;
 
-// This warpgroup's rows of a key tile (K or V: BN x D, 128-byte swizzle) as wgmma A fragments,
-// k-step kk (16 columns of the head dim) in frag[kk]: a0 row, k 0-7; a1 row + 8, k 0-7; a2 row,
-// k 8-15; a3 row + 8, k 8-15 (rows wrow and wrow + 8 of the warpgroup's 64).
-template <int D, int BN, typename T>
-__device__ __forceinline__ void bwd_load_a_frag(uint32_t (&frag)[D / 16][4], const T* tile, int wg, int wrow,
-                                                int quad) {
+// This warpgroup's 64 rows of a tile (ROWS x D, 128-byte swizzle; rows from wg * 64) as wgmma A
+// fragments, k-step kk (16 columns of the head dim) in frag[kk]: a0 row, k 0-7; a1 row + 8, k 0-7;
+// a2 row, k 8-15; a3 row + 8, k 8-15 (rows wrow and wrow + 8 of the warpgroup's 64).
+template <int D, int ROWS, typename T>
+__device__ __forceinline__ void load_a_frag(uint32_t (&frag)[D / 16][4], const T* tile, int wg, int wrow, int quad) {
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int r = wg * 64 + wrow + (i & 1) * 8, c = kk * 16 + (i >> 1) * 8 + quad * 2;
-      frag[kk][i] = *reinterpret_cast<const uint32_t*>(tile + sw128<BN>(r, c));
+      frag[kk][i] = *reinterpret_cast<const uint32_t*>(tile + sw128<ROWS>(r, c));
     }
   }
 }

@@ -443,8 +443,8 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     // K's and V's A fragments for phase A (kKvFrag), once the tile's K and V have landed
     uint32_t kv_frag[kKvFrag<D> ? D / 8 : 1][4];
     if constexpr (kKvFrag<D>) {
-      bwd_load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[0]), sK, wg, wrow, quad);
-      bwd_load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[D / 16]), sV, wg, wrow, quad);
+      load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[0]), sK, wg, wrow, quad);
+      load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[D / 16]), sV, wg, wrow, quad);
     }
     const int group = tile.group, head_kv = tile.head_kv;
     float acc_dk[NKV * 4], acc_dv[NKV * 4];

@@ -116,6 +116,9 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
 
 // The head dims up to which the forward's prologue issues two S GEMMs back to back (NOTES v21):
 // 64 (128 reproduces the variant that lost at head_dim 128).
+#ifndef DISTCA_FWD_Q_FRAG_MAX_D
+#define DISTCA_FWD_Q_FRAG_MAX_D 64
+#endif
 #ifndef DISTCA_FWD_TWO_S_PROLOGUE_MAX_D
 #define DISTCA_FWD_TWO_S_PROLOGUE_MAX_D 64
 #endif
@@ -391,6 +394,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     float acc_o[NO * 4];
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
+    // (head_dim <= DISTCA_FWD_Q_FRAG_MAX_D) this warpgroup's Q rows as the S GEMMs' A fragments
+    constexpr bool kQFrag = D <= DISTCA_FWD_Q_FRAG_MAX_D;
+    uint32_t q_frag[kQFrag ? D / 16 : 1][4];
+    if constexpr (kQFrag) load_a_frag<D, BM>(q_frag, sQ + qb * Cfg::kSmemQ, wg, wrow, quad);
     const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
     const long long tile_min_limit = (long long)m0 + sl.diagonal;
     DISTCA_TRACE(tr.rec(kFtSetupEnd));
@@ -409,8 +416,12 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       const uint32_t aK = smem_addr(sK + (i % KS) * Cfg::kSmemKV);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+      for (int kk = 0; kk < D / 16; ++kk) {
+        if constexpr (kQFrag)
+          Mma<T>::template rs<BN, 0>(acc, q_frag[kk], desc_k_major<BN>(aK, 0, kk), kk > 0);
+        else
+          Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+      }
       wgmma_commit();
     };
     auto issue_s = [&](int b) { issue_s_into(sc, b); };
