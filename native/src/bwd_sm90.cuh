@@ -130,8 +130,8 @@ struct Mma {
   }
 };
 
-// The head dims up to which the warp-specialized backward holds K and V as A fragments in registers
-// (kKvFrag).
+// The head dims up to which the warp-specialized backward holds K, V and K^T as A fragments in
+// registers (kKvFrag).
 #ifndef DISTCA_BWD_KV_FRAG_MAX_D
 #define DISTCA_BWD_KV_FRAG_MAX_D 64
 #endif
@@ -151,9 +151,10 @@ struct BwdSm90Config {
 };
 
 // Whether the warp-specialized backward keeps this warpgroup's 64 rows of K and V in registers, as
-// the A fragments of phase A's S^T = K Q^T and dP^T = V dO^T (NOTES v29): 32 registers at head_dim
-// 64, loaded once per key tile; phase A then reads only Q and dO from shared memory, whose 128 bytes
-// per tensor cycle both operands took. At 128 (64 registers) they do not fit.
+// the A fragments of phase A's S^T = K Q^T and dP^T = V dO^T (NOTES v29), and K^T's for phase C
+// computed as dQ^T = K^T dS^T (v31): 48 registers at head_dim 64, loaded once per key tile. Phases A
+// and C then read only one operand each from shared memory, whose 128 bytes per tensor cycle both
+// operands took. At 128 they do not fit (K alone, 32 registers, spills).
 template <int D>
 constexpr bool kKvFrag = D <= DISTCA_BWD_KV_FRAG_MAX_D;
 
@@ -168,6 +169,23 @@ __device__ __forceinline__ void load_a_frag(uint32_t (&frag)[D / 16][4], const T
     for (int i = 0; i < 4; ++i) {
       const int r = wg * 64 + wrow + (i & 1) * 8, c = kk * 16 + (i >> 1) * 8 + quad * 2;
       frag[kk][i] = *reinterpret_cast<const uint32_t*>(tile + sw128<ROWS>(r, c));
+    }
+  }
+}
+
+// This warpgroup's 64 keys of a key tile (ROWS x D, 128-byte swizzle) as the A fragments of K^T (D x
+// keys; D = 64): k-step kk (16 keys) in frag[kk], rows d = wrow and wrow + 8, k = keys.
+template <int D, int ROWS, typename T>
+__device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* tile, int wg, int wrow, int quad) {
+  static_assert(D == 64, "K^T of one warpgroup's 64 keys: 4 k-steps");
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int d = wrow + (i & 1) * 8, key = wg * 64 + kk * 16 + (i >> 1) * 8 + quad * 2;
+      const uint16_t lo = *reinterpret_cast<const uint16_t*>(tile + sw128<ROWS>(key, d));
+      const uint16_t hi = *reinterpret_cast<const uint16_t*>(tile + sw128<ROWS>(key + 1, d));
+      frag[kk][i] = (uint32_t)lo | ((uint32_t)hi << 16);
     }
   }
 }
@@ -317,8 +335,11 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
 #pragma unroll
   for (int kk = 0; kk < (kUpperHidden ? C_STEPS / 2 : C_STEPS); ++kk) {  // the upper keys' dS are 0
     const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
-    Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
-                                      desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
+    if constexpr (kKvRegs)  // dQ^T = K^T dS^T, K^T's A fragments from registers (kKvFrag)
+      Mma<T>::template rs<NQ * 8, 1>(acc_dq, kv_frag[2 * (D / 16) + kk], desc_mn_major<BN>(adS, 0, key_step), kk > 0);
+    else
+      Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
+                                        desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
   }
   wgmma_commit();
   wgmma_wait<0>();

@@ -440,11 +440,13 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     if (t < 0) break;
     mbar_wait(bar_kv, j & 1);  // also where no query tile sees the key tile: the copies land before reuse
     DISTCA_TRACE(tr.rec(kTrKvReady));
-    // K's and V's A fragments for phase A (kKvFrag), once the tile's K and V have landed
-    uint32_t kv_frag[kKvFrag<D> ? D / 8 : 1][4];
+    // K's and V's A fragments for phase A and K^T's for phase C (kKvFrag), once the tile's K and V
+    // have landed
+    uint32_t kv_frag[kKvFrag<D> ? 3 * (D / 16) : 1][4];
     if constexpr (kKvFrag<D>) {
       load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[0]), sK, wg, wrow, quad);
       load_a_frag<D, BN>(*reinterpret_cast<uint32_t(*)[D / 16][4]>(&kv_frag[D / 16]), sV, wg, wrow, quad);
+      load_at_frag<D, BN>(*reinterpret_cast<uint32_t(*)[4][4]>(&kv_frag[2 * (D / 16)]), sK, wg, wrow, quad);
     }
     const int group = tile.group, head_kv = tile.head_kv;
     float acc_dk[NKV * 4], acc_dv[NKV * 4];
@@ -465,14 +467,26 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
         // (the reduce-add that last read this buffer, two tiles ago, was waited for by the elected
         // thread right after it issued the previous tile's, before this tile's consumer barriers)
+        // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
+        auto at = [](int r, int c) { return (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3); };
+        if constexpr (kKvFrag<D>) {  // dQ^T's fragments (rows d, columns queries): one element at a time
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = wrow + h * 8;
+          for (int h = 0; h < 2; ++h) {
 #pragma unroll
-          for (int jj = 0; jj < 8; ++jj) {
-            const int c = jj * 8 + quad * 2;  // column in the 64; box c / 32, 16-byte chunk (c % 32) / 4
-            const int at = (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3);
-            *reinterpret_cast<float2*>(dq_tile + at) = make_float2(acc_dq[jj * 4 + h * 2], acc_dq[jj * 4 + h * 2 + 1]);
+            for (int jj = 0; jj < 8; ++jj) {
+#pragma unroll
+              for (int e = 0; e < 2; ++e) dq_tile[at(jj * 8 + quad * 2 + e, wrow + h * 8)] = acc_dq[jj * 4 + h * 2 + e];
+            }
+          }
+        } else {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int r = wrow + h * 8;
+#pragma unroll
+            for (int jj = 0; jj < 8; ++jj) {
+              const int c = jj * 8 + quad * 2;
+              *reinterpret_cast<float2*>(dq_tile + at(r, c)) = make_float2(acc_dq[jj * 4 + h * 2], acc_dq[jj * 4 + h * 2 + 1]);
+            }
           }
         }
         fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
