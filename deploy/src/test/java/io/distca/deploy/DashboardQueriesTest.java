@@ -85,15 +85,9 @@ class DashboardQueriesTest {
     Path prometheusBinary = Environment.executable("prometheus", "/usr/bin/prometheus");
     Environment.require(prometheusBinary != null, "the Prometheus server (Debian package prometheus)");
     try (BufferAllocator root = new RootAllocator()) {
-      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
-      co.servers = 2;
-      co.backend = "cpu";
-      co.computeThreads = 1;
+      EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(2);
       co.adminPort = 0;
-      ServiceTelemetry.Options to = new ServiceTelemetry.Options();
-      to.component = "trainer-client";
-      to.adminHost = "127.0.0.1";
-      to.adminPort = 0;
+      ServiceTelemetry.Options to = ServiceTelemetry.Options.loopback("trainer-client");
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root);
           ServiceTelemetry clientTelemetry = new ServiceTelemetry(to);
           ReferenceAttention reference = new ReferenceAttention()) {

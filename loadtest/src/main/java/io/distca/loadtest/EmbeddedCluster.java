@@ -50,6 +50,18 @@ public final class EmbeddedCluster implements AutoCloseable {
      * port, a port P gives the dispatcher P and server i P + 1 + i.
      */
     public int adminPort = -1;
+
+    /**
+     * {@code servers} attention servers on the CPU backend with one compute thread each: the small
+     * cluster that tests and single-machine checks run against.
+     */
+    public static Options cpu(int servers) {
+      Options o = new Options();
+      o.servers = servers;
+      o.backend = "cpu";
+      o.computeThreads = 1;
+      return o;
+    }
   }
 
   public EmbeddedCluster(Options options, BufferAllocator allocator) {

@@ -46,10 +46,7 @@ class EndToEndTest {
   @Test
   void causalAndFullAttentionThroughTheClusterMatchTheReference() throws Exception {
     try (BufferAllocator root = new RootAllocator()) {
-      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
-      co.servers = 2;
-      co.backend = "cpu";
-      co.computeThreads = 1;
+      EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(2);
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(20_000);
         int ranks = 3;
@@ -102,10 +99,7 @@ class EndToEndTest {
   @Test
   void badRequestGetsATypedErrorAndTheServerKeepsServing() throws Exception {
     try (BufferAllocator root = new RootAllocator()) {
-      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
-      co.servers = 1;
-      co.backend = "cpu";
-      co.computeThreads = 1;
+      EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(1);
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(20_000);
         int port = cluster.servers().get(0).port();

@@ -131,10 +131,7 @@ class LoadTestTest {
   @Test
   void runsForADurationAgainstAnExistingDispatcher() throws Exception {
     try (BufferAllocator root = new RootAllocator()) {
-      EmbeddedCluster.Options co = new EmbeddedCluster.Options();
-      co.servers = 2;
-      co.backend = "cpu";
-      co.computeThreads = 1;
+      EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(2);
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(20_000);
         LoadTestOptions o = small();

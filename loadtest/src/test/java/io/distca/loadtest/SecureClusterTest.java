@@ -71,10 +71,7 @@ class SecureClusterTest {
   }
 
   private static EmbeddedCluster tlsCluster(BufferAllocator root, int servers) {
-    EmbeddedCluster.Options co = new EmbeddedCluster.Options();
-    co.servers = servers;
-    co.backend = "cpu";
-    co.computeThreads = 1;
+    EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(servers);
     co.token = TOKEN;
     co.tls = pki.options(pki.loopback("cluster")).requireClientCertificate(true);
     return new EmbeddedCluster(co, root);

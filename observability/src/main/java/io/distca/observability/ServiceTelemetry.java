@@ -47,6 +47,15 @@ public final class ServiceTelemetry implements AutoCloseable {
     /** Readiness: failing it takes the process out of service without restarting it. */
     public HealthCheck readiness = HealthCheck.ALWAYS;
 
+    /** Options for {@code component} with its admin port on a free port of 127.0.0.1. */
+    public static Options loopback(String component) {
+      Options o = new Options();
+      o.component = component;
+      o.adminHost = "127.0.0.1";
+      o.adminPort = 0;
+      return o;
+    }
+
     public Options conclude() {
       if (component == null || component.isEmpty()) {
         throw new IllegalArgumentException("component must be set");

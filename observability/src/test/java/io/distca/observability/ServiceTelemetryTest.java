@@ -41,10 +41,7 @@ class ServiceTelemetryTest {
   @Test
   void adminPortServesMetricsAndProbes() throws Exception {
     AtomicReference<String> notReady = new AtomicReference<>("backend loading");
-    ServiceTelemetry.Options o = new ServiceTelemetry.Options();
-    o.component = "test";
-    o.adminHost = "127.0.0.1";
-    o.adminPort = 0;
+    ServiceTelemetry.Options o = ServiceTelemetry.Options.loopback("test");
     o.readiness = notReady::get;
     try (ServiceTelemetry t = new ServiceTelemetry(o)) {
       CatalogueMeters<TestMeters> meters = new CatalogueMeters<>(TestMeters.class);
@@ -106,10 +103,7 @@ class ServiceTelemetryTest {
 
   @Test
   void closeIsIdempotentAndFreesThePort() throws Exception {
-    ServiceTelemetry.Options o = new ServiceTelemetry.Options();
-    o.component = "test";
-    o.adminHost = "127.0.0.1";
-    o.adminPort = 0;
+    ServiceTelemetry.Options o = ServiceTelemetry.Options.loopback("test");
     ServiceTelemetry t = new ServiceTelemetry(o);
     int port = t.adminPort();
     t.close();
