@@ -114,11 +114,13 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
 }
 
-// The head dims up to which the forward's prologue issues two S GEMMs back to back (NOTES v21):
-// 64 (128 reproduces the variant that lost at head_dim 128).
+// The head dims up to which the forward's S GEMMs take Q's A fragments from registers (NOTES v30):
+// 64 (at 128 they spill).
 #ifndef DISTCA_FWD_Q_FRAG_MAX_D
 #define DISTCA_FWD_Q_FRAG_MAX_D 64
 #endif
+// The head dims up to which the forward's prologue issues two S GEMMs back to back (NOTES v21):
+// 64 (128 reproduces the variant that lost at head_dim 128).
 #ifndef DISTCA_FWD_TWO_S_PROLOGUE_MAX_D
 #define DISTCA_FWD_TWO_S_PROLOGUE_MAX_D 64
 #endif
@@ -464,6 +466,14 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       for (int h = 0; h < 2; ++h) row_sum[h] = row_sum[h] * alpha[h] + part[h];
       pack_p(sc);
     };
+    // block b's P V done: its V stage released, then O rescaled to block b + 1's maxima (take)
+    auto end_block = [&](int b) {
+      wgmma_wait<0>();
+      fence_regs(acc_o);
+      DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1 - b) * BN, BN, tile_min_limit)));
+      mbar_arrive(bar_v_empty((it + b) % VS));
+      take();
+    };
     // The prologue. With kTwoS (head_dim 64; NOTES v21): blocks 0 and 1's S GEMMs back to back
     // (block 0's into s0, block 1's into sc, where the loop expects it), block 0's (masked) softmax
     // under block 1's GEMM, then block 0's P V under block 1's softmax; O starts at zero, so block 0
@@ -494,11 +504,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       if (n_blocks > 1) {
         issue_pv(0);
         softmax(1);
-        wgmma_wait<0>();
-        fence_regs(acc_o);
-        DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1) * BN, BN, tile_min_limit)));
-        mbar_arrive(bar_v_empty(it % VS));
-        take();
+        end_block(0);
       }
       b_first = 1;
     } else {
@@ -516,11 +522,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       wgmma_wait<1>();  // block b + 1's S (its P V may still run)
       mbar_arrive(bar_k_empty((it + b + 1) % KS));
       softmax(b + 1);
-      wgmma_wait<0>();
-      fence_regs(acc_o);
-      DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, (n_blocks - 1 - b) * BN, BN, tile_min_limit)));
-      mbar_arrive(bar_v_empty((it + b) % VS));
-      take();
+      end_block(b);
     }
     issue_pv(n_blocks - 1);
     wgmma_wait<0>();
