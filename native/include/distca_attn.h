@@ -33,7 +33,11 @@
  *      cuLaunchKernel(fn, grid, 1, 1, threads, 1, 1, smemBytes, stream,
  *                     Pointer.to(Pointer.to(paramBlockBytes)), null)
  *    where paramBlockBytes is a byte[] of exactly the struct's size, little-endian.
- *    The three backward kernels take the same block; launch them in order on one stream.
+ *    The three backward kernels take the same block; launch them in order on one stream. A host
+ *    that already has D = rowsum(dO*O) (fp32, LSE layout, summed over HD from O as rounded to DT)
+ *    may skip bwd_pre: it writes D into dsum and does the rest of bwd_pre's work itself, zeroing
+ *    dq_claims (section 8) or, without it, dq_accum (the Java server does so with cuMemsetD32Async,
+ *    since its clients send D instead of O); the other kernels never read O (pass 0).
  *
  * 2. Launch geometry. The tile sizes are read from the loaded module, not hard-coded: each head
  *    dimension has one __device__ global of type distca_attn_info_t, named

@@ -196,7 +196,7 @@ final class Rebatcher implements AutoCloseable {
       segments.addAll(r.segments);
       for (QuerySlice s : r.slices) {
         slices.add(base == 0 ? s : new QuerySlice(s.segment() + base, s.kvStart(), s.kvLen(), s.causal(), s.diagonal(),
-            s.q(), s.o(), s.lse(), s.dO(), s.dq()));
+            s.q(), s.o(), s.lse(), s.delta(), s.dO(), s.dq()));
       }
       flops += r.flops;
     }

@@ -78,13 +78,17 @@ final class RequestValidator {
       Tensor q = tensor(in, "q", shape.dtype(), tq, shape.headsQ(), shape.headDim());
       Tensor k = tensor(in, "k", shape.dtype(), tk, shape.headsKv(), shape.headDim());
       Tensor v = tensor(in, "v", shape.dtype(), tk, shape.headsKv(), shape.headDim());
-      Tensor o = null;
       Tensor dO = null;
       Tensor lse = null;
+      Tensor delta = null;
       if (phase == Phase.BACKWARD) {
-        o = tensor(in, "o", shape.dtype(), tq, shape.headsQ(), shape.headDim());
+        if (in.get("o") != null && in.get("delta") == null) {
+          throw invalid(ErrorCode.INVALID_PAYLOAD, "delta", "a backward request carries delta = rowsum(do * o), "
+              + "fp32 [heads_q, Q], instead of o (docs/protocol.md)");
+        }
         dO = tensor(in, "do", shape.dtype(), tq, shape.headsQ(), shape.headDim());
         lse = tensor(in, "lse", DType.FP32, shape.headsQ(), tq);
+        delta = tensor(in, "delta", DType.FP32, shape.headsQ(), tq);
       }
       int expected = phase == Phase.FORWARD ? 3 : 6;
       if (in.size() != expected) {
@@ -137,7 +141,7 @@ final class RequestValidator {
               qs, outO.sliceRows(row, end), new LseView(outLse, row)));
         } else {
           slices.add(QuerySlice.backward(t.kvSegment(), t.kvStart(), t.kvLen(), t.causal(), t.diagonal(),
-              qs, o.sliceRows(row, end), new LseView(lse, row), dO.sliceRows(row, end), outDq.sliceRows(row, end)));
+              qs, new LseView(lse, row), new LseView(delta, row), dO.sliceRows(row, end), outDq.sliceRows(row, end)));
         }
         double f = CostModel.forwardFlops(t.qLen(), t.kvLen(), shape.headsQ(), shape.headDim(), t.causal(), t.diagonal());
         flops += phase == Phase.FORWARD ? f : 2.5 * f;

@@ -6,6 +6,7 @@ import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.TaskSpec;
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
@@ -167,6 +168,8 @@ final class AttnCommand implements Callable<Integer> {
             Tensor.allocate(root, s.dtype(), tk, s.headsKv(), s.headDim())};
     List<KvSegment> segments = new ArrayList<>();
     List<QuerySlice> slices = new ArrayList<>();
+    // the backward's delta = rowsum(dO * O), as a trainer client computes it before sending
+    Tensor delta = bwd == null ? null : AttentionDelta.of(root, bwd[0], bwd[2]);
     for (int d = 0; d < in.docs(); d++) {
       int q0 = in.cuq[d];
       int q1 = in.cuq[d + 1];
@@ -180,8 +183,8 @@ final class AttnCommand implements Callable<Integer> {
       } else {
         segments.add(new KvSegment(in.k.sliceRows(k0, k1), in.v.sliceRows(k0, k1), out[1].sliceRows(k0, k1),
             out[2].sliceRows(k0, k1)));
-        slices.add(QuerySlice.backward(d, 0, k1 - k0, causal, diag, in.q.sliceRows(q0, q1), bwd[0].sliceRows(q0, q1),
-            new LseView(bwd[1], q0), bwd[2].sliceRows(q0, q1), out[0].sliceRows(q0, q1)));
+        slices.add(QuerySlice.backward(d, 0, k1 - k0, causal, diag, in.q.sliceRows(q0, q1), new LseView(bwd[1], q0),
+            new LseView(delta, q0), bwd[2].sliceRows(q0, q1), out[0].sliceRows(q0, q1)));
       }
     }
     try (AttentionBackend b = Backends.create(backend, 0)) {
@@ -190,6 +193,10 @@ final class AttnCommand implements Callable<Integer> {
         b.forward(batch);
       } else {
         b.backward(batch);
+      }
+    } finally {
+      if (delta != null) {
+        delta.close();
       }
     }
     return out;
@@ -209,11 +216,14 @@ final class AttnCommand implements Callable<Integer> {
     AttentionRequest meta = new AttentionRequest("distca-attn", 0, 0, s.headsQ(), s.headsKv(), s.headDim(),
         s.dtype().wireName(), s.scale(), tasks, segLens);
     TensorSet set = new TensorSet();
+    if (bwd != null) {
+      set.putNew("delta", root, DType.FP32, s.headsQ(), in.q.dim(0));
+      AttentionDelta.computeInto(bwd[0], bwd[2], set.get("delta"), 0);
+    }
     set.put("q", Tensor.view(in.q.buffer(), in.q.byteOffset(), in.q.dtype(), in.q.shape()));
     set.put("k", Tensor.view(in.k.buffer(), in.k.byteOffset(), in.k.dtype(), in.k.shape()));
     set.put("v", Tensor.view(in.v.buffer(), in.v.byteOffset(), in.v.dtype(), in.v.shape()));
     if (bwd != null) {
-      set.put("o", Tensor.view(bwd[0].buffer(), bwd[0].byteOffset(), bwd[0].dtype(), bwd[0].shape()));
       set.put("do", Tensor.view(bwd[2].buffer(), bwd[2].byteOffset(), bwd[2].dtype(), bwd[2].shape()));
       set.put("lse", Tensor.view(bwd[1].buffer(), bwd[1].byteOffset(), bwd[1].dtype(), bwd[1].shape()));
     }

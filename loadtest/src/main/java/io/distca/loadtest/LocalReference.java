@@ -2,6 +2,7 @@ package io.distca.loadtest;
 
 import io.distca.client.BackwardInput;
 import io.distca.client.MicroBatch;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.server.backend.AttentionBackend;
@@ -49,16 +50,18 @@ public final class LocalReference {
     List<KvSegment> segments = new ArrayList<>();
     List<QuerySlice> slices = new ArrayList<>();
     int[] cu = mb.cuSeqlens();
-    for (int d = 0; d < mb.docLengths().length; d++) {
-      int from = cu[d];
-      int to = cu[d + 1];
-      segments.add(new KvSegment(mb.k().sliceRows(from, to), mb.v().sliceRows(from, to),
-          dk.sliceRows(from, to), dv.sliceRows(from, to)));
-      slices.add(QuerySlice.backward(d, 0, to - from, mb.causal(), 0, mb.q().sliceRows(from, to),
-          in.o().sliceRows(from, to), new LseView(in.lse(), from), in.dO().sliceRows(from, to),
-          dq.sliceRows(from, to)));
+    try (Tensor delta = AttentionDelta.of(allocator, in.o(), in.dO())) {
+      for (int d = 0; d < mb.docLengths().length; d++) {
+        int from = cu[d];
+        int to = cu[d + 1];
+        segments.add(new KvSegment(mb.k().sliceRows(from, to), mb.v().sliceRows(from, to),
+            dk.sliceRows(from, to), dv.sliceRows(from, to)));
+        slices.add(QuerySlice.backward(d, 0, to - from, mb.causal(), 0, mb.q().sliceRows(from, to),
+            new LseView(in.lse(), from), new LseView(delta, from), in.dO().sliceRows(from, to),
+            dq.sliceRows(from, to)));
+      }
+      backend.backward(new AttentionBatch(mb.shape(), segments, slices));
     }
-    backend.backward(new AttentionBatch(mb.shape(), segments, slices));
     return new Tensor[] {dq, dk, dv};
   }
 }

@@ -6,6 +6,7 @@ import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.TaskSpec;
 import io.distca.protocol.model.AttentionShape;
 import io.distca.protocol.model.CostModel;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
@@ -74,10 +75,10 @@ final class NanoBatch {
     return (64L << 10) + 256L * tasks;
   }
 
-  /** Bytes of one query row's tensors in a request: q (backward adds o, do and an lse column). */
+  /** Bytes of one query row's tensors in a request: q (backward adds do, and an lse and a delta column). */
   static long queryRowBytes(AttentionShape shape, boolean backward) {
     long row = (long) shape.headsQ() * shape.headDim() * shape.dtype().byteSize();
-    return backward ? 3 * row + 4L * shape.headsQ() : row;
+    return backward ? 2 * row + 8L * shape.headsQ() : row;
   }
 
   /** Bytes of one key row's tensors in a request: k and v. */
@@ -119,7 +120,10 @@ final class NanoBatch {
         shape.dtype().wireName(), shape.scale(), specs, lens);
   }
 
-  /** Gathers this nano-batch's rows into request tensors (q, k, v; backward adds o, do, lse). */
+  /**
+   * Gathers this nano-batch's rows into request tensors (q, k, v; backward adds do, lse, and delta =
+   * rowsum(dO * O), computed here from the forward's O, which the request does not carry).
+   */
   Message build(MessageType type, AttentionRequest meta, MicroBatch mb, int[] cu, BackwardInput bwd,
       BufferAllocator allocator) {
     AttentionShape shape = mb.shape();
@@ -138,12 +142,15 @@ final class NanoBatch {
       }
       gatherQueryRows(mb.q(), q, cu);
       if (bwd != null) {
-        gatherQueryRows(bwd.o(), set.putNew("o", allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()), cu);
         gatherQueryRows(bwd.dO(), set.putNew("do", allocator, shape.dtype(), tq, shape.headsQ(), shape.headDim()), cu);
         Tensor lse = set.putNew("lse", allocator, DType.FP32, shape.headsQ(), tq);
+        Tensor delta = set.putNew("delta", allocator, DType.FP32, shape.headsQ(), tq);
         int col = 0;
         for (ClientTask t : tasks) {
-          LseColumns.copy(bwd.lse(), cu[t.doc()] + t.qStart(), lse, col, t.qLen());
+          int from = cu[t.doc()] + t.qStart();
+          LseColumns.copy(bwd.lse(), from, lse, col, t.qLen());
+          AttentionDelta.computeInto(bwd.o().sliceRows(from, from + t.qLen()),
+              bwd.dO().sliceRows(from, from + t.qLen()), delta, col);
           col += t.qLen();
         }
       }

@@ -8,6 +8,7 @@ import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.TaskSpec;
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
@@ -174,7 +175,7 @@ class ResultAssemblyTest {
       Tensor q = in.get("q").sliceRows(row, end);
       slices.add(backward
           ? QuerySlice.backward(t.kvSegment(), t.kvStart(), t.kvLen(), t.causal(), t.diagonal(), q,
-              in.get("o").sliceRows(row, end), new LseView(in.get("lse"), row), in.get("do").sliceRows(row, end),
+              new LseView(in.get("lse"), row), new LseView(in.get("delta"), row), in.get("do").sliceRows(row, end),
               dq.sliceRows(row, end))
           : QuerySlice.forward(t.kvSegment(), t.kvStart(), t.kvLen(), t.causal(), t.diagonal(), q,
               o.sliceRows(row, end), new LseView(lse, row)));
@@ -212,14 +213,16 @@ class ResultAssemblyTest {
     int[] cu = mb.cuSeqlens();
     List<KvSegment> segs = new ArrayList<>();
     List<QuerySlice> slices = new ArrayList<>();
-    for (int d = 0; d < mb.docLengths().length; d++) {
-      segs.add(new KvSegment(mb.k().sliceRows(cu[d], cu[d + 1]), mb.v().sliceRows(cu[d], cu[d + 1]),
-          dk.sliceRows(cu[d], cu[d + 1]), dv.sliceRows(cu[d], cu[d + 1])));
-      slices.add(QuerySlice.backward(d, 0, mb.docLengths()[d], mb.causal(), 0, mb.q().sliceRows(cu[d], cu[d + 1]),
-          in.o().sliceRows(cu[d], cu[d + 1]), new LseView(in.lse(), cu[d]), in.dO().sliceRows(cu[d], cu[d + 1]),
-          dq.sliceRows(cu[d], cu[d + 1])));
+    try (Tensor delta = AttentionDelta.of(root, in.o(), in.dO())) {
+      for (int d = 0; d < mb.docLengths().length; d++) {
+        segs.add(new KvSegment(mb.k().sliceRows(cu[d], cu[d + 1]), mb.v().sliceRows(cu[d], cu[d + 1]),
+            dk.sliceRows(cu[d], cu[d + 1]), dv.sliceRows(cu[d], cu[d + 1])));
+        slices.add(QuerySlice.backward(d, 0, mb.docLengths()[d], mb.causal(), 0, mb.q().sliceRows(cu[d], cu[d + 1]),
+            new LseView(in.lse(), cu[d]), new LseView(delta, cu[d]), in.dO().sliceRows(cu[d], cu[d + 1]),
+            dq.sliceRows(cu[d], cu[d + 1])));
+      }
+      backend.backward(new AttentionBatch(SHAPE, segs, slices));
     }
-    backend.backward(new AttentionBatch(SHAPE, segs, slices));
     return new Tensor[] {dq, dk, dv};
   }
 

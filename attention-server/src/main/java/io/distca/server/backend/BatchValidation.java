@@ -80,26 +80,33 @@ public final class BatchValidation {
       requireFloat(s.q(), where + " q");
       int qLen = s.q().rank() == 3 ? s.q().dim(0) : -1;
       requireShape(s.q(), where + " q", qLen, hq, d);
-      requireFloat(s.o(), where + " o");
-      requireShape(s.o(), where + " o", qLen, hq, d);
-      LseView lse = s.lse();
-      if (lse == null || lse.lse() == null) {
-        throw new IllegalArgumentException(where + " has no lse view");
+      if (!backward) {
+        requireFloat(s.o(), where + " o");
+        requireShape(s.o(), where + " o", qLen, hq, d);
       }
-      Tensor t = lse.lse();
-      if (t.dtype() != DType.FP32 || t.rank() != 2 || t.dim(0) != hq) {
-        throw new IllegalArgumentException(where + " lse must be fp32 [" + hq + ", columns], got " + t);
-      }
-      if (lse.column() < 0 || (long) lse.column() + qLen > t.dim(1)) {
-        throw new IllegalArgumentException(where + " lse columns [" + lse.column() + ", "
-            + ((long) lse.column() + qLen) + ") are outside " + t);
-      }
+      requireRowStatistic(s.lse(), where + " lse", hq, qLen);
       if (backward) {
+        requireRowStatistic(s.delta(), where + " delta", hq, qLen);
         requireFloat(s.dO(), where + " dO");
         requireShape(s.dO(), where + " dO", qLen, hq, d);
         requireFloat(s.dq(), where + " dq");
         requireShape(s.dq(), where + " dq", qLen, hq, d);
       }
+    }
+  }
+
+  /** An fp32 [heads, columns] view (LSE, delta) with the slice's qLen columns inside it. */
+  private static void requireRowStatistic(LseView view, String what, int hq, int qLen) {
+    if (view == null || view.lse() == null) {
+      throw new IllegalArgumentException(what + " is missing");
+    }
+    Tensor t = view.lse();
+    if (t.dtype() != DType.FP32 || t.rank() != 2 || t.dim(0) != hq) {
+      throw new IllegalArgumentException(what + " must be fp32 [" + hq + ", columns], got " + t);
+    }
+    if (view.column() < 0 || (long) view.column() + qLen > t.dim(1)) {
+      throw new IllegalArgumentException(what + " columns [" + view.column() + ", "
+          + ((long) view.column() + qLen) + ") are outside " + t);
     }
   }
 

@@ -9,22 +9,23 @@ import io.distca.protocol.tensor.Tensor;
  * a row that sees no key gets O = 0 and LSE = -inf.
  *
  * <p>Forward: {@code o} (output, q's shape and dtype) and {@code lse} (output) are written.
- * Backward: {@code o}, {@code dO}, {@code lse} are inputs and {@code dq} (q's shape and dtype) is
- * written.
+ * Backward: {@code lse}, {@code delta} (rowsum(dO * O) in the LSE layout, {@link
+ * io.distca.protocol.tensor.AttentionDelta}) and {@code dO} are inputs, {@code o} is null, and
+ * {@code dq} (q's shape and dtype) is written.
  */
 public record QuerySlice(
     int segment, int kvStart, int kvLen, boolean causal, int diagonal,
-    Tensor q, Tensor o, LseView lse, Tensor dO, Tensor dq) {
+    Tensor q, Tensor o, LseView lse, LseView delta, Tensor dO, Tensor dq) {
 
   public static QuerySlice forward(
       int segment, int kvStart, int kvLen, boolean causal, int diagonal, Tensor q, Tensor o, LseView lse) {
-    return new QuerySlice(segment, kvStart, kvLen, causal, diagonal, q, o, lse, null, null);
+    return new QuerySlice(segment, kvStart, kvLen, causal, diagonal, q, o, lse, null, null, null);
   }
 
   public static QuerySlice backward(
       int segment, int kvStart, int kvLen, boolean causal, int diagonal,
-      Tensor q, Tensor o, LseView lse, Tensor dO, Tensor dq) {
-    return new QuerySlice(segment, kvStart, kvLen, causal, diagonal, q, o, lse, dO, dq);
+      Tensor q, LseView lse, LseView delta, Tensor dO, Tensor dq) {
+    return new QuerySlice(segment, kvStart, kvLen, causal, diagonal, q, null, lse, delta, dO, dq);
   }
 
   public int qLen() {

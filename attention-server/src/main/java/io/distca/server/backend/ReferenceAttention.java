@@ -90,21 +90,15 @@ public final class ReferenceAttention implements AttentionBackend {
   public void backward(AttentionBatch batch) {
     BatchValidation.requireWellFormed(batch, BatchValidation.Pass.BACKWARD);
     int hq = batch.shape().headsQ();
-    List<double[]> o = new ArrayList<>();
+    List<double[]> delta = new ArrayList<>();
     List<double[]> lse = new ArrayList<>();
     List<double[]> dO = new ArrayList<>();
     for (QuerySlice s : batch.slices()) {
-      o.add(toDoubles(s.o()));
       dO.add(toDoubles(s.dO()));
-      double[] l = new double[hq * s.qLen()];
-      for (int h = 0; h < hq; h++) {
-        for (int row = 0; row < s.qLen(); row++) {
-          l[h * s.qLen() + row] = s.lse().lse().getFloat(s.lse().index(h, row));
-        }
-      }
-      lse.add(l);
+      lse.add(rowStatistic(s.lse(), hq, s.qLen()));
+      delta.add(rowStatistic(s.delta(), hq, s.qLen()));
     }
-    Gradients g = backward(DoubleBatch.of(batch), o, lse, dO);
+    Gradients g = backwardFromDelta(DoubleBatch.of(batch), delta, lse, dO);
     for (int i = 0; i < batch.slices().size(); i++) {
       fromDoubles(g.dq().get(i), batch.slices().get(i).dq());
     }
@@ -164,12 +158,47 @@ public final class ReferenceAttention implements AttentionBackend {
     }
   }
 
+  /** A slice's [heads, qLen] run of a per-row statistic (LSE, delta) as doubles. */
+  private static double[] rowStatistic(LseView view, int hq, int qLen) {
+    double[] values = new double[hq * qLen];
+    for (int h = 0; h < hq; h++) {
+      for (int row = 0; row < qLen; row++) {
+        values[h * qLen + row] = view.lse().getFloat(view.index(h, row));
+      }
+    }
+    return values;
+  }
+
   /**
    * dQ, dK, dV for upstream gradient {@code dO}, given the forward's O and LSE (per slice, packed as
-   * in {@link ForwardResult}). Work is split by (segment, kv head): such a unit is the only writer of
-   * its dK/dV rows and of the dQ of every query head in its group, so no two threads share an element.
+   * in {@link ForwardResult}): {@link #backwardFromDelta} with delta = rowsum(dO * O) in float64.
    */
   public static Gradients backward(DoubleBatch b, List<double[]> o, List<double[]> lse, List<double[]> dO) {
+    int hq = b.headsQ();
+    int d = b.headDim();
+    List<double[]> delta = new ArrayList<>();
+    for (int i = 0; i < b.slices().size(); i++) {
+      int qLen = b.slices().get(i).qLen();
+      double[] rows = new double[hq * qLen];
+      for (int h = 0; h < hq; h++) {
+        for (int row = 0; row < qLen; row++) {
+          int qAt = at(row, hq, h, d);
+          rows[h * qLen + row] = dot(dO.get(i), qAt, o.get(i), qAt, d);
+        }
+      }
+      delta.add(rows);
+    }
+    return backwardFromDelta(b, delta, lse, dO);
+  }
+
+  /**
+   * dQ, dK, dV for upstream gradient {@code dO}, given the forward's LSE and delta = rowsum(dO * O)
+   * (per slice, [heads_q, q_len] as the LSE of {@link ForwardResult}). Work is split by (segment, kv
+   * head): such a unit is the only writer of its dK/dV rows and of the dQ of every query head in its
+   * group, so no two threads share an element.
+   */
+  public static Gradients backwardFromDelta(DoubleBatch b, List<double[]> delta, List<double[]> lse,
+      List<double[]> dO) {
     int d = b.headDim();
     List<double[]> dq = new ArrayList<>();
     for (DoubleSlice s : b.slices()) {
@@ -189,7 +218,7 @@ public final class ReferenceAttention implements AttentionBackend {
           continue;
         }
         for (int t = 0; t < b.groupSize(); t++) {
-          backwardHead(b, i, kvHead * b.groupSize() + t, o.get(i), lse.get(i), dO.get(i),
+          backwardHead(b, i, kvHead * b.groupSize() + t, delta.get(i), lse.get(i), dO.get(i),
               dq.get(i), dk.get(segIndex), dv.get(segIndex));
         }
       }
@@ -197,7 +226,7 @@ public final class ReferenceAttention implements AttentionBackend {
     return new Gradients(dq, dk, dv);
   }
 
-  private static void backwardHead(DoubleBatch b, int sliceIndex, int head, double[] o, double[] lse,
+  private static void backwardHead(DoubleBatch b, int sliceIndex, int head, double[] delta, double[] lse,
       double[] dO, double[] dq, double[] dk, double[] dv) {
     DoubleSlice s = b.slices().get(sliceIndex);
     DoubleSegment seg = b.segments().get(s.segment());
@@ -211,12 +240,12 @@ public final class ReferenceAttention implements AttentionBackend {
       }
       int qAt = at(row, b.headsQ(), head, d);
       double rowLse = lse[head * s.qLen() + row];
-      double delta = dot(dO, qAt, o, qAt, d);
+      double rowDelta = delta[head * s.qLen() + row];
       for (int j = 0; j < keys; j++) {
         int kAt = at(s.kvStart() + j, b.headsKv(), kvHead, d);
         double p = Math.exp(scale * dot(s.q(), qAt, seg.k(), kAt, d) - rowLse);
         double dp = dot(dO, qAt, seg.v(), kAt, d);
-        double ds = p * (dp - delta);
+        double ds = p * (dp - rowDelta);
         for (int e = 0; e < d; e++) {
           dq[qAt + e] += scale * ds * seg.k()[kAt + e];
           dk[kAt + e] += scale * ds * s.q()[qAt + e];

@@ -1,6 +1,7 @@
 package io.distca.server.backend;
 
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import java.util.ArrayList;
@@ -55,6 +56,8 @@ public final class AttentionFixture implements AutoCloseable {
   public final List<Tensor> dO = new ArrayList<>();
   public final List<Tensor> dq = new ArrayList<>();
   public final Tensor lse;
+  /** The backward's delta = rowsum(dO * O), laid out as {@link #lse}; written by {@link #backwardBatch}. */
+  public final Tensor delta;
   public final int[] lseColumn;
   private final BufferAllocator allocator;
   private boolean closed;
@@ -87,6 +90,7 @@ public final class AttentionFixture implements AutoCloseable {
       column += s.qLen();
     }
     lse = nan(DType.FP32, hq, column + LSE_TAIL_COLUMNS);
+    delta = nan(DType.FP32, hq, column + LSE_TAIL_COLUMNS);
   }
 
   public LseView lseView(int slice) {
@@ -107,7 +111,10 @@ public final class AttentionFixture implements AutoCloseable {
     return new AttentionBatch(shape, segments, slices);
   }
 
-  /** O and LSE are inputs here: run a forward (any backend) first. */
+  /**
+   * O and LSE are inputs here: run a forward (any backend) first. Computes each slice's delta from
+   * its O and dO as a trainer client does.
+   */
   public AttentionBatch backwardBatch() {
     List<KvSegment> segments = new ArrayList<>();
     for (int i = 0; i < k.size(); i++) {
@@ -116,8 +123,9 @@ public final class AttentionFixture implements AutoCloseable {
     List<QuerySlice> slices = new ArrayList<>();
     for (int i = 0; i < specs.size(); i++) {
       SliceSpec s = specs.get(i);
+      AttentionDelta.computeInto(o.get(i), dO.get(i), delta, lseColumn[i]);
       slices.add(QuerySlice.backward(s.segment(), s.kvStart(), s.kvLen(), s.causal(), s.diagonal(),
-          q.get(i), o.get(i), lseView(i), dO.get(i), dq.get(i)));
+          q.get(i), lseView(i), new LseView(delta, lseColumn[i]), dO.get(i), dq.get(i)));
     }
     return new AttentionBatch(shape, segments, slices);
   }
@@ -199,6 +207,7 @@ public final class AttentionFixture implements AutoCloseable {
       list.forEach(Tensor::close);
     }
     lse.close();
+    delta.close();
     allocator.close();
   }
 }

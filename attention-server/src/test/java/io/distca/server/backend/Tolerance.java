@@ -32,10 +32,20 @@ public final class Tolerance {
 
   /** Returns the largest error seen, relative to maxAbs(expected), for reporting. */
   public static double assertClose(String what, double[] expected, Tensor actual, double floor) {
+    return assertClose(what, expected, actual, floor, 0);
+  }
+
+  /**
+   * As {@link #assertClose(String, double[], Tensor, double)}, the floor measured against at least
+   * {@code magnitude}: for a tensor whose exact values may all cancel to zero (the dQ and dK of a slice
+   * whose rows each see at most one key: dS = P (dP - delta) is exactly 0 in float64, while a
+   * backend's dP and its client's delta round apart), the magnitude of the batch's gradients.
+   */
+  public static double assertClose(String what, double[] expected, Tensor actual, double floor, double magnitude) {
     if (expected.length != actual.numel()) {
       fail(what + ": " + expected.length + " expected values, tensor " + actual);
     }
-    double maxAbs = 0;
+    double maxAbs = magnitude;
     for (double e : expected) {
       maxAbs = Math.max(maxAbs, Math.abs(e));
     }

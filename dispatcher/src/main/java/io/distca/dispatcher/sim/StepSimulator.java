@@ -116,7 +116,8 @@ public final class StepSimulator {
     long[] rankIn = new long[ranks];
     long[] serverIn = new long[servers];
     long[] serverOut = new long[servers];
-    // backward moves (Q + KV + O + LSE + dO) in and (dQ + dKV) out: forward's bytes plus these extras
+    // backward moves (Q + KV + dO + LSE + delta) in and (dQ + dKV) out: forward's bytes plus these
+    // extras (dO and two fp32 row statistics; delta = rowsum(dO * O) replaces O, docs/protocol.md)
     long[] rankOutBackwardExtra = new long[ranks];
     long[] serverInBackwardExtra = new long[servers];
     for (int r = 0; r < ranks; r++) {
@@ -142,8 +143,9 @@ public final class StepSimulator {
           serverIn[server] += queryBytes + kvBytes;
           serverOut[server] += outputBytes;
           rankIn[r] += outputBytes;
-          rankOutBackwardExtra[r] += outputBytes + queryBytes;
-          serverInBackwardExtra[server] += outputBytes + queryBytes;
+          long rowStatisticsBytes = 2 * 4L * q * shape.headsQ();
+          rankOutBackwardExtra[r] += queryBytes + rowStatisticsBytes;
+          serverInBackwardExtra[server] += queryBytes + rowStatisticsBytes;
         }
         from = to;
       }

@@ -1,6 +1,7 @@
 package io.distca.loadtest.bench;
 
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.HalfFloats;
 import io.distca.protocol.tensor.OwnedTensors;
@@ -49,6 +50,8 @@ final class BenchBatch implements AutoCloseable {
   final Tensor v;
   final Tensor o;
   final Tensor lse;
+  /** The backward's delta = rowsum(dO * O), [heads_q, tokens]: written by {@link #backward()}. */
+  final Tensor delta;
   final Tensor dO;
   final Tensor dq;
   final Tensor dk;
@@ -86,6 +89,7 @@ final class BenchBatch implements AutoCloseable {
     dO = random(rnd, t, shape.headsQ());
     o = tensors.allocate(shape.dtype(), t, shape.headsQ(), shape.headDim());
     lse = tensors.allocate(DType.FP32, shape.headsQ(), t);
+    delta = tensors.allocate(DType.FP32, shape.headsQ(), t);
     dq = tensors.allocate(shape.dtype(), t, shape.headsQ(), shape.headDim());
     dk = tensors.allocate(shape.dtype(), kv, shape.headsKv(), shape.headDim());
     dv = tensors.allocate(shape.dtype(), kv, shape.headsKv(), shape.headDim());
@@ -120,7 +124,9 @@ final class BenchBatch implements AutoCloseable {
     return batch(false);
   }
 
+  /** The backward over the batch's O as it is now (run a forward first), with delta computed from it. */
   AttentionBatch backward() {
+    AttentionDelta.computeInto(o, dO, delta, 0);
     return batch(true);
   }
 
@@ -144,8 +150,8 @@ final class BenchBatch implements AutoCloseable {
       int diagonal = kvLen - shard.rows(); // bottom-right: row i is document position qs + i
       LseView lseView = new LseView(lse, row);
       slices.add(backward
-          ? QuerySlice.backward(shard.doc(), 0, kvLen, causal, diagonal, q.sliceRows(row, end), o.sliceRows(row, end),
-              lseView, dO.sliceRows(row, end), dq.sliceRows(row, end))
+          ? QuerySlice.backward(shard.doc(), 0, kvLen, causal, diagonal, q.sliceRows(row, end), lseView,
+              new LseView(delta, row), dO.sliceRows(row, end), dq.sliceRows(row, end))
           : QuerySlice.forward(shard.doc(), 0, kvLen, causal, diagonal, q.sliceRows(row, end), o.sliceRows(row, end),
               lseView));
       row = end;

@@ -1,6 +1,7 @@
 package io.distca.loadtest.jmh;
 
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.OwnedTensors;
 import io.distca.protocol.tensor.Tensor;
@@ -94,11 +95,13 @@ public class CpuBackendBenchmark {
     LseView lse = new LseView(tensors.allocate(DType.FP32, HEADS_Q, tokens), 0);
     forwardBatch = new AttentionBatch(shape, List.of(KvSegment.forward(k, v)),
         List.of(QuerySlice.forward(0, 0, tokens, true, 0, q, o, lse)));
+    Tensor delta = tensors.allocate(DType.FP32, HEADS_Q, tokens);
     backwardBatch = new AttentionBatch(shape, List.of(new KvSegment(k, v, dk, dv)),
-        List.of(QuerySlice.backward(0, 0, tokens, true, 0, q, o, lse, dO, dq)));
+        List.of(QuerySlice.backward(0, 0, tokens, true, 0, q, lse, new LseView(delta, 0), dO, dq)));
     forwardGflop = forwardBatch.forwardFlops() / 1e9;
     attention = "reference".equals(backend) ? new ReferenceAttention() : new CpuBackend(new CpuBackendOptions());
     attention.forward(forwardBatch);
+    AttentionDelta.computeInto(o, dO, delta, 0); // from the O that forward wrote, as a trainer client does
   }
 
   @Benchmark

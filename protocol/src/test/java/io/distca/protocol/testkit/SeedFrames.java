@@ -147,9 +147,9 @@ public final class SeedFrames {
     t.put("k", random(allocator, rnd, dtype, keys, headsKv, headDim));
     t.put("v", random(allocator, rnd, dtype, keys, headsKv, headDim));
     if (backward) {
-      t.put("o", random(allocator, rnd, dtype, queries, headsQ, headDim));
       t.put("do", random(allocator, rnd, dtype, queries, headsQ, headDim));
       t.put("lse", random(allocator, rnd, DType.FP32, headsQ, queries));
+      t.put("delta", random(allocator, rnd, DType.FP32, headsQ, queries));
     }
     AttentionRequest meta = new AttentionRequest("job-" + rnd.nextInt(3), rnd.nextInt(100), Long.MAX_VALUE / 2, headsQ,
         headsKv, headDim, dtype.wireName(), (float) (1 / Math.sqrt(headDim)), tasks, segments);

@@ -82,9 +82,9 @@ final class Samples {
         shapes.put("q", q);
         shapes.put("k", kv);
         shapes.put("v", kv);
-        shapes.put("o", q);
         shapes.put("do", q);
         shapes.put("lse", lse);
+        shapes.put("delta", lse);
       }
       case BACKWARD_RESPONSE -> {
         shapes.put("dq", q);
@@ -97,7 +97,7 @@ final class Samples {
   }
 
   static DType dtypeOf(String tensor, DType dtype) {
-    return tensor.equals("lse") ? DType.FP32 : dtype;
+    return tensor.equals("lse") || tensor.equals("delta") ? DType.FP32 : dtype;
   }
 
   /** The tensors of {@code type} filled with pattern {@code seed + column index}. */

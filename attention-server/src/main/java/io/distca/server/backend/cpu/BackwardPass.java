@@ -228,9 +228,9 @@ final class BackwardPass extends TiledPass {
     TileIo.loadRows(s.q(), headsQ, head, d, row0, rows, scale, q, 0);
     TileIo.loadRows(s.dO(), headsQ, head, d, row0, rows, 1f, dOut, 0);
     LseView lse = s.lse();
+    LseView deltaView = s.delta();
     for (int r = 0; r < rows; r++) {
-      TileIo.loadRows(s.o(), headsQ, head, d, row0 + r, 1, 1f, t.outRow, 0);
-      delta[r] = TileMath.dot(dOut[r], t.outRow[0], d);
+      delta[r] = TileIo.readFloat32(deltaView.lse(), deltaView.index(head, row0 + r));
       lseRow[r] = TileIo.readFloat32(lse.lse(), lse.index(head, row0 + r));
       keyEnd[r] = Math.min(to, s.kvStart() + CausalMask.keyEnd(s, row0 + r));
       java.util.Arrays.fill(dQuery[r], 0, d, 0f);

@@ -26,7 +26,6 @@ final class Scratch {
   float[][] dOut = NONE;
   float[][] dScores = NONE;
   float[][] dQuery = NONE;
-  float[][] outRow = NONE;
   float[] rowDelta = new float[0];
   float[] rowLse = new float[0];
 
@@ -54,7 +53,6 @@ final class Scratch {
     dValues = atLeast(dValues, keyChunk, headDim);
     dOut = atLeast(dOut, queryBlock, headDim);
     dQuery = atLeast(dQuery, queryBlock, headDim);
-    outRow = atLeast(outRow, 1, headDim);
     rowDelta = atLeast(rowDelta, queryBlock);
     rowLse = atLeast(rowLse, queryBlock);
     rowKeyEnd = atLeast(rowKeyEnd, queryBlock);

@@ -494,7 +494,8 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     long grid = (long) plan.numWork * shape.headsKv();
     boolean warpSpecialized = grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
     DistcaAttnAbi.BackwardParams backward = new DistcaAttnAbi.BackwardParams(
-        base + at.q(), base + at.k(), base + at.v(), base + at.o(), base + at.dout(), base + at.lse(),
+        // O is not sent (0): the request's delta = rowsum(dO * O) is already in dsum
+        base + at.q(), base + at.k(), base + at.v(), 0, base + at.dout(), base + at.lse(),
         base + at.dsum(), base + at.dqAccum(), base + at.dq(), base + at.dk(), base + at.dv(),
         base + at.slices(), base + at.segments(), base + at.segmentSlices(), base + at.work(),
         plan.totalQ, plan.totalK, shape.headsQ(), shape.headsKv(), plan.numWork, shape.scale(),
@@ -502,8 +503,14 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         warpSpecialized ? base + at.dqClaims() : 0);
     byte[] params = backward.encode();
     long elementwiseGrid = g.elementwiseBlocks(plan.totalQ, shape.headsQ());
-    kernels.launch(DistcaAttnAbi.backwardPreKernel(shape.dtype(), shape.headDim()),
-        elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
+    // What bwd_pre does besides D (distca_attn.h sections 2 and 8), as a memset: the claim words, or
+    // the dQ workspace that the other backward kernels accumulate into
+    long rowHeads = (long) plan.totalQ * shape.headsQ();
+    if (warpSpecialized) {
+      zeroWords(base + at.dqClaims(), rowHeads, "the dQ claim words");
+    } else {
+      zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace");
+    }
     if (warpSpecialized) {
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
@@ -531,6 +538,14 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private long persistentGrid(long tiles) {
     int most = options.persistentCtas() > 0 ? options.persistentCtas() : device.multiprocessors();
     return Math.min(tiles, most);
+  }
+
+  /** Zeroes {@code words} 32-bit words at {@code address} on the compute stream. */
+  private void zeroWords(long address, long words, String what) {
+    if (words > 0) {
+      Driver.check("cuMemsetD32Async(" + words + " words)", "zeroing " + what,
+          () -> cuMemsetD32Async(DeviceAddress.of(address), 0, words, computeStream));
+    }
   }
 
   /** Zeroes the persistent kernels' tile counter at {@code address} on the compute stream; returns it. */

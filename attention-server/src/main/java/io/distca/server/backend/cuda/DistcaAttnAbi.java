@@ -52,10 +52,6 @@ final class DistcaAttnAbi {
     return "distca_attn_fwd_ws_" + dtypeName(dtype) + "_d" + headDim;
   }
 
-  static String backwardPreKernel(DType dtype, int headDim) {
-    return "distca_attn_bwd_pre_" + dtypeName(dtype) + "_d" + headDim;
-  }
-
   static String backwardKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_" + dtypeName(dtype) + "_d" + headDim;
   }

@@ -170,9 +170,10 @@ final class FusedBatchPlan {
       return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, -1, tileCounter,
           inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
     }
-    long o = a.add(qBytes);
+    // no O: the backward takes D = rowsum(dO * O) from the request (delta), uploaded into dsum
     long dout = a.add(qBytes);
     long lse = a.add(lseBytes);
+    long dsum = a.add(lseBytes);
     long slices = a.add(4L * sliceDescriptors.length);
     long segments = a.add(4L * segmentDescriptors.length);
     long segmentSlicesAt = a.add(4L * segmentSlices.length);
@@ -183,11 +184,10 @@ final class FusedBatchPlan {
     long dv = a.add(kBytes);
     long outputBytes = a.totalBytes() - inputBytes;
     long pinnedBytes = a.totalBytes();
-    long dsum = a.add(lseBytes);
     long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
     long dqClaims = a.add(lseBytes); // distca_attn.h section 8: int32 [heads_q, total_q]
     long tileCounter = a.add(4);
-    return new Layout(q, k, v, o, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
+    return new Layout(q, k, v, -1, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
         dqClaims, tileCounter,
         inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
   }
@@ -314,8 +314,9 @@ final class FusedBatchPlan {
     for (int i = 0; i < batch.slices().size(); i++) {
       QuerySlice s = batch.slices().get(i);
       requireDtype(s.q(), dtype, "slice " + i + " q");
-      requireDtype(s.o(), dtype, "slice " + i + " o");
-      if (pass == Pass.BACKWARD) {
+      if (pass == Pass.FORWARD) {
+        requireDtype(s.o(), dtype, "slice " + i + " o");
+      } else {
         requireDtype(s.dO(), dtype, "slice " + i + " dO");
         requireDtype(s.dq(), dtype, "slice " + i + " dq");
       }

@@ -61,17 +61,23 @@ final class StagingCopies {
       return;
     }
     for (int i = 0; i < slices.size(); i++) {
-      sink.in(slices.get(i).o(), base + at.o() + plan.sliceQStart[i] * qRow);
-    }
-    for (int i = 0; i < slices.size(); i++) {
       sink.in(slices.get(i).dO(), base + at.dout() + plan.sliceQStart[i] * qRow);
     }
-    // The request's LSE is [heads, columns], the fused one [heads, totalQ]: one run per head and slice.
+    gatherRowStatistic(plan, slices, QuerySlice::lse, base + at.lse(), sink);
+    gatherRowStatistic(plan, slices, QuerySlice::delta, base + at.dsum(), sink);
+  }
+
+  /**
+   * A per-row statistic (LSE, delta) of every slice into its fused [heads, totalQ] buffer at
+   * {@code to}: the request's is [heads, columns], so one run per head and slice.
+   */
+  private static void gatherRowStatistic(FusedBatchPlan plan, List<QuerySlice> slices,
+      java.util.function.Function<QuerySlice, LseView> statistic, long to, Sink sink) {
     for (int h = 0; h < plan.shape.headsQ(); h++) {
       for (int i = 0; i < slices.size(); i++) {
-        LseView view = slices.get(i).lse();
+        LseView view = statistic.apply(slices.get(i));
         sink.in(view.lse().address() + 4L * view.index(h, 0),
-            base + at.lse() + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]), 4L * slices.get(i).qLen());
+            to + 4L * ((long) h * plan.totalQ + plan.sliceQStart[i]), 4L * slices.get(i).qLen());
       }
     }
   }

@@ -1,6 +1,7 @@
 package io.distca.server.backend.cuda;
 
 import io.distca.protocol.model.AttentionShape;
+import io.distca.protocol.tensor.AttentionDelta;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.HalfFloats;
 import io.distca.protocol.tensor.Tensor;
@@ -202,8 +203,9 @@ public final class CudaBackendBenchmark {
       for (int d = 0; d < q.size(); d++) {
         int len = q.get(d).dim(0);
         segments.add(new KvSegment(k.get(d), v.get(d), out.dk.get(d), out.dv.get(d)));
-        slices.add(QuerySlice.backward(d, 0, len, true, 0, q.get(d), out.o.get(d),
-            new LseView(out.lse, out.column[d]), dO.get(d), out.dq.get(d)));
+        AttentionDelta.computeInto(out.o.get(d), dO.get(d), out.delta, out.column[d]);
+        slices.add(QuerySlice.backward(d, 0, len, true, 0, q.get(d), new LseView(out.lse, out.column[d]),
+            new LseView(out.delta, out.column[d]), dO.get(d), out.dq.get(d)));
       }
       return new AttentionBatch(shape, segments, slices);
     }
@@ -223,6 +225,7 @@ public final class CudaBackendBenchmark {
     final List<Tensor> dk = new ArrayList<>();
     final List<Tensor> dv = new ArrayList<>();
     final Tensor lse;
+    final Tensor delta;
     final int[] column;
 
     Outputs(BufferAllocator allocator, AttentionShape shape, int[] lengths, int tokens) {
@@ -237,6 +240,7 @@ public final class CudaBackendBenchmark {
         at += lengths[d];
       }
       lse = Tensor.allocate(allocator, DType.FP32, shape.headsQ(), tokens);
+      delta = Tensor.allocate(allocator, DType.FP32, shape.headsQ(), tokens);
     }
 
     @Override
@@ -245,6 +249,7 @@ public final class CudaBackendBenchmark {
         list.forEach(Tensor::close);
       }
       lse.close();
+      delta.close();
     }
   }
 }

@@ -90,15 +90,17 @@ class DirectCopiesTest {
     List<Tensor> inputs = new ArrayList<>(List.of(q, k, v));
     List<Tensor> outputs = new ArrayList<>();
     Tensor dO = null;
+    Tensor delta = null;
     Tensor dq = null;
     Tensor dk = null;
     Tensor dv = null;
     if (backward) {
       dO = tensor(inPool.contains("do"), DType.BF16, tq, hq, d);
+      delta = tensor(inPool.contains("delta"), DType.FP32, hq, tq);
       dq = tensor(inPool.contains("dq"), DType.BF16, tq, hq, d);
       dk = tensor(inPool.contains("dk"), DType.BF16, tk, hkv, d);
       dv = tensor(inPool.contains("dv"), DType.BF16, tk, hkv, d);
-      inputs.addAll(List.of(o, lse, dO));
+      inputs.addAll(List.of(lse, delta, dO));
       outputs.addAll(List.of(dq, dk, dv));
     } else {
       outputs.addAll(List.of(o, lse));
@@ -121,19 +123,19 @@ class DirectCopiesTest {
       int kv = SEGMENTS[s[0]];
       int end = row + s[1];
       slices.add(backward
-          ? QuerySlice.backward(s[0], 0, kv, true, kv - s[1], q.sliceRows(row, end), o.sliceRows(row, end),
-              new LseView(lse, row), dO.sliceRows(row, end), dq.sliceRows(row, end))
+          ? QuerySlice.backward(s[0], 0, kv, true, kv - s[1], q.sliceRows(row, end), new LseView(lse, row),
+              new LseView(delta, row), dO.sliceRows(row, end), dq.sliceRows(row, end))
           : QuerySlice.forward(s[0], 0, kv, true, kv - s[1], q.sliceRows(row, end), o.sliceRows(row, end),
               new LseView(lse, row)));
       row = end;
     }
     // What must go direct: whole pinned tensors, except runs under the minimum (the 2-row slice's q, o,
-    // dO and dq rows; every LSE run of 4 bytes per row).
+    // dO and dq rows; every LSE and delta run of 4 bytes per row).
     long smallRows = 2L * hq * d * 2;
     long pinnedIn = 0;
-    for (String name : backward ? List.of("q", "k", "v", "o", "do") : List.of("q", "k", "v")) {
+    for (String name : backward ? List.of("q", "k", "v", "do") : List.of("q", "k", "v")) {
       if (inPool.contains(name)) {
-        Tensor t = name.equals("q") ? q : name.equals("k") ? k : name.equals("v") ? v : name.equals("o") ? o : dO;
+        Tensor t = name.equals("q") ? q : name.equals("k") ? k : name.equals("v") ? v : dO;
         pinnedIn += t.byteSize() - (name.equals("k") || name.equals("v") ? 0 : smallRows);
       }
     }
@@ -261,8 +263,9 @@ class DirectCopiesTest {
         : FusedBatchPlan.forward(b.batch(), FusedBatchPlanTest.GEOMETRY);
     DirectCopies in = new DirectCopies(pool::contains, 1);
     StagingCopies.gather(plan, b.batch(), 0, new CopyList(), in);
-    // Consecutive slices and segments of one request tensor merge; the LSE (strided per head) is not pinned.
-    assertEquals(backward ? 5 : 3, in.size(), "q, k, v (and o, dO): one copy each");
+    // Consecutive slices and segments of one request tensor merge; the LSE and delta (strided per head)
+    // are not pinned.
+    assertEquals(backward ? 4 : 3, in.size(), "q, k, v (and dO): one copy each");
     DirectCopies out = new DirectCopies(pool::contains, 1);
     CopyList lse = new CopyList();
     StagingCopies.scatter(plan, b.batch(), 0, lse, out);

@@ -104,7 +104,6 @@ class DistcaAttnAbiTest {
   @Test
   void kernelNamesFollowTheHeader() {
     assertEquals("distca_attn_fwd_bf16_d128", DistcaAttnAbi.forwardKernel(DType.BF16, 128));
-    assertEquals("distca_attn_bwd_pre_fp16_d64", DistcaAttnAbi.backwardPreKernel(DType.FP16, 64));
     assertEquals("distca_attn_bwd_bf16_d64", DistcaAttnAbi.backwardKernel(DType.BF16, 64));
     assertEquals("distca_attn_bwd_post_fp16_d128", DistcaAttnAbi.backwardPostKernel(DType.FP16, 128));
     assertEquals("distca_attn_info_d128", DistcaAttnAbi.infoGlobal(128));

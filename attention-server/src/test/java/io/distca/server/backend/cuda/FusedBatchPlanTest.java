@@ -204,13 +204,15 @@ class FusedBatchPlanTest extends AllocatorPerTest {
       FusedBatchPlan bwd = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY);
       FusedBatchPlan.Layout b = bwd.layout;
       assertDisjointAligned(new long[][] {
-          {b.q(), qBytes}, {b.k(), kBytes}, {b.v(), kBytes}, {b.o(), qBytes}, {b.dout(), qBytes}, {b.lse(), lseBytes},
-          {b.slices(), 64}, {b.segments(), 32}, {b.segmentSlices(), 8}, {b.work(), 8L * bwd.numWork},
-          {b.dq(), qBytes}, {b.dk(), kBytes}, {b.dv(), kBytes}, {b.dsum(), lseBytes}, {b.dqAccum(), 4L * 42 * 6 * 64},
-          {b.dqClaims(), lseBytes}, {b.tileCounter(), 4}});
+          {b.q(), qBytes}, {b.k(), kBytes}, {b.v(), kBytes}, {b.dout(), qBytes}, {b.lse(), lseBytes},
+          {b.dsum(), lseBytes}, {b.slices(), 64}, {b.segments(), 32}, {b.segmentSlices(), 8},
+          {b.work(), 8L * bwd.numWork}, {b.dq(), qBytes}, {b.dk(), kBytes}, {b.dv(), kBytes},
+          {b.dqAccum(), 4L * 42 * 6 * 64}, {b.dqClaims(), lseBytes}, {b.tileCounter(), 4}});
+      assertEquals(-1, b.o(), "the backward has no O: the request's delta goes into dsum");
       assertTrue(b.work() + 8L * bwd.numWork <= b.inputBytes());
+      assertTrue(b.dsum() + lseBytes <= b.inputBytes(), "dsum (the request's delta) is uploaded with the inputs");
       assertTrue(b.dq() >= b.outputStart() && b.dv() + kBytes <= b.outputStart() + b.outputBytes());
-      assertTrue(b.pinnedBytes() <= b.dsum(), "workspace is device-only, after everything staged");
+      assertTrue(b.pinnedBytes() <= b.dqAccum(), "workspace is device-only, after everything staged");
       assertTrue(b.dqAccum() + 4L * 42 * 6 * 64 <= b.deviceBytes() && b.tileCounter() + 4 <= b.deviceBytes());
       assertTrue(b.pinnedBytes() <= b.dqClaims() && b.dqClaims() + lseBytes <= b.deviceBytes(),
           "the dQ claim words are device-only workspace");

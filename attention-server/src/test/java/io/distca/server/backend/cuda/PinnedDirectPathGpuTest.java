@@ -115,11 +115,13 @@ class PinnedDirectPathGpuTest extends AllocatorPerTest {
       for (QuerySlice s : batch.slices()) {
         long lseBytes = 4L * s.qLen() * batch.shape().headsQ();
         Tensor q = of(s.q(), true, false, s.q().byteSize());
-        Tensor o = of(s.o(), !backward, backward ? false : true, s.o().byteSize());
+        Tensor o = backward ? null : of(s.o(), true, true, s.o().byteSize());
         LseView lse = new LseView(of(s.lse().lse(), false, !backward, lseBytes), s.lse().column());
+        LseView delta = backward ? new LseView(of(s.delta().lse(), false, false, lseBytes), s.delta().column()) : null;
         Tensor dO = backward ? of(s.dO(), true, false, s.dO().byteSize()) : null;
         Tensor dq = backward ? of(s.dq(), true, true, s.dq().byteSize()) : null;
-        slices.add(new QuerySlice(s.segment(), s.kvStart(), s.kvLen(), s.causal(), s.diagonal(), q, o, lse, dO, dq));
+        slices.add(new QuerySlice(s.segment(), s.kvStart(), s.kvLen(), s.causal(), s.diagonal(), q, o, lse, delta, dO,
+            dq));
       }
       return new AttentionBatch(batch.shape(), segments, slices);
     }

@@ -32,8 +32,8 @@ class StagingCopiesTest extends AllocatorPerTest {
   void backwardGatherPacksEveryInputAndDescriptor() {
     try (AttentionFixture f = new AttentionFixture(allocator, SHAPE, SEGMENTS, SPECS, 17)) {
       fillLse(f, new Random(5));
-      AttentionBatch batch = f.backwardBatch();
-      fillWithRandom(batch, new Random(9));
+      fillO(f, new Random(9));
+      AttentionBatch batch = f.backwardBatch(); // its delta from these O
       FusedBatchPlan plan = FusedBatchPlan.backward(batch, FusedBatchPlanTest.GEOMETRY);
       long base = MemoryUtil.allocateMemory(plan.layout.pinnedBytes());
       try (ParallelCopier copier = new ParallelCopier(3)) {
@@ -49,7 +49,6 @@ class StagingCopiesTest extends AllocatorPerTest {
           for (long e = 0; e < slice.q().numel(); e++) {
             long fused = (long) plan.sliceQStart[s] * rowElements + e;
             assertEquals(slice.q().getFloat(e), bf16At(base + at.q(), fused), "q of slice " + s);
-            assertEquals(slice.o().getFloat(e), bf16At(base + at.o(), fused), "o of slice " + s);
             assertEquals(slice.dO().getFloat(e), bf16At(base + at.dout(), fused), "dO of slice " + s);
           }
           for (int h = 0; h < hq; h++) {
@@ -58,6 +57,10 @@ class StagingCopiesTest extends AllocatorPerTest {
               long fused = (long) h * plan.totalQ + plan.sliceQStart[s] + row;
               float actual = Float.intBitsToFloat(MemoryUtil.getInt(base + at.lse() + 4L * fused));
               assertEquals(expected, actual, "lse of slice " + s + " head " + h + " row " + row);
+              float delta = slice.delta().lse().getFloat(slice.delta().index(h, row));
+              assertTrue(Float.isFinite(delta), "delta of finite O and dO");
+              assertEquals(delta, Float.intBitsToFloat(MemoryUtil.getInt(base + at.dsum() + 4L * fused)),
+                  "delta of slice " + s + " head " + h + " row " + row + " in dsum");
             }
           }
         }
@@ -169,11 +172,11 @@ class StagingCopiesTest extends AllocatorPerTest {
     }
   }
 
-  /** Backward reads O as an input; the fixture starts it as NaN, which equals nothing. */
-  private static void fillWithRandom(AttentionBatch batch, Random random) {
-    for (var s : batch.slices()) {
-      for (long i = 0; i < s.o().numel(); i++) {
-        s.o().setFloat(i, (float) random.nextGaussian());
+  /** The backward's delta comes from O, which the fixture starts as NaN. */
+  private static void fillO(AttentionFixture f, Random random) {
+    for (var o : f.o) {
+      for (long i = 0; i < o.numel(); i++) {
+        o.setFloat(i, (float) random.nextGaussian());
       }
     }
   }
