@@ -112,6 +112,10 @@ final class BenchCommand implements Runnable {
     @Option(names = "--io-threads", description = "Server Netty I/O threads (default: ${DEFAULT-VALUE}).")
     int ioThreads = 4;
 
+    @Option(names = "--backward", description = "Backward requests (q, k, v, do, lse, delta in; dq, dk, dv out)"
+        + " instead of forward ones.")
+    boolean backward;
+
     @Override
     public Integer call() throws Exception {
       ServerContext ctx = new ServerContext();
@@ -123,7 +127,8 @@ final class BenchCommand implements Runnable {
       java.util.Arrays.fill(lengths, docLen);
       AttentionShape shape = new AttentionShape(heads, kvHeads, headDim, DType.BF16, AttentionShape.defaultScale(headDim));
       try (BufferAllocator root = new RootAllocator()) {
-        ServerBench.Result r = ServerBench.run(ctx, shape, lengths, connections, inflight, Duration.ofSeconds(warmupSeconds),
+        ServerBench.Result r = ServerBench.run(ctx, shape, lengths, backward, connections, inflight,
+            Duration.ofSeconds(warmupSeconds),
             Duration.ofSeconds(seconds),
             root, KERNEL_MILLIS);
         r.print(System.out);

@@ -196,9 +196,9 @@ public final class KernelBench {
     }
   }
 
-  /** Median forward kernel milliseconds of an existing batch. */
-  double varlenMillis(BenchBatch b) {
-    return time(b)[0];
+  /** Median forward and backward kernel milliseconds of an existing batch (its O, LSE and delta then set). */
+  double[] forwardBackwardMillis(BenchBatch b) {
+    return time(b);
   }
 
   /** Median milliseconds of forward and backward. */

@@ -7,7 +7,6 @@ import io.distca.protocol.message.Message;
 import io.distca.protocol.message.MessageType;
 import io.distca.protocol.message.TaskSpec;
 import io.distca.protocol.model.AttentionShape;
-import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.Tensor;
 import io.distca.protocol.tensor.TensorSet;
 import io.distca.protocol.transport.MessageServer;
@@ -36,16 +35,17 @@ import org.apache.arrow.memory.BufferAllocator;
 
 /**
  * {@code distca bench server}: an attention server end to end on this host (forward requests over
- * loopback TCP in, O and LSE out, several connections with requests in flight), set beside its two
- * rooflines measured in the same run: the backend alone on the same batch (kernel-only time where
- * the backend reports it) and the transport alone (an echo server moving exactly the same request
- * and response bytes over the same connections). Reports the fraction of the slower roofline the
- * server achieves.
+ * loopback TCP in, O and LSE out; or backward requests, Q, K, V, dO, LSE and delta in, dQ, dK and dV
+ * out; several connections with requests in flight), set beside its two rooflines measured in the
+ * same run: the backend alone on the same batch (kernel-only time where the backend reports it) and
+ * the transport alone (an echo server moving exactly the same request and response bytes over the
+ * same connections). Reports the fraction of the slower roofline the server achieves.
  */
 public final class ServerBench {
   /** What one run measured; rates are per second. */
   public record Result(
-      String backend, int docs, int tokens, long requestBytes, long responseBytes, int connections, int inflight,
+      String backend, boolean backward, int docs, int tokens, long requestBytes, long responseBytes, int connections,
+      int inflight,
       double serverRequests, double kernelRequests, double transportRequests, double flopsPerRequest,
       PinnedTransfers.Stats pinned, StageTimes stages) {
 
@@ -59,8 +59,9 @@ public final class ServerBench {
 
     public void print(java.io.PrintStream out) {
       double mb = (requestBytes + responseBytes) / 1e6;
-      out.printf(Locale.ROOT, "batch: %d documents, %d query tokens, %.1f MB in + %.1f MB out per request; %d connections x %d in flight%n",
-          docs, tokens, requestBytes / 1e6, responseBytes / 1e6, connections, inflight);
+      out.printf(Locale.ROOT, "%s requests: %d documents, %d query tokens, %.1f MB in + %.1f MB out per request;"
+              + " %d connections x %d in flight%n",
+          backward ? "backward" : "forward", docs, tokens, requestBytes / 1e6, responseBytes / 1e6, connections, inflight);
       out.printf(Locale.ROOT, "%-34s %10s %12s %10s%n", "", "req/s", "TFLOP/s", "GB/s");
       row(out, "server end to end (" + backend + ")", serverRequests, mb);
       row(out, "backend alone (kernel roofline)", kernelRequests, mb);
@@ -136,8 +137,8 @@ public final class ServerBench {
    * @param kernelMillis as in {@link KernelBench}: kernel-only milliseconds from a submit result, or null for
    *     wall time
    */
-  public static Result run(ServerContext serverContext, AttentionShape shape, int[] docLengths, int connections,
-      int inflight, Duration warmup, Duration duration, BufferAllocator allocator,
+  public static Result run(ServerContext serverContext, AttentionShape shape, int[] docLengths, boolean backward,
+      int connections, int inflight, Duration warmup, Duration duration, BufferAllocator allocator,
       Function<Object, Double> kernelMillis) throws Exception {
     serverContext.host = "127.0.0.1";
     serverContext.port = 0;
@@ -145,18 +146,20 @@ public final class ServerBench {
     try (BenchBatch batch = new BenchBatch(allocator, shape, true, docLengths, 7);
         AttentionServer server = new AttentionServer(serverContext, allocator)) {
       AttentionRequest meta = requestMeta(shape, docLengths);
-      long requestBytes = batch.q.byteSize() + batch.k.byteSize() + batch.v.byteSize();
-      long responseBytes = batch.o.byteSize() + batch.lse.byteSize();
-      double flops = batch.forwardFlopsFaConvention();
+      long requestBytes = byteSize(requestTensors(batch, backward));
+      long responseBytes = byteSize(responseTensors(batch, backward));
+      double flops = (backward ? 2.5 : 1) * batch.forwardFlopsFaConvention();
 
-      // backend alone: median kernel time of the same batch
+      // backend alone: median kernel time of the same batch (which leaves the batch's O, LSE and
+      // delta those of a real forward, for the backward requests to carry)
       KernelBench kb = new KernelBench(server.backend(), allocator, 2, 5, kernelMillis);
-      double kernelMs = kb.varlenMillis(batch);
+      double kernelMs = kb.forwardBackwardMillis(batch)[backward ? 1 : 0];
       double kernelRequests = 1000 / kernelMs;
 
       PinnedTransfers.Stats[] pinnedBefore = new PinnedTransfers.Stats[1];
       TimerTotals[] timersBefore = new TimerTotals[1];
-      double serverRequests = drive(server.port(), batch, meta, connections, inflight, warmup, duration, allocator,
+      double serverRequests = drive(server.port(), batch, backward, meta, connections, inflight, warmup, duration,
+          allocator,
           () -> {
             pinnedBefore[0] = server.pinnedStats();
             timersBefore[0] = TimerTotals.of(server.meterRegistry());
@@ -164,28 +167,54 @@ public final class ServerBench {
       PinnedTransfers.Stats pinned = since(pinnedBefore[0], server.pinnedStats());
       StageTimes stages = StageTimes.between(timersBefore[0], TimerTotals.of(server.meterRegistry()));
 
-      // transport alone: an echo server answering with O- and LSE-sized tensors; it receives into
-      // reused buffers as the server does into its pinned pool
+      // transport alone: an echo server answering with tensors of the response's sizes (views of the
+      // batch's); it receives into reused buffers as the server does into its pinned pool
       RecyclingFrameAllocator echoFrames = new RecyclingFrameAllocator(IDLE_FRAME_BYTES);
-      Tensor lseTemplate = batch.lse;
       RequestHandler echo = (m, responder) -> {
         TensorSet out = new TensorSet(m::close);
-        Tensor q = m.tensors().get("q");
-        out.put("o", Tensor.view(q.buffer(), q.byteOffset(), q.dtype(), q.shape()));
-        out.put("lse", Tensor.view(lseTemplate.buffer(), lseTemplate.byteOffset(), DType.FP32, lseTemplate.shape()));
-        responder.reply(Message.of(MessageType.FORWARD_RESPONSE, m.requestId(),
-            new AttentionResponse("bench", 0, "echo", 0, 0, 0, 1), out));
+        responseTensors(batch, backward).forEach((name, t) -> out.put(name, view(t)));
+        responder.reply(Message.of(backward ? MessageType.BACKWARD_RESPONSE : MessageType.FORWARD_RESPONSE,
+            m.requestId(), new AttentionResponse("bench", 0, "echo", 0, 0, 0, 1), out));
       };
       double transportRequests;
       try (MessageServer echoServer = new MessageServer("echo", "127.0.0.1", 0, serverContext.ioThreads, "",
           serverContext.maxFrameBytes, WireSetup.server(allocator, serverContext.maxFrameBytes, null, echoFrames), echo)) {
-        transportRequests = drive(echoServer.port(), batch, meta, connections, inflight, warmup, duration, allocator,
-            () -> {});
+        transportRequests = drive(echoServer.port(), batch, backward, meta, connections, inflight, warmup, duration,
+            allocator, () -> {});
       }
       int tokens = batch.tokens;
-      return new Result(server.backend().name(), docLengths.length, tokens, requestBytes, responseBytes, connections,
-          inflight, serverRequests, kernelRequests, transportRequests, flops, pinned, stages);
+      return new Result(server.backend().name(), backward, docLengths.length, tokens, requestBytes, responseBytes,
+          connections, inflight, serverRequests, kernelRequests, transportRequests, flops, pinned, stages);
     }
+  }
+
+  /** A request's tensors by wire name (docs/protocol.md): q, k, v; backward adds do, lse and delta. */
+  private static java.util.Map<String, Tensor> requestTensors(BenchBatch batch, boolean backward) {
+    java.util.Map<String, Tensor> m = new java.util.LinkedHashMap<>();
+    m.put("q", batch.q);
+    m.put("k", batch.k);
+    m.put("v", batch.v);
+    if (backward) {
+      m.put("do", batch.dO);
+      m.put("lse", batch.lse);
+      m.put("delta", batch.delta);
+    }
+    return m;
+  }
+
+  /** A response's tensors: o and lse, or dq, dk and dv. */
+  private static java.util.Map<String, Tensor> responseTensors(BenchBatch batch, boolean backward) {
+    return backward ? java.util.Map.of("dq", batch.dq, "dk", batch.dk, "dv", batch.dv)
+        : java.util.Map.of("o", batch.o, "lse", batch.lse);
+  }
+
+  private static long byteSize(java.util.Map<String, Tensor> tensors) {
+    return tensors.values().stream().mapToLong(Tensor::byteSize).sum();
+  }
+
+  /** A view of {@code t}: the encoder releases the set after writing, the memory stays the batch's. */
+  private static Tensor view(Tensor t) {
+    return Tensor.view(t.buffer(), t.byteOffset(), t.dtype(), t.shape());
   }
 
   /** What the measured requests added to the counters (the kernel roofline's batches and the warm-up are left out). */
@@ -209,8 +238,9 @@ public final class ServerBench {
    * each, timed after a warm-up of the same pattern; {@code atMeasurementStart} runs between the two,
    * with nothing in flight.
    */
-  private static double drive(int port, BenchBatch batch, AttentionRequest meta, int connections, int inflight,
-      Duration warmup, Duration duration, BufferAllocator allocator, Runnable atMeasurementStart) throws Exception {
+  private static double drive(int port, BenchBatch batch, boolean backward, AttentionRequest meta, int connections,
+      int inflight, Duration warmup, Duration duration, BufferAllocator allocator, Runnable atMeasurementStart)
+      throws Exception {
     EventLoopGroup group = Transports.group(Math.max(1, Math.min(connections, 4)), "bench-client");
     // the clients, too, receive responses into reused buffers, so that neither configuration is
     // bound by the clients' allocations
@@ -223,15 +253,16 @@ public final class ServerBench {
             .get(20, TimeUnit.SECONDS));
       }
       // one round trip per connection, then the full pattern for the warm-up
+      Sender sender = c -> send(c, batch, backward, meta);
       for (PeerConnection c : conns) {
-        send(c, batch, meta).get(5, TimeUnit.MINUTES).close();
+        sender.send(c).get(5, TimeUnit.MINUTES).close();
       }
       if (!warmup.isZero()) {
-        keepAllSending(conns, batch, meta, inflight, warmup);
+        keepAllSending(conns, sender, inflight, warmup);
       }
       atMeasurementStart.run();
       long t0 = System.nanoTime();
-      long completed = keepAllSending(conns, batch, meta, inflight, duration);
+      long completed = keepAllSending(conns, sender, inflight, duration);
       return completed / ((System.nanoTime() - t0) / 1e9);
     } finally {
       for (PeerConnection c : conns) {
@@ -242,8 +273,13 @@ public final class ServerBench {
   }
 
   /** Keeps {@code inflight} requests going on each connection until {@code duration} has passed; returns the completed count once all are back. */
-  private static long keepAllSending(List<PeerConnection> conns, BenchBatch batch, AttentionRequest meta, int inflight,
-      Duration duration) throws Exception {
+  /** One request of the measured pattern on a connection. */
+  private interface Sender {
+    CompletableFuture<Message> send(PeerConnection c);
+  }
+
+  private static long keepAllSending(List<PeerConnection> conns, Sender sender, int inflight, Duration duration)
+      throws Exception {
     AtomicLong completed = new AtomicLong();
     long end = System.nanoTime() + duration.toNanos();
     List<CompletableFuture<Void>> loops = new ArrayList<>();
@@ -251,7 +287,7 @@ public final class ServerBench {
       for (int i = 0; i < inflight; i++) {
         CompletableFuture<Void> loop = new CompletableFuture<>();
         loops.add(loop);
-        keepSending(c, batch, meta, end, completed, loop);
+        keepSending(c, sender, end, completed, loop);
       }
     }
     CompletableFuture.allOf(loops.toArray(new CompletableFuture<?>[0])).get(duration.toMillis() + 600_000,
@@ -259,30 +295,28 @@ public final class ServerBench {
     return completed.get();
   }
 
-  private static void keepSending(PeerConnection c, BenchBatch batch, AttentionRequest meta, long endNanos,
-      AtomicLong completed, CompletableFuture<Void> loop) {
+  private static void keepSending(PeerConnection c, Sender sender, long endNanos, AtomicLong completed,
+      CompletableFuture<Void> loop) {
     if (System.nanoTime() >= endNanos) {
       loop.complete(null);
       return;
     }
-    send(c, batch, meta).whenComplete((reply, err) -> {
+    sender.send(c).whenComplete((reply, err) -> {
       if (err != null) {
         loop.completeExceptionally(err);
         return;
       }
       reply.close();
       completed.incrementAndGet();
-      keepSending(c, batch, meta, endNanos, completed, loop);
+      keepSending(c, sender, endNanos, completed, loop);
     });
   }
 
   /** The batch's inputs as views: the encoder releases the set after writing, the memory stays ours. */
-  private static CompletableFuture<Message> send(PeerConnection c, BenchBatch batch, AttentionRequest meta) {
+  private static CompletableFuture<Message> send(PeerConnection c, BenchBatch batch, boolean backward,
+      AttentionRequest meta) {
     TensorSet set = new TensorSet();
-    for (var e : List.of(List.of("q", batch.q), List.of("k", batch.k), List.of("v", batch.v))) {
-      Tensor t = (Tensor) e.get(1);
-      set.put((String) e.get(0), Tensor.view(t.buffer(), t.byteOffset(), t.dtype(), t.shape()));
-    }
-    return c.request(Message.of(MessageType.FORWARD_REQUEST, 0, meta, set));
+    requestTensors(batch, backward).forEach((name, t) -> set.put(name, view(t)));
+    return c.request(Message.of(backward ? MessageType.BACKWARD_REQUEST : MessageType.FORWARD_REQUEST, 0, meta, set));
   }
 }

@@ -23,8 +23,8 @@ class ServerBenchTest {
     AttentionShape shape = new AttentionShape(2, 1, 64, DType.BF16, AttentionShape.defaultScale(64));
     int[] docs = {128, 64};
     try (BufferAllocator root = new RootAllocator()) {
-      ServerBench.Result r = ServerBench.run(ctx, shape, docs, 2, 2, Duration.ofMillis(300), Duration.ofMillis(700),
-          root, result -> null); // wall time: the CPU backend reports no kernel time
+      ServerBench.Result r = ServerBench.run(ctx, shape, docs, false, 2, 2, Duration.ofMillis(300),
+          Duration.ofMillis(700), root, result -> null); // wall time: the CPU backend reports no kernel time
       assertEquals("cpu", r.backend());
       assertEquals(192, r.tokens());
       assertEquals(192L * 64 * 2 * (2 + 1 + 1), r.requestBytes(), "q (2 heads) + k and v (1 head each), bf16");
@@ -34,6 +34,26 @@ class ServerBenchTest {
       assertTrue(r.stages().latencyMs() > 0 && r.stages().backendMs() > 0, r.stages().toString());
       assertTrue(r.stages().queueMs() >= 0 && r.stages().queueMs() < r.stages().latencyMs(), r.stages().toString());
       assertFalse(r.pinned().directUsed(), "no pinned path on the CPU backend");
+    }
+  }
+
+  @Test
+  void backwardRequestsCarryDeltaInsteadOfOAndAreAnsweredByTheServerAndTheEcho() throws Exception {
+    ServerContext ctx = new ServerContext();
+    ctx.backend = "cpu";
+    ctx.ioThreads = 2;
+    AttentionShape shape = new AttentionShape(2, 1, 64, DType.BF16, AttentionShape.defaultScale(64));
+    int[] docs = {96, 64};
+    try (BufferAllocator root = new RootAllocator()) {
+      ServerBench.Result r = ServerBench.run(ctx, shape, docs, true, 2, 1, Duration.ofMillis(200),
+          Duration.ofMillis(500), root, result -> null);
+      assertTrue(r.backward());
+      long row = 160L * 64 * 2;
+      assertEquals(row * (2 + 1 + 1 + 2) + 2 * 4L * 2 * 160, r.requestBytes(),
+          "q and do (2 heads), k and v (1 head), lse and delta (fp32, 2 heads)");
+      assertEquals(row * (2 + 1 + 1), r.responseBytes(), "dq (2 heads), dk and dv (1 head)");
+      assertTrue(r.serverRequests() > 0 && r.kernelRequests() > 0 && r.transportRequests() > 0, r.toString());
+      assertTrue(r.stages().requests() > 0 && r.stages().backendMs() > 0, r.stages().toString());
     }
   }
 }
