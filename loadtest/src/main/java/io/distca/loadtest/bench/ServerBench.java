@@ -158,8 +158,8 @@ public final class ServerBench {
 
       PinnedTransfers.Stats[] pinnedBefore = new PinnedTransfers.Stats[1];
       TimerTotals[] timersBefore = new TimerTotals[1];
-      double serverRequests = drive(server.port(), batch, backward, meta, connections, inflight, warmup, duration,
-          allocator,
+      double serverRequests = drive(server.port(), serverContext.maxFrameBytes, batch, backward, meta, connections,
+          inflight, warmup, duration, allocator,
           () -> {
             pinnedBefore[0] = server.pinnedStats();
             timersBefore[0] = TimerTotals.of(server.meterRegistry());
@@ -179,8 +179,8 @@ public final class ServerBench {
       double transportRequests;
       try (MessageServer echoServer = new MessageServer("echo", "127.0.0.1", 0, serverContext.ioThreads, "",
           serverContext.maxFrameBytes, WireSetup.server(allocator, serverContext.maxFrameBytes, null, echoFrames), echo)) {
-        transportRequests = drive(echoServer.port(), batch, backward, meta, connections, inflight, warmup, duration,
-            allocator, () -> {});
+        transportRequests = drive(echoServer.port(), serverContext.maxFrameBytes, batch, backward, meta, connections,
+            inflight, warmup, duration, allocator, () -> {});
       }
       int tokens = batch.tokens;
       return new Result(server.backend().name(), backward, docLengths.length, tokens, requestBytes, responseBytes,
@@ -236,9 +236,9 @@ public final class ServerBench {
   /**
    * Requests per second completed by {@code connections} connections keeping {@code inflight} requests
    * each, timed after a warm-up of the same pattern; {@code atMeasurementStart} runs between the two,
-   * with nothing in flight.
+   * with nothing in flight. The clients' frames may be as large as the server's ({@code maxFrameBytes}).
    */
-  private static double drive(int port, BenchBatch batch, boolean backward, AttentionRequest meta, int connections,
+  private static double drive(int port, long maxFrameBytes, BenchBatch batch, boolean backward, AttentionRequest meta, int connections,
       int inflight, Duration warmup, Duration duration, BufferAllocator allocator, Runnable atMeasurementStart)
       throws Exception {
     EventLoopGroup group = Transports.group(Math.max(1, Math.min(connections, 4)), "bench-client");
@@ -249,7 +249,8 @@ public final class ServerBench {
     try {
       for (int c = 0; c < connections; c++) {
         conns.add(PeerConnection.connect(group, "127.0.0.1", port, new Hello(1, "trainer", "bench-" + c, ""),
-            WireSetup.of(new WireOptions().allocator(allocator).largeFrameAllocator(responseFrames)), Duration.ofSeconds(10))
+            WireSetup.of(new WireOptions().allocator(allocator).largeFrameAllocator(responseFrames)
+                .maxFrameBytes(maxFrameBytes)), Duration.ofSeconds(10))
             .get(20, TimeUnit.SECONDS));
       }
       // one round trip per connection, then the full pattern for the warm-up

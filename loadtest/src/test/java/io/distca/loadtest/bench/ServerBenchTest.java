@@ -14,16 +14,21 @@ import org.junit.jupiter.api.Test;
 
 /** {@code distca bench server} on the CPU backend: a real server and a real echo over loopback, measured after a warm-up. */
 class ServerBenchTest {
+  private static final AttentionShape SHAPE = new AttentionShape(2, 1, 64, DType.BF16, AttentionShape.defaultScale(64));
 
-  @Test
-  void measuresServerKernelAndTransportAndTheServersOwnStageTimesAfterTheWarmUp() throws Exception {
+  private static ServerContext cpuServer() {
     ServerContext ctx = new ServerContext();
     ctx.backend = "cpu";
     ctx.ioThreads = 2;
-    AttentionShape shape = new AttentionShape(2, 1, 64, DType.BF16, AttentionShape.defaultScale(64));
+    return ctx;
+  }
+
+  @Test
+  void measuresServerKernelAndTransportAndTheServersOwnStageTimesAfterTheWarmUp() throws Exception {
+    ServerContext ctx = cpuServer();
     int[] docs = {128, 64};
     try (BufferAllocator root = new RootAllocator()) {
-      ServerBench.Result r = ServerBench.run(ctx, shape, docs, false, 2, 2, Duration.ofMillis(300),
+      ServerBench.Result r = ServerBench.run(ctx, SHAPE, docs, false, 2, 2, Duration.ofMillis(300),
           Duration.ofMillis(700), root, result -> null); // wall time: the CPU backend reports no kernel time
       assertEquals("cpu", r.backend());
       assertEquals(192, r.tokens());
@@ -39,13 +44,10 @@ class ServerBenchTest {
 
   @Test
   void backwardRequestsCarryDeltaInsteadOfOAndAreAnsweredByTheServerAndTheEcho() throws Exception {
-    ServerContext ctx = new ServerContext();
-    ctx.backend = "cpu";
-    ctx.ioThreads = 2;
-    AttentionShape shape = new AttentionShape(2, 1, 64, DType.BF16, AttentionShape.defaultScale(64));
+    ServerContext ctx = cpuServer();
     int[] docs = {96, 64};
     try (BufferAllocator root = new RootAllocator()) {
-      ServerBench.Result r = ServerBench.run(ctx, shape, docs, true, 2, 1, Duration.ofMillis(200),
+      ServerBench.Result r = ServerBench.run(ctx, SHAPE, docs, true, 2, 1, Duration.ofMillis(200),
           Duration.ofMillis(500), root, result -> null);
       assertTrue(r.backward());
       long row = 160L * 64 * 2;
