@@ -123,14 +123,6 @@ final class TileMath {
     }
   }
 
-  static float dot(float[] a, float[] b, int n) {
-    float sum = 0f;
-    for (int i = 0; i < n; i++) {
-      sum += a[i] * b[i];
-    }
-    return sum;
-  }
-
   static float max(float[] x, int from, int to, float start) {
     float m = start;
     for (int i = from; i < to; i++) {
