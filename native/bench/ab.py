@@ -1,12 +1,13 @@
 """A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
 rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
 causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 with --hd 64), forward and
-backward. Prints each image's TFLOP/s and B/A per case. Only the two images of one case are
-interleaved: for the fused/long rebatching ratio, which compares cases, use bench.py (it
-interleaves the cases). Both images must hold an ABI that distca_host.py launches (ABI_VERSIONS).
+backward (--full: the uniform shapes without causal mask). Prints each image's TFLOP/s and B/A
+per case. Only the two images of one case are interleaved: for the fused/long rebatching ratio,
+which compares cases, use bench.py (it interleaves the cases). Both images must hold an ABI that
+distca_host.py launches (ABI_VERSIONS).
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
-       [--passes fwd,bwd] [--hd 64|128]
+       [--passes fwd,bwd] [--hd 64|128] [--full]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), so that one image can be compared with itself.
 """
@@ -21,12 +22,12 @@ from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
-def cases(seqs, hd):
+def cases(seqs, hd, full=False):
     h = 2048 // hd
     out = [(name, seg_lens, slices, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
     for s in seqs:
         b = max(1, 16384 // s)
-        out.append((f"causal {s}", [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], h))
+        out.append((f"{'full' if full else 'causal'} {s}", [s] * b, [Slice(i, 0, s, s, not full) for i in range(b)], h))
     return out
 
 
@@ -46,12 +47,13 @@ def main():
     ap.add_argument("--seqs", default="512,2048,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="which passes to time (fwd, bwd or both)")
     ap.add_argument("--hd", type=int, default=128, choices=(64, 128), help="head dim (heads: 2048 / hd)")
+    ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
     args = ap.parse_args()
     torch.manual_seed(0)
     ka, kb = image(args.a), image(args.b)
     print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")], args.hd):
+        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full):
             fl = forward_flops(slices, h, args.hd)
             xa = Ours(ka, seg_lens, slices, h, h, args.hd)
             xb = Ours(kb, seg_lens, slices, h, h, args.hd)

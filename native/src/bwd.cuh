@@ -52,10 +52,14 @@ struct BwdConfig {
 
 // Where a CTA is in its walk over (slice of the segment, query head of the GQA group, query tile).
 // The query tiles of one (slice, head) that see the key tile, [mb_begin, mb_end), are walked
-// cyclically from mb_begin + rot % count, where rot is the key block's index (DISTCA_BWD_ROTATE),
-// for slices without causal mask: there the key tiles of a segment, which run side by side, would
-// all start at query tile 0 and add into the same dQ rows at the same moment (+2% at 1K-16K; with
-// causal masks their diagonals already stagger them, and rotating cost 8% at 512: NOTES.md v8).
+// cyclically from mb_begin + rot % count (DISTCA_BWD_ROTATE), for slices without causal mask: there
+// the key tiles of a segment, which run side by side, would all start at query tile 0 and add into
+// the same dQ rows at the same moment (+2% at 1K-16K; with causal masks their diagonals already
+// stagger them, and rotating cost 8% at 512: NOTES.md v8). rot is the key block's index times
+// BN / BM (at least 1), so that the key tiles of a square slice start evenly spread over its query
+// tiles, two apart with the warp-specialized tiles rather than next to each other: neighbours then
+// met at the same query tile whenever one ran a step ahead, which cost the d64 backward up to 20% at
+// non-causal 8K (NOTES.md v36).
 struct BwdCursor {
   int slice_pos;   // position in the segment's slice list
   int group_head;  // 0 .. group-1
@@ -154,7 +158,8 @@ struct BwdTile {
     c.advance();
     return seek<BM>(c);
   }
-  // A cursor before the first query tile (seek() finds it).
+  // A cursor before the first query tile of BM rows (seek() finds it).
+  template <int BM>
   __device__ __forceinline__ BwdCursor start() const {
     BwdCursor c;
     c.slice_pos = 0;
@@ -162,7 +167,7 @@ struct BwdTile {
     c.mb = 0;
     c.mb_end = 0;
     c.left = 0;
-    c.rot = DISTCA_BWD_ROTATE ? block : 0;
+    c.rot = DISTCA_BWD_ROTATE ? block * (BN > BM ? BN / BM : 1) : 0;
     return c;
   }
   // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
@@ -215,7 +220,7 @@ __device__ __forceinline__ void bwd_issue_tile(const distca_bwd_params_t& p, con
 template <int BM, int BN, int D, typename T, typename Load>
 __device__ __forceinline__ bool bwd_begin(const distca_bwd_params_t& p, BwdCursor& cur, const BwdTile<BN>& tile, T* sQ,
                                           T* sdO, float* sLse, float* sDsum, int tid, Load load) {
-  cur = tile.start();
+  cur = tile.template start<BM>();
   const bool have = tile.template seek<BM>(cur);
   if (have) {
     float lse_reg = INFINITY, dsum_reg = 0.f;

@@ -284,7 +284,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         }
         // the walk's first position, and the tile for the consumers (before K, which waits for them
         // to be done with the previous tile)
-        BwdCursor cur = tile.start();
+        BwdCursor cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);
         if (lane == 0) {
           tile_slot->t = t;
@@ -375,7 +375,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       int it = 0;
       for (int t = blockIdx.x, j = 0; t < tiles; ++j) {
         const BwdTile<BN> tile(p, t);
-        BwdCursor cur = tile.start();
+        BwdCursor cur = tile.template start<BM>();
         for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
           if (s != mine) continue;
