@@ -96,6 +96,9 @@ class Ours:
         self.acc = torch.empty((max(1, tq), hq, hd), device="cuda", dtype=torch.float32)
         self.claims = torch.empty((hq, max(1, tq)), device="cuda", dtype=torch.int32)
         self.fwd()
+        # D = rowsum(dO * O) as a trainer client sends it to the Java server (bwd_server)
+        self.delta = torch.zeros((hq, max(1, tq)), device="cuda", dtype=torch.float32)
+        self.delta[:, :tq] = (self.do.float() * self.o.float()).sum(-1).t()
 
     def fwd(self):
         self.kern.forward(self.lay, self.q, self.k, self.v, self.o, self.lse, self.scale)
@@ -103,6 +106,11 @@ class Ours:
     def bwd(self, only=None):
         self.kern.backward(self.lay, self.q, self.k, self.v, self.o, self.do, self.lse, self.dq, self.dk, self.dv,
                            self.scale, self.dsum, self.acc, only=only, claims=self.claims)
+
+    def bwd_server(self):
+        """The backward as the Java server runs it: D from the host, no bwd_pre."""
+        self.kern.backward(self.lay, self.q, self.k, self.v, self.o, self.do, self.lse, self.dq, self.dk, self.dv,
+                           self.scale, self.delta, self.acc, claims=self.claims, host_delta=True)
 
 
 def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None):
@@ -364,19 +372,23 @@ def section_rebatch(kern, reps, out, torch_too=True, grid=128):
                f"document) from {len(seg_lens)} pretrain documents, {flops / 1e12:.2f} TFLOP forward, d128, h16, bf16. "
                f"TFLOP/s of: ours fused over the shards; ours over the same documents unsharded (same FLOPs); ours "
                f"on one long sequence of {L} tokens (same FLOPs); ours with one launch per shard; PyTorch FA2 fused "
-               f"over the shards and on the long sequence:")
+               f"over the shards and on the long sequence. The bwd_server row is the backward as the Java server "
+               f"runs it: D = rowsum(dO*O) sent by the client, so no bwd_pre (PyTorch's backwards compute D: no FA2 "
+               f"figures there):")
     out.append("")
     out.append("| pass | fused shards | whole documents | long sequence | per-shard launches | fused/long | "
                "fused/whole | fused/per-shard | FA2 fused shards | FA2 long | FA2 fused/long |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
+    # bwd_server: the backward as the Java server runs it (D sent by the client, no bwd_pre); PyTorch's
+    # backwards compute D, so they have no such row
+    for pas, mult in (("fwd", 1.0), ("bwd", 2.5), ("bwd_server", 2.5)):
         # the three that the ratios compare run interleaved (time_interleaved)
         tf, tw, tl = time_interleaved([getattr(fused, pas), getattr(docs, pas), getattr(long_, pas)], 3 * reps)
         tp = time_ms(per_shard(pas), max(3, reps // 3))
         a, w, b, c = (tflops(flops * mult, tf), tflops(flops * mult, tw), tflops(flops_long * mult, tl),
                       tflops(flops * mult, tp))
         fs, fl = None, None
-        if fa2_shards:  # FA2's two timed interleaved too
+        if fa2_shards and pas != "bwd_server":  # FA2's two timed interleaved too
             fs, fl = time_side_by_side([try_make(fa2_shards), try_make(fa2_long)], pas, reps)
         fa, fb = (tflops(flops * mult, fs) if fs else None), (tflops(flops_long * mult, fl) if fl else None)
         print(f"  {pas}: fused {a:7.1f}  whole docs {w:7.1f}  long {b:7.1f}  per-shard {c:7.1f}  fused/long {a / b:5.2f}  "

@@ -276,10 +276,13 @@ class Kernels:
         return bool(self.ws and self.info[hd].bwd_ws_threads and self.dq_claims)
 
     def backward(self, lay, q, k, v, o, dout, lse, dq, dk, dv, scale, dsum=None, dq_accum=None, only=None,
-                 claims=None):
+                 claims=None, host_delta=False):
         """only="pre" or "post": launch that elementwise pass alone (for timing it: passes.py).
         claims: the int32 [Hq, total_q] workspace of distca_attn.h section 8 (allocated here if None),
-        used with the warp-specialized backward unless the Kernels were made with dq_claims=False."""
+        used with the warp-specialized backward unless the Kernels were made with dq_claims=False.
+        host_delta: dsum already holds D = rowsum(dO*O) (the Java server's path, whose clients send
+        D): bwd_pre is not launched, and the claim words (or, without them, the dQ workspace) are
+        zeroed by a memset instead (distca_attn.h section 1)."""
         hq, hd = q.shape[1], q.shape[2]
         hkv = k.shape[1]
         info = self.info[hd]
@@ -306,7 +309,12 @@ class Kernels:
                 raise ValueError(f"only: 'pre' or 'post', not {only!r}")
             _launch(self.fn("bwd_" + only, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
             return dsum, dq_accum
-        _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        if not host_delta:
+            _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        elif claims_ptr:
+            claims.zero_()
+        else:
+            dq_accum.zero_()
         if ws:
             block = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
                      + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
