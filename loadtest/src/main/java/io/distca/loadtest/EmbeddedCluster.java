@@ -8,6 +8,7 @@ import io.distca.server.ServerContext;
 import io.distca.server.backend.AttentionBackend;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 import java.util.function.IntFunction;
 import org.apache.arrow.memory.BufferAllocator;
 
@@ -50,6 +51,8 @@ public final class EmbeddedCluster implements AutoCloseable {
      * port, a port P gives the dispatcher P and server i P + 1 + i.
      */
     public int adminPort = -1;
+    /** Adjusts each server's context last, before the server starts (tests: frame limits, memory). */
+    public Consumer<ServerContext> serverContext = sc -> { };
 
     /**
      * {@code servers} attention servers on the CPU backend with one compute thread each: the small
@@ -98,6 +101,7 @@ public final class EmbeddedCluster implements AutoCloseable {
           int index = i;
           sc.backendFactory = () -> options.backendFactory.apply(index);
         }
+        options.serverContext.accept(sc);
         servers.add(new AttentionServer(sc, allocator));
       }
     } catch (RuntimeException e) {

@@ -8,8 +8,6 @@ import io.distca.client.ClientContext;
 import io.distca.client.DistcaClient;
 import io.distca.client.DistcaException;
 import io.distca.client.MicroBatch;
-import io.distca.dispatcher.service.Dispatcher;
-import io.distca.dispatcher.service.DispatcherContext;
 import io.distca.protocol.message.ErrorCode;
 import io.distca.protocol.message.Hello;
 import io.distca.protocol.message.ProtocolException;
@@ -49,36 +47,18 @@ class FrameLimitTest {
   /** The shape {@link EndToEndTest#runStep} uses. */
   private static final AttentionShape SHAPE = new AttentionShape(4, 2, 32, DType.BF16, AttentionShape.defaultScale(32));
 
-  /** A dispatcher and two CPU servers on loopback, each server context adjusted by {@code server}. */
+  /** The embedded cluster of two CPU servers, each server's context adjusted by {@code server}, and its clients. */
   private static final class Cluster implements AutoCloseable {
-    final Dispatcher dispatcher;
-    final List<AttentionServer> servers = new ArrayList<>();
+    final EmbeddedCluster cluster;
 
     Cluster(BufferAllocator root, Consumer<ServerContext> server) throws InterruptedException {
-      DispatcherContext dc = new DispatcherContext();
-      dc.host = "127.0.0.1";
-      dc.port = 0;
-      dc.heartbeatIntervalMs = 200;
-      dc.deadAfterMs = 1000;
-      dispatcher = new Dispatcher(dc, root);
+      EmbeddedCluster.Options options = EmbeddedCluster.Options.cpu(2);
+      options.serverContext = server;
+      cluster = new EmbeddedCluster(options, root);
       try {
-        for (int i = 0; i < 2; i++) {
-          ServerContext sc = new ServerContext();
-          sc.host = "127.0.0.1";
-          sc.port = 0;
-          sc.serverId = "server-" + i;
-          sc.dispatcherHost = "127.0.0.1";
-          sc.dispatcherPort = dispatcher.port();
-          sc.backend = "cpu";
-          sc.computeThreads = 1;
-          server.accept(sc);
-          servers.add(new AttentionServer(sc, root));
-        }
-        while (dispatcher.membership().live().size() < servers.size()) {
-          Thread.sleep(20);
-        }
+        cluster.awaitReady(20_000);
       } catch (RuntimeException | InterruptedException e) {
-        close();
+        cluster.close();
         throw e;
       }
     }
@@ -87,7 +67,7 @@ class FrameLimitTest {
       List<DistcaClient> clients = new ArrayList<>();
       for (int r = 0; r < ranks; r++) {
         ClientContext cc = new ClientContext();
-        cc.dispatcherPort = dispatcher.port();
+        cc.dispatcherPort = cluster.dispatcherPort();
         cc.job = "frames";
         cc.rank = r;
         cc.worldSize = ranks;
@@ -102,10 +82,7 @@ class FrameLimitTest {
 
     @Override
     public void close() {
-      for (AttentionServer s : servers) {
-        s.close();
-      }
-      dispatcher.close();
+      cluster.close();
     }
   }
 
@@ -186,7 +163,7 @@ class FrameLimitTest {
           sc.maxInflightBytes = 2 * MIB; // a request is charged twice its tensors: requests of at most 1 MiB
         });
         ReferenceAttention reference = new ReferenceAttention()) {
-      AttentionServer server = cluster.servers.get(0);
+      AttentionServer server = cluster.cluster.servers().get(0);
       assertEquals(MIB, server.maxRequestFrameBytes());
       EventLoopGroup group = Transports.group(1, "frame-limit-test");
       try (PeerConnection c = PeerConnection.connect(group, "127.0.0.1", server.port(),
