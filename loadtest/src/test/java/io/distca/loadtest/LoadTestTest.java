@@ -225,21 +225,9 @@ class LoadTestTest {
   }
 
   /** A backend that computes correctly and then nudges one value of every slice: a wrong server. */
-  private static final class PerturbingBackend implements AttentionBackend {
-    private final AttentionBackend inner;
-
+  private static final class PerturbingBackend extends ForwardingBackend {
     PerturbingBackend(AttentionBackend inner) {
-      this.inner = inner;
-    }
-
-    @Override
-    public String name() {
-      return inner.name();
-    }
-
-    @Override
-    public String device() {
-      return inner.device();
+      super(inner);
     }
 
     @Override
@@ -260,11 +248,6 @@ class LoadTestTest {
           s.dq().setFloat(0, s.dq().getFloat(0) + 1f);
         }
       }
-    }
-
-    @Override
-    public void close() {
-      inner.close();
     }
   }
 }

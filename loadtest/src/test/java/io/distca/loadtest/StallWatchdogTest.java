@@ -3,7 +3,6 @@ package io.distca.loadtest;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cpu.CpuBackendOptions;
@@ -23,28 +22,16 @@ import org.junit.jupiter.api.Test;
 class StallWatchdogTest {
 
   /** Runs calibration (synchronous calls) normally, but never completes a batch submitted by the server. */
-  private static final class HangingBackend implements AttentionBackend {
-    private final CpuBackend inner = new CpuBackend(new CpuBackendOptions().threads(1));
+  private static final class HangingBackend extends ForwardingBackend {
     private final List<CompletableFuture<?>> held = new CopyOnWriteArrayList<>();
+
+    HangingBackend() {
+      super(new CpuBackend(new CpuBackendOptions().threads(1)));
+    }
 
     @Override
     public String name() {
       return "hanging";
-    }
-
-    @Override
-    public String device() {
-      return inner.device();
-    }
-
-    @Override
-    public void forward(AttentionBatch batch) {
-      inner.forward(batch);
-    }
-
-    @Override
-    public void backward(AttentionBatch batch) {
-      inner.backward(batch);
     }
 
     @Override
@@ -65,7 +52,7 @@ class StallWatchdogTest {
       for (CompletableFuture<?> f : held) {
         f.completeExceptionally(new IllegalStateException("backend closed"));
       }
-      inner.close();
+      super.close();
     }
   }
 
