@@ -110,6 +110,19 @@ public final class ReferenceAttention implements AttentionBackend {
 
   /** O and LSE of every slice, in float64. */
   public static ForwardResult forward(DoubleBatch b) {
+    return forwardByHead(b, (s, head, o, lse) -> forwardHead(b, s, head, o, lse));
+  }
+
+  /** One query head of one slice's forward: writes that head's O rows and LSE entries of the slice. */
+  public interface HeadForward {
+    void compute(DoubleSlice s, int head, double[] o, double[] lse);
+  }
+
+  /**
+   * O and LSE of every slice (packed as in {@link ForwardResult}, starting at zero), each (slice,
+   * query head) computed by {@code head}, in parallel: no two share an element.
+   */
+  public static ForwardResult forwardByHead(DoubleBatch b, HeadForward head) {
     int hq = b.headsQ();
     int d = b.headDim();
     List<double[]> o = new ArrayList<>();
@@ -120,7 +133,7 @@ public final class ReferenceAttention implements AttentionBackend {
     }
     IntStream.range(0, b.slices().size() * hq).parallel().forEach(task -> {
       int sliceIndex = task / hq;
-      forwardHead(b, b.slices().get(sliceIndex), task % hq, o.get(sliceIndex), lse.get(sliceIndex));
+      head.compute(b.slices().get(sliceIndex), task % hq, o.get(sliceIndex), lse.get(sliceIndex));
     });
     return new ForwardResult(o, lse);
   }

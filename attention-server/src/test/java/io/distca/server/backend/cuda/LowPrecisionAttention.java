@@ -3,6 +3,7 @@ package io.distca.server.backend.cuda;
 import io.distca.protocol.tensor.DType;
 import io.distca.protocol.tensor.HalfFloats;
 import io.distca.server.backend.CausalMask;
+import io.distca.server.backend.ReferenceAttention;
 import io.distca.server.backend.ReferenceAttention.DoubleBatch;
 import io.distca.server.backend.ReferenceAttention.DoubleSegment;
 import io.distca.server.backend.ReferenceAttention.DoubleSlice;
@@ -37,16 +38,7 @@ final class LowPrecisionAttention {
     int hq = b.headsQ();
     int d = b.headDim();
     int group = hq / b.headsKv();
-    List<double[]> o = new ArrayList<>();
-    List<double[]> lse = new ArrayList<>();
-    for (DoubleSlice s : b.slices()) {
-      o.add(new double[s.qLen() * hq * d]);
-      lse.add(new double[hq * s.qLen()]);
-    }
-    IntStream.range(0, b.slices().size() * hq).parallel().forEach(task -> {
-      int si = task / hq;
-      int head = task % hq;
-      DoubleSlice s = b.slices().get(si);
+    return ReferenceAttention.forwardByHead(b, (s, head, out, lse) -> {
       DoubleSegment seg = b.segments().get(s.segment());
       int kvHead = head / group;
       double[] scores = new double[Math.max(1, s.kvLen())];
@@ -54,7 +46,7 @@ final class LowPrecisionAttention {
         int keys = CausalMask.keyEnd(s.causal(), s.diagonal(), s.kvLen(), row);
         int qAt = (row * hq + head) * d;
         if (keys == 0) {
-          lse.get(si)[head * s.qLen() + row] = Double.NEGATIVE_INFINITY;
+          lse[head * s.qLen() + row] = Double.NEGATIVE_INFINITY;
           continue;
         }
         double max = Double.NEGATIVE_INFINITY;
@@ -68,7 +60,6 @@ final class LowPrecisionAttention {
           scores[j] = (float) Math.exp(scores[j] - max);
           sum += scores[j];
         }
-        double[] out = o.get(si);
         for (int j = 0; j < keys; j++) {
           double p = round(scores[j] / sum, dtype);
           int vAt = ((s.kvStart() + j) * b.headsKv() + kvHead) * d;
@@ -79,10 +70,9 @@ final class LowPrecisionAttention {
         for (int e = 0; e < d; e++) {
           out[qAt + e] = round(out[qAt + e], dtype);
         }
-        lse.get(si)[head * s.qLen() + row] = (float) (max + Math.log(sum));
+        lse[head * s.qLen() + row] = (float) (max + Math.log(sum));
       }
     });
-    return new ForwardResult(o, lse);
   }
 
   static Gradients backward(DoubleBatch b, List<double[]> o, List<double[]> lse, List<double[]> dO, DType dtype) {
