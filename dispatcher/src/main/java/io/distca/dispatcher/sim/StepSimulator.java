@@ -166,7 +166,7 @@ public final class StepSimulator {
       double backwardFill = 0;
       for (int g = 0; g < ranks; g++) {
         // forward: egress = rank's Q, K, V + server's O, LSE; ingress the mirror. Backward: the rank
-        // sends forward's inputs plus O, LSE, dO and receives dQ, dK, dV (= its forward inputs)
+        // sends forward's inputs plus dO, LSE, delta and receives dQ, dK, dV (= its forward inputs)
         double forwardWire = Math.max(rankOut[g] + serverOut[g], rankIn[g] + serverIn[g]) / bandwidth;
         double backwardWire = Math.max(rankOut[g] + rankOutBackwardExtra[g] + serverIn[g],
             rankOut[g] + serverIn[g] + serverInBackwardExtra[g]) / bandwidth;
