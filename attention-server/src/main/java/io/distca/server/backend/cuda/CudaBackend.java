@@ -508,10 +508,6 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     long rowHeads = (long) plan.totalQ * shape.headsQ();
     if (warpSpecialized) {
       zeroWords(base + at.dqClaims(), rowHeads, "the dQ claim words");
-    } else {
-      zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace");
-    }
-    if (warpSpecialized) {
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
       long counter = zeroedTileCounter(base + at.tileCounter());
@@ -524,6 +520,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
                   shape.headDim(), queryBox)));
       warpSpecializedBackwards.incrementAndGet();
     } else {
+      zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace");
       kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
           grid, g.backwardThreads(), g.backwardSharedBytes(), computeStream, params);
     }
@@ -550,8 +547,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
 
   /** Zeroes the persistent kernels' tile counter at {@code address} on the compute stream; returns it. */
   private long zeroedTileCounter(long address) {
-    Driver.check("cuMemsetD32Async(tile counter)", "zeroing the persistent kernels' tile counter",
-        () -> cuMemsetD32Async(DeviceAddress.of(address), 0, 1, computeStream));
+    zeroWords(address, 1, "the persistent kernels' tile counter");
     return address;
   }
 
