@@ -172,7 +172,7 @@ public final class ReferenceAttention implements AttentionBackend {
   }
 
   /** A slice's [heads, qLen] run of a per-row statistic (LSE, delta) as doubles. */
-  private static double[] rowStatistic(LseView view, int hq, int qLen) {
+  static double[] rowStatistic(LseView view, int hq, int qLen) {
     double[] values = new double[hq * qLen];
     for (int h = 0; h < hq; h++) {
       for (int row = 0; row < qLen; row++) {

@@ -132,14 +132,7 @@ public final class AttentionFixture implements AutoCloseable {
 
   /** Per slice, the LSE window widened to double, packed [heads_q, qLen] like the reference's. */
   public double[] lseOf(int slice) {
-    int qLen = specs.get(slice).qLen();
-    double[] out = new double[shape.headsQ() * qLen];
-    for (int h = 0; h < shape.headsQ(); h++) {
-      for (int row = 0; row < qLen; row++) {
-        out[h * qLen + row] = lse.getFloat(lseView(slice).index(h, row));
-      }
-    }
-    return out;
+    return ReferenceAttention.rowStatistic(lseView(slice), shape.headsQ(), specs.get(slice).qLen());
   }
 
   /** The float64 reference forward of the fixture's inputs. */
