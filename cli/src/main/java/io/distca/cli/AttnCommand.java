@@ -220,12 +220,12 @@ final class AttnCommand implements Callable<Integer> {
       set.putNew("delta", root, DType.FP32, s.headsQ(), in.q.dim(0));
       AttentionDelta.computeInto(bwd[0], bwd[2], set.get("delta"), 0);
     }
-    set.put("q", Tensor.view(in.q.buffer(), in.q.byteOffset(), in.q.dtype(), in.q.shape()));
-    set.put("k", Tensor.view(in.k.buffer(), in.k.byteOffset(), in.k.dtype(), in.k.shape()));
-    set.put("v", Tensor.view(in.v.buffer(), in.v.byteOffset(), in.v.dtype(), in.v.shape()));
+    set.put("q", in.q.borrow());
+    set.put("k", in.k.borrow());
+    set.put("v", in.v.borrow());
     if (bwd != null) {
-      set.put("do", Tensor.view(bwd[2].buffer(), bwd[2].byteOffset(), bwd[2].dtype(), bwd[2].shape()));
-      set.put("lse", Tensor.view(bwd[1].buffer(), bwd[1].byteOffset(), bwd[1].dtype(), bwd[1].shape()));
+      set.put("do", bwd[2].borrow());
+      set.put("lse", bwd[1].borrow());
     }
     EventLoopGroup group = Transports.group(1, "distca-attn");
     try (PeerConnection c = PeerConnection.connect(group, hp.host(), hp.port(), new Hello(1, "trainer", "distca-attn", token),

@@ -187,9 +187,9 @@ class OverloadTest {
 
   private static CompletableFuture<Message> send(PeerConnection c, Tensor q, Tensor k, Tensor v) {
     TensorSet set = new TensorSet();
-    set.put("q", Tensor.view(q.buffer(), 0, q.dtype(), q.shape()));
-    set.put("k", Tensor.view(k.buffer(), 0, k.dtype(), k.shape()));
-    set.put("v", Tensor.view(v.buffer(), 0, v.dtype(), v.shape()));
+    set.put("q", q.borrow());
+    set.put("k", k.borrow());
+    set.put("v", v.borrow());
     AttentionRequest meta = new AttentionRequest("overload", 0, 0, SHAPE.headsQ(), SHAPE.headsKv(), SHAPE.headDim(),
         "bf16", SHAPE.scale(), List.of(new TaskSpec(0, 0, Q, 0, 0, Q, true, 0)), new int[] {Q});
     return c.request(Message.of(MessageType.FORWARD_REQUEST, 0, meta, set));

@@ -172,7 +172,7 @@ public final class ServerBench {
       RecyclingFrameAllocator echoFrames = new RecyclingFrameAllocator(IDLE_FRAME_BYTES);
       RequestHandler echo = (m, responder) -> {
         TensorSet out = new TensorSet(m::close);
-        responseTensors(batch, backward).forEach((name, t) -> out.put(name, view(t)));
+        responseTensors(batch, backward).forEach((name, t) -> out.put(name, t.borrow()));
         responder.reply(Message.of(backward ? MessageType.BACKWARD_RESPONSE : MessageType.FORWARD_RESPONSE,
             m.requestId(), new AttentionResponse("bench", 0, "echo", 0, 0, 0, 1), out));
       };
@@ -212,11 +212,6 @@ public final class ServerBench {
     return tensors.values().stream().mapToLong(Tensor::byteSize).sum();
   }
 
-  /** A view of {@code t}: the encoder releases the set after writing, the memory stays the batch's. */
-  private static Tensor view(Tensor t) {
-    return Tensor.view(t.buffer(), t.byteOffset(), t.dtype(), t.shape());
-  }
-
   /** What the measured requests added to the counters (the kernel roofline's batches and the warm-up are left out). */
   private static PinnedTransfers.Stats since(PinnedTransfers.Stats a, PinnedTransfers.Stats b) {
     return new PinnedTransfers.Stats(b.poolBytes(), b.poolHits() - a.poolHits(), b.poolMisses() - a.poolMisses(),
@@ -238,9 +233,9 @@ public final class ServerBench {
    * each, timed after a warm-up of the same pattern; {@code atMeasurementStart} runs between the two,
    * with nothing in flight. The clients' frames may be as large as the server's ({@code maxFrameBytes}).
    */
-  private static double drive(int port, long maxFrameBytes, BenchBatch batch, boolean backward, AttentionRequest meta, int connections,
-      int inflight, Duration warmup, Duration duration, BufferAllocator allocator, Runnable atMeasurementStart)
-      throws Exception {
+  private static double drive(int port, long maxFrameBytes, BenchBatch batch, boolean backward, AttentionRequest meta,
+      int connections, int inflight, Duration warmup, Duration duration, BufferAllocator allocator,
+      Runnable atMeasurementStart) throws Exception {
     EventLoopGroup group = Transports.group(Math.max(1, Math.min(connections, 4)), "bench-client");
     // the clients, too, receive responses into reused buffers, so that neither configuration is
     // bound by the clients' allocations
@@ -273,12 +268,12 @@ public final class ServerBench {
     }
   }
 
-  /** Keeps {@code inflight} requests going on each connection until {@code duration} has passed; returns the completed count once all are back. */
   /** One request of the measured pattern on a connection. */
   private interface Sender {
     CompletableFuture<Message> send(PeerConnection c);
   }
 
+  /** Keeps {@code inflight} requests going on each connection until {@code duration} has passed; returns the completed count once all are back. */
   private static long keepAllSending(List<PeerConnection> conns, Sender sender, int inflight, Duration duration)
       throws Exception {
     AtomicLong completed = new AtomicLong();
@@ -317,7 +312,7 @@ public final class ServerBench {
   private static CompletableFuture<Message> send(PeerConnection c, BenchBatch batch, boolean backward,
       AttentionRequest meta) {
     TensorSet set = new TensorSet();
-    requestTensors(batch, backward).forEach((name, t) -> set.put(name, view(t)));
+    requestTensors(batch, backward).forEach((name, t) -> set.put(name, t.borrow()));
     return c.request(Message.of(backward ? MessageType.BACKWARD_REQUEST : MessageType.FORWARD_REQUEST, 0, meta, set));
   }
 }

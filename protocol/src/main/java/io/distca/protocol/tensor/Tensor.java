@@ -121,6 +121,14 @@ public final class Tensor implements AutoCloseable {
     return n;
   }
 
+  /**
+   * A view of this whole tensor that borrows its memory: closing the view releases nothing (what a
+   * message built over tensors the caller keeps needs, since the encoder closes its set).
+   */
+  public Tensor borrow() {
+    return new Tensor(dtype, shape.clone(), buffer, byteOffset, false);
+  }
+
   /** A view of rows {@code [from, to)} along dimension 0, sharing memory with this tensor. */
   public Tensor sliceRows(int from, int to) {
     if (from < 0 || to < from || to > shape[0]) {
