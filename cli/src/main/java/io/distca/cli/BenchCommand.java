@@ -38,6 +38,9 @@ final class BenchCommand implements Runnable {
   @Command(name = "kernel", mixinStandardHelpOptions = true,
       description = "TFLOP/s of fused varlen attention: head_dim 64/128, causal and not, s = 512..16K (b*s tokens, h*d = 2048), a pretrain varlen mix, and rebatching.")
   static final class Kernel implements Callable<Integer> {
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
     @Option(names = "--backend", description = "cuda, cpu or auto (default: ${DEFAULT-VALUE}).")
     String backend = "auto";
 
@@ -53,11 +56,20 @@ final class BenchCommand implements Runnable {
     @Option(names = "--iters", description = "Timed iterations, median reported (default: ${DEFAULT-VALUE}).")
     int iterations = 10;
 
-    @Option(names = "--seed", description = "Seed of the varlen mix (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--seed", description = "Seed of the varlen mix and of the rebatching sample (default: ${DEFAULT-VALUE}).")
     long seed = 1;
+
+    @Option(names = "--rebatch-draws", description = "Document samples over which the rebatching ratio is measured"
+        + " again, seeds --seed on, each against the long sequence (default: ${DEFAULT-VALUE}; 0: none).")
+    int rebatchDraws = 8;
 
     @Override
     public Integer call() {
+      if (iterations < 1 || rebatchDraws < 0) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), iterations < 1
+            ? "--iters must be at least 1, got " + iterations
+            : "--rebatch-draws must be at least 0, got " + rebatchDraws);
+      }
       try (BufferAllocator root = new RootAllocator(); AttentionBackend b = Backends.create(backend, 0)) {
         System.out.printf("backend %s on %s%n", b.name(), b.device());
         KernelBench bench = new KernelBench(b, root, 2, iterations, KERNEL_MILLIS);
@@ -70,6 +82,8 @@ final class BenchCommand implements Runnable {
         rows.addAll(rebatching);
         KernelBench.print(rows, System.out);
         KernelBench.printRebatchingRatios(rebatching, System.out);
+        KernelBench.printRebatchingDraws(
+            bench.rebatchingDraws(128, tokens, DocLengthDistribution.pretrain(), seed, rebatchDraws), System.out);
       }
       return 0;
     }

@@ -116,6 +116,75 @@ public final class KernelBench {
     return rows;
   }
 
+  /** One draw of {@link #rebatchingDraws}: its seed, sample size, and fused/long TFLOP/s ratios. */
+  public record RebatchDraw(long seed, int documents, int shards, double forwardRatio, double backwardRatio) {}
+
+  /**
+   * The rebatching ratio (fused shards against the long sequence of the same FLOPs, cuts on the
+   * planner's grid) over {@code draws} document samples, seeds {@code firstSeed} on, each draw timed
+   * interleaved with the same long sequence. One draw holds only a dozen or two documents of a
+   * heavy-tailed distribution, so its ratio says as much about the draw as about the kernels (the
+   * spread over draws on an H100: docs/benchmarks.md). Draw 0 is {@link #rebatching}'s sample for
+   * the same seed.
+   */
+  public List<RebatchDraw> rebatchingDraws(int headDim, int longSeq, DocLengthDistribution documents, long firstSeed,
+      int draws) {
+    if (draws < 0) {
+      throw new IllegalArgumentException("draws must be at least 0, got " + draws);
+    }
+    List<RebatchDraw> out = new ArrayList<>(draws);
+    if (draws == 0) {
+      return out;
+    }
+    try (BenchBatch longBatch = new BenchBatch(allocator, shape(headDim), true, new int[] {longSeq}, 42)) {
+      double longFlops = longBatch.forwardFlopsFaConvention();
+      for (int i = 0; i < draws; i++) {
+        long seed = firstSeed + i;
+        Sharded sharded = shardDocuments(documents, (double) longSeq * longSeq / 2,
+            PlanOptions.DEFAULT_CUT_ALIGN_TOKENS, new SplittableRandom(seed));
+        try (BenchBatch fused = new BenchBatch(allocator, shape(headDim), true, sharded.lengths, sharded.shards, 42)) {
+          double[][] t = time(List.of(fused, longBatch));
+          double perFlop = fused.forwardFlopsFaConvention() / longFlops;
+          out.add(new RebatchDraw(seed, sharded.lengths.length, sharded.shards.size(), perFlop * t[1][0] / t[0][0],
+              perFlop * t[1][1] / t[0][1]));
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Median, mean, least and greatest of some values (the median of an even count: its middle two averaged). */
+  record Spread(double median, double mean, double min, double max) {
+    static Spread of(double[] values) {
+      if (values.length == 0) {
+        throw new IllegalArgumentException("no values");
+      }
+      double[] v = values.clone();
+      Arrays.sort(v);
+      int n = v.length;
+      double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+      return new Spread(median, Arrays.stream(v).average().orElseThrow(), v[0], v[n - 1]);
+    }
+  }
+
+  /** One line per draw, then the spread of each pass's ratio over the draws. */
+  public static void printRebatchingDraws(List<RebatchDraw> draws, PrintStream out) {
+    if (draws.isEmpty()) {
+      return;
+    }
+    out.printf(Locale.ROOT, "rebatching over %d document draws (cuts on the grid, fused/long of the same FLOPs):%n",
+        draws.size());
+    for (RebatchDraw d : draws) {
+      out.printf(Locale.ROOT, "  seed %d: %d shards of %d documents, fwd %.3f, bwd %.3f%n", d.seed(), d.shards(),
+          d.documents(), d.forwardRatio(), d.backwardRatio());
+    }
+    for (boolean fwd : new boolean[] {true, false}) {
+      Spread s = Spread.of(draws.stream().mapToDouble(d -> fwd ? d.forwardRatio() : d.backwardRatio()).toArray());
+      out.printf(Locale.ROOT, "rebatching %s over the draws: median %.3f, mean %.3f, min %.3f, max %.3f%n",
+          fwd ? "fwd" : "bwd", s.median(), s.mean(), s.min(), s.max());
+    }
+  }
+
   /** Documents and the shards cut from them (a document's shards cover its rows from 0 on). */
   record Sharded(int[] lengths, List<BenchBatch.Shard> shards) {
     /** Rows of each document that the shards cover: a prefix of it. */

@@ -68,6 +68,45 @@ class KernelBenchTest {
     }
   }
 
+  @Test
+  void rebatchingDrawsMeasureOneSampleEachFromTheFirstSeedOn() {
+    DocLengthDistribution docs = DocLengthDistribution.uniform(128, 400);
+    int longSeq = 512;
+    try (BufferAllocator root = new RootAllocator(); CpuBackend cpu = new CpuBackend()) {
+      KernelBench bench = new KernelBench(cpu, root, 0, 1, r -> null);
+      List<KernelBench.RebatchDraw> draws = bench.rebatchingDraws(64, longSeq, docs, 5, 3);
+      assertEquals(3, draws.size());
+      java.util.Set<String> samples = new java.util.HashSet<>();
+      for (int i = 0; i < draws.size(); i++) {
+        KernelBench.RebatchDraw d = draws.get(i);
+        assertEquals(5 + i, d.seed());
+        KernelBench.Sharded s = KernelBench.shardDocuments(docs, (double) longSeq * longSeq / 2, 128,
+            new SplittableRandom(d.seed()));
+        assertEquals(s.lengths().length, d.documents(), "draw " + i + " is the sample of its seed");
+        assertEquals(s.shards().size(), d.shards());
+        samples.add(java.util.Arrays.toString(s.lengths()) + s.shards());
+        assertTrue(d.forwardRatio() > 0 && Double.isFinite(d.forwardRatio()), d.toString());
+        assertTrue(d.backwardRatio() > 0 && Double.isFinite(d.backwardRatio()), d.toString());
+      }
+      assertEquals(3, samples.size(), "each draw is its own sample");
+      assertTrue(bench.rebatchingDraws(64, longSeq, docs, 5, 0).isEmpty());
+      org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+          () -> bench.rebatchingDraws(64, longSeq, docs, 5, -1));
+    }
+  }
+
+  @Test
+  void spreadTakesTheMiddleOfAnEvenCount() {
+    KernelBench.Spread odd = KernelBench.Spread.of(new double[] {0.93, 0.88, 0.91});
+    assertEquals(0.91, odd.median(), 1e-12);
+    assertEquals(0.88, odd.min(), 1e-12);
+    assertEquals(0.93, odd.max(), 1e-12);
+    assertEquals((0.93 + 0.88 + 0.91) / 3, odd.mean(), 1e-12);
+    assertEquals(0.895, KernelBench.Spread.of(new double[] {0.95, 0.89, 0.90, 0.80}).median(), 1e-12);
+    org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> KernelBench.Spread.of(new double[0]));
+  }
+
   /** Equal up to bf16 rounding and summation order: 1% of the tensor's largest magnitude. */
   private static void assertClose(Tensor expected, Tensor actual, String what) {
     assertEquals(expected.numel(), actual.numel(), what);

@@ -1,0 +1,26 @@
+package io.distca.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
+
+/** {@code distca bench kernel}'s option checks: a usage error (exit 2) before any backend starts. */
+class BenchCommandTest {
+
+  @Test
+  void negativeDrawsAndZeroIterationsAreUsageErrors() {
+    for (String[] args : new String[][] {
+        {"bench", "kernel", "--backend", "cpu", "--rebatch-draws", "-1"},
+        {"bench", "kernel", "--backend", "cpu", "--iters", "0"}}) {
+      StringWriter err = new StringWriter();
+      CommandLine cli = Distca.commandLine().setErr(new PrintWriter(err));
+      assertEquals(2, cli.execute(args), String.join(" ", args));
+      String flag = args[4];
+      assertTrue(err.toString().contains(flag + " must be at least"), err.toString());
+    }
+  }
+}
