@@ -1,13 +1,13 @@
 """A/B of two kernel images on the same inputs, timed interleaved (bench.time_interleaved): the
 rebatching shard batch (cuts on the 128 grid), the long sequence of the same FLOPs, and uniform
-causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 with --hd 64), forward and
+causal shapes (b*s = 16K tokens, h*d = 2048; head dim 128, or 64 / 256 with --hd), forward and
 backward (--full: the uniform shapes without causal mask). Prints each image's TFLOP/s and B/A
 per case. Only the two images of one case are interleaved: for the fused/long rebatching ratio,
 which compares cases, use bench.py (it interleaves the cases). Both images must hold an ABI that
 distca_host.py launches (ABI_VERSIONS).
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
-       [--passes fwd,bwd] [--hd 64|128] [--full]
+       [--passes fwd,bwd] [--hd 64|128|256] [--full]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), so that one image can be compared with itself.
 """
@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seqs", default="512,2048,16384")
     ap.add_argument("--passes", default="fwd,bwd", help="which passes to time (fwd, bwd or both)")
-    ap.add_argument("--hd", type=int, default=128, choices=(64, 128), help="head dim (heads: 2048 / hd)")
+    ap.add_argument("--hd", type=int, default=128, choices=(64, 128, 256), help="head dim (heads: 2048 / hd)")
     ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
     args = ap.parse_args()
     torch.manual_seed(0)

@@ -82,10 +82,15 @@ struct Tiles<256> {
 #ifndef DISTCA_FWD_SM90_D64
 #define DISTCA_FWD_SM90_D64 0
 #endif
+// head_dim 256's forward on warpgroup MMA too (64-key blocks; NOTES v38), unless built with
+// -DDISTCA_FWD_SM90_D256=0 (its mma.sync kernel, to compare the two in one job)
+#ifndef DISTCA_FWD_SM90_D256
+#define DISTCA_FWD_SM90_D256 1
+#endif
 template <int D>
 constexpr bool kFwdWgmma =
 #if defined(DISTCA_SM90_WGMMA)
-    DISTCA_FWD_SM90 && (D == 128 || (D == 64 && DISTCA_FWD_SM90_D64));
+    DISTCA_FWD_SM90 && (D == 128 || (D == 64 && DISTCA_FWD_SM90_D64) || (D == 256 && DISTCA_FWD_SM90_D256));
 #else
     false;
 #endif

@@ -32,7 +32,9 @@ __device__ __forceinline__ void tree_reduce(float (&t)[N], Op op) {
 
 template <int D>
 struct FwdSm90Config {
-  static constexpr int BM = 128, BN = 128;
+  // head_dim 256: 64-key blocks (Q's 64 KiB and four 32 KiB K/V stages fit 227 KiB; O's 128
+  // accumulator registers leave room for S and P of 64 keys, not 128)
+  static constexpr int BM = 128, BN = D == 256 ? 64 : 128;
   static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
@@ -100,6 +102,19 @@ __device__ __forceinline__ void fwd_rescale_o(float (&acc_o)[N], const float (&a
   }
 }
 
+// O += P V for k-step kk (16 keys) of the V tile at aV (BN rows, 128-byte swizzle): one m64n{D}k16,
+// or at head_dim 256 two m64n128k16 on O's column halves (the accumulator layout of n256 is that of
+// two n128 side by side: registers [0, 64) hold columns [0, 128)).
+template <typename T, int D, int BN>
+__device__ __forceinline__ void fwd_pv_step(float (&acc_o)[D / 8 * 4], const uint32_t (&pa)[4], uint32_t aV, int kk) {
+  if constexpr (D == 256) {
+    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[0]), pa, desc_mn_major<BN>(aV, 0, kk), 1);
+    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[64]), pa, desc_mn_major<BN>(aV, 128, kk), 1);
+  } else {
+    Mma<T>::template rs<D, 1>(acc_o, pa, desc_mn_major<BN>(aV, 0, kk), 1);
+  }
+}
+
 // One key block [n0, n0 + BN) for this warpgroup's 64 rows (K and V in shared memory at aK, aV):
 // S = Q K^T, the mask where the block is not visible to every row of the tile, the online softmax
 // update (eager rescale) and O += P V, for the kernel below (fwd_ws_sm90.cuh pipelines the same steps
@@ -154,9 +169,7 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
     fence_regs(acc_o);
     wgmma_fence();
 #pragma unroll
-    for (int kk = c * CK; kk < (c + 1) * CK; ++kk) {
-      Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
-    }
+    for (int kk = c * CK; kk < (c + 1) * CK; ++kk) fwd_pv_step<T, D, BN>(acc_o, pa[kk], aV, kk);
     wgmma_commit();
   }
 #pragma unroll
@@ -234,7 +247,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, THREADS = Cfg::kThreads;
   constexpr int NO = D / 8;  // n8 blocks of O
   constexpr float kLog2e = 1.4426950408889634f;
-  static_assert((D == 64 || D == 128) && BN % 64 == 0, "whole 64-column swizzle blocks");
+  static_assert((D == 64 || D == 128 || D == 256) && BN % 64 == 0, "whole 64-column swizzle blocks");
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_aligned_1k(smem_raw);
