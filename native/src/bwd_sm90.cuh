@@ -138,16 +138,21 @@ struct Mma {
 
 template <int D>
 struct BwdSm90Config {
-  static constexpr int BM = 64, BN = 128;
+  // head_dim 256 (bwd_d256_sm90.cuh): 64-key tiles, whose dK and dV the two warpgroups split by
+  // columns, and P^T handed from one warpgroup to the other in fp32 (kPStride floats a key: 72, so
+  // that the fragment stores and loads of a half-warp hit 32 different banks)
+  static constexpr int BM = 64, BN = D == 256 ? 64 : 128;
   static constexpr int kBlockM = BM, kBlockN = BN;  // for the host (distca_attn_info_t)
   static constexpr int kWarps = 8;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kSmemKV = BN * D;  // elements
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemP = BN * BM;
-  // K, V, 2 stages of Q and dO, dS^T (16-bit), 2 stages of LSE and D (fp32), plus 1 KiB so that
-  // the tiles can start on a 1024-byte boundary (the swizzle pattern's period).
-  static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + 4 * BM * 4 + 1024;
+  static constexpr int kPStride = BM + 8;
+  static constexpr int kSmemPf32 = D == 256 ? BN * kPStride * 4 : 0;  // bytes
+  // K, V, 2 stages of Q and dO, dS^T (16-bit), (d256) P^T, 2 stages of LSE and D (fp32), plus 1 KiB
+  // so that the tiles can start on a 1024-byte boundary (the swizzle pattern's period).
+  static constexpr int kSmemBytes = (2 * kSmemKV + 4 * kSmemQ + kSmemP) * 2 + kSmemPf32 + 4 * BM * 4 + 1024;
 };
 
 // Whether the warp-specialized backward keeps this warpgroup's 64 rows of K and V in registers, as
@@ -360,9 +365,10 @@ __device__ __forceinline__ bool bwd_upper_hidden(const BwdCursor& cur, int kb0) 
   return keys_hidden_from(cur.sl, kb0 + BN / 2 - cur.sl.k_start, (long long)cur.mb * BM + BM - 1 + cur.sl.diagonal);
 }
 
-// bwd_step's store_dq through fp32 atomics (rows at or past `rows` skipped).
-template <int D>
-__device__ __forceinline__ void bwd_dq_atomics(const float (&acc_dq)[32], const distca_bwd_params_t& p, int row0, int hq,
+// bwd_step's store_dq through fp32 atomics (rows at or past `rows` skipped): this warpgroup's 64 x
+// (N / 2) tile of dQ (m64 accumulator fragments), from column dq_column<D>(wg).
+template <int D, int N>
+__device__ __forceinline__ void bwd_dq_atomics(const float (&acc_dq)[N], const distca_bwd_params_t& p, int row0, int hq,
                                                int rows, int wg, int wrow, int quad) {
   const long long q_stride = (long long)p.heads_q * D;
   float* base = reinterpret_cast<float*>(p.dq_accum) + ((long long)row0 * p.heads_q + hq) * D + dq_column<D>(wg) + quad * 2;
@@ -371,7 +377,7 @@ __device__ __forceinline__ void bwd_dq_atomics(const float (&acc_dq)[32], const 
     const int q = wrow + h * 8;
     if (q < rows) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < N / 4; ++j) {
         atomicAdd(reinterpret_cast<float2*>(base + q * q_stride + j * 8),
                   make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]));
       }
@@ -379,23 +385,25 @@ __device__ __forceinline__ void bwd_dq_atomics(const float (&acc_dq)[32], const 
   }
 }
 
-// Writes this warpgroup's rows of the key tile's dK (times the softmax scale) and dV; rows past the
-// segment are not written, rows no slice read get 0.
-template <typename T, int D, int BN>
-__device__ __forceinline__ void bwd_store_dkdv(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+// Writes this warpgroup's part of the key tile's dK (times the softmax scale) and dV: its 64 keys
+// and all D columns, or (NC < D: the warpgroups split the columns) all 64 keys and its NC columns
+// from wg * NC. Rows past the segment are not written, rows no slice read get 0.
+template <typename T, int D, int BN, int NC = D>
+__device__ __forceinline__ void bwd_store_dkdv(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
                                                const distca_bwd_params_t& p, const BwdTile<BN>& tile, int wg, int wrow,
                                                int quad) {
-  constexpr int NKV = D / 8;
+  constexpr int NKV = NC / 8;
+  const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
   const long long kv_stride = (long long)p.heads_kv * D;
   T* gdK = reinterpret_cast<T*>(p.dk) + ((long long)tile.kb0 * p.heads_kv + tile.head_kv) * D;
   T* gdV = reinterpret_cast<T*>(p.dv) + ((long long)tile.kb0 * p.heads_kv + tile.head_kv) * D;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int r = wg * 64 + wrow + h * 8;
+    const int r = key0 + wrow + h * 8;
     if (r < tile.k_rows) {
 #pragma unroll
       for (int j = 0; j < NKV; ++j) {
-        const int c = j * 8 + quad * 2;
+        const int c = col0 + j * 8 + quad * 2;
         *reinterpret_cast<uint32_t*>(gdK + r * kv_stride + c) =
             Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
         *reinterpret_cast<uint32_t*>(gdV + r * kv_stride + c) =
@@ -404,6 +412,23 @@ __device__ __forceinline__ void bwd_store_dkdv(const float (&acc_dk)[D / 8 * 4],
     }
   }
 }
+
+// What a non-warp-specialized wgmma backward CTA sets up before its walk (this file's kernel and
+// bwd_d256_sm90.cuh's): its key tile, whose K and V rows it starts loading into sK/sV, and the loader
+// of the walk's Q/dO tiles (BM rows, 128-byte swizzle, cp.async by all THREADS threads).
+template <int BM, int BN, int D, int THREADS, typename T>
+struct BwdCtaLoads {
+  const BwdTile<BN> tile;
+  const T* fallback;
+  int tid;
+  __device__ __forceinline__ BwdCtaLoads(const distca_bwd_params_t& p, T* sK, T* sV, int tid_)
+      : tile(p), fallback(reinterpret_cast<const T*>(p.k)), tid(tid_) {
+    tile.template load_kv<Sw128Layout, D, THREADS>(p, sK, sV, tid);
+  }
+  __device__ __forceinline__ void operator()(T* dst, const T* src, long long row_stride, int rows) const {
+    load_tile_sw128<BM, D, THREADS>(dst, src, row_stride, rows, fallback, tid);
+  }
+};
 
 template <typename T, int D>
 __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
@@ -428,19 +453,15 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
   const int wg = tid >> 7;             // warpgroup: keys [64 wg, 64 wg + 64)
   const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
   const int quad = tid & 3;
-  const BwdTile<BN> tile(p);
+  const BwdCtaLoads<BM, BN, D, THREADS, T> load_qdo(p, sK, sV, tid);
+  const BwdTile<BN>& tile = load_qdo.tile;
   const int group = tile.group, head_kv = tile.head_kv;
   const int kb0 = tile.kb0;
-  const T* fallback = reinterpret_cast<const T*>(p.k);
-  tile.template load_kv<Sw128Layout, D, THREADS>(p, sK, sV, tid);
 
   float acc_dk[NKV * 4], acc_dv[NKV * 4];
 #pragma unroll
   for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
 
-  auto load_qdo = [&](T* dst, const T* src, long long row_stride, int rows) {
-    load_tile_sw128<BM, D, THREADS>(dst, src, row_stride, rows, fallback, tid);
-  };
   BwdCursor cur;
   bool have = bwd_begin<BM, BN, D, T>(p, cur, tile, sQ, sdO, sLse, sDsum, tid, load_qdo);
 

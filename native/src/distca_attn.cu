@@ -2,6 +2,7 @@
 // and the launch-geometry globals the host reads from the module.
 #include "bwd.cuh"
 #include "bwd_sm90.cuh"
+#include "bwd_d256_sm90.cuh"
 #include "fwd.cuh"
 #include "fwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
@@ -113,10 +114,15 @@ using FwdCfg = typename FwdCfgOf<D>::type;
 #ifndef DISTCA_BWD_SM90_D64
 #define DISTCA_BWD_SM90_D64 0
 #endif
+// head_dim 256's backward on warpgroup MMA (bwd_d256_sm90.cuh; NOTES v39), unless built with
+// -DDISTCA_BWD_SM90_D256=0 (its mma.sync kernel)
+#ifndef DISTCA_BWD_SM90_D256
+#define DISTCA_BWD_SM90_D256 1
+#endif
 template <int D>
 constexpr bool kBwdWgmma =
 #if defined(DISTCA_SM90_WGMMA)
-    DISTCA_BWD_SM90 && (D == 128 || (D == 64 && DISTCA_BWD_SM90_D64));
+    DISTCA_BWD_SM90 && (D == 128 || (D == 64 && DISTCA_BWD_SM90_D64) || (D == 256 && DISTCA_BWD_SM90_D256));
 #else
     false;
 #endif
@@ -206,7 +212,9 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
   }                                                                                                       \
   extern "C" __global__ void __launch_bounds__(BwdCfg<D>::kThreads, kBwdMinBlocks<D>) \
       distca_attn_bwd_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                      \
-    if constexpr (kBwdWgmma<D>) {                                                                         \
+    if constexpr (kBwdWgmma<D> && D == 256) {                                                             \
+      distca::sm90::bwd_kernel_d256<T>(p);                                                                \
+    } else if constexpr (kBwdWgmma<D>) {                                                                  \
       distca::sm90::bwd_kernel<T, D>(p);                                                                  \
     } else {                                                                                              \
       distca::bwd_kernel<T, D, Tiles<D>::kBwdM, Tiles<D>::kBwdN, Tiles<D>::kBwdWarps>(p);                 \
