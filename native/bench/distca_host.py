@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 2  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
+ABI_VERSION = 3  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
-# (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512
-# (for ab.py against older images)
-ABI_VERSIONS = (1, ABI_VERSION)
+# (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512;
+# version 3 adds the warp-specialized forward at head_dim 256 (64-row K/V boxes), which older images
+# do not have (for ab.py against older images)
+ABI_VERSIONS = (1, 2, ABI_VERSION)
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -83,6 +84,11 @@ class Layout:
 
 
 _libcuda = None
+
+
+def fwd_ws_key_box_rows(hd):
+    """Rows of the warp-specialized forward's K and V boxes: its key blocks (distca_attn.h section 7)."""
+    return 64 if hd == 256 else 128
 
 
 def _tensor_map(t, box_rows=128):
@@ -264,7 +270,8 @@ class Kernels:
             # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
             # that is 0 at launch
             params += struct.pack("<Q", self._zeroed_counter(stream)) + bytes(40)
-            params += _tensor_map(q) + _tensor_map(k) + _tensor_map(v) + _tensor_map(o)
+            kv_box = fwd_ws_key_box_rows(hd)
+            params += _tensor_map(q) + _tensor_map(k, kv_box) + _tensor_map(v, kv_box) + _tensor_map(o)
             _launch(self.fn("fwd_ws", q.dtype, hd), self._persistent_grid(lay.num_fwd_work * hq), info.fwd_ws_threads,
                     info.fwd_ws_smem, params, stream)
             return

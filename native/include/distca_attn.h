@@ -124,7 +124,7 @@
  *    addresses (CUdeviceptr), int32/float are 4 bytes, little-endian. Unused pointers may be 0.
  *
  * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d<HD>, head_dim 64 and 128 in the sm_90a
- *    image) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
+ *    image, and 256 since ABI version 3) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
  *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys); a
  *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator (and stores O
  *    through it where that pays). Its parameter block, distca_fwd_ws_params_t (640 bytes; 512
@@ -140,7 +140,9 @@
  *      data type   CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9) or _FLOAT16 (6), as DT
  *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q and O, heads_kv and
  *                  total_k for K and V (rows >= 1)
- *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128}; elementStrides {1, 1, 1}
+ *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128} ({64, 1, 64} for the
+ *                  forward's K and V at head_dim 256, whose key blocks are 64 rows: ABI version 3);
+ *                  elementStrides {1, 1, 1}
  *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
  *    Rows past total_q/total_k read as zero; key rows of other segments inside a block are masked.
@@ -172,7 +174,7 @@
 
 #include <stdint.h>
 
-#define DISTCA_ATTN_ABI_VERSION 2
+#define DISTCA_ATTN_ABI_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {

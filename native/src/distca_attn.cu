@@ -145,25 +145,29 @@ constexpr int kBwdMinBlocks = BwdCfg<D>::kThreads <= 128 ? 2 : 1;
 constexpr int kElementwiseThreads = 256;
 
 // The warp-specialized TMA forward and backward (fwd_ws_sm90.cuh, bwd_ws_sm90.cuh) of head_dim 64
-// and 128 in the sm_90a image, unless built with -DDISTCA_FWD_WS=0 / -DDISTCA_BWD_WS=0. Their tiles
-// are those of fwd_sm90.cuh and bwd_sm90.cuh.
+// and 128 (the forward's also of 256) in the sm_90a image, unless built with -DDISTCA_FWD_WS=0 /
+// -DDISTCA_BWD_WS=0. Their tiles are those of fwd_sm90.cuh and bwd_sm90.cuh.
 #ifndef DISTCA_FWD_WS
 #define DISTCA_FWD_WS 1
 #endif
 #ifndef DISTCA_BWD_WS
 #define DISTCA_BWD_WS 1
 #endif
-template <int D, bool ON>
-constexpr bool kWarpSpecialized =
+// The forward's also at head_dim 256 (NOTES v40), unless built with -DDISTCA_FWD_WS_D256=0.
+#ifndef DISTCA_FWD_WS_D256
+#define DISTCA_FWD_WS_D256 1
+#endif
+template <bool ON>
+constexpr bool kSm90Ws =
 #if defined(DISTCA_SM90_WGMMA)
-    ON && (D == 64 || D == 128);
+    ON;
 #else
     false;
 #endif
 template <int D>
-constexpr bool kFwdWs = kWarpSpecialized<D, DISTCA_FWD_WS != 0>;
+constexpr bool kFwdWs = kSm90Ws<DISTCA_FWD_WS != 0> && (D == 64 || D == 128 || (D == 256 && DISTCA_FWD_WS_D256));
 template <int D>
-constexpr bool kBwdWs = kWarpSpecialized<D, DISTCA_BWD_WS != 0>;
+constexpr bool kBwdWs = kSm90Ws<DISTCA_BWD_WS != 0> && (D == 64 || D == 128);
 
 // The warp-specialized kernels run the work lists the host builds from the info's tile sizes.
 static_assert(distca::sm90::FwdWsConfig<64>::BM == FwdCfg<64>::kBlockM &&
@@ -177,7 +181,7 @@ template <int D>
 constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
-  using Ws = distca::sm90::FwdWsConfig<D == 64 ? 64 : 128>;
+  using Ws = distca::sm90::FwdWsConfig<D>;
   using BwdWs = distca::sm90::BwdWsConfig<D == 64 ? 64 : 128>;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
@@ -228,7 +232,7 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
 // The warp-specialized TMA forward and backward main kernel (fwd_ws_sm90.cuh, bwd_ws_sm90.cuh). Their
 // parameter blocks carry tensor maps, hence __grid_constant__ (their address is taken). Hosts launch
 // them where the info global reports fwd_ws_threads / bwd_ws_threads != 0; elsewhere they trap.
-#define DISTCA_DEFINE_WS(DT_NAME, T, D)                                                                    \
+#define DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)                                                                \
   extern "C" __global__ void __launch_bounds__(distca::sm90::FwdWsConfig<D>::kThreads, 1)                 \
       distca_attn_fwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_fwd_ws_params_t p) {             \
     if constexpr (kFwdWs<D>) {                                                                            \
@@ -236,7 +240,9 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
     } else {                                                                                              \
       __trap();                                                                                           \
     }                                                                                                     \
-  }                                                                                                       \
+  }
+#define DISTCA_DEFINE_WS(DT_NAME, T, D)                                                                    \
+  DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)                                                                      \
   extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsConfig<D>::kThreads, 1)                 \
       distca_attn_bwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_bwd_ws_params_t p) {             \
     if constexpr (kBwdWs<D>) {                                                                            \
@@ -257,4 +263,6 @@ DISTCA_DEFINE_KERNELS(fp16, __half, 128)
 #ifdef DISTCA_HAS_D256
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_KERNELS(fp16, __half, 256)
+DISTCA_DEFINE_FWD_WS(bf16, __nv_bfloat16, 256)
+DISTCA_DEFINE_FWD_WS(fp16, __half, 256)
 #endif

@@ -1,9 +1,10 @@
 // Forward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work
 // decomposition and the consumer arithmetic of fwd_sm90.cuh, but the loads come from a producer
 // warpgroup through TMA (cp.async.bulk.tensor) into an mbarrier pipeline, and the registers are
-// rebalanced with setmaxnreg (producer 32, consumers 232):
+// rebalanced with setmaxnreg (producer 32, 40 at head_dim 256; consumers 232):
 //
-//   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers and,
+//   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers (one at
+//                    head_dim 256, whose tiles' first two key blocks then load before their Q) and,
 //                    per key block, the K load into one of three K stages and the V load into one
 //                    of two V stages, each once its stage is empty (two 64-column halves each,
 //                    128-byte swizzle: exactly the layout of sw128<ROWS>);
@@ -21,7 +22,7 @@
 // block count). Any grid of at least one CTA is correct; hosts launch one CTA per SM, at most one
 // per tile. The producer fetches the tiles and passes each one's slice, block and head to the
 // consumers in a shared-memory slot beside its Q buffer, so that they wait on no global load. The
-// K/V stage ring and the two Q buffers run on across tiles, so the producer loads the next tile's Q
+// K/V stage ring and the Q buffers run on across tiles, so the producer loads the next tile's Q
 // and first key blocks while the consumers finish this one: the per-tile start-up (load latency,
 // CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
 // most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged):
@@ -42,14 +43,17 @@ namespace sm90 {
 template <int D>
 struct FwdWsConfig {
   // K is read a block ahead of V (the next block's S GEMM runs beside this block's P V): three K
-  // stages, two V stages
-  static constexpr int BM = 128, BN = 128, kKStages = 3, kVStages = 2;
+  // stages, two V stages. head_dim 256 (NOTES v40): 64-key blocks (O's 128 accumulator registers
+  // leave room for S and P of 64 keys) and one Q buffer (a second 64 KiB one does not fit beside
+  // the stages), so that a tile's Q loads once the previous tile's O has left the buffer.
+  static constexpr int BM = 128, BN = D == 256 ? 64 : 128, kKStages = 3, kVStages = 2;
+  static constexpr int kQBuffers = D == 256 ? 1 : 2;
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemKV = BN * D;
-  // 2 x Q, the K and V stages, the mbarriers, the two tile slots and the claim slot, plus 1 KiB
-  // for the 1024-byte alignment of the tiles
-  static constexpr int kSmemBytes = (2 * kSmemQ + (kKStages + kVStages) * kSmemKV) * 2 + 512 + 1024;
+  // the Q buffers, the K and V stages, the mbarriers, the two tile slots and the claim slot, plus
+  // 1 KiB for the 1024-byte alignment of the tiles
+  static constexpr int kSmemBytes = (kQBuffers * kSmemQ + (kKStages + kVStages) * kSmemKV) * 2 + 512 + 1024;
 };
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -195,14 +199,15 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NO = D / 8;
   constexpr float kLog2e = 1.4426950408889634f;
-  static_assert(D == 64 || D == 128, "head_dim 64 or 128: whole 64-column boxes");
+  static_assert(D == 64 || D == 128 || D == 256, "head_dim 64, 128 or 256: whole 64-column boxes");
   const distca_fwd_params_t& p = P.base;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_aligned_1k(smem_raw);
-  T* sQ = reinterpret_cast<T*>(smem);         // [2][BM][D]
+  T* sQ = reinterpret_cast<T*>(smem);         // [QB][BM][D]
   constexpr int KS = Cfg::kKStages, VS = Cfg::kVStages;
-  T* sK = sQ + 2 * Cfg::kSmemQ;   // [KS][BN][D]
+  constexpr int QB = Cfg::kQBuffers;
+  T* sK = sQ + QB * Cfg::kSmemQ;  // [KS][BN][D]
   T* sV = sK + KS * Cfg::kSmemKV;  // [VS][BN][D]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sV + VS * Cfg::kSmemKV);
   constexpr int kBars = 4 + 2 * KS + 2 * VS;
@@ -255,12 +260,14 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   }
   __syncthreads();
 
-  // The j-th tile of this CTA uses Q buffer j % 2 (its slice, block and head in tile_slot[j % 2];
+  // The j-th tile of this CTA uses Q buffer j % QB (its slice, block and head in tile_slot[j % QB];
   // head -1 after the last); the it-th key block overall uses K stage it % KS and V stage it % VS.
   // Phases are counted on from tile to tile.
   if (tid < 128) {
     // ---- producer
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
+    // 32 registers; 40 at head_dim 256, whose producer also loads a tile's first key blocks before
+    // its Q (at 32 it spilled 52 bytes), the consumers keeping 232 (128 x 40 + 256 x 232 <= 64 Ki)
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(D == 256 ? 40 : 32));
     if (tid == 0) {
       constexpr uint32_t kTileBytes = BN * D * 2;
 #ifdef DISTCA_TRACE_PROBES
@@ -271,22 +278,47 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       int t = blockIdx.x;
       FwdTileRef next = t < tiles ? fwd_tile_ref(p, t) : FwdTileRef{};
       for (int j = 0;; ++j) {
-        const int qb = j & 1;
+        const int qb = j % QB;
+        const bool done = t >= tiles;
+        const FwdTile<T, D, BM> tile(p, next);
+        const int n_end = done ? 0 : fwd_key_end(tile.sl, tile.m0, tile.rows);
+        const int n_blocks = (n_end + BN - 1) / BN;
+        // key block b's K and V rows into their stages, each once it is empty; the next tile is
+        // claimed while this thread waits for the last block's stages
+        auto load_block = [&](int b) {
+          const int sk = it % KS, sv = it % VS;
+          if (b == n_blocks - 1) mbar_arrive(bar_claim_req);
+          const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
+          // the block's rows of K (or V) into stage `stage` of `depth` once it is empty
+          auto load = [&](T* base, const void* tmap, uint32_t full, uint32_t empty, int stage, int depth) {
+            if (it >= depth) mbar_wait(empty, ((it / depth) - 1) & 1);
+            mbar_expect_tx(full, kTileBytes);
+#pragma unroll
+            for (int h = 0; h < D / 64; ++h)
+              tma_load_3d(smem_addr(base + stage * Cfg::kSmemKV + h * BN * 64), tmap, full, h * 64, tile.head_kv,
+                          k_row);
+          };
+          DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
+          load(sK, P.tmap_k, bar_k_full(sk), bar_k_empty(sk), sk, KS);
+          load(sV, P.tmap_v, bar_v_full(sv), bar_v_empty(sv), sv, VS);
+          DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
+          ++it;
+        };
+        // With one Q buffer (head_dim 256) the tile's first two key blocks load before its Q, which
+        // waits until the previous tile's O has left the buffer.
+        const int pre = QB == 1 ? min(n_blocks, 2) : 0;
+        for (int b = 0; b < pre; ++b) load_block(b);
         DISTCA_TRACE_P(tr.rec(kFtPQWait));
-        if (j >= 2) mbar_wait(bar_q_empty(qb), ((j >> 1) - 1) & 1);
-        if (t >= tiles) {
+        if (j >= QB) mbar_wait(bar_q_empty(qb), ((j / QB) - 1) & 1);
+        if (done) {
           tile_slot[qb].head = -1;
           mbar_arrive(bar_q_full(qb));  // released by the arrive: the consumers stop
           break;
         }
-        const FwdTileRef ref = next;
-        tile_slot[qb] = ref;
-        const FwdTile<T, D, BM> tile(p, ref);
-        const int n_end = fwd_key_end(tile.sl, tile.m0, tile.rows);
+        tile_slot[qb] = next;
         if (n_end == 0) {
           mbar_arrive(bar_q_full(qb));  // no keys: the consumers write O = 0, LSE = -inf
         } else {
-          const int n_blocks = (n_end + BN - 1) / BN;
           mbar_expect_tx(bar_q_full(qb), BM * D * 2);
           const int q_row = tile.sl.q_start + tile.m0;
 #pragma unroll
@@ -294,25 +326,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
             tma_load_3d(smem_addr(sQ + qb * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_q_full(qb), h * 64, tile.head,
                         q_row);
           DISTCA_TRACE_P(tr.rec(kFtPQIssue, min(n_blocks, 255)));
-          for (int b = 0; b < n_blocks; ++b, ++it) {
-            const int sk = it % KS, sv = it % VS;
-            // the next tile is claimed while this thread waits for the last block's stages
-            if (b == n_blocks - 1) mbar_arrive(bar_claim_req);
-            const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
-            // the block's rows of K (or V) into stage `stage` of `depth` once it is empty
-            auto load = [&](T* base, const void* tmap, uint32_t full, uint32_t empty, int stage, int depth) {
-              if (it >= depth) mbar_wait(empty, ((it / depth) - 1) & 1);
-              mbar_expect_tx(full, kTileBytes);
-#pragma unroll
-              for (int h = 0; h < D / 64; ++h)
-                tma_load_3d(smem_addr(base + stage * Cfg::kSmemKV + h * BN * 64), tmap, full, h * 64, tile.head_kv,
-                            k_row);
-            };
-            DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
-            load(sK, P.tmap_k, bar_k_full(sk), bar_k_empty(sk), sk, KS);
-            load(sV, P.tmap_v, bar_v_full(sv), bar_v_empty(sv), sv, VS);
-            DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
-          }
+          for (int b = pre; b < n_blocks; ++b) load_block(b);
         }
         if (n_end == 0) mbar_arrive(bar_claim_req);
         mbar_wait(bar_claim_done, j & 1);
@@ -344,8 +358,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       // buffer's release is given at once, so that it adds no latency.
       uint32_t staged_phases = 0;  // bit b: the phase of bar_o_staged(b), which only TMA tiles complete
       for (int j = 0;; ++j) {
-        const int qb = j & 1;
-        mbar_wait(bar_q_full(qb), (j >> 1) & 1);
+        const int qb = j % QB;
+        mbar_wait(bar_q_full(qb), (j / QB) & 1);
         const FwdTileRef ref = tile_slot[qb];
         if (ref.head < 0) break;
         const int m0 = ref.block * BM;
@@ -378,9 +392,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   Trace<> tr;
 #endif
   for (int j = 0;; ++j) {
-    const int qb = j & 1;
+    const int qb = j % QB;
     DISTCA_TRACE(tr.rec(kFtQWait));
-    mbar_wait(bar_q_full(qb), (j >> 1) & 1);
+    mbar_wait(bar_q_full(qb), (j / QB) & 1);
     DISTCA_TRACE(tr.rec(kFtQReady));
     const FwdTileRef ref = tile_slot[qb];  // the producer's copy: no global loads on this path
     if (ref.head < 0) break;
@@ -435,7 +449,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       fence_regs(acc_o);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) Mma<T>::template rs<D, 1>(acc_o, pa[kk], desc_mn_major<BN>(aV, 0, kk), 1);
+      for (int kk = 0; kk < BN / 16; ++kk) fwd_pv_step<T, D, BN>(acc_o, pa[kk], aV, kk);
       wgmma_commit();
     };
     // sc holds block b's S, complete: mask, new row maxima (alpha), P in place, its row sums

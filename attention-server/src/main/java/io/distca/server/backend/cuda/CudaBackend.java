@@ -480,10 +480,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       long grid = (long) plan.numWork * shape.headsQ();
       if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
         int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
+        int keyBox = DistcaAttnAbi.forwardWsKeyBoxRows(shape.headDim());
         long counter = zeroedTileCounter(base + at.tileCounter());
         kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid), g.forwardWsThreads(),
             g.forwardWsSharedBytes(), computeStream, params.encodeWs(counter, queryMap(plan, params.q(), box),
-                keyMap(plan, params.k(), box), keyMap(plan, params.v(), box), queryMap(plan, params.o(), box)));
+                keyMap(plan, params.k(), keyBox), keyMap(plan, params.v(), keyBox), queryMap(plan, params.o(), box)));
         warpSpecializedForwards.incrementAndGet();
         return;
       }

@@ -13,7 +13,7 @@ import java.util.Locale;
 final class DistcaAttnAbi {
   private DistcaAttnAbi() {}
 
-  static final int ABI_VERSION = 2;
+  static final int ABI_VERSION = 3;
 
   /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
   static final int SLICE_INTS = 8;
@@ -34,11 +34,19 @@ final class DistcaAttnAbi {
   /** distca_bwd_ws_params_t: distca_bwd_params_t, the tile counter at 152, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
   static final int BACKWARD_WS_PARAMS_BYTES = 896;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
-  /** Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64) and key tiles. */
+  /**
+   * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)
+   * and key tiles (128; the forward's 64 at head_dim 256: {@link #forwardWsKeyBoxRows}).
+   */
   static final int FORWARD_WS_BOX_ROWS = 128;
   static final int BACKWARD_WS_QUERY_BOX_ROWS = 64;
   static final int BACKWARD_WS_KEY_BOX_ROWS = 128;
   static final int INFO_BYTES = 64;
+
+  /** Rows of the warp-specialized forward's K and V boxes: its key blocks, 64 rows at head_dim 256 (ABI version 3). */
+  static int forwardWsKeyBoxRows(int headDim) {
+    return headDim == 256 ? 64 : FORWARD_WS_BOX_ROWS;
+  }
 
   /** The grid size limit of grid.x. */
   static final long MAX_GRID_X = Integer.MAX_VALUE;

@@ -278,14 +278,16 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       float[] lse = values(f.lse);
       backend.backward(f.backwardBatch());
       float[][] grads = {concat(f.dq), concat(f.dk), concat(f.dv)};
-      boolean expected = backend.gpu().computeMajor() == 9 && c.shape().headDim() != 256
-          && TensorMaps.unavailableReason() == null;
+      boolean expected = backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null;
+      boolean backwardToo = c.shape().headDim() != 256;  // the d256 backward is not warp-specialized
       String where = c.name() + " on " + backend.gpu()
           + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")");
       assertEquals(expected ? 1 : 0, backend.warpSpecializedForwardLaunches() - forwards, "forwards, " + where);
-      assertEquals(expected ? 1 : 0, backend.warpSpecializedBackwardLaunches() - backwards, "backwards, " + where);
+      assertEquals(expected && backwardToo ? 1 : 0, backend.warpSpecializedBackwardLaunches() - backwards,
+          "backwards, " + where);
 
-      if (c.shape().headDim() != 128) {
+      // head_dim 128 and 256: the other kernels are wgmma ones too (d64's are mma.sync, compared by check.py)
+      if (!expected || c.shape().headDim() == 64) {
         return;
       }
       f.poisonOutputs();
@@ -296,6 +298,9 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       int ulpShift = c.shape().dtype() == DType.BF16 ? 16 : 13;  // float mantissa 23 bits, bf16 7, fp16 10
       assertWithinUlps(c.name() + " O", o, o2, ulpShift);
       assertWithinUlps(c.name() + " LSE", lse, lse2, 2);
+      if (!backwardToo) {
+        return;
+      }
       restore(f.o, o);
       restore(List.of(f.lse), lse);
       plain.backward(f.backwardBatch());
@@ -321,15 +326,17 @@ class CudaBackendGpuTest extends AllocatorPerTest {
 
   /**
    * The warp-specialized kernels are persistent: however few CTAs walk the tiles (1 and 3 here, so
-   * that each runs many tiles, keyless ones included, through both Q buffers, the K/V buffer and
-   * every pipeline phase), every tile computes bit for bit what it computes with one CTA per SM:
-   * O, LSE, dK and dV; dQ to one step (its reduce-adds land in another order on every run).
+   * that each runs many tiles, keyless ones included, through its Q buffers (one at head_dim 256),
+   * the K/V buffers and every pipeline phase), every tile computes bit for bit what it computes with
+   * one CTA per SM: O, LSE, dK and dV; dQ to one step (its reduce-adds land in another order on
+   * every run). At head_dim 256 only the forward is warp-specialized.
    */
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
   void persistentKernelsComputeTheSameOnAnyGrid(Case c) {
-    assumeTrue(backend.gpu().computeMajor() == 9 && c.shape().headDim() != 256 && TensorMaps.unavailableReason() == null,
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
         "no warp-specialized kernels for " + c.name() + " on " + backend.gpu());
+    int wsBackwards = c.shape().headDim() != 256 ? 1 : 0;
     try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 3)) {
       Outputs onePerSm = Outputs.run(backend, f);
       for (int ctas : new int[] {1, 3}) {
@@ -338,7 +345,7 @@ class CudaBackendGpuTest extends AllocatorPerTest {
           Outputs fewer = Outputs.run(few, f);
           String with = " with " + ctas + " CTAs";
           assertEquals(1, few.warpSpecializedForwardLaunches(), c.name() + with);
-          assertEquals(1, few.warpSpecializedBackwardLaunches(), c.name() + with);
+          assertEquals(wsBackwards, few.warpSpecializedBackwardLaunches(), c.name() + with);
           fewer.assertBitIdentical(onePerSm, c.name() + with);
           assertDqWithinOneStep(c, onePerSm.dq, fewer.dq);
         }

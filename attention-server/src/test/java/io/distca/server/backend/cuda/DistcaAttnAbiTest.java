@@ -152,4 +152,11 @@ class DistcaAttnAbiTest {
     CudaCallException e = new CudaCallException("cuMemAlloc(8 bytes)", 2, "CUDA_ERROR_OUT_OF_MEMORY", "growing slot 1", null);
     assertEquals("cuMemAlloc(8 bytes) failed with CUDA_ERROR_OUT_OF_MEMORY (2) while growing slot 1", e.getMessage());
   }
+
+  @Test
+  void theWarpSpecializedForwardsKeyBoxesAreItsKeyBlocks() {
+    assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(64));
+    assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(128));
+    assertEquals(64, DistcaAttnAbi.forwardWsKeyBoxRows(256));
+  }
 }
