@@ -1,7 +1,8 @@
 // Backward of head_dim 256 on Hopper (sm_90a) with warpgroup MMA. The walk of bwd_sm90.cuh (one CTA
 // per key tile and key/value head, the query tiles that see it walked through a two-stage cp.async
 // pipeline), with dQ added into the fp32 workspace by bulk reduce-adds of rows staged in shared
-// memory rather than per-thread atomics (which cost 40%: NOTES v39), tiles of BM = 64 queries and BN = 64
+// memory (2-4% faster than per-thread atomics; the rate of reductions into L2 bounds this kernel:
+// NOTES v39), tiles of BM = 64 queries and BN = 64
 // keys, and the two warpgroups splitting the head dim instead of the keys: warpgroup g holds the dK
 // and dV columns [128g, 128g + 128) of all 64 keys (64 + 64 accumulator registers; all 256 columns
 // would take 256). Per query tile:
@@ -14,7 +15,9 @@
 //   both          dQ[:, 128g:128g + 128] += dS K (m64n128k16, dS^T and K from shared memory)
 //
 // Phase A's two GEMMs, the same size, run one per warpgroup, so no warpgroup computes the other's
-// operand a second time; the price is one hand-off each way per step (named barriers 1 and 2).
+// operand a second time; the price is one hand-off each way per step (named barriers 1 and 2; 3
+// marks both warpgroups' GEMMs done before dQ is staged over their operands, 4 and 5 each
+// warpgroup's staging done before its bulk reduce-adds).
 #pragma once
 
 #include "bwd.cuh"
@@ -229,8 +232,8 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
     bwd_dq_atomics<D>(acc_dq, p, sl.q_start + m0, head_kv * group + cur.group_head, min(BM, sl.q_len - m0), wg, wrow,
                       quad);
 #else
-    // dQ through shared memory and one bulk reduce-add per row (512 bytes): per-thread atomics of the
-    // same tile cost this kernel 40% (NOTES v39)
+    // dQ through shared memory and one bulk reduce-add per row (512 bytes; per-thread atomics of the
+    // same tile measured 2-4% slower: NOTES v39)
     bar_sync_256<3>();  // both warpgroups' GEMMs of the step are done: its Q, dO, dS^T and P^T are free
     float* stg = dq_stage(stage) + wg * BM * kDqStride;
 #pragma unroll
