@@ -6,8 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.distca.protocol.tensor.DType;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import jcuda.driver.CUresult;
 import org.junit.jupiter.api.Test;
 
@@ -158,5 +163,28 @@ class DistcaAttnAbiTest {
     assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(64));
     assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(128));
     assertEquals(64, DistcaAttnAbi.forwardWsKeyBoxRows(256));
+  }
+
+  /**
+   * The ABI version this host packs is the header's, and the Python host's (native/bench), so that a
+   * layout change in distca_attn.h cannot land with one host left behind: the kernels' image is built
+   * from the header, and KernelGeometry refuses an image of another version only on a GPU.
+   */
+  @Test
+  void abiVersionIsTheHeadersAndThePythonHosts() throws IOException {
+    Path root = Path.of("").toAbsolutePath();
+    while (root != null && !Files.exists(root.resolve("native/include/distca_attn.h"))) {
+      root = root.getParent();
+    }
+    assertTrue(root != null, "native/include/distca_attn.h above " + Path.of("").toAbsolutePath());
+    assertEquals(DistcaAttnAbi.ABI_VERSION,
+        firstInt(root.resolve("native/include/distca_attn.h"), "#define DISTCA_ATTN_ABI_VERSION (\\d+)"));
+    assertEquals(DistcaAttnAbi.ABI_VERSION, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^ABI_VERSION = (\\d+)"));
+  }
+
+  private static int firstInt(Path file, String regex) throws IOException {
+    Matcher m = Pattern.compile(regex).matcher(Files.readString(file));
+    assertTrue(m.find(), regex + " in " + file);
+    return Integer.parseInt(m.group(1));
   }
 }
