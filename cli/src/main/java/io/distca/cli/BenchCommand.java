@@ -8,6 +8,7 @@ import io.distca.protocol.tensor.DType;
 import io.distca.server.ServerContext;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.Backends;
+import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cuda.BatchTimings;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -60,12 +61,13 @@ final class BenchCommand implements Runnable {
     long seed = 1;
 
     @Option(names = "--rebatch-draws", description = "Document samples over which the rebatching ratio is measured"
-        + " again, seeds --seed on, each against the long sequence (default: ${DEFAULT-VALUE}; 0: none).")
-    int rebatchDraws = 8;
+        + " again, seeds --seed on, each against the long sequence (default: 8 on a GPU backend, 0 on the CPU one;"
+        + " 0: none).")
+    Integer rebatchDraws;
 
     @Override
     public Integer call() {
-      if (iterations < 1 || rebatchDraws < 0) {
+      if (iterations < 1 || (rebatchDraws != null && rebatchDraws < 0)) {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(), iterations < 1
             ? "--iters must be at least 1, got " + iterations
             : "--rebatch-draws must be at least 0, got " + rebatchDraws);
@@ -83,9 +85,18 @@ final class BenchCommand implements Runnable {
         KernelBench.print(rows, System.out);
         KernelBench.printRebatchingRatios(rebatching, System.out);
         KernelBench.printRebatchingDraws(
-            bench.rebatchingDraws(128, tokens, DocLengthDistribution.pretrain(), seed, rebatchDraws), System.out);
+            bench.rebatchingDraws(128, tokens, DocLengthDistribution.pretrain(), seed, draws(b)), System.out);
       }
       return 0;
+    }
+
+    private int draws(AttentionBackend b) {
+      return rebatchDraws(rebatchDraws, b.name());
+    }
+
+    /** --rebatch-draws as given, or by default 8 where the kernels run on a GPU and 0 on the CPU backend (hours there). */
+    static int rebatchDraws(Integer option, String backendName) {
+      return option != null ? option : CpuBackend.NAME.equals(backendName) ? 0 : 8;
     }
   }
 

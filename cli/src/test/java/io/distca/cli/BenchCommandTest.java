@@ -23,4 +23,12 @@ class BenchCommandTest {
       assertTrue(err.toString().contains(flag + " must be at least"), err.toString());
     }
   }
+
+  @Test
+  void rebatchDrawsDefaultToEightOnAGpuAndNoneOnTheCpuBackend() {
+    assertEquals(8, BenchCommand.Kernel.rebatchDraws(null, "cuda"));
+    assertEquals(0, BenchCommand.Kernel.rebatchDraws(null, "cpu"));
+    assertEquals(3, BenchCommand.Kernel.rebatchDraws(3, "cpu"));
+    assertEquals(0, BenchCommand.Kernel.rebatchDraws(0, "cuda"));
+  }
 }
