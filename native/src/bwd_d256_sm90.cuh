@@ -15,9 +15,9 @@
 //   both          dQ[:, 128g:128g + 128] += dS K (m64n128k16, dS^T and K from shared memory)
 //
 // Phase A's two GEMMs, the same size, run one per warpgroup, so no warpgroup computes the other's
-// operand a second time; the price is one hand-off each way per step (named barriers 1 and 2; 3
-// marks both warpgroups' GEMMs done before dQ is staged over their operands, 4 and 5 each
-// warpgroup's staging done before its bulk reduce-adds).
+// operand a second time; the price is one hand-off each way per step (named barriers 1 and 4; 5
+// marks both warpgroups' GEMMs done before dQ is staged over their operands, and warpgroup_sync's
+// 2 and 3 each warpgroup's staging done before its bulk reduce-adds).
 #pragma once
 
 #include "bwd.cuh"
@@ -32,19 +32,6 @@
 namespace distca {
 namespace sm90 {
 
-// A barrier over both warpgroups (256 threads) that the caller waits at (sync) or only arrives at.
-template <int ID>
-__device__ __forceinline__ void bar_sync_256() {
-  asm volatile("bar.sync %0, 256;\n" ::"n"(ID) : "memory");
-}
-template <int ID>
-__device__ __forceinline__ void bar_arrive_256() {
-  asm volatile("bar.arrive %0, 256;\n" ::"n"(ID) : "memory");
-}
-template <int ID>
-__device__ __forceinline__ void bar_sync_128() {
-  asm volatile("bar.sync %0, 128;\n" ::"n"(ID) : "memory");
-}
 // Adds `bytes` of fp32 from shared memory at src into global memory at dst (16-byte aligned, bytes
 // a multiple of 16), as one bulk-async group member.
 __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
@@ -193,7 +180,7 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) Mma<T>::template rs<D / 2, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, col, kk), 1);
     wgmma_commit();
-    bar_sync_256<2>();  // dS^T is in sdS
+    bar_sync_256<4>();  // dS^T is in sdS
     if (wg == 0) {
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
@@ -234,7 +221,7 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 #else
     // dQ through shared memory and one bulk reduce-add per row (512 bytes; per-thread atomics of the
     // same tile measured 2-4% slower: NOTES v39)
-    bar_sync_256<3>();  // both warpgroups' GEMMs of the step are done: its Q, dO, dS^T and P^T are free
+    bar_sync_256<5>();  // both warpgroups' GEMMs of the step are done: its Q, dO, dS^T and P^T are free
     float* stg = dq_stage(stage) + wg * BM * kDqStride;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -245,7 +232,7 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
       }
     }
     fence_proxy_async();  // the bulk copy reads the staged rows through the async proxy
-    if (wg == 0) bar_sync_128<4>(); else bar_sync_128<5>();
+    warpgroup_sync(wg);
     {
       const int r = tid & 127;
       if (r < min(BM, sl.q_len - m0)) {

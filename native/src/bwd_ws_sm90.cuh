@@ -409,7 +409,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
-  auto consumers_sync = [] { asm volatile("bar.sync 1, 256;\n" ::: "memory"); };
+  auto consumers_sync = [] { bar_sync_256<1>(); };
   constexpr bool kDecoupled = D <= DISTCA_BWD_DECOUPLED_MAX_D;
   auto dst_sync = [&] {
     if constexpr (kDecoupled) warpgroup_sync(wg);

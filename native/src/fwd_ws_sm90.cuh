@@ -112,10 +112,22 @@ __device__ __forceinline__ void tma_prefetch_3d(const void* tmap, int c0, int c1
                : "memory");
 }
 
-// A named barrier over the 128 threads of consumer warpgroup wg (ids 2 and 3; 1 is both consumer
-// warpgroups' in the backward).
+// A named barrier over the 128 threads of consumer warpgroup wg (ids 2 and 3; bar_sync_256 below
+// holds both consumer warpgroups at another).
 __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+}
+// Named barrier ID over both consumer warpgroups (256 threads), which the caller waits at (sync) or
+// only arrives at (arrive); IDs other than 0 (__syncthreads) and warpgroup_sync's 2 and 3.
+template <int ID>
+__device__ __forceinline__ void bar_sync_256() {
+  static_assert(ID != 0 && ID != 2 && ID != 3, "0 is __syncthreads', 2 and 3 warpgroup_sync's");
+  asm volatile("bar.sync %0, 256;\n" ::"n"(ID) : "memory");
+}
+template <int ID>
+__device__ __forceinline__ void bar_arrive_256() {
+  static_assert(ID != 0 && ID != 2 && ID != 3, "0 is __syncthreads', 2 and 3 warpgroup_sync's");
+  asm volatile("bar.arrive %0, 256;\n" ::"n"(ID) : "memory");
 }
 
 // The head dims up to which the forward's S GEMMs take Q's A fragments from registers (NOTES v30):
