@@ -7,7 +7,8 @@
 //                    head_dim 256, whose tiles' first two key blocks then load before their Q) and,
 //                    per key block, the K load into one of three K stages and the V load into one
 //                    of two V stages, each once its stage is empty (two 64-column halves each,
-//                    128-byte swizzle: exactly the layout of sw128<ROWS>);
+//                    128-byte swizzle: exactly the layout of sw128<ROWS>); at head_dim 64 each V
+//                    load goes out after the next block's K (the consumers' order);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
 //                    records while the first waits for the tile's last stage; a thread of its third
 //                    warp (the store thread) sends a long full tile's staged O out by TMA
@@ -139,6 +140,11 @@ __device__ __forceinline__ void bar_arrive_256() {
 // 64 (128 reproduces the variant that lost at head_dim 128).
 #ifndef DISTCA_FWD_TWO_S_PROLOGUE_MAX_D
 #define DISTCA_FWD_TWO_S_PROLOGUE_MAX_D 64
+#endif
+// The head dims up to which the producer issues each V load one key block behind its K (NOTES v43):
+// 64. At 128 it read 1.00 except causal 512 (-1 to -3%).
+#ifndef DISTCA_FWD_V_LAG_MAX_D
+#define DISTCA_FWD_V_LAG_MAX_D 64
 #endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
@@ -289,6 +295,27 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       int it = 0;
       int t = blockIdx.x;
       FwdTileRef next = t < tiles ? fwd_tile_ref(p, t) : FwdTileRef{};
+      // (kVLag) V loads one key block behind K, which is the consumers' order (block b + 1's S GEMM
+      // is issued before block b's P V): a block's V is issued after the next block's K, the next
+      // tile's if it is the last, so that the next tile's Q and first K go out before it. The V
+      // load still to issue: overall key block it_v (< 0: none), its rows and KV head.
+      constexpr bool kVLag = D <= DISTCA_FWD_V_LAG_MAX_D && QB == 2;
+      // BN rows from `row` on (KV head `head_kv`) of K or V, for overall key block i, into stage
+      // i % depth once it is empty
+      auto load_rows = [&](T* base, const void* tmap, uint32_t full, uint32_t empty, int i, int depth, int head_kv,
+                           int row) {
+        if (i >= depth) mbar_wait(empty, ((i / depth) - 1) & 1);
+        mbar_expect_tx(full, kTileBytes);
+#pragma unroll
+        for (int h = 0; h < D / 64; ++h)
+          tma_load_3d(smem_addr(base + (i % depth) * Cfg::kSmemKV + h * BN * 64), tmap, full, h * 64, head_kv, row);
+      };
+      int it_v = -1, v_row = 0, v_head = 0;
+      auto flush_v = [&] {
+        if (!kVLag || it_v < 0) return;
+        load_rows(sV, P.tmap_v, bar_v_full(it_v % VS), bar_v_empty(it_v % VS), it_v, VS, v_head, v_row);
+        it_v = -1;
+      };
       for (int j = 0;; ++j) {
         const int qb = j % QB;
         const bool done = t >= tiles;
@@ -301,18 +328,16 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           const int sk = it % KS, sv = it % VS;
           if (b == n_blocks - 1) mbar_arrive(bar_claim_req);
           const int k_row = tile.sl.k_start + (n_blocks - 1 - b) * BN;
-          // the block's rows of K (or V) into stage `stage` of `depth` once it is empty
-          auto load = [&](T* base, const void* tmap, uint32_t full, uint32_t empty, int stage, int depth) {
-            if (it >= depth) mbar_wait(empty, ((it / depth) - 1) & 1);
-            mbar_expect_tx(full, kTileBytes);
-#pragma unroll
-            for (int h = 0; h < D / 64; ++h)
-              tma_load_3d(smem_addr(base + stage * Cfg::kSmemKV + h * BN * 64), tmap, full, h * 64, tile.head_kv,
-                          k_row);
-          };
           DISTCA_TRACE_P(tr.rec(kFtPKvWait, min(b, 255)));
-          load(sK, P.tmap_k, bar_k_full(sk), bar_k_empty(sk), sk, KS);
-          load(sV, P.tmap_v, bar_v_full(sv), bar_v_empty(sv), sv, VS);
+          load_rows(sK, P.tmap_k, bar_k_full(sk), bar_k_empty(sk), it, KS, tile.head_kv, k_row);
+          if constexpr (kVLag) {
+            flush_v();
+            it_v = it;
+            v_row = k_row;
+            v_head = tile.head_kv;
+          } else {
+            load_rows(sV, P.tmap_v, bar_v_full(sv), bar_v_empty(sv), it, VS, tile.head_kv, k_row);
+          }
           DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
           ++it;
         };
@@ -325,6 +350,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
         if (done) {
           tile_slot[qb].head = -1;
           mbar_arrive(bar_q_full(qb));  // released by the arrive: the consumers stop
+          flush_v();
           break;
         }
         tile_slot[qb] = next;
@@ -340,7 +366,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           DISTCA_TRACE_P(tr.rec(kFtPQIssue, min(n_blocks, 255)));
           for (int b = pre; b < n_blocks; ++b) load_block(b);
         }
-        if (n_end == 0) mbar_arrive(bar_claim_req);
+        if (n_end == 0) {
+          flush_v();  // no K load to issue it after, and the tile after next waits for its Q buffer
+          mbar_arrive(bar_claim_req);
+        }
         mbar_wait(bar_claim_done, j & 1);
         t = claim_slot->t;
         next = claim_slot->ref;
