@@ -367,7 +367,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           for (int b = pre; b < n_blocks; ++b) load_block(b);
         }
         if (n_end == 0) {
-          flush_v();  // no K load to issue it after, and the tile after next waits for its Q buffer
+          // no K load to issue the held V after, and the next tile's Q waits for the Q buffer of the
+          // tile that V belongs to (the one before this keyless tile)
+          flush_v();
           mbar_arrive(bar_claim_req);
         }
         mbar_wait(bar_claim_done, j & 1);
