@@ -80,7 +80,7 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 
   const int tid = threadIdx.x;
   const int wg = tid >> 7;  // warpgroup: dK/dV/dQ columns [128 wg, 128 wg + 128)
-  const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 keys
+  const int wrow = wgmma_acc_row(tid);  // first of this thread's 2 keys
   const int quad = tid & 3;
   const BwdCtaLoads<BM, BN, D, THREADS, T> load_qdo(p, sK, sV, tid);
   const BwdTile<BN>& tile = load_qdo.tile;

@@ -76,6 +76,10 @@ __device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int col0, int k
   return make_desc(tile + (col0 >> 6) * (ROWS * 128) + kk * 2048, ROWS * 128, 1024);
 }
 
+// The first of the two rows (r and r + 8) of an m64 warpgroup-MMA accumulator that thread t of the
+// warpgroup holds: warp (t / 32) % 4 holds rows [16w, 16w + 16), its lane l rows l / 4 and l / 4 + 8.
+__device__ __forceinline__ int wgmma_acc_row(int t) { return ((t >> 5) & 3) * 16 + ((t & 31) >> 2); }
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
@@ -451,7 +455,7 @@ __device__ __forceinline__ void bwd_kernel(const distca_bwd_params_t& p) {
 
   const int tid = threadIdx.x;
   const int wg = tid >> 7;             // warpgroup: keys [64 wg, 64 wg + 64)
-  const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
+  const int wrow = wgmma_acc_row(tid);  // first of this thread's 2 rows in the 64
   const int quad = tid & 3;
   const BwdCtaLoads<BM, BN, D, THREADS, T> load_qdo(p, sK, sV, tid);
   const BwdTile<BN>& tile = load_qdo.tile;

@@ -405,7 +405,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
   const int wg = ctid >> 7;  // keys [64 wg, 64 wg + 64)
-  const int wrow = ((ctid >> 5) & 3) * 16 + ((ctid & 31) >> 2);
+  const int wrow = wgmma_acc_row(ctid);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);

@@ -257,7 +257,7 @@ __device__ __forceinline__ void fwd_kernel(const distca_fwd_params_t& p) {
 
   const int tid = threadIdx.x;
   const int wg = tid >> 7;
-  const int wrow = ((tid >> 5) & 3) * 16 + ((tid & 31) >> 2);  // first of this thread's 2 rows in the 64
+  const int wrow = wgmma_acc_row(tid);  // first of this thread's 2 rows in the 64
   const int quad = tid & 3;
   const FwdTile<T, D, BM> tile(p);
   const distca_slice_t& sl = tile.sl;

@@ -427,7 +427,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
   const int wg = ctid >> 7;
-  const int wrow = ((ctid >> 5) & 3) * 16 + ((ctid & 31) >> 2);
+  const int wrow = wgmma_acc_row(ctid);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   int it = 0;
