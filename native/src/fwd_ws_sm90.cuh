@@ -15,7 +15,9 @@
 //   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile, software-pipelined by one key
 //                    block: block b + 1's S = Q K^T is issued before block b's O += P V, and its
 //                    mask and online softmax run while those GEMMs do (FA3's intra-warpgroup
-//                    overlap; NOTES v19); each stage is marked empty once its GEMMs are done
+//                    overlap; NOTES v19); each stage is marked empty once its GEMMs are done;
+//                    at head_dim 64 and 256 warpgroup 2 issues a tile's first S GEMM once
+//                    warpgroup 1's is complete (NOTES v44)
 //
 // Persistent: CTA b runs tile b, then the tiles a global counter hands out in work-list order
 // (longest first), so that the CTAs balance like the hardware's own block scheduler would (a
@@ -146,6 +148,14 @@ __device__ __forceinline__ void bar_arrive_256() {
 #ifndef DISTCA_FWD_V_LAG_MAX_D
 #define DISTCA_FWD_V_LAG_MAX_D 64
 #endif
+// Whether at head_dim 128 too (as at 64 and 256) the second consumer warpgroup (wg 1) issues a
+// tile's first S GEMM only once the first's is complete, so that the first's (masked) softmax of it
+// runs under the second's GEMM (NOTES v44). At 128 the two warpgroups then stay about a GEMM apart
+// and the steady state loses 9% (the lockstep order, both S GEMMs before both P V, is what the d128
+// loop runs fastest in), so 0.
+#ifndef DISTCA_FWD_STAGGER_D128
+#define DISTCA_FWD_STAGGER_D128 0
+#endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
 #endif
@@ -248,8 +258,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   const uint32_t bar_claim_req = smem_addr(claim_bars), bar_claim_done = smem_addr(claim_bars + 1);
   // [2]: Q buffer b holds its tile's O (or the tile needs no store from it)
   auto bar_o_staged = [&](int b) { return smem_addr(claim_bars + 2 + b); };
+  // [2]: (kStagger) warpgroup 0's first S GEMM of the tile in Q buffer b is complete
+  auto bar_s0_done = [&](int b) { return smem_addr(claim_bars + 4 + b); };
   static_assert(sizeof(FwdTileRef) % 8 == 0 && sizeof(Claim) % 8 == 0 &&
-                    (kBars + 4) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 512,
+                    (kBars + 6) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 512,
                 "the mbarrier and slot area (kSmemBytes)");
 
   const int tid = threadIdx.x;
@@ -263,6 +275,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       // the store thread (at the tile's start, or once its TMA store has read the buffer)
       mbar_init(bar_q_empty(b), kStoreThread ? 257 : 256);
       mbar_init(bar_o_staged(b), 256);  // every consumer thread, once its O rows are staged
+      mbar_init(bar_s0_done(b), 128);   // every thread of consumer warpgroup 0
     }
     for (int s = 0; s < KS; ++s) {
       mbar_init(bar_k_full(s), 1);
@@ -431,6 +444,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   int it = 0;
+  constexpr bool kStagger = D != 128 || DISTCA_FWD_STAGGER_D128;
+  uint32_t s0_phases = 0;  // (kStagger) bit b: the phase of bar_s0_done(b) to wait for
 #ifdef DISTCA_TRACE_PROBES
   Trace<> tr;
 #endif
@@ -542,12 +557,22 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     // its registers and schedule are not), so there block 0's S GEMM runs alone, then its softmax.
     constexpr bool kTwoS = D <= DISTCA_FWD_TWO_S_PROLOGUE_MAX_D;
     int b_first = 0;  // the loop's first block
+    // (kStagger) warpgroup 1 waits for warpgroup 0's first S GEMM (keyed tiles only, on both sides)
+    // (warpgroup 0 waits for the phase before, which is complete: the same code on both, no branch)
+    if constexpr (kStagger) {
+      mbar_wait(bar_s0_done(qb), ((s0_phases >> qb) & 1) ^ (wg == 0));
+      s0_phases ^= 1u << qb;
+    }
+    auto s0_complete = [&] {
+      if (kStagger && wg == 0) mbar_arrive(bar_s0_done(qb));
+    };
     if constexpr (kTwoS) {
       {
         float s0[BN / 8 * 4];
         issue_s_into(s0, 0);
         issue_s(n_blocks > 1 ? 1 : 0);
         wgmma_wait<1>();
+        s0_complete();
         softmax_of(s0, 0);
         wgmma_wait<0>();
         mbar_arrive(bar_k_empty(it % KS));
@@ -569,6 +594,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       for (int i = 0; i < NO * 4; ++i) acc_o[i] = 0.f;
       issue_s(0);
       wgmma_wait<0>();
+      s0_complete();
       mbar_arrive(bar_k_empty(it % KS));
       softmax(0);
       take();
