@@ -11,7 +11,9 @@
 //                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
 //                    the tile's first visit (or wait until they are zero), then arrive on the
 //                    stage's full barrier too
-//   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it
+//   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it;
+//                    at head_dim 64 warpgroup 2 starts a key tile's first step once warpgroup 1 is
+//                    past its phase A (NOTES v45)
 //
 // Persistent, like the forward (fwd_ws_sm90.cuh): one CTA per SM; the producer warp takes key tiles
 // from the tile counter (work-list order) and passes each one's number to the consumers in a
@@ -34,6 +36,12 @@
 // warpgroup barrier is enough; at 128 each reads the other's rows in phase C.
 #ifndef DISTCA_BWD_DECOUPLED_MAX_D
 #define DISTCA_BWD_DECOUPLED_MAX_D 64
+#endif
+// The head dims up to which (decoupled ones only) consumer warpgroup 1 starts each key tile's first
+// step once warpgroup 0 is past its phase A, so that the two run about a phase apart through the
+// tile (NOTES v45): 64.
+#ifndef DISTCA_BWD_STAGGER_MAX_D
+#define DISTCA_BWD_STAGGER_MAX_D 64
 #endif
 
 #include "bwd_sm90.cuh"
@@ -218,7 +226,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // every consumer thread, once past phase A of a step of stage s (its last read of V in the step):
   // where that step is a key tile's last, the next tile's V may load while phases B and C run
   auto bar_adone = [&](int s) { return smem_addr(bars + 8 + 2 * S + s); };
-  static_assert(8 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
+  // (kStagger) every thread of consumer warpgroup 0, once past phase A of a key tile's first step
+  const uint32_t bar_stag = smem_addr(bars + 8 + 3 * S);
+  static_assert(9 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
   const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
@@ -235,6 +245,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       mbar_init(bar_kfree(e), 2);
     }
     for (int s = 0; s < S; ++s) mbar_init(bar_adone(s), 256);
+    mbar_init(bar_stag, 128);
     mbar_init(bar_tile, 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -416,6 +427,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     else consumers_sync();
   };
   const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
+  // (kStagger) the phase of bar_stag that warpgroup 1 waits for at its next key tile's first step
+  constexpr bool kStagger = kDecoupled && D <= DISTCA_BWD_STAGGER_MAX_D;
+  uint32_t stag_phase = 0;
 #ifdef DISTCA_TRACE_PROBES
   Trace<> tr;
 #endif
@@ -453,10 +467,22 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
 #pragma unroll
     for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
     DISTCA_TRACE(tr.rec(kTrTileReady));
+    bool first_step = true;
     for (; have; have = tile.template seek_next<BM>(cur), ++it) {
       const int s = it % S;
       DISTCA_TRACE(tr.rec(kTrFullWait));
       mbar_wait(bar_full(s), (it / S) & 1);
+      // (kStagger) warpgroup 1 starts a key tile's first step once warpgroup 0 is past its phase A
+      // (warpgroup 0 waits for the phase before, which is complete: the same code on both). Phase k
+      // is warpgroup 0's arrival in its k-th key tile with steps; it cannot arrive in the next one
+      // before both warpgroups are done with this one (bar_kv), so warpgroup 1's wait sees no later
+      // phase.
+      if (kStagger && first_step) {
+        mbar_wait(bar_stag, stag_phase ^ (wg == 0));
+        stag_phase ^= 1;
+      }
+      const bool stag_arrive = kStagger && first_step && wg == 0;
+      first_step = false;
       DISTCA_TRACE(tr.rec(kTrFullReady));
       if constexpr (!kDecoupled) consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
       // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
@@ -506,7 +532,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
-            dst_sync, store_dq, [&] { mbar_arrive(bar_adone(s)); }, kv_frag);
+            dst_sync, store_dq,
+            [&] {
+              mbar_arrive(bar_adone(s));
+              if (stag_arrive) mbar_arrive(bar_stag);
+            },
+            kv_frag);
       };
       if (keys_all_visible(cur.sl, tile.kb0 - cur.sl.k_start, BN, (long long)cur.mb * BM + cur.sl.diagonal)) {
         step(std::false_type(), std::false_type());
