@@ -558,7 +558,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     constexpr bool kTwoS = D <= DISTCA_FWD_TWO_S_PROLOGUE_MAX_D;
     int b_first = 0;  // the loop's first block
     // (kStagger) warpgroup 1 waits for warpgroup 0's first S GEMM (keyed tiles only, on both sides)
-    // (warpgroup 0 waits for the phase before, which is complete: the same code on both, no branch)
+    // (warpgroup 0 waits for the phase before, which is complete: the same code on both, no branch).
+    // Warpgroup 0 arrives on Q buffer qb's barrier again only once the buffer has held another tile,
+    // which needs all 256 consumers' bar_q_empty after this one: warpgroup 1 sees no later phase.
     if constexpr (kStagger) {
       mbar_wait(bar_s0_done(qb), ((s0_phases >> qb) & 1) ^ (wg == 0));
       s0_phases ^= 1u << qb;
