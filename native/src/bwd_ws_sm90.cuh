@@ -472,13 +472,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       const int s = it % S;
       DISTCA_TRACE(tr.rec(kTrFullWait));
       mbar_wait(bar_full(s), (it / S) & 1);
-      // (kStagger) warpgroup 1 starts a key tile's first step once warpgroup 0 is past its phase A
-      // (warpgroup 0 waits for the phase before, which is complete: the same code on both). Phase k
-      // is warpgroup 0's arrival in its k-th key tile with steps; it cannot arrive in the next one
-      // before both warpgroups are done with this one (bar_kv), so warpgroup 1's wait sees no later
-      // phase.
+      // (kStagger) warpgroup 1 starts a key tile's first step once warpgroup 0 is past its phase A.
+      // Phase k is warpgroup 0's arrival in its k-th key tile with steps; it cannot arrive in the
+      // next one before both warpgroups are done with this one (bar_kv), so warpgroup 1's wait sees
+      // no later phase.
       if (kStagger && first_step) {
-        mbar_wait(bar_stag, stag_phase ^ (wg == 0));
+        stagger_wait(bar_stag, stag_phase, wg);
         stag_phase ^= 1;
       }
       const bool stag_arrive = kStagger && first_step && wg == 0;

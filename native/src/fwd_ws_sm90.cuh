@@ -81,6 +81,13 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+// The two consumer warpgroups staggered on mbarrier `bar` (arrived at by warpgroup 0's 128
+// threads, NOTES v44-v45): warpgroup 1 waits for the phase of `parity`, warpgroup 0 for the phase
+// before, which is complete, so that both run the same code and no branch surrounds it. The caller
+// keeps warpgroup 0 from completing a later phase of the same parity before warpgroup 1 has waited.
+__device__ __forceinline__ void stagger_wait(uint32_t bar, uint32_t parity, int wg) {
+  mbar_wait(bar, parity ^ (wg == 0));
+}
 // A 3-D tile (columns c0.., head c1, rows c2..) of the tensor map into shared memory at dst,
 // completing `bar`'s transaction count.
 __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint32_t bar, int c0, int c1, int c2) {
@@ -557,12 +564,11 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     // its registers and schedule are not), so there block 0's S GEMM runs alone, then its softmax.
     constexpr bool kTwoS = D <= DISTCA_FWD_TWO_S_PROLOGUE_MAX_D;
     int b_first = 0;  // the loop's first block
-    // (kStagger) warpgroup 1 waits for warpgroup 0's first S GEMM (keyed tiles only, on both sides)
-    // (warpgroup 0 waits for the phase before, which is complete: the same code on both, no branch).
+    // (kStagger) warpgroup 1 waits for warpgroup 0's first S GEMM (keyed tiles only, on both sides).
     // Warpgroup 0 arrives on Q buffer qb's barrier again only once the buffer has held another tile,
     // which needs all 256 consumers' bar_q_empty after this one: warpgroup 1 sees no later phase.
     if constexpr (kStagger) {
-      mbar_wait(bar_s0_done(qb), ((s0_phases >> qb) & 1) ^ (wg == 0));
+      stagger_wait(bar_s0_done(qb), (s0_phases >> qb) & 1, wg);
       s0_phases ^= 1u << qb;
     }
     auto s0_complete = [&] {
