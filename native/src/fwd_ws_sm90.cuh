@@ -17,7 +17,8 @@
 //                    mask and online softmax run while those GEMMs do (FA3's intra-warpgroup
 //                    overlap; NOTES v19); each stage is marked empty once its GEMMs are done;
 //                    at head_dim 64 and 256 warpgroup 2 issues a tile's first S GEMM once
-//                    warpgroup 1's is complete (NOTES v44)
+//                    warpgroup 1's is complete (NOTES v44); at head_dim 128 warpgroup 2 leaves a
+//                    tile of at most 64 rows to warpgroup 1 (NOTES v46)
 //
 // Persistent: CTA b runs tile b, then the tiles a global counter hands out in work-list order
 // (longest first), so that the CTAs balance like the hardware's own block scheduler would (a
@@ -163,6 +164,12 @@ __device__ __forceinline__ void bar_arrive_256() {
 #ifndef DISTCA_FWD_STAGGER_D128
 #define DISTCA_FWD_STAGGER_D128 0
 #endif
+// The head dim at which warpgroup 1 leaves tiles of at most 64 rows, which have none of its rows,
+// to warpgroup 0 (NOTES v46): 128 (0: none). At 64 and 256 an earlier form of it (the pass-on loop
+// inline) read 0.98-0.99 on every shape.
+#ifndef DISTCA_FWD_ALONE_D
+#define DISTCA_FWD_ALONE_D 128
+#endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
 #endif
@@ -225,6 +232,20 @@ enum FwdTraceEvent {
 // in work-list order, or t + gridDim.x where there is none.
 __device__ __forceinline__ int next_tile(int* counter, int t) {
   return counter != nullptr ? (int)gridDim.x + atomicAdd(counter, 1) : t + (int)gridDim.x;
+}
+
+// Stage uses [it, it + n) waited for full and released, in order (warpgroup 1 on a tile of at most
+// 64 rows, NOTES v46); stage s's barriers at k_full + 8 s and so on. Out of line, so that the
+// consumers' main path keeps its schedule: inline, this loop cost causal 2048 0.6-1.1%.
+template <int KS, int VS>
+__device__ __noinline__ void fwd_pass_on(uint32_t k_full, uint32_t k_empty, uint32_t v_full, uint32_t v_empty,
+                                         int it, int n) {
+  for (int i = it; i < it + n; ++i) {
+    mbar_wait(k_full + 8 * (i % KS), (i / KS) & 1);
+    mbar_arrive(k_empty + 8 * (i % KS));
+    mbar_wait(v_full + 8 * (i % VS), (i / VS) & 1);
+    mbar_arrive(v_empty + 8 * (i % VS));
+  }
 }
 
 template <typename T, int D>
@@ -446,7 +467,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // ---- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
-  const int wg = ctid >> 7;
+  constexpr bool kAlone = D == DISTCA_FWD_ALONE_D;
+  // (kAlone) the warpgroup through a shuffle, so that ptxas knows it uniform over the warp (as
+  // CUTLASS's canonical_warp_group_idx) and a branch on it is no divergent path around the GEMMs
+  const int wg = kAlone ? __shfl_sync(0xffffffffu, ctid >> 7, 0) : ctid >> 7;
   const int wrow = wgmma_acc_row(ctid);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
@@ -472,6 +496,21 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       continue;
     }
     const int n_blocks = (n_end + BN - 1) / BN;
+    // A tile of at most 64 rows (a document's or a slice's tail) has none in warpgroup 1's half:
+    // warpgroup 0 runs its GEMMs alone on the tensor pipe, and warpgroup 1 only passes the tile's
+    // stages on, each once it is full (which keeps its arrivals in the phase they are for: the fill
+    // came after the release of the stage's previous use), then goes on to the next tile (NOTES
+    // v46). `alone` goes through a shuffle, as `wg`: ptxas then knows the branch uniform over each
+    // warp, and the GEMMs after it keep their schedule (on the per-thread values, the branch cost
+    // every shape 17-24%).
+    const bool alone = kAlone && __shfl_sync(0xffffffffu, rows, 0) <= 64;
+    if (alone && wg == 1) {
+      if constexpr (kStagger) s0_phases ^= 1u << qb;  // warpgroup 0 still completes this tile's phase
+      fwd_pass_on<KS, VS>(bar_k_full(0), bar_k_empty(0), bar_v_full(0), bar_v_empty(0), it, n_blocks);
+      it += n_blocks;
+      mbar_arrive(bar_q_empty(qb));
+      continue;
+    }
     float acc_o[NO * 4];
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
