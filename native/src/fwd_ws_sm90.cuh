@@ -25,7 +25,8 @@
 // static split of the tiles does not: causal tiles differ in length by up to the sequence's
 // block count). Any grid of at least one CTA is correct; hosts launch one CTA per SM, at most one
 // per tile. The producer fetches the tiles and passes each one's slice, block and head to the
-// consumers in a shared-memory slot beside its Q buffer, so that they wait on no global load. The
+// consumers in a shared-memory slot beside its Q buffer, released before the Q load so that they
+// set the tile up while Q lands (two Q buffers, NOTES v47), and they wait on no global load. The
 // K/V stage ring and the Q buffers run on across tiles, so the producer loads the next tile's Q
 // and first key blocks while the consumers finish this one: the per-tile start-up (load latency,
 // CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
@@ -288,12 +289,18 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   auto bar_o_staged = [&](int b) { return smem_addr(claim_bars + 2 + b); };
   // [2]: (kStagger) warpgroup 0's first S GEMM of the tile in Q buffer b is complete
   auto bar_s0_done = [&](int b) { return smem_addr(claim_bars + 4 + b); };
+  // [2]: tile_slot[b] holds the tile of Q buffer b's next phase (arrived at before its Q load)
+  auto bar_slot = [&](int b) { return smem_addr(claim_bars + 6 + b); };
   static_assert(sizeof(FwdTileRef) % 8 == 0 && sizeof(Claim) % 8 == 0 &&
-                    (kBars + 6) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 512,
+                    (kBars + 8) * 8 + 2 * sizeof(FwdTileRef) + sizeof(Claim) <= 512,
                 "the mbarrier and slot area (kSmemBytes)");
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_q;
+  // Whether the consumers set a tile up before its Q has landed (NOTES v47): with two Q buffers
+  // (head_dim 64, 128). With one (256), whose Q loads once the previous tile's O has left, causal
+  // 512 read 0.95 in one round.
+  constexpr bool kEarlySetup = QB == 2;
   constexpr bool kStoreThread = D == 128;  // fwd_o_by_tma
 
   if (tid == 0) {
@@ -304,6 +311,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       mbar_init(bar_q_empty(b), kStoreThread ? 257 : 256);
       mbar_init(bar_o_staged(b), 256);  // every consumer thread, once its O rows are staged
       mbar_init(bar_s0_done(b), 128);   // every thread of consumer warpgroup 0
+      mbar_init(bar_slot(b), 1);        // (kEarlySetup) the producer
     }
     for (int s = 0; s < KS; ++s) {
       mbar_init(bar_k_full(s), 1);
@@ -390,11 +398,13 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
         if (j >= QB) mbar_wait(bar_q_empty(qb), ((j / QB) - 1) & 1);
         if (done) {
           tile_slot[qb].head = -1;
+          if constexpr (kEarlySetup) mbar_arrive(bar_slot(qb));
           mbar_arrive(bar_q_full(qb));  // released by the arrive: the consumers stop
           flush_v();
           break;
         }
         tile_slot[qb] = next;
+        if constexpr (kEarlySetup) mbar_arrive(bar_slot(qb));  // release: the consumers set up while Q loads
         if (n_end == 0) {
           mbar_arrive(bar_q_full(qb));  // no keys: the consumers write O = 0, LSE = -inf
         } else {
@@ -483,8 +493,15 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   for (int j = 0;; ++j) {
     const int qb = j % QB;
     DISTCA_TRACE(tr.rec(kFtQWait));
-    mbar_wait(bar_q_full(qb), (j / QB) & 1);
+    // (kEarlySetup) The tile's set-up runs while its Q loads (NOTES v47): the slot is written and
+    // released before the Q load is issued, and Q is waited for just before its first GEMM. Every
+    // path waits for bar_q_full's phase (a wait two phases ahead of a pending one would read as
+    // complete).
+    mbar_wait(kEarlySetup ? bar_slot(qb) : bar_q_full(qb), (j / QB) & 1);
     DISTCA_TRACE(tr.rec(kFtQReady));
+    auto wait_q = [&] {
+      if constexpr (kEarlySetup) mbar_wait(bar_q_full(qb), (j / QB) & 1);
+    };
     const FwdTileRef ref = tile_slot[qb];  // the producer's copy: no global loads on this path
     if (ref.head < 0) break;
     const FwdTile<T, D, BM> tile(p, ref);
@@ -492,6 +509,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     const int m0 = tile.m0, rows = tile.rows;
     const int n_end = fwd_visible_keys<D, 256>(sl, m0, rows, tile.gO, tile.q_stride, tile.gLse, ctid);
     if (n_end == 0) {
+      wait_q();
       mbar_arrive(bar_q_empty(qb));
       continue;
     }
@@ -507,6 +525,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     if (alone && wg == 1) {
       if constexpr (kStagger) s0_phases ^= 1u << qb;  // warpgroup 0 still completes this tile's phase
       fwd_pass_on<KS, VS>(bar_k_full(0), bar_k_empty(0), bar_v_full(0), bar_v_empty(0), it, n_blocks);
+      wait_q();
       it += n_blocks;
       mbar_arrive(bar_q_empty(qb));
       continue;
@@ -514,13 +533,14 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     float acc_o[NO * 4];
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const uint32_t aQ = smem_addr(sQ + qb * Cfg::kSmemQ);
+    const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
+    const long long tile_min_limit = (long long)m0 + sl.diagonal;
+    DISTCA_TRACE(tr.rec(kFtSetupEnd));
+    wait_q();
     // (head_dim <= DISTCA_FWD_Q_FRAG_MAX_D) this warpgroup's Q rows as the S GEMMs' A fragments
     constexpr bool kQFrag = D <= DISTCA_FWD_Q_FRAG_MAX_D;
     uint32_t q_frag[kQFrag ? D / 16 : 1][4];
     if constexpr (kQFrag) load_a_frag<D, BM>(q_frag, sQ + qb * Cfg::kSmemQ, wg, wrow, quad);
-    const long long row_limit0 = (long long)m0 + wg * 64 + wrow + sl.diagonal;
-    const long long tile_min_limit = (long long)m0 + sl.diagonal;
-    DISTCA_TRACE(tr.rec(kFtSetupEnd));
     // Block b (keys from (n_blocks - 1 - b) BN) uses K stage (it + b) % KS and V stage (it + b) % VS.
     // Software-pipelined: block b + 1's S GEMM is issued before block b's P V GEMMs, and its
     // softmax runs while they do (FA3's intra-warpgroup overlap).
