@@ -19,6 +19,8 @@ import io.distca.server.backend.BackendMemory;
 import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.BatchValidation;
 import io.distca.server.backend.PinnedTransfers;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
@@ -429,8 +431,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     String context = describe(plan, slot);
     Driver.check("cuStreamWaitEvent(upload)", "ordering the kernels of the " + context,
         () -> cuStreamWaitEvent(computeStream, slot.uploaded, 0));
+    // The host's share (tensor maps, parameter blocks) before the start event: on an idle stream
+    // the event completes at once, and what the host did after it would count as kernel time.
+    List<Runnable> kernelOps = kernelOps(plan, dev.address());
     record(slot.kernelsStart, computeStream, context);
-    launchKernels(plan, dev.address());
+    kernelOps.forEach(Runnable::run);
     record(slot.kernelsDone, computeStream, context);
 
     Driver.check("cuStreamWaitEvent(kernels)", "ordering the download of the " + context,
@@ -468,7 +473,12 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     Driver.check("cuEventRecord", "marking the " + context, () -> cuEventRecord(event, stream));
   }
 
-  private void launchKernels(FusedBatchPlan plan, long base) {
+  /**
+   * The batch's work on the compute stream (memsets and kernel launches), each op enqueueing one
+   * piece, with every parameter block and tensor map encoded here, before any op runs.
+   */
+  private List<Runnable> kernelOps(FusedBatchPlan plan, long base) {
+    List<Runnable> ops = new ArrayList<>();
     AttentionShape shape = plan.shape;
     KernelGeometry g = kernels.geometry(shape.headDim());
     FusedBatchPlan.Layout at = plan.layout;
@@ -481,16 +491,18 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       if (grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedForward()) {
         int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
         int keyBox = DistcaAttnAbi.forwardWsKeyBoxRows(shape.headDim());
-        long counter = zeroedTileCounter(base + at.tileCounter());
-        kernels.launch(DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid), g.forwardWsThreads(),
-            g.forwardWsSharedBytes(), computeStream, params.encodeWs(counter, queryMap(plan, params.q(), box),
-                keyMap(plan, params.k(), keyBox), keyMap(plan, params.v(), keyBox), queryMap(plan, params.o(), box)));
+        long counter = base + at.tileCounter();
+        byte[] encoded = params.encodeWs(counter, queryMap(plan, params.q(), box),
+            keyMap(plan, params.k(), keyBox), keyMap(plan, params.v(), keyBox), queryMap(plan, params.o(), box));
+        ops.add(() -> zeroTileCounter(counter));
+        launch(ops, DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
+            g.forwardWsThreads(), g.forwardWsSharedBytes(), encoded);
         warpSpecializedForwards.incrementAndGet();
-        return;
+        return ops;
       }
-      kernels.launch(DistcaAttnAbi.forwardKernel(shape.dtype(), shape.headDim()),
-          grid, g.forwardThreads(), g.forwardSharedBytes(), computeStream, params.encode());
-      return;
+      launch(ops, DistcaAttnAbi.forwardKernel(shape.dtype(), shape.headDim()),
+          grid, g.forwardThreads(), g.forwardSharedBytes(), params.encode());
+      return ops;
     }
     long grid = (long) plan.numWork * shape.headsKv();
     boolean warpSpecialized = grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
@@ -508,25 +520,33 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     // the dQ workspace that the other backward kernels accumulate into
     long rowHeads = (long) plan.totalQ * shape.headsQ();
     if (warpSpecialized) {
-      zeroWords(base + at.dqClaims(), rowHeads, "the dQ claim words");
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
-      long counter = zeroedTileCounter(base + at.tileCounter());
-      kernels.launch(DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
-          g.backwardWsThreads(), g.backwardWsSharedBytes(), computeStream, backward.encodeWs(counter,
-              queryMap(plan, backward.q(), queryBox),
-              keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
-              queryMap(plan, backward.dout(), queryBox),
-              TensorMaps.encode(DType.FP32, backward.dqAccum(), Math.max(1, plan.totalQ), shape.headsQ(),
-                  shape.headDim(), queryBox)));
+      long counter = base + at.tileCounter();
+      byte[] encoded = backward.encodeWs(counter,
+          queryMap(plan, backward.q(), queryBox),
+          keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
+          queryMap(plan, backward.dout(), queryBox),
+          TensorMaps.encode(DType.FP32, backward.dqAccum(), Math.max(1, plan.totalQ), shape.headsQ(),
+              shape.headDim(), queryBox));
+      ops.add(() -> zeroWords(base + at.dqClaims(), rowHeads, "the dQ claim words"));
+      ops.add(() -> zeroTileCounter(counter));
+      launch(ops, DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
+          g.backwardWsThreads(), g.backwardWsSharedBytes(), encoded);
       warpSpecializedBackwards.incrementAndGet();
     } else {
-      zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace");
-      kernels.launch(DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
-          grid, g.backwardThreads(), g.backwardSharedBytes(), computeStream, params);
+      ops.add(() -> zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace"));
+      launch(ops, DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
+          grid, g.backwardThreads(), g.backwardSharedBytes(), params);
     }
-    kernels.launch(DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
-        elementwiseGrid, g.elementwiseThreads(), 0, computeStream, params);
+    launch(ops, DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
+        elementwiseGrid, g.elementwiseThreads(), 0, params);
+    return ops;
+  }
+
+  /** Adds the launch of kernel {@code name} on the compute stream to {@code ops}. */
+  private void launch(List<Runnable> ops, String name, long grid, int threads, int sharedBytes, byte[] params) {
+    ops.add(() -> kernels.launch(name, grid, threads, sharedBytes, computeStream, params));
   }
 
   /**
@@ -546,10 +566,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     }
   }
 
-  /** Zeroes the persistent kernels' tile counter at {@code address} on the compute stream; returns it. */
-  private long zeroedTileCounter(long address) {
+  /** Zeroes the persistent kernels' tile counter at {@code address} on the compute stream. */
+  private void zeroTileCounter(long address) {
     zeroWords(address, 1, "the persistent kernels' tile counter");
-    return address;
   }
 
   // Tensor maps of the fused query-row and key-row buffers. They need at least one row; a batch
