@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 3  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
+ABI_VERSION = 4  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
 # (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512;
 # version 3 adds the warp-specialized forward at head_dim 256 (64-row K/V boxes), which older images
-# do not have (for ab.py against older images)
-ABI_VERSIONS = (1, 2, ABI_VERSION)
+# do not have; version 4 gives it 80-row K/V boxes (for ab.py against older images)
+ABI_VERSIONS = (1, 2, 3, ABI_VERSION)
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -86,9 +86,12 @@ class Layout:
 _libcuda = None
 
 
-def fwd_ws_key_box_rows(hd):
-    """Rows of the warp-specialized forward's K and V boxes: its key blocks (distca_attn.h section 7)."""
-    return 64 if hd == 256 else 128
+def fwd_ws_key_box_rows(hd, abi=ABI_VERSION):
+    """Rows of the warp-specialized forward's K and V boxes: its key blocks (distca_attn.h section 7),
+    for an image of ABI version `abi`."""
+    if hd == 256:
+        return 80 if abi >= 4 else 64
+    return 128
 
 
 def _tensor_map(t, box_rows=128):
@@ -140,6 +143,7 @@ class Kernels:
         with open(fatbin, "rb") as f:
             self.module = driver.moduleLoadData(f.read())
         self.info = {}
+        self.abi = {}  # head dim -> the image's ABI version
         self._fns = {}
         for hd in HEAD_DIMS:
             try:
@@ -154,6 +158,7 @@ class Kernels:
             if v[0] not in ABI_VERSIONS or v[1] != hd:
                 raise RuntimeError(f"fatbin ABI mismatch for d{hd}: {v[:2]}")
             self.info[hd] = Info(*v[1:16])
+            self.abi[hd] = v[0]
         if not self.info:
             raise RuntimeError(f"{fatbin} has no distca_attn_info_d<HD> global for this GPU")
 
@@ -270,7 +275,7 @@ class Kernels:
             # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
             # that is 0 at launch
             params += struct.pack("<Q", self._zeroed_counter(stream)) + bytes(40)
-            kv_box = fwd_ws_key_box_rows(hd)
+            kv_box = fwd_ws_key_box_rows(hd, self.abi[hd])
             params += _tensor_map(q) + _tensor_map(k, kv_box) + _tensor_map(v, kv_box) + _tensor_map(o)
             _launch(self.fn("fwd_ws", q.dtype, hd), self._persistent_grid(lay.num_fwd_work * hq), info.fwd_ws_threads,
                     info.fwd_ws_smem, params, stream)

@@ -8,7 +8,7 @@
  * the work lists and their order, launch geometry, buffer layouts, and which buffers the host
  * must zero (none).
  *
- * ABI version 1.
+ * ABI version 4 (DISTCA_ATTN_ABI_VERSION below; what changed with each version is noted where it applies).
  *
  * ---------------------------------------------------------------------------------------------
  * 1. Kernels (all extern "C", so the symbol names below are the exact names for
@@ -140,8 +140,9 @@
  *      data type   CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 (9) or _FLOAT16 (6), as DT
  *      rank 3      globalDim {HD, heads, rows}: heads_q and total_q for Q and O, heads_kv and
  *                  total_k for K and V (rows >= 1)
- *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128} ({64, 1, 64} for the
- *                  forward's K and V at head_dim 256, whose key blocks are 64 rows: ABI version 3);
+ *      globalStrides {HD * 2, heads * HD * 2} bytes; boxDim {64, 1, 128} ({64, 1, 80} for the
+ *                  forward's K and V at head_dim 256, whose key blocks are 80 rows: ABI version 4;
+ *                  64 rows in version 3);
  *                  elementStrides {1, 1, 1}
  *      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
  *      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE
@@ -174,7 +175,7 @@
 
 #include <stdint.h>
 
-#define DISTCA_ATTN_ABI_VERSION 3
+#define DISTCA_ATTN_ABI_VERSION 4
 
 #ifdef __cplusplus
 extern "C" {

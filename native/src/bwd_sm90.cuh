@@ -109,10 +109,13 @@ struct Mma {
   static_assert(kBf16 || std::is_same<T, __half>::value, "bf16 or fp16");
   template <int N, int TA, int TB>
   static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
-    static_assert(N == 32 || N == 64 || N == 128, "m64n{32,64,128}k16");
+    static_assert(N == 32 || N == 64 || N == 80 || N == 128, "m64n{32,64,80,128}k16");
     if constexpr (N == 32) {
       if constexpr (kBf16) wgmma_ss_m64n32k16_bf16<TA, TB>(d, a, b, scale_d);
       else wgmma_ss_m64n32k16_f16<TA, TB>(d, a, b, scale_d);
+    } else if constexpr (N == 80) {
+      if constexpr (kBf16) wgmma_ss_m64n80k16_bf16<TA, TB>(d, a, b, scale_d);
+      else wgmma_ss_m64n80k16_f16<TA, TB>(d, a, b, scale_d);
     } else if constexpr (N == 64) {
       if constexpr (kBf16) wgmma_ss_m64n64k16_bf16<TA, TB>(d, a, b, scale_d);
       else wgmma_ss_m64n64k16_f16<TA, TB>(d, a, b, scale_d);

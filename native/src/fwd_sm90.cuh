@@ -16,10 +16,12 @@ namespace distca {
 namespace sm90 {
 
 // Pairwise tree reduction of t[0..N) into t[0], with compile-time indices only (a loop whose bound
-// changes per level left the array in local memory at N = 16).
+// changes per level left the array in local memory at N = 16). An odd level first folds its last
+// element into t[0] (N = 10: the 80-key blocks of head_dim 256).
 template <int N, typename Op>
 __device__ __forceinline__ void tree_reduce(float (&t)[N], Op op) {
   if constexpr (N >= 2) {
+    if constexpr (N % 2 == 1) t[0] = op(t[0], t[N - 1]);
 #pragma unroll
     for (int j = 0; j < N / 2; ++j) t[j] = op(t[j], t[j + N / 2]);
     tree_reduce<N / 2>(reinterpret_cast<float(&)[N / 2]>(t), op);

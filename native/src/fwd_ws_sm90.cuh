@@ -1,13 +1,14 @@
-// Forward on Hopper with warp specialization (head_dim 64 and 128, sm_90a): the work
+// Forward on Hopper with warp specialization (head_dim 64, 128 and 256, sm_90a): the work
 // decomposition and the consumer arithmetic of fwd_sm90.cuh, but the loads come from a producer
 // warpgroup through TMA (cp.async.bulk.tensor) into an mbarrier pipeline, and the registers are
 // rebalanced with setmaxnreg (producer 32, 40 at head_dim 256; consumers 232):
 //
 //   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers (one at
 //                    head_dim 256, whose tiles' first two key blocks then load before their Q) and,
-//                    per key block, the K load into one of three K stages and the V load into one
-//                    of two V stages, each once its stage is empty (two 64-column halves each,
-//                    128-byte swizzle: exactly the layout of sw128<ROWS>); at head_dim 64 each V
+//                    per key block, the K load into one of three K stages (two at head_dim 256)
+//                    and the V load into one of two V stages, each once its stage is empty (one
+//                    box per 64 columns, 128-byte swizzle: exactly the layout of sw128<ROWS>);
+//                    at head_dim 64 each V
 //                    load goes out after the next block's K (the consumers' order);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
 //                    records while the first waits for the tile's last stage; a thread of its third
@@ -42,16 +43,25 @@
 #include "fwd_sm90.cuh"
 #include "trace.cuh"
 
+// Key rows per block of the head_dim 256 warp-specialized forward (the K/V boxes' rows: distca_attn.h
+// section 7, ABI version 4): 80 (NOTES v49; 64 before, 8-15% slower from 2K tokens)
+#ifndef DISTCA_FWD_WS_D256_BN
+#define DISTCA_FWD_WS_D256_BN 80
+#endif
+
 namespace distca {
 namespace sm90 {
 
 template <int D>
 struct FwdWsConfig {
   // K is read a block ahead of V (the next block's S GEMM runs beside this block's P V): three K
-  // stages, two V stages. head_dim 256 (NOTES v40): 64-key blocks (O's 128 accumulator registers
-  // leave room for S and P of 64 keys) and one Q buffer (a second 64 KiB one does not fit beside
-  // the stages), so that a tile's Q loads once the previous tile's O has left the buffer.
-  static constexpr int BM = 128, BN = D == 256 ? 64 : 128, kKStages = 3, kVStages = 2;
+  // stages, two V stages. head_dim 256 (NOTES v40, v49): 80-key blocks (O's 128 accumulator
+  // registers leave room for S and P of 80 keys, not 128; each S GEMM k-step then reads 25% more
+  // of K per read of Q than at 64), two K stages (64 KiB of Q and four 40 KiB stages fill the 227
+  // KiB) and one Q buffer (a second 64 KiB one does not fit beside the stages), so that a tile's Q
+  // loads once the previous tile's O has left the buffer.
+  static constexpr int BM = 128, BN = D == 256 ? DISTCA_FWD_WS_D256_BN : 128;
+  static constexpr int kKStages = D == 256 && BN > 64 ? 2 : 3, kVStages = 2;
   static constexpr int kQBuffers = D == 256 ? 1 : 2;
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;

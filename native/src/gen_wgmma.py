@@ -43,7 +43,7 @@ namespace distca {
 namespace sm90 {
 ''']
 for ty, tname in (("bf16", "bf16"), ("f16", "f16")):
-    for n in (32, 64, 128):
+    for n in (32, 64, 80, 128):
         out.append(ss(n, ty, tname))
     for n in (64, 128):
         out.append(rs(n, ty, tname))

@@ -13,7 +13,7 @@ import java.util.Locale;
 final class DistcaAttnAbi {
   private DistcaAttnAbi() {}
 
-  static final int ABI_VERSION = 3;
+  static final int ABI_VERSION = 4;
 
   /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
   static final int SLICE_INTS = 8;
@@ -36,16 +36,16 @@ final class DistcaAttnAbi {
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)
-   * and key tiles (128; the forward's 64 at head_dim 256: {@link #forwardWsKeyBoxRows}).
+   * and key tiles (128; the forward's 80 at head_dim 256: {@link #forwardWsKeyBoxRows}).
    */
   static final int FORWARD_WS_BOX_ROWS = 128;
   static final int BACKWARD_WS_QUERY_BOX_ROWS = 64;
   static final int BACKWARD_WS_KEY_BOX_ROWS = 128;
   static final int INFO_BYTES = 64;
 
-  /** Rows of the warp-specialized forward's K and V boxes: its key blocks, 64 rows at head_dim 256 (ABI version 3). */
+  /** Rows of the warp-specialized forward's K and V boxes: its key blocks, 80 rows at head_dim 256 (ABI version 4; 64 in 3). */
   static int forwardWsKeyBoxRows(int headDim) {
-    return headDim == 256 ? 64 : FORWARD_WS_BOX_ROWS;
+    return headDim == 256 ? 80 : FORWARD_WS_BOX_ROWS;
   }
 
   /** The grid size limit of grid.x. */

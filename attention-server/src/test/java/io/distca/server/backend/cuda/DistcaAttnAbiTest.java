@@ -158,11 +158,21 @@ class DistcaAttnAbiTest {
     assertEquals("cuMemAlloc(8 bytes) failed with CUDA_ERROR_OUT_OF_MEMORY (2) while growing slot 1", e.getMessage());
   }
 
+  /**
+   * The warp-specialized forward's K/V boxes are its key blocks: 128 rows, and at head_dim 256 the
+   * kernel's DISTCA_FWD_WS_D256_BN (native/src/fwd_ws_sm90.cuh), which the Python host's rule for
+   * this ABI version gives too.
+   */
   @Test
-  void theWarpSpecializedForwardsKeyBoxesAreItsKeyBlocks() {
+  void theWarpSpecializedForwardsKeyBoxesAreItsKeyBlocks() throws IOException {
     assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(64));
     assertEquals(128, DistcaAttnAbi.forwardWsKeyBoxRows(128));
-    assertEquals(64, DistcaAttnAbi.forwardWsKeyBoxRows(256));
+    Path root = repositoryRoot();
+    assertEquals(firstInt(root.resolve("native/src/fwd_ws_sm90.cuh"), "#define DISTCA_FWD_WS_D256_BN (\\d+)"),
+        DistcaAttnAbi.forwardWsKeyBoxRows(256));
+    assertEquals(DistcaAttnAbi.forwardWsKeyBoxRows(256),
+        firstInt(root.resolve("native/bench/distca_host.py"), "if hd == 256:\\s+return (\\d+) if abi >= "
+            + DistcaAttnAbi.ABI_VERSION + " "));
   }
 
   /**
@@ -172,14 +182,20 @@ class DistcaAttnAbiTest {
    */
   @Test
   void abiVersionIsTheHeadersAndThePythonHosts() throws IOException {
+    Path root = repositoryRoot();
+    assertEquals(DistcaAttnAbi.ABI_VERSION,
+        firstInt(root.resolve("native/include/distca_attn.h"), "#define DISTCA_ATTN_ABI_VERSION (\\d+)"));
+    assertEquals(DistcaAttnAbi.ABI_VERSION, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^ABI_VERSION = (\\d+)"));
+  }
+
+  /** The repository root: the first directory at or above the working directory with native/include/distca_attn.h. */
+  private static Path repositoryRoot() {
     Path root = Path.of("").toAbsolutePath();
     while (root != null && !Files.exists(root.resolve("native/include/distca_attn.h"))) {
       root = root.getParent();
     }
     assertTrue(root != null, "native/include/distca_attn.h above " + Path.of("").toAbsolutePath());
-    assertEquals(DistcaAttnAbi.ABI_VERSION,
-        firstInt(root.resolve("native/include/distca_attn.h"), "#define DISTCA_ATTN_ABI_VERSION (\\d+)"));
-    assertEquals(DistcaAttnAbi.ABI_VERSION, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^ABI_VERSION = (\\d+)"));
+    return root;
   }
 
   private static int firstInt(Path file, String regex) throws IOException {
