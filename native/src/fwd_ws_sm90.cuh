@@ -8,8 +8,8 @@
 //                    per key block, the K load into one of three K stages (two at head_dim 256)
 //                    and the V load into one of two V stages, each once its stage is empty (one
 //                    box per 64 columns, 128-byte swizzle: exactly the layout of sw128<ROWS>);
-//                    at head_dim 64 each V
-//                    load goes out after the next block's K (the consumers' order);
+//                    at head_dim 64 each V load goes out after the next block's K (the consumers'
+//                    order);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
 //                    records while the first waits for the tile's last stage; a thread of its third
 //                    warp (the store thread) sends a long full tile's staged O out by TMA
@@ -43,11 +43,10 @@
 #include "fwd_sm90.cuh"
 #include "trace.cuh"
 
-// Key rows per block of the head_dim 256 warp-specialized forward (the K/V boxes' rows: distca_attn.h
-// section 7, ABI version 4): 80 (NOTES v49; 64 before, 8-15% slower from 2K tokens)
-#ifndef DISTCA_FWD_WS_D256_BN
+// Key rows per block of the head_dim 256 warp-specialized forward: 80 (NOTES v49; 64 before, 8-15%
+// slower from 2K tokens). Not a build option: the hosts encode the K/V boxes with as many rows
+// (distca_attn.h section 7, ABI version 4; DistcaAttnAbiTest reads this line).
 #define DISTCA_FWD_WS_D256_BN 80
-#endif
 
 namespace distca {
 namespace sm90 {
