@@ -17,7 +17,7 @@
 //                    block: block b + 1's S = Q K^T is issued before block b's O += P V, and its
 //                    mask and online softmax run while those GEMMs do (FA3's intra-warpgroup
 //                    overlap; NOTES v19); each stage is marked empty once its GEMMs are done;
-//                    at head_dim 64 and 256 warpgroup 2 issues a tile's first S GEMM once
+//                    at head_dim 64 warpgroup 2 issues a tile's first S GEMM once
 //                    warpgroup 1's is complete (NOTES v44); at head_dim 128 warpgroup 2 leaves a
 //                    tile of at most 64 rows to warpgroup 1 (NOTES v46)
 //
@@ -166,13 +166,14 @@ __device__ __forceinline__ void bar_arrive_256() {
 #ifndef DISTCA_FWD_V_LAG_MAX_D
 #define DISTCA_FWD_V_LAG_MAX_D 64
 #endif
-// Whether at head_dim 128 too (as at 64 and 256) the second consumer warpgroup (wg 1) issues a
-// tile's first S GEMM only once the first's is complete, so that the first's (masked) softmax of it
-// runs under the second's GEMM (NOTES v44). At 128 the two warpgroups then stay about a GEMM apart
-// and the steady state loses 9% (the lockstep order, both S GEMMs before both P V, is what the d128
-// loop runs fastest in), so 0.
-#ifndef DISTCA_FWD_STAGGER_D128
-#define DISTCA_FWD_STAGGER_D128 0
+// The head dim at which the second consumer warpgroup (wg 1) issues a tile's first S GEMM only once
+// the first's is complete, so that the first's (masked) softmax of it runs under the second's GEMM
+// (NOTES v44): 64 (0: none). At 128 the two warpgroups then stay about a GEMM apart and the steady
+// state loses 9% (the lockstep order, both S GEMMs before both P V, is what the d128 loop runs
+// fastest in). At 256 it paid with 64-key blocks (v44); with v49's 80-key ones, leaving it out is
+// 1.5-2.4% faster from 8K tokens and on the fused shards, 2-4% slower at 512-1K (NOTES v50).
+#ifndef DISTCA_FWD_STAGGER_D
+#define DISTCA_FWD_STAGGER_D 64
 #endif
 // The head dim at which warpgroup 1 leaves tiles of at most 64 rows, which have none of its rows,
 // to warpgroup 0 (NOTES v46): 128 (0: none). At 64 and 256 an earlier form of it (the pass-on loop
@@ -496,7 +497,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
   int it = 0;
-  constexpr bool kStagger = D != 128 || DISTCA_FWD_STAGGER_D128;
+  constexpr bool kStagger = D == DISTCA_FWD_STAGGER_D;
   uint32_t s0_phases = 0;  // (kStagger) bit b: the phase of bar_s0_done(b) to wait for
 #ifdef DISTCA_TRACE_PROBES
   Trace<> tr;
