@@ -124,8 +124,10 @@
  *    addresses (CUdeviceptr), int32/float are 4 bytes, little-endian. Unused pointers may be 0.
  *
  * 7. The warp-specialized forward (distca_attn_fwd_ws_<DT>_d<HD>, head_dim 64 and 128 in the sm_90a
- *    image, and 256 since ABI version 3) computes exactly what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
- *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys); a
+ *    image, and 256 since ABI version 3) computes what distca_attn_fwd_<DT>_d<HD> computes, from the same buffers,
+ *    descriptors and work list (its tiles are fwd_block_m rows, the backward's bwd_block_n keys;
+ *    at head_dim 256 its key blocks are 80 rows against the other kernel's 64, so the two round
+ *    differently); a
  *    producer warpgroup loads Q, K and V through the Tensor Memory Accelerator (and stores O
  *    through it where that pays). Its parameter block, distca_fwd_ws_params_t (640 bytes; 512
  *    before ABI version 2), is distca_fwd_params_t at offset 0, the tile counter at 80, zeros up
