@@ -60,7 +60,7 @@ struct FwdWsConfig {
   // KiB) and one Q buffer (a second 64 KiB one does not fit beside the stages), so that a tile's Q
   // loads once the previous tile's O has left the buffer.
   static constexpr int BM = 128, BN = D == 256 ? DISTCA_FWD_WS_D256_BN : 128;
-  static constexpr int kKStages = D == 256 && BN > 64 ? 2 : 3, kVStages = 2;
+  static constexpr int kKStages = D == 256 ? 2 : 3, kVStages = 2;
   static constexpr int kQBuffers = D == 256 ? 1 : 2;
   static constexpr int kThreads = 384;  // a producer warpgroup and two consumer warpgroups
   static constexpr int kSmemQ = BM * D;

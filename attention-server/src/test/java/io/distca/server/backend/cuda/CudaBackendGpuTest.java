@@ -98,18 +98,28 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       BatchTimings timings = CudaBackend.await(backend.submitForward(batch));
       assertTrue(timings.kernelMillis() >= 0 && timings.endToEndNanos() > 0);
 
-      DoubleBatch exact = DoubleBatch.of(batch);
-      ForwardResult ref = ReferenceAttention.forward(exact);
-      ForwardResult low = LowPrecisionAttention.forward(exact, c.shape().dtype());
-      double[] errors = FlashAttentionRule.assertWithin(c.name() + " O (seed " + SEED + ")", ref.o(), low.o(), f.o);
-      List<double[]> lse = new ArrayList<>();
-      for (int i = 0; i < c.slices().size(); i++) {
-        lse.add(f.lseOf(i));
-      }
-      FlashAttentionRule.assertLseWithin(c.name() + " (seed " + SEED + ")", ref.lse(), low.lse(), lse);
+      ForwardResult ref = assertForwardWithinTheRule(c.name(), SEED, c, f, batch);
       assertRowsThatSeeNothingAreZero(c, f, ref);
-      System.out.printf("forward %s: max error %.3g, low-precision %.3g, atol %.3g%n", c.name(), errors[0], errors[1], errors[2]);
     }
+  }
+
+  /**
+   * The forward's O and LSE in {@code f}, computed from {@code batch} (fixture seed {@code seed}),
+   * against the float64 reference by FlashAttention's rule; returns the reference.
+   */
+  private static ForwardResult assertForwardWithinTheRule(String what, long seed, Case c, AttentionFixture f,
+      AttentionBatch batch) {
+    DoubleBatch exact = DoubleBatch.of(batch);
+    ForwardResult ref = ReferenceAttention.forward(exact);
+    ForwardResult low = LowPrecisionAttention.forward(exact, c.shape().dtype());
+    double[] errors = FlashAttentionRule.assertWithin(what + " O (seed " + seed + ")", ref.o(), low.o(), f.o);
+    List<double[]> lse = new ArrayList<>();
+    for (int i = 0; i < c.slices().size(); i++) {
+      lse.add(f.lseOf(i));
+    }
+    FlashAttentionRule.assertLseWithin(what + " (seed " + seed + ")", ref.lse(), low.lse(), lse);
+    System.out.printf("forward %s: max error %.3g, low-precision %.3g, atol %.3g%n", what, errors[0], errors[1], errors[2]);
+    return ref;
   }
 
   private static void assertRowsThatSeeNothingAreZero(Case c, AttentionFixture f, ForwardResult ref) {
@@ -298,16 +308,7 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       plain.forward(plainBatch);
       if (c.shape().headDim() == 256) {
         assertEquals(0, plain.warpSpecializedForwardLaunches(), "turned off");
-        DoubleBatch exact = DoubleBatch.of(plainBatch);
-        ForwardResult ref = ReferenceAttention.forward(exact);
-        ForwardResult low = LowPrecisionAttention.forward(exact, c.shape().dtype());
-        String what = c.name() + ", the forward that is not warp-specialized (seed " + (SEED + 2) + ")";
-        FlashAttentionRule.assertWithin(what + " O", ref.o(), low.o(), f.o);
-        List<double[]> lse2 = new ArrayList<>();
-        for (int i = 0; i < c.slices().size(); i++) {
-          lse2.add(f.lseOf(i));
-        }
-        FlashAttentionRule.assertLseWithin(what, ref.lse(), low.lse(), lse2);
+        assertForwardWithinTheRule(c.name() + ", the forward that is not warp-specialized", SEED + 2, c, f, plainBatch);
         return;  // no warp-specialized backward at head_dim 256
       }
       // The backward's inputs again: the warp-specialized forward's O and LSE, as above.
