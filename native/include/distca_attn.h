@@ -158,7 +158,9 @@
  *    query tile is 64 rows) and the dQ workspace's map is CU_TENSOR_MAP_DATA_TYPE_FLOAT32 (7):
  *    globalDim {HD, heads_q, total_q}, globalStrides {HD * 4, heads_q * HD * 4}, boxDim
  *    {32, 1, 64} (the 128-byte swizzle spans 32 fp32 columns). The kernel adds dQ into the
- *    workspace through it (TMA reduce-add) instead of atomics.
+ *    workspace through it (TMA reduce-add) instead of atomics. At head_dim 256 (in the sm_90a
+ *    image since the kernels' v51; the host side is unchanged) the kernel's key tiles are
+ *    bwd_block_n = 64 rows and it loads K and V without their maps, which must still be valid.
  *
  * 8. The dQ workspace zeroed where it is first used (the warp-specialized backward only). Where
  *    distca_bwd_params_t.dq_claims is the device address of an int32 [heads_q, total_q] workspace

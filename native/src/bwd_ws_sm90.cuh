@@ -158,11 +158,19 @@ __device__ __forceinline__ void dq_tile_zero_or_wait(const distca_bwd_params_t& 
                                                      int hq, int q_row, int rows, int lane) {
   if ((claimed & ~kDqZeroed) == 0) {
     constexpr int CPR = D / 4;     // 16-byte chunks per row
-    constexpr int RPP = 32 / CPR;  // rows per pass of the warp
     const int stride = p.heads_q * CPR;  // a row, in chunks
-    float4* ws = reinterpret_cast<float4*>(p.dq_accum) + ((long long)q_row * p.heads_q + hq) * CPR + lane % CPR;
-    for (int r = lane / CPR, at = r * stride; r < rows; r += RPP, at += RPP * stride)
-      ws[at] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if constexpr (CPR <= 32) {
+      constexpr int RPP = 32 / CPR;  // rows per pass of the warp
+      float4* ws = reinterpret_cast<float4*>(p.dq_accum) + ((long long)q_row * p.heads_q + hq) * CPR + lane % CPR;
+      for (int r = lane / CPR, at = r * stride; r < rows; r += RPP, at += RPP * stride)
+        ws[at] = make_float4(0.f, 0.f, 0.f, 0.f);
+    } else {  // head_dim 256: a row per pass, CPR / 32 chunks a lane
+      float4* ws = reinterpret_cast<float4*>(p.dq_accum) + ((long long)q_row * p.heads_q + hq) * CPR + lane;
+      for (int r = 0, at = 0; r < rows; ++r, at += stride) {
+#pragma unroll
+        for (int c = 0; c < CPR; c += 32) ws[at + c] = make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    }
     for (int r = lane; r < rows; r += 32)
       if (r > 0) claim[r] = kDqZeroed;
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
@@ -178,6 +186,26 @@ __device__ __forceinline__ void dq_tile_zero_or_wait(const distca_bwd_params_t& 
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
   }
   __syncwarp();
+}
+
+// A producer warp's LSE (log2 domain; +inf for rows past the slice or rows that saw no key, so
+// that P = 0) and D of the query tile's rows lane, lane + 32, ... into registers.
+template <int BM>
+__device__ __forceinline__ void bwd_lse_dsum_lanes(const distca_bwd_params_t& p, int hq, int q_row, int rows, int lane,
+                                                   float (&lse)[BM / 32], float (&dsum)[BM / 32]) {
+  constexpr float kLog2e = 1.4426950408889634f;
+#pragma unroll
+  for (int k = 0; k < BM / 32; ++k) {
+    const int r = lane + 32 * k;
+    lse[k] = INFINITY;  // rows past the slice: P = 0
+    dsum[k] = 0.f;
+    if (r < rows) {
+      const long long idx = (long long)hq * p.total_q + q_row + r;
+      const float l = reinterpret_cast<const float*>(p.lse)[idx];
+      lse[k] = l == -INFINITY ? INFINITY : l * kLog2e;
+      dsum[k] = reinterpret_cast<const float*>(p.dsum)[idx];
+    }
+  }
 }
 
 template <typename T, int D>
@@ -332,18 +360,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           }
           const int rows = min(BM, cur.sl.q_len - m0);
           float lse[BM / 32], dsum[BM / 32];
-#pragma unroll
-          for (int k = 0; k < BM / 32; ++k) {
-            const int r = lane + 32 * k;
-            lse[k] = INFINITY;  // rows past the slice: P = 0
-            dsum[k] = 0.f;
-            if (r < rows) {
-              const long long idx = (long long)hq * p.total_q + q_row + r;
-              const float l = reinterpret_cast<const float*>(p.lse)[idx];
-              lse[k] = l == -INFINITY ? INFINITY : l * kLog2e;
-              dsum[k] = reinterpret_cast<const float*>(p.dsum)[idx];
-            }
-          }
+          bwd_lse_dsum_lanes<BM>(p, hq, q_row, rows, lane, lse, dsum);
           if (it >= S) mbar_wait(bar_empty(s), ((it / S) - 1) & 1);
           if (lane == 0) {
             mbar_add_tx(bar_full(s), 2 * BM * D * 2);

@@ -166,8 +166,22 @@ constexpr bool kSm90Ws =
 #endif
 template <int D>
 constexpr bool kFwdWs = kSm90Ws<DISTCA_FWD_WS != 0> && (D == 64 || D == 128 || (D == 256 && DISTCA_FWD_WS_D256));
+// The backward's also at head_dim 256 (bwd_d256_sm90.cuh; NOTES v51), unless built with
+// -DDISTCA_BWD_WS_D256=0.
+#ifndef DISTCA_BWD_WS_D256
+#define DISTCA_BWD_WS_D256 1
+#endif
 template <int D>
-constexpr bool kBwdWs = kSm90Ws<DISTCA_BWD_WS != 0> && (D == 64 || D == 128);
+constexpr bool kBwdWs = kSm90Ws<DISTCA_BWD_WS != 0> && (D == 64 || D == 128 || (D == 256 && DISTCA_BWD_WS_D256));
+// Threads and shared memory of the warp-specialized backward of head dim D.
+template <int D>
+struct BwdWsOf {
+  using type = distca::sm90::BwdWsConfig<D == 64 ? 64 : 128>;
+};
+template <>
+struct BwdWsOf<256> {
+  using type = distca::sm90::BwdWsD256Config;
+};
 
 // The warp-specialized kernels run the work lists the host builds from the info's tile sizes.
 static_assert(distca::sm90::FwdWsConfig<64>::BM == FwdCfg<64>::kBlockM &&
@@ -182,7 +196,7 @@ constexpr distca_attn_info_t make_info() {
   using Fwd = FwdCfg<D>;
   using Bwd = BwdCfg<D>;
   using Ws = distca::sm90::FwdWsConfig<D>;
-  using BwdWs = distca::sm90::BwdWsConfig<D == 64 ? 64 : 128>;
+  using BwdWs = typename BwdWsOf<D>::type;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
                             Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
@@ -251,6 +265,15 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
       __trap();                                                                                           \
     }                                                                                                     \
   }
+#define DISTCA_DEFINE_BWD_WS_D256(DT_NAME, T)                                                             \
+  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsD256Config::kThreads, 1)                 \
+      distca_attn_bwd_ws_##DT_NAME##_d256(const __grid_constant__ distca_bwd_ws_params_t p) {              \
+    if constexpr (kBwdWs<256>) {                                                                          \
+      distca::sm90::bwd_ws_kernel_d256<T>(p);                                                             \
+    } else {                                                                                              \
+      __trap();                                                                                           \
+    }                                                                                                     \
+  }
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_WS(fp16, __half, 64)
@@ -265,4 +288,6 @@ DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_KERNELS(fp16, __half, 256)
 DISTCA_DEFINE_FWD_WS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_FWD_WS(fp16, __half, 256)
+DISTCA_DEFINE_BWD_WS_D256(bf16, __nv_bfloat16)
+DISTCA_DEFINE_BWD_WS_D256(fp16, __half)
 #endif
