@@ -1,11 +1,7 @@
-// Backward of head_dim 256 on Hopper (sm_90a) with warpgroup MMA. The walk of bwd_sm90.cuh (one CTA
-// per key tile and key/value head, the query tiles that see it walked through a two-stage cp.async
-// pipeline), with dQ added into the fp32 workspace by bulk reduce-adds of rows staged in shared
-// memory (2-4% faster than per-thread atomics; without either this kernel runs 1.4-1.75x faster:
-// NOTES v39, v41), tiles of BM = 64 queries and BN = 64
-// keys, and the two warpgroups splitting the head dim instead of the keys: warpgroup g holds the dK
-// and dV columns [128g, 128g + 128) of all 64 keys (64 + 64 accumulator registers; all 256 columns
-// would take 256). Per query tile:
+// Backward of head_dim 256 on Hopper (sm_90a) with warpgroup MMA: one step (bwd_d256_step) and two
+// kernels around it. Tiles of BM = 64 queries and BN = 64 keys; the two consumer warpgroups split
+// the head dim instead of the keys: warpgroup g holds the dK and dV columns [128g, 128g + 128) of
+// all 64 keys (64 + 64 accumulator registers; all 256 columns would take 256). Per query tile:
 //
 //   warpgroup 0   S^T = K Q^T (m64n64k16, 16 k-steps), P^T = exp2(S^T scale - LSE) masked, P^T
 //                 (fp32) into sP for warpgroup 1; dV[:, 0:128] += P^T dO with P^T in registers;
@@ -16,8 +12,14 @@
 //
 // Phase A's two GEMMs, the same size, run one per warpgroup, so no warpgroup computes the other's
 // operand a second time; the price is one hand-off each way per step (named barriers 1 and 4; 5
-// marks both warpgroups' GEMMs done before dQ is staged over their operands, and warpgroup_sync's
-// 2 and 3 each warpgroup's staging done before its bulk reduce-adds).
+// marks both warpgroups' GEMMs done before dQ is staged over their operands).
+//
+// bwd_kernel_d256 (distca_attn_bwd_*_d256, NOTES v39): one CTA per key tile and key/value head
+// walks the query tiles that see it (bwd_sm90.cuh's walk, a two-stage cp.async pipeline), and each
+// warpgroup adds its staged dQ rows into the fp32 workspace by bulk reduce-adds (warpgroup_sync's 2
+// and 3: its staging done). bwd_ws_kernel_d256 (distca_attn_bwd_ws_*_d256, NOTES v51, what the
+// hosts launch on Hopper): persistent and warp-specialized, the reduce-adds from a thread of their
+// own (1.13-1.47x the other).
 #pragma once
 
 #include "bwd.cuh"
@@ -288,7 +290,6 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 #endif
 }
 
-
 // The warp-specialized head_dim 256 backward (distca_attn_bwd_ws_*_d256; NOTES v51): the step of
 // bwd_d256_step on two consumer warpgroups, whose dQ a thread of a third warpgroup adds into the
 // workspace by TMA reduce-adds while they go on. The bulk copy unit takes each reduce-add's bytes
@@ -302,8 +303,8 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 //              (once its previous dQ has been read), LSE and D into sLse/sDsum, and writes the
 //              step's record
 //   warps 10, 11  (section 8) one per stage: the step's dQ tile zeroed by its first visitor, or
-//              waited for, before the warp arrives on the stage (in the producer itself, the
-//              claims' round trips cost the long sequences 35%: NOTES v51)
+//              waited for, before the warp arrives on the stage (done by the producer itself, the
+//              claims' round trips and zeroes held the long sequences to 0.61 of this: NOTES v51)
 //   warp 9     lane 0, the reducer: each step's staged dQ into the workspace (eight 32-column
 //              boxes), then the stage back to the producer
 //
