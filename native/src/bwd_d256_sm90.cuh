@@ -400,10 +400,10 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       // (section 8) record it's query tile to the claiming warp of its stage (kind 1: a step, 0: no
       // step, -1: the end), before the stage is free: the claim's round trips and zeroes overlap the
       // wait. Slot it % 4 was last read for record it - 4, whose stage the consumers have taken since.
-      auto hand_to_claimer = [&](int hq, int q_row, int rows, int kind) {
+      auto hand_to_claimer = [&](int rec, int hq, int q_row, int rows, int kind) {
         if (claims != nullptr && lane == 0) {
-          claim_slots[it & 3] = make_int4(hq, q_row, rows, kind);
-          mbar_arrive(bar_claim_go(it & 3));
+          claim_slots[rec & 3] = make_int4(hq, q_row, rows, kind);
+          mbar_arrive(bar_claim_go(rec & 3));
         }
       };
       // stage it % 2 once the reduce-adds of the step two before have read it
@@ -418,7 +418,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         BwdCursor cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);
         if (!have) {  // dK = dV = 0
-          hand_to_claimer(0, 0, 0, 0);
+          hand_to_claimer(it, 0, 0, 0, 0);
           const int s = next_stage();
           if (lane == 0) {
             BwdD256Step& r = recs[s];
@@ -445,7 +445,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
           }
           float lse[BM / 32], dsum[BM / 32];
           bwd_lse_dsum_lanes<BM>(p, hq, q_row, rows, lane, lse, dsum);
-          hand_to_claimer(hq, q_row, rows, 1);
+          hand_to_claimer(it, hq, q_row, rows, 1);
           const int s = next_stage();
           if (lane == 0) {
             mbar_add_tx(bar_full(s), 2 * BM * D * 2);
@@ -478,11 +478,8 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         }
       }
       // the end, to both claiming warps (the other one's arrival on the stage after is never waited for)
-      hand_to_claimer(0, 0, 0, -1);
-      if (claims != nullptr && lane == 0) {
-        claim_slots[(it + 1) & 3] = make_int4(0, 0, 0, -1);
-        mbar_arrive(bar_claim_go((it + 1) & 3));
-      }
+      hand_to_claimer(it, 0, 0, 0, -1);
+      hand_to_claimer(it + 1, 0, 0, 0, -1);
       const int s = next_stage();
       if (lane == 0) recs[s].flags = BwdD256Step::kEnd;
       mbar_arrive(bar_full(s));
@@ -553,6 +550,8 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       for (int i = 0; i < NH * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
       if (!(flags & BwdD256Step::kNoStep)) {
         // the key tile's K and V (the previous tile's GEMMs are done: its last step passed barrier 5)
+        // (BwdTile::load_kv's loads, written out on the record's fields: through a BwdTile copy
+        // ptxas schedules the kernel otherwise, not measured)
         const long long kv_stride = (long long)p.heads_kv * D;
         const long long first = ((long long)r.kb0 * p.heads_kv + r.head_kv) * D;
         const T* k = reinterpret_cast<const T*>(p.k);
@@ -569,16 +568,14 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       bwd_d256_step<T>(acc_dk, acc_dv, acc_dq, r.sl, r.m0, r.kb0, aK, aV, smem_addr(sQs(s)), smem_addr(sdOs(s)), sdS,
                        sP, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2);
       bar_sync_256<5>();  // both warpgroups' GEMMs of the step are done: its Q and dO are free
-      // element (row q, column c) of the staged dQ: box c / 32, 16-byte chunk (c % 32) / 4 swizzled
       float* stg = dq_stage(s);
-      auto at = [](int q, int c) { return (c >> 5) * (BM * 32) + q * 32 + ((((c & 31) >> 2) ^ (q & 7)) << 2) + (c & 3); };
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int q = wrow + h * 8;
 #pragma unroll
         for (int j = 0; j < NH; ++j) {
           const int c = wg * (D / 2) + j * 8 + quad * 2;
-          *reinterpret_cast<float2*>(stg + at(q, c)) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
+          *reinterpret_cast<float2*>(stg + dq_box_at<BM>(q, c)) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
         }
       }
       fence_proxy_async();  // the TMA reads the staged dQ through the async proxy

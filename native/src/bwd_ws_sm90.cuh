@@ -188,6 +188,13 @@ __device__ __forceinline__ void dq_tile_zero_or_wait(const distca_bwd_params_t& 
   __syncwarp();
 }
 
+// The fp32 offset of dQ element (row r, column c) in a tile staged as boxes of BM rows x 32 columns
+// for the TMA reduce-add (128-byte swizzle): box c / 32, 16-byte chunk (c % 32) / 4 XOR r % 8.
+template <int BM>
+__device__ __forceinline__ int dq_box_at(int r, int c) {
+  return (c >> 5) * (BM * 32) + r * 32 + ((((c & 31) >> 2) ^ (r & 7)) << 2) + (c & 3);
+}
+
 // A producer warp's LSE (log2 domain; +inf for rows past the slice or rows that saw no key, so
 // that P = 0) and D of the query tile's rows lane, lane + 32, ... into registers.
 template <int BM>
@@ -510,7 +517,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         // (the reduce-add that last read this buffer, two tiles ago, was waited for by the elected
         // thread right after it issued the previous tile's, before this tile's consumer barriers)
         // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
-        auto at = [](int r, int c) { return (c >> 5) * (BM * 32) + r * 32 + (((((c & 31) >> 2) ^ (r & 7))) << 2) + (c & 3); };
+        auto at = [](int r, int c) { return dq_box_at<BM>(r, c); };
         if constexpr (kKvFrag<D>) {  // dQ^T's fragments (rows d, columns queries): one element at a time
 #pragma unroll
           for (int h = 0; h < 2; ++h) {

@@ -255,25 +255,28 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
       __trap();                                                                                           \
     }                                                                                                     \
   }
-#define DISTCA_DEFINE_WS(DT_NAME, T, D)                                                                    \
-  DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)                                                                      \
-  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsConfig<D>::kThreads, 1)                 \
+// The warp-specialized backward of head dim D: bwd_ws_sm90.cuh's at 64 and 128, bwd_d256_sm90.cuh's
+// at 256 (a template, so that only the one chosen is instantiated).
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_main(const distca_bwd_ws_params_t& p) {
+  if constexpr (D == 256) {
+    distca::sm90::bwd_ws_kernel_d256<T>(p);
+  } else {
+    distca::sm90::bwd_ws_kernel<T, D>(p);
+  }
+}
+#define DISTCA_DEFINE_BWD_WS(DT_NAME, T, D)                                                                \
+  extern "C" __global__ void __launch_bounds__(BwdWsOf<D>::type::kThreads, 1)                             \
       distca_attn_bwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_bwd_ws_params_t p) {             \
     if constexpr (kBwdWs<D>) {                                                                            \
-      distca::sm90::bwd_ws_kernel<T, D>(p);                                                               \
+      bwd_ws_main<T, D>(p);                                                                               \
     } else {                                                                                              \
       __trap();                                                                                           \
     }                                                                                                     \
   }
-#define DISTCA_DEFINE_BWD_WS_D256(DT_NAME, T)                                                             \
-  extern "C" __global__ void __launch_bounds__(distca::sm90::BwdWsD256Config::kThreads, 1)                 \
-      distca_attn_bwd_ws_##DT_NAME##_d256(const __grid_constant__ distca_bwd_ws_params_t p) {              \
-    if constexpr (kBwdWs<256>) {                                                                          \
-      distca::sm90::bwd_ws_kernel_d256<T>(p);                                                             \
-    } else {                                                                                              \
-      __trap();                                                                                           \
-    }                                                                                                     \
-  }
+#define DISTCA_DEFINE_WS(DT_NAME, T, D) \
+  DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)   \
+  DISTCA_DEFINE_BWD_WS(DT_NAME, T, D)
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_WS(fp16, __half, 64)
@@ -286,8 +289,6 @@ DISTCA_DEFINE_KERNELS(fp16, __half, 128)
 #ifdef DISTCA_HAS_D256
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_KERNELS(fp16, __half, 256)
-DISTCA_DEFINE_FWD_WS(bf16, __nv_bfloat16, 256)
-DISTCA_DEFINE_FWD_WS(fp16, __half, 256)
-DISTCA_DEFINE_BWD_WS_D256(bf16, __nv_bfloat16)
-DISTCA_DEFINE_BWD_WS_D256(fp16, __half)
+DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 256)
+DISTCA_DEFINE_WS(fp16, __half, 256)
 #endif
