@@ -11,6 +11,8 @@
 //                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
 //                    the tile's first visit (or wait until they are zero), then arrive on the
 //                    stage's full barrier too
+//   warp 3, lane 0  the dQ thread: issues the TMA reduce-add of each consumer warpgroup's staged dQ
+//                    tile, in step order, and frees the tile's buffer once it has been read (NOTES v52)
 //   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it;
 //                    at head_dim 64 warpgroup 2 starts a key tile's first step once warpgroup 1 is
 //                    past its phase A (NOTES v45)
@@ -27,9 +29,10 @@
 //
 // dQ leaves through TMA reduce-adds (cp.reduce.async.bulk.tensor ... add) from shared memory into
 // the fp32 workspace instead of per-element atomics from the consumers (which cost ~30% of the
-// kernel: NOTES.md v9). Tensor maps (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with
-// boxes of 128 rows, Q and dO with boxes of 64 rows (the query tile), the dQ workspace (fp32) with
-// boxes of 32 columns x 64 rows.
+// kernel: NOTES.md v9): the consumers stage it and the dQ thread issues them, so that no consumer
+// thread waits while the bulk copy unit takes the commands (v51, v52). Tensor maps
+// (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with boxes of 128 rows, Q and dO with
+// boxes of 64 rows (the query tile), the dQ workspace (fp32) with boxes of 32 columns x 64 rows.
 #pragma once
 // The head dims up to which the backward's consumer warpgroups share no barrier in a step (NOTES
 // v22): at head_dim 64 each computes dQ over its own 64 keys from its own rows of dS^T, so a
@@ -42,6 +45,11 @@
 // tile (NOTES v45): 64.
 #ifndef DISTCA_BWD_STAGGER_MAX_D
 #define DISTCA_BWD_STAGGER_MAX_D 64
+#endif
+// Whether the consumers' dQ reduce-adds are issued by a thread of the producer warpgroup's warp 3
+// (the dQ thread) instead of an elected consumer thread per warpgroup (NOTES v52).
+#ifndef DISTCA_BWD_DQ_THREAD
+#define DISTCA_BWD_DQ_THREAD 1
 #endif
 
 #include "bwd_sm90.cuh"
@@ -63,9 +71,10 @@ struct BwdWsConfig {
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
   // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
-  // (BwdTileRec, 128 bytes), plus 1 KiB of alignment
+  // (BwdTileRec, 128 bytes), the dQ tiles' hand-over to the dQ thread (128 bytes), plus 1 KiB of
+  // alignment
   static constexpr int kSmemBytes =
-      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 256 + 1024;
+      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 384 + 1024;
 };
 
 // The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
@@ -264,6 +273,15 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // (kStagger) every thread of consumer warpgroup 0, once past phase A of a key tile's first step
   const uint32_t bar_stag = smem_addr(bars + 8 + 3 * S);
   static_assert(9 + 3 * S <= 16, "the mbarriers and slots fit in 128 bytes");
+  // (kDqThread) the dQ thread (warp 3's lane 0) issues the consumers' reduce-adds: dQ tile (w, b) is
+  // warpgroup w's buffer b (the it-th step overall uses b = it & 1). Its 128 threads arrive on
+  // dq_staged once they have written it (and one of them its fused row and query head into
+  // dq_coord; row < 0: no more tiles); the dQ thread arrives on dq_free once the reduce-add has read it.
+  constexpr bool kDqThread = DISTCA_BWD_DQ_THREAD != 0;
+  uint64_t* dq_bars = bars + 32;  // after the tile slot
+  auto bar_dq_staged = [&](int w, int b) { return smem_addr(dq_bars + w * 2 + b); };
+  auto bar_dq_free = [&](int w, int b) { return smem_addr(dq_bars + 4 + w * 2 + b); };
+  int2* dq_coord = reinterpret_cast<int2*>(dq_bars + 8);  // [w][b]
   const bool claiming = p.dq_claims != 0;
 
   const int tid = threadIdx.x;
@@ -282,6 +300,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     for (int s = 0; s < S; ++s) mbar_init(bar_adone(s), 256);
     mbar_init(bar_stag, 128);
     mbar_init(bar_tile, 1);
+    for (int w = 0; w < 2; ++w) {
+      for (int b = 0; b < 2; ++b) {
+        mbar_init(bar_dq_staged(w, b), 128);
+        mbar_init(bar_dq_free(w, b), 1);
+      }
+    }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -432,6 +456,30 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         __syncwarp();
         if (lane == 0) mbar_arrive(bar_kfree(j & 1));
       }
+    } else if (kDqThread && tid == 96) {
+      // the dQ thread: each step's two dQ tiles (warpgroup 0's, then 1's: both run every step), in
+      // step order, one at a time: each buffer is freed as soon as its reduce-add has read it (one
+      // kept in flight while the next is staged ran 0.4-0.8% slower at head_dim 128, the same at 64:
+      // NOTES v52)
+      for (int it = 0;; ++it) {
+        const int b = it & 1;
+#pragma unroll
+        for (int w = 0; w < 2; ++w) {
+          mbar_wait(bar_dq_staged(w, b), (it >> 1) & 1);
+          const int2 at = dq_coord[w * 2 + b];
+          if (at.x < 0) {
+            bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
+            return;
+          }
+          const float* dq_tile = sdQ + (w * 2 + b) * BM * 64;
+#pragma unroll
+          for (int box = 0; box < 2; ++box)
+            tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(w) + box * 32, at.y, at.x);
+          bulk_commit();
+          bulk_wait_read<0>();
+          mbar_arrive(bar_dq_free(w, b));
+        }
+      }
     }
     return;
   }
@@ -450,7 +498,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     if constexpr (kDecoupled) warpgroup_sync(wg);
     else consumers_sync();
   };
-  const bool elected = (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
+  const bool elected = !kDqThread && (ctid & 127) == 0;  // issues this warpgroup's dQ reduce-adds
   // (kStagger) the phase of bar_stag that warpgroup 1 waits for at its next key tile's first step
   constexpr bool kStagger = kDecoupled && D <= DISTCA_BWD_STAGGER_MAX_D;
   uint32_t stag_phase = 0;
@@ -508,6 +556,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       first_step = false;
       DISTCA_TRACE(tr.rec(kTrFullReady));
       if constexpr (!kDecoupled) consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
+      // (kDqThread) the reduce-add that last read this step's dQ buffer (two steps ago) is done with
+      // it (waited for here: at the end of bwd_step, where the accumulators are live, it spilled: v18)
+      if (kDqThread && it >= 2) mbar_wait(bar_dq_free(wg, it & 1), ((it >> 1) - 1) & 1);
       // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
       // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
       // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
@@ -539,6 +590,11 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           }
         }
         fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
+        if constexpr (kDqThread) {
+          if ((ctid & 127) == 0) dq_coord[wg * 2 + (it & 1)] = make_int2(row0, hq);
+          mbar_arrive(bar_dq_staged(wg, it & 1));  // release: the tile (and the coordinates) for the dQ thread
+          return;
+        }
         warpgroup_sync(wg);
         if (elected) {
 #pragma unroll
@@ -581,14 +637,28 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     DISTCA_TRACE(tr.rec(kTrRecWait));
     take_tile();
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
-    if (elected) bulk_wait_read<0>();
-    warpgroup_sync(wg);
+    if constexpr (kDqThread) {  // the last use of buffer b was the uses-th, uses = the steps so far with it & 1 == b
+#pragma unroll
+      for (int b = 0; b < 2; ++b) {
+        const int uses = (it + 1 - b) >> 1;
+        if (uses > 0) mbar_wait(bar_dq_free(wg, b), (uses - 1) & 1);
+      }
+    } else {
+      if (elected) bulk_wait_read<0>();
+      warpgroup_sync(wg);
+    }
     DISTCA_TRACE(tr.rec(kTrStoreReady));
     bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
                                 reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
   DISTCA_TRACE(tr.rec(kTrExit); tr.done());
+  if constexpr (kDqThread) {
+    // the dQ thread stops (at this warpgroup's buffer of the step that did not come; the ones before
+    // are free: the last key tile's dK/dV staging waited for them)
+    if ((ctid & 127) == 0) dq_coord[wg * 2 + (it & 1)] = make_int2(-1, 0);
+    mbar_arrive(bar_dq_staged(wg, it & 1));
+  }
   if (elected) bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
 #else
   __trap();
