@@ -182,15 +182,15 @@ __device__ __forceinline__ void bar_arrive_256() {
 #define DISTCA_FWD_ALONE_D 128
 #endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
-#define DISTCA_FWD_TMA_O_MIN_BLOCKS 5
+#define DISTCA_FWD_TMA_O_MIN_BLOCKS 1
 #endif
 // Whether the tile of slice sl starting at row m0 sends its O out by TMA, issued by the store thread
 // once the consumers have staged it (so that they go on to the next tile ~1,000 cycles earlier),
 // rather than by the consumers' own stores. Only full tiles (the TMA box is BM rows: a partial
 // tile's would write into the next slice's rows) of at least DISTCA_FWD_TMA_O_MIN_BLOCKS key
-// blocks, and only at head_dim 128 (NOTES v18): tiles of two to four blocks lost 2-3% at causal
-// 512 that way (the store holds the Q buffer and the TMA unit while the next tiles' loads are on
-// the critical path), and at head_dim 64 the store thread cost the long sequence 1%.
+// blocks, and only at head_dim 128 (NOTES v18): at head_dim 64 the store thread cost the long
+// sequence 1%. Since v56 every full tile (1 block): with v18's kernel tiles of two to four blocks
+// lost 2-3% at causal 512 that way, with v52's they gain (causal 512 +1-8%, 1K +2-5%).
 template <int D, int BM, int BN>
 __device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
   return D == 128 && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
