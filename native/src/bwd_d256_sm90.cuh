@@ -514,10 +514,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         if (!(flags & BwdD256Step::kNoStep)) {
           // eight boxes of 64 rows x 32 columns; rows past the slice hold exact zeros (their P and
           // dS are 0), so adding them to whatever rows follow changes nothing
-#pragma unroll
-          for (int box = 0; box < D / 32; ++box)
-            tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_stage(s) + box * BM * 32), box * 32, r.hq, r.sl.q_start + r.m0);
-          bulk_commit();
+          dq_tile_reduce_add<BM, D / 32>(P.tmap_dq_accum, dq_stage(s), 0, r.hq, r.sl.q_start + r.m0);
           bulk_wait_read<0>();
         }
         mbar_arrive(bar_free(s));

@@ -204,6 +204,16 @@ __device__ __forceinline__ int dq_box_at(int r, int c) {
   return (c >> 5) * (BM * 32) + r * 32 + ((((c & 31) >> 2) ^ (r & 7)) << 2) + (c & 3);
 }
 
+// A dQ tile staged in dq_box_at's layout (kBoxes boxes of BM rows x 32 columns) added into the fp32
+// workspace (map `tmap`) at columns col0.., query head hq, fused rows row0.., by TMA reduce-adds
+// committed as one bulk-async group; the caller waits for its read before the buffer is written again.
+template <int BM, int kBoxes>
+__device__ __forceinline__ void dq_tile_reduce_add(const void* tmap, const float* tile, int col0, int hq, int row0) {
+#pragma unroll
+  for (int box = 0; box < kBoxes; ++box) tma_reduce_add_3d(tmap, smem_addr(tile + box * BM * 32), col0 + box * 32, hq, row0);
+  bulk_commit();
+}
+
 // A producer warp's LSE (log2 domain; +inf for rows past the slice or rows that saw no key, so
 // that P = 0) and D of the query tile's rows lane, lane + 32, ... into registers.
 template <int BM>
@@ -471,11 +481,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
             return;
           }
-          const float* dq_tile = sdQ + (w * 2 + b) * BM * 64;
-#pragma unroll
-          for (int box = 0; box < 2; ++box)
-            tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(w) + box * 32, at.y, at.x);
-          bulk_commit();
+          dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, sdQ + (w * 2 + b) * BM * 64, dq_column<D>(w), at.y, at.x);
           bulk_wait_read<0>();
           mbar_arrive(bar_dq_free(w, b));
         }
@@ -597,11 +603,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
         }
         warpgroup_sync(wg);
         if (elected) {
-#pragma unroll
-          for (int box = 0; box < 2; ++box) {
-            tma_reduce_add_3d(P.tmap_dq_accum, smem_addr(dq_tile + box * BM * 32), dq_column<D>(wg) + box * 32, hq, row0);
-          }
-          bulk_commit();
+          dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, dq_tile, dq_column<D>(wg), hq, row0);
           bulk_wait_read<1>();  // the previous tile's has read its buffer: the next tile may write it
         }
       };
