@@ -238,18 +238,17 @@ class PinnedDirectPathGpuTest extends AllocatorPerTest {
       return;
     }
     double spread = 0;
+    double largest = 0;
     try (BufferAllocator a = new RootAllocator();
         Tensor firstRun = Tensor.allocate(a, plainAgain.dtype(), plainAgain.shape())) {
       firstRun.buffer().setBytes(0, first);
       for (long i = 0; i < plainAgain.numel(); i++) {
-        spread = Math.max(spread, Math.abs(plainAgain.getFloat(i) - firstRun.getFloat(i)));
+        float again = plainAgain.getFloat(i);
+        spread = Math.max(spread, Math.abs(again - firstRun.getFloat(i)));
+        largest = Math.max(largest, Math.abs(again));
       }
     }
     int mantissaBits = direct.dtype() == DType.FP16 ? 10 : direct.dtype() == DType.BF16 ? 7 : 23;
-    double largest = 0;
-    for (long i = 0; i < plainAgain.numel(); i++) {
-      largest = Math.max(largest, Math.abs(plainAgain.getFloat(i)));
-    }
     double orderFloor = Math.scalb(largest, -16);
     for (long i = 0; i < direct.numel(); i++) {
       float x = direct.getFloat(i);
