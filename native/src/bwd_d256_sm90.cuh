@@ -371,6 +371,10 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
   auto bar_full = [&](int s) { return smem_addr(bars + s); };
   auto bar_staged = [&](int s) { return smem_addr(bars + 2 + s); };
   auto bar_free = [&](int s) { return smem_addr(bars + 4 + s); };
+  // (section 8) stage s's step claimed: its dQ rows zeroed by this CTA or by their first visitor (the
+  // claiming warp's lanes); the reducer's reduce-adds wait for it, the consumers do not (NOTES v60)
+  auto bar_claimed = [&](int s) { return smem_addr(bars + 10 + s); };
+  const bool claiming = p.dq_claims != 0;
   auto sQs = [&](int s) { return sQ0 + s * kStageElems; };
   auto sdOs = [&](int s) { return sQ0 + s * kStageElems + Step::kSmemQ; };
   auto dq_stage = [&](int s) { return reinterpret_cast<float*>(sQs(s)); };
@@ -379,9 +383,10 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
   const int tid = threadIdx.x;
   if (tid == 0) {
     for (int s = 0; s < 2; ++s) {
-      mbar_init(bar_full(s), p.dq_claims != 0 ? 64 : 32);  // the producer's lanes (and the claiming warp's)
+      mbar_init(bar_full(s), 32);  // the producer's lanes
       mbar_init(bar_staged(s), kConsumers);
       mbar_init(bar_free(s), 1);
+      mbar_init(bar_claimed(s), 32);
     }
     for (int slot = 0; slot < 4; ++slot) mbar_init(bar_claim_go(slot), 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -483,10 +488,12 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       const int s = next_stage();
       if (lane == 0) recs[s].flags = BwdD256Step::kEnd;
       mbar_arrive(bar_full(s));
-    } else if (warp >= 2 && p.dq_claims != 0) {
+    } else if (warp >= 2 && claiming) {
       // ---- claiming warps (section 8), warp 2 + s for stage s: each step's dQ tile zeroed, or
       // waited for until its first visitor has zeroed it, before the warp's lanes arrive on the
-      // stage (the reduce-adds follow the consumers' take of it)
+      // stage's claimed barrier, which only the reducer waits for: the claim's round trips and
+      // zeroes run under the step (on the stage's full barrier, which the consumers wait for, they
+      // cost 4-8%: NOTES v60)
       uint32_t* claims = reinterpret_cast<uint32_t*>(p.dq_claims);
       for (int it = warp - 2;; it += 2) {
         mbar_wait(bar_claim_go(it & 3), (it >> 2) & 1);
@@ -497,10 +504,10 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
           if (lane == 0) claimed = atomicAdd(claim, 1u);
           dq_tile_zero_or_wait<D>(p, claim, __shfl_sync(0xffffffffu, claimed, 0), c.x, c.y, c.z, lane);
         }
-        // the arrival counts for record it once the stage's phase of record it - 2 is complete (the
-        // producer hands a record over before its stage is free)
-        if (it >= 2) mbar_wait(bar_full(it & 1), ((it >> 1) - 1) & 1);
-        mbar_arrive(bar_full(it & 1));  // release: the zeroes (or the wait for them)
+        // the arrival counts for record it once the reducer is done with record it - 2 of the stage
+        // (it waited for that record's phase before it freed the stage)
+        if (it >= 2) mbar_wait(bar_free(it & 1), ((it >> 1) - 1) & 1);
+        mbar_arrive(bar_claimed(it & 1));  // release: the zeroes (or the wait for them)
         if (c.w < 0) break;
       }
     } else if (warp == 1 && lane == 0) {
@@ -511,6 +518,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         const BwdD256Step& r = recs[s];
         const int flags = r.flags;
         if (flags & BwdD256Step::kEnd) break;
+        if (claiming) mbar_wait(bar_claimed(s), (it >> 1) & 1);  // acquire: the zeroes
         if (!(flags & BwdD256Step::kNoStep)) {
           // eight boxes of 64 rows x 32 columns; rows past the slice hold exact zeros (their P and
           // dS are 0), so adding them to whatever rows follow changes nothing

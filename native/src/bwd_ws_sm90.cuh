@@ -51,6 +51,12 @@
 #ifndef DISTCA_BWD_DQ_THREAD
 #define DISTCA_BWD_DQ_THREAD 1
 #endif
+// The head dims up to which (with the dQ thread) the claiming warps of section 8 release their
+// claims to the dQ thread instead of the stage's full barrier, which the consumers wait for (NOTES
+// v60): 64. At 128 it read 0.988-0.990 on the long shapes (causal 512 +3%).
+#ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
+#define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
+#endif
 
 #include "bwd_sm90.cuh"
 #include "fwd_ws_sm90.cuh"
@@ -293,6 +299,12 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   auto bar_dq_free = [&](int w, int b) { return smem_addr(dq_bars + 4 + w * 2 + b); };
   int2* dq_coord = reinterpret_cast<int2*>(dq_bars + 8);  // [w][b]
   const bool claiming = p.dq_claims != 0;
+  // (section 8, kClaimsOffPath) stage s's step claimed: its dQ rows zeroed by this CTA or by their
+  // first visitor (the claiming warp's lanes). The dQ thread waits for it before the step's
+  // reduce-adds, the consumers do not, so that the claims' round trips and zeroes run under the step
+  // (NOTES v60). Otherwise the claiming warps arrive on the stage's full barrier.
+  auto bar_claimed = [&](int s) { return smem_addr(dq_bars + 12 + s); };
+  constexpr bool kClaimsOffPath = kDqThread && D <= DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D;
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_kv;
@@ -300,7 +312,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     mbar_init(bar_kv, 1);
     mbar_init(bar_kv_empty, 256);  // every consumer thread, after its last GEMM on the tile's K and V
     for (int s = 0; s < S; ++s) {
-      mbar_init(bar_full(s), claiming ? 64 : 32);  // warp 0's lanes after their LSE/D stores (and warp 1 + s's)
+      // warp 0's lanes after their LSE/D stores (and, without kClaimsOffPath, warp 1 + s's)
+      mbar_init(bar_full(s), claiming && !kClaimsOffPath ? 64 : 32);
+      if (kClaimsOffPath) mbar_init(bar_claimed(s), 32);
       mbar_init(bar_empty(s), 256);                // every consumer thread, once done with the stage
     }
     for (int e = 0; e < 2; ++e) {
@@ -458,8 +472,15 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
                                   lane);
           // the arrival counts for stage it once the phase of stage it - S is complete (it needed
           // this warp's own arrival, so no older phase of the barrier is pending)
-          if (it >= S) mbar_wait(bar_full(s), ((it / S) - 1) & 1);
-          mbar_arrive(bar_full(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
+          if constexpr (kClaimsOffPath) {
+            // the arrival counts for step it once the dQ thread is done with step it - S (its
+            // reduce-adds waited for that step's phase; warpgroup 1's buffer is freed last)
+            if (it >= S) mbar_wait(bar_dq_free(1, it & 1), ((it >> 1) - 1) & 1);
+            mbar_arrive(bar_claimed(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
+          } else {
+            if (it >= S) mbar_wait(bar_full(s), ((it / S) - 1) & 1);
+            mbar_arrive(bar_full(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
+          }
         }
         mbar_wait(bar_kmeta(j & 1), (j >> 1) & 1);
         t = kslot[j & 1];
@@ -481,6 +502,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
             bulk_wait<0>();  // the reduce-adds are done before the CTA and its shared memory go
             return;
           }
+          if (kClaimsOffPath && w == 0 && claiming) mbar_wait(bar_claimed(it & 1), (it >> 1) & 1);  // acquire: the zeroes
           dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, sdQ + (w * 2 + b) * BM * 64, dq_column<D>(w), at.y, at.x);
           bulk_wait_read<0>();
           mbar_arrive(bar_dq_free(w, b));
