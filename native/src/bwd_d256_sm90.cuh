@@ -303,8 +303,10 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 //              (once its previous dQ has been read), LSE and D into sLse/sDsum, and writes the
 //              step's record
 //   warps 10, 11  (section 8) one per stage: the step's dQ tile zeroed by its first visitor, or
-//              waited for, before the warp arrives on the stage (done by the producer itself, the
-//              claims' round trips and zeroes held the long sequences to 0.61 of this: NOTES v51)
+//              waited for, before the warp arrives on the stage's claimed barrier, which the reducer
+//              waits for before the step's reduce-adds (done by the producer itself, the claims'
+//              round trips and zeroes held the long sequences to 0.61 of this: NOTES v51; on the
+//              stage's full barrier, which the consumers wait for, 0.94: v60)
 //   warp 9     lane 0, the reducer: each step's staged dQ into the workspace (eight 32-column
 //              boxes), then the stage back to the producer
 //

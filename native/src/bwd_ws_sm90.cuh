@@ -10,7 +10,8 @@
 //   warps 1, 2       with dq_claims (distca_attn.h section 8): walk the same query tiles and, per
 //                    tile of stage 0 (warp 1) or 1 (warp 2), zero its dQ workspace rows if this is
 //                    the tile's first visit (or wait until they are zero), then arrive on the
-//                    stage's full barrier too
+//                    stage's full barrier too, or (head_dim 64, NOTES v60) on a barrier that only
+//                    the dQ thread waits for
 //   warp 3, lane 0  the dQ thread: issues the TMA reduce-add of each consumer warpgroup's staged dQ
 //                    tile, in step order, and frees the tile's buffer once it has been read (NOTES v52)
 //   warpgroups 1, 2  keys [0, 64) and [64, 128) of the key tile: wait for a stage, bwd_step, release it;
