@@ -78,8 +78,8 @@ struct BwdWsConfig {
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
   // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
-  // (BwdTileRec, 128 bytes), the dQ tiles' hand-over to the dQ thread (128 bytes), plus 1 KiB of
-  // alignment
+  // (BwdTileRec, 128 bytes), the dQ tiles' hand-over to the dQ thread and the claimed barriers
+  // (128 bytes), plus 1 KiB of alignment
   static constexpr int kSmemBytes =
       (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 384 + 1024;
 };
@@ -305,6 +305,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // reduce-adds, the consumers do not, so that the claims' round trips and zeroes run under the step
   // (NOTES v60). Otherwise the claiming warps arrive on the stage's full barrier.
   auto bar_claimed = [&](int s) { return smem_addr(dq_bars + 12 + s); };
+  static_assert(12 + S <= 16, "the dQ hand-over and the claimed barriers fit in its 128 bytes");
   constexpr bool kClaimsOffPath = kDqThread && D <= DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D;
 
   const int tid = threadIdx.x;
@@ -471,14 +472,14 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           if (lane == 0) claimed = atomicAdd(claim, 1u);
           dq_tile_zero_or_wait<D>(p, claim, __shfl_sync(0xffffffffu, claimed, 0), hq, q_row, min(BM, cur.sl.q_len - m0),
                                   lane);
-          // the arrival counts for stage it once the phase of stage it - S is complete (it needed
-          // this warp's own arrival, so no older phase of the barrier is pending)
           if constexpr (kClaimsOffPath) {
             // the arrival counts for step it once the dQ thread is done with step it - S (its
             // reduce-adds waited for that step's phase; warpgroup 1's buffer is freed last)
             if (it >= S) mbar_wait(bar_dq_free(1, it & 1), ((it >> 1) - 1) & 1);
             mbar_arrive(bar_claimed(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
           } else {
+            // the arrival counts for stage it once the phase of stage it - S is complete (it needed
+            // this warp's own arrival, so no older phase of the barrier is pending)
             if (it >= S) mbar_wait(bar_full(s), ((it / S) - 1) & 1);
             mbar_arrive(bar_full(s));  // release: the zeroes (or the wait for them) come before the reduce-adds
           }
@@ -594,8 +595,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
       float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
       auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
-        // (the reduce-add that last read this buffer, two tiles ago, was waited for by the elected
-        // thread right after it issued the previous tile's, before this tile's consumer barriers)
+        // (the reduce-add that last read this buffer, two tiles ago, is done with it: waited for at
+        // the step's start (kDqThread), or by the elected thread right after it issued the previous
+        // tile's, before this tile's consumer barriers)
         // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
         auto at = [](int r, int c) { return dq_box_at<BM>(r, c); };
         if constexpr (kKvFrag<D>) {  // dQ^T's fragments (rows d, columns queries): one element at a time
