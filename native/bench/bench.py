@@ -10,15 +10,19 @@ bwd_pre + bwd + bwd_post; backward of PyTorch = autograd.grad of the output (its
 conversion kernels included likewise).
 
 Sections:
-  uniform   b*s = 16K tokens, h*d = 2048, s = 512 .. 16K, d in {64, 128}, causal and not
+  uniform   b*s = 16K tokens, h*d = 2048, s = 512 .. 16K, d in {64, 128}, causal and not (--seqs beyond
+            16K: one sequence of s tokens)
   varlen    documents drawn from the pretrain length distribution (bench/pretrain_doc_lengths_sample.json),
             whole documents, causal, 64K tokens
+  gqa       grouped-query shapes of Llama-3-8B (32/8), Qwen2.5-7B (28/4) and a TP8 rank of Llama-3-70B
+            (8/1), d128, b*s = 16K tokens: ours against ours as MHA (same FLOPs), FA2 and cuDNN
+            (not in the default sections)
   rebatch   query shards of 128..4K tokens of such documents (KV = the document prefix, one shared
             K/V copy per document, bottom-right causal): one fused launch vs one long sequence of the
             same FLOPs vs one launch per shard; once with cuts on the planner's 128-token grid, once
             with cuts anywhere (--cut-grids)
 
-Usage: python3 native/bench/bench.py [--fatbin PATH] [--sections uniform,varlen,rebatch] [--quick]
+Usage: python3 native/bench/bench.py [--fatbin PATH] [--sections uniform,varlen,rebatch,gqa] [--quick]
 """
 import argparse
 import json
@@ -113,8 +117,8 @@ class Ours:
                            self.scale, self.delta, self.acc, claims=self.claims, host_delta=True)
 
 
-def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None):
-    kw = {}
+def fa2_call(q, k, v, cu, max_len, causal, cu_k=None, max_k=None, gqa=False):
+    kw = {"enable_gqa": True} if gqa else {}
     if "window_size" in _VARLEN_PARAMS:
         kw["window_size"] = (-1, 0) if causal else (-1, -1)  # causal: bottom-right aligned
     else:
@@ -134,19 +138,23 @@ class TorchFA2:
     """PyTorch's FlashAttention-2 on sequences of `lens` query rows; kv_lens (default: lens) keys
     each, every sequence its own K/V copy (causal: bottom-right aligned)."""
 
-    def __init__(self, lens, h, hd, causal, dtype=torch.bfloat16, kv_lens=None):
+    def __init__(self, lens, h, hd, causal, dtype=torch.bfloat16, kv_lens=None, hkv=None):
         kv_lens = kv_lens or lens
+        hkv = hkv or h
         n, nk = sum(lens), sum(kv_lens)
+        # fewer K/V heads: varlen_attn's enable_gqa where this torch has it, else FA2's own GQA
+        # support, tried as is (a refusal shows as n/a)
+        self.gqa = hkv != h and "enable_gqa" in _VARLEN_PARAMS
         self.q = torch.randn((n, h, hd), device="cuda", dtype=dtype, requires_grad=True)
-        self.k = torch.randn((nk, h, hd), device="cuda", dtype=dtype, requires_grad=True)
-        self.v = torch.randn((nk, h, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.k = torch.randn((nk, hkv, hd), device="cuda", dtype=dtype, requires_grad=True)
+        self.v = torch.randn((nk, hkv, hd), device="cuda", dtype=dtype, requires_grad=True)
         self.cu, self.cu_k = _cu(lens), _cu(kv_lens)
         self.max_len, self.max_k, self.causal = max(lens), max(kv_lens), causal
         self.do = torch.randn((n, h, hd), device="cuda", dtype=dtype)
         self.out = self._call()
 
     def _call(self):
-        return fa2_call(self.q, self.k, self.v, self.cu, self.max_len, self.causal, self.cu_k, self.max_k)
+        return fa2_call(self.q, self.k, self.v, self.cu, self.max_len, self.causal, self.cu_k, self.max_k, self.gqa)
 
     def fwd(self):
         with torch.no_grad():
@@ -157,11 +165,13 @@ class TorchFA2:
 
 
 class TorchSDPA:
-    def __init__(self, b, s, h, hd, causal, backend, dtype=torch.bfloat16):
+    def __init__(self, b, s, h, hd, causal, backend, dtype=torch.bfloat16, hkv=None):
         from torch.nn.attention import SDPBackend
         self.backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[backend]
-        mk = lambda: torch.randn((b, s, h, hd), device="cuda", dtype=dtype).transpose(1, 2).requires_grad_(True)
-        self.q, self.k, self.v = mk(), mk(), mk()
+        hkv = hkv or h
+        mk = lambda heads: torch.randn((b, s, heads, hd), device="cuda", dtype=dtype).transpose(1, 2).requires_grad_(True)
+        self.q, self.k, self.v = mk(h), mk(hkv), mk(hkv)
+        self.kw = {"enable_gqa": True} if hkv != h else {}
         self.causal = causal
         self.do = torch.randn((b, s, h, hd), device="cuda", dtype=dtype).transpose(1, 2)
         self.out = self._call()
@@ -169,7 +179,7 @@ class TorchSDPA:
     def _call(self):
         from torch.nn.attention import sdpa_kernel
         with sdpa_kernel(self.backend):
-            return F.scaled_dot_product_attention(self.q, self.k, self.v, is_causal=self.causal)
+            return F.scaled_dot_product_attention(self.q, self.k, self.v, is_causal=self.causal, **self.kw)
 
     def fwd(self):
         with torch.no_grad():
@@ -225,7 +235,7 @@ def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("f
         h = hd_total // hd
         for causal in (False, True):
             for s in seqs:
-                b = tokens // s
+                b = max(1, tokens // s)  # beyond 16K: one sequence of s tokens
                 slices = [Slice(i, 0, s, s, causal) for i in range(b)]
                 flops = forward_flops(slices, h, hd)
                 # ours, FA2 and cuDNN timed interleaved, so that all three see the same GPU clocks
@@ -244,6 +254,48 @@ def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("f
                     print(f"{hd:>4} {str(causal):>6} {s:>6} {pas:>4} | {fmt(o)} {fmt(f_)} {fmt(c_)} | "
                           f"{ratio(o, f_)} {ratio(o, c_):>6}")
                     out.append(f"| {hd} | {causal} | {s} | {pas} | {o:.1f} | {fmt(f_).strip()} | {fmt(c_).strip()} | "
+                               f"{ratio(o, f_).strip()} | {ratio(o, c_).strip()} |")
+                torch.cuda.empty_cache()
+
+
+# (heads_q, heads_kv, head_dim, the model whose attention has that shape)
+GQA_SHAPES = ((32, 8, 128, "Llama-3-8B"), (28, 4, 128, "Qwen2.5-7B"), (8, 1, 128, "Llama-3-70B, one rank of TP8"))
+
+
+def section_gqa(kern, reps, quick, out, seqs=None, torch_too=True):
+    """Grouped-query attention at the shapes of models trained with it: b*s = 16K tokens. Ours against
+    ours on the same query heads with as many K/V heads (MHA: the same FLOPs), PyTorch's FA2
+    (varlen_attn) and cuDNN (SDPA, enable_gqa), all four timed interleaved."""
+    tokens = 16384
+    seqs = seqs or ([8192] if quick else [2048, 8192, 16384])
+    print("\n== gqa: b*s = 16K tokens, bf16; TFLOP/s (ratio = ours / theirs; MHA = ours with heads_kv = heads_q) ==")
+    print(f"{'hq/hkv':>7} {'d':>4} {'causal':>6} {'s':>6} {'pass':>4} | {'ours':>7} {'MHA':>7} {'FA2':>7} {'cuDNN':>7} | "
+          f"{'/MHA':>5} {'/FA2':>5} {'/cuDNN':>6}")
+    out.append("")
+    out.append("Grouped-query attention, b*s = 16K tokens, bf16 (MHA: ours with as many K/V heads as query heads, "
+               "the same FLOPs; FA2 = varlen_attn, cuDNN = SDPA with enable_gqa; all four timed interleaved):")
+    out.append("")
+    out.append("| model | hq/hkv | d | causal | s | pass | ours | ours MHA | FA2 | cuDNN | ours/MHA | ours/FA2 | ours/cuDNN |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for hq, hkv, hd, model in GQA_SHAPES:
+        for causal in (True, False):
+            for s in seqs:
+                b = max(1, tokens // s)
+                slices = [Slice(i, 0, s, s, causal) for i in range(b)]
+                flops = forward_flops(slices, hq, hd)
+                ours = Ours(kern, [s] * b, slices, hq, hkv, hd)
+                mha = Ours(kern, [s] * b, slices, hq, hq, hd)
+                fa2 = try_make(lambda: TorchFA2([s] * b, hq, hd, causal, hkv=hkv)) if torch_too else None
+                cud = try_make(lambda: TorchSDPA(b, s, hq, hd, causal, "cudnn", hkv=hkv)) if torch_too else None
+                objs = [ours, mha, fa2, cud]
+                times = {"fwd": time_side_by_side(objs, "fwd", reps), "bwd": time_side_by_side(objs, "bwd", reps)}
+                del ours, mha, fa2, cud, objs
+                for pas, mult in (("fwd", 1.0), ("bwd", 2.5)):
+                    o, m, f_, c_ = (tflops(flops * mult, t) if t else None for t in times[pas])
+                    print(f"{hq:>3}/{hkv:<3} {hd:>4} {str(causal):>6} {s:>6} {pas:>4} | {fmt(o)} {fmt(m)} {fmt(f_)} "
+                          f"{fmt(c_)} | {ratio(o, m)} {ratio(o, f_)} {ratio(o, c_):>6}")
+                    out.append(f"| {model} | {hq}/{hkv} | {hd} | {causal} | {s} | {pas} | {o:.1f} | {m:.1f} | "
+                               f"{fmt(f_).strip()} | {fmt(c_).strip()} | {ratio(o, m).strip()} | "
                                f"{ratio(o, f_).strip()} | {ratio(o, c_).strip()} |")
                 torch.cuda.empty_cache()
 
@@ -406,9 +458,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--markdown", default=None, help="write the tables as markdown here")
     ap.add_argument("--hds", default="64,128", help="uniform section: head dims")
-    ap.add_argument("--seqs", default=None, help="uniform section: sequence lengths, e.g. 4096,16384")
+    ap.add_argument("--seqs", default=None,
+                    help="uniform and gqa sections: sequence lengths, e.g. 4096,16384 (b*s = 16K tokens; one sequence beyond)")
     ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
-    ap.add_argument("--no-torch", action="store_true", help="uniform and rebatch sections: skip the PyTorch baselines")
+    ap.add_argument("--no-torch", action="store_true", help="uniform, gqa and rebatch sections: skip the PyTorch baselines")
     ap.add_argument("--cut-grids", default="128,1",
                     help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
     args = ap.parse_args()
@@ -423,6 +476,9 @@ def main():
                         tuple(args.passes.split(",")), not args.no_torch)
     if "varlen" in sections:
         section_varlen(kern, args.reps, out)
+    if "gqa" in sections:
+        section_gqa(kern, args.reps, args.quick, out, [int(x) for x in args.seqs.split(",")] if args.seqs else None,
+                    not args.no_torch)
     if "rebatch" in sections:
         for grid in (int(x) for x in args.cut_grids.split(",")):
             section_rebatch(kern, args.reps, out, not args.no_torch, grid)
