@@ -7,9 +7,10 @@ which compares cases, use bench.py (it interleaves the cases). Both images must 
 distca_host.py launches (ABI_VERSIONS).
 
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
-       [--passes fwd,bwd] [--hd 64|128|256] [--full]
+       [--passes fwd,bwd] [--hd 64|128|256] [--full] [--heads HQ/HKV]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
-section 8), so that one image can be compared with itself.
+section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1) or off (1)
+(section 9), so that one image can be compared with itself.
 """
 import argparse
 import os
@@ -22,20 +23,30 @@ from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
-def cases(seqs, hd, full=False):
+def cases(seqs, hd, full=False, heads=None):
+    """(name, seg_lens, slices, heads_q, heads_kv); heads = (hq, hkv): the uniform shapes only, GQA."""
     h = 2048 // hd
-    out = [(name, seg_lens, slices, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
+    out = [] if heads else [(name, seg_lens, slices, h, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
+    hq, hkv = heads or (h, h)
     for s in seqs:
         b = max(1, 16384 // s)
-        out.append((f"{'full' if full else 'causal'} {s}", [s] * b, [Slice(i, 0, s, s, not full) for i in range(b)], h))
+        out.append((f"{'full' if full else 'causal'} {s}", [s] * b, [Slice(i, 0, s, s, not full) for i in range(b)],
+                    hq, hkv))
     return out
 
 
 def image(spec):
-    path, _, option = spec.partition(":")
-    if option not in ("", "no-dq-claims"):
-        raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims)")
-    return Kernels(path, dq_claims=option != "no-dq-claims")
+    """F.fatbin, optionally with options after colons: no-dq-claims, splits=N (Kernels.bwd_splits)."""
+    path, *options = spec.split(":")
+    kw = {}
+    for option in options:
+        if option == "no-dq-claims":
+            kw["dq_claims"] = False
+        elif option.startswith("splits="):
+            kw["bwd_splits"] = int(option.split("=", 1)[1])
+        else:
+            raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N)")
+    return Kernels(path, **kw)
 
 
 def main():
@@ -48,15 +59,17 @@ def main():
     ap.add_argument("--passes", default="fwd,bwd", help="which passes to time (fwd, bwd or both)")
     ap.add_argument("--hd", type=int, default=128, choices=(64, 128, 256), help="head dim (heads: 2048 / hd)")
     ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
+    ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes with these heads (GQA), no shards")
     args = ap.parse_args()
+    heads = tuple(int(x) for x in args.heads.split("/")) if args.heads else None
     torch.manual_seed(0)
     ka, kb = image(args.a), image(args.b)
     print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full):
+        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full, heads):
             fl = forward_flops(slices, h, args.hd)
-            xa = Ours(ka, seg_lens, slices, h, h, args.hd)
-            xb = Ours(kb, seg_lens, slices, h, h, args.hd)
+            xa = Ours(ka, seg_lens, slices, h, hkv, args.hd)
+            xb = Ours(kb, seg_lens, slices, h, hkv, args.hd)
             xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
             for pas, mult in ((x, m) for x, m in (("fwd", 1.0), ("bwd", 2.5)) if x in args.passes.split(",")):
                 ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)

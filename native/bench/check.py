@@ -240,6 +240,10 @@ def cases(rng):
                                     Slice(0, 100, 50, 20, False), Slice(1, 0, 130, 130, True)], 4, 2
     yield "tile_edges", [63, 64, 65, 127, 128, 129, 191, 192, 193], \
         [Slice(i, 0, n, n, True) for i, n in enumerate([63, 64, 65, 127, 128, 129, 191, 192, 193])], 2, 2
+    # one K/V head for 8 (and for 6) query heads over long causal documents: the backward's key tiles
+    # are few and skewed, so its work list has group splits (distca_attn.h section 9) unless --bwd-splits 1
+    yield "gqa_long_splits", [3000, 1100], [Slice(0, 0, 3000, 3000, True), Slice(1, 0, 1100, 1100, True)], 8, 1
+    yield "gqa_group6_splits", [2500], [Slice(0, 0, 2500, 2500, True)], 12, 2
     lens = [rng.randint(1, 1500) for _ in range(12)]
     yield "varlen_mix", lens, [Slice(i, 0, n, n, i % 4 != 3) for i, n in enumerate(lens)], 4, 2
 

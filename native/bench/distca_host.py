@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 4  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
+ABI_VERSION = 5  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
 # (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512;
 # version 3 adds the warp-specialized forward at head_dim 256 (64-row K/V boxes), which older images
-# do not have; version 4 gives it 80-row K/V boxes (for ab.py against older images)
-ABI_VERSIONS = (1, 2, 3, ABI_VERSION)
+# do not have; version 4 gives it 80-row K/V boxes; version 5 adds the backward's group splits
+# (section 9), which this host asks only of images of version 5 (for ab.py against older images)
+ABI_VERSIONS = (1, 2, 3, 4, ABI_VERSION)
+WORK_HEAD_SHIFT, WORK_HEADS_SHIFT, WORK_BLOCK_MASK = 20, 26, 0xFFFFF  # distca_attn.h section 9
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -118,6 +120,52 @@ def _tensor_map(t, box_rows=128):
     return ctypes.string_at(base, 128)
 
 
+def _lpt_makespan(costs, bins):
+    """The longest bin's load when `costs` go, most expensive first, each to the least loaded of
+    `bins` (what the persistent kernels' tile counter does with a longest-first work list)."""
+    import heapq
+    loads = [0.0] * max(1, bins)
+    for c in sorted(costs, reverse=True):
+        heapq.heapreplace(loads, loads[0] + c)
+    return max(loads)
+
+
+def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), gain=0.8):
+    """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
+    item of `costs`), or None where splitting does not pay. costs: each item's work for one query
+    head (query rows that see its key tile); overhead: what one more work item costs in those units
+    (its K/V load and dK/dV output). Splitting into pieces of at most C / (kappa * sms) (C: all the
+    work) for the kappa whose longest-first schedule on `sms` SMs ends first, if that ends before
+    `gain` times the unsplit schedule (the kernel that takes splits runs its steps ~15% slower:
+    NOTES v62); only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
+    an SM's share. The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
+    if group < 2 or group > 64 or not costs:
+        return None
+
+    def pieces(splits):
+        out = []
+        for c, n in zip(costs, splits):
+            for j in range(n):
+                heads = (j + 1) * group // n - j * group // n
+                out.extend([c * heads + overhead] * heads_kv)
+        return out
+
+    total = heads_kv * group * sum(costs)
+    if group * max(costs) <= total / (4 * sms):  # longest-first is near even already
+        return None
+    best, best_splits = _lpt_makespan(pieces([1] * len(costs)), sms), None
+    unsplit = best
+    for kappa in kappas:
+        bound = total / (kappa * sms)
+        splits = [max(1, min(group, math.ceil(group * c / bound))) if bound > 0 else 1 for c in costs]
+        if max(splits) == 1:
+            continue
+        t = _lpt_makespan(pieces(splits), sms)
+        if t < best:
+            best, best_splits = t, splits
+    return best_splits if best_splits is not None and best < gain * unsplit else None
+
+
 def _launch(fn, grid, threads, smem, param_bytes, stream):
     if grid == 0:
         return
@@ -127,14 +175,17 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True):
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
         tiles instead. dq_claims=False: bwd_pre zeroes the dQ workspace even before the
-        warp-specialized backward (distca_attn.h section 8)."""
+        warp-specialized backward (distca_attn.h section 8). bwd_splits: the warp-specialized
+        backward's group splits (section 9): None as group_splits decides, 1 never, N > 1 every key
+        tile N ways (at most the group) where the group has 2..64 heads."""
         torch.cuda.init()
         self.ws = ws
+        self.bwd_splits = bwd_splits
         self.dq_claims = dq_claims
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
         self.ctas = sms if ctas is None else ctas
@@ -172,13 +223,23 @@ class Kernels:
         except AttributeError:
             return None
 
+    def has_kernel(self, kind, dtype, hd):
+        """Whether the image has distca_attn_<kind>_<DT>_d<HD> (e.g. bwd_ws_kv: distca_attn.h section 9)."""
+        try:
+            self.fn(kind, dtype, hd)
+            return True
+        except driver.CUDADriverError as e:
+            if "NOT_FOUND" not in str(e):
+                raise
+            return False
+
     def fn(self, kind, dtype, hd):
         name = f"distca_attn_{kind}_{DTYPE_NAMES[dtype]}_d{hd}"
         if name not in self._fns:
             f = driver.moduleGetFunction(self.module, name)
             info = self.info[hd]
             smem = {"fwd": info.fwd_smem, "bwd": info.bwd_smem, "fwd_ws": info.fwd_ws_smem,
-                    "bwd_ws": info.bwd_ws_smem}.get(kind, 0)
+                    "bwd_ws": info.bwd_ws_smem, "bwd_ws_kv": info.bwd_ws_smem}.get(kind, 0)
             if smem > 48 * 1024:
                 driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
             # all of L1 as shared memory, so that several CTAs of a tile shape fit on an SM
@@ -243,6 +304,7 @@ class Kernels:
             fwd.sort(key=lambda t: t[0])
             bwd.sort(key=lambda t: t[0])
         lay.num_fwd_work, lay.num_bwd_work = len(fwd), len(bwd)
+        lay.extra["bwd_items"] = bwd  # (cost, segment, key block), for group_splits
         lay.fwd_work_dev = torch.tensor([[i, b] for _, i, b in fwd] or [[0, 0]], dtype=torch.int32, device=device)
         lay.bwd_work_dev = torch.tensor([[g, b] for _, g, b in bwd] or [[0, 0]], dtype=torch.int32, device=device)
         lay.segments_dev = torch.tensor(seg_rows or [[0] * 4], dtype=torch.int32, device=device)
@@ -327,16 +389,68 @@ class Kernels:
             claims.zero_()
         else:
             dq_accum.zero_()
+        # section 9: the work list with group splits where they pay, and then dK, dV through dkv_accum
+        split = self._split_work(lay, hq, hkv, hd) if ws else None
+        dkv_accum = None
+        if split is not None:
+            work_dev, num_work = split
+            params = BWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),
+                                     lse.data_ptr(), dsum.data_ptr(), dq_accum.data_ptr(), dq.data_ptr(),
+                                     dk.data_ptr(), dv.data_ptr(), lay.slices_dev.data_ptr(),
+                                     lay.segments_dev.data_ptr(), lay.seg_slices_dev.data_ptr(),
+                                     work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv, num_work, scale, claims_ptr)
+            dkv_accum = torch.zeros((2, max(1, lay.total_k), hkv, hd), dtype=torch.float32, device=q.device)
         if ws:
-            block = (params + struct.pack("<Q", self._zeroed_counter(stream)) + bytes(96) + _tensor_map(q, 64)
+            num_work = split[1] if split is not None else lay.num_bwd_work
+            block = (params + struct.pack("<QQ", self._zeroed_counter(stream),
+                                          dkv_accum.data_ptr() if dkv_accum is not None else 0) + bytes(88)
+                     + _tensor_map(q, 64)
                      + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
-            _launch(self.fn("bwd_ws", q.dtype, hd), self._persistent_grid(lay.num_bwd_work * hkv), info.bwd_ws_threads,
-                    info.bwd_ws_smem, block, stream)
+            _launch(self.fn("bwd_ws_kv" if split is not None else "bwd_ws", q.dtype, hd),
+                    self._persistent_grid(num_work * hkv), info.bwd_ws_threads, info.bwd_ws_smem, block, stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
                     stream)
         _launch(self.fn("bwd_post", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        if dkv_accum is not None:  # section 9: dK = scale * its sums, dV = its sums, by bwd_post
+            ew_kv = math.ceil(lay.total_k * hkv * hd / (info.ew_threads * info.ew_vec))
+            for half, out, sc in ((0, dk, scale), (1, dv, 1.0)):
+                conv = BWD_PARAMS.pack(0, 0, 0, 0, 0, 0, 0, dkv_accum[half].data_ptr(), out.data_ptr(), 0, 0, 0, 0, 0,
+                                       0, lay.total_k, lay.total_k, hkv, hkv, 0, sc, 0)
+                _launch(self.fn("bwd_post", q.dtype, hd), ew_kv, info.ew_threads, 0, conv, stream)
         return dsum, dq_accum
+
+    def _split_work(self, lay, hq, hkv, hd):
+        """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
+        where group_splits finds none that pay, or as bwd_splits forces (cached on the layout)."""
+        key = ("bwd_split", hq, hkv, self.bwd_splits)
+        if key in lay.extra:
+            return lay.extra[key]
+        items = lay.extra.get("bwd_items", [])
+        group = hq // hkv
+        forced = self.bwd_splits or 0
+        if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
+            splits = None
+        elif forced > 1:
+            splits = [min(forced, group)] * len(items) if 2 <= group <= 64 else None
+        else:
+            splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1,
+                                  2 * self.info[hd].bwd_block_m)
+        out = None
+        if splits is not None:
+            pieces = []
+            for (c, g, b), n in zip(items, splits):
+                assert b <= WORK_BLOCK_MASK, "key block past the block word's 20 bits"
+                for j in range(n):
+                    h0, h1 = j * group // n, (j + 1) * group // n
+                    word = b if n == 1 else b | h0 << WORK_HEAD_SHIFT | (h1 - h0) << WORK_HEADS_SHIFT
+                    pieces.append((c * (h1 - h0), g, word))
+            pieces.sort(key=lambda t: -t[0])
+            work = torch.tensor([[g, w - (1 << 32) if w >= 1 << 31 else w] for _, g, w in pieces], dtype=torch.int32,
+                                device="cuda")
+            out = (work, len(pieces))
+        lay.extra[key] = out
+        return out
 
 
 def add_kernel_arguments(ap):
@@ -349,11 +463,14 @@ def add_kernel_arguments(ap):
                     help="the persistent kernels split the tiles statically (no tile counter)")
     ap.add_argument("--no-dq-claims", action="store_true",
                     help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
+    ap.add_argument("--bwd-splits", type=int, default=None,
+                    help="the backward's group splits (distca_attn.h section 9): 1 never, N > 1 every key tile N "
+                         "ways (default: where they pay)")
 
 
 def kernels_from_args(args):
     return Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
-                   dq_claims=not args.no_dq_claims)
+                   dq_claims=not args.no_dq_claims, bwd_splits=args.bwd_splits)
 
 
 def forward_flops(slices, hq, hd):

@@ -26,9 +26,9 @@ def main():
     ka, kb = image(args.a), image(args.b)
     differ = 0
     for hd in (64, 128):
-        for name, seg_lens, slices, h in cases([int(x) for x in args.seqs.split(",")], hd):
-            xa = Ours(ka, seg_lens, slices, h, h, hd)
-            xb = Ours(kb, seg_lens, slices, h, h, hd)
+        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], hd):
+            xa = Ours(ka, seg_lens, slices, h, hkv, hd)
+            xb = Ours(kb, seg_lens, slices, h, hkv, hd)
             xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v)
             for x in (xa, xb):
                 x.o.fill_(float("nan"))

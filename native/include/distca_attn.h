@@ -8,7 +8,7 @@
  * the work lists and their order, launch geometry, buffer layouts, and which buffers the host
  * must zero (none).
  *
- * ABI version 4 (DISTCA_ATTN_ABI_VERSION below; what changed with each version is noted where it applies).
+ * ABI version 5 (DISTCA_ATTN_ABI_VERSION below; what changed with each version is noted where it applies).
  *
  * ---------------------------------------------------------------------------------------------
  * 1. Kernels (all extern "C", so the symbol names below are the exact names for
@@ -28,6 +28,10 @@
  *                                                              loads (see 7); where bwd_ws_threads != 0
  *    distca_attn_bwd_post_<DT>_d<HD>     (distca_bwd_params_t)  backward step 3: dQ = workspace *
  *                                                              scale, converted to DT
+ *    distca_attn_bwd_ws_kv_<DT>_d<HD>    (distca_bwd_ws_params_t) step 2 with group splits, dK and dV
+ *                                                              into a workspace (section 9; HD 64
+ *                                                              and 128 only, where bwd_ws_threads
+ *                                                              != 0; look it up: no HD 256 kernel)
  *
  *    Each kernel takes exactly ONE parameter: its parameter block, by value. With JCuda:
  *      cuLaunchKernel(fn, grid, 1, 1, threads, 1, 1, smemBytes, stream,
@@ -173,13 +177,33 @@
  *    element that bwd_pre and bwd_post move) and the reduce-adds' DRAM reads of the zeroes. With
  *    dq_claims = 0 the three kernels behave as before. distca_attn_bwd_* (not warp-specialized)
  *    does not zero: launch it with dq_claims = 0 only.
+ *
+ * 9. Group splits (ABI version 5). A key tile walks every query head of its GQA group (section 5),
+ *    so with few K/V heads there are few work items, and under a causal mask the first key tiles of
+ *    a long segment are the longest by far: one K/V head for 8 query heads over a 16K-token
+ *    sequence gives 128 key tiles for 132 SMs, the longest twice the mean, and the backward ran at
+ *    half its MHA speed. distca_attn_bwd_ws_kv_<DT>_d<HD> (HD 64 and 128, sm_90a) is step 2 of the
+ *    warp-specialized backward for a work list in which a key tile may appear as several items,
+ *    each walking a range of the group's query heads: the block word (distca_work_t.block) is
+ *        key block | first << DISTCA_WORK_HEAD_SHIFT | count << DISTCA_WORK_HEADS_SHIFT
+ *    for the query heads [first, first + count) of the group (count 0: the whole group; the
+ *    ranges of one key tile's items partition the group; key blocks < 2^20, groups of at most 64
+ *    heads). Its items' partial dK and dV meet in an fp32 workspace, distca_bwd_ws_params_t.dkv_accum
+ *    = the device address of fp32 [2][total_k, heads_kv, HD] (dK's sums at 0, dV's at total_k *
+ *    heads_kv * HD floats): every item adds its dK (not yet times the softmax scale) and dV into it
+ *    (bulk reduce-adds) and writes neither dK nor dV. The host zeroes the workspace before the
+ *    kernel (cuMemsetD32Async) and converts it after bwd_post with bwd_post twice more, with the
+ *    same kind of block but dq_accum = the workspace's dK (then dV) half, dq = dK (then dV),
+ *    total_q = total_k, heads_q = heads_kv, dq_claims = 0 and scale = the softmax scale (then 1).
+ *    Summation order then varies from run to run (as dQ's does). The other kernels take no such
+ *    work list; distca_attn_bwd_ws_* ignores dkv_accum.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
 
 #include <stdint.h>
 
-#define DISTCA_ATTN_ABI_VERSION 4
+#define DISTCA_ATTN_ABI_VERSION 5
 
 #ifdef __cplusplus
 extern "C" {
@@ -205,11 +229,20 @@ typedef struct distca_segment_t {
   int32_t slice_count; /* 12: number of slices that read it (0 allowed) */
 } distca_segment_t;
 
-/* One work item. 8 bytes. Forward: {slice index, query block}; backward: {segment index, key block}. */
+/* One work item. 8 bytes. Forward: {slice index, query block}; backward: {segment index, block
+ * word}: the key block, and for the warp-specialized backward which of how many group splits of
+ * the key tile (section 9; 0 above the key block: the whole group). */
 typedef struct distca_work_t {
   int32_t item;  /* 0 */
   int32_t block; /* 4 */
 } distca_work_t;
+
+/* The backward's block word (section 9): bits 0-19 the key block, 20-25 the first query head of
+ * the group that the item walks, 26-31 how many (0: the whole group). */
+#define DISTCA_WORK_BLOCK_MASK 0xFFFFF
+#define DISTCA_WORK_HEAD_SHIFT 20
+#define DISTCA_WORK_HEAD_MASK 0x3F
+#define DISTCA_WORK_HEADS_SHIFT 26
 
 /* Parameter block of distca_attn_fwd_*. 80 bytes, 8-byte aligned. */
 typedef struct distca_fwd_params_t {
@@ -299,7 +332,8 @@ typedef struct distca_fwd_ws_params_t {
 typedef struct distca_bwd_ws_params_t {
   DISTCA_ALIGN64 distca_bwd_params_t base; /*   0 */
   uint64_t tile_counter;                   /* 152: as in distca_fwd_ws_params_t (section 7) */
-  uint8_t pad[96];                         /* 160: 0 */
+  uint64_t dkv_accum;                      /* 160: fp32 [2][total_k, heads_kv, HD] workspace, or 0 (section 9) */
+  uint8_t pad[88];                         /* 168: 0 */
   uint64_t tmap_q[16];                     /* 256: CUtensorMap of Q (boxes of 64 rows) */
   uint64_t tmap_k[16];                     /* 384: CUtensorMap of K (boxes of 128 rows) */
   uint64_t tmap_v[16];                     /* 512: CUtensorMap of V (boxes of 128 rows) */
@@ -326,6 +360,7 @@ static_assert(offsetof(distca_fwd_ws_params_t, tmap_q) == 128, "fwd_ws.tmap_q");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_o) == 512, "fwd_ws.tmap_o");
 static_assert(offsetof(distca_bwd_ws_params_t, tile_counter) == 152, "bwd_ws.tile_counter");
+static_assert(offsetof(distca_bwd_ws_params_t, dkv_accum) == 160, "bwd_ws.dkv_accum");
 static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
                   offsetof(distca_bwd_ws_params_t, tmap_do) == 640 && offsetof(distca_bwd_ws_params_t, tmap_dq_accum) == 768,
               "distca_bwd_ws_params_t layout");

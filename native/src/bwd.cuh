@@ -99,20 +99,33 @@ __device__ __forceinline__ bool bwd_slice_range(const distca_slice_t& sl, int kb
   return true;
 }
 
+// The query heads of the GQA group that a work item's walk covers, from its block word
+// (distca_attn.h section 9): [first, first + count), the whole group where count is 0. Decoded where
+// needed rather than kept in registers (the producer warp has 40).
+__device__ __forceinline__ int bwd_group_head_begin(int word) {
+  return static_cast<int>((static_cast<uint32_t>(word) >> DISTCA_WORK_HEAD_SHIFT) & DISTCA_WORK_HEAD_MASK);
+}
+__device__ __forceinline__ int bwd_group_head_end(int word, int group) {
+  const int count = static_cast<int>(static_cast<uint32_t>(word) >> DISTCA_WORK_HEADS_SHIFT);
+  return count == 0 ? group : bwd_group_head_begin(word) + count;
+}
+
 // Advances `c` to the next valid tile at or after its current position. Returns false at the end.
-template <int BM, int BN>
+// kSplits: `word` is a block word that may name a group split (section 9), whose query heads bound
+// the walk; else the walk covers the whole group (and the word is the bare key block).
+template <int BM, int BN, bool kSplits>
 __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& seg, const int* seg_slices,
-                                         const distca_slice_t* slices, int group, int kb0, int kb1) {
+                                         const distca_slice_t* slices, int group, int word, int kb0, int kb1) {
   while (c.slice_pos < seg.slice_count) {
     if (c.left > 0) return true;
     // current slice exhausted for this head: next head, or next slice
-    if (c.mb_end > 0 && c.group_head + 1 < group) {
+    if (c.mb_end > 0 && c.group_head + 1 < (kSplits ? bwd_group_head_end(word, group) : group)) {
       ++c.group_head;
       c.start(c.mb_begin, c.mb_end);
       continue;
     }
     if (c.mb_end > 0) ++c.slice_pos;
-    c.group_head = 0;
+    c.group_head = kSplits ? bwd_group_head_begin(word) : 0;
     c.mb_end = 0;
     while (c.slice_pos < seg.slice_count) {
       c.sl = slices[seg_slices[seg.slice_begin + c.slice_pos]];
@@ -128,12 +141,14 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
 }
 
 // The key tile of CTA blockIdx.x (WorkCoord: a work item, i.e. a segment and a key block of BN rows
-// clipped to the segment, and a key/value head).
-template <int BN>
+// clipped to the segment, and a key/value head). kSplits: the work list may hold group splits
+// (distca_attn.h section 9: only the warp-specialized backward's, launched with dkv_accum); a
+// template parameter so that the other kernels' (and the other launches') walks compile as before.
+template <int BN, bool kSplits = false>
 struct BwdTile {
   int head_kv, group;
   distca_segment_t seg;
-  int block;             // key block inside the segment
+  int block;             // the work item's block word: the key block inside the segment (and, kSplits, the split)
   int kb0, k_rows, kb1;  // absolute first key row, rows inside the segment, kb0 + k_rows
   const distca_slice_t* slices;
   const int* seg_slices;
@@ -148,10 +163,11 @@ struct BwdTile {
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];
     seg = reinterpret_cast<const distca_segment_t*>(p.segments)[work.item];
     block = work.block;
-    kb0 = seg.k_start + work.block * BN;
+    kb0 = seg.k_start + key_block() * BN;
     k_rows = min(BN, seg.k_start + seg.len - kb0);
     kb1 = kb0 + k_rows;
   }
+  __device__ __forceinline__ int key_block() const { return kSplits ? block & DISTCA_WORK_BLOCK_MASK : block; }
   // Moves `c` past its query tile to the next one that sees this key tile; false at the end.
   template <int BM>
   __device__ __forceinline__ bool seek_next(BwdCursor& c) const {
@@ -163,18 +179,18 @@ struct BwdTile {
   __device__ __forceinline__ BwdCursor start() const {
     BwdCursor c;
     c.slice_pos = 0;
-    c.group_head = 0;
+    c.group_head = kSplits ? bwd_group_head_begin(block) : 0;
     c.mb = 0;
     c.mb_end = 0;
     c.left = 0;
-    c.rot = DISTCA_BWD_ROTATE ? block * (BN > BM ? BN / BM : 1) : 0;
+    c.rot = DISTCA_BWD_ROTATE ? key_block() * (BN > BM ? BN / BM : 1) : 0;
     return c;
   }
   // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
   // tile; false at the end.
   template <int BM>
   __device__ __forceinline__ bool seek(BwdCursor& c) const {
-    return bwd_seek<BM, BN>(c, seg, seg_slices, slices, group, kb0, kb1);
+    return bwd_seek<BM, BN, kSplits>(c, seg, seg_slices, slices, group, block, kb0, kb1);
   }
   // The tile's K and V rows (zero past the segment) into sK/sV (asynchronously, not committed).
   template <typename Layout, int D, int THREADS, typename T>

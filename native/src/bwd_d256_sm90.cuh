@@ -34,13 +34,6 @@
 namespace distca {
 namespace sm90 {
 
-// Adds `bytes` of fp32 from shared memory at src into global memory at dst (16-byte aligned, bytes
-// a multiple of 16), as one bulk-async group member.
-__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
-               "r"(bytes)
-               : "memory");
-}
 
 // One step of the head_dim 256 backward (both kernels below): phases A, B and C on the query tile of
 // `sl` at row m0 in stage (aQ, adO, cLse, cDsum), dK and dV accumulated, this warpgroup's dQ columns

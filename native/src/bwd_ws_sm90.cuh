@@ -87,11 +87,11 @@ struct BwdWsConfig {
 // The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
 // records and the walk's first position as the producer found them (the consumers' own reads of
 // them are ~2,000 cycles of dependent global loads: NOTES v16).
-template <int BN>
+template <int BN, bool kSplits = false>
 struct BwdTileRec {
   int t;
   int have;
-  BwdTile<BN> tile;
+  BwdTile<BN, kSplits> tile;
   BwdCursor cur;
 };
 
@@ -140,6 +140,52 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
       *reinterpret_cast<uint4*>(gdV + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdV + sw128<64>(r, c));
     }
   }
+}
+
+// Adds `bytes` of fp32 from shared memory at src into global memory at dst (16-byte aligned, bytes
+// a multiple of 16), as one bulk-async group member.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+               "r"(bytes)
+               : "memory");
+}
+
+// What bwd_store_dkdv_staged writes, added instead into the fp32 workspace dkv_accum (distca_attn.h
+// section 9: [2][total_k, heads_kv, D], dK's sums then dV's, dK not yet times the softmax scale):
+// dK, then dV, each staged in `stage` (64 rows x D fp32, unswizzled: each row is one bulk copy's
+// source), and each of a warp's own 16 rows sent by one of its lanes as a bulk reduce-add, read
+// before the next matrix (or the caller) overwrites the stage. (Reduce-adds straight from the
+// fragments, or per-lane vector ones, took registers enough to spill.) `stage` must be free.
+template <int D>
+__device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+                                                    const distca_bwd_params_t& p, float* dkv_accum, int kb0, int head_kv,
+                                                    int k_rows, int wg, int wrow, int quad, float* stage, int wtid) {
+  constexpr int NKV = D / 8;
+  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
+  const long long kv_stride = (long long)p.heads_kv * D;
+  const bool sends = lane < 16 && wg * 64 + r0 + lane < k_rows;  // lane i sends row r0 + i
+  float* dst = dkv_accum + ((long long)(kb0 + wg * 64 + r0 + lane) * p.heads_kv + head_kv) * D;
+  const uint32_t src = smem_addr(stage + (r0 + lane) * D);
+  auto send = [&](const float (&acc)[NKV * 4], float* to) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = wrow + h * 8;
+#pragma unroll
+      for (int j = 0; j < NKV; ++j) {
+        *reinterpret_cast<float2*>(stage + r * D + j * 8 + quad * 2) = make_float2(acc[j * 4 + h * 2], acc[j * 4 + h * 2 + 1]);
+      }
+    }
+    fence_proxy_async();  // written by ordinary stores, read by the bulk copy (async proxy)
+    __syncwarp();         // a warp's fragments are its own 16 rows
+    if (sends) {
+      bulk_reduce_add_f32(to, src, D * 4);
+      bulk_commit();
+      bulk_wait_read<0>();
+    }
+    __syncwarp();  // read before it is written again
+  };
+  send(acc_dk, dst);
+  send(acc_dv, dst + (long long)p.total_k * kv_stride);
 }
 
 #ifdef DISTCA_TRACE_PROBES
@@ -241,8 +287,10 @@ __device__ __forceinline__ void bwd_lse_dsum_lanes(const distca_bwd_params_t& p,
   }
 }
 
-template <typename T, int D>
-__device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
+// kAddKv: the work list may hold group splits, and the key tiles' dK and dV go into the fp32
+// workspace dkv_accum (section 9) instead of dK and dV (distca_attn_bwd_ws_kv_*).
+template <typename T, int D, bool kAddKv>
+__device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
   using Cfg = BwdWsConfig<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, S = Cfg::kStages;
@@ -270,8 +318,9 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // warp 0's lane 0, once it has written the next key tile into tile_slot (phase j: tile j): the
   // consumers take it before the previous tile's dK/dV stores
   const uint32_t bar_tile = smem_addr(bars + 2 + 2 * S);
-  BwdTileRec<BN>* tile_slot = reinterpret_cast<BwdTileRec<BN>*>(bars + 16);  // the 128 bytes after the mbarriers
-  static_assert(sizeof(BwdTileRec<BN>) <= 128, "the tile hand-over fits in 128 bytes");
+  using Tile = BwdTile<BN, kAddKv>;  // (group splits come only with the workspace: section 9)
+  BwdTileRec<BN, kAddKv>* tile_slot = reinterpret_cast<BwdTileRec<BN, kAddKv>*>(bars + 16);  // the 128 bytes after the mbarriers
+  static_assert(sizeof(BwdTileRec<BN, kAddKv>) <= 128, "the tile hand-over fits in 128 bytes");
   // section 8 (dq_claims): warp 0 hands each key tile after the first (blockIdx.x) to warps 1 and 2
   // through a two-entry ring (kslot, with a "written" and a "read" barrier per entry); each of them
   // walks the tile's query tiles as warp 0 does, and for those of one stage (warp 1 stage 0, warp 2
@@ -305,12 +354,17 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   // reduce-adds, the consumers do not, so that the claims' round trips and zeroes run under the step
   // (NOTES v60). Otherwise the claiming warps arrive on the stage's full barrier.
   auto bar_claimed = [&](int s) { return smem_addr(dq_bars + 12 + s); };
-  static_assert(12 + S <= 16, "the dQ hand-over and the claimed barriers fit in its 128 bytes");
+  static_assert(12 + S <= 15, "the dQ hand-over, the claimed barriers and the workspace slot fit in its 128 bytes");
+  // (kAddKv) the dK/dV workspace's address, which the consumers read here at each key tile's end:
+  // read from the parameter block there, its load was hoisted into a register held across the
+  // whole walk, and the consumers spilled (15% slower steps)
+  volatile uint64_t* dkv_slot = dq_bars + 15;
   constexpr bool kClaimsOffPath = kDqThread && D <= DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D;
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_kv;
   if (tid == 0) {
+    if (kAddKv) *dkv_slot = P.dkv_accum;
     mbar_init(bar_kv, 1);
     mbar_init(bar_kv_empty, 256);  // every consumer thread, after its last GEMM on the tile's K and V
     for (int s = 0; s < S; ++s) {
@@ -370,7 +424,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           if (last_s >= 0) mbar_wait(bar_adone(last_s), last_parity);
           else mbar_wait(bar_kv_empty, (j - 1) & 1);
         }
-        const BwdTile<BN> tile(p, t);
+        const Tile tile(p, t);
         const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
@@ -444,7 +498,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
           // The next key tile's K and V into L2 while the consumers finish this one (the producer runs
           // ahead by the stage ring): its load into shared memory, which must wait for them, then
           // reads L2 rather than DRAM.
-          const BwdTile<BN> next(p, t);
+          const Tile next(p, t);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h) {
             tma_prefetch_3d(P.tmap_k, h * 64, next.head_kv, next.kb0);
@@ -459,7 +513,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       uint32_t* claims = reinterpret_cast<uint32_t*>(p.dq_claims);
       int it = 0;
       for (int t = blockIdx.x, j = 0; t < tiles; ++j) {
-        const BwdTile<BN> tile(p, t);
+        const Tile tile(p, t);
         BwdCursor cur = tile.template start<BM>();
         for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
@@ -538,7 +592,7 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   int it = 0;
   // A key tile (tile_slot: the producer's records and first query tile) is taken as soon as the
   // producer has published it, before the previous tile's dK/dV stores (NOTES v16)
-  BwdTile<BN> tile;
+  Tile tile;
   BwdCursor cur;
   bool have = false;
   int t;
@@ -660,9 +714,14 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
     DISTCA_TRACE(tr.rec(kTrRecBegin));
-    mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
-    DISTCA_TRACE(tr.rec(kTrRecWait));
-    take_tile();
+    // the next tile (kAddKv: after the adds below, whose registers beside the next tile's records
+    // made ptxas spill in the walk)
+    auto take_next = [&] {
+      mbar_wait(bar_tile, (j + 1) & 1);
+      DISTCA_TRACE(tr.rec(kTrRecWait));
+      take_tile();
+    };
+    if constexpr (!kAddKv) take_next();
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
     if constexpr (kDqThread) {  // the last use of buffer b was the uses-th, uses = the steps so far with it & 1 == b
 #pragma unroll
@@ -675,8 +734,14 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
       warpgroup_sync(wg);
     }
     DISTCA_TRACE(tr.rec(kTrStoreReady));
-    bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
-                                reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
+    if constexpr (kAddKv) {  // section 9: the sums of the tile's group split into the fp32 workspace
+      bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(*dkv_slot), kb0, head_kv, k_rows, wg, wrow,
+                             quad, sdQ + wg * 2 * BM * 64, ctid & 127);
+      take_next();
+    } else {
+      bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
+                                  reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
+    }
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
   DISTCA_TRACE(tr.rec(kTrExit); tr.done());
@@ -690,6 +755,19 @@ __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
 #else
   __trap();
 #endif
+}
+
+// distca_attn_bwd_ws_* (head_dim 64 and 128)
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
+  bwd_ws_kernel_body<T, D, false>(P);
+}
+
+// distca_attn_bwd_ws_kv_* (section 9): the same with group splits, dK and dV into dkv_accum. A kernel
+// of its own: in one function with the other, ptxas allocated both bodies' registers together.
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_kv_kernel(const distca_bwd_ws_params_t& P) {
+  bwd_ws_kernel_body<T, D, true>(P);
 }
 
 }  // namespace sm90

@@ -265,15 +265,20 @@ __device__ __forceinline__ void bwd_ws_main(const distca_bwd_ws_params_t& p) {
     distca::sm90::bwd_ws_kernel<T, D>(p);
   }
 }
-#define DISTCA_DEFINE_BWD_WS(DT_NAME, T, D)                                                                \
+// The kernel NAME_<DT>_d<D> running BODY<T, D> where the image has the warp-specialized backward.
+#define DISTCA_DEFINE_BWD_WS_AS(NAME, BODY, DT_NAME, T, D)                                                 \
   extern "C" __global__ void __launch_bounds__(BwdWsOf<D>::type::kThreads, 1)                             \
-      distca_attn_bwd_ws_##DT_NAME##_d##D(const __grid_constant__ distca_bwd_ws_params_t p) {             \
+      NAME##_##DT_NAME##_d##D(const __grid_constant__ distca_bwd_ws_params_t p) {                          \
     if constexpr (kBwdWs<D>) {                                                                            \
-      bwd_ws_main<T, D>(p);                                                                               \
+      BODY<T, D>(p);                                                                                      \
     } else {                                                                                              \
       __trap();                                                                                           \
     }                                                                                                     \
   }
+#define DISTCA_DEFINE_BWD_WS(DT_NAME, T, D) DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws, bwd_ws_main, DT_NAME, T, D)
+// The warp-specialized backward with group splits (distca_attn.h section 9), head dims 64 and 128.
+#define DISTCA_DEFINE_BWD_WS_KV(DT_NAME, T, D) \
+  DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_kv, distca::sm90::bwd_ws_kv_kernel, DT_NAME, T, D)
 #define DISTCA_DEFINE_WS(DT_NAME, T, D) \
   DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)   \
   DISTCA_DEFINE_BWD_WS(DT_NAME, T, D)
@@ -281,6 +286,10 @@ DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_WS(fp16, __half, 64)
 DISTCA_DEFINE_WS(fp16, __half, 128)
+DISTCA_DEFINE_BWD_WS_KV(bf16, __nv_bfloat16, 64)
+DISTCA_DEFINE_BWD_WS_KV(bf16, __nv_bfloat16, 128)
+DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 64)
+DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 128)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)

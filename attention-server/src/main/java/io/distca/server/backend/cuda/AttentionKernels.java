@@ -35,6 +35,7 @@ final class AttentionKernels implements AutoCloseable {
   private final String origin;
   private final Map<Integer, KernelGeometry> geometries;
   private final Map<String, CUfunction> functions = new ConcurrentHashMap<>();
+  private final Map<String, Boolean> present = new ConcurrentHashMap<>();
   private boolean closed;
 
   AttentionKernels(CudaDevice device, KernelImage image) {
@@ -113,6 +114,22 @@ final class AttentionKernels implements AutoCloseable {
     Pointer parameters = Pointer.to(Pointer.to(params));
     Driver.check(name + "<<<" + grid + ", " + threads + ", " + sharedBytes + ">>>", "launching on " + device.name(),
         () -> cuLaunchKernel(function, (int) grid, 1, 1, threads, 1, 1, sharedBytes, stream, parameters, null));
+  }
+
+  /** Whether the module has kernel {@code name} (some are in some images only: distca_attn.h section 1). */
+  boolean hasFunction(String name) {
+    return present.computeIfAbsent(name, n -> {
+      CUfunction fn = new CUfunction();
+      try {
+        Driver.check("cuModuleGetFunction(" + n + ")", "looking up a kernel in " + origin, () -> cuModuleGetFunction(fn, module, n));
+        return true;
+      } catch (CudaCallException e) {
+        if (e.errorCode() == CUresult.CUDA_ERROR_NOT_FOUND) {
+          return false;
+        }
+        throw e;
+      }
+    });
   }
 
   private CUfunction function(String name, int sharedBytes) {

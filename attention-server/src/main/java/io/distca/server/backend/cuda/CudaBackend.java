@@ -108,6 +108,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final String warpSpecializedUnavailable;
   private final AtomicLong warpSpecializedForwards = new AtomicLong();
   private final AtomicLong warpSpecializedBackwards = new AtomicLong();
+  private final AtomicLong groupSplitBackwards = new AtomicLong();
 
   private record InFlight(
       FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
@@ -247,7 +248,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       KernelGeometry geometry = geometryFor(batch.shape());
       plan = pass == FusedBatchPlan.Pass.FORWARD
           ? FusedBatchPlan.forward(batch, geometry)
-          : FusedBatchPlan.backward(batch, geometry);
+          : FusedBatchPlan.backward(batch, geometry,
+              // group splits (distca_attn.h section 9): the warp-specialized kernel's grid, where the
+              // image has the kernel that takes them
+              splitsPossible(batch.shape(), geometry) ? persistentCtas() : 0);
     } catch (RuntimeException e) {
       result.completeExceptionally(e);
       return result;
@@ -505,7 +509,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       return ops;
     }
     long grid = (long) plan.numWork * shape.headsKv();
-    boolean warpSpecialized = grid > 0 && warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
+    boolean warpSpecialized = grid > 0 && usesWarpSpecializedBackward(g);
+    if (plan.groupSplits && !warpSpecialized) {
+      throw new IllegalStateException("a backward plan with group splits needs the warp-specialized kernel");
+    }
     DistcaAttnAbi.BackwardParams backward = new DistcaAttnAbi.BackwardParams(
         // O is not sent (0): the request's delta = rowsum(dO * O) is already in dsum
         base + at.q(), base + at.k(), base + at.v(), 0, base + at.dout(), base + at.lse(),
@@ -523,7 +530,8 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       int queryBox = DistcaAttnAbi.BACKWARD_WS_QUERY_BOX_ROWS;
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
       long counter = base + at.tileCounter();
-      byte[] encoded = backward.encodeWs(counter,
+      long dkvAccum = plan.groupSplits ? base + at.dkvAccum() : 0;
+      byte[] encoded = backward.encodeWs(counter, dkvAccum,
           queryMap(plan, backward.q(), queryBox),
           keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
           queryMap(plan, backward.dout(), queryBox),
@@ -531,9 +539,16 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
               shape.headDim(), queryBox));
       ops.add(() -> zeroWords(base + at.dqClaims(), rowHeads, "the dQ claim words"));
       ops.add(() -> zeroTileCounter(counter));
-      launch(ops, DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
+      if (plan.groupSplits) {
+        ops.add(() -> zeroWords(dkvAccum, kvWords(plan) * 2, "the dK/dV workspace"));
+      }
+      launch(ops, plan.groupSplits ? DistcaAttnAbi.backwardWsKvKernel(shape.dtype(), shape.headDim())
+          : DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
           g.backwardWsThreads(), g.backwardWsSharedBytes(), encoded);
       warpSpecializedBackwards.incrementAndGet();
+      if (plan.groupSplits) {
+        groupSplitBackwards.incrementAndGet();
+      }
     } else {
       ops.add(() -> zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace"));
       launch(ops, DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
@@ -541,7 +556,32 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     }
     launch(ops, DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, params);
+    if (plan.groupSplits) {
+      // section 9: bwd_post converts the workspace's sums, dK times the softmax scale, then dV
+      long kvGrid = g.elementwiseBlocks(plan.totalK, shape.headsKv());
+      long half = 4L * kvWords(plan);
+      launch(ops, DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()), kvGrid, g.elementwiseThreads(), 0,
+          DistcaAttnAbi.BackwardParams.convertKv(base + at.dkvAccum(), base + at.dk(), plan.totalK, shape.headsKv(),
+              shape.scale()));
+      launch(ops, DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()), kvGrid, g.elementwiseThreads(), 0,
+          DistcaAttnAbi.BackwardParams.convertKv(base + at.dkvAccum() + half, base + at.dv(), plan.totalK,
+              shape.headsKv(), 1f));
+    }
     return ops;
+  }
+
+  /** Elements of dK (or dV) of a plan: total_k x heads_kv x head_dim. */
+  private static long kvWords(FusedBatchPlan plan) {
+    return (long) plan.totalK * plan.shape.headsKv() * plan.shape.headDim();
+  }
+
+  private boolean usesWarpSpecializedBackward(KernelGeometry g) {
+    return warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
+  }
+
+  private boolean splitsPossible(AttentionShape shape, KernelGeometry g) {
+    return options.groupSplits() && usesWarpSpecializedBackward(g)
+        && kernels.hasFunction(DistcaAttnAbi.backwardWsKvKernel(shape.dtype(), shape.headDim()));
   }
 
   /** Adds the launch of kernel {@code name} on the compute stream to {@code ops}. */
@@ -554,8 +594,12 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
    * most one per tile, or {@link CudaBackendOptions#persistentCtas} where set.
    */
   private long persistentGrid(long tiles) {
-    int most = options.persistentCtas() > 0 ? options.persistentCtas() : device.multiprocessors();
-    return Math.min(tiles, most);
+    return Math.min(tiles, persistentCtas());
+  }
+
+  /** The persistent kernels' most CTAs: one per SM, or {@link CudaBackendOptions#persistentCtas} where set. */
+  private int persistentCtas() {
+    return options.persistentCtas() > 0 ? options.persistentCtas() : device.multiprocessors();
   }
 
   /** Zeroes {@code words} 32-bit words at {@code address} on the compute stream. */
@@ -782,6 +826,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Forward launches that ran on the warp-specialized TMA kernel (distca_attn.h section 7). */
   public long warpSpecializedForwardLaunches() {
     return warpSpecializedForwards.get();
+  }
+
+  /** Backward launches whose work list had group splits (distca_attn.h section 9). */
+  public long groupSplitBackwardLaunches() {
+    return groupSplitBackwards.get();
   }
 
   /** Backward launches whose main kernel was the warp-specialized one. */

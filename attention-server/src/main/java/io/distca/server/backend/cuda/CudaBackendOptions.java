@@ -52,6 +52,7 @@ public final class CudaBackendOptions {
   private Path kernelFile;
   private boolean pinnedReceive = true;
   private boolean warpSpecializedKernels = true;
+  private boolean groupSplits = true;
   private int persistentCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
@@ -147,6 +148,22 @@ public final class CudaBackendOptions {
 
   public boolean warpSpecializedKernels() {
     return warpSpecializedKernels;
+  }
+
+  /**
+   * Whether the warp-specialized backward may split a key tile's GQA group over several work items
+   * where its longest-first schedule would otherwise leave SMs idle (few K/V heads, long causal
+   * segments; distca_attn.h section 9, {@link FusedBatchPlan#groupSplits}). Default true; false
+   * keeps one work item per key tile (to compare the two).
+   */
+  public CudaBackendOptions groupSplits(boolean on) {
+    requireOpen();
+    this.groupSplits = on;
+    return this;
+  }
+
+  public boolean groupSplits() {
+    return groupSplits;
   }
 
   /**

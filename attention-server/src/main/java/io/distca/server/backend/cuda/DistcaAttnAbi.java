@@ -13,7 +13,7 @@ import java.util.Locale;
 final class DistcaAttnAbi {
   private DistcaAttnAbi() {}
 
-  static final int ABI_VERSION = 4;
+  static final int ABI_VERSION = 5;
 
   /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
   static final int SLICE_INTS = 8;
@@ -31,8 +31,22 @@ final class DistcaAttnAbi {
   static final int BACKWARD_PARAMS_BYTES = 152;
   /** Offset of the persistent backward's tile counter address in distca_bwd_ws_params_t. */
   static final int BACKWARD_WS_TILE_COUNTER_OFFSET = 152;
-  /** distca_bwd_ws_params_t: distca_bwd_params_t, the tile counter at 152, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps. */
+  /** Offset of the dK/dV workspace address (section 9) in distca_bwd_ws_params_t. */
+  static final int BACKWARD_WS_DKV_ACCUM_OFFSET = 160;
+  /**
+   * distca_bwd_ws_params_t: distca_bwd_params_t, the tile counter at 152, the dK/dV workspace at 160,
+   * zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps.
+   */
   static final int BACKWARD_WS_PARAMS_BYTES = 896;
+  /**
+   * The backward work item's block word (section 9): the key block in bits 0-19, the first query
+   * head of the group that the item walks from bit 20, how many from bit 26 (0: the whole group).
+   */
+  static final int WORK_BLOCK_MASK = 0xFFFFF;
+  static final int WORK_HEAD_SHIFT = 20;
+  static final int WORK_HEADS_SHIFT = 26;
+  /** Groups of at most this many query heads per K/V head can be split (six bits of the word). */
+  static final int MAX_SPLIT_GROUP = 64;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)
@@ -67,6 +81,11 @@ final class DistcaAttnAbi {
   /** The warp-specialized backward step 2 (distca_attn.h section 7); only where the geometry has it. */
   static String backwardWsKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_ws_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /** The warp-specialized backward with group splits (section 9; head_dim 64 and 128 of the sm_90a image only). */
+  static String backwardWsKvKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_ws_kv_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String backwardPostKernel(DType dtype, int headDim) {
@@ -138,14 +157,25 @@ final class DistcaAttnAbi {
 
     /**
      * distca_bwd_ws_params_t: these parameters, the tile counter's device address (as in the
-     * forward's), then the tensor maps of Q, K, V, dO and the dQ workspace.
+     * forward's), the dK/dV workspace's (section 9; 0: the kernel writes dK and dV), then the tensor
+     * maps of Q, K, V, dO and the dQ workspace.
      */
-    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapDout,
-        byte[] tensorMapDqAccum) {
+    byte[] encodeWs(long tileCounter, long dkvAccum, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV,
+        byte[] tensorMapDout, byte[] tensorMapDqAccum) {
       byte[] out = withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
           tensorMapQ, tensorMapK, tensorMapV, tensorMapDout, tensorMapDqAccum);
-      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(BACKWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
+      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(BACKWARD_WS_TILE_COUNTER_OFFSET, tileCounter)
+          .putLong(BACKWARD_WS_DKV_ACCUM_OFFSET, dkvAccum);
       return out;
+    }
+
+    /**
+     * bwd_post's block for converting half {@code half} of the dK/dV workspace (section 9: 0 dK,
+     * times the softmax scale; 1 dV) at {@code sums} into {@code out}.
+     */
+    static byte[] convertKv(long sums, long out, int totalK, int headsKv, float scale) {
+      return new BackwardParams(0, 0, 0, 0, 0, 0, 0, sums, out, 0, 0, 0, 0, 0, 0, totalK, totalK, headsKv, headsKv, 0,
+          scale, 0).encode();
     }
   }
 

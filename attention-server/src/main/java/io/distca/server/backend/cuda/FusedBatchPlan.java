@@ -46,16 +46,26 @@ final class FusedBatchPlan {
   final int numWork;
   /** Estimated cost of each work item, same order as {@link #work} (non-increasing). */
   final long[] workCost;
+  /**
+   * Backward: whether the work list has group splits (distca_attn.h section 9), so that the
+   * warp-specialized kernel adds dK and dV into the workspace at {@link Layout#dkvAccum} and bwd_post
+   * converts them; only plans made for the warp-specialized backward have them.
+   */
+  final boolean groupSplits;
   final Layout layout;
 
   /** Byte offsets inside a slot's arena; -1 where a pass has no such buffer. */
   record Layout(
       long q, long k, long v, long o, long dout, long lse,
       long slices, long segments, long segmentSlices, long work,
-      long dq, long dk, long dv, long dsum, long dqAccum, long dqClaims, long tileCounter,
+      long dq, long dk, long dv, long dsum, long dqAccum, long dqClaims, long tileCounter, long dkvAccum,
       long inputBytes, long outputStart, long outputBytes, long pinnedBytes, long deviceBytes) {}
 
-  private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry) {
+  /**
+   * {@code splitSms}: backward only, the SMs that the warp-specialized backward's persistent grid
+   * spans, for its group splits (section 9); 0 where that kernel does not run (no splits then).
+   */
+  private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry, int splitSms) {
     this.pass = pass;
     this.shape = batch.shape();
     List<QuerySlice> slices = batch.slices();
@@ -120,6 +130,14 @@ final class FusedBatchPlan {
     }
 
     WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
+    WorkList split = pass == Pass.BACKWARD && splitSms > 0
+        ? withGroupSplits(list, shape.headsKv(), shape.headsQ() / shape.headsKv(), splitSms,
+            2L * geometry.backwardBlockM())
+        : null;
+    groupSplits = split != null;
+    if (split != null) {
+      list = split;
+    }
     work = list.items;
     workCost = list.costs;
     numWork = list.costs.length;
@@ -135,11 +153,21 @@ final class FusedBatchPlan {
   }
 
   static FusedBatchPlan forward(AttentionBatch batch, KernelGeometry geometry) {
-    return new FusedBatchPlan(Pass.FORWARD, batch, geometry);
+    return new FusedBatchPlan(Pass.FORWARD, batch, geometry, 0);
   }
 
+  /** A backward plan without group splits (for any backward kernel). */
   static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry) {
-    return new FusedBatchPlan(Pass.BACKWARD, batch, geometry);
+    return backward(batch, geometry, 0);
+  }
+
+  /**
+   * A backward plan for the warp-specialized kernel on a persistent grid of {@code splitSms} CTAs,
+   * with group splits where {@link #groupSplits(long[], int, int, int, long)} finds that they pay (0:
+   * none, for the other kernel).
+   */
+  static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms) {
+    return new FusedBatchPlan(Pass.BACKWARD, batch, geometry, splitSms);
   }
 
   long queryRowBytes() {
@@ -167,7 +195,7 @@ final class FusedBatchPlan {
       long outputBytes = a.totalBytes() - inputBytes;
       long pinnedBytes = a.totalBytes();
       long tileCounter = a.add(4); // the persistent kernels' tile counter (device only)
-      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, -1, tileCounter,
+      return new Layout(q, k, v, o, -1, lse, slices, -1, -1, workAt, -1, -1, -1, -1, -1, -1, tileCounter, -1,
           inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
     }
     // no O: the backward takes D = rowsum(dO * O) from the request (delta), uploaded into dsum
@@ -187,8 +215,10 @@ final class FusedBatchPlan {
     long dqAccum = a.add(4L * totalQ * shape.headsQ() * shape.headDim());
     long dqClaims = a.add(lseBytes); // distca_attn.h section 8: int32 [heads_q, total_q]
     long tileCounter = a.add(4);
+    // section 9: fp32 [2][total_k, heads_kv, HD], the key tiles' dK and dV sums
+    long dkvAccum = groupSplits ? a.add(2L * 4 * totalK * shape.headsKv() * shape.headDim()) : -1;
     return new Layout(q, k, v, -1, dout, lse, slices, segments, segmentSlicesAt, workAt, dq, dk, dv, dsum, dqAccum,
-        dqClaims, tileCounter,
+        dqClaims, tileCounter, dkvAccum,
         inputBytes, inputBytes, outputBytes, pinnedBytes, a.totalBytes());
   }
 
@@ -264,6 +294,143 @@ final class FusedBatchPlan {
       }
     }
     return sortByCostDescending(items, costs);
+  }
+
+  /**
+   * The backward work list with each key tile split {@link #groupSplits} ways (distca_attn.h section
+   * 9: the block word names the query heads of the group that each piece walks), most expensive
+   * first, or null where no split pays.
+   */
+  private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, long overhead) {
+    int[] splits = groupSplits(list.costs, headsKv, group, sms, overhead);
+    if (splits == null) {
+      return null;
+    }
+    int count = 0;
+    for (int n : splits) {
+      count = Math.addExact(count, n);
+    }
+    int[] items = new int[2 * count];
+    long[] costs = new long[count];
+    int at = 0;
+    for (int i = 0; i < splits.length; i++) {
+      int block = list.items[2 * i + 1];
+      if (block > DistcaAttnAbi.WORK_BLOCK_MASK) {
+        throw new IllegalArgumentException("segment of over " + DistcaAttnAbi.WORK_BLOCK_MASK
+            + " key blocks: past the backward work item's block word; split the batch");
+      }
+      int n = splits[i];
+      for (int j = 0; j < n; j++) {
+        int h0 = j * group / n;
+        int h1 = (j + 1) * group / n;
+        items[2 * at] = list.items[2 * i];
+        items[2 * at + 1] = n == 1 ? block
+            : block | h0 << DistcaAttnAbi.WORK_HEAD_SHIFT | (h1 - h0) << DistcaAttnAbi.WORK_HEADS_SHIFT;
+        costs[at] = list.costs[i] * (h1 - h0);
+        at++;
+      }
+    }
+    return sortByCostDescending(items, costs);
+  }
+
+  private static final int[] SPLIT_KAPPAS = {2, 3, 4, 6, 8, 12, 16};
+  /** Splits must shorten the longest-first schedule to this fraction of the unsplit one. */
+  static final double SPLIT_GAIN = 0.8;
+
+  /**
+   * How many group splits each backward work item gets (distca_attn.h section 9), or null where
+   * splitting does not pay. {@code costs}: each item's work for one query head (query rows that see
+   * its key tile), the same for each of {@code headsKv} K/V heads; {@code overhead}: what one more
+   * work item costs in those units (its K/V load and dK/dV output). Pieces of at most C / (kappa *
+   * sms) (C: all the work) for the kappa whose longest-first schedule on {@code sms} SMs ends first,
+   * if that ends before {@link #SPLIT_GAIN} of the unsplit schedule (the kernel that takes splits
+   * runs its steps ~15% slower: native/NOTES.md v62); groups of 2..64 heads only, and only where the
+   * longest item exceeds a quarter of an SM's share (below that, longest-first is near even). The
+   * Python host's policy is the same (native/bench/distca_host.py, group_splits).
+   */
+  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, long overhead) {
+    if (group < 2 || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0 || sms < 1) {
+      return null;
+    }
+    double total = 0;
+    long longest = 0;
+    for (long c : costs) {
+      total += (double) c * group * headsKv;
+      longest = Math.max(longest, c * group);
+    }
+    if (longest <= total / (4.0 * sms)) {
+      return null;
+    }
+    int[] none = new int[costs.length];
+    Arrays.fill(none, 1);
+    double unsplit = makespan(costs, none, headsKv, group, sms, overhead);
+    double best = unsplit;
+    int[] bestSplits = null;
+    for (int kappa : SPLIT_KAPPAS) {
+      double bound = total / ((double) kappa * sms);
+      int[] splits = new int[costs.length];
+      boolean any = false;
+      for (int i = 0; i < costs.length; i++) {
+        splits[i] = bound > 0 ? (int) Math.max(1, Math.min(group, Math.ceil(group * (double) costs[i] / bound))) : 1;
+        any |= splits[i] > 1;
+      }
+      if (!any) {
+        continue;
+      }
+      double t = makespan(costs, splits, headsKv, group, sms, overhead);
+      if (t < best) {
+        best = t;
+        bestSplits = splits;
+      }
+    }
+    return bestSplits != null && best < SPLIT_GAIN * unsplit ? bestSplits : null;
+  }
+
+  /** The longest SM's load when the pieces go, most expensive first, each to the least loaded SM. */
+  private static double makespan(long[] costs, int[] splits, int headsKv, int group, int sms, long overhead) {
+    int count = 0;
+    for (int n : splits) {
+      count += n;
+    }
+    long[] pieces = new long[count * headsKv];
+    int at = 0;
+    for (int i = 0; i < costs.length; i++) {
+      int n = splits[i];
+      for (int j = 0; j < n; j++) {
+        long piece = costs[i] * ((j + 1) * group / n - j * group / n) + overhead;
+        for (int h = 0; h < headsKv; h++) {
+          pieces[at++] = piece;
+        }
+      }
+    }
+    Arrays.sort(pieces);
+    long[] heap = new long[sms]; // loads, a binary min-heap
+    for (int p = pieces.length - 1; p >= 0; p--) {
+      heap[0] += pieces[p];
+      for (int i = 0;;) { // sift down
+        int l = 2 * i + 1;
+        int r = l + 1;
+        int m = i;
+        if (l < sms && heap[l] < heap[m]) {
+          m = l;
+        }
+        if (r < sms && heap[r] < heap[m]) {
+          m = r;
+        }
+        if (m == i) {
+          break;
+        }
+        long t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+      }
+    }
+    long max = 0;
+    for (long load : heap) {
+      max = Math.max(max, load);
+    }
+    return max;
   }
 
   /** Query rows of {@code s} that see at least one key of segment rows [keyFrom, keyTo). */

@@ -84,6 +84,9 @@ class CudaBackendGpuTest extends AllocatorPerTest {
             List.of(SliceSpec.causalBottomRight(0, 1100, 1100))),
         new Case("fp16 d128 GQA 8/4: 24 short slices over one shared segment",
             shape(8, 4, 128, DType.FP16), new int[] {300}, shortSlices),
+        new Case("bf16 d128 GQA 8/1 causal, two documents: few key tiles, so the backward splits their groups",
+            shape(8, 1, 128, DType.BF16), new int[] {1500, 700},
+            List.of(SliceSpec.causalBottomRight(0, 1500, 1500), SliceSpec.causalBottomRight(1, 700, 700))),
         new Case("bf16 d256 GQA 4/2: causal shards of one document, a full slice, tile edges",
             shape(4, 2, 256, DType.BF16), new int[] {333, 65},
             List.of(SliceSpec.causalBottomRight(0, 129, 200), SliceSpec.causalBottomRight(0, 133, 333),
@@ -213,8 +216,9 @@ class CudaBackendGpuTest extends AllocatorPerTest {
         assertArrayEquals(aloneLse.get(b), values(fixtures.get(b).lse), "LSE of batch " + b);
       }
 
-      // Backward: dK and dV are written once per key tile (deterministic); dQ sums fp32 atomics in
-      // any order, so it may differ in the last bits of the accumulation, never by more than rounding.
+      // Backward: dQ sums fp32 reduce-adds in any order, and so do dK and dV where the plan splits
+      // the key tiles' groups (distca_attn.h section 9: these small 8/2 batches mostly are), so they
+      // may differ in the last bits of the accumulation, never by more than rounding.
       List<float[][]> aloneGrads = new ArrayList<>();
       for (AttentionFixture f : fixtures) {
         backend.backward(f.backwardBatch());
@@ -228,20 +232,21 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       for (int b = 0; b < fixtures.size(); b++) {
         CudaBackend.await(futures.get(b));
         AttentionFixture f = fixtures.get(b);
-        assertArrayEquals(aloneGrads.get(b)[1], concat(f.dk), "dK of batch " + b);
-        assertArrayEquals(aloneGrads.get(b)[2], concat(f.dv), "dV of batch " + b);
-        float[] dq = concat(f.dq);
-        float[] expected = aloneGrads.get(b)[0];
-        float maxAbs = 0;
-        for (float e : expected) {
-          maxAbs = Math.max(maxAbs, Math.abs(e));
-        }
-        // One step of the output dtype (2^-7 relative for bf16, 2^-10 for fp16) plus fp32 noise.
-        double step = f.shape.dtype() == DType.BF16 ? 0x1p-7 : 0x1p-10;
-        for (int i = 0; i < dq.length; i++) {
-          double tolerance = step * Math.abs(expected[i]) + 1e-5 * maxAbs;
-          assertTrue(Math.abs(dq[i] - expected[i]) <= tolerance,
-              "dQ of batch " + b + " element " + i + ": " + dq[i] + " vs " + expected[i]);
+        float[][] grads = {concat(f.dq), concat(f.dk), concat(f.dv)};
+        String[] names = {"dQ", "dK", "dV"};
+        for (int m = 0; m < 3; m++) {
+          float[] expected = aloneGrads.get(b)[m];
+          float maxAbs = 0;
+          for (float e : expected) {
+            maxAbs = Math.max(maxAbs, Math.abs(e));
+          }
+          // One step of the output dtype (2^-7 relative for bf16, 2^-10 for fp16) plus fp32 noise.
+          double step = f.shape.dtype() == DType.BF16 ? 0x1p-7 : 0x1p-10;
+          for (int i = 0; i < expected.length; i++) {
+            double tolerance = step * Math.abs(expected[i]) + 1e-5 * maxAbs;
+            assertTrue(Math.abs(grads[m][i] - expected[i]) <= tolerance,
+                names[m] + " of batch " + b + " element " + i + ": " + grads[m][i] + " vs " + expected[i]);
+          }
         }
       }
     } finally {
@@ -254,9 +259,11 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   void chunkedTransfersGiveTheSameResults() {
     List<SliceSpec> specs = List.of(SliceSpec.causalBottomRight(0, 900, 900), SliceSpec.full(1, 5, 600, 333),
         SliceSpec.causalBottomRight(1, 200, 610));
-    try (CudaBackend chunked = CudaBackend.open(new CudaBackendOptions().transferChunkBytes(64 << 10));
+    // (without group splits, whose dK/dV sums land in another order on every run)
+    try (CudaBackend chunked = CudaBackend.open(new CudaBackendOptions().transferChunkBytes(64 << 10).groupSplits(false));
+        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
         AttentionFixture f = new AttentionFixture(allocator, shape(8, 2, 128, DType.BF16), new int[] {900, 610}, specs, SEED)) {
-      Outputs plain = Outputs.run(backend, f);
+      Outputs plain = Outputs.run(whole, f);
       f.poisonOutputs();
       Outputs.run(chunked, f).assertBitIdentical(plain, "");
       for (Tensor t : f.dq) {
@@ -283,10 +290,13 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
   void warpSpecializedKernelsAgreeWithTheOthers(Case c) {
-    long forwards = backend.warpSpecializedForwardLaunches();
-    long backwards = backend.warpSpecializedBackwardLaunches();
-    try (CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedKernels(false));
+    // (without group splits: their fp32 dK/dV sums in another order may move a rounding by one more
+    // step; groupSplitsAgreeWithOneWorkItemPerKeyTile compares those with this kernel)
+    try (CudaBackend backend = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
+        CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedKernels(false));
         AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 2)) {
+      long forwards = backend.warpSpecializedForwardLaunches();
+      long backwards = backend.warpSpecializedBackwardLaunches();
       backend.forward(f.forwardBatch());
       float[] o = concat(f.o);
       float[] lse = values(f.lse);
@@ -326,14 +336,19 @@ class CudaBackendGpuTest extends AllocatorPerTest {
 
   /** dQ's fp32 reduce-adds land in a different order on every run: equal to one step of the element type. */
   private static void assertDqWithinOneStep(Case c, float[] expected, float[] dq) {
+    assertWithinOneStep(c, "dQ", expected, dq);
+  }
+
+  private static void assertWithinOneStep(Case c, String what, float[] expected, float[] actual) {
+    assertEquals(expected.length, actual.length, c.name() + " " + what + " sizes");
     float maxAbs = 0;
     for (float e : expected) {
       maxAbs = Math.max(maxAbs, Math.abs(e));
     }
     double step = c.shape().dtype() == DType.BF16 ? 0x1p-7 : 0x1p-10;
-    for (int i = 0; i < dq.length; i++) {
-      assertTrue(Math.abs(dq[i] - expected[i]) <= step * Math.abs(expected[i]) + 1e-5 * maxAbs,
-          c.name() + " dQ element " + i + ": " + dq[i] + " vs " + expected[i]);
+    for (int i = 0; i < actual.length; i++) {
+      assertTrue(Math.abs(actual[i] - expected[i]) <= step * Math.abs(expected[i]) + 1e-5 * maxAbs,
+          c.name() + " " + what + " element " + i + ": " + actual[i] + " vs " + expected[i]);
     }
   }
 
@@ -349,10 +364,12 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   void persistentKernelsComputeTheSameOnAnyGrid(Case c) {
     assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
         "no warp-specialized kernels for " + c.name() + " on " + backend.gpu());
-    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 3)) {
-      Outputs onePerSm = Outputs.run(backend, f);
+    // without group splits (their dK/dV sums land in another order on every run: groupSplits... below)
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 3);
+        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
+      Outputs onePerSm = Outputs.run(whole, f);
       for (int ctas : new int[] {1, 3}) {
-        try (CudaBackend few = CudaBackend.open(new CudaBackendOptions().persistentCtas(ctas))) {
+        try (CudaBackend few = CudaBackend.open(new CudaBackendOptions().persistentCtas(ctas).groupSplits(false))) {
           f.poisonOutputs();
           Outputs fewer = Outputs.run(few, f);
           String with = " with " + ctas + " CTAs";
@@ -361,6 +378,44 @@ class CudaBackendGpuTest extends AllocatorPerTest {
           fewer.assertBitIdentical(onePerSm, c.name() + with);
           assertDqWithinOneStep(c, onePerSm.dq, fewer.dq);
         }
+      }
+    }
+  }
+
+  /**
+   * distca_attn.h section 9: where a batch's key tiles are few and long (one K/V head for 8 query
+   * heads, causal documents of 1500 and 700 tokens), the backward splits their GQA groups over
+   * several work items, whose partial dK and dV meet in an fp32 workspace; the same batch with one
+   * work item per key tile gives dK and dV to one step of the element type (fp32 sums in another
+   * order), and dQ likewise. The batches that the policy leaves whole do not count as split.
+   */
+  @Test
+  void groupSplitsAgreeWithOneWorkItemPerKeyTile() {
+    Case c = cases().stream().filter(x -> x.name().contains("splits their groups")).findFirst().orElseThrow();
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 4);
+        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
+      backend.forward(f.forwardBatch());
+      long split = backend.groupSplitBackwardLaunches();
+      backend.backward(f.backwardBatch());
+      assertEquals(1, backend.groupSplitBackwardLaunches() - split, "the backward split the key tiles' groups");
+      float[][] withSplits = {concat(f.dq), concat(f.dk), concat(f.dv)};
+      f.poisonGradients();
+      whole.backward(f.backwardBatch());
+      assertEquals(0, whole.groupSplitBackwardLaunches(), "turned off");
+      String[] names = {"dQ", "dK", "dV"};
+      float[][] without = {concat(f.dq), concat(f.dk), concat(f.dv)};
+      for (int m = 0; m < 3; m++) {
+        assertWithinOneStep(c, names[m], without[m], withSplits[m]);
+      }
+      // a batch whose groups have one head is never split
+      Case many = cases().get(1);  // MHA: a group of one head has nothing to split
+      try (AttentionFixture g = new AttentionFixture(allocator, many.shape(), many.segments(), many.slices(), SEED + 5)) {
+        long before = backend.groupSplitBackwardLaunches();
+        backend.forward(g.forwardBatch());
+        backend.backward(g.backwardBatch());
+        assertEquals(before, backend.groupSplitBackwardLaunches(), many.name() + " is not split");
       }
     }
   }

@@ -219,6 +219,76 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     }
   }
 
+  /**
+   * distca_attn.h section 9: one K/V head for 8 query heads over a long causal document gives few
+   * key tiles, the first ones much longer than the SMs' share, and the plan for the warp-specialized
+   * backward splits their groups: every key tile's items partition its group's query heads, the
+   * items' costs add up to the unsplit work, the list stays longest first, the dK/dV workspace is
+   * device-only and sized fp32 [2][total_k, heads_kv, d]. Without SMs (the other kernel) there are
+   * no splits.
+   */
+  @Test
+  void fewLongKeyTilesOfALargeGroupAreSplitOverItsHeads() {
+    int len = 3000;
+    AttentionShape shape = shape(8, 1, 64);
+    try (AttentionFixture f = new AttentionFixture(allocator, shape, new int[] {len},
+        List.of(SliceSpec.causalBottomRight(0, len, len)), 9)) {
+      FusedBatchPlan whole = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY);
+      FusedBatchPlan split = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY, 132);
+      assertTrue(!whole.groupSplits && whole.layout.dkvAccum() == -1, "no SMs given: no splits");
+      assertTrue(split.groupSplits, "split");
+      assertTrue(split.numWork > whole.numWork);
+      int blocks = (len + GEOMETRY.backwardBlockN() - 1) / GEOMETRY.backwardBlockN();
+      long[] headsCovered = new long[blocks]; // a bit per query head of the group
+      long unsplitCost = 0;
+      long splitCost = 0;
+      for (long c : whole.workCost) {
+        unsplitCost += c * 8;
+      }
+      for (int i = 0; i < split.numWork; i++) {
+        int word = split.work[2 * i + 1];
+        int block = word & DistcaAttnAbi.WORK_BLOCK_MASK;
+        int first = (word >>> DistcaAttnAbi.WORK_HEAD_SHIFT) & 0x3f;
+        int count = word >>> DistcaAttnAbi.WORK_HEADS_SHIFT;
+        int end = count == 0 ? 8 : first + count;
+        for (int h = first; h < end; h++) {
+          assertEquals(0, headsCovered[block] & (1L << h), "block " + block + " head " + h + " in one item only");
+          headsCovered[block] |= 1L << h;
+        }
+        splitCost += split.workCost[i];
+        if (i > 0) {
+          assertTrue(split.workCost[i] <= split.workCost[i - 1], "longest first");
+        }
+      }
+      for (int b = 0; b < blocks; b++) {
+        assertEquals(0xffL, headsCovered[b], "key block " + b + ": the items cover the group");
+      }
+      // the whole list's costs are per query head: the same work, split into items
+      assertEquals(unsplitCost, splitCost);
+      FusedBatchPlan.Layout at = split.layout;
+      assertTrue(at.pinnedBytes() <= at.dkvAccum()
+          && at.dkvAccum() + 2L * 4 * len * 1 * 64 <= at.deviceBytes(), "the dK/dV workspace is device-only");
+    }
+  }
+
+  /** Splits only where they shorten the schedule: not one-head groups, not many short key tiles, not equal ones. */
+  @Test
+  void groupSplitsOnlyWhereTheScheduleGains() {
+    long[] causal = new long[128];
+    for (int k = 0; k < causal.length; k++) {
+      causal[k] = 16384 - 128L * k;
+    }
+    long[] equal = new long[128];
+    java.util.Arrays.fill(equal, 16384);
+    assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 128) != null, "8/1 causal 16K");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 1, 132, 128), "MHA: nothing to split");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 8, 4, 132, 128), "32/8: 1,024 key tiles balance");
+    assertEquals(null, FusedBatchPlan.groupSplits(equal, 1, 8, 132, 128), "128 equal key tiles on 132 SMs");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 65, 132, 128), "groups over 64 heads");
+    int[] splits = FusedBatchPlan.groupSplits(causal, 1, 8, 132, 128);
+    assertTrue(splits[0] > 1 && splits[0] <= 8 && splits[0] >= splits[127], "the longest key tiles most");
+  }
+
   private static void assertDisjointAligned(long[][] buffers) {
     for (int i = 0; i < buffers.length; i++) {
       assertEquals(0, buffers[i][0] % ArenaLayout.ALIGNMENT, "buffer " + i + " alignment");
