@@ -60,6 +60,10 @@ final class BenchCommand implements Runnable {
     @Option(names = "--seed", description = "Seed of the varlen mix and of the rebatching sample (default: ${DEFAULT-VALUE}).")
     long seed = 1;
 
+    @Option(names = "--gqa", split = ",", description = "Grouped-query shapes as HQ/HKV (e.g. 32/8,8/1): the uniform"
+        + " rows again with these heads, at each head dim (default: none).")
+    String[] gqa = {};
+
     @Option(names = "--rebatch-draws", description = "Document samples over which the rebatching ratio is measured"
         + " again, seeds --seed on, each against the long sequence (default: 8 on a GPU backend, 0 on the CPU one;"
         + " 0: none).")
@@ -72,10 +76,16 @@ final class BenchCommand implements Runnable {
             ? "--iters must be at least 1, got " + iterations
             : "--rebatch-draws must be at least 0, got " + rebatchDraws);
       }
+      List<int[]> gqaHeads = parseGqa();
       try (BufferAllocator root = new RootAllocator(); AttentionBackend b = Backends.create(backend, 0)) {
         System.out.printf("backend %s on %s%n", b.name(), b.device());
         KernelBench bench = new KernelBench(b, root, 2, iterations, KERNEL_MILLIS);
         List<KernelBench.Row> rows = new ArrayList<>(bench.grid(tokens, headDims, seqLens));
+        for (int[] h : gqaHeads) {
+          for (int d : headDims) {
+            rows.addAll(bench.gqaGrid(tokens, d, h[0], h[1], seqLens));
+          }
+        }
         int[] mix = DocLengthDistribution.pretrain().fillRank(tokens, new SplittableRandom(seed));
         for (int d : headDims) {
           rows.add(bench.varlen("pretrain mix (" + mix.length + " docs)", d, mix));
@@ -88,6 +98,29 @@ final class BenchCommand implements Runnable {
             bench.rebatchingDraws(128, tokens, DocLengthDistribution.pretrain(), seed, draws(b)), System.out);
       }
       return 0;
+    }
+
+    /** --gqa's shapes as {heads_q, heads_kv}, each heads_q a positive multiple of heads_kv. */
+    private List<int[]> parseGqa() {
+      List<int[]> out = new ArrayList<>();
+      for (String g : gqa) {
+        String[] parts = g.split("/");
+        int hq;
+        int hkv;
+        try {
+          hq = parts.length == 2 ? Integer.parseInt(parts[0].trim()) : -1;
+          hkv = parts.length == 2 ? Integer.parseInt(parts[1].trim()) : -1;
+        } catch (NumberFormatException e) {
+          hq = -1;
+          hkv = -1;
+        }
+        if (hq < 1 || hkv < 1 || hq % hkv != 0) {
+          throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+              "--gqa takes HQ/HKV with HQ a positive multiple of HKV (e.g. 32/8), got '" + g + "'");
+        }
+        out.add(new int[] {hq, hkv});
+      }
+      return out;
     }
 
     private int draws(AttentionBackend b) {

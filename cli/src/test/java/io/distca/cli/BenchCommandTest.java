@@ -25,6 +25,16 @@ class BenchCommandTest {
   }
 
   @Test
+  void gqaShapesThatAreNotHqOverAMultipleAreUsageErrors() {
+    for (String bad : new String[] {"32", "32/0", "30/8", "a/b", "8/1/2"}) {
+      StringWriter err = new StringWriter();
+      CommandLine cli = Distca.commandLine().setErr(new PrintWriter(err));
+      assertEquals(2, cli.execute("bench", "kernel", "--backend", "cpu", "--gqa", bad), bad);
+      assertTrue(err.toString().contains("--gqa takes HQ/HKV") && err.toString().contains(bad), err.toString());
+    }
+  }
+
+  @Test
   void rebatchDrawsDefaultToEightOnAGpuAndNoneOnTheCpuBackend() {
     assertEquals(8, BenchCommand.Kernel.rebatchDraws(null, "cuda"));
     assertEquals(0, BenchCommand.Kernel.rebatchDraws(null, "cpu"));

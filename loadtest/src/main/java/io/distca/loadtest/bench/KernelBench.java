@@ -54,15 +54,31 @@ public final class KernelBench {
   public List<Row> grid(int tokens, int[] headDims, int[] seqLens) {
     List<Row> rows = new ArrayList<>();
     for (int d : headDims) {
-      for (boolean causal : new boolean[] {true, false}) {
-        for (int s : seqLens) {
-          if (s > tokens) {
-            continue;
-          }
-          int[] lengths = new int[tokens / s];
-          Arrays.fill(lengths, s);
-          rows.add(measure("uniform", d, causal, lengths, s));
+      rows.addAll(grid(tokens, shape(d), "uniform", seqLens));
+    }
+    return rows;
+  }
+
+  /**
+   * The uniform rows for grouped-query heads: {@code headsQ} query heads over {@code headsKv} K/V
+   * heads at head dim {@code headDim}, labelled "uniform HQ/HKV" (the rows of {@link #grid} have
+   * 2048 / head_dim heads of each).
+   */
+  public List<Row> gqaGrid(int tokens, int headDim, int headsQ, int headsKv, int[] seqLens) {
+    return grid(tokens, new AttentionShape(headsQ, headsKv, headDim, DType.BF16, AttentionShape.defaultScale(headDim)),
+        "uniform " + headsQ + "/" + headsKv, seqLens);
+  }
+
+  private List<Row> grid(int tokens, AttentionShape shape, String label, int[] seqLens) {
+    List<Row> rows = new ArrayList<>();
+    for (boolean causal : new boolean[] {true, false}) {
+      for (int s : seqLens) {
+        if (s > tokens) {
+          continue;
         }
+        int[] lengths = new int[tokens / s];
+        Arrays.fill(lengths, s);
+        rows.add(measure(label, shape, causal, lengths, s));
       }
     }
     return rows;
@@ -258,10 +274,15 @@ public final class KernelBench {
   }
 
   private Row measure(String label, int headDim, boolean causal, int[] lengths, int seqLen) {
-    try (BenchBatch b = new BenchBatch(allocator, shape(headDim), causal, lengths, 42)) {
+    return measure(label, shape(headDim), causal, lengths, seqLen);
+  }
+
+  private Row measure(String label, AttentionShape shape, boolean causal, int[] lengths, int seqLen) {
+    try (BenchBatch b = new BenchBatch(allocator, shape, causal, lengths, 42)) {
       double[] t = time(b);
       double flops = b.forwardFlopsFaConvention();
-      return new Row(label, headDim, causal, seqLen, b.shards.size(), flops / t[0] / 1e9, 2.5 * flops / t[1] / 1e9);
+      return new Row(label, shape.headDim(), causal, seqLen, b.shards.size(), flops / t[0] / 1e9,
+          2.5 * flops / t[1] / 1e9);
     }
   }
 

@@ -96,6 +96,22 @@ class KernelBenchTest {
   }
 
   @Test
+  void gqaRowsRunTheGroupedHeadsCausalAndNot() {
+    try (BufferAllocator root = new RootAllocator(); CpuBackend cpu = new CpuBackend()) {
+      KernelBench bench = new KernelBench(cpu, root, 0, 1, r -> null);
+      List<KernelBench.Row> rows = bench.gqaGrid(256, 64, 4, 1, new int[] {128, 256, 512});
+      assertEquals(4, rows.size(), "s = 512 is over the tokens: left out");
+      for (KernelBench.Row r : rows) {
+        assertEquals("uniform 4/1", r.label());
+        assertEquals(64, r.headDim());
+        assertEquals(256 / r.seqLen(), r.slices());
+        assertTrue(r.forwardTflops() > 0 && r.backwardTflops() > 0, r.toString());
+      }
+      assertEquals(List.of(true, true, false, false), rows.stream().map(KernelBench.Row::causal).toList());
+    }
+  }
+
+  @Test
   void spreadTakesTheMiddleOfAnEvenCount() {
     KernelBench.Spread odd = KernelBench.Spread.of(new double[] {0.93, 0.88, 0.91});
     assertEquals(0.91, odd.median(), 1e-12);
