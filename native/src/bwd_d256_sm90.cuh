@@ -34,7 +34,6 @@
 namespace distca {
 namespace sm90 {
 
-
 // One step of the head_dim 256 backward (both kernels below): phases A, B and C on the query tile of
 // `sl` at row m0 in stage (aQ, adO, cLse, cDsum), dK and dV accumulated, this warpgroup's dQ columns
 // into acc_dq. Uses named barriers 1 and 4 over the 256 consumer threads.

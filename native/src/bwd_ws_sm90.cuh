@@ -154,8 +154,9 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, ui
 // section 9: [2][total_k, heads_kv, D], dK's sums then dV's, dK not yet times the softmax scale):
 // dK, then dV, each staged in `stage` (64 rows x D fp32, unswizzled: each row is one bulk copy's
 // source), and each of a warp's own 16 rows sent by one of its lanes as a bulk reduce-add, read
-// before the next matrix (or the caller) overwrites the stage. (Reduce-adds straight from the
-// fragments, or per-lane vector ones, took registers enough to spill.) `stage` must be free.
+// before the next matrix (or the caller) overwrites the stage. `stage` must be free. (With this
+// tile end, or any other that takes the accumulators as fp32, ptxas spills 150-180 bytes in the
+// kernel, against 4 with the bf16 store: NOTES v62.)
 template <int D>
 __device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
                                                     const distca_bwd_params_t& p, float* dkv_accum, int kb0, int head_kv,
@@ -354,17 +355,12 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // reduce-adds, the consumers do not, so that the claims' round trips and zeroes run under the step
   // (NOTES v60). Otherwise the claiming warps arrive on the stage's full barrier.
   auto bar_claimed = [&](int s) { return smem_addr(dq_bars + 12 + s); };
-  static_assert(12 + S <= 15, "the dQ hand-over, the claimed barriers and the workspace slot fit in its 128 bytes");
-  // (kAddKv) the dK/dV workspace's address, which the consumers read here at each key tile's end:
-  // read from the parameter block there, its load was hoisted into a register held across the
-  // whole walk, and the consumers spilled (15% slower steps)
-  volatile uint64_t* dkv_slot = dq_bars + 15;
+  static_assert(12 + S <= 16, "the dQ hand-over and the claimed barriers fit in its 128 bytes");
   constexpr bool kClaimsOffPath = kDqThread && D <= DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D;
 
   const int tid = threadIdx.x;
   const int tiles = p.num_work * p.heads_kv;
   if (tid == 0) {
-    if (kAddKv) *dkv_slot = P.dkv_accum;
     mbar_init(bar_kv, 1);
     mbar_init(bar_kv_empty, 256);  // every consumer thread, after its last GEMM on the tile's K and V
     for (int s = 0; s < S; ++s) {
@@ -714,14 +710,11 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
     DISTCA_TRACE(tr.rec(kTrRecBegin));
-    // the next tile (kAddKv: after the adds below, whose registers beside the next tile's records
-    // made ptxas spill in the walk)
-    auto take_next = [&] {
-      mbar_wait(bar_tile, (j + 1) & 1);
+    if constexpr (!kAddKv) {  // (kAddKv: after the tile's adds below, 2.5-5% faster so: NOTES v62)
+      mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
       DISTCA_TRACE(tr.rec(kTrRecWait));
       take_tile();
-    };
-    if constexpr (!kAddKv) take_next();
+    }
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
     if constexpr (kDqThread) {  // the last use of buffer b was the uses-th, uses = the steps so far with it & 1 == b
 #pragma unroll
@@ -735,9 +728,11 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     }
     DISTCA_TRACE(tr.rec(kTrStoreReady));
     if constexpr (kAddKv) {  // section 9: the sums of the tile's group split into the fp32 workspace
-      bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(*dkv_slot), kb0, head_kv, k_rows, wg, wrow,
+      bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), kb0, head_kv, k_rows, wg, wrow,
                              quad, sdQ + wg * 2 * BM * 64, ctid & 127);
-      take_next();
+      mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
+      DISTCA_TRACE(tr.rec(kTrRecWait));
+      take_tile();
     } else {
       bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
                                   reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
