@@ -370,12 +370,14 @@ class Kernels:
             if claims is None:
                 claims = torch.empty((hq, max(1, lay.total_q)), dtype=torch.int32, device=q.device)
             claims_ptr = claims.data_ptr()
+        # section 9: the work list with group splits where they pay, and then dK, dV through dkv_accum
+        split = self._split_work(lay, hq, hkv, hd) if ws and only is None else None
+        work_dev, num_work = split if split is not None else (lay.bwd_work_dev, lay.num_bwd_work)
         params = BWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),
                                  lse.data_ptr(), dsum.data_ptr(), dq_accum.data_ptr(), dq.data_ptr(),
                                  dk.data_ptr(), dv.data_ptr(), lay.slices_dev.data_ptr(),
                                  lay.segments_dev.data_ptr(), lay.seg_slices_dev.data_ptr(),
-                                 lay.bwd_work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv,
-                                 lay.num_bwd_work, scale, claims_ptr)
+                                 work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv, num_work, scale, claims_ptr)
         stream = torch.cuda.current_stream().cuda_stream
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
         if only is not None:
@@ -389,19 +391,10 @@ class Kernels:
             claims.zero_()
         else:
             dq_accum.zero_()
-        # section 9: the work list with group splits where they pay, and then dK, dV through dkv_accum
-        split = self._split_work(lay, hq, hkv, hd) if ws else None
         dkv_accum = None
         if split is not None:
-            work_dev, num_work = split
-            params = BWD_PARAMS.pack(q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), dout.data_ptr(),
-                                     lse.data_ptr(), dsum.data_ptr(), dq_accum.data_ptr(), dq.data_ptr(),
-                                     dk.data_ptr(), dv.data_ptr(), lay.slices_dev.data_ptr(),
-                                     lay.segments_dev.data_ptr(), lay.seg_slices_dev.data_ptr(),
-                                     work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv, num_work, scale, claims_ptr)
             dkv_accum = torch.zeros((2, max(1, lay.total_k), hkv, hd), dtype=torch.float32, device=q.device)
         if ws:
-            num_work = split[1] if split is not None else lay.num_bwd_work
             block = (params + struct.pack("<QQ", self._zeroed_counter(stream),
                                           dkv_accum.data_ptr() if dkv_accum is not None else 0) + bytes(88)
                      + _tensor_map(q, 64)

@@ -230,8 +230,8 @@ typedef struct distca_segment_t {
 } distca_segment_t;
 
 /* One work item. 8 bytes. Forward: {slice index, query block}; backward: {segment index, block
- * word}: the key block, and for the warp-specialized backward which of how many group splits of
- * the key tile (section 9; 0 above the key block: the whole group). */
+ * word}: the key block, and for distca_attn_bwd_ws_kv_* the query heads of the group the item walks
+ * (section 9; 0 above the key block: the whole group). */
 typedef struct distca_work_t {
   int32_t item;  /* 0 */
   int32_t block; /* 4 */

@@ -587,7 +587,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
 #endif
   int it = 0;
   // A key tile (tile_slot: the producer's records and first query tile) is taken as soon as the
-  // producer has published it, before the previous tile's dK/dV stores (NOTES v16)
+  // producer has published it, before the previous tile's dK/dV stores (NOTES v16; kAddKv: after
+  // the previous tile's adds, NOTES v62)
   Tile tile;
   BwdCursor cur;
   bool have = false;

@@ -118,18 +118,22 @@ final class AttentionKernels implements AutoCloseable {
 
   /** Whether the module has kernel {@code name} (some are in some images only: distca_attn.h section 1). */
   boolean hasFunction(String name) {
-    return present.computeIfAbsent(name, n -> {
-      CUfunction fn = new CUfunction();
-      try {
-        Driver.check("cuModuleGetFunction(" + n + ")", "looking up a kernel in " + origin, () -> cuModuleGetFunction(fn, module, n));
-        return true;
-      } catch (CudaCallException e) {
-        if (e.errorCode() == CUresult.CUDA_ERROR_NOT_FOUND) {
-          return false;
-        }
-        throw e;
+    return functions.containsKey(name) || present.computeIfAbsent(name, n -> lookup(n) != null);
+  }
+
+  /** cuModuleGetFunction, or null where the module has no such function. */
+  private CUfunction lookup(String name) {
+    CUfunction fn = new CUfunction();
+    try {
+      Driver.check("cuModuleGetFunction(" + name + ")", "looking up a kernel in " + origin,
+          () -> cuModuleGetFunction(fn, module, name));
+      return fn;
+    } catch (CudaCallException e) {
+      if (e.errorCode() == CUresult.CUDA_ERROR_NOT_FOUND) {
+        return null;
       }
-    });
+      throw e;
+    }
   }
 
   private CUfunction function(String name, int sharedBytes) {
@@ -138,14 +142,9 @@ final class AttentionKernels implements AutoCloseable {
       return f;
     }
     return functions.computeIfAbsent(name, n -> {
-      CUfunction fn = new CUfunction();
-      try {
-        Driver.check("cuModuleGetFunction(" + n + ")", "looking up a kernel in " + origin, () -> cuModuleGetFunction(fn, module, n));
-      } catch (CudaCallException e) {
-        if (e.errorCode() == CUresult.CUDA_ERROR_NOT_FOUND) {
-          throw new IllegalStateException("kernel module " + origin + " has no function " + n, e);
-        }
-        throw e;
+      CUfunction fn = lookup(n);
+      if (fn == null) {
+        throw new IllegalStateException("kernel module " + origin + " has no function " + n);
       }
       if (sharedBytes > 48 * 1024) {
         Driver.check("cuFuncSetAttribute(" + n + ", MAX_DYNAMIC_SHARED_SIZE_BYTES, " + sharedBytes + ")",

@@ -292,21 +292,21 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   void warpSpecializedKernelsAgreeWithTheOthers(Case c) {
     // (without group splits: their fp32 dK/dV sums in another order may move a rounding by one more
     // step; groupSplitsAgreeWithOneWorkItemPerKeyTile compares those with this kernel)
-    try (CudaBackend backend = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
+    try (CudaBackend ws = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
         CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedKernels(false));
         AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 2)) {
-      long forwards = backend.warpSpecializedForwardLaunches();
-      long backwards = backend.warpSpecializedBackwardLaunches();
-      backend.forward(f.forwardBatch());
+      long forwards = ws.warpSpecializedForwardLaunches();
+      long backwards = ws.warpSpecializedBackwardLaunches();
+      ws.forward(f.forwardBatch());
       float[] o = concat(f.o);
       float[] lse = values(f.lse);
-      backend.backward(f.backwardBatch());
+      ws.backward(f.backwardBatch());
       float[][] grads = {concat(f.dq), concat(f.dk), concat(f.dv)};
-      boolean expected = backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null;
-      String where = c.name() + " on " + backend.gpu()
+      boolean expected = ws.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null;
+      String where = c.name() + " on " + ws.gpu()
           + (TensorMaps.unavailableReason() == null ? "" : " (" + TensorMaps.unavailableReason() + ")");
-      assertEquals(expected ? 1 : 0, backend.warpSpecializedForwardLaunches() - forwards, "forwards, " + where);
-      assertEquals(expected ? 1 : 0, backend.warpSpecializedBackwardLaunches() - backwards, "backwards, " + where);
+      assertEquals(expected ? 1 : 0, ws.warpSpecializedForwardLaunches() - forwards, "forwards, " + where);
+      assertEquals(expected ? 1 : 0, ws.warpSpecializedBackwardLaunches() - backwards, "backwards, " + where);
 
       // head_dim 128 and 256: the other kernels are wgmma ones too (d64's are mma.sync, compared by check.py)
       if (!expected || c.shape().headDim() == 64) {
