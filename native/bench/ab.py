@@ -9,8 +9,8 @@ distca_host.py launches (ABI_VERSIONS).
 Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
        [--passes fwd,bwd] [--hd 64|128|256] [--full] [--heads HQ/HKV]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
-section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1) or off (1)
-(section 9), so that one image can be compared with itself.
+section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1), off (1) or as the
+split kernel's whole-group work items (-1; section 9), so that one image can be compared with itself.
 """
 import argparse
 import os

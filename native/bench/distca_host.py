@@ -426,6 +426,8 @@ class Kernels:
             splits = None
         elif forced > 1:
             splits = [min(forced, group)] * len(items) if 2 <= group <= 64 else None
+        elif forced == -1:  # the kv kernel with every key tile's whole group in one work item (its cost alone)
+            splits = [1] * len(items) if group <= 64 else None
         else:
             splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1,
                                   2 * self.info[hd].bwd_block_m)
@@ -458,7 +460,7 @@ def add_kernel_arguments(ap):
                     help="bwd_pre zeroes the dQ workspace (not the warp-specialized backward: distca_attn.h section 8)")
     ap.add_argument("--bwd-splits", type=int, default=None,
                     help="the backward's group splits (distca_attn.h section 9): 1 never, N > 1 every key tile N "
-                         "ways (default: where they pay)")
+                         "ways, -1 the split kernel with no splits (default: where they pay)")
 
 
 def kernels_from_args(args):

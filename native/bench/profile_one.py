@@ -5,7 +5,7 @@ Workloads: uniform (b*s = 16K tokens, h*d = 2048, as in bench.py's uniform secti
 FlashAttention-2 on the same shape instead of our kernels (uniform only).
 
 Usage: python3 native/bench/profile_one.py [--hd 128] [--seq 4096] [--causal] [--workload uniform|rebatch]
-                                            [--long] [--fa2] [--fatbin PATH]
+                                            [--long] [--fa2] [--fatbin PATH] [--heads HQ/HKV] [--bwd-splits N]
 """
 import argparse
 import os
@@ -27,18 +27,22 @@ def main():
     ap.add_argument("--workload", choices=("uniform", "rebatch"), default="uniform")
     ap.add_argument("--long", action="store_true", help="rebatch: the long sequence of the same FLOPs")
     ap.add_argument("--fa2", action="store_true", help="uniform: PyTorch FlashAttention-2 instead of ours")
+    ap.add_argument("--heads", default=None, help="HQ/HKV: uniform, ours, with grouped-query heads")
+    ap.add_argument("--bwd-splits", type=int, default=None, help="Kernels.bwd_splits (distca_host.py --bwd-splits)")
     args = ap.parse_args()
     h = 2048 // args.hd
+    hq, hkv = (int(x) for x in args.heads.split("/")) if args.heads else (h, h)
+    kernels = Kernels(args.fatbin, bwd_splits=args.bwd_splits)
     if args.workload == "uniform":
         b = 16384 // args.seq
         if args.fa2:
             run = TorchFA2([args.seq] * b, h, args.hd, args.causal)
         else:
-            run = Ours(Kernels(args.fatbin), [args.seq] * b,
-                       [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], h, h, args.hd)
+            run = Ours(kernels, [args.seq] * b,
+                       [Slice(i, 0, args.seq, args.seq, args.causal) for i in range(b)], hq, hkv, args.hd)
     else:
         _, seg_lens, slices = rebatch_sides(h, args.hd)[1 if args.long else 0]
-        run = Ours(Kernels(args.fatbin), seg_lens, slices, h, h, args.hd)
+        run = Ours(kernels, seg_lens, slices, h, h, args.hd)
     run.fwd()
     run.bwd()
     torch.cuda.synchronize()
