@@ -69,11 +69,13 @@ struct BwdCursor {
   int rot;
   distca_slice_t sl;
 
-  __device__ __forceinline__ void start(int b, int e) {
+  __device__ __forceinline__ void start(int b, int e) { start(b, e, rot); }
+  // (r: rot, given by a caller that does not keep it in the cursor)
+  __device__ __forceinline__ void start(int b, int e, int r) {
     mb_begin = b;
     mb_end = e;
     left = e - b;
-    mb = sl.causal ? b : b + rot % left;
+    mb = sl.causal ? b : b + r % left;
   }
   __device__ __forceinline__ void advance() {
     --left;
@@ -115,13 +117,14 @@ __device__ __forceinline__ int bwd_group_head_end(int word, int group) {
 // the walk; else the walk covers the whole group (and the word is the bare key block).
 template <int BM, int BN, bool kSplits>
 __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& seg, const int* seg_slices,
-                                         const distca_slice_t* slices, int group, int word, int kb0, int kb1) {
+                                         const distca_slice_t* slices, int group, int word, int kb0, int kb1,
+                                         int rot) {
   while (c.slice_pos < seg.slice_count) {
     if (c.left > 0) return true;
     // current slice exhausted for this head: next head, or next slice
     if (c.mb_end > 0 && c.group_head + 1 < (kSplits ? bwd_group_head_end(word, group) : group)) {
       ++c.group_head;
-      c.start(c.mb_begin, c.mb_end);
+      c.start(c.mb_begin, c.mb_end, rot);
       continue;
     }
     if (c.mb_end > 0) ++c.slice_pos;
@@ -131,7 +134,7 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
       c.sl = slices[seg_slices[seg.slice_begin + c.slice_pos]];
       int b, e;
       if (bwd_slice_range<BM, BN>(c.sl, kb0, kb1, b, e)) {
-        c.start(b, e);
+        c.start(b, e, rot);
         break;
       }
       ++c.slice_pos;
@@ -183,14 +186,32 @@ struct BwdTile {
     c.mb = 0;
     c.mb_end = 0;
     c.left = 0;
-    c.rot = DISTCA_BWD_ROTATE ? key_block() * (BN > BM ? BN / BM : 1) : 0;
+    c.rot = rot<BM>();
     return c;
+  }
+  template <int BM>
+  __device__ __forceinline__ int rot() const {
+    return DISTCA_BWD_ROTATE ? key_block() * (BN > BM ? BN / BM : 1) : 0;
   }
   // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
   // tile; false at the end.
   template <int BM>
   __device__ __forceinline__ bool seek(BwdCursor& c) const {
-    return bwd_seek<BM, BN, kSplits>(c, seg, seg_slices, slices, group, block, kb0, kb1);
+    return bwd_seek<BM, BN, kSplits>(c, seg, seg_slices, slices, group, block, kb0, kb1, c.rot);
+  }
+  // The same two with the slice lists read from the launch's parameter block `p` rather than from
+  // the tile: from a __grid_constant__ block they are constant-bank operands, not registers held
+  // across the walk (where a walk runs beside the accumulators of a warp-specialized consumer)
+  template <int BM>
+  __device__ __forceinline__ bool seek(BwdCursor& c, const distca_bwd_params_t& p) const {
+    return bwd_seek<BM, BN, kSplits>(c, seg, reinterpret_cast<const int*>(p.segment_slices),
+                                     reinterpret_cast<const distca_slice_t*>(p.slices), group, block, kb0, kb0 + k_rows,
+                                     rot<BM>());
+  }
+  template <int BM>
+  __device__ __forceinline__ bool seek_next(BwdCursor& c, const distca_bwd_params_t& p) const {
+    c.advance();
+    return seek<BM>(c, p);
   }
   // The tile's K and V rows (zero past the segment) into sK/sV (asynchronously, not committed).
   template <typename Layout, int D, int THREADS, typename T>

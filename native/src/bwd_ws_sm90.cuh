@@ -79,9 +79,9 @@ struct BwdWsConfig {
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
   // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
   // (BwdTileRec, 128 bytes), the dQ tiles' hand-over to the dQ thread and the claimed barriers
-  // (128 bytes), plus 1 KiB of alignment
-  static constexpr int kSmemBytes =
-      (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 + 2 * kStages * BM * 4 + 384 + 1024;
+  // (128 bytes), the kv kernel's step records (BwdStepRec, 64 bytes a stage), plus 1 KiB of alignment
+  static constexpr int kSmemBytes = (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 +
+                                    2 * kStages * BM * 4 + 384 + 64 * kStages + 1024;
 };
 
 // The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
@@ -93,6 +93,17 @@ struct BwdTileRec {
   int have;
   BwdTile<BN, kSplits> tile;
   BwdCursor cur;
+};
+
+// (kv kernel) The producer's hand-over of a step (query tile) to the consumers, one per stage: the
+// query tile's slice, block and GQA head, and whether the key tile has a step after it, written
+// before the stage's full barrier. The consumers then keep no walk state across steps: with it their
+// registers spilled at every step (NOTES v63).
+struct BwdStepRec {
+  distca_slice_t sl;
+  int mb, group_head;
+  int has_next;
+  int pad;
 };
 
 // Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
@@ -155,8 +166,8 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, ui
 // dK, then dV, each staged in `stage` (64 rows x D fp32, unswizzled: each row is one bulk copy's
 // source), and each of a warp's own 16 rows sent by one of its lanes as a bulk reduce-add, read
 // before the next matrix (or the caller) overwrites the stage. `stage` must be free. (With this
-// tile end, or any other that takes the accumulators as fp32, ptxas spills 150-180 bytes in the
-// kernel, against 4 with the bf16 store: NOTES v62.)
+// tile end, or any other that takes the accumulators as fp32, ptxas spilled 150-180 bytes at every
+// step while the consumers walked the query tiles themselves; 12 with the step records: NOTES v63.)
 template <int D>
 __device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
                                                     const distca_bwd_params_t& p, float* dkv_accum, int kb0, int head_kv,
@@ -356,6 +367,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // (NOTES v60). Otherwise the claiming warps arrive on the stage's full barrier.
   auto bar_claimed = [&](int s) { return smem_addr(dq_bars + 12 + s); };
   static_assert(12 + S <= 16, "the dQ hand-over and the claimed barriers fit in its 128 bytes");
+  BwdStepRec* step_rec = reinterpret_cast<BwdStepRec*>(dq_bars + 16);  // [S] (kAddKv), after the dQ hand-over
+  static_assert(sizeof(BwdStepRec) <= 64, "a step record fits in 64 bytes (kSmemBytes)");
   constexpr bool kClaimsOffPath = kDqThread && D <= DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D;
 
   const int tid = threadIdx.x;
@@ -448,7 +461,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
         }
         DISTCA_TRACE_P(tr.rec(kTrPKvIssue));
         last_s = -1;
-        for (; have; have = tile.template seek_next<BM>(cur), ++it) {
+        for (; have; ++it) {  // (the next step is sought at the end)
           const int s = it % S;
           last_s = s;
           last_parity = (it / S) & 1;
@@ -482,7 +495,17 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
             sLse[s * BM + lane + 32 * k] = lse[k];
             sDsum[s * BM + lane + 32 * k] = dsum[k];
           }
-          mbar_arrive(bar_full(s));  // release: this lane's LSE/D stores are visible to the waiters
+          if constexpr (kAddKv) {  // the step's record, whether another follows included (the seek
+            if (lane == 0) {       // runs under the stage's loads)
+              step_rec[s].sl = cur.sl;
+              step_rec[s].mb = cur.mb;
+              step_rec[s].group_head = cur.group_head;
+            }
+            have = tile.template seek_next<BM>(cur);
+            if (lane == 0) step_rec[s].has_next = have;
+          }
+          mbar_arrive(bar_full(s));  // release: this lane's LSE/D (and record) stores are visible to the waiters
+          if constexpr (!kAddKv) have = tile.template seek_next<BM>(cur);
         }
         t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0);  // lane 0's, for the warp
         if (claiming && lane == 0) {  // to warps 1 and 2, once they have read entry j - 2
@@ -597,7 +620,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     t = tile_slot->t;
     if (t < 0) return;  // (nothing past the last tile)
     tile = tile_slot->tile;
-    cur = tile_slot->cur;
+    if constexpr (!kAddKv) cur = tile_slot->cur;  // (kAddKv: each step's from its record)
     have = tile_slot->have != 0;
   };
   mbar_wait(bar_tile, 0);
@@ -621,10 +644,21 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     for (int i = 0; i < NKV * 4; ++i) acc_dk[i] = acc_dv[i] = 0.f;
     DISTCA_TRACE(tr.rec(kTrTileReady));
     bool first_step = true;
-    for (; have; have = tile.template seek_next<BM>(cur), ++it) {
+    bool next_have = false;  // (kAddKv) from the step's record
+    auto walk_on = [&] {
+      if constexpr (kAddKv) return next_have;
+      else return tile.template seek_next<BM>(cur, p);
+    };
+    for (; have; have = walk_on(), ++it) {
       const int s = it % S;
       DISTCA_TRACE(tr.rec(kTrFullWait));
       mbar_wait(bar_full(s), (it / S) & 1);
+      if constexpr (kAddKv) {  // (read before the stage, and with it the record, is released)
+        cur.sl = step_rec[s].sl;
+        cur.mb = step_rec[s].mb;
+        cur.group_head = step_rec[s].group_head;
+        next_have = step_rec[s].has_next != 0;
+      }
       // (kStagger) warpgroup 1 starts a key tile's first step once warpgroup 0 is past its phase A.
       // Phase k is warpgroup 0's arrival in its k-th key tile with steps; it cannot arrive in the
       // next one before both warpgroups are done with this one (bar_kv), so warpgroup 1's wait sees
