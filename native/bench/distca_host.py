@@ -130,14 +130,14 @@ def _lpt_makespan(costs, bins):
     return max(loads)
 
 
-def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), gain=0.8):
+def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), gain=0.9):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); overhead: what one more work item costs in those units
     (its K/V load and dK/dV output). Splitting into pieces of at most C / (kappa * sms) (C: all the
     work) for the kappa whose longest-first schedule on `sms` SMs ends first, if that ends before
-    `gain` times the unsplit schedule (the kernel that takes splits runs its steps ~15% slower:
-    NOTES v62); only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
+    `gain` times the unsplit schedule (the kernel that takes splits runs its steps 5-8% slower:
+    NOTES v63); only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
     an SM's share. The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None

@@ -335,7 +335,7 @@ final class FusedBatchPlan {
 
   private static final int[] SPLIT_KAPPAS = {2, 3, 4, 6, 8, 12, 16};
   /** Splits must shorten the longest-first schedule to this fraction of the unsplit one. */
-  static final double SPLIT_GAIN = 0.8;
+  static final double SPLIT_GAIN = 0.9;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -344,7 +344,7 @@ final class FusedBatchPlan {
    * work item costs in those units (its K/V load and dK/dV output). Pieces of at most C / (kappa *
    * sms) (C: all the work) for the kappa whose longest-first schedule on {@code sms} SMs ends first,
    * if that ends before {@link #SPLIT_GAIN} of the unsplit schedule (the kernel that takes splits
-   * runs its steps ~15% slower: native/NOTES.md v62); groups of 2..64 heads only, and only where the
+   * runs its steps 5-8% slower: native/NOTES.md v63); groups of 2..64 heads only, and only where the
    * longest item exceeds a quarter of an SM's share (below that, longest-first is near even). The
    * Python host's policy is the same (native/bench/distca_host.py, group_splits).
    */
