@@ -37,7 +37,8 @@ after warm-up, summed over the CTAs.
 
 Build the image: OUTPUT=native/build/var/trace.fatbin GENCODE="-gencode=arch=compute_90a,code=sm_90a"
 native/build.sh -DDISTCA_TRACE_PROBES.
-Usage: python3 native/bench/trace.py --fatbin F [--pass fwd|bwd|both] [--seqs 512,16384]
+Usage: python3 native/bench/trace.py --fatbin F [--pass fwd|bwd|both] [--seqs 512,16384] [--heads HQ/HKV]
+       [--bwd-splits N]
 """
 import argparse
 import ctypes
@@ -135,12 +136,14 @@ def summarize(name, events_per_cta):
     steps = defaultdict(lambda: [0, 0])  # kind -> [count, cycles]
     waits = tile_start = tile_end = span = kv_wait = store_wait = 0
     tiles = truncated = 0
+    spans = []
     for ev in events_per_cta:
         if not ev:
             continue
         if len(ev) >= EVENTS:
             truncated += 1
-        span += ev[-1][2] - ev[0][2]
+        spans.append(ev[-1][2] - ev[0][2])
+        span += spans[-1]
         last_end = None  # the previous key tile's end
         ready = last_step = None
         for kind, arg, t in ev:
@@ -194,6 +197,30 @@ def summarize(name, events_per_cta):
         print(f"  next tile        : waiting for the producer's hand-over {handover / n_handover:.0f} cycles per key tile")
     rest = span - step_cycles - waits - tile_start - tile_end
     print(f"  span             : {span / max(1, len(events_per_cta)):10.0f} cycles per CTA; unaccounted {rest / span:6.1%}")
+    if spans:  # the CTAs start together, so the spread of their spans is the schedule's tail
+        print(f"  schedule         : the CTAs' spans {min(spans)}..{max(spans)} cycles, mean/longest"
+              f" {sum(spans) / len(spans) / max(spans):.3f}")
+        # per CTA: its key tiles' step counts, and its cycles per step (work or speed?)
+        per_cta = []
+        for ev in events_per_cta:
+            if not ev:
+                continue
+            counts, n = [], 0
+            for kind, _, _ in ev:
+                if kind == TILE_WAIT and n:
+                    counts.append(n)
+                    n = 0
+                elif kind == STEP_END:
+                    n += 1
+            if n:
+                counts.append(n)
+            per_cta.append((ev[-1][2] - ev[0][2], counts))
+        per_cta.sort(key=lambda x: -x[0])
+        for label, rows in (("longest", per_cta[:4]), ("shortest", per_cta[-3:])):
+            for sp, counts in rows:
+                steps_n = sum(counts)
+                print(f"    {label:8s} CTA: span {sp} cycles, {steps_n} steps ({sp / max(1, steps_n):.0f} cycles a step),"
+                      f" key tiles of {counts[:8]}{' ...' if len(counts) > 8 else ''}")
 
 
 def summarize_fwd(name, consumer, producer):
@@ -274,14 +301,19 @@ def main():
     ap.add_argument("--fatbin", required=True, help="an image built with -DDISTCA_TRACE_PROBES")
     ap.add_argument("--pass", dest="pas", default="both", choices=("fwd", "bwd", "both"))
     ap.add_argument("--seqs", default="512,16384", help="uniform causal d128 shapes (b*s = 16K) to trace too")
+    ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes only, with these heads (GQA)")
+    ap.add_argument("--bwd-splits", type=int, default=None, help="Kernels.bwd_splits (distca_host.py --bwd-splits)")
     args = ap.parse_args()
-    kern = Kernels(args.fatbin)
+    kern = Kernels(args.fatbin, bwd_splits=args.bwd_splits)
     ctas = kern.ctas
     h, hd = 16, 128
-    cases = [(name, Ours(kern, seg_lens, slices, h, h, hd)) for name, seg_lens, slices in rebatch_sides(h, hd)]
+    hq, hkv = (int(x) for x in args.heads.split("/")) if args.heads else (h, h)
+    cases = [] if args.heads else [(name, Ours(kern, seg_lens, slices, h, h, hd))
+                                   for name, seg_lens, slices in rebatch_sides(h, hd)]
     for s in (int(x) for x in args.seqs.split(",") if x):
         b = max(1, 16384 // s)
-        cases.append((f"causal {s}", Ours(kern, [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], h, h, hd)))
+        cases.append((f"causal {s}" + (f" {hq}/{hkv}" if args.heads else ""),
+                      Ours(kern, [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], hq, hkv, hd)))
     print(f"trace.py: GPU {torch.cuda.get_device_name()}, {ctas} CTAs, fatbin {args.fatbin}")
     for pas in (("fwd", "bwd") if args.pas == "both" else (args.pas,)):
         print(f"\n=== {pas} ===")
