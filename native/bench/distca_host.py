@@ -130,14 +130,16 @@ def _lpt_makespan(costs, bins):
     return max(loads)
 
 
-def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), gain=0.9):
+def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
+                 fixed_items=7):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); overhead: what one more work item costs in those units
     (its K/V load and dK/dV output). Splitting into pieces of at most C / (kappa * sms) (C: all the
-    work) for the kappa whose longest-first schedule on `sms` SMs ends first, if that ends before
-    `gain` times the unsplit schedule (the kernel that takes splits runs its steps 5-8% slower:
-    NOTES v63); only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
+    work) for the kappa whose longest-first schedule on `sms` SMs ends first, if that, times
+    1 + step_cost plus fixed_items overheads (the split kernel's longer steps and its dK/dV
+    workspace, as measured on an H200 from 512 to 16K tokens: NOTES v63), ends before the unsplit
+    schedule; only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
     an SM's share. The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -163,7 +165,8 @@ def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 1
         t = _lpt_makespan(pieces(splits), sms)
         if t < best:
             best, best_splits = t, splits
-    return best_splits if best_splits is not None and best < gain * unsplit else None
+    paid = best * (1 + step_cost) + fixed_items * overhead < unsplit
+    return best_splits if best_splits is not None and paid else None
 
 
 def _launch(fn, grid, threads, smem, param_bytes, stream):

@@ -334,8 +334,10 @@ final class FusedBatchPlan {
   }
 
   private static final int[] SPLIT_KAPPAS = {2, 3, 4, 6, 8, 12, 16};
-  /** Splits must shorten the longest-first schedule to this fraction of the unsplit one. */
-  static final double SPLIT_GAIN = 0.9;
+  /** What the kernel that takes splits costs beyond its schedule: its steps this much longer ... */
+  static final double SPLIT_STEP_COST = 0.06;
+  /** ... and its dK/dV workspace (zeroed, then converted by two more passes) this many work items' overhead. */
+  static final int SPLIT_FIXED_ITEMS = 7;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -343,8 +345,9 @@ final class FusedBatchPlan {
    * its key tile), the same for each of {@code headsKv} K/V heads; {@code overhead}: what one more
    * work item costs in those units (its K/V load and dK/dV output). Pieces of at most C / (kappa *
    * sms) (C: all the work) for the kappa whose longest-first schedule on {@code sms} SMs ends first,
-   * if that ends before {@link #SPLIT_GAIN} of the unsplit schedule (the kernel that takes splits
-   * runs its steps 5-8% slower: native/NOTES.md v63); groups of 2..64 heads only, and only where the
+   * if that, times 1 + {@link #SPLIT_STEP_COST} plus {@link #SPLIT_FIXED_ITEMS} overheads, ends
+   * before the unsplit schedule (the split kernel's costs as measured on an H200 from 512 to 16K
+   * tokens: native/NOTES.md v63); groups of 2..64 heads only, and only where the
    * longest item exceeds a quarter of an SM's share (below that, longest-first is near even). The
    * Python host's policy is the same (native/bench/distca_host.py, group_splits).
    */
@@ -383,7 +386,7 @@ final class FusedBatchPlan {
         bestSplits = splits;
       }
     }
-    return bestSplits != null && best < SPLIT_GAIN * unsplit ? bestSplits : null;
+    return bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit ? bestSplits : null;
   }
 
   /** The longest SM's load when the pieces go, most expensive first, each to the least loaded SM. */

@@ -281,6 +281,16 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     long[] equal = new long[128];
     java.util.Arrays.fill(equal, 16384);
     assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 128) != null, "8/1 causal 16K");
+    long[] causal512 = new long[4 * 32];  // 32 sequences of 512: the schedule gains, the workspace costs more
+    for (int k = 0; k < causal512.length; k++) {
+      causal512[k] = 512 - 128L * (k % 4);
+    }
+    assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 128), "8/1 causal 512");
+    long[] causal1k = new long[8 * 16];
+    for (int k = 0; k < causal1k.length; k++) {
+      causal1k[k] = 1024 - 128L * (k % 8);
+    }
+    assertTrue(FusedBatchPlan.groupSplits(causal1k, 1, 8, 132, 128) != null, "8/1 causal 1K");
     assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 1, 132, 128), "MHA: nothing to split");
     assertEquals(null, FusedBatchPlan.groupSplits(causal, 8, 4, 132, 128), "32/8: 1,024 key tiles balance");
     assertEquals(null, FusedBatchPlan.groupSplits(equal, 1, 8, 132, 128), "128 equal key tiles on 132 SMs");
