@@ -16,11 +16,10 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Ours  # noqa: E402
-from distca_host import DEFAULT_FATBIN, Kernels, Slice  # noqa: E402
+from bench import Ours, TorchSDPA  # noqa: E402
+from distca_host import DEFAULT_FATBIN, Kernels, Slice, forward_flops  # noqa: E402
 
 
 def sampler(path):
@@ -61,17 +60,12 @@ def main():
     runs = []
     for s in (int(x) for x in args.seqs.split(",")):
         b = max(1, 16384 // s)
-        ours = Ours(kern, [s] * b, [Slice(i, 0, s, s, args.causal) for i in range(b)], h, h, args.hd)
-        flops = 4.0 * b * s * s * h * args.hd * (0.5 if args.causal else 1.0) * (2.5 if args.pas == "bwd" else 1.0)
+        slices = [Slice(i, 0, s, s, args.causal) for i in range(b)]
+        ours = Ours(kern, [s] * b, slices, h, h, args.hd)
+        flops = forward_flops(slices, h, args.hd) * (2.5 if args.pas == "bwd" else 1.0)
         runs.append((f"ours {s}", getattr(ours, args.pas), flops))
         if args.cudnn and args.pas == "fwd":
-            q = torch.randn((b, h, s, args.hd), device="cuda", dtype=torch.bfloat16)
-            k, v = torch.randn_like(q), torch.randn_like(q)
-
-            def sdpa(q=q, k=k, v=v):
-                with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.CUDNN_ATTENTION):
-                    F.scaled_dot_product_attention(q, k, v, is_causal=args.causal)
-            runs.append((f"cudnn {s}", sdpa, flops))
+            runs.append((f"cudnn {s}", TorchSDPA(b, s, h, args.hd, args.causal, "cudnn").fwd, flops))
     path = tempfile.mktemp(suffix=".csv")
     proc = sampler(path)
     phases = []

@@ -185,7 +185,8 @@ class Kernels:
         tiles instead. dq_claims=False: bwd_pre zeroes the dQ workspace even before the
         warp-specialized backward (distca_attn.h section 8). bwd_splits: the warp-specialized
         backward's group splits (section 9): None as group_splits decides, 1 never, N > 1 every key
-        tile N ways (at most the group) where the group has 2..64 heads."""
+        tile N ways (at most the group) where the group has 2..64 heads, -1 the split kernel with
+        every key tile's whole group in one work item (its cost alone)."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits

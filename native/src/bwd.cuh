@@ -69,8 +69,7 @@ struct BwdCursor {
   int rot;
   distca_slice_t sl;
 
-  __device__ __forceinline__ void start(int b, int e) { start(b, e, rot); }
-  // (r: rot, given by a caller that does not keep it in the cursor)
+  // (r: the rotation, rot or one a caller computes rather than keeps in the cursor)
   __device__ __forceinline__ void start(int b, int e, int r) {
     mb_begin = b;
     mb_end = e;
