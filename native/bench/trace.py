@@ -201,26 +201,55 @@ def summarize(name, events_per_cta):
         print(f"  schedule         : the CTAs' spans {min(spans)}..{max(spans)} cycles, mean/longest"
               f" {sum(spans) / len(spans) / max(spans):.3f}")
         # per CTA: its key tiles' step counts, and its cycles per step (work or speed?)
+        # and where its cycles a step go: the wait for the stage (loads) against the step itself
+        # (full barrier to step end), in all and by quarter of its steps (does it slow as it goes?)
         per_cta = []
         for ev in events_per_cta:
             if not ev:
                 continue
             counts, n = [], 0
-            for kind, _, _ in ev:
+            per_step = []  # (wait, step) cycles of each step, in order
+            wait_start = ready = wait = None
+            for kind, _, t in ev:
                 if kind == TILE_WAIT and n:
                     counts.append(n)
                     n = 0
+                elif kind == FULL_WAIT:
+                    wait_start = t
+                elif kind == FULL_READY:
+                    ready, wait = t, t - wait_start
                 elif kind == STEP_END:
                     n += 1
+                    per_step.append((wait, t - ready))
             if n:
                 counts.append(n)
-            per_cta.append((ev[-1][2] - ev[0][2], counts))
+            per_cta.append((ev[-1][2] - ev[0][2], counts, per_step))
         per_cta.sort(key=lambda x: -x[0])
+
+        def split(per_step):
+            k = len(per_step)
+            w = sum(a for a, _ in per_step) / max(1, k)
+            st = sum(b for _, b in per_step) / max(1, k)
+            quarters = [per_step[i * k // 4:(i + 1) * k // 4] for i in range(4)]
+            return w, st, [sum(a + b for a, b in q) / max(1, len(q)) for q in quarters]
         for label, rows in (("longest", per_cta[:4]), ("shortest", per_cta[-3:])):
-            for sp, counts in rows:
+            for sp, counts, per_step in rows:
                 steps_n = sum(counts)
+                w, st, q = split(per_step)
                 print(f"    {label:8s} CTA: span {sp} cycles, {steps_n} steps ({sp / max(1, steps_n):.0f} cycles a step),"
                       f" key tiles of {counts[:8]}{' ...' if len(counts) > 8 else ''}")
+                print(f"             wait {w:.0f} + step {st:.0f} cycles a step; by quarter of its steps"
+                      f" {' / '.join(f'{x:.0f}' for x in q)}")
+        # all CTAs by the longest key tile they ran (its steps): the long items' CTAs against the rest
+        classes = defaultdict(list)
+        top = max((max(c) for _, c, _ in per_cta if c), default=0)
+        for sp, counts, per_step in per_cta:
+            if counts:
+                classes["longest item" if max(counts) * 4 >= top * 3 else "others"].append(per_step)
+        for name_, rows in sorted(classes.items()):
+            flat = [x for r in rows for x in r]
+            w, st, q = split(flat)
+            print(f"    {name_:13s}: {len(rows)} CTAs, wait {w:.0f} + step {st:.0f} cycles a step")
 
 
 def summarize_fwd(name, consumer, producer):
