@@ -321,8 +321,8 @@ final class FusedBatchPlan {
       }
       int n = splits[i];
       for (int j = 0; j < n; j++) {
-        int h0 = j * group / n;
-        int h1 = (j + 1) * group / n;
+        int h0 = splitHeadBegin(j, n, group);
+        int h1 = splitHeadBegin(j + 1, n, group);
         items[2 * at] = list.items[2 * i];
         items[2 * at + 1] = n == 1 ? block
             : block | h0 << DistcaAttnAbi.WORK_HEAD_SHIFT | (h1 - h0) << DistcaAttnAbi.WORK_HEADS_SHIFT;
@@ -331,6 +331,14 @@ final class FusedBatchPlan {
       }
     }
     return sortByCostDescending(items, costs);
+  }
+
+  /**
+   * The first query head of the GQA group that piece {@code j} of a key tile split {@code n} ways
+   * walks (piece j: heads [splitHeadBegin(j), splitHeadBegin(j + 1)); distca_host.py split_heads).
+   */
+  static int splitHeadBegin(int j, int n, int group) {
+    return j * group / n;
   }
 
   private static final int[] SPLIT_KAPPAS = {2, 3, 4, 6, 8, 12, 16};
@@ -400,7 +408,7 @@ final class FusedBatchPlan {
     for (int i = 0; i < costs.length; i++) {
       int n = splits[i];
       for (int j = 0; j < n; j++) {
-        long piece = costs[i] * ((j + 1) * group / n - j * group / n) + overhead;
+        long piece = costs[i] * (splitHeadBegin(j + 1, n, group) - splitHeadBegin(j, n, group)) + overhead;
         for (int h = 0; h < headsKv; h++) {
           pieces[at++] = piece;
         }
