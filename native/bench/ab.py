@@ -10,7 +10,8 @@ Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048
        [--passes fwd,bwd] [--hd 64|128|256] [--full] [--heads HQ/HKV]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1), off (1) or as the
-split kernel's whole-group work items (-1; section 9), so that one image can be compared with itself.
+split kernel's whole-group work items (-1; section 9), as F.fatbin:no-chunks without the chunked
+backward of section 10 (F.fatbin:chunks-always with it for every GQA group), so that one image can be compared with itself.
 """
 import argparse
 import os
@@ -44,8 +45,13 @@ def image(spec):
             kw["dq_claims"] = False
         elif option.startswith("splits="):
             kw["bwd_splits"] = int(option.split("=", 1)[1])
+        elif option == "no-chunks":
+            kw["bwd_chunks"] = False
+        elif option == "chunks-always":
+            kw["bwd_chunks"] = "always"
         else:
-            raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N)")
+            raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
+                             " no-chunks, chunks-always)")
     return Kernels(path, **kw)
 
 

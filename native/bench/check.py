@@ -223,6 +223,9 @@ def cases(rng):
     yield "mha_full", [300, 1000], [Slice(0, 0, 300, 300, False), Slice(1, 0, 1000, 1000, False)], 4, 4
     yield "gqa_full", [517, 129], [Slice(0, 0, 517, 517, False), Slice(1, 0, 129, 129, False)], 8, 2
     yield "gqa_causal", [777], [Slice(0, 0, 777, 777, True)], 8, 2
+    # a group of 8 heads (the chunked backward of distca_attn.h section 10 where not split: --bwd-splits 1)
+    # over more query tiles than a chunk, its key tiles' walks rotated
+    yield "gqa_full_long", [1500], [Slice(0, 0, 1500, 1500, False)], 16, 2
     yield "mqa_bottom_right", [700, 300], [Slice(0, 0, 700, 200, True), Slice(1, 0, 300, 45, True)], 4, 1
     yield "diagonal", [400, 300], [Slice(0, 0, 400, 130, True, diagonal=-5),
                                    Slice(1, 0, 300, 333, True, diagonal=10),

@@ -23,6 +23,7 @@ ABI_VERSION = 5  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter bloc
 # (section 9), which this host asks only of images of version 5 (for ab.py against older images)
 ABI_VERSIONS = (1, 2, 3, 4, ABI_VERSION)
 WORK_HEAD_SHIFT, WORK_HEADS_SHIFT, WORK_BLOCK_MASK = 20, 26, 0xFFFFF  # distca_attn.h section 9
+BWD_CHUNK_MIN_GROUP = 5  # distca_attn.h section 10 (DISTCA_BWD_CHUNK_MIN_GROUP)
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -130,6 +131,12 @@ def _lpt_makespan(costs, bins):
     return max(loads)
 
 
+def split_heads(j, n, group):
+    """The query heads [h0, h1) of the GQA group that piece j of a key tile split n ways walks
+    (distca_attn.h section 9; FusedBatchPlan.splitHeads in the Java host)."""
+    return j * group // n, (j + 1) * group // n
+
+
 def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
@@ -148,8 +155,8 @@ def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 1
         out = []
         for c, n in zip(costs, splits):
             for j in range(n):
-                heads = (j + 1) * group // n - j * group // n
-                out.extend([c * heads + overhead] * heads_kv)
+                h0, h1 = split_heads(j, n, group)
+                out.extend([c * (h1 - h0) + overhead] * heads_kv)
         return out
 
     total = heads_kv * group * sum(costs)
@@ -178,7 +185,8 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 
 class Kernels:
-    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None):
+    def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
+                 bwd_chunks=True):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -186,10 +194,13 @@ class Kernels:
         warp-specialized backward (distca_attn.h section 8). bwd_splits: the warp-specialized
         backward's group splits (section 9): None as group_splits decides, 1 never, N > 1 every key
         tile N ways (at most the group) where the group has 2..64 heads, -1 the split kernel with
-        every key tile's whole group in one work item (its cost alone)."""
+        every key tile's whole group in one work item (its cost alone). bwd_chunks=False: never the
+        chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
+        heads or more (to measure), else where the group is large enough and the image has it."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
+        self.bwd_chunks = bwd_chunks
         self.dq_claims = dq_claims
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
         self.ctas = sms if ctas is None else ctas
@@ -227,6 +238,17 @@ class Kernels:
         except AttributeError:
             return None
 
+    def bwd_ws_kind(self, hq, hkv, dtype, hd, split):
+        """Which warp-specialized backward runs: bwd_ws_kv with group splits (section 9), else
+        bwd_ws_chunked for groups of BWD_CHUNK_MIN_GROUP heads and more where the image has it
+        (section 10), else bwd_ws. CudaBackend.backwardWsKernel in the Java host decides the same."""
+        if split:
+            return "bwd_ws_kv"
+        min_group = 2 if self.bwd_chunks == "always" else BWD_CHUNK_MIN_GROUP
+        if self.bwd_chunks and hq >= min_group * hkv and self.has_kernel("bwd_ws_chunked", dtype, hd):
+            return "bwd_ws_chunked"
+        return "bwd_ws"
+
     def has_kernel(self, kind, dtype, hd):
         """Whether the image has distca_attn_<kind>_<DT>_d<HD> (e.g. bwd_ws_kv: distca_attn.h section 9)."""
         try:
@@ -243,7 +265,8 @@ class Kernels:
             f = driver.moduleGetFunction(self.module, name)
             info = self.info[hd]
             smem = {"fwd": info.fwd_smem, "bwd": info.bwd_smem, "fwd_ws": info.fwd_ws_smem,
-                    "bwd_ws": info.bwd_ws_smem, "bwd_ws_kv": info.bwd_ws_smem}.get(kind, 0)
+                    "bwd_ws": info.bwd_ws_smem, "bwd_ws_kv": info.bwd_ws_smem,
+                    "bwd_ws_chunked": info.bwd_ws_smem}.get(kind, 0)
             if smem > 48 * 1024:
                 driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
             # all of L1 as shared memory, so that several CTAs of a tile shape fit on an SM
@@ -403,7 +426,7 @@ class Kernels:
                                           dkv_accum.data_ptr() if dkv_accum is not None else 0) + bytes(88)
                      + _tensor_map(q, 64)
                      + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
-            _launch(self.fn("bwd_ws_kv" if split is not None else "bwd_ws", q.dtype, hd),
+            _launch(self.fn(self.bwd_ws_kind(hq, hkv, q.dtype, hd, split is not None), q.dtype, hd),
                     self._persistent_grid(num_work * hkv), info.bwd_ws_threads, info.bwd_ws_smem, block, stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
@@ -441,7 +464,7 @@ class Kernels:
             for (c, g, b), n in zip(items, splits):
                 assert b <= WORK_BLOCK_MASK, "key block past the block word's 20 bits"
                 for j in range(n):
-                    h0, h1 = j * group // n, (j + 1) * group // n
+                    h0, h1 = split_heads(j, n, group)
                     word = b if n == 1 else b | h0 << WORK_HEAD_SHIFT | (h1 - h0) << WORK_HEADS_SHIFT
                     pieces.append((c * (h1 - h0), g, word))
             pieces.sort(key=lambda t: -t[0])

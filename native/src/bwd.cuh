@@ -60,12 +60,21 @@ struct BwdConfig {
 // tiles, two apart with the warp-specialized tiles rather than next to each other: neighbours then
 // met at the same query tile whenever one ran a step ahead, which cost the d64 backward up to 20% at
 // non-causal 8K (NOTES.md v36).
+// kChunk > 0 (distca_attn.h section 10): that walk in chunks of kChunk query tiles, each chunk for
+// every head of the group before the next chunk (the order of the tiles unchanged for one head).
+// Head by head over a whole slice, the causal key tiles of a segment drift apart: key tile j spends
+// count_j steps on a head, two fewer than key tile j - 1, so the step at which its neighbour reads
+// the same Q/dO tile and adds into the same dQ rows falls (h + 1) * 2 steps behind at head h, past
+// what the L2 holds at large groups (16/2 at 16K: L2 hit rate 66% against MHA's 96%, the key tiles
+// with the longest walks waiting for their loads; NOTES.md v64). In chunks the drift restarts at
+// each chunk.
 struct BwdCursor {
+  static constexpr int kChunk = 0;
   int slice_pos;   // position in the segment's slice list
   int group_head;  // 0 .. group-1
   int mb;          // query block inside the slice
   int mb_begin, mb_end;  // mb_end == 0: slice not loaded yet
-  int left;        // query blocks of this (slice, head) still to visit, this one included
+  int left;        // query blocks of this (slice, head[, chunk]) still to visit, this one included
   int rot;
   distca_slice_t sl;
 
@@ -79,6 +88,25 @@ struct BwdCursor {
   __device__ __forceinline__ void advance() {
     --left;
     mb = mb + 1 == mb_end ? mb_begin : mb + 1;
+  }
+};
+// The chunk of the warp-specialized backward's chunked walk, in query tiles (section 10; 4 and 16
+// lost to 8 at 2K, NOTES.md v64).
+#ifndef DISTCA_BWD_CHUNK_TILES
+#define DISTCA_BWD_CHUNK_TILES 8
+#endif
+constexpr int kBwdChunkTiles = DISTCA_BWD_CHUNK_TILES;
+// The walk in chunks of kChunk query tiles (a BwdCursor wherever a step reads its position).
+template <int kChunkTiles>
+struct BwdChunkCursor : BwdCursor {
+  static constexpr int kChunk = kChunkTiles;
+  int chunk_mb;    // the query block at which the current chunk starts
+  int chunk_left;  // query blocks of the (slice, head) walk from the chunk's start to its end
+  __device__ __forceinline__ void start(int b, int e, int r) {
+    BwdCursor::start(b, e, r);
+    chunk_mb = mb;
+    chunk_left = left;
+    left = min(kChunk, left);
   }
 };
 
@@ -114,17 +142,36 @@ __device__ __forceinline__ int bwd_group_head_end(int word, int group) {
 // Advances `c` to the next valid tile at or after its current position. Returns false at the end.
 // kSplits: `word` is a block word that may name a group split (section 9), whose query heads bound
 // the walk; else the walk covers the whole group (and the word is the bare key block).
-template <int BM, int BN, bool kSplits>
-__device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& seg, const int* seg_slices,
+template <int BM, int BN, bool kSplits, typename Cursor>
+__device__ __forceinline__ bool bwd_seek(Cursor& c, const distca_segment_t& seg, const int* seg_slices,
                                          const distca_slice_t* slices, int group, int word, int kb0, int kb1,
                                          int rot) {
   while (c.slice_pos < seg.slice_count) {
     if (c.left > 0) return true;
-    // current slice exhausted for this head: next head, or next slice
-    if (c.mb_end > 0 && c.group_head + 1 < (kSplits ? bwd_group_head_end(word, group) : group)) {
-      ++c.group_head;
-      c.start(c.mb_begin, c.mb_end, rot);
-      continue;
+    if constexpr (Cursor::kChunk > 0) {
+      constexpr int kChunk = Cursor::kChunk;
+      // chunk done for this head: the same chunk for the next head, or the next chunk from the
+      // first head, or the next slice
+      if (c.mb_end > 0 && c.group_head + 1 < (kSplits ? bwd_group_head_end(word, group) : group)) {
+        ++c.group_head;
+        c.mb = c.chunk_mb;
+        c.left = min(kChunk, c.chunk_left);
+        continue;
+      }
+      if (c.mb_end > 0 && c.chunk_left > kChunk) {
+        c.chunk_left -= kChunk;
+        c.chunk_mb = c.mb;  // (advance() moved it past the chunk's last block)
+        c.group_head = kSplits ? bwd_group_head_begin(word) : 0;
+        c.left = min(kChunk, c.chunk_left);
+        continue;
+      }
+    } else {
+      // current slice exhausted for this head: next head, or next slice
+      if (c.mb_end > 0 && c.group_head + 1 < (kSplits ? bwd_group_head_end(word, group) : group)) {
+        ++c.group_head;
+        c.start(c.mb_begin, c.mb_end, rot);
+        continue;
+      }
     }
     if (c.mb_end > 0) ++c.slice_pos;
     c.group_head = kSplits ? bwd_group_head_begin(word) : 0;
@@ -146,8 +193,9 @@ __device__ __forceinline__ bool bwd_seek(BwdCursor& c, const distca_segment_t& s
 // clipped to the segment, and a key/value head). kSplits: the work list may hold group splits
 // (distca_attn.h section 9: only the warp-specialized backward's, launched with dkv_accum); a
 // template parameter so that the other kernels' (and the other launches') walks compile as before.
-template <int BN, bool kSplits = false>
+template <int BN, bool kSplits = false, int kChunk = 0>
 struct BwdTile {
+  using Cursor = std::conditional_t<(kChunk > 0), BwdChunkCursor<kChunk>, BwdCursor>;
   int head_kv, group;
   distca_segment_t seg;
   int block;             // the work item's block word: the key block inside the segment (and, kSplits, the split)
@@ -172,14 +220,14 @@ struct BwdTile {
   __device__ __forceinline__ int key_block() const { return kSplits ? block & DISTCA_WORK_BLOCK_MASK : block; }
   // Moves `c` past its query tile to the next one that sees this key tile; false at the end.
   template <int BM>
-  __device__ __forceinline__ bool seek_next(BwdCursor& c) const {
+  __device__ __forceinline__ bool seek_next(Cursor& c) const {
     c.advance();
     return seek<BM>(c);
   }
   // A cursor before the first query tile of BM rows (seek() finds it).
   template <int BM>
-  __device__ __forceinline__ BwdCursor start() const {
-    BwdCursor c;
+  __device__ __forceinline__ Cursor start() const {
+    Cursor c;
     c.slice_pos = 0;
     c.group_head = kSplits ? bwd_group_head_begin(block) : 0;
     c.mb = 0;
@@ -195,20 +243,20 @@ struct BwdTile {
   // Advances `c` to the next query tile (of BM rows) at or after its position that sees this key
   // tile; false at the end.
   template <int BM>
-  __device__ __forceinline__ bool seek(BwdCursor& c) const {
+  __device__ __forceinline__ bool seek(Cursor& c) const {
     return bwd_seek<BM, BN, kSplits>(c, seg, seg_slices, slices, group, block, kb0, kb1, c.rot);
   }
   // The same two with the slice lists read from the launch's parameter block `p` rather than from
   // the tile: from a __grid_constant__ block they are constant-bank operands, not registers held
   // across the walk (where a walk runs beside the accumulators of a warp-specialized consumer)
   template <int BM>
-  __device__ __forceinline__ bool seek(BwdCursor& c, const distca_bwd_params_t& p) const {
+  __device__ __forceinline__ bool seek(Cursor& c, const distca_bwd_params_t& p) const {
     return bwd_seek<BM, BN, kSplits>(c, seg, reinterpret_cast<const int*>(p.segment_slices),
                                      reinterpret_cast<const distca_slice_t*>(p.slices), group, block, kb0, kb0 + k_rows,
                                      rot<BM>());
   }
   template <int BM>
-  __device__ __forceinline__ bool seek_next(BwdCursor& c, const distca_bwd_params_t& p) const {
+  __device__ __forceinline__ bool seek_next(Cursor& c, const distca_bwd_params_t& p) const {
     c.advance();
     return seek<BM>(c, p);
   }

@@ -412,9 +412,9 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         return s;
       };
       for (int t = blockIdx.x; t < tiles; t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0)) {
-        const BwdTile<BN> tile(p, t);
+        const BwdTile<BN, false, kBwdChunkTiles> tile(p, t);  // (the chunked walk, section 10: MHA's walk is the same)
         const int group = tile.group;
-        BwdCursor cur = tile.template start<BM>();
+        auto cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);
         if (!have) {  // dK = dV = 0
           hand_to_claimer(it, 0, 0, 0, 0);
@@ -459,7 +459,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
             sLse[s * BM + lane + 32 * k] = lse[k];
             sDsum[s * BM + lane + 32 * k] = dsum[k];
           }
-          BwdCursor next = cur;
+          auto next = cur;
           const bool have_next = tile.template seek_next<BM>(next);
           if (lane == 0) {
             BwdD256Step& r = recs[s];

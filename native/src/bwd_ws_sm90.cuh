@@ -78,21 +78,22 @@ struct BwdWsConfig {
   static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
   // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
-  // (BwdTileRec, 128 bytes), the dQ tiles' hand-over to the dQ thread and the claimed barriers
-  // (128 bytes), the kv kernel's step records (BwdStepRec, 64 bytes a stage), plus 1 KiB of alignment
+  // (BwdTileRec, 128 bytes; 192 with the chunked walk's cursor, section 10), the dQ tiles' hand-over
+  // to the dQ thread and the claimed barriers (128 bytes), the kv kernel's step records (BwdStepRec,
+  // 64 bytes a stage), plus 1 KiB of alignment
   static constexpr int kSmemBytes = (2 * kSmemKV + 2 * kStages * kSmemQ + kSmemP) * 2 + kSmemDq * 4 +
-                                    2 * kStages * BM * 4 + 384 + 64 * kStages + 1024;
+                                    2 * kStages * BM * 4 + 448 + 64 * kStages + 1024;
 };
 
 // The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
 // records and the walk's first position as the producer found them (the consumers' own reads of
 // them are ~2,000 cycles of dependent global loads: NOTES v16).
-template <int BN, bool kSplits = false>
+template <int BN, bool kSplits = false, int kChunk = 0>
 struct BwdTileRec {
   int t;
   int have;
-  BwdTile<BN, kSplits> tile;
-  BwdCursor cur;
+  BwdTile<BN, kSplits, kChunk> tile;
+  typename BwdTile<BN, kSplits, kChunk>::Cursor cur;
 };
 
 // (kv kernel) The producer's hand-over of a step (query tile) to the consumers, one per stage: the
@@ -103,7 +104,8 @@ struct BwdStepRec {
   distca_slice_t sl;
   int mb, group_head;
   int has_next;
-  int pad;
+  int pad;  // (never read: the record stays 48 bytes, which its copies compile for; without it the kv
+            // kernels' code changes, unmeasured)
 };
 
 // Adds a box of the tensor map (columns c0.., head c1, rows c2..) from shared memory into global
@@ -301,7 +303,7 @@ __device__ __forceinline__ void bwd_lse_dsum_lanes(const distca_bwd_params_t& p,
 
 // kAddKv: the work list may hold group splits, and the key tiles' dK and dV go into the fp32
 // workspace dkv_accum (section 9) instead of dK and dV (distca_attn_bwd_ws_kv_*).
-template <typename T, int D, bool kAddKv>
+template <typename T, int D, bool kAddKv, int kChunk = 0>
 __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
   using Cfg = BwdWsConfig<D>;
@@ -330,9 +332,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // warp 0's lane 0, once it has written the next key tile into tile_slot (phase j: tile j): the
   // consumers take it before the previous tile's dK/dV stores
   const uint32_t bar_tile = smem_addr(bars + 2 + 2 * S);
-  using Tile = BwdTile<BN, kAddKv>;  // (group splits come only with the workspace: section 9)
-  BwdTileRec<BN, kAddKv>* tile_slot = reinterpret_cast<BwdTileRec<BN, kAddKv>*>(bars + 16);  // the 128 bytes after the mbarriers
-  static_assert(sizeof(BwdTileRec<BN, kAddKv>) <= 128, "the tile hand-over fits in 128 bytes");
+  using Tile = BwdTile<BN, kAddKv, kChunk>;  // (group splits come only with the workspace: section 9)
+  using Cursor = typename Tile::Cursor;
+  using TileRec = BwdTileRec<BN, kAddKv, kChunk>;
+  // the tile slot: 128 bytes after the mbarriers (192 with the chunked walk's cursor)
+  constexpr int kSlotWords = kChunk > 0 ? 24 : 16;
+  TileRec* tile_slot = reinterpret_cast<TileRec*>(bars + 16);
+  static_assert(sizeof(TileRec) <= 8 * kSlotWords, "the tile hand-over fits in its slot");
   // section 8 (dq_claims): warp 0 hands each key tile after the first (blockIdx.x) to warps 1 and 2
   // through a two-entry ring (kslot, with a "written" and a "read" barrier per entry); each of them
   // walks the tile's query tiles as warp 0 does, and for those of one stage (warp 1 stage 0, warp 2
@@ -356,7 +362,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // dq_staged once they have written it (and one of them its fused row and query head into
   // dq_coord; row < 0: no more tiles); the dQ thread arrives on dq_free once the reduce-add has read it.
   constexpr bool kDqThread = DISTCA_BWD_DQ_THREAD != 0;
-  uint64_t* dq_bars = bars + 32;  // after the tile slot
+  uint64_t* dq_bars = bars + 16 + kSlotWords;  // after the tile slot
   auto bar_dq_staged = [&](int w, int b) { return smem_addr(dq_bars + w * 2 + b); };
   auto bar_dq_free = [&](int w, int b) { return smem_addr(dq_bars + 4 + w * 2 + b); };
   int2* dq_coord = reinterpret_cast<int2*>(dq_bars + 8);  // [w][b]
@@ -443,7 +449,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
         }
         // the walk's first position, and the tile for the consumers (before K, which waits for them
         // to be done with the previous tile)
-        BwdCursor cur = tile.template start<BM>();
+        Cursor cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);
         if (lane == 0) {
           tile_slot->t = t;
@@ -533,7 +539,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       int it = 0;
       for (int t = blockIdx.x, j = 0; t < tiles; ++j) {
         const Tile tile(p, t);
-        BwdCursor cur = tile.template start<BM>();
+        Cursor cur = tile.template start<BM>();
         for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;
           if (s != mine) continue;
@@ -613,7 +619,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // producer has published it, before the previous tile's dK/dV stores (NOTES v16; kAddKv: after
   // the previous tile's adds, NOTES v62)
   Tile tile;
-  BwdCursor cur;
+  Cursor cur;
   bool have = false;
   int t;
   auto take_tile = [&] {
@@ -791,6 +797,14 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
 template <typename T, int D>
 __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   bwd_ws_kernel_body<T, D, false>(P);
+}
+
+// distca_attn_bwd_ws_chunked_* (section 10): the same walking the GQA group's heads in chunks of
+// kBwdChunkTiles query tiles. A kernel of its own, for groups of DISTCA_BWD_CHUNK_MIN_GROUP heads and
+// more: the chunks' walk state cost MHA's backward 1-2% (NOTES.md v64).
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_chunked_kernel(const distca_bwd_ws_params_t& P) {
+  bwd_ws_kernel_body<T, D, false, kBwdChunkTiles>(P);
 }
 
 // distca_attn_bwd_ws_kv_* (section 9): the same with group splits, dK and dV into dkv_accum. A kernel

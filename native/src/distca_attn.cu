@@ -279,6 +279,9 @@ __device__ __forceinline__ void bwd_ws_main(const distca_bwd_ws_params_t& p) {
 // The warp-specialized backward with group splits (distca_attn.h section 9), head dims 64 and 128.
 #define DISTCA_DEFINE_BWD_WS_KV(DT_NAME, T, D) \
   DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_kv, distca::sm90::bwd_ws_kv_kernel, DT_NAME, T, D)
+// The warp-specialized backward walking the GQA group in chunks (distca_attn.h section 10), head dim 128.
+#define DISTCA_DEFINE_BWD_WS_CHUNKED(DT_NAME, T, D) \
+  DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_chunked, distca::sm90::bwd_ws_chunked_kernel, DT_NAME, T, D)
 #define DISTCA_DEFINE_WS(DT_NAME, T, D) \
   DISTCA_DEFINE_FWD_WS(DT_NAME, T, D)   \
   DISTCA_DEFINE_BWD_WS(DT_NAME, T, D)
@@ -290,6 +293,8 @@ DISTCA_DEFINE_BWD_WS_KV(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_BWD_WS_KV(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 64)
 DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 128)
+DISTCA_DEFINE_BWD_WS_CHUNKED(bf16, __nv_bfloat16, 128)
+DISTCA_DEFINE_BWD_WS_CHUNKED(fp16, __half, 128)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)

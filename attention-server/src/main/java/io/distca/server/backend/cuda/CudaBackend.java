@@ -109,6 +109,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final AtomicLong warpSpecializedForwards = new AtomicLong();
   private final AtomicLong warpSpecializedBackwards = new AtomicLong();
   private final AtomicLong groupSplitBackwards = new AtomicLong();
+  private final AtomicLong chunkedBackwards = new AtomicLong();
 
   private record InFlight(
       FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
@@ -542,12 +543,13 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       if (plan.groupSplits) {
         ops.add(() -> zeroWords(dkvAccum, kvWords(plan) * 2, "the dK/dV workspace"));
       }
-      launch(ops, plan.groupSplits ? DistcaAttnAbi.backwardWsKvKernel(shape.dtype(), shape.headDim())
-          : DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
-          g.backwardWsThreads(), g.backwardWsSharedBytes(), encoded);
+      String kernel = backwardWsKernel(plan);
+      launch(ops, kernel, persistentGrid(grid), g.backwardWsThreads(), g.backwardWsSharedBytes(), encoded);
       warpSpecializedBackwards.incrementAndGet();
       if (plan.groupSplits) {
         groupSplitBackwards.incrementAndGet();
+      } else if (kernel.equals(DistcaAttnAbi.backwardWsChunkedKernel(shape.dtype(), shape.headDim()))) {
+        chunkedBackwards.incrementAndGet();
       }
     } else {
       ops.add(() -> zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace"));
@@ -577,6 +579,25 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
 
   private boolean usesWarpSpecializedBackward(KernelGeometry g) {
     return warpSpecializedUnavailable == null && g.hasWarpSpecializedBackward();
+  }
+
+  /**
+   * The warp-specialized backward's kernel for {@code plan}: with group splits the one that takes
+   * them (distca_attn.h section 9), else for groups of {@link DistcaAttnAbi#BWD_CHUNK_MIN_GROUP} heads
+   * and more the chunked walk where the image has it (section 10), else the plain one. (distca_host.py's
+   * Kernels.bwd_ws_kind decides the same.)
+   */
+  private String backwardWsKernel(FusedBatchPlan plan) {
+    AttentionShape shape = plan.shape;
+    if (plan.groupSplits) {
+      return DistcaAttnAbi.backwardWsKvKernel(shape.dtype(), shape.headDim());
+    }
+    String chunked = DistcaAttnAbi.backwardWsChunkedKernel(shape.dtype(), shape.headDim());
+    if (options.chunkedBackward() && shape.headsQ() >= DistcaAttnAbi.BWD_CHUNK_MIN_GROUP * shape.headsKv()
+        && kernels.hasFunction(chunked)) {
+      return chunked;
+    }
+    return DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim());
   }
 
   private boolean splitsPossible(AttentionShape shape, KernelGeometry g) {
@@ -831,6 +852,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Backward launches whose work list had group splits (distca_attn.h section 9). */
   public long groupSplitBackwardLaunches() {
     return groupSplitBackwards.get();
+  }
+
+  /** Backward launches without group splits whose kernel walked the GQA group in chunks (distca_attn.h section 10). */
+  public long chunkedBackwardLaunches() {
+    return chunkedBackwards.get();
   }
 
   /** Backward launches whose main kernel was the warp-specialized one. */

@@ -53,6 +53,7 @@ public final class CudaBackendOptions {
   private boolean pinnedReceive = true;
   private boolean warpSpecializedKernels = true;
   private boolean groupSplits = true;
+  private boolean chunkedBackward = true;
   private int persistentCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
@@ -164,6 +165,22 @@ public final class CudaBackendOptions {
 
   public boolean groupSplits() {
     return groupSplits;
+  }
+
+  /**
+   * Whether the warp-specialized backward of large GQA groups walks the group's query heads in
+   * chunks of a few query tiles (distca_attn.h section 10), which keeps the key tiles running side by
+   * side on the same Q/dO tiles and dQ rows while the L2 holds them. Default true; false walks
+   * head by head (to compare the two).
+   */
+  public CudaBackendOptions chunkedBackward(boolean on) {
+    requireOpen();
+    this.chunkedBackward = on;
+    return this;
+  }
+
+  public boolean chunkedBackward() {
+    return chunkedBackward;
   }
 
   /**

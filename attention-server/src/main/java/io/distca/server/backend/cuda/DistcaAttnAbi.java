@@ -47,6 +47,8 @@ final class DistcaAttnAbi {
   static final int WORK_HEADS_SHIFT = 26;
   /** Groups of at most this many query heads per K/V head can be split (six bits of the word). */
   static final int MAX_SPLIT_GROUP = 64;
+  /** The smallest GQA group for the chunked warp-specialized backward (section 10, DISTCA_BWD_CHUNK_MIN_GROUP). */
+  static final int BWD_CHUNK_MIN_GROUP = 5;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)
@@ -86,6 +88,11 @@ final class DistcaAttnAbi {
   /** The warp-specialized backward with group splits (section 9; head_dim 64 and 128 of the sm_90a image only). */
   static String backwardWsKvKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_ws_kv_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /** The warp-specialized backward walking the GQA group in chunks (section 10; head_dim 128 of the sm_90a image only). */
+  static String backwardWsChunkedKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_ws_chunked_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String backwardPostKernel(DType dtype, int headDim) {

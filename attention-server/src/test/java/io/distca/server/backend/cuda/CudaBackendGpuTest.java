@@ -27,6 +27,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.LongSupplier;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -290,9 +291,12 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
   void warpSpecializedKernelsAgreeWithTheOthers(Case c) {
-    // (without group splits: their fp32 dK/dV sums in another order may move a rounding by one more
-    // step; groupSplitsAgreeWithOneWorkItemPerKeyTile compares those with this kernel)
-    try (CudaBackend ws = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
+    // (without group splits and the chunked walk: their fp32 dK/dV sums in another order may move a
+    // rounding by one more step; groupSplitsAgreeWithOneWorkItemPerKeyTile and
+    // chunkedWalkAgreesWithHeadByHead compare those with this kernel. The head_dim 256 backward walks
+    // in chunks always, which orders its sums as the head-by-head walk wherever a slice has at most
+    // a chunk of query tiles, as in the d256 case here.)
+    try (CudaBackend ws = CudaBackend.open(new CudaBackendOptions().groupSplits(false).chunkedBackward(false));
         CudaBackend plain = CudaBackend.open(new CudaBackendOptions().warpSpecializedKernels(false));
         AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 2)) {
       long forwards = ws.warpSpecializedForwardLaunches();
@@ -400,24 +404,66 @@ class CudaBackendGpuTest extends AllocatorPerTest {
       long split = backend.groupSplitBackwardLaunches();
       backend.backward(f.backwardBatch());
       assertEquals(1, backend.groupSplitBackwardLaunches() - split, "the backward split the key tiles' groups");
-      float[][] withSplits = {concat(f.dq), concat(f.dk), concat(f.dv)};
-      f.poisonGradients();
-      whole.backward(f.backwardBatch());
-      assertEquals(0, whole.groupSplitBackwardLaunches(), "turned off");
-      String[] names = {"dQ", "dK", "dV"};
-      float[][] without = {concat(f.dq), concat(f.dk), concat(f.dv)};
-      for (int m = 0; m < 3; m++) {
-        assertWithinOneStep(c, names[m], without[m], withSplits[m]);
-      }
+      assertBackwardAgrees(c, f, whole, whole::groupSplitBackwardLaunches);
       // a batch whose groups have one head is never split
       Case many = cases().get(1);  // MHA: a group of one head has nothing to split
-      try (AttentionFixture g = new AttentionFixture(allocator, many.shape(), many.segments(), many.slices(), SEED + 5)) {
-        long before = backend.groupSplitBackwardLaunches();
-        backend.forward(g.forwardBatch());
-        backend.backward(g.backwardBatch());
-        assertEquals(before, backend.groupSplitBackwardLaunches(), many.name() + " is not split");
-      }
+      assertRunsWithout(many, SEED + 5, backend::groupSplitBackwardLaunches, " is not split");
     }
+  }
+
+  /**
+   * Runs {@code f}'s backward again on {@code other}, which {@code launches} must not count (the
+   * variant turned off), and compares its dQ, dK and dV with those in {@code f} to one step of the
+   * element type.
+   */
+  private static void assertBackwardAgrees(Case c, AttentionFixture f, CudaBackend other, LongSupplier launches) {
+    float[][] first = {concat(f.dq), concat(f.dk), concat(f.dv)};
+    f.poisonGradients();
+    other.backward(f.backwardBatch());
+    assertEquals(0, launches.getAsLong(), "turned off");
+    String[] names = {"dQ", "dK", "dV"};
+    float[][] again = {concat(f.dq), concat(f.dk), concat(f.dv)};
+    for (int m = 0; m < 3; m++) {
+      assertWithinOneStep(c, names[m], again[m], first[m]);
+    }
+  }
+
+  /** Runs {@code c} forward and backward on {@link #backend}, which {@code launches} does not count. */
+  private void assertRunsWithout(Case c, long seed, LongSupplier launches, String what) {
+    try (AttentionFixture g = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), seed)) {
+      long before = launches.getAsLong();
+      backend.forward(g.forwardBatch());
+      backend.backward(g.backwardBatch());
+      assertEquals(before, launches.getAsLong(), c.name() + what);
+    }
+  }
+
+  /**
+   * distca_attn.h section 10: a GQA group of 8 query heads (16/2) walked in chunks of query tiles
+   * gives the gradients of the head-by-head walk to one step of the element type (dQ's fp32 sums
+   * in another order; dK and dV in the same order per key tile, but over the heads' tiles in
+   * another), on causal documents longer than a chunk, a causal shard and a full slice whose walk
+   * starts mid-slice (the rotation). Groups of 4 stay on the head-by-head kernel.
+   */
+  @Test
+  void chunkedWalkAgreesWithHeadByHead() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    Case c = new Case("bf16 d128 GQA 16/2: causal documents, a causal shard, a full slice",
+        shape(16, 2, 128, DType.BF16), new int[] {1500, 900, 1300},
+        List.of(SliceSpec.causalBottomRight(0, 1500, 1500), SliceSpec.causalBottomRight(1, 900, 900),
+            SliceSpec.causalBottomRight(1, 300, 700), SliceSpec.full(2, 0, 1300, 1100)));
+    // without group splits, which would take these few key tiles to the kernel of section 9
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 6);
+        CudaBackend chunked = CudaBackend.open(new CudaBackendOptions().groupSplits(false));
+        CudaBackend headByHead = CudaBackend.open(new CudaBackendOptions().groupSplits(false).chunkedBackward(false))) {
+      chunked.forward(f.forwardBatch());
+      chunked.backward(f.backwardBatch());
+      assertEquals(1, chunked.chunkedBackwardLaunches(), "the 16/2 backward walked in chunks");
+      assertBackwardAgrees(c, f, headByHead, headByHead::chunkedBackwardLaunches);
+    }
+    Case four = cases().get(0);  // GQA 8/2: a group of 4 heads
+    assertRunsWithout(four, SEED + 7, backend::chunkedBackwardLaunches, " is not walked in chunks");
   }
 
   /** Equal (the same value, or both the poison of an element nobody owns), or within 2^ulpShift fp32 ulps. */
