@@ -14,8 +14,8 @@ Sections:
             16K: one sequence of s tokens)
   varlen    documents drawn from the pretrain length distribution (bench/pretrain_doc_lengths_sample.json),
             whole documents, causal, 64K tokens
-  gqa       grouped-query shapes of Llama-3-8B (32/8), Qwen2.5-7B (28/4) and a TP8 rank of Llama-3-70B
-            (8/1), d128, b*s = 16K tokens: ours against ours as MHA (same FLOPs), FA2 and cuDNN
+  gqa       grouped-query shapes of Llama-3-8B (32/8), Qwen2.5-7B (28/4) and a TP4 (16/2) and a TP8 rank (8/1)
+            of Llama-3-70B, d128, b*s = 16K tokens: ours against ours as MHA (same FLOPs), FA2 and cuDNN
             (not in the default sections)
   rebatch   query shards of 128..4K tokens of such documents (KV = the document prefix, one shared
             K/V copy per document, bottom-right causal): one fused launch vs one long sequence of the
@@ -259,7 +259,8 @@ def section_uniform(kern, reps, quick, out, hds=(64, 128), seqs=None, passes=("f
 
 
 # (heads_q, heads_kv, head_dim, the model whose attention has that shape)
-GQA_SHAPES = ((32, 8, 128, "Llama-3-8B"), (28, 4, 128, "Qwen2.5-7B"), (8, 1, 128, "Llama-3-70B, one rank of TP8"))
+GQA_SHAPES = ((32, 8, 128, "Llama-3-8B"), (28, 4, 128, "Qwen2.5-7B"), (16, 2, 128, "Llama-3-70B, one rank of TP4"),
+              (8, 1, 128, "Llama-3-70B, one rank of TP8"))
 
 
 def section_gqa(kern, reps, quick, out, seqs=None, torch_too=True):
