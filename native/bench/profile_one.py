@@ -6,6 +6,7 @@ FlashAttention-2 on the same shape instead of our kernels (uniform only).
 
 Usage: python3 native/bench/profile_one.py [--hd 128] [--seq 4096] [--causal] [--workload uniform|rebatch]
                                             [--long] [--fa2] [--fatbin PATH] [--heads HQ/HKV] [--bwd-splits N]
+                                            [--no-chunks]
 """
 import argparse
 import os
@@ -29,10 +30,11 @@ def main():
     ap.add_argument("--fa2", action="store_true", help="uniform: PyTorch FlashAttention-2 instead of ours")
     ap.add_argument("--heads", default=None, help="HQ/HKV: uniform, ours, with grouped-query heads")
     ap.add_argument("--bwd-splits", type=int, default=None, help="Kernels.bwd_splits (distca_host.py --bwd-splits)")
+    ap.add_argument("--no-chunks", action="store_true", help="Kernels.bwd_chunks=False (distca_attn.h section 10)")
     args = ap.parse_args()
     h = 2048 // args.hd
     hq, hkv = (int(x) for x in args.heads.split("/")) if args.heads else (h, h)
-    kernels = Kernels(args.fatbin, bwd_splits=args.bwd_splits)
+    kernels = Kernels(args.fatbin, bwd_splits=args.bwd_splits, bwd_chunks=not args.no_chunks)
     if args.workload == "uniform":
         b = 16384 // args.seq
         if args.fa2:
