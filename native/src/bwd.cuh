@@ -193,7 +193,7 @@ __device__ __forceinline__ bool bwd_seek(Cursor& c, const distca_segment_t& seg,
 // clipped to the segment, and a key/value head). kSplits: the work list may hold group splits
 // (distca_attn.h section 9: only the warp-specialized backward's, launched with dkv_accum); a
 // template parameter so that the other kernels' (and the other launches') walks compile as before.
-template <int BN, bool kSplits = false, int kChunk = 0>
+template <int BN, bool kSplits = false, int kChunk = 0, int kHeadGroup = DISTCA_BWD_HEAD_GROUP>
 struct BwdTile {
   using Cursor = std::conditional_t<(kChunk > 0), BwdChunkCursor<kChunk>, BwdCursor>;
   int head_kv, group;
@@ -207,7 +207,7 @@ struct BwdTile {
     slices = reinterpret_cast<const distca_slice_t*>(p.slices);
     seg_slices = reinterpret_cast<const int*>(p.segment_slices);
     group = p.heads_q / p.heads_kv;
-    const WorkCoord<DISTCA_BWD_HEAD_GROUP> wc(p.num_work, p.heads_kv, cta);
+    const WorkCoord<kHeadGroup> wc(p.num_work, p.heads_kv, cta);
     const int work_index = wc.index;
     head_kv = wc.head;
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];

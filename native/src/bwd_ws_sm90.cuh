@@ -55,6 +55,9 @@
 // The head dims up to which (with the dQ thread) the claiming warps of section 8 release their
 // claims to the dQ thread instead of the stage's full barrier, which the consumers wait for (NOTES
 // v60): 64. At 128 it read 0.988-0.990 on the long shapes (causal 512 +3%).
+#ifndef DISTCA_BWD_CHUNK_HEAD_GROUP
+#define DISTCA_BWD_CHUNK_HEAD_GROUP DISTCA_BWD_HEAD_GROUP
+#endif
 #ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
 #define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
 #endif
@@ -88,12 +91,12 @@ struct BwdWsConfig {
 // The producer's hand-over of a key tile to the consumers: its number (-1 after the last), its
 // records and the walk's first position as the producer found them (the consumers' own reads of
 // them are ~2,000 cycles of dependent global loads: NOTES v16).
-template <int BN, bool kSplits = false, int kChunk = 0>
+template <typename Tile>
 struct BwdTileRec {
   int t;
   int have;
-  BwdTile<BN, kSplits, kChunk> tile;
-  typename BwdTile<BN, kSplits, kChunk>::Cursor cur;
+  Tile tile;
+  typename Tile::Cursor cur;
 };
 
 // (kv kernel) The producer's hand-over of a step (query tile) to the consumers, one per stage: the
@@ -332,9 +335,9 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // warp 0's lane 0, once it has written the next key tile into tile_slot (phase j: tile j): the
   // consumers take it before the previous tile's dK/dV stores
   const uint32_t bar_tile = smem_addr(bars + 2 + 2 * S);
-  using Tile = BwdTile<BN, kAddKv, kChunk>;  // (group splits come only with the workspace: section 9)
+  using Tile = BwdTile<BN, kAddKv, kChunk, (kChunk > 0 ? DISTCA_BWD_CHUNK_HEAD_GROUP : DISTCA_BWD_HEAD_GROUP)>;  // (group splits come only with the workspace: section 9)
   using Cursor = typename Tile::Cursor;
-  using TileRec = BwdTileRec<BN, kAddKv, kChunk>;
+  using TileRec = BwdTileRec<Tile>;
   // the tile slot: 128 bytes after the mbarriers (192 with the chunked walk's cursor)
   constexpr int kSlotWords = kChunk > 0 ? 24 : 16;
   TileRec* tile_slot = reinterpret_cast<TileRec*>(bars + 16);
