@@ -133,7 +133,7 @@ def _lpt_makespan(costs, bins):
 
 def split_heads(j, n, group):
     """The query heads [h0, h1) of the GQA group that piece j of a key tile split n ways walks
-    (distca_attn.h section 9; FusedBatchPlan.splitHeads in the Java host)."""
+    (distca_attn.h section 9; FusedBatchPlan.splitHeadBegin in the Java host)."""
     return j * group // n, (j + 1) * group // n
 
 
@@ -211,6 +211,7 @@ class Kernels:
         self.info = {}
         self.abi = {}  # head dim -> the image's ABI version
         self._fns = {}
+        self._has = {}  # has_kernel's answers
         for hd in HEAD_DIMS:
             try:
                 ptr = driver.moduleGetGlobal(self.module, f"distca_attn_info_d{hd}")
@@ -250,14 +251,19 @@ class Kernels:
         return "bwd_ws"
 
     def has_kernel(self, kind, dtype, hd):
-        """Whether the image has distca_attn_<kind>_<DT>_d<HD> (e.g. bwd_ws_kv: distca_attn.h section 9)."""
-        try:
-            self.fn(kind, dtype, hd)
-            return True
-        except driver.CUDADriverError as e:
-            if "NOT_FOUND" not in str(e):
-                raise
-            return False
+        """Whether the image has distca_attn_<kind>_<DT>_d<HD> (e.g. bwd_ws_kv: distca_attn.h section 9).
+        Remembered, so that a kernel the image lacks (bwd_ws_chunked at head_dim 64) is not looked up
+        again at every launch."""
+        key = (kind, dtype, hd)
+        if key not in self._has:
+            try:
+                self.fn(kind, dtype, hd)
+                self._has[key] = True
+            except driver.CUDADriverError as e:
+                if "NOT_FOUND" not in str(e):
+                    raise
+                self._has[key] = False
+        return self._has[key]
 
     def fn(self, kind, dtype, hd):
         name = f"distca_attn_{kind}_{DTYPE_NAMES[dtype]}_d{hd}"

@@ -55,11 +55,14 @@
 // The head dims up to which (with the dQ thread) the claiming warps of section 8 release their
 // claims to the dQ thread instead of the stage's full barrier, which the consumers wait for (NOTES
 // v60): 64. At 128 it read 0.988-0.990 on the long shapes (causal 512 +3%).
-#ifndef DISTCA_BWD_CHUNK_HEAD_GROUP
-#define DISTCA_BWD_CHUNK_HEAD_GROUP DISTCA_BWD_HEAD_GROUP
-#endif
 #ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
 #define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
+#endif
+// The order in which the chunked kernel (section 10) takes its tiles: WorkCoord's head grouping, as
+// the other backwards' (heads side by side, 0, gained 16/2 4-13% at 512-2K and lost 28/4 16-20% on
+// an H100: NOTES v64).
+#ifndef DISTCA_BWD_CHUNK_HEAD_GROUP
+#define DISTCA_BWD_CHUNK_HEAD_GROUP DISTCA_BWD_HEAD_GROUP
 #endif
 
 #include "bwd_sm90.cuh"
@@ -335,7 +338,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // warp 0's lane 0, once it has written the next key tile into tile_slot (phase j: tile j): the
   // consumers take it before the previous tile's dK/dV stores
   const uint32_t bar_tile = smem_addr(bars + 2 + 2 * S);
-  using Tile = BwdTile<BN, kAddKv, kChunk, (kChunk > 0 ? DISTCA_BWD_CHUNK_HEAD_GROUP : DISTCA_BWD_HEAD_GROUP)>;  // (group splits come only with the workspace: section 9)
+  // (group splits come only with the workspace: section 9)
+  using Tile = BwdTile<BN, kAddKv, kChunk, (kChunk > 0 ? DISTCA_BWD_CHUNK_HEAD_GROUP : DISTCA_BWD_HEAD_GROUP)>;
   using Cursor = typename Tile::Cursor;
   using TileRec = BwdTileRec<Tile>;
   // the tile slot: 128 bytes after the mbarriers (192 with the chunked walk's cursor)
