@@ -58,11 +58,12 @@
 #ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
 #define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
 #endif
-// The order in which the chunked kernel (section 10) takes its tiles: WorkCoord's head grouping, as
-// the other backwards' (heads side by side, 0, gained 16/2 4-13% at 512-2K and lost 28/4 16-20% on
-// an H100: NOTES v64).
+// The order in which the chunked kernel (section 10) takes its tiles: WorkCoord's head grouping, K/V
+// heads in pairs (NOTES v65: against heads outermost, as the other backwards, 16/2 and 12/2 +3-13%
+// at 512-2K on an H100 and an H200, 28/4 within 1-3%; all side by side, 0, lost 28/4 16-20%: NOTES
+// v64). The head_dim 256 backward's chunked walk keeps DISTCA_BWD_HEAD_GROUP.
 #ifndef DISTCA_BWD_CHUNK_HEAD_GROUP
-#define DISTCA_BWD_CHUNK_HEAD_GROUP DISTCA_BWD_HEAD_GROUP
+#define DISTCA_BWD_CHUNK_HEAD_GROUP 2
 #endif
 
 #include "bwd_sm90.cuh"
