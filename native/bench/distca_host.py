@@ -137,19 +137,34 @@ def split_heads(j, n, group):
     return j * group // n, (j + 1) * group // n
 
 
-def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
-                 fixed_items=7):
+# group_splits' cost of one more work item, in backward steps (block_m query rows each): its K/V
+# load and its dK/dV output (NOTES v63; 3, nearer the ~14,000 cycles an H100 trace puts on a key
+# tile's end, cost 4/1 and d64 8/1 at 1K 2-11% in v65)
+SPLIT_OVERHEAD_STEPS = 2
+# group_splits' pieces walk two query heads at least (groups of 4 heads and more) where the longest
+# key tile's walk of one head is SPLIT_PAIRS_STEPS[0] to [1] steps, causal sequences of 2K-4K tokens
+# at block_m 64 (NOTES v65: there 1.01-1.6x on an H100, 1.02-1.27x on an H200; elsewhere up to 10% lost)
+SPLIT_PAIRS_STEPS = (32, 64)
+
+
+def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
+                 fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
-    head (query rows that see its key tile); overhead: what one more work item costs in those units
-    (its K/V load and dK/dV output). Splitting into pieces of at most C / (kappa * sms) (C: all the
-    work) for the kappa whose longest-first schedule on `sms` SMs ends first, if that, times
-    1 + step_cost plus fixed_items overheads (the split kernel's longer steps and its dK/dV
-    workspace, as measured on an H200 from 512 to 16K tokens: NOTES v63), ends before the unsplit
-    schedule; only for groups of 2..64 heads, and only where the longest item exceeds a quarter of
-    an SM's share. The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
+    head (query rows that see its key tile); block_m: the query rows of a backward step; one more
+    work item costs overhead_steps steps (its K/V load and dK/dV output). Splitting into pieces of
+    at most C / (kappa * sms) (C: all the work) for the kappa whose longest-first schedule on `sms`
+    SMs ends first, if that, times 1 + step_cost plus fixed_items overheads (the split kernel's
+    longer steps and its dK/dV workspace, as measured on an H200 from 512 to 16K tokens: NOTES
+    v63), ends before the unsplit schedule; only for groups of 2..64 heads, and only where the
+    longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
+    two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
+    steps (NOTES v65). The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
+    overhead = overhead_steps * block_m
+    pairs = group >= 4 and pairs_steps[0] * block_m <= max(costs) <= pairs_steps[1] * block_m
+    most = group // 2 if pairs else group  # the most pieces of one item
 
     def pieces(splits):
         out = []
@@ -166,7 +181,7 @@ def group_splits(costs, heads_kv, group, sms, overhead, kappas=(2, 3, 4, 6, 8, 1
     unsplit = best
     for kappa in kappas:
         bound = total / (kappa * sms)
-        splits = [max(1, min(group, math.ceil(group * c / bound))) if bound > 0 else 1 for c in costs]
+        splits = [max(1, min(most, math.ceil(group * c / bound))) if bound > 0 else 1 for c in costs]
         if max(splits) == 1:
             continue
         t = _lpt_makespan(pieces(splits), sms)
@@ -186,7 +201,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True):
+                 bwd_chunks=True, bwd_split_policy=None):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -196,11 +211,14 @@ class Kernels:
         tile N ways (at most the group) where the group has 2..64 heads, -1 the split kernel with
         every key tile's whole group in one work item (its cost alone). bwd_chunks=False: never the
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
-        heads or more (to measure), else where the group is large enough and the image has it."""
+        heads or more (to measure), else where the group is large enough and the image has it.
+        bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps), to
+        measure the policy against itself."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
         self.bwd_chunks = bwd_chunks
+        self.bwd_split_policy = dict(bwd_split_policy or {})
         self.dq_claims = dq_claims
         sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
         self.ctas = sms if ctas is None else ctas
@@ -449,7 +467,7 @@ class Kernels:
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
         where group_splits finds none that pay, or as bwd_splits forces (cached on the layout)."""
-        key = ("bwd_split", hq, hkv, self.bwd_splits)
+        key = ("bwd_split", hq, hkv, self.bwd_splits, tuple(sorted(self.bwd_split_policy.items())))
         if key in lay.extra:
             return lay.extra[key]
         items = lay.extra.get("bwd_items", [])
@@ -462,8 +480,8 @@ class Kernels:
         elif forced == -1:  # the kv kernel with every key tile's whole group in one work item (its cost alone)
             splits = [1] * len(items) if group <= 64 else None
         else:
-            splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1,
-                                  2 * self.info[hd].bwd_block_m)
+            splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1, self.info[hd].bwd_block_m,
+                                  **self.bwd_split_policy)
         out = None
         if splits is not None:
             pieces = []

@@ -132,7 +132,7 @@ final class FusedBatchPlan {
     WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
     WorkList split = pass == Pass.BACKWARD && splitSms > 0
         ? withGroupSplits(list, shape.headsKv(), shape.headsQ() / shape.headsKv(), splitSms,
-            2L * geometry.backwardBlockM())
+            geometry.backwardBlockM())
         : null;
     groupSplits = split != null;
     if (split != null) {
@@ -163,7 +163,7 @@ final class FusedBatchPlan {
 
   /**
    * A backward plan for the warp-specialized kernel on a persistent grid of {@code splitSms} CTAs,
-   * with group splits where {@link #groupSplits(long[], int, int, int, long)} finds that they pay (0:
+   * with group splits where {@link #groupSplits(long[], int, int, int, int)} finds that they pay (0:
    * none, for the other kernel).
    */
   static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms) {
@@ -301,8 +301,8 @@ final class FusedBatchPlan {
    * 9: the block word names the query heads of the group that each piece walks), most expensive
    * first, or null where no split pays.
    */
-  private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, long overhead) {
-    int[] splits = groupSplits(list.costs, headsKv, group, sms, overhead);
+  private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, int blockM) {
+    int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM);
     if (splits == null) {
       return null;
     }
@@ -346,32 +346,48 @@ final class FusedBatchPlan {
   static final double SPLIT_STEP_COST = 0.06;
   /** ... and its dK/dV workspace (zeroed, then converted by two more passes) this many work items' overhead. */
   static final int SPLIT_FIXED_ITEMS = 7;
+  /** What one more work item costs, in backward steps: its K/V load and its dK/dV output. */
+  static final int SPLIT_OVERHEAD_STEPS = 2;
+  /**
+   * The pieces walk two query heads at least (groups of 4 heads and more) where the longest key
+   * tile's walk of one head has this many steps ... (causal sequences of 2K-4K tokens at a block of
+   * 64 query rows: native/NOTES.md v65, 1.01-1.6x there on an H100, 1.02-1.27x on an H200) ...
+   */
+  static final int SPLIT_PAIRS_MIN_STEPS = 32;
+  /** ... to this many. */
+  static final int SPLIT_PAIRS_MAX_STEPS = 64;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
    * splitting does not pay. {@code costs}: each item's work for one query head (query rows that see
-   * its key tile), the same for each of {@code headsKv} K/V heads; {@code overhead}: what one more
-   * work item costs in those units (its K/V load and dK/dV output). Pieces of at most C / (kappa *
-   * sms) (C: all the work) for the kappa whose longest-first schedule on {@code sms} SMs ends first,
-   * if that, times 1 + {@link #SPLIT_STEP_COST} plus {@link #SPLIT_FIXED_ITEMS} overheads, ends
+   * its key tile), the same for each of {@code headsKv} K/V heads; {@code blockM}: the query rows
+   * of a backward step (one more work item costs {@link #SPLIT_OVERHEAD_STEPS} steps). Pieces of at
+   * most C / (kappa * sms) (C: all the work) for the kappa whose longest-first schedule on {@code
+   * sms} SMs ends first, if that, times 1 + {@link #SPLIT_STEP_COST} plus {@link #SPLIT_FIXED_ITEMS} overheads, ends
    * before the unsplit schedule (the split kernel's costs as measured on an H200 from 512 to 16K
    * tokens: native/NOTES.md v63); groups of 2..64 heads only, and only where the
-   * longest item exceeds a quarter of an SM's share (below that, longest-first is near even). The
-   * Python host's policy is the same (native/bench/distca_host.py, group_splits).
+   * longest item exceeds a quarter of an SM's share (below that, longest-first is near even); in
+   * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
+   * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps. The Python
+   * host's policy is the same (native/bench/distca_host.py, group_splits).
    */
-  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, long overhead) {
+  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
     if (group < 2 || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0 || sms < 1) {
       return null;
     }
+    long overhead = (long) SPLIT_OVERHEAD_STEPS * blockM;
     double total = 0;
     long longest = 0;
     for (long c : costs) {
       total += (double) c * group * headsKv;
-      longest = Math.max(longest, c * group);
+      longest = Math.max(longest, c);
     }
-    if (longest <= total / (4.0 * sms)) {
+    if (longest * group <= total / (4.0 * sms)) {
       return null;
     }
+    boolean pairs = group >= 4 && longest >= (long) SPLIT_PAIRS_MIN_STEPS * blockM
+        && longest <= (long) SPLIT_PAIRS_MAX_STEPS * blockM;
+    int most = pairs ? group / 2 : group; // the most pieces of one item
     int[] none = new int[costs.length];
     Arrays.fill(none, 1);
     double unsplit = makespan(costs, none, headsKv, group, sms, overhead);
@@ -382,7 +398,7 @@ final class FusedBatchPlan {
       int[] splits = new int[costs.length];
       boolean any = false;
       for (int i = 0; i < costs.length; i++) {
-        splits[i] = bound > 0 ? (int) Math.max(1, Math.min(group, Math.ceil(group * (double) costs[i] / bound))) : 1;
+        splits[i] = bound > 0 ? (int) Math.max(1, Math.min(most, Math.ceil(group * (double) costs[i] / bound))) : 1;
         any |= splits[i] > 1;
       }
       if (!any) {

@@ -17,8 +17,10 @@ import io.distca.server.backend.QuerySlice;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import java.util.TreeMap;
 import org.junit.jupiter.api.Test;
 
 /** Descriptors, work lists and arena layout of fused batches, checked against brute-force counts. */
@@ -280,23 +282,62 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     }
     long[] equal = new long[128];
     java.util.Arrays.fill(equal, 16384);
-    assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 128) != null, "8/1 causal 16K");
+    assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 64) != null, "8/1 causal 16K");
     long[] causal512 = new long[4 * 32];  // 32 sequences of 512: the schedule gains, the workspace costs more
     for (int k = 0; k < causal512.length; k++) {
       causal512[k] = 512 - 128L * (k % 4);
     }
-    assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 128), "8/1 causal 512");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 64), "8/1 causal 512");
     long[] causal1k = new long[8 * 16];
     for (int k = 0; k < causal1k.length; k++) {
       causal1k[k] = 1024 - 128L * (k % 8);
     }
-    assertTrue(FusedBatchPlan.groupSplits(causal1k, 1, 8, 132, 128) != null, "8/1 causal 1K");
-    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 1, 132, 128), "MHA: nothing to split");
-    assertEquals(null, FusedBatchPlan.groupSplits(causal, 8, 4, 132, 128), "32/8: 1,024 key tiles balance");
-    assertEquals(null, FusedBatchPlan.groupSplits(equal, 1, 8, 132, 128), "128 equal key tiles on 132 SMs");
-    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 65, 132, 128), "groups over 64 heads");
-    int[] splits = FusedBatchPlan.groupSplits(causal, 1, 8, 132, 128);
+    assertTrue(FusedBatchPlan.groupSplits(causal1k, 1, 8, 132, 64) != null, "8/1 causal 1K");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 1, 132, 64), "MHA: nothing to split");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 8, 4, 132, 64), "32/8: 1,024 key tiles balance");
+    assertEquals(null, FusedBatchPlan.groupSplits(equal, 1, 8, 132, 64), "128 equal key tiles on 132 SMs");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 65, 132, 64), "groups over 64 heads");
+    int[] splits = FusedBatchPlan.groupSplits(causal, 1, 8, 132, 64);
     assertTrue(splits[0] > 1 && splits[0] <= 8 && splits[0] >= splits[127], "the longest key tiles most");
+    assertEquals(8, splits[0], "16K: the longest key tiles' one-head walks are long, one head a piece");
+  }
+
+  /** Eight (16,384 / s) sequences of s tokens, causal: each key tile's query rows, in key-tile order. */
+  private static long[] causalKeyTiles(int s) {
+    long[] costs = new long[16384 / 128];
+    for (int k = 0; k < costs.length; k++) {
+      costs[k] = s - 128L * (k % (s / 128));
+    }
+    return costs;
+  }
+
+  /** How many items got each split count (n -> items), as Python's collections.Counter counts them. */
+  private static Map<Integer, Integer> histogram(int[] splits) {
+    Map<Integer, Integer> out = new TreeMap<>();
+    for (int n : splits) {
+      out.merge(n, 1, Integer::sum);
+    }
+    return out;
+  }
+
+  /**
+   * Where the longest one-head walk has 32 to 64 steps (2K-4K tokens at 64 query rows a step) the
+   * pieces walk two heads at least (groups of 4 and more), elsewhere the split counts are v64's;
+   * the histograms are what distca_host.group_splits gives for the same costs (the two hosts'
+   * policies are the same).
+   */
+  @Test
+  void groupSplitsPairHeadsWhereTheWalksAreShort() {
+    assertEquals(Map.of(2, 8, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64)), "8/1 at 2K: pieces of 2 heads");
+    assertEquals(Map.of(1, 4, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 100),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 16, 132, 64)), "16/1 at 4K: at most 8 pieces");
+    assertEquals(Map.of(1, 16, 2, 16, 3, 32, 4, 16, 5, 32, 6, 16),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64)), "8/1 at 1K: 16-step walks, as v64");
+    assertEquals(Map.of(1, 16, 2, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 2, 132, 64)), "2/1 at 2K: one head a piece");
+    assertEquals(Map.of(1, 3, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 101),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(16384), 1, 8, 132, 64)), "8/1 at 16K: as v64");
   }
 
   private static void assertDisjointAligned(long[][] buffers) {
