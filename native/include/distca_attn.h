@@ -212,8 +212,12 @@
  *    the group before the next chunk. Same parameters, launch and results (up to summation
  *    order); launch it instead of bwd_ws where heads_q >= DISTCA_BWD_CHUNK_MIN_GROUP * heads_kv
  *    and the work list has no group splits (those take bwd_ws_kv). Below that group size the
- *    walks stay close enough and the chunks' walk state costs 1-2%. The head_dim 256 backward
- *    (distca_attn_bwd_ws_*_d256) walks in chunks at every group size, at no cost to MHA.
+ *    walks stay close enough and the chunks' walk state costs 1-2%. The chunked kernel walks its
+ *    work list once per pair of K/V heads, the two heads of a key tile side by side, as the
+ *    forward pairs its query heads (section 5: CTA x handles work item (x - 2 * P * num_work) / 2
+ *    for K/V head 2 * P + x % 2, P = x / (2 * num_work); a last, odd head alone). The head_dim 256
+ *    backward (distca_attn_bwd_ws_*_d256) walks in chunks at every group size, at no cost to MHA,
+ *    with its K/V heads one after the other.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
