@@ -145,10 +145,15 @@ SPLIT_OVERHEAD_STEPS = 2
 # key tile's walk of one head is SPLIT_PAIRS_STEPS[0] to [1] steps, causal sequences of 2K-4K tokens
 # at block_m 64 (NOTES v65: there 1.01-1.6x on an H100, 1.02-1.27x on an H200; elsewhere up to 10% lost)
 SPLIT_PAIRS_STEPS = (32, 64)
+# ... and where it is shorter than SPLIT_PAIRS_STEPS[0] steps (causal sequences of up to 1K tokens at
+# block_m 64), a key tile has at most this many pieces (NOTES v65: 16/1 1.22x, 8/1 1.04-1.13x, 4/1 at
+# 1K 1.09x on an H100 against v64's more pieces or none)
+SPLIT_SHORT_MAX_PIECES = 2
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
-                 fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS):
+                 fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
+                 short_max_pieces=SPLIT_SHORT_MAX_PIECES):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -159,12 +164,17 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     v63), ends before the unsplit schedule; only for groups of 2..64 heads, and only where the
     longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
     two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
-    steps (NOTES v65). The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
+    steps, and an item has at most short_max_pieces pieces where that walk is shorter (NOTES v65).
+    The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
     overhead = overhead_steps * block_m
-    pairs = group >= 4 and pairs_steps[0] * block_m <= max(costs) <= pairs_steps[1] * block_m
-    most = group // 2 if pairs else group  # the most pieces of one item
+    longest = max(costs)
+    most = group  # the most pieces of one item
+    if group >= 4 and longest < pairs_steps[0] * block_m:
+        most = min(group, short_max_pieces)
+    elif group >= 4 and longest <= pairs_steps[1] * block_m:
+        most = group // 2
 
     def pieces(splits):
         out = []
@@ -212,7 +222,7 @@ class Kernels:
         every key tile's whole group in one work item (its cost alone). bwd_chunks=False: never the
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
-        bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps), to
+        bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces), to
         measure the policy against itself."""
         torch.cuda.init()
         self.ws = ws

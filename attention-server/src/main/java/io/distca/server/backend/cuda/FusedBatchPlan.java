@@ -356,6 +356,12 @@ final class FusedBatchPlan {
   static final int SPLIT_PAIRS_MIN_STEPS = 32;
   /** ... to this many. */
   static final int SPLIT_PAIRS_MAX_STEPS = 64;
+  /**
+   * Where the longest key tile's walk of one head is shorter than {@link #SPLIT_PAIRS_MIN_STEPS}
+   * (causal sequences of up to 1K tokens at 64 query rows a step), a key tile has at most this many
+   * pieces (groups of 4 heads and more: native/NOTES.md v65, 1.04-1.22x on an H100).
+   */
+  static final int SPLIT_SHORT_MAX_PIECES = 2;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -368,8 +374,9 @@ final class FusedBatchPlan {
    * tokens: native/NOTES.md v63); groups of 2..64 heads only, and only where the
    * longest item exceeds a quarter of an SM's share (below that, longest-first is near even); in
    * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
-   * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps. The Python
-   * host's policy is the same (native/bench/distca_host.py, group_splits).
+   * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps, and at most
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. The Python host's policy
+   * is the same (native/bench/distca_host.py, group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
     if (group < 2 || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0 || sms < 1) {
@@ -385,9 +392,12 @@ final class FusedBatchPlan {
     if (longest * group <= total / (4.0 * sms)) {
       return null;
     }
-    boolean pairs = group >= 4 && longest >= (long) SPLIT_PAIRS_MIN_STEPS * blockM
-        && longest <= (long) SPLIT_PAIRS_MAX_STEPS * blockM;
-    int most = pairs ? group / 2 : group; // the most pieces of one item
+    int most = group; // the most pieces of one item
+    if (group >= 4 && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
+      most = Math.min(group, SPLIT_SHORT_MAX_PIECES);
+    } else if (group >= 4 && longest <= (long) SPLIT_PAIRS_MAX_STEPS * blockM) {
+      most = group / 2;
+    }
     int[] none = new int[costs.length];
     Arrays.fill(none, 1);
     double unsplit = makespan(costs, none, headsKv, group, sms, overhead);

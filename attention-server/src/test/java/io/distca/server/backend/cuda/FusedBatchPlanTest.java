@@ -283,11 +283,12 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     long[] equal = new long[128];
     java.util.Arrays.fill(equal, 16384);
     assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 64) != null, "8/1 causal 16K");
-    long[] causal512 = new long[4 * 32];  // 32 sequences of 512: the schedule gains, the workspace costs more
+    long[] causal512 = new long[4 * 32];  // 32 sequences of 512: two pieces a key tile at most
     for (int k = 0; k < causal512.length; k++) {
       causal512[k] = 512 - 128L * (k % 4);
     }
-    assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 64), "8/1 causal 512");
+    assertEquals(Map.of(2, 128), histogram(FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 64)), "8/1 causal 512");
+    assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 4, 132, 64), "4/1 causal 512: not even two pay");
     long[] causal1k = new long[8 * 16];
     for (int k = 0; k < causal1k.length; k++) {
       causal1k[k] = 1024 - 128L * (k % 8);
@@ -322,18 +323,22 @@ class FusedBatchPlanTest extends AllocatorPerTest {
 
   /**
    * Where the longest one-head walk has 32 to 64 steps (2K-4K tokens at 64 query rows a step) the
-   * pieces walk two heads at least (groups of 4 and more), elsewhere the split counts are v64's;
-   * the histograms are what distca_host.group_splits gives for the same costs (the two hosts'
-   * policies are the same).
+   * pieces walk two heads at least, where it is shorter a key tile has two pieces at most (groups of
+   * 4 and more), elsewhere the split counts are v64's; the histograms are what
+   * distca_host.group_splits gives for the same costs (the two hosts' policies are the same).
    */
   @Test
-  void groupSplitsPairHeadsWhereTheWalksAreShort() {
+  void groupSplitsFewerPiecesWhereTheWalksAreShort() {
     assertEquals(Map.of(2, 8, 3, 8, 4, 112),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64)), "8/1 at 2K: pieces of 2 heads");
     assertEquals(Map.of(1, 4, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 100),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 16, 132, 64)), "16/1 at 4K: at most 8 pieces");
-    assertEquals(Map.of(1, 16, 2, 16, 3, 32, 4, 16, 5, 32, 6, 16),
-        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64)), "8/1 at 1K: 16-step walks, as v64");
+    assertEquals(Map.of(2, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64)), "8/1 at 1K: two pieces a tile");
+    assertEquals(Map.of(2, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 16, 132, 64)), "16/1 at 1K: two pieces a tile");
+    assertEquals(Map.of(1, 16, 2, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 4, 132, 64)), "4/1 at 4K: pieces of 2 heads");
     assertEquals(Map.of(1, 16, 2, 112),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 2, 132, 64)), "2/1 at 2K: one head a piece");
     assertEquals(Map.of(1, 3, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 101),
