@@ -143,7 +143,8 @@ def split_heads(j, n, group):
 SPLIT_OVERHEAD_STEPS = 2
 # group_splits' pieces walk two query heads at least (groups of 4 heads and more) where the longest
 # key tile's walk of one head is SPLIT_PAIRS_STEPS[0] to [1] steps, causal sequences of 2K-4K tokens
-# at block_m 64 (NOTES v65: there 1.01-1.6x on an H100, 1.02-1.27x on an H200; elsewhere up to 10% lost)
+# at block_m 64 (NOTES v65: there 1.01-1.6x on an H100, 1.02-1.27x on an H200; the same cap on
+# longer walks lost up to 8% at 8K-16K)
 SPLIT_PAIRS_STEPS = (32, 64)
 # ... and where it is shorter than SPLIT_PAIRS_STEPS[0] steps (causal sequences of up to 1K tokens at
 # block_m 64), a key tile has at most this many pieces (NOTES v65: 16/1 1.22x, 8/1 1.04-1.13x, 4/1 at
