@@ -58,6 +58,23 @@
 #ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
 #define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
 #endif
+// The head dim at which the producer of the plain backward (neither group splits nor the chunked
+// walk) prefetches each step's Q and dO into L2 (TMA prefetch) before it waits for the step's stage
+// (NOTES v15): 128. Nowhere else (NOTES v66: without it the d64 and d256 backwards +1-2.7%, the d128
+// GQA kernels +1.5-2.5% at 1K-2K and 0.993-0.997 from 8K on an H100, about half of that on an H200;
+// the plain d128 kernel the same but non-causal 512, 0.986-0.997; issued only while the stage is
+// still busy, the same as always).
+#ifndef DISTCA_BWD_QDO_PREFETCH_D
+#define DISTCA_BWD_QDO_PREFETCH_D 128
+#endif
+// Whether, in the chunked kernel (section 10), the claiming warps of section 8 prefetch a step's Q
+// and dO into L2 when the claim finds it the query tile's first visit (its rows likely not read
+// since the forward), up to two steps before the producer loads them: 1 (NOTES v66: 16/2 from 8K
+// +0.5% over no prefetch at all; in the plain kernels it cost non-causal 512 2-4%, and at head_dim
+// 64 it lost to no prefetch).
+#ifndef DISTCA_BWD_CHUNK_FIRST_VISIT_PREFETCH
+#define DISTCA_BWD_CHUNK_FIRST_VISIT_PREFETCH 1
+#endif
 // The order in which the chunked kernel (section 10) takes its tiles: WorkCoord's head grouping, K/V
 // heads in pairs (NOTES v65: against heads outermost, as the other backwards, 16/2 and 12/2 +3-13%
 // at 512-2K on an H100 and an H200, 28/4 within 1-3%; all side by side, 0, lost 28/4 16-20%: NOTES
@@ -482,10 +499,9 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           const int hq = head_kv * group + cur.group_head;
           const int m0 = cur.mb * BM;
           const int q_row = cur.sl.q_start + m0;
-          // The tile's Q and dO into L2 and its LSE and D into registers while the stage drains (a
-          // step earlier than the stage's loads), so that what misses L2 (the first key tile to visit
-          // a query tile of a shard) still lands before the consumers need it (NOTES v15).
-          if (lane == 0) {
+          // (DISTCA_BWD_QDO_PREFETCH_D) The tile's Q and dO into L2 while the stage drains (NOTES v15,
+          // v66), and its LSE and D into registers
+          if (D == DISTCA_BWD_QDO_PREFETCH_D && !kAddKv && kChunk == 0 && lane == 0) {
 #pragma unroll
             for (int h = 0; h < D / 64; ++h) {
               tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
@@ -557,6 +573,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           uint32_t* claim = claims + (long long)hq * p.total_q + q_row;
           uint32_t claimed = 0;
           if (lane == 0) claimed = atomicAdd(claim, 1u);
+          if (kChunk > 0 && DISTCA_BWD_CHUNK_FIRST_VISIT_PREFETCH && lane == 0 && (claimed & ~kDqZeroed) == 0) {
+#pragma unroll
+            for (int h = 0; h < D / 64; ++h) {  // the first visit: its Q and dO into L2
+              tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
+              tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
+            }
+          }
           dq_tile_zero_or_wait<D>(p, claim, __shfl_sync(0xffffffffu, claimed, 0), hq, q_row, min(BM, cur.sl.q_len - m0),
                                   lane);
           if constexpr (kClaimsOffPath) {
