@@ -11,8 +11,9 @@ Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1), off (1) or as the
 split kernel's whole-group work items (-1; section 9), as F.fatbin:no-chunks without the chunked
-backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as F.fatbin:split-policy=O,L,H with
-distca_host.group_splits' overhead_steps O and pairs_steps (L, H) (v64's policy: 2,0,0), so that one image can be
+backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as F.fatbin:split-policy=O,L,H[,P] with
+distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
+2,32,64,64), so that one image can be
 compared with itself.
 """
 import argparse
@@ -51,12 +52,14 @@ def image(spec):
             kw["bwd_chunks"] = False
         elif option == "chunks-always":
             kw["bwd_chunks"] = "always"
-        elif option.startswith("split-policy="):  # overhead_steps,pairs_steps (v64: 2,0,0)
-            o, lo, hi = (int(v) for v in option.split("=", 1)[1].split(","))
+        elif option.startswith("split-policy="):  # overhead_steps,pairs_steps[,pairs_max_pieces] (v64: 2,0,0)
+            o, lo, hi, *cap = (int(v) for v in option.split("=", 1)[1].split(","))
             kw["bwd_split_policy"] = {"overhead_steps": o, "pairs_steps": (lo, hi)}
+            if cap:
+                kw["bwd_split_policy"]["pairs_max_pieces"] = cap[0]
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
-                             " no-chunks, chunks-always, split-policy=O,L,H)")
+                             " no-chunks, chunks-always, split-policy=O,L,H[,P])")
     return Kernels(path, **kw)
 
 

@@ -150,11 +150,15 @@ SPLIT_PAIRS_STEPS = (32, 64)
 # block_m 64), a key tile has at most this many pieces (NOTES v65: 16/1 1.22x, 8/1 1.04-1.13x, 4/1 at
 # 1K 1.09x on an H100 against v64's more pieces or none)
 SPLIT_SHORT_MAX_PIECES = 2
+# ... and where it has SPLIT_PAIRS_STEPS[0] to [1] steps, at most this many pieces (so groups of 10
+# heads and more; NOTES v68: 16/1 and 32/1 at 2K 1.39-1.55x on an H100, 1.02-1.28x on an H200, 16/1
+# at 4K 0.975 / 0.994)
+SPLIT_PAIRS_MAX_PIECES = 4
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
-                 short_max_pieces=SPLIT_SHORT_MAX_PIECES):
+                 short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -165,7 +169,8 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     v63), ends before the unsplit schedule; only for groups of 2..64 heads, and only where the
     longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
     two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
-    steps, and an item has at most short_max_pieces pieces where that walk is shorter (NOTES v65).
+    steps (and an item at most pairs_max_pieces pieces there: NOTES v68), and an item has at most
+    short_max_pieces pieces where that walk is shorter (NOTES v65).
     The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -175,7 +180,7 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     if group >= 4 and longest < pairs_steps[0] * block_m:
         most = min(group, short_max_pieces)
     elif group >= 4 and longest <= pairs_steps[1] * block_m:
-        most = group // 2
+        most = min(group // 2, pairs_max_pieces)
 
     def pieces(splits):
         out = []
@@ -223,8 +228,8 @@ class Kernels:
         every key tile's whole group in one work item (its cost alone). bwd_chunks=False: never the
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
-        bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces), to
-        measure the policy against itself."""
+        bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
+        pairs_max_pieces), to measure the policy against itself."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits

@@ -362,6 +362,12 @@ final class FusedBatchPlan {
    * pieces (groups of 4 heads and more: native/NOTES.md v65, 1.04-1.22x on an H100).
    */
   static final int SPLIT_SHORT_MAX_PIECES = 2;
+  /**
+   * Where it has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps, a key tile
+   * has at most this many pieces (groups of 10 heads and more; native/NOTES.md v68: 16/1 and 32/1 at
+   * 2K 1.39-1.55x on an H100, 1.02-1.28x on an H200; 16/1 at 4K 0.975 and 0.994).
+   */
+  static final int SPLIT_PAIRS_MAX_PIECES = 4;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -374,7 +380,8 @@ final class FusedBatchPlan {
    * tokens: native/NOTES.md v63); groups of 2..64 heads only, and only where the
    * longest item exceeds a quarter of an SM's share (below that, longest-first is near even); in
    * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
-   * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps, and at most
+   * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps (and there at
+   * most {@link #SPLIT_PAIRS_MAX_PIECES} pieces of an item), and at most
    * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. The Python host's policy
    * is the same (native/bench/distca_host.py, group_splits).
    */
@@ -396,7 +403,7 @@ final class FusedBatchPlan {
     if (group >= 4 && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
       most = Math.min(group, SPLIT_SHORT_MAX_PIECES);
     } else if (group >= 4 && longest <= (long) SPLIT_PAIRS_MAX_STEPS * blockM) {
-      most = group / 2;
+      most = Math.min(group / 2, SPLIT_PAIRS_MAX_PIECES);
     }
     int[] none = new int[costs.length];
     Arrays.fill(none, 1);

@@ -323,16 +323,22 @@ class FusedBatchPlanTest extends AllocatorPerTest {
 
   /**
    * Where the longest one-head walk has 32 to 64 steps (2K-4K tokens at 64 query rows a step) the
-   * pieces walk two heads at least, where it is shorter a key tile has two pieces at most (groups of
-   * 4 and more), elsewhere the split counts are v64's; the histograms are what
+   * pieces walk two heads at least and a key tile has four pieces at most, where it is shorter two
+   * pieces at most (groups of 4 and more), elsewhere the split counts are v64's; the histograms are what
    * distca_host.group_splits gives for the same costs (the two hosts' policies are the same).
    */
   @Test
   void groupSplitsFewerPiecesWhereTheWalksAreShort() {
     assertEquals(Map.of(2, 8, 3, 8, 4, 112),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64)), "8/1 at 2K: pieces of 2 heads");
-    assertEquals(Map.of(1, 4, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 100),
-        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 16, 132, 64)), "16/1 at 4K: at most 8 pieces");
+    assertEquals(Map.of(1, 4, 2, 4, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 16, 132, 64)), "16/1 at 4K: at most 4 pieces");
+    assertEquals(Map.of(2, 8, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 16, 132, 64)), "16/1 at 2K: at most 4 pieces");
+    assertEquals(Map.of(2, 8, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 32, 132, 64)), "32/1 at 2K: at most 4 pieces");
+    assertEquals(Map.of(1, 16, 2, 24, 3, 24, 4, 64),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 12, 132, 64)), "12/1 at 2K: at most 4 pieces");
     assertEquals(Map.of(2, 128),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64)), "8/1 at 1K: two pieces a tile");
     assertEquals(Map.of(2, 128),
