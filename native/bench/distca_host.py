@@ -151,7 +151,7 @@ SPLIT_PAIRS_STEPS = (32, 64)
 # 1K 1.09x on an H100 against v64's more pieces or none)
 SPLIT_SHORT_MAX_PIECES = 2
 # ... and where it has SPLIT_PAIRS_STEPS[0] to [1] steps, at most this many pieces (so groups of 10
-# heads and more; NOTES v68: 16/1 and 32/1 at 2K 1.39-1.55x on an H100, 1.02-1.28x on an H200, 16/1
+# heads and more; NOTES v68: 16/1 and 32/1 at 2K 1.39-1.49x on an H100, 1.02-1.28x on an H200, 16/1
 # at 4K 0.975 / 0.994)
 SPLIT_PAIRS_MAX_PIECES = 4
 

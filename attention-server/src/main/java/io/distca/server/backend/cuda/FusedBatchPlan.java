@@ -365,7 +365,7 @@ final class FusedBatchPlan {
   /**
    * Where it has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps, a key tile
    * has at most this many pieces (groups of 10 heads and more; native/NOTES.md v68: 16/1 and 32/1 at
-   * 2K 1.39-1.55x on an H100, 1.02-1.28x on an H200; 16/1 at 4K 0.975 and 0.994).
+   * 2K 1.39-1.49x on an H100, 1.02-1.28x on an H200; at 4K 32/1 1.53x, 16/1 0.975 and 0.994).
    */
   static final int SPLIT_PAIRS_MAX_PIECES = 4;
 
