@@ -435,13 +435,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
           const int q_row = cur.sl.q_start + m0;
           const int rows = min(BM, cur.sl.q_len - m0);
           // (DISTCA_BWD_QDO_PREFETCH_D) the tile's Q and dO into L2 while the stage drains
-          if (D == DISTCA_BWD_QDO_PREFETCH_D && lane == 0) {
-#pragma unroll
-            for (int h = 0; h < D / 64; ++h) {
-              tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
-              tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
-            }
-          }
+          if (D == DISTCA_BWD_QDO_PREFETCH_D && lane == 0) tma_prefetch_q_do<D>(P, hq, q_row);
           float lse[BM / 32], dsum[BM / 32];
           bwd_lse_dsum_lanes<BM>(p, hq, q_row, rows, lane, lse, dsum);
           hand_to_claimer(it, hq, q_row, rows, 1);

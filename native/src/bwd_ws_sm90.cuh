@@ -263,6 +263,17 @@ __device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* at) {
   return v;
 }
 
+// A query tile's Q and dO rows (query head hq, from fused row q_row) into L2 by TMA prefetch, all
+// D / 64 column boxes of each (one thread).
+template <int D>
+__device__ __forceinline__ void tma_prefetch_q_do(const distca_bwd_ws_params_t& P, int hq, int q_row) {
+#pragma unroll
+  for (int h = 0; h < D / 64; ++h) {
+    tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
+    tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
+  }
+}
+
 // A claiming warp's part of distca_attn.h section 8 (warp 1 or 2), before it releases a stage:
 // `claimed` is what its atomicAdd on the word of the query tile's first row (`claim`) returned. The first visitor
 // zeroes the tile's `rows` workspace rows of query head hq and marks them, then publishes the first
@@ -517,13 +528,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           const int q_row = cur.sl.q_start + m0;
           // (DISTCA_BWD_QDO_PREFETCH_D) The tile's Q and dO into L2 while the stage drains (NOTES v15,
           // v66), and its LSE and D into registers
-          if (D == DISTCA_BWD_QDO_PREFETCH_D && !kAddKv && kChunk == 0 && lane == 0) {
-#pragma unroll
-            for (int h = 0; h < D / 64; ++h) {
-              tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
-              tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
-            }
-          }
+          if (D == DISTCA_BWD_QDO_PREFETCH_D && !kAddKv && kChunk == 0 && lane == 0) tma_prefetch_q_do<D>(P, hq, q_row);
           const int rows = min(BM, cur.sl.q_len - m0);
           float lse[BM / 32], dsum[BM / 32];
           bwd_lse_dsum_lanes<BM>(p, hq, q_row, rows, lane, lse, dsum);
@@ -589,13 +594,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           uint32_t* claim = claims + (long long)hq * p.total_q + q_row;
           uint32_t claimed = 0;
           if (lane == 0) claimed = atomicAdd(claim, 1u);
-          if (kChunk > 0 && DISTCA_BWD_CHUNK_FIRST_VISIT_PREFETCH && lane == 0 && (claimed & ~kDqZeroed) == 0) {
-#pragma unroll
-            for (int h = 0; h < D / 64; ++h) {  // the first visit: its Q and dO into L2
-              tma_prefetch_3d(P.tmap_q, h * 64, hq, q_row);
-              tma_prefetch_3d(P.tmap_do, h * 64, hq, q_row);
-            }
-          }
+          if (kChunk > 0 && DISTCA_BWD_CHUNK_FIRST_VISIT_PREFETCH && lane == 0 && (claimed & ~kDqZeroed) == 0)
+            tma_prefetch_q_do<D>(P, hq, q_row);  // the first visit
           dq_tile_zero_or_wait<D>(p, claim, __shfl_sync(0xffffffffu, claimed, 0), hq, q_row, min(BM, cur.sl.q_len - m0),
                                   lane);
           if constexpr (kClaimsOffPath) {
