@@ -13,8 +13,9 @@ section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1)
 split kernel's whole-group work items (-1; section 9), as F.fatbin:no-chunks without the chunked
 backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as F.fatbin:split-policy=O,L,H[,P] with
 distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
-2,32,64,64), so that one image can be
-compared with itself.
+2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
+has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), so that one image can be
+compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too.
 """
 import argparse
 import os
@@ -27,11 +28,13 @@ from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
-def cases(seqs, hd, full=False, heads=None):
-    """(name, seg_lens, slices, heads_q, heads_kv); heads = (hq, hkv): the uniform shapes only, GQA."""
+def cases(seqs, hd, full=False, heads=None, shards=False):
+    """(name, seg_lens, slices, heads_q, heads_kv); heads = (hq, hkv): the uniform shapes only (with
+    shards, the rebatching sides too), GQA."""
     h = 2048 // hd
-    out = [] if heads else [(name, seg_lens, slices, h, h) for name, seg_lens, slices in rebatch_sides(h, hd)]
     hq, hkv = heads or (h, h)
+    out = [] if heads and not shards else [(name, seg_lens, slices, hq, hkv) for name, seg_lens, slices in
+                                           rebatch_sides(h, hd)]
     for s in seqs:
         b = max(1, 16384 // s)
         out.append((f"{'full' if full else 'causal'} {s}", [s] * b, [Slice(i, 0, s, s, not full) for i in range(b)],
@@ -54,12 +57,14 @@ def image(spec):
             kw["bwd_chunks"] = "always"
         elif option.startswith("split-policy="):  # overhead_steps,pairs_steps[,pairs_max_pieces] (v64: 2,0,0)
             o, lo, hi, *cap = (int(v) for v in option.split("=", 1)[1].split(","))
-            kw["bwd_split_policy"] = {"overhead_steps": o, "pairs_steps": (lo, hi)}
+            kw.setdefault("bwd_split_policy", {}).update({"overhead_steps": o, "pairs_steps": (lo, hi)})
             if cap:
                 kw["bwd_split_policy"]["pairs_max_pieces"] = cap[0]
+        elif option.startswith("lean-dram="):  # group_splits' lean_dram forced (0 or 1)
+            kw.setdefault("bwd_split_policy", {})["lean_dram"] = option.split("=", 1)[1] == "1"
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
-                             " no-chunks, chunks-always, split-policy=O,L,H[,P])")
+                             " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1)")
     return Kernels(path, **kw)
 
 
@@ -74,13 +79,16 @@ def main():
     ap.add_argument("--hd", type=int, default=128, choices=(64, 128, 256), help="head dim (heads: 2048 / hd)")
     ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
     ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes with these heads (GQA), no shards")
+    ap.add_argument("--shards", action="store_true", help="with --heads: the rebatching shards too, with these heads")
     args = ap.parse_args()
     heads = tuple(int(x) for x in args.heads.split("/")) if args.heads else None
     torch.manual_seed(0)
     ka, kb = image(args.a), image(args.b)
-    print(f"ab.py: GPU {torch.cuda.get_device_name()}; A {args.a}; B {args.b}")
+    bw = ka.dram_bytes_per_sm
+    print(f"ab.py: GPU {torch.cuda.get_device_name()} (DRAM {bw / 1e9 if bw else float('nan'):.1f} GB/s per SM); "
+          f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); B {args.b} (lean_dram {kb.bwd_split_policy['lean_dram']})")
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full, heads):
+        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full, heads, args.shards):
             fl = forward_flops(slices, h, args.hd)
             xa = Ours(ka, seg_lens, slices, h, hkv, args.hd)
             xb = Ours(kb, seg_lens, slices, h, hkv, args.hd)

@@ -154,11 +154,25 @@ SPLIT_SHORT_MAX_PIECES = 2
 # heads and more; NOTES v68: 16/1 and 32/1 at 2K 1.39-1.49x on an H100, 1.02-1.28x on an H200, 16/1
 # at 4K 0.975 / 0.994)
 SPLIT_PAIRS_MAX_PIECES = 4
+# On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200 36.5),
+# in batches of causal slices only, groups of SPLIT_LEAN_MIN_GROUP heads and more whose longest key tile's walk of one head has
+# SPLIT_LEAN_STEPS[0] up to (not including) [1] steps split where the schedule model finds no gain:
+# their unsplit (chunked) walks over many heads miss the L2, which the model does not see, and on
+# the H100 those misses cost more than the split kernel's longer steps (NOTES v69: 32/2 at 2K
+# 1.14x, 24/2 1.12-1.14x, 16/2 1.05x, 1K 1.00-1.08x; on the H200 the same splits read 0.93-1.01, and
+# non-causal walks, whose key tiles stay on the same query tiles, 0.90-0.93 on the H100)
+SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
+SPLIT_LEAN_MIN_GROUP = 8
+SPLIT_LEAN_STEPS = (16, 64)
+# ... at steps of at most this many query rows: head_dim 128's 64 (at head_dim 64's 128-row steps
+# 16/2 read 1.02, 32/4 0.975-0.98 at 4K on the H100)
+SPLIT_LEAN_MAX_BLOCK_M = 64
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
-                 short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES):
+                 short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES, lean_dram=False,
+                 causal=False):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -170,7 +184,12 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
     two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
     steps (and an item at most pairs_max_pieces pieces there: NOTES v68), and an item has at most
-    short_max_pieces pieces where that walk is shorter (NOTES v65).
+    short_max_pieces pieces where that walk is shorter (NOTES v65). lean_dram (a GPU with less than
+    SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) and causal (every slice of the batch is): where
+    the model finds no split that pays, groups of SPLIT_LEAN_MIN_GROUP heads and more whose longest walk of one head has SPLIT_LEAN_STEPS
+    steps (of at most SPLIT_LEAN_MAX_BLOCK_M rows) split anyway, every item into the most pieces allowed there (pieces of group / most heads:
+    fewer pieces for the shorter items, pieces of more heads, read 0.78-0.86 at 2K; non-causal walks,
+    whose key tiles stay on the same query tiles, 0.90-0.93 at 1K-2K; NOTES v69).
     The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -204,7 +223,24 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
         if t < best:
             best, best_splits = t, splits
     paid = best * (1 + step_cost) + fixed_items * overhead < unsplit
-    return best_splits if best_splits is not None and paid else None
+    if best_splits is not None and paid:
+        return best_splits
+    if lean_dram and causal and group >= SPLIT_LEAN_MIN_GROUP and block_m <= SPLIT_LEAN_MAX_BLOCK_M and \
+            SPLIT_LEAN_STEPS[0] * block_m <= longest < SPLIT_LEAN_STEPS[1] * block_m:
+        return [most] * len(costs)
+    return None
+
+
+def dram_bytes_per_sm(device=0):
+    """The GPU's DRAM bandwidth per SM in bytes/s (memory clock x bus width, double data rate), or
+    None where the driver does not say (CudaDevice.dramBytesPerSm in the Java host)."""
+    try:  # cudaDevAttrMemoryClockRate (kHz), cudaDevAttrGlobalMemoryBusWidth (bits), cudaDevAttrMultiProcessorCount
+        clock_khz, bus_bits, sms = (runtime.deviceGetAttribute(a, device) for a in (36, 37, 16))
+    except runtime.CUDARuntimeError:
+        return None
+    if clock_khz <= 0 or bus_bits <= 0 or sms <= 0:
+        return None
+    return 2.0 * clock_khz * 1e3 * bus_bits / 8 / sms
 
 
 def _launch(fn, grid, threads, smem, param_bytes, stream):
@@ -229,14 +265,19 @@ class Kernels:
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
         bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
-        pairs_max_pieces), to measure the policy against itself."""
+        pairs_max_pieces, lean_dram), to measure the policy against itself; lean_dram defaults to
+        whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
         self.bwd_chunks = bwd_chunks
         self.bwd_split_policy = dict(bwd_split_policy or {})
+        dev = torch.cuda.current_device()
+        self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
+        self.bwd_split_policy.setdefault(
+            "lean_dram", self.dram_bytes_per_sm is not None and self.dram_bytes_per_sm < SPLIT_LEAN_DRAM_BYTES_PER_SM)
         self.dq_claims = dq_claims
-        sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+        sms = torch.cuda.get_device_properties(dev).multi_processor_count
         self.ctas = sms if ctas is None else ctas
         self.tile_counter = torch.zeros(1, dtype=torch.int32, device="cuda") if tile_counter else None
         torch.empty(1, device="cuda")  # make the primary context current on this thread
@@ -372,6 +413,7 @@ class Kernels:
             bwd.sort(key=lambda t: t[0])
         lay.num_fwd_work, lay.num_bwd_work = len(fwd), len(bwd)
         lay.extra["bwd_items"] = bwd  # (cost, segment, key block), for group_splits
+        lay.extra["all_causal"] = bool(slices) and all(s.causal for s in slices)  # group_splits' causal
         lay.fwd_work_dev = torch.tensor([[i, b] for _, i, b in fwd] or [[0, 0]], dtype=torch.int32, device=device)
         lay.bwd_work_dev = torch.tensor([[g, b] for _, g, b in bwd] or [[0, 0]], dtype=torch.int32, device=device)
         lay.segments_dev = torch.tensor(seg_rows or [[0] * 4], dtype=torch.int32, device=device)
@@ -497,7 +539,7 @@ class Kernels:
             splits = [1] * len(items) if group <= 64 else None
         else:
             splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1, self.info[hd].bwd_block_m,
-                                  **self.bwd_split_policy)
+                                  causal=lay.extra.get("all_causal", False), **self.bwd_split_policy)
         out = None
         if splits is not None:
             pieces = []

@@ -30,6 +30,7 @@ public final class CudaDevice implements AutoCloseable {
   private final int multiprocessors;
   private final int maxSharedMemoryPerBlockOptin;
   private final long totalMemoryBytes;
+  private final double dramBytesPerSm;
   private boolean closed;
 
   private CudaDevice(int ordinal) {
@@ -53,6 +54,12 @@ public final class CudaDevice implements AutoCloseable {
     this.multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessor count");
     this.maxSharedMemoryPerBlockOptin = attribute(
         CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "opt-in shared memory per block");
+    // memory clock (kHz) x bus width (bits), double data rate: the DRAM's peak bytes/s (0 where the
+    // driver reports neither)
+    int memoryClockKhz = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, "memory clock");
+    int busBits = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, "memory bus width");
+    this.dramBytesPerSm = memoryClockKhz > 0 && busBits > 0 && multiprocessors > 0
+        ? 2.0 * memoryClockKhz * 1e3 * busBits / 8 / multiprocessors : 0;
     long[] total = new long[1];
     Driver.check("cuDeviceTotalMem", "reading GPU " + ordinal + "'s memory size", () -> cuDeviceTotalMem(total, device));
     this.totalMemoryBytes = total[0];
@@ -110,6 +117,14 @@ public final class CudaDevice implements AutoCloseable {
     return totalMemoryBytes;
   }
 
+  /**
+   * The DRAM's peak bandwidth per SM in bytes/s (memory clock x bus width, double data rate), or 0
+   * where the driver does not report it (an H100 SXM: 25.4 GB/s; an H200: 36.5).
+   */
+  public double dramBytesPerSm() {
+    return dramBytesPerSm;
+  }
+
   @Override
   public synchronized void close() {
     if (!closed) {
@@ -122,6 +137,7 @@ public final class CudaDevice implements AutoCloseable {
   @Override
   public String toString() {
     return name + " (GPU " + ordinal + ", sm_" + computeMajor + computeMinor + ", " + multiprocessors + " SMs, "
-        + (totalMemoryBytes >> 20) + " MiB)";
+        + (totalMemoryBytes >> 20) + " MiB, " + String.format(java.util.Locale.ROOT, "%.1f", dramBytesPerSm / 1e9)
+        + " GB/s of DRAM per SM)";
   }
 }

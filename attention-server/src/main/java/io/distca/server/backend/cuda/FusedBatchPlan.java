@@ -64,8 +64,10 @@ final class FusedBatchPlan {
   /**
    * {@code splitSms}: backward only, the SMs that the warp-specialized backward's persistent grid
    * spans, for its group splits (section 9); 0 where that kernel does not run (no splits then).
+   * {@code leanDram}: the GPU has less DRAM bandwidth per SM than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}
+   * ({@link #groupSplits(long[], int, int, int, int, boolean, boolean)}).
    */
-  private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry, int splitSms) {
+  private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry, int splitSms, boolean leanDram) {
     this.pass = pass;
     this.shape = batch.shape();
     List<QuerySlice> slices = batch.slices();
@@ -132,7 +134,7 @@ final class FusedBatchPlan {
     WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
     WorkList split = pass == Pass.BACKWARD && splitSms > 0
         ? withGroupSplits(list, shape.headsKv(), shape.headsQ() / shape.headsKv(), splitSms,
-            geometry.backwardBlockM())
+            geometry.backwardBlockM(), leanDram, allCausal(batch))
         : null;
     groupSplits = split != null;
     if (split != null) {
@@ -153,21 +155,22 @@ final class FusedBatchPlan {
   }
 
   static FusedBatchPlan forward(AttentionBatch batch, KernelGeometry geometry) {
-    return new FusedBatchPlan(Pass.FORWARD, batch, geometry, 0);
+    return new FusedBatchPlan(Pass.FORWARD, batch, geometry, 0, false);
   }
 
   /** A backward plan without group splits (for any backward kernel). */
   static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry) {
-    return backward(batch, geometry, 0);
+    return backward(batch, geometry, 0, false);
   }
 
   /**
    * A backward plan for the warp-specialized kernel on a persistent grid of {@code splitSms} CTAs,
-   * with group splits where {@link #groupSplits(long[], int, int, int, int)} finds that they pay (0:
-   * none, for the other kernel).
+   * with group splits where {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} finds that they
+   * pay (0: none, for the other kernel) on a GPU with less DRAM bandwidth per SM than {@link
+   * #SPLIT_LEAN_DRAM_BYTES_PER_SM} ({@code leanDram}) or not.
    */
-  static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms) {
-    return new FusedBatchPlan(Pass.BACKWARD, batch, geometry, splitSms);
+  static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms, boolean leanDram) {
+    return new FusedBatchPlan(Pass.BACKWARD, batch, geometry, splitSms, leanDram);
   }
 
   long queryRowBytes() {
@@ -301,8 +304,9 @@ final class FusedBatchPlan {
    * 9: the block word names the query heads of the group that each piece walks), most expensive
    * first, or null where no split pays.
    */
-  private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, int blockM) {
-    int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM);
+  private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, int blockM,
+      boolean leanDram, boolean causal) {
+    int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM, leanDram, causal);
     if (splits == null) {
       return null;
     }
@@ -368,6 +372,29 @@ final class FusedBatchPlan {
    * 2K 1.39-1.49x on an H100, 1.02-1.28x on an H200; at 4K 32/1 1.53x, 16/1 0.975 and 0.994).
    */
   static final int SPLIT_PAIRS_MAX_PIECES = 4;
+  /**
+   * On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200
+   * 36.5), in batches of causal slices only, groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more whose longest key tile's walk of one
+   * head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not including) {@link #SPLIT_LEAN_END_STEPS} steps
+   * of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
+   * gain: their unsplit (chunked) walks over many heads miss the L2, which the model does not see,
+   * and on the H100 those misses cost more than the split kernel's longer steps (native/NOTES.md v69:
+   * 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x; at 1K 1.00-1.08x; on the H200
+   * the same splits read 0.93-1.01, and non-causal walks, whose key tiles stay on the same query
+   * tiles, 0.90-0.93 on the H100).
+   */
+  static final double SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9;
+  /** ... groups of this many heads and more ... */
+  static final int SPLIT_LEAN_MIN_GROUP = 8;
+  /** ... longest walks of one head from this many steps ... */
+  static final int SPLIT_LEAN_MIN_STEPS = 16;
+  /** ... up to this many (not included) ... */
+  static final int SPLIT_LEAN_END_STEPS = 64;
+  /**
+   * ... of at most this many query rows (head_dim 128's 64; at head_dim 64's 128-row steps 16/2 read
+   * 1.02 and 32/4 0.975-0.98 at 4K on the H100).
+   */
+  static final int SPLIT_LEAN_MAX_BLOCK_M = 64;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -382,10 +409,17 @@ final class FusedBatchPlan {
    * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
    * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps (and there at
    * most {@link #SPLIT_PAIRS_MAX_PIECES} pieces of an item), and at most
-   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. The Python host's policy
-   * is the same (native/bench/distca_host.py, group_splits).
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. {@code leanDram} (a GPU
+   * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) and {@code causal} (every slice of the batch
+   * is): where the model finds no split that pays,
+   * groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more whose longest walk of one head has
+   * {@link #SPLIT_LEAN_MIN_STEPS} up to {@link #SPLIT_LEAN_END_STEPS} steps (of at most
+   * {@link #SPLIT_LEAN_MAX_BLOCK_M} rows) split anyway, every item into the most pieces allowed there
+   * (fewer pieces for the shorter items, pieces of more heads, read 0.78-0.86 at 2K: native/NOTES.md
+   * v69). The Python host's policy is the same (native/bench/distca_host.py, group_splits).
    */
-  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
+  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
+      boolean causal) {
     if (group < 2 || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0 || sms < 1) {
       return null;
     }
@@ -427,7 +461,26 @@ final class FusedBatchPlan {
         bestSplits = splits;
       }
     }
-    return bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit ? bestSplits : null;
+    if (bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit) {
+      return bestSplits;
+    }
+    if (leanDram && causal && group >= SPLIT_LEAN_MIN_GROUP && blockM <= SPLIT_LEAN_MAX_BLOCK_M
+        && longest >= (long) SPLIT_LEAN_MIN_STEPS * blockM && longest < (long) SPLIT_LEAN_END_STEPS * blockM) {
+      int[] splits = new int[costs.length];
+      Arrays.fill(splits, most);
+      return splits;
+    }
+    return null;
+  }
+
+  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */
+  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
+    return groupSplits(costs, headsKv, group, sms, blockM, false, false);
+  }
+
+  /** Whether every slice of the batch is causal (a batch without slices is not). */
+  private static boolean allCausal(AttentionBatch batch) {
+    return !batch.slices().isEmpty() && batch.slices().stream().allMatch(QuerySlice::causal);
   }
 
   /** The longest SM's load when the pieces go, most expensive first, each to the least loaded SM. */

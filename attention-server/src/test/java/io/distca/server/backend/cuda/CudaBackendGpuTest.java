@@ -412,6 +412,35 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   }
 
   /**
+   * native/NOTES.md v69 through the backend: eight causal 2K documents at 16/2, which the schedule
+   * model leaves unsplit, split on a GPU with little DRAM bandwidth per SM (an H100) and stay whole
+   * on one with more (an H200); the split backward agrees with the unsplit one.
+   */
+  @Test
+  void largeGroupsSplitAtShortWalksWhereDramIsLean() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    int[] documents = new int[8];
+    List<SliceSpec> slices = new ArrayList<>();
+    for (int d = 0; d < documents.length; d++) {
+      documents[d] = 2048;
+      slices.add(SliceSpec.causalBottomRight(d, 2048, 2048));
+    }
+    Case c = new Case("bf16 d128 GQA 16/2: eight causal 2K documents", shape(16, 2, 128, DType.BF16), documents, slices);
+    double dram = backend.gpu().dramBytesPerSm();
+    boolean lean = dram > 0 && dram < FusedBatchPlan.SPLIT_LEAN_DRAM_BYTES_PER_SM;
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 8);
+        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
+      backend.forward(f.forwardBatch());
+      long before = backend.groupSplitBackwardLaunches();
+      backend.backward(f.backwardBatch());
+      assertEquals(lean ? 1 : 0, backend.groupSplitBackwardLaunches() - before,
+          "split iff the GPU's DRAM bandwidth per SM (" + dram / 1e9 + " GB/s) is under the rule's");
+      assertBackwardAgrees(c, f, whole, whole::groupSplitBackwardLaunches);
+    }
+  }
+
+  /**
    * Runs {@code f}'s backward again on {@code other}, which {@code launches} must not count (the
    * variant turned off), and compares its dQ, dK and dV with those in {@code f} to one step of the
    * element type.

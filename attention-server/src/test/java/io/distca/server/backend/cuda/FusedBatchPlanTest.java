@@ -15,6 +15,7 @@ import io.distca.server.backend.AttentionFixture.SliceSpec;
 import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.QuerySlice;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -236,7 +237,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     try (AttentionFixture f = new AttentionFixture(allocator, shape, new int[] {len},
         List.of(SliceSpec.causalBottomRight(0, len, len)), 9)) {
       FusedBatchPlan whole = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY);
-      FusedBatchPlan split = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY, 132);
+      FusedBatchPlan split = FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY, 132, false);
       assertTrue(!whole.groupSplits && whole.layout.dkvAccum() == -1, "no SMs given: no splits");
       assertTrue(split.groupSplits, "split");
       assertTrue(split.numWork > whole.numWork);
@@ -349,6 +350,41 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 2, 132, 64)), "2/1 at 2K: one head a piece");
     assertEquals(Map.of(1, 3, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 101),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(16384), 1, 8, 132, 64)), "8/1 at 16K: as v64");
+  }
+
+  /**
+   * On a GPU with little DRAM bandwidth per SM (an H100), in batches of causal slices only, groups of
+   * 8 heads and more whose longest one-head walk has 16 to 63 steps of 64 rows split into the most pieces allowed there, every key
+   * tile alike, where the schedule model alone finds no gain (native/NOTES.md v69); nothing changes
+   * where the model already splits, for smaller groups, longer or shorter walks, 128-row steps, or
+   * key tiles many enough to balance, nor in non-causal batches. The histograms are what
+   * distca_host.group_splits gives with lean_dram=True, causal=True for the same costs.
+   */
+  @Test
+  void groupSplitsOnLeanDramWhereTheWalksAreShort() {
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 16, 132, 64, false, true), "32/2 at 2K: no gain modelled");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 16, 132, 64, true, true)), "32/2 at 2K, lean: four pieces");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 8, 132, 64, true, true)), "16/2 at 2K, lean");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 4, 12, 132, 64, true, true)), "48/4 at 2K, lean");
+    assertEquals(Map.of(2, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 2, 16, 132, 64, true, true)), "32/2 at 1K, lean: two pieces");
+    assertEquals(Map.of(2, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 2, 8, 132, 64, true, true)), "16/2 at 1K, lean");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(4096), 2, 16, 132, 64, true, true), "32/2 at 4K: 64 steps");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(512), 2, 16, 132, 64, true, true), "32/2 at 512: 8 steps");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 4, 7, 132, 64, true, true), "28/4: a group of 7");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 8, 132, 128, true, true), "128-row steps (head_dim 64)");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 8, 8, 132, 64, true, true), "64/8: 1,024 key tiles balance");
+    assertEquals(Map.of(2, 8, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64, true, true)), "8/1 at 2K: the model's splits");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 16, 132, 64, true, false),
+        "32/2, lean, but not every slice causal");
+    long[] full = new long[128];
+    Arrays.fill(full, 2048);
+    assertEquals(null, FusedBatchPlan.groupSplits(full, 2, 16, 132, 64, true, false), "32/2 non-causal 2K, lean");
   }
 
   private static void assertDisjointAligned(long[][] buffers) {
