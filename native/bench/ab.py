@@ -15,7 +15,8 @@ backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as 
 distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), so that one image can be
-compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too.
+compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too; --mix L1,L2,...
+(repeatable): a varlen case of those document lengths repeated to 16K tokens (--seqs "" for the mixes only).
 """
 import argparse
 import os
@@ -28,9 +29,10 @@ from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
 
-def cases(seqs, hd, full=False, heads=None, shards=False):
+def cases(seqs, hd, full=False, heads=None, shards=False, mixes=()):
     """(name, seg_lens, slices, heads_q, heads_kv); heads = (hq, hkv): the uniform shapes only (with
-    shards, the rebatching sides too), GQA."""
+    shards, the rebatching sides too), GQA. mixes: document length lists, each a varlen case of those
+    lengths repeated to 16K tokens (causal unless full)."""
     h = 2048 // hd
     hq, hkv = heads or (h, h)
     out = [] if heads and not shards else [(name, seg_lens, slices, hq, hkv) for name, seg_lens, slices in
@@ -39,6 +41,12 @@ def cases(seqs, hd, full=False, heads=None, shards=False):
         b = max(1, 16384 // s)
         out.append((f"{'full' if full else 'causal'} {s}", [s] * b, [Slice(i, 0, s, s, not full) for i in range(b)],
                     hq, hkv))
+    for mix in mixes:
+        lens = []
+        while sum(lens) + mix[len(lens) % len(mix)] <= 16384:
+            lens.append(mix[len(lens) % len(mix)])
+        out.append((f"mix {'/'.join(str(n) for n in mix)}"[:14], lens,
+                    [Slice(i, 0, n, n, not full) for i, n in enumerate(lens)], hq, hkv))
     return out
 
 
@@ -80,6 +88,8 @@ def main():
     ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
     ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes with these heads (GQA), no shards")
     ap.add_argument("--shards", action="store_true", help="with --heads: the rebatching shards too, with these heads")
+    ap.add_argument("--mix", action="append", default=[],
+                    help="L1,L2,...: a varlen case of these document lengths repeated to 16K tokens (repeatable)")
     args = ap.parse_args()
     heads = tuple(int(x) for x in args.heads.split("/")) if args.heads else None
     torch.manual_seed(0)
@@ -88,7 +98,8 @@ def main():
     print(f"ab.py: GPU {torch.cuda.get_device_name()} (DRAM {bw / 1e9 if bw else float('nan'):.1f} GB/s per SM); "
           f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); B {args.b} (lean_dram {kb.bwd_split_policy['lean_dram']})")
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], args.hd, args.full, heads, args.shards):
+        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")] if args.seqs else [], args.hd, args.full, heads,
+                                                 args.shards, [[int(x) for x in m.split(",")] for m in args.mix]):
             fl = forward_flops(slices, h, args.hd)
             xa = Ours(ka, seg_lens, slices, h, hkv, args.hd)
             xb = Ours(kb, seg_lens, slices, h, hkv, args.hd)

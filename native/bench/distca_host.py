@@ -159,11 +159,13 @@ SPLIT_PAIRS_MAX_PIECES = 4
 # SPLIT_LEAN_STEPS[0] up to (not including) [1] steps split where the schedule model finds no gain:
 # their unsplit (chunked) walks over many heads miss the L2, which the model does not see, and on
 # the H100 those misses cost more than the split kernel's longer steps (NOTES v69: 32/2 at 2K
-# 1.14x, 24/2 1.12-1.14x, 16/2 1.05x, 1K 1.00-1.08x; on the H200 the same splits read 0.93-1.01, and
-# non-causal walks, whose key tiles stay on the same query tiles, 0.90-0.93 on the H100)
+# 1.14x, 24/2 1.12-1.14x, 16/2 1.05x, varlen mixes of documents up to 2K 1.00-1.12x; on the H200 the
+# same splits read 0.93-1.01, non-causal walks, whose key tiles stay on the same query tiles,
+# 0.90-0.93 on the H100, and walks under 32 steps, two pieces a key tile, 1.00-1.08x at uniform 1K
+# but 0.91-0.93 on a mix of documents up to 1K)
 SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
 SPLIT_LEAN_MIN_GROUP = 8
-SPLIT_LEAN_STEPS = (16, 64)
+SPLIT_LEAN_STEPS = (32, 64)
 # ... at steps of at most this many query rows: head_dim 128's 64 (at head_dim 64's 128-row steps
 # 16/2 read 1.02, 32/4 0.975-0.98 at 4K on the H100)
 SPLIT_LEAN_MAX_BLOCK_M = 64
@@ -189,7 +191,8 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     the model finds no split that pays, groups of SPLIT_LEAN_MIN_GROUP heads and more whose longest walk of one head has SPLIT_LEAN_STEPS
     steps (of at most SPLIT_LEAN_MAX_BLOCK_M rows) split anyway, every item into the most pieces allowed there (pieces of group / most heads:
     fewer pieces for the shorter items, pieces of more heads, read 0.78-0.86 at 2K; non-causal walks,
-    whose key tiles stay on the same query tiles, 0.90-0.93 at 1K-2K; NOTES v69).
+    whose key tiles stay on the same query tiles, 0.90-0.93 at 1K-2K; two pieces from 16 steps cost
+    mixes of documents up to 1K 7-9%; NOTES v69).
     The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None

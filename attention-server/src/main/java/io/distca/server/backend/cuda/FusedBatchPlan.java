@@ -379,15 +379,16 @@ final class FusedBatchPlan {
    * of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
    * gain: their unsplit (chunked) walks over many heads miss the L2, which the model does not see,
    * and on the H100 those misses cost more than the split kernel's longer steps (native/NOTES.md v69:
-   * 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x; at 1K 1.00-1.08x; on the H200
-   * the same splits read 0.93-1.01, and non-causal walks, whose key tiles stay on the same query
-   * tiles, 0.90-0.93 on the H100).
+   * 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x, varlen mixes of documents up to
+   * 2K 1.00-1.12x; on the H200 the same splits read 0.93-1.01, non-causal walks, whose key tiles stay
+   * on the same query tiles, 0.90-0.93 on the H100, and walks under 32 steps, two pieces a key tile,
+   * 1.00-1.08x at uniform 1K but 0.91-0.93 on a mix of documents up to 1K).
    */
   static final double SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9;
   /** ... groups of this many heads and more ... */
   static final int SPLIT_LEAN_MIN_GROUP = 8;
   /** ... longest walks of one head from this many steps ... */
-  static final int SPLIT_LEAN_MIN_STEPS = 16;
+  static final int SPLIT_LEAN_MIN_STEPS = 32;
   /** ... up to this many (not included) ... */
   static final int SPLIT_LEAN_END_STEPS = 64;
   /**
