@@ -253,7 +253,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
               // group splits (distca_attn.h section 9): the warp-specialized kernel's grid, where the
               // image has the kernel that takes them
               splitsPossible(batch.shape(), geometry) ? persistentCtas() : 0,
-              device.dramBytesPerSm() > 0 && device.dramBytesPerSm() < FusedBatchPlan.SPLIT_LEAN_DRAM_BYTES_PER_SM);
+              FusedBatchPlan.leanDram(device.dramBytesPerSm()));
     } catch (RuntimeException e) {
       result.completeExceptionally(e);
       return result;

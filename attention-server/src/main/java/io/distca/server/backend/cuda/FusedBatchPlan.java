@@ -165,9 +165,8 @@ final class FusedBatchPlan {
 
   /**
    * A backward plan for the warp-specialized kernel on a persistent grid of {@code splitSms} CTAs,
-   * with group splits where {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} finds that they
-   * pay (0: none, for the other kernel) on a GPU with less DRAM bandwidth per SM than {@link
-   * #SPLIT_LEAN_DRAM_BYTES_PER_SM} ({@code leanDram}) or not.
+   * with group splits where {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} finds
+   * that they pay (0: none, for the other kernel), on a GPU that {@link #leanDram(double)} or not.
    */
   static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms, boolean leanDram) {
     return new FusedBatchPlan(Pass.BACKWARD, batch, geometry, splitSms, leanDram);
@@ -374,8 +373,8 @@ final class FusedBatchPlan {
   static final int SPLIT_PAIRS_MAX_PIECES = 4;
   /**
    * On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200
-   * 36.5), in batches of causal slices only, groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more whose longest key tile's walk of one
-   * head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not including) {@link #SPLIT_LEAN_END_STEPS} steps
+   * 36.5), in batches of causal slices only, groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more
+   * whose longest key tile's walk of one head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not including) {@link #SPLIT_LEAN_END_STEPS} steps
    * of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
    * gain: their unsplit (chunked) walks over many heads miss the L2, which the model does not see,
    * and on the H100 those misses cost more than the split kernel's longer steps (native/NOTES.md v69:
@@ -477,6 +476,15 @@ final class FusedBatchPlan {
   /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
     return groupSplits(costs, headsKv, group, sms, blockM, false, false);
+  }
+
+  /**
+   * Whether a GPU with {@code dramBytesPerSm} of DRAM bandwidth per SM ({@link CudaDevice#dramBytesPerSm},
+   * 0 where unknown) takes the lean-DRAM splits of {@link #groupSplits(long[], int, int, int, int,
+   * boolean, boolean)}.
+   */
+  static boolean leanDram(double dramBytesPerSm) {
+    return dramBytesPerSm > 0 && dramBytesPerSm < SPLIT_LEAN_DRAM_BYTES_PER_SM;
   }
 
   /** Whether every slice of the batch is causal (a batch without slices is not). */

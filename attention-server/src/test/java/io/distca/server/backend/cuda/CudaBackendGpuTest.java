@@ -428,7 +428,7 @@ class CudaBackendGpuTest extends AllocatorPerTest {
     }
     Case c = new Case("bf16 d128 GQA 16/2: eight causal 2K documents", shape(16, 2, 128, DType.BF16), documents, slices);
     double dram = backend.gpu().dramBytesPerSm();
-    boolean lean = dram > 0 && dram < FusedBatchPlan.SPLIT_LEAN_DRAM_BYTES_PER_SM;
+    boolean lean = FusedBatchPlan.leanDram(dram);
     try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 8);
         CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
       backend.forward(f.forwardBatch());

@@ -380,6 +380,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64, true, true)), "8/1 at 2K: the model's splits");
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 16, 132, 64, true, false),
         "32/2, lean, but not every slice causal");
+    assertTrue(FusedBatchPlan.leanDram(25.4e9) && !FusedBatchPlan.leanDram(36.5e9) && !FusedBatchPlan.leanDram(0),
+        "an H100 is lean, an H200 is not, nor a GPU whose driver does not say");
     long[] full = new long[128];
     Arrays.fill(full, 2048);
     assertEquals(null, FusedBatchPlan.groupSplits(full, 2, 16, 132, 64, true, false), "32/2 non-causal 2K, lean");
