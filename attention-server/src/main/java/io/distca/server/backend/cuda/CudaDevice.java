@@ -55,9 +55,9 @@ public final class CudaDevice implements AutoCloseable {
     this.maxSharedMemoryPerBlockOptin = attribute(
         CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "opt-in shared memory per block");
     // memory clock (kHz) x bus width (bits), double data rate: the DRAM's peak bytes/s (0 where the
-    // driver reports neither)
-    int memoryClockKhz = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, "memory clock");
-    int busBits = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, "memory bus width");
+    // driver reports either as 0 or not at all)
+    int memoryClockKhz = optionalAttribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, "memory clock");
+    int busBits = optionalAttribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, "memory bus width");
     this.dramBytesPerSm = memoryClockKhz > 0 && busBits > 0 && multiprocessors > 0
         ? 2.0 * memoryClockKhz * 1e3 * busBits / 8 / multiprocessors : 0;
     long[] total = new long[1];
@@ -78,6 +78,18 @@ public final class CudaDevice implements AutoCloseable {
     Driver.check("cuDeviceGetAttribute", "reading GPU " + ordinal + "'s " + what,
         () -> cuDeviceGetAttribute(value, attribute, device));
     return value[0];
+  }
+
+  /**
+   * An attribute that only informs a heuristic (the group-split policy's DRAM bandwidth): 0 where the
+   * driver does not report it, rather than a device that fails to open.
+   */
+  private int optionalAttribute(int attribute, String what) {
+    try {
+      return attribute(attribute, what);
+    } catch (CudaCallException e) {
+      return 0;
+    }
   }
 
   /** Makes this device's primary context current on the calling thread. Cheap; call it on entry. */
