@@ -96,10 +96,13 @@ def main():
     ka, kb = image(args.a), image(args.b)
     bw = ka.dram_bytes_per_sm
     print(f"ab.py: GPU {torch.cuda.get_device_name()} (DRAM {bw / 1e9 if bw else float('nan'):.1f} GB/s per SM); "
-          f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); B {args.b} (lean_dram {kb.bwd_split_policy['lean_dram']})")
+          f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); "
+          f"B {args.b} (lean_dram {kb.bwd_split_policy['lean_dram']})")
+    seqs = [int(x) for x in args.seqs.split(",")] if args.seqs else []
+    mixes = [[int(x) for x in m.split(",")] for m in args.mix]
+    todo = cases(seqs, args.hd, args.full, heads, args.shards, mixes)
     for rnd in range(args.rounds):
-        for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")] if args.seqs else [], args.hd, args.full, heads,
-                                                 args.shards, [[int(x) for x in m.split(",")] for m in args.mix]):
+        for name, seg_lens, slices, h, hkv in todo:
             fl = forward_flops(slices, h, args.hd)
             xa = Ours(ka, seg_lens, slices, h, hkv, args.hd)
             xb = Ours(kb, seg_lens, slices, h, hkv, args.hd)

@@ -186,14 +186,13 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
     two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
     steps (and an item at most pairs_max_pieces pieces there: NOTES v68), and an item has at most
-    short_max_pieces pieces where that walk is shorter (NOTES v65). lean_dram (a GPU with less than
-    SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) and causal (every slice of the batch is): where
-    the model finds no split that pays, groups of SPLIT_LEAN_MIN_GROUP heads and more whose longest walk of one head has SPLIT_LEAN_STEPS
-    steps (of at most SPLIT_LEAN_MAX_BLOCK_M rows) split anyway, every item into the most pieces allowed there (pieces of group / most heads:
-    fewer pieces for the shorter items, pieces of more heads, read 0.78-0.86 at 2K; non-causal walks,
-    whose key tiles stay on the same query tiles, 0.90-0.93 at 1K-2K; two pieces from 16 steps cost
-    mixes of documents up to 1K 7-9%; NOTES v69).
-    The Java host's policy is the same (FusedBatchPlan.groupSplits)."""
+    short_max_pieces pieces where that walk is shorter (NOTES v65). With lean_dram (a GPU with less
+    than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) and causal (every slice of the batch
+    is), where the model finds no split that pays, groups of SPLIT_LEAN_MIN_GROUP heads and more
+    whose longest one-head walk has SPLIT_LEAN_STEPS steps of at most SPLIT_LEAN_MAX_BLOCK_M rows
+    split anyway, every item into the same, largest allowed number of pieces (NOTES v69: fewer
+    pieces for the shorter items read 0.78-0.86 at 2K). The Java host's policy is the same
+    (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
     overhead = overhead_steps * block_m

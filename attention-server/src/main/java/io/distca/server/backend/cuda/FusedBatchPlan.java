@@ -374,8 +374,8 @@ final class FusedBatchPlan {
   /**
    * On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200
    * 36.5), in batches of causal slices only, groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more
-   * whose longest key tile's walk of one head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not including) {@link #SPLIT_LEAN_END_STEPS} steps
-   * of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
+   * whose longest key tile's walk of one head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not
+   * including) {@link #SPLIT_LEAN_END_STEPS} steps of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
    * gain: their unsplit (chunked) walks over many heads miss the L2, which the model does not see,
    * and on the H100 those misses cost more than the split kernel's longer steps (native/NOTES.md v69:
    * 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x, varlen mixes of documents up to
@@ -409,14 +409,14 @@ final class FusedBatchPlan {
    * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
    * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps (and there at
    * most {@link #SPLIT_PAIRS_MAX_PIECES} pieces of an item), and at most
-   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. {@code leanDram} (a GPU
-   * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) and {@code causal} (every slice of the batch
-   * is): where the model finds no split that pays,
-   * groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more whose longest walk of one head has
-   * {@link #SPLIT_LEAN_MIN_STEPS} up to {@link #SPLIT_LEAN_END_STEPS} steps (of at most
-   * {@link #SPLIT_LEAN_MAX_BLOCK_M} rows) split anyway, every item into the most pieces allowed there
-   * (fewer pieces for the shorter items, pieces of more heads, read 0.78-0.86 at 2K: native/NOTES.md
-   * v69). The Python host's policy is the same (native/bench/distca_host.py, group_splits).
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. With {@code leanDram} (a
+   * GPU with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) and {@code causal} (every slice of the
+   * batch is), where the model finds no split that pays, groups of {@link #SPLIT_LEAN_MIN_GROUP}
+   * heads and more whose longest one-head walk has {@link #SPLIT_LEAN_MIN_STEPS} up to {@link
+   * #SPLIT_LEAN_END_STEPS} steps of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} rows split anyway, every
+   * item into the same, largest allowed number of pieces (native/NOTES.md v69: fewer pieces for the
+   * shorter items read 0.78-0.86 at 2K). The Python host's policy is the same
+   * (native/bench/distca_host.py, group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
       boolean causal) {
