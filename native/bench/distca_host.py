@@ -154,27 +154,33 @@ SPLIT_SHORT_MAX_PIECES = 2
 # heads and more; NOTES v68: 16/1 and 32/1 at 2K 1.39-1.49x on an H100, 1.02-1.28x on an H200, 16/1
 # at 4K 0.975 / 0.994)
 SPLIT_PAIRS_MAX_PIECES = 4
-# On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200 36.5),
-# in batches of causal slices only, groups of SPLIT_LEAN_MIN_GROUP heads and more whose longest key tile's walk of one head has
-# SPLIT_LEAN_STEPS[0] up to (not including) [1] steps split where the schedule model finds no gain:
-# their unsplit (chunked) walks over many heads miss the L2, which the model does not see, and on
-# the H100 those misses cost more than the split kernel's longer steps (NOTES v69: 32/2 at 2K
-# 1.14x, 24/2 1.12-1.14x, 16/2 1.05x, varlen mixes of documents up to 2K 1.00-1.12x; on the H200 the
-# same splits read 0.93-1.01, non-causal walks, whose key tiles stay on the same query tiles,
-# 0.90-0.93 on the H100, and walks under 32 steps, two pieces a key tile, 1.00-1.08x at uniform 1K
-# but 0.91-0.93 on a mix of documents up to 1K)
+# In batches of causal slices only, in groups of SPLIT_UNIFORM_MIN_GROUP heads and more whose longest key
+# tile's walk of one head has SPLIT_UNIFORM_STEPS[0] up to (not including) [1] steps of at most
+# SPLIT_UNIFORM_MAX_BLOCK_M query rows (causal documents of 2K up to 4K tokens at head_dim 128), every
+# item of a split batch gets the same, largest allowed number of pieces, not the model's fewer pieces
+# for the shorter items (NOTES v70: on an H100 12/1 at 2K 1.07-1.09x, 16/2 on a mix of documents up to
+# 2K 1.10x, 8/1 there 1.05x, elsewhere 0.99-1.03x; on an H200 16/2 on that mix 1.075x, 8/1 1.03x,
+# elsewhere 0.995-1.03x; groups under 8 heads 0.98-1.01 on the H200, 8/2 on mixes 0.975: left alone) ...
+SPLIT_UNIFORM_MIN_GROUP = 8
+SPLIT_UNIFORM_STEPS = (32, 64)
+# ... at steps of at most this many query rows: head_dim 128's 64 (at head_dim 64's 128-row steps the
+# lean splits below read 1.02 for 16/2 and 0.975-0.98 for 32/4 at 4K on the H100).
+SPLIT_UNIFORM_MAX_BLOCK_M = 64
+# ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an
+# H200 36.5), those batches split even where the schedule model finds no gain: their unsplit (chunked)
+# walks over many heads miss the L2, which the model does not see, and on the H100 those misses cost
+# more than the split kernel's longer steps (NOTES v69: 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 16/2
+# 1.05x, varlen mixes of documents up to 2K 1.00-1.12x; on the H200 the same splits read 0.93-1.01,
+# non-causal walks, whose key tiles stay on the same query tiles, 0.90-0.93 on the H100, and walks
+# under 32 steps, two pieces a key tile, 1.00-1.08x at uniform 1K but 0.91-0.93 on a mix of documents
+# up to 1K)
 SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
-SPLIT_LEAN_MIN_GROUP = 8
-SPLIT_LEAN_STEPS = (32, 64)
-# ... at steps of at most this many query rows: head_dim 128's 64 (at head_dim 64's 128-row steps
-# 16/2 read 1.02, 32/4 0.975-0.98 at 4K on the H100)
-SPLIT_LEAN_MAX_BLOCK_M = 64
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
                  short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES, lean_dram=False,
-                 causal=False):
+                 causal=False, uniform=True):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -186,12 +192,13 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     longest item exceeds a quarter of an SM's share. In groups of 4 heads and more the pieces walk
     two heads at least where the longest item's walk of one head has pairs_steps[0] to pairs_steps[1]
     steps (and an item at most pairs_max_pieces pieces there: NOTES v68), and an item has at most
-    short_max_pieces pieces where that walk is shorter (NOTES v65). With lean_dram (a GPU with less
-    than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) and causal (every slice of the batch
-    is), where the model finds no split that pays, groups of SPLIT_LEAN_MIN_GROUP heads and more
-    whose longest one-head walk has SPLIT_LEAN_STEPS steps of at most SPLIT_LEAN_MAX_BLOCK_M rows
-    split anyway, every item into the same, largest allowed number of pieces (NOTES v69: fewer
-    pieces for the shorter items read 0.78-0.86 at 2K). The Java host's policy is the same
+    short_max_pieces pieces where that walk is shorter (NOTES v65). Where causal (every slice of the
+    batch is), in groups of SPLIT_UNIFORM_MIN_GROUP heads and more whose longest one-head walk has
+    SPLIT_UNIFORM_STEPS steps of at most SPLIT_UNIFORM_MAX_BLOCK_M rows, a split batch splits every
+    item into the same, largest allowed number of pieces (NOTES v70; uniform=False: the model's
+    counts, to measure), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
+    bandwidth per SM) it splits so even where the model finds no split that pays (NOTES v69: fewer
+    pieces for the shorter items read 0.78-0.86 at 2K there). The Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -224,13 +231,12 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
         t = _lpt_makespan(pieces(splits), sms)
         if t < best:
             best, best_splits = t, splits
-    paid = best * (1 + step_cost) + fixed_items * overhead < unsplit
-    if best_splits is not None and paid:
-        return best_splits
-    if lean_dram and causal and group >= SPLIT_LEAN_MIN_GROUP and block_m <= SPLIT_LEAN_MAX_BLOCK_M and \
-            SPLIT_LEAN_STEPS[0] * block_m <= longest < SPLIT_LEAN_STEPS[1] * block_m:
+    paid = best_splits is not None and best * (1 + step_cost) + fixed_items * overhead < unsplit
+    if causal and group >= SPLIT_UNIFORM_MIN_GROUP and block_m <= SPLIT_UNIFORM_MAX_BLOCK_M and \
+            SPLIT_UNIFORM_STEPS[0] * block_m <= longest < SPLIT_UNIFORM_STEPS[1] * block_m and \
+            (uniform if paid else lean_dram):
         return [most] * len(costs)
-    return None
+    return best_splits if paid else None
 
 
 def dram_bytes_per_sm(device=0):
@@ -267,7 +273,7 @@ class Kernels:
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
         bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
-        pairs_max_pieces, lean_dram), to measure the policy against itself; lean_dram defaults to
+        pairs_max_pieces, lean_dram, uniform), to measure the policy against itself; lean_dram defaults to
         whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
         torch.cuda.init()
         self.ws = ws

@@ -372,29 +372,36 @@ final class FusedBatchPlan {
    */
   static final int SPLIT_PAIRS_MAX_PIECES = 4;
   /**
-   * On a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an H200
-   * 36.5), in batches of causal slices only, groups of {@link #SPLIT_LEAN_MIN_GROUP} heads and more
-   * whose longest key tile's walk of one head has {@link #SPLIT_LEAN_MIN_STEPS} up to (not
-   * including) {@link #SPLIT_LEAN_END_STEPS} steps of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} query rows split where the schedule model finds no
-   * gain: their unsplit (chunked) walks over many heads miss the L2, which the model does not see,
-   * and on the H100 those misses cost more than the split kernel's longer steps (native/NOTES.md v69:
-   * 32/2 at 2K 1.14x, 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x, varlen mixes of documents up to
-   * 2K 1.00-1.12x; on the H200 the same splits read 0.93-1.01, non-causal walks, whose key tiles stay
-   * on the same query tiles, 0.90-0.93 on the H100, and walks under 32 steps, two pieces a key tile,
-   * 1.00-1.08x at uniform 1K but 0.91-0.93 on a mix of documents up to 1K).
+   * In batches of causal slices only, in groups of this many heads and more whose longest key tile's
+   * walk of one head has {@link #SPLIT_UNIFORM_MIN_STEPS} up to (not including) {@link
+   * #SPLIT_UNIFORM_END_STEPS} steps of at most {@link #SPLIT_UNIFORM_MAX_BLOCK_M} query rows (causal
+   * documents of 2K up to 4K tokens at head_dim 128), every item of a split batch gets the same,
+   * largest allowed number of pieces, not the model's fewer pieces for the shorter items
+   * (native/NOTES.md v70: on an H100 12/1 at 2K 1.07-1.09x, 16/2 on a mix of documents up to 2K 1.10x,
+   * 8/1 there 1.05x, elsewhere 0.99-1.03x; on an H200 16/2 on that mix 1.075x, 8/1 1.03x, elsewhere
+   * 0.995-1.03x; groups under 8 heads 0.98-1.01 on the H200, 8/2 on mixes 0.975: left alone) ...
+   */
+  static final int SPLIT_UNIFORM_MIN_GROUP = 8;
+  /** ... longest walks of one head from this many steps ... */
+  static final int SPLIT_UNIFORM_MIN_STEPS = 32;
+  /** ... up to this many (not included) ... */
+  static final int SPLIT_UNIFORM_END_STEPS = 64;
+  /**
+   * ... of at most this many query rows (head_dim 128's 64; at head_dim 64's 128-row steps the lean
+   * splits below read 1.02 for 16/2 and 0.975-0.98 for 32/4 at 4K on the H100) ...
+   */
+  static final int SPLIT_UNIFORM_MAX_BLOCK_M = 64;
+  /**
+   * ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s,
+   * an H200 36.5), those batches split even where the schedule model finds no gain: their unsplit
+   * (chunked) walks over many heads miss the L2, which the model does not see, and on the H100 those
+   * misses cost more than the split kernel's longer steps (native/NOTES.md v69: 32/2 at 2K 1.14x,
+   * 24/2 1.12-1.14x, 48/4 1.08-1.09x, 16/2 1.05x, varlen mixes of documents up to 2K 1.00-1.12x; on
+   * the H200 the same splits read 0.93-1.01, non-causal walks, whose key tiles stay on the same query
+   * tiles, 0.90-0.93 on the H100, and walks under 32 steps, two pieces a key tile, 1.00-1.08x at
+   * uniform 1K but 0.91-0.93 on a mix of documents up to 1K).
    */
   static final double SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9;
-  /** ... groups of this many heads and more ... */
-  static final int SPLIT_LEAN_MIN_GROUP = 8;
-  /** ... longest walks of one head from this many steps ... */
-  static final int SPLIT_LEAN_MIN_STEPS = 32;
-  /** ... up to this many (not included) ... */
-  static final int SPLIT_LEAN_END_STEPS = 64;
-  /**
-   * ... of at most this many query rows (head_dim 128's 64; at head_dim 64's 128-row steps 16/2 read
-   * 1.02 and 32/4 0.975-0.98 at 4K on the H100).
-   */
-  static final int SPLIT_LEAN_MAX_BLOCK_M = 64;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -409,13 +416,14 @@ final class FusedBatchPlan {
    * groups of 4 heads and more, pieces of two heads at least where the longest item's walk of one
    * head has {@link #SPLIT_PAIRS_MIN_STEPS} to {@link #SPLIT_PAIRS_MAX_STEPS} steps (and there at
    * most {@link #SPLIT_PAIRS_MAX_PIECES} pieces of an item), and at most
-   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. With {@code leanDram} (a
-   * GPU with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) and {@code causal} (every slice of the
-   * batch is), where the model finds no split that pays, groups of {@link #SPLIT_LEAN_MIN_GROUP}
-   * heads and more whose longest one-head walk has {@link #SPLIT_LEAN_MIN_STEPS} up to {@link
-   * #SPLIT_LEAN_END_STEPS} steps of at most {@link #SPLIT_LEAN_MAX_BLOCK_M} rows split anyway, every
-   * item into the same, largest allowed number of pieces (native/NOTES.md v69: fewer pieces for the
-   * shorter items read 0.78-0.86 at 2K). The Python host's policy is the same
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces of an item where it is shorter. Where {@code causal}
+   * (every slice of the batch is), in groups of {@link #SPLIT_UNIFORM_MIN_GROUP} heads and more whose
+   * longest one-head walk has {@link #SPLIT_UNIFORM_MIN_STEPS} up to {@link #SPLIT_UNIFORM_END_STEPS}
+   * steps of at most {@link #SPLIT_UNIFORM_MAX_BLOCK_M} rows, a split batch splits every item into the
+   * same, largest allowed number of pieces (native/NOTES.md v70), and with {@code leanDram} (a GPU
+   * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so even where the model finds no
+   * split that pays (v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The Python
+   * host's policy is the same
    * (native/bench/distca_host.py, group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
@@ -461,16 +469,14 @@ final class FusedBatchPlan {
         bestSplits = splits;
       }
     }
-    if (bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit) {
-      return bestSplits;
-    }
-    if (leanDram && causal && group >= SPLIT_LEAN_MIN_GROUP && blockM <= SPLIT_LEAN_MAX_BLOCK_M
-        && longest >= (long) SPLIT_LEAN_MIN_STEPS * blockM && longest < (long) SPLIT_LEAN_END_STEPS * blockM) {
+    boolean paid = bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit;
+    if ((paid || leanDram) && causal && group >= SPLIT_UNIFORM_MIN_GROUP && blockM <= SPLIT_UNIFORM_MAX_BLOCK_M
+        && longest >= (long) SPLIT_UNIFORM_MIN_STEPS * blockM && longest < (long) SPLIT_UNIFORM_END_STEPS * blockM) {
       int[] splits = new int[costs.length];
       Arrays.fill(splits, most);
       return splits;
     }
-    return null;
+    return paid ? bestSplits : null;
   }
 
   /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */

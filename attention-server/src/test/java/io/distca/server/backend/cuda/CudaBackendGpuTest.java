@@ -441,6 +441,32 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   }
 
   /**
+   * native/NOTES.md v70 through the backend: eight causal documents of 128 to 2,048 tokens at 8/1,
+   * where the schedule model splits the longer key tiles into more pieces than the shorter ones,
+   * split on any Hopper GPU with every key tile in four pieces of two heads (the 128-token documents'
+   * single key tiles too); the split backward agrees with the unsplit one.
+   */
+  @Test
+  void largeGroupsSplitUniformlyOnAMixOfShortCausalDocuments() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    int[] documents = {2048, 1536, 1024, 768, 512, 384, 256, 128};
+    List<SliceSpec> slices = new ArrayList<>();
+    for (int d = 0; d < documents.length; d++) {
+      slices.add(SliceSpec.causalBottomRight(d, documents[d], documents[d]));
+    }
+    Case c = new Case("bf16 d128 GQA 8/1: causal documents of 128 to 2K", shape(8, 1, 128, DType.BF16), documents, slices);
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 9);
+        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
+      backend.forward(f.forwardBatch());
+      long before = backend.groupSplitBackwardLaunches();
+      backend.backward(f.backwardBatch());
+      assertEquals(1, backend.groupSplitBackwardLaunches() - before, "split");
+      assertBackwardAgrees(c, f, whole, whole::groupSplitBackwardLaunches);
+    }
+  }
+
+  /**
    * Runs {@code f}'s backward again on {@code other}, which {@code launches} must not count (the
    * variant turned off), and compares its dQ, dK and dV with those in {@code f} to one step of the
    * element type.

@@ -355,8 +355,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /**
    * On a GPU with little DRAM bandwidth per SM (an H100), in batches of causal slices only, groups of
    * 8 heads and more whose longest one-head walk has 32 to 63 steps of 64 rows split into the most pieces allowed there, every key
-   * tile alike, where the schedule model alone finds no gain (native/NOTES.md v69); nothing changes
-   * where the model already splits, for smaller groups, longer or shorter walks, 128-row steps, or
+   * tile alike, where the schedule model alone finds no gain (native/NOTES.md v69); where the model
+   * already splits they are as on any GPU (v70); nothing changes for smaller groups, longer or shorter walks, 128-row steps, or
    * key tiles many enough to balance, nor in non-causal batches. The histograms are what
    * distca_host.group_splits gives with lean_dram=True, causal=True for the same costs.
    */
@@ -376,8 +376,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 4, 7, 132, 64, true, true), "28/4: a group of 7");
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 8, 132, 128, true, true), "128-row steps (head_dim 64)");
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 8, 8, 132, 64, true, true), "64/8: 1,024 key tiles balance");
-    assertEquals(Map.of(2, 8, 3, 8, 4, 112),
-        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64, true, true)), "8/1 at 2K: the model's splits");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64, true, true)), "8/1 at 2K: uniform, as without lean");
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 16, 132, 64, true, false),
         "32/2, lean, but not every slice causal");
     assertTrue(FusedBatchPlan.leanDram(25.4e9) && !FusedBatchPlan.leanDram(36.5e9) && !FusedBatchPlan.leanDram(0),
@@ -385,6 +385,55 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     long[] full = new long[128];
     Arrays.fill(full, 2048);
     assertEquals(null, FusedBatchPlan.groupSplits(full, 2, 16, 132, 64, true, false), "32/2 non-causal 2K, lean");
+  }
+
+  /**
+   * In batches of causal slices, groups of 8 heads and more whose longest one-head walk has 32 to 63
+   * steps of 64 rows split every key tile into the same (largest allowed) number of pieces where the
+   * schedule model splits at all, on any GPU (native/NOTES.md v70); the model's own counts stay for
+   * non-causal batches, smaller groups, longer or shorter walks and 128-row steps, and where the model
+   * finds no gain nothing splits (without lean DRAM). The histograms are what distca_host.group_splits
+   * gives for the same costs.
+   */
+  @Test
+  void groupSplitsUniformWhereTheCausalWalksAre2KTo4K() {
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 64, false, true)), "8/1 at 2K");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 12, 132, 64, false, true)), "12/1 at 2K");
+    assertEquals(Map.of(4, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 16, 132, 64, false, true)), "16/1 at 2K");
+    long[] mix = mixKeyTiles(2048, 1536, 1024, 768, 512, 384, 256, 128);
+    assertEquals(120, mix.length);
+    assertEquals(Map.of(4, 120), histogram(FusedBatchPlan.groupSplits(mix, 2, 8, 132, 64, false, true)), "16/2 on a mix up to 2K");
+    assertEquals(Map.of(1, 17, 2, 28, 3, 20, 4, 55), histogram(FusedBatchPlan.groupSplits(mix, 1, 8, 132, 64)),
+        "8/1 on the mix, the model's counts where not every slice is causal");
+    assertEquals(Map.of(2, 120), histogram(FusedBatchPlan.groupSplits(mix, 2, 4, 132, 64, false, true)),
+        "8/2 on the mix: a group of 4, the model's");
+    assertEquals(Map.of(1, 8, 2, 8, 3, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 6, 132, 64, false, true)), "6/1 at 2K: a group of 6");
+    assertEquals(Map.of(1, 4, 2, 4, 3, 8, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 8, 132, 64, false, true)), "8/1 at 4K: 64 steps");
+    assertEquals(Map.of(2, 128),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64, false, true)), "8/1 at 1K: 16 steps");
+    assertEquals(Map.of(1, 16, 2, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 8, 132, 128, false, true)), "8/1 at 2K, 128-row steps");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(2048), 2, 8, 132, 64, false, true), "16/2 at 2K: no gain modelled");
+    assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(512), 1, 4, 132, 64, false, true), "4/1 at 512: none pays");
+  }
+
+  /** Documents of the given lengths, repeated while they fit 16,384 tokens, causal: each key tile's query rows. */
+  private static long[] mixKeyTiles(int... lengths) {
+    List<Long> costs = new ArrayList<>();
+    int total = 0;
+    for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
+      int s = lengths[d % lengths.length];
+      total += s;
+      for (int k = 0; k * 128 < s; k++) {
+        costs.add((long) s - 128L * k);
+      }
+    }
+    return costs.stream().mapToLong(Long::longValue).toArray();
   }
 
   private static void assertDisjointAligned(long[][] buffers) {
