@@ -15,7 +15,7 @@ backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as 
 distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
-schedule model's split counts where group_splits would make them uniform (NOTES v70), so that one image can be
+schedule model's split counts where group_splits would make them uniform (NOTES v70-v71), so that one image can be
 compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too; --mix L1,L2,...
 (repeatable): a varlen case of those document lengths repeated to 16K tokens (--seqs "" for the mixes only).
 """

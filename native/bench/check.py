@@ -247,6 +247,9 @@ def cases(rng):
     # are few and skewed, so its work list has group splits (distca_attn.h section 9) unless --bwd-splits 1
     yield "gqa_long_splits", [3000, 1100], [Slice(0, 0, 3000, 3000, True), Slice(1, 0, 1100, 1100, True)], 8, 1
     yield "gqa_group6_splits", [2500], [Slice(0, 0, 2500, 2500, True)], 12, 2
+    # a group of 20 over documents of 128 to 5,000 tokens: split into eight pieces of two or three heads
+    # each (NOTES v71) unless --bwd-splits 1 (then the chunked walk)
+    yield "gqa_group20_splits", [5000, 700, 128], [Slice(i, 0, n, n, True) for i, n in enumerate([5000, 700, 128])], 20, 1
     lens = [rng.randint(1, 1500) for _ in range(12)]
     yield "varlen_mix", lens, [Slice(i, 0, n, n, i % 4 != 3) for i, n in enumerate(lens)], 4, 2
 

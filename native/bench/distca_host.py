@@ -166,6 +166,12 @@ SPLIT_UNIFORM_STEPS = (32, 64)
 # ... at steps of at most this many query rows: head_dim 128's 64 (at head_dim 64's 128-row steps the
 # lean splits below read 1.02 for 16/2 and 0.975-0.98 for 32/4 at 4K on the H100).
 SPLIT_UNIFORM_MAX_BLOCK_M = 64
+# ... and where that walk has SPLIT_UNIFORM_STEPS[1] steps or more (causal documents from 4K tokens), a
+# split batch's items all get min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES) pieces (NOTES v71: pieces of
+# two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1 to 64/1 at 8K-16K 1.24-1.61x,
+# 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1 1.00-1.03x; on an
+# H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
+SPLIT_UNIFORM_LONG_MAX_PIECES = 8
 # ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an
 # H200 36.5), those batches split even where the schedule model finds no gain: their unsplit (chunked)
 # walks over many heads miss the L2, which the model does not see, and on the H100 those misses cost
@@ -196,7 +202,8 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     batch is), in groups of SPLIT_UNIFORM_MIN_GROUP heads and more whose longest one-head walk has
     SPLIT_UNIFORM_STEPS steps of at most SPLIT_UNIFORM_MAX_BLOCK_M rows, a split batch splits every
     item into the same, largest allowed number of pieces (NOTES v70; uniform=False: the model's
-    counts, to measure), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
+    counts, to measure), where that walk is longer into min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES)
+    pieces (v71), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
     bandwidth per SM) it splits so even where the model finds no split that pays (NOTES v69: fewer
     pieces for the shorter items read 0.78-0.86 at 2K there). The Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
@@ -232,10 +239,12 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
         if t < best:
             best, best_splits = t, splits
     paid = best_splits is not None and best * (1 + step_cost) + fixed_items * overhead < unsplit
-    if causal and group >= SPLIT_UNIFORM_MIN_GROUP and block_m <= SPLIT_UNIFORM_MAX_BLOCK_M and \
-            SPLIT_UNIFORM_STEPS[0] * block_m <= longest < SPLIT_UNIFORM_STEPS[1] * block_m and \
-            (uniform if paid else lean_dram):
-        return [most] * len(costs)
+    if causal and group >= SPLIT_UNIFORM_MIN_GROUP and block_m <= SPLIT_UNIFORM_MAX_BLOCK_M:
+        if SPLIT_UNIFORM_STEPS[0] * block_m <= longest < SPLIT_UNIFORM_STEPS[1] * block_m and \
+                (uniform if paid else lean_dram):
+            return [most] * len(costs)
+        if longest >= SPLIT_UNIFORM_STEPS[1] * block_m and paid and uniform:
+            return [min(group // 2, SPLIT_UNIFORM_LONG_MAX_PIECES)] * len(costs)
     return best_splits if paid else None
 
 

@@ -392,6 +392,14 @@ final class FusedBatchPlan {
    */
   static final int SPLIT_UNIFORM_MAX_BLOCK_M = 64;
   /**
+   * ... and where that walk has {@link #SPLIT_UNIFORM_END_STEPS} steps or more (causal documents from
+   * 4K tokens), a split batch's items all get min(group / 2, this) pieces (native/NOTES.md v71: pieces
+   * of two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1 to 64/1 at 8K-16K
+   * 1.24-1.61x, 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1
+   * 1.00-1.03x; on an H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
+   */
+  static final int SPLIT_UNIFORM_LONG_MAX_PIECES = 8;
+  /**
    * ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s,
    * an H200 36.5), those batches split even where the schedule model finds no gain: their unsplit
    * (chunked) walks over many heads miss the L2, which the model does not see, and on the H100 those
@@ -420,7 +428,8 @@ final class FusedBatchPlan {
    * (every slice of the batch is), in groups of {@link #SPLIT_UNIFORM_MIN_GROUP} heads and more whose
    * longest one-head walk has {@link #SPLIT_UNIFORM_MIN_STEPS} up to {@link #SPLIT_UNIFORM_END_STEPS}
    * steps of at most {@link #SPLIT_UNIFORM_MAX_BLOCK_M} rows, a split batch splits every item into the
-   * same, largest allowed number of pieces (native/NOTES.md v70), and with {@code leanDram} (a GPU
+   * same, largest allowed number of pieces (native/NOTES.md v70), where that walk is longer into
+   * min(group / 2, {@link #SPLIT_UNIFORM_LONG_MAX_PIECES}) pieces (v71), and with {@code leanDram} (a GPU
    * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so even where the model finds no
    * split that pays (v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The Python
    * host's policy is the same
@@ -470,13 +479,22 @@ final class FusedBatchPlan {
       }
     }
     boolean paid = bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit;
-    if ((paid || leanDram) && causal && group >= SPLIT_UNIFORM_MIN_GROUP && blockM <= SPLIT_UNIFORM_MAX_BLOCK_M
-        && longest >= (long) SPLIT_UNIFORM_MIN_STEPS * blockM && longest < (long) SPLIT_UNIFORM_END_STEPS * blockM) {
-      int[] splits = new int[costs.length];
-      Arrays.fill(splits, most);
-      return splits;
+    if (causal && group >= SPLIT_UNIFORM_MIN_GROUP && blockM <= SPLIT_UNIFORM_MAX_BLOCK_M) {
+      boolean window = longest >= (long) SPLIT_UNIFORM_MIN_STEPS * blockM && longest < (long) SPLIT_UNIFORM_END_STEPS * blockM;
+      if (window && (paid || leanDram)) {
+        return uniformSplits(costs.length, most);
+      }
+      if (paid && longest >= (long) SPLIT_UNIFORM_END_STEPS * blockM) {
+        return uniformSplits(costs.length, Math.min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES));
+      }
     }
     return paid ? bestSplits : null;
+  }
+
+  private static int[] uniformSplits(int items, int pieces) {
+    int[] splits = new int[items];
+    Arrays.fill(splits, pieces);
+    return splits;
   }
 
   /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */

@@ -391,7 +391,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * In batches of causal slices, groups of 8 heads and more whose longest one-head walk has 32 to 63
    * steps of 64 rows split every key tile into the same (largest allowed) number of pieces where the
    * schedule model splits at all, on any GPU (native/NOTES.md v70); the model's own counts stay for
-   * non-causal batches, smaller groups, longer or shorter walks and 128-row steps, and where the model
+   * non-causal batches, smaller groups, shorter walks and 128-row steps, and where the model
    * finds no gain nothing splits (without lean DRAM). The histograms are what distca_host.group_splits
    * gives for the same costs.
    */
@@ -413,7 +413,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(Map.of(1, 8, 2, 8, 3, 112),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 6, 132, 64, false, true)), "6/1 at 2K: a group of 6");
     assertEquals(Map.of(1, 4, 2, 4, 3, 8, 4, 112),
-        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 8, 132, 64, false, true)), "8/1 at 4K: 64 steps");
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 8, 132, 64, false, false)), "8/1 at 4K, not all causal");
     assertEquals(Map.of(2, 128),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64, false, true)), "8/1 at 1K: 16 steps");
     assertEquals(Map.of(1, 16, 2, 112),
@@ -422,13 +422,52 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(null, FusedBatchPlan.groupSplits(causalKeyTiles(512), 1, 4, 132, 64, false, true), "4/1 at 512: none pays");
   }
 
+  /**
+   * Where the longest one-head walk has 64 steps of 64 rows or more (causal documents from 4K tokens),
+   * a causal batch that the schedule model splits splits every key tile into min(group / 2, 8) pieces
+   * (native/NOTES.md v71); the model's counts stay for non-causal batches, groups under 8 heads and
+   * 128-row steps, and nothing splits where the model finds no gain. The histograms are what
+   * distca_host.group_splits gives for the same costs.
+   */
+  @Test
+  void groupSplitsUniformWhereTheCausalWalksAreLonger() {
+    long[] one16k = causalKeyTiles(16384);
+    assertEquals(Map.of(4, 128), histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 8, 132, 64, false, true)),
+        "8/1 at 4K: pieces of two heads");
+    assertEquals(Map.of(4, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 8, 132, 64, false, true)), "8/1 at 16K");
+    assertEquals(Map.of(6, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 12, 132, 64, false, true)), "12/1 at 16K");
+    assertEquals(Map.of(8, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 16, 132, 64, false, true)), "16/1 at 16K");
+    assertEquals(Map.of(8, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 32, 132, 64, false, true)),
+        "32/1 at 16K: at most 8 pieces, of four heads");
+    assertEquals(Map.of(8, 124), histogram(FusedBatchPlan.groupSplits(mixKeyTiles(8192, 4096, 2048, 1024, 512), 2, 16, 132, 64,
+        true, true)), "32/2 on a mix of documents up to 8K");
+    assertEquals(Map.of(8, 47), histogram(FusedBatchPlan.groupSplits(keyTiles(5000, 700, 128), 1, 20, 132, 64, false, true)),
+        "20/1 on documents of 5,000, 700 and 128 (CudaBackendGpuTest's)");
+    assertEquals(null, FusedBatchPlan.groupSplits(one16k, 2, 8, 132, 64, true, true), "16/2 at 16K: no gain modelled, lean or not");
+    assertEquals(null, FusedBatchPlan.groupSplits(mixKeyTiles(8192, 4096, 2048, 1024, 512), 4, 8, 132, 64, true, true),
+        "32/4 on the mix: no gain modelled");
+    Map<Integer, Integer> v64 = Map.of(1, 3, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 101);
+    assertEquals(v64, histogram(FusedBatchPlan.groupSplits(one16k, 1, 8, 132, 64, false, false)), "8/1 at 16K, not all causal");
+    assertEquals(v64, histogram(FusedBatchPlan.groupSplits(one16k, 1, 8, 132, 128, false, true)), "8/1 at 16K, 128-row steps");
+    assertEquals(Map.of(1, 3, 2, 4, 3, 4, 4, 4, 5, 4, 6, 109), histogram(FusedBatchPlan.groupSplits(one16k, 1, 6, 132, 64, false, true)),
+        "6/1 at 16K: a group of 6");
+  }
+
   /** Documents of the given lengths, repeated while they fit 16,384 tokens, causal: each key tile's query rows. */
   private static long[] mixKeyTiles(int... lengths) {
-    List<Long> costs = new ArrayList<>();
+    List<Integer> documents = new ArrayList<>();
     int total = 0;
     for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
-      int s = lengths[d % lengths.length];
-      total += s;
+      documents.add(lengths[d % lengths.length]);
+      total += lengths[d % lengths.length];
+    }
+    return keyTiles(documents.stream().mapToInt(Integer::intValue).toArray());
+  }
+
+  /** Causal documents of the given lengths, once each: each key tile's query rows. */
+  private static long[] keyTiles(int... lengths) {
+    List<Long> costs = new ArrayList<>();
+    for (int s : lengths) {
       for (int k = 0; k * 128 < s; k++) {
         costs.add((long) s - 128L * k);
       }
