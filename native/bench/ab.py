@@ -15,7 +15,8 @@ backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as 
 distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
-schedule model's split counts where group_splits would make them uniform (NOTES v70-v71), so that one image can be
+schedule model's split counts where group_splits would make them uniform (NOTES v70-v71), as F.fatbin:long-steps=K
+with group_splits' long_steps_per_piece K (0: v71's pieces in groups over 32 heads; NOTES v72), so that one image can be
 compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too; --mix L1,L2,...
 (repeatable): a varlen case of those document lengths repeated to 16K tokens (--seqs "" for the mixes only).
 """
@@ -71,11 +72,13 @@ def image(spec):
                 kw["bwd_split_policy"]["pairs_max_pieces"] = cap[0]
         elif option.startswith("lean-dram="):  # group_splits' lean_dram forced (0 or 1)
             kw.setdefault("bwd_split_policy", {})["lean_dram"] = option.split("=", 1)[1] == "1"
+        elif option.startswith("long-steps="):  # group_splits' long_steps_per_piece (0: v71's pieces)
+            kw.setdefault("bwd_split_policy", {})["long_steps_per_piece"] = int(option.split("=", 1)[1])
         elif option.startswith("uniform="):  # group_splits' uniform (0: the model's counts where it splits)
             kw.setdefault("bwd_split_policy", {})["uniform"] = option.split("=", 1)[1] == "1"
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
-                             " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1)")
+                             " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K)")
     return Kernels(path, **kw)
 
 

@@ -172,6 +172,11 @@ SPLIT_UNIFORM_MAX_BLOCK_M = 64
 # 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1 1.00-1.03x; on an
 # H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
 SPLIT_UNIFORM_LONG_MAX_PIECES = 8
+# ... but in groups of more than 4 x that many heads, pieces of at most four heads where the longest walk
+# has SPLIT_UNIFORM_STEPS_PER_PIECE steps for each (NOTES v72: 40/1, 48/1, 64/1 at 8K-16K and on mixes
+# of documents up to 6K-8K 1.003-1.086x on an H100, 0.997-1.013 on an H200; sixteen pieces at 4K read
+# 0.65-0.78 on the H100, and pieces of two heads in groups of 24 0.97-1.00) ...
+SPLIT_UNIFORM_STEPS_PER_PIECE = 8
 # ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s, an
 # H200 36.5), those batches split even where the schedule model finds no gain: their unsplit (chunked)
 # walks over many heads miss the L2, which the model does not see, and on the H100 those misses cost
@@ -186,7 +191,7 @@ SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
                  short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES, lean_dram=False,
-                 causal=False, uniform=True):
+                 causal=False, uniform=True, long_steps_per_piece=SPLIT_UNIFORM_STEPS_PER_PIECE):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -203,7 +208,8 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     SPLIT_UNIFORM_STEPS steps of at most SPLIT_UNIFORM_MAX_BLOCK_M rows, a split batch splits every
     item into the same, largest allowed number of pieces (NOTES v70; uniform=False: the model's
     counts, to measure), where that walk is longer into min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES)
-    pieces (v71), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
+    pieces (v71; in groups over 32 heads up to a piece of four heads for each
+    long_steps_per_piece steps of the walk: v72, 0 for v71's), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
     bandwidth per SM) it splits so even where the model finds no split that pays (NOTES v69: fewer
     pieces for the shorter items read 0.78-0.86 at 2K there). The Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
@@ -244,7 +250,10 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
                 (uniform if paid else lean_dram):
             return [most] * len(costs)
         if longest >= SPLIT_UNIFORM_STEPS[1] * block_m and paid and uniform:
-            return [min(group // 2, SPLIT_UNIFORM_LONG_MAX_PIECES)] * len(costs)
+            n = SPLIT_UNIFORM_LONG_MAX_PIECES
+            if long_steps_per_piece:  # 0: v71's pieces, to measure
+                n = max(n, min(-(-group // 4), longest // (block_m * long_steps_per_piece)))
+            return [min(group // 2, n)] * len(costs)
     return best_splits if paid else None
 
 
@@ -282,7 +291,7 @@ class Kernels:
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
         bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
-        pairs_max_pieces, lean_dram, uniform), to measure the policy against itself; lean_dram defaults to
+        pairs_max_pieces, lean_dram, uniform, long_steps_per_piece), to measure the policy against itself; lean_dram defaults to
         whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
         torch.cuda.init()
         self.ws = ws

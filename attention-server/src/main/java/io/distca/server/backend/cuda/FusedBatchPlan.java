@@ -400,6 +400,13 @@ final class FusedBatchPlan {
    */
   static final int SPLIT_UNIFORM_LONG_MAX_PIECES = 8;
   /**
+   * ... but in groups of more than 4 x that many heads, pieces of at most four heads where the longest
+   * walk has this many steps for each (native/NOTES.md v72: 40/1, 48/1, 64/1 at 8K-16K and on mixes of
+   * documents up to 6K-8K 1.003-1.086x on an H100, 0.997-1.013 on an H200; sixteen pieces at 4K read
+   * 0.65-0.78 on the H100, and pieces of two heads in groups of 24 0.97-1.00) ...
+   */
+  static final int SPLIT_UNIFORM_STEPS_PER_PIECE = 8;
+  /**
    * ... and on a GPU with less DRAM bandwidth per SM than this (bytes/s; an H100 SXM has 25.4 GB/s,
    * an H200 36.5), those batches split even where the schedule model finds no gain: their unsplit
    * (chunked) walks over many heads miss the L2, which the model does not see, and on the H100 those
@@ -429,7 +436,9 @@ final class FusedBatchPlan {
    * longest one-head walk has {@link #SPLIT_UNIFORM_MIN_STEPS} up to {@link #SPLIT_UNIFORM_END_STEPS}
    * steps of at most {@link #SPLIT_UNIFORM_MAX_BLOCK_M} rows, a split batch splits every item into the
    * same, largest allowed number of pieces (native/NOTES.md v70), where that walk is longer into
-   * min(group / 2, {@link #SPLIT_UNIFORM_LONG_MAX_PIECES}) pieces (v71), and with {@code leanDram} (a GPU
+   * min(group / 2, {@link #SPLIT_UNIFORM_LONG_MAX_PIECES}) pieces (v71; in groups over 32 heads up to a
+   * piece of four heads for each {@link #SPLIT_UNIFORM_STEPS_PER_PIECE} steps of the walk: v72), and
+   * with {@code leanDram} (a GPU
    * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so even where the model finds no
    * split that pays (v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The Python
    * host's policy is the same
@@ -485,7 +494,8 @@ final class FusedBatchPlan {
         return uniformSplits(costs.length, most);
       }
       if (paid && longest >= (long) SPLIT_UNIFORM_END_STEPS * blockM) {
-        return uniformSplits(costs.length, Math.min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES));
+        long byWalk = Math.min((group + 3) / 4, longest / ((long) blockM * SPLIT_UNIFORM_STEPS_PER_PIECE));
+        return uniformSplits(costs.length, (int) Math.min(group / 2, Math.max(SPLIT_UNIFORM_LONG_MAX_PIECES, byWalk)));
       }
     }
     return paid ? bestSplits : null;

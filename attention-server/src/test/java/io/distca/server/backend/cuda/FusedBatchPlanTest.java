@@ -425,7 +425,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /**
    * Where the longest one-head walk has 64 steps of 64 rows or more (causal documents from 4K tokens),
    * a causal batch that the schedule model splits splits every key tile into min(group / 2, 8) pieces
-   * (native/NOTES.md v71); the model's counts stay for non-causal batches, groups under 8 heads and
+   * (native/NOTES.md v71), in groups over 32 heads into pieces of four heads as far as the walk
+   * has 8 steps for each (v72); the model's counts stay for non-causal batches, groups under 8 heads and
    * 128-row steps, and nothing splits where the model finds no gain. The histograms are what
    * distca_host.group_splits gives for the same costs.
    */
@@ -439,6 +440,14 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(Map.of(8, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 16, 132, 64, false, true)), "16/1 at 16K");
     assertEquals(Map.of(8, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 32, 132, 64, false, true)),
         "32/1 at 16K: at most 8 pieces, of four heads");
+    assertEquals(Map.of(16, 128), histogram(FusedBatchPlan.groupSplits(one16k, 1, 64, 132, 64, false, true)),
+        "64/1 at 16K: pieces of four heads (v72)");
+    assertEquals(Map.of(12, 128), histogram(FusedBatchPlan.groupSplits(causalKeyTiles(8192), 1, 48, 132, 64, false, true)),
+        "48/1 at 8K: pieces of four heads (v72)");
+    assertEquals(Map.of(11, 53), histogram(FusedBatchPlan.groupSplits(keyTiles(6000, 700), 1, 64, 132, 64, false, true)),
+        "64/1 with a walk of 93 steps: eleven pieces, one for each 8 steps (v72)");
+    assertEquals(Map.of(8, 128), histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 64, 132, 64, false, true)),
+        "64/1 at 4K: 64 steps, eight pieces");
     assertEquals(Map.of(8, 124), histogram(FusedBatchPlan.groupSplits(mixKeyTiles(8192, 4096, 2048, 1024, 512), 2, 16, 132, 64,
         true, true)), "32/2 on a mix of documents up to 8K");
     assertEquals(Map.of(8, 47), histogram(FusedBatchPlan.groupSplits(keyTiles(5000, 700, 128), 1, 20, 132, 64, false, true)),
