@@ -168,9 +168,9 @@ SPLIT_UNIFORM_STEPS = (32, 64)
 SPLIT_UNIFORM_MAX_BLOCK_M = 64
 # ... and where that walk has SPLIT_UNIFORM_STEPS[1] steps or more (causal documents from 4K tokens), a
 # split batch's items all get min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES) pieces (NOTES v71: pieces of
-# two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1 to 64/1 at 8K-16K 1.24-1.61x,
-# 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1 1.00-1.03x; on an
-# H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
+# two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1 to 64/1 at
+# 8K-16K 1.24-1.61x, 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1
+# 1.00-1.03x; on an H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
 SPLIT_UNIFORM_LONG_MAX_PIECES = 8
 # ... but in groups of more than 4 x that many heads, pieces of at most four heads where the longest walk
 # has SPLIT_UNIFORM_STEPS_PER_PIECE steps for each (NOTES v72: 40/1, 48/1, 64/1 at 8K-16K and on mixes
@@ -208,10 +208,11 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     SPLIT_UNIFORM_STEPS steps of at most SPLIT_UNIFORM_MAX_BLOCK_M rows, a split batch splits every
     item into the same, largest allowed number of pieces (NOTES v70; uniform=False: the model's
     counts, to measure), where that walk is longer into min(group / 2, SPLIT_UNIFORM_LONG_MAX_PIECES)
-    pieces (v71; in groups over 32 heads up to a piece of four heads for each
-    long_steps_per_piece steps of the walk: v72, 0 for v71's), and with lean_dram (a GPU with less than SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM
-    bandwidth per SM) it splits so even where the model finds no split that pays (NOTES v69: fewer
-    pieces for the shorter items read 0.78-0.86 at 2K there). The Java host's policy is the same
+    pieces (v71; in groups over 32 heads up to a piece of four heads for each long_steps_per_piece
+    steps of the walk: v72, 0 for v71's), and with lean_dram (a GPU with less than
+    SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) it splits so even where the model finds no
+    split that pays (NOTES v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The
+    Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -291,8 +292,8 @@ class Kernels:
         chunked walk of section 10 (distca_attn_bwd_ws_chunked_*), "always" for every group of 2
         heads or more (to measure), else where the group is large enough and the image has it.
         bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
-        pairs_max_pieces, lean_dram, uniform, long_steps_per_piece), to measure the policy against itself; lean_dram defaults to
-        whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
+        pairs_max_pieces, lean_dram, uniform, long_steps_per_piece), to measure the policy against
+        itself; lean_dram defaults to whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits

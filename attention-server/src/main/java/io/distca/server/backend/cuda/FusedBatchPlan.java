@@ -393,10 +393,11 @@ final class FusedBatchPlan {
   static final int SPLIT_UNIFORM_MAX_BLOCK_M = 64;
   /**
    * ... and where that walk has {@link #SPLIT_UNIFORM_END_STEPS} steps or more (causal documents from
-   * 4K tokens), a split batch's items all get min(group / 2, this) pieces (native/NOTES.md v71: pieces
-   * of two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1 to 64/1 at 8K-16K
-   * 1.24-1.61x, 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1 1.01-1.05x, 8/1 and 12/1
-   * 1.00-1.03x; on an H200 1.00-1.19x; shapes the model leaves whole unchanged) ...
+   * 4K tokens), a split batch's items all get min(group / 2, this) pieces (native/NOTES.md v71:
+   * pieces of two heads up to groups of 16, of three to eight heads in larger ones; on an H100 24/1
+   * to 64/1 at 8K-16K 1.24-1.61x, 32/2 on mixes of documents up to 6K-8K 1.10-1.15x, 16/1
+   * 1.01-1.05x, 8/1 and 12/1 1.00-1.03x; on an H200 1.00-1.19x; shapes the model leaves whole
+   * unchanged) ...
    */
   static final int SPLIT_UNIFORM_LONG_MAX_PIECES = 8;
   /**
@@ -438,11 +439,10 @@ final class FusedBatchPlan {
    * same, largest allowed number of pieces (native/NOTES.md v70), where that walk is longer into
    * min(group / 2, {@link #SPLIT_UNIFORM_LONG_MAX_PIECES}) pieces (v71; in groups over 32 heads up to a
    * piece of four heads for each {@link #SPLIT_UNIFORM_STEPS_PER_PIECE} steps of the walk: v72), and
-   * with {@code leanDram} (a GPU
-   * with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so even where the model finds no
-   * split that pays (v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The Python
-   * host's policy is the same
-   * (native/bench/distca_host.py, group_splits).
+   * with {@code leanDram} (a GPU with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so
+   * even where the model finds no split that pays (v69: fewer pieces for the shorter items read
+   * 0.78-0.86 at 2K there). The Python host's policy is the same (native/bench/distca_host.py,
+   * group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
       boolean causal) {
@@ -489,11 +489,11 @@ final class FusedBatchPlan {
     }
     boolean paid = bestSplits != null && best * (1 + SPLIT_STEP_COST) + SPLIT_FIXED_ITEMS * overhead < unsplit;
     if (causal && group >= SPLIT_UNIFORM_MIN_GROUP && blockM <= SPLIT_UNIFORM_MAX_BLOCK_M) {
-      boolean window = longest >= (long) SPLIT_UNIFORM_MIN_STEPS * blockM && longest < (long) SPLIT_UNIFORM_END_STEPS * blockM;
-      if (window && (paid || leanDram)) {
+      long end = (long) SPLIT_UNIFORM_END_STEPS * blockM;
+      if (longest >= (long) SPLIT_UNIFORM_MIN_STEPS * blockM && longest < end && (paid || leanDram)) {
         return uniformSplits(costs.length, most);
       }
-      if (paid && longest >= (long) SPLIT_UNIFORM_END_STEPS * blockM) {
+      if (paid && longest >= end) {
         long byWalk = Math.min((group + 3) / 4, longest / ((long) blockM * SPLIT_UNIFORM_STEPS_PER_PIECE));
         return uniformSplits(costs.length, (int) Math.min(group / 2, Math.max(SPLIT_UNIFORM_LONG_MAX_PIECES, byWalk)));
       }
