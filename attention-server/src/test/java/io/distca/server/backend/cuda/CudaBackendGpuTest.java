@@ -427,26 +427,11 @@ class CudaBackendGpuTest extends AllocatorPerTest {
    */
   @Test
   void largeGroupsSplitAtShortWalksWhereDramIsLean() {
-    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
-        "no warp-specialized backward on " + backend.gpu());
-    int[] documents = new int[8];
-    List<SliceSpec> slices = new ArrayList<>();
-    for (int d = 0; d < documents.length; d++) {
-      documents[d] = 2048;
-      slices.add(SliceSpec.causalBottomRight(d, 2048, 2048));
-    }
-    Case c = new Case("bf16 d128 GQA 16/2: eight causal 2K documents", shape(16, 2, 128, DType.BF16), documents, slices);
     double dram = backend.gpu().dramBytesPerSm();
-    boolean lean = FusedBatchPlan.leanDram(dram);
-    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 8);
-        CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
-      backend.forward(f.forwardBatch());
-      long before = backend.groupSplitBackwardLaunches();
-      backend.backward(f.backwardBatch());
-      assertEquals(lean ? 1 : 0, backend.groupSplitBackwardLaunches() - before,
-          "split iff the GPU's DRAM bandwidth per SM (" + dram / 1e9 + " GB/s) is under the rule's");
-      assertBackwardAgrees(c, f, whole, whole::groupSplitBackwardLaunches);
-    }
+    int[] documents = new int[8];
+    Arrays.fill(documents, 2048);
+    assertCausalDocumentsSplitAndAgree(16, 2, documents, SEED + 8, 1e-5, FusedBatchPlan.leanDram(dram),
+        "split iff the GPU's DRAM bandwidth per SM (" + dram / 1e9 + " GB/s) is under the rule's");
   }
 
   /**
@@ -457,7 +442,8 @@ class CudaBackendGpuTest extends AllocatorPerTest {
    */
   @Test
   void largeGroupsSplitUniformlyOnAMixOfShortCausalDocuments() {
-    assertCausalDocumentsSplitAndAgree(8, new int[] {2048, 1536, 1024, 768, 512, 384, 256, 128}, SEED + 9, 1e-5);
+    assertCausalDocumentsSplitAndAgree(8, 1, new int[] {2048, 1536, 1024, 768, 512, 384, 256, 128}, SEED + 9, 1e-5,
+        true, "split");
   }
 
   /**
@@ -473,29 +459,31 @@ class CudaBackendGpuTest extends AllocatorPerTest {
    */
   @Test
   void largeGroupsSplitUniformlyOnLongCausalDocuments() {
-    assertCausalDocumentsSplitAndAgree(20, new int[] {5000, 700, 128}, SEED + 10, 1e-4);
+    assertCausalDocumentsSplitAndAgree(20, 1, new int[] {5000, 700, 128}, SEED + 10, 1e-4, true, "split");
   }
 
   /**
-   * Causal documents of the given lengths at {@code heads}/1, bf16 d128, run backward on {@link
-   * #backend} in one group-split launch, agree with the unsplit backward (floor: {@link
-   * #assertWithinOneStep(Case, String, float[], float[], double)}'s).
+   * Causal documents of the given lengths at {@code headsQ}/{@code headsKv}, bf16 d128, run backward
+   * on {@link #backend} in one group-split launch iff {@code split} ({@code why} says when), agree
+   * with the unsplit backward (floor: {@link #assertWithinOneStep(Case, String, float[], float[],
+   * double)}'s).
    */
-  private void assertCausalDocumentsSplitAndAgree(int heads, int[] documents, long seed, double floor) {
+  private void assertCausalDocumentsSplitAndAgree(int headsQ, int headsKv, int[] documents, long seed, double floor,
+      boolean split, String why) {
     assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
         "no warp-specialized backward on " + backend.gpu());
     List<SliceSpec> slices = new ArrayList<>();
     for (int d = 0; d < documents.length; d++) {
       slices.add(SliceSpec.causalBottomRight(d, documents[d], documents[d]));
     }
-    Case c = new Case("bf16 d128 GQA " + heads + "/1: causal documents " + Arrays.toString(documents),
-        shape(heads, 1, 128, DType.BF16), documents, slices);
+    Case c = new Case("bf16 d128 GQA " + headsQ + "/" + headsKv + ": causal documents " + Arrays.toString(documents),
+        shape(headsQ, headsKv, 128, DType.BF16), documents, slices);
     try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), seed);
         CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
       backend.forward(f.forwardBatch());
       long before = backend.groupSplitBackwardLaunches();
       backend.backward(f.backwardBatch());
-      assertEquals(1, backend.groupSplitBackwardLaunches() - before, c.name() + ": split");
+      assertEquals(split ? 1 : 0, backend.groupSplitBackwardLaunches() - before, c.name() + ": " + why);
       assertBackwardAgrees(c, f, whole, whole::groupSplitBackwardLaunches, floor);
     }
   }

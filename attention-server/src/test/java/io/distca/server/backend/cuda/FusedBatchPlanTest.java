@@ -277,23 +277,14 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /** Splits only where they shorten the schedule: not one-head groups, not many short key tiles, not equal ones. */
   @Test
   void groupSplitsOnlyWhereTheScheduleGains() {
-    long[] causal = new long[128];
-    for (int k = 0; k < causal.length; k++) {
-      causal[k] = 16384 - 128L * k;
-    }
+    long[] causal = causalKeyTiles(16384);
     long[] equal = new long[128];
-    java.util.Arrays.fill(equal, 16384);
+    Arrays.fill(equal, 16384);
     assertTrue(FusedBatchPlan.groupSplits(causal, 1, 8, 132, 64) != null, "8/1 causal 16K");
-    long[] causal512 = new long[4 * 32];  // 32 sequences of 512: two pieces a key tile at most
-    for (int k = 0; k < causal512.length; k++) {
-      causal512[k] = 512 - 128L * (k % 4);
-    }
+    long[] causal512 = causalKeyTiles(512);  // 32 sequences of 512: two pieces a key tile at most
     assertEquals(Map.of(2, 128), histogram(FusedBatchPlan.groupSplits(causal512, 1, 8, 132, 64)), "8/1 causal 512");
     assertEquals(null, FusedBatchPlan.groupSplits(causal512, 1, 4, 132, 64), "4/1 causal 512: not even two pay");
-    long[] causal1k = new long[8 * 16];
-    for (int k = 0; k < causal1k.length; k++) {
-      causal1k[k] = 1024 - 128L * (k % 8);
-    }
+    long[] causal1k = causalKeyTiles(1024);
     assertTrue(FusedBatchPlan.groupSplits(causal1k, 1, 8, 132, 64) != null, "8/1 causal 1K");
     assertEquals(null, FusedBatchPlan.groupSplits(causal, 1, 1, 132, 64), "MHA: nothing to split");
     assertEquals(null, FusedBatchPlan.groupSplits(causal, 8, 4, 132, 64), "32/8: 1,024 key tiles balance");
@@ -304,13 +295,9 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(8, splits[0], "16K: the longest key tiles' one-head walks are long, one head a piece");
   }
 
-  /** Eight (16,384 / s) sequences of s tokens, causal: each key tile's query rows, in key-tile order. */
+  /** 16,384 / s sequences of s tokens, causal: each key tile's query rows, in key-tile order. */
   private static long[] causalKeyTiles(int s) {
-    long[] costs = new long[16384 / 128];
-    for (int k = 0; k < costs.length; k++) {
-      costs[k] = s - 128L * (k % (s / 128));
-    }
-    return costs;
+    return mixKeyTiles(s);
   }
 
   /** How many items got each split count (n -> items), as Python's collections.Counter counts them. */
