@@ -24,6 +24,12 @@ ABI_VERSION = 5  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter bloc
 ABI_VERSIONS = (1, 2, 3, 4, ABI_VERSION)
 WORK_HEAD_SHIFT, WORK_HEADS_SHIFT, WORK_BLOCK_MASK = 20, 26, 0xFFFFF  # distca_attn.h section 9
 BWD_CHUNK_MIN_GROUP = 5  # distca_attn.h section 10 (DISTCA_BWD_CHUNK_MIN_GROUP)
+# common.cuh's head groups of the work order (section 5): the forward pairs its query heads, the
+# backward walks its K/V heads one at a time, the chunked backward (section 10, head_dim 128) in pairs
+FWD_HEAD_GROUP, BWD_HEAD_GROUP, BWD_CHUNK_HEAD_GROUP = 2, 1, 2
+# work_bands' cost of a forward tile change, in key blocks (NOTES v43: ~5,600 cycles beyond a tile's
+# blocks, ~2,550 each)
+FWD_TILE_OVERHEAD_BLOCKS = 2
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9
 FWD_PARAMS = struct.Struct("<7Q5if")       # distca_fwd_params_t, 80 bytes
@@ -258,6 +264,85 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     return best_splits if paid else None
 
 
+# distca_attn.h section 11: the most band ends of a persistent kernel's parameter block
+WORK_BANDS = 8
+# work_bands' candidate cuts: band k holds the items of cost in (longest / f^(k+1), longest / f^k]
+# (the last band everything cheaper), for each f (NOTES v73)
+WORK_BANDS_FACTORS = (2.0, 1.5, 1.25)
+# ... kept only where the modelled schedule ends at least this fraction sooner than without bands (the
+# model sees no L2: bands of uniform short sequences, 16 of 1K tokens backward and 8 of 2K forward,
+# modelled 1.2-1.4% sooner, ran 6% slower on an H100; NOTES v73)
+WORK_BANDS_MIN_GAIN = 0.03
+# ... and modelled only where the longest tile is at least this fraction of a CTA's share of the
+# work (cheaper tiles cannot delay the end by more than that)
+WORK_BANDS_MIN_LONGEST = 0.01
+
+
+def claim_makespan(costs, heads, head_group, ctas, band_end=()):
+    """The last CTA's end when the persistent kernels' `ctas` CTAs claim their tiles in order, each
+    as it frees (distca_attn.h sections 5, 7 and 11): the work list (item costs `costs`, in list
+    order) cut into bands at the item indices `band_end`, each band walked once per group of
+    `head_group` heads (of `heads`), a group's heads side by side, before the next band."""
+    import heapq
+    loads = [0.0] * max(1, ctas)
+    lo = 0
+    for hi in [e for e in band_end if 0 < e < len(costs)] + [len(costs)]:
+        band = costs[lo:hi]
+        for h0 in range(0, heads, head_group):
+            g = min(head_group, heads - h0)
+            for c in band:
+                for _ in range(g):
+                    heapq.heapreplace(loads, loads[0] + c)
+        lo = hi
+    return max(loads)
+
+
+def band_cuts(costs, factor, most=WORK_BANDS):
+    """Band ends for a longest-first work list (item costs `costs`): a new band wherever the cost
+    falls to 1 / factor of the previous band's bound, at most `most` ends."""
+    ends = []
+    if not costs or costs[0] <= 0:
+        return ends
+    bound = costs[0] / factor
+    for i, c in enumerate(costs):
+        if c > bound:
+            continue
+        if 0 < i < len(costs) and (not ends or ends[-1] != i):
+            ends.append(i)
+            if len(ends) == most:
+                break
+        while c <= bound and bound > 0:
+            bound /= factor
+    return ends
+
+
+def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_gain=WORK_BANDS_MIN_GAIN):
+    """distca_attn.h section 11: band ends for a persistent kernel's longest-first work list (item
+    costs `costs`, one head's tile each, a tile change included), or [] where section 5's order
+    ends as soon (within min_gain) as the best of band_cuts' candidates in claim_makespan's model.
+    The Java host's policy is the same (WorkBands)."""
+    if len(costs) < 2 or heads < 1 or ctas < 1:
+        return []
+    share = sum(costs) * heads / ctas
+    if share <= 0 or max(costs) < WORK_BANDS_MIN_LONGEST * share:
+        return []
+    base = claim_makespan(costs, heads, head_group, ctas)
+    best, best_ends = base * (1 - min_gain), []
+    for f in factors:
+        ends = band_cuts(costs, f)
+        if ends:
+            t = claim_makespan(costs, heads, head_group, ctas, ends)
+            if t < best:
+                best, best_ends = t, ends
+    return best_ends
+
+
+def pack_band_ends(ends):
+    """band_end[DISTCA_WORK_BANDS] as the parameter blocks hold it (zeros after the last end)."""
+    assert len(ends) <= WORK_BANDS
+    return struct.pack(f"<{WORK_BANDS}i", *(list(ends) + [0] * (WORK_BANDS - len(ends))))
+
+
 def dram_bytes_per_sm(device=0):
     """The GPU's DRAM bandwidth per SM in bytes/s (memory clock x bus width, double data rate), or
     None where the driver does not say (CudaDevice.dramBytesPerSm in the Java host)."""
@@ -280,7 +365,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -293,11 +378,15 @@ class Kernels:
         heads or more (to measure), else where the group is large enough and the image has it.
         bwd_split_policy: group_splits' keyword arguments (overhead_steps, pairs_steps, short_max_pieces,
         pairs_max_pieces, lean_dram, uniform, long_steps_per_piece), to measure the policy against
-        itself; lean_dram defaults to whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM."""
+        itself; lean_dram defaults to whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM.
+        work_bands=False: the persistent kernels' work lists in section 5's order, never in the bands
+        of section 11 (work_bands), to measure; "always": in band_cuts' bands of the first factor
+        wherever there are any, to test them."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
         self.bwd_chunks = bwd_chunks
+        self.work_bands = work_bands
         self.bwd_split_policy = dict(bwd_split_policy or {})
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
@@ -440,6 +529,7 @@ class Kernels:
             bwd.sort(key=lambda t: t[0])
         lay.num_fwd_work, lay.num_bwd_work = len(fwd), len(bwd)
         lay.extra["bwd_items"] = bwd  # (cost, segment, key block), for group_splits
+        lay.extra["fwd_costs"] = [c for c, _, _ in fwd]  # key blocks, for work_bands
         lay.extra["all_causal"] = bool(slices) and all(s.causal for s in slices)  # group_splits' causal
         lay.fwd_work_dev = torch.tensor([[i, b] for _, i, b in fwd] or [[0, 0]], dtype=torch.int32, device=device)
         lay.bwd_work_dev = torch.tensor([[g, b] for _, g, b in bwd] or [[0, 0]], dtype=torch.int32, device=device)
@@ -472,7 +562,8 @@ class Kernels:
         if self.ws and info.fwd_ws_threads:
             # persistent (distca_attn.h sections 2 and 7): one CTA per SM takes tiles from a counter
             # that is 0 at launch
-            params += struct.pack("<Q", self._zeroed_counter(stream)) + bytes(40)
+            params += (struct.pack("<Q", self._zeroed_counter(stream))
+                       + pack_band_ends(self._fwd_bands(lay, hq, hd)) + bytes(8))
             kv_box = fwd_ws_key_box_rows(hd, self.abi[hd])
             params += _tensor_map(q) + _tensor_map(k, kv_box) + _tensor_map(v, kv_box) + _tensor_map(o)
             _launch(self.fn("fwd_ws", q.dtype, hd), self._persistent_grid(lay.num_fwd_work * hq), info.fwd_ws_threads,
@@ -531,11 +622,13 @@ class Kernels:
         if split is not None:
             dkv_accum = torch.zeros((2, max(1, lay.total_k), hkv, hd), dtype=torch.float32, device=q.device)
         if ws:
+            kind = self.bwd_ws_kind(hq, hkv, q.dtype, hd, split is not None)
             block = (params + struct.pack("<QQ", self._zeroed_counter(stream),
-                                          dkv_accum.data_ptr() if dkv_accum is not None else 0) + bytes(88)
+                                          dkv_accum.data_ptr() if dkv_accum is not None else 0)
+                     + pack_band_ends(self._bwd_bands(lay, hq, hkv, hd, split, kind)) + bytes(56)
                      + _tensor_map(q, 64)
                      + _tensor_map(k) + _tensor_map(v) + _tensor_map(dout, 64) + _tensor_map(dq_accum[:max(1, lay.total_q)], 64))
-            _launch(self.fn(self.bwd_ws_kind(hq, hkv, q.dtype, hd, split is not None), q.dtype, hd),
+            _launch(self.fn(kind, q.dtype, hd),
                     self._persistent_grid(num_work * hkv), info.bwd_ws_threads, info.bwd_ws_smem, block, stream)
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
@@ -548,6 +641,37 @@ class Kernels:
                                        0, lay.total_k, lay.total_k, hkv, hkv, 0, sc, 0)
                 _launch(self.fn("bwd_post", q.dtype, hd), ew_kv, info.ew_threads, 0, conv, stream)
         return dsum, dq_accum
+
+    def _fwd_bands(self, lay, hq, hd):
+        """Section 11's band ends of the persistent forward's work list (cached on the layout)."""
+        key = ("fwd_bands", hq, hd, self.work_bands, self.ctas)
+        if key not in lay.extra:
+            costs = [c + FWD_TILE_OVERHEAD_BLOCKS for c in lay.extra.get("fwd_costs", [])]
+            lay.extra[key] = self._bands(costs, hq, FWD_HEAD_GROUP)
+        return lay.extra[key]
+
+    def _bwd_bands(self, lay, hq, hkv, hd, split, kind):
+        """Section 11's band ends of the persistent backward's (`kind`) work list (`split`: _split_work's,
+        whose items walk their pieces' heads; else each key tile walks its whole group)."""
+        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.ctas, split is not None and id(split))
+        if key not in lay.extra:
+            group = hq // hkv
+            over = SPLIT_OVERHEAD_STEPS * self.info[hd].bwd_block_m
+            if split is not None:
+                costs = [c + over for c in lay.extra[("bwd_split_costs", id(split))]]
+                head_group = BWD_HEAD_GROUP
+            else:
+                costs = [c * group + over for c, _, _ in lay.extra.get("bwd_items", [])]
+                head_group = BWD_CHUNK_HEAD_GROUP if kind == "bwd_ws_chunked" else BWD_HEAD_GROUP
+            lay.extra[key] = self._bands(costs, hkv, head_group)
+        return lay.extra[key]
+
+    def _bands(self, costs, heads, head_group):
+        if not self.work_bands or not self.ctas:
+            return []
+        if self.work_bands == "always":  # every cut of the first factor, whatever the model says (check.py)
+            return band_cuts(costs, WORK_BANDS_FACTORS[0])
+        return work_bands(costs, heads, head_group, self.ctas)
 
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
@@ -580,6 +704,7 @@ class Kernels:
             work = torch.tensor([[g, w - (1 << 32) if w >= 1 << 31 else w] for _, g, w in pieces], dtype=torch.int32,
                                 device="cuda")
             out = (work, len(pieces))
+            lay.extra[("bwd_split_costs", id(out))] = [c for c, _, _ in pieces]  # for _bwd_bands
         lay.extra[key] = out
         return out
 
@@ -597,11 +722,15 @@ def add_kernel_arguments(ap):
     ap.add_argument("--bwd-splits", type=int, default=None,
                     help="the backward's group splits (distca_attn.h section 9): 1 never, N > 1 every key tile N "
                          "ways, -1 the split kernel with no splits (default: where they pay)")
+    ap.add_argument("--work-bands", choices=("auto", "off", "always"), default="auto",
+                    help="the persistent kernels' work lists in bands (distca_attn.h section 11): where they pay "
+                         "(default), never, or wherever the longest-first list has cuts")
 
 
 def kernels_from_args(args):
     return Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
-                   dq_claims=not args.no_dq_claims, bwd_splits=args.bwd_splits)
+                   dq_claims=not args.no_dq_claims, bwd_splits=args.bwd_splits,
+                   work_bands={"auto": True, "off": False, "always": "always"}[args.work_bands])
 
 
 def forward_flops(slices, hq, hd):

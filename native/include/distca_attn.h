@@ -218,6 +218,24 @@
  *    for K/V head 2 * P + x % 2, P = x / (2 * num_work); a last, odd head alone). The head_dim 256
  *    backward (distca_attn_bwd_ws_*_d256) walks in chunks at every group size, at no cost to MHA,
  *    with its K/V heads one after the other.
+ *
+ * 11. The work list in bands (added within ABI version 5: parameters that were zero padding).
+ *    Walking the list once per head (or pair of heads, section 5) keeps a head's tiles side by side
+ *    in L2, but the last heads' most expensive tiles are then claimed late: where a few tiles are
+ *    far longer than the rest (a varlen batch whose longest document has several times the next
+ *    one's tokens), the kernel's end waits for them (a head-by-head list schedule of a 16K-token
+ *    batch of 4-7 documents ends 1-8% (forward) and 6-13% (backward, MHA) after an even share,
+ *    17-56% for GQA backwards, whose work items walk every head of their group). band_end in
+ *    distca_fwd_ws_params_t and distca_bwd_ws_params_t cuts the work list into bands: with
+ *    0 < band_end[0] < band_end[1] < ... < band_end[k - 1] < num_work (the first entry outside
+ *    that range, such as 0, ends the list; at most DISTCA_WORK_BANDS entries), the bands are items
+ *    [0, band_end[0]), [band_end[0], band_end[1]), ..., [band_end[k - 1], num_work), and the
+ *    persistent kernels walk each band for every head (in section 5's head order, as if the band
+ *    were the whole list) before the next band: the tiles of band b follow those of bands 0 .. b-1.
+ *    All zeros is section 5's order; any bands compute the same results (the work list stays
+ *    longest first, so each band is a range of similar costs: the long tiles of every head are
+ *    claimed first, each band's tiles of one head still side by side). Kernels other than the
+ *    persistent ones (distca_attn_fwd_*, distca_attn_bwd_*) take no bands.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -267,6 +285,9 @@ typedef struct distca_work_t {
 
 /* Section 10: the smallest GQA group (heads_q / heads_kv) for distca_attn_bwd_ws_chunked_*. */
 #define DISTCA_BWD_CHUNK_MIN_GROUP 5
+
+/* Section 11: the most band ends a persistent kernel's parameter block holds. */
+#define DISTCA_WORK_BANDS 8
 
 /* Parameter block of distca_attn_fwd_*. 80 bytes, 8-byte aligned. */
 typedef struct distca_fwd_params_t {
@@ -345,7 +366,8 @@ typedef struct distca_attn_info_t {
 typedef struct distca_fwd_ws_params_t {
   DISTCA_ALIGN64 distca_fwd_params_t base; /*   0 */
   uint64_t tile_counter;                   /*  80: int32 device word, 0 at launch; or 0 (section 7) */
-  uint8_t pad[40];                         /*  88: 0 */
+  int32_t band_end[DISTCA_WORK_BANDS];     /*  88: the work list's bands (section 11), or 0 */
+  uint8_t pad[8];                          /* 120: 0 */
   uint64_t tmap_q[16];                     /* 128: CUtensorMap of Q */
   uint64_t tmap_k[16];                     /* 256: CUtensorMap of K */
   uint64_t tmap_v[16];                     /* 384: CUtensorMap of V */
@@ -357,7 +379,8 @@ typedef struct distca_bwd_ws_params_t {
   DISTCA_ALIGN64 distca_bwd_params_t base; /*   0 */
   uint64_t tile_counter;                   /* 152: as in distca_fwd_ws_params_t (section 7) */
   uint64_t dkv_accum;                      /* 160: fp32 [2][total_k, heads_kv, HD] workspace, or 0 (section 9) */
-  uint8_t pad[88];                         /* 168: 0 */
+  int32_t band_end[DISTCA_WORK_BANDS];     /* 168: the work list's bands (section 11), or 0 */
+  uint8_t pad[56];                         /* 200: 0 */
   uint64_t tmap_q[16];                     /* 256: CUtensorMap of Q (boxes of 64 rows) */
   uint64_t tmap_k[16];                     /* 384: CUtensorMap of K (boxes of 128 rows) */
   uint64_t tmap_v[16];                     /* 512: CUtensorMap of V (boxes of 128 rows) */
@@ -385,6 +408,8 @@ static_assert(offsetof(distca_fwd_ws_params_t, tmap_v) == 384, "fwd_ws.tmap_v");
 static_assert(offsetof(distca_fwd_ws_params_t, tmap_o) == 512, "fwd_ws.tmap_o");
 static_assert(offsetof(distca_bwd_ws_params_t, tile_counter) == 152, "bwd_ws.tile_counter");
 static_assert(offsetof(distca_bwd_ws_params_t, dkv_accum) == 160, "bwd_ws.dkv_accum");
+static_assert(offsetof(distca_fwd_ws_params_t, band_end) == 88, "fwd_ws.band_end");
+static_assert(offsetof(distca_bwd_ws_params_t, band_end) == 168, "bwd_ws.band_end");
 static_assert(sizeof(distca_bwd_ws_params_t) == 896 && offsetof(distca_bwd_ws_params_t, tmap_q) == 256 &&
                   offsetof(distca_bwd_ws_params_t, tmap_do) == 640 && offsetof(distca_bwd_ws_params_t, tmap_dq_accum) == 768,
               "distca_bwd_ws_params_t layout");

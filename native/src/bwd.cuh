@@ -203,11 +203,12 @@ struct BwdTile {
   const distca_slice_t* slices;
   const int* seg_slices;
   BwdTile() = default;
-  __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p, int cta = (int)blockIdx.x) {
+  __device__ __forceinline__ explicit BwdTile(const distca_bwd_params_t& p, int cta = (int)blockIdx.x,
+                                                 const int32_t* band_end = nullptr) {
     slices = reinterpret_cast<const distca_slice_t*>(p.slices);
     seg_slices = reinterpret_cast<const int*>(p.segment_slices);
     group = p.heads_q / p.heads_kv;
-    const WorkCoord<kHeadGroup> wc(p.num_work, p.heads_kv, cta);
+    const WorkCoord<kHeadGroup> wc(p.num_work, p.heads_kv, cta, band_end);
     const int work_index = wc.index;
     head_kv = wc.head;
     const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[work_index];

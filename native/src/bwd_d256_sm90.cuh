@@ -412,7 +412,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         return s;
       };
       for (int t = blockIdx.x; t < tiles; t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0)) {
-        const BwdTile<BN, false, kBwdChunkTiles> tile(p, t);  // (the chunked walk, section 10: MHA's walk is the same)
+        const BwdTile<BN, false, kBwdChunkTiles> tile(p, t, P.band_end);  // (the chunked walk, section 10: MHA's walk is the same)
         const int group = tile.group;
         auto cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);

@@ -491,7 +491,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           if (last_s >= 0) mbar_wait(bar_adone(last_s), last_parity);
           else mbar_wait(bar_kv_empty, (j - 1) & 1);
         }
-        const Tile tile(p, t);
+        const Tile tile(p, t, P.band_end);
         const int group = tile.group, head_kv = tile.head_kv;
         if (lane == 0) {
           mbar_expect_tx(bar_kv, 2 * BN * D * 2);
@@ -568,7 +568,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           // The next key tile's K and V into L2 while the consumers finish this one (the producer runs
           // ahead by the stage ring): its load into shared memory, which must wait for them, then
           // reads L2 rather than DRAM.
-          const Tile next(p, t);
+          const Tile next(p, t, P.band_end);
 #pragma unroll
           for (int h = 0; h < D / 64; ++h) {
             tma_prefetch_3d(P.tmap_k, h * 64, next.head_kv, next.kb0);
@@ -583,7 +583,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       uint32_t* claims = reinterpret_cast<uint32_t*>(p.dq_claims);
       int it = 0;
       for (int t = blockIdx.x, j = 0; t < tiles; ++j) {
-        const Tile tile(p, t);
+        const Tile tile(p, t, P.band_end);
         Cursor cur = tile.template start<BM>();
         for (bool have = tile.template seek<BM>(cur); have; have = tile.template seek_next<BM>(cur), ++it) {
           const int s = it % S;

@@ -60,15 +60,33 @@ DISTCA_ELEM(__half, __half2, __floats2half2_rn, __half22float2, "f16")
 template <int GROUP>
 struct WorkCoord {
   int index, head;
-  // `cta`: the linear tile number (blockIdx.x, or a persistent CTA's current tile)
-  __device__ __forceinline__ WorkCoord(int num_work, int heads, int cta) {
+  // `cta`: the linear tile number (blockIdx.x, or a persistent CTA's current tile); `band_end`:
+  // the work list's bands (section 11; nullptr or all zeros: one band), each walked for every head
+  // before the next
+  __device__ __forceinline__ WorkCoord(int num_work, int heads, int cta, const int32_t* band_end = nullptr) {
+    int base = 0;
+    if (band_end != nullptr) {
+      for (int b = 0; b < DISTCA_WORK_BANDS; ++b) {
+        const int end = band_end[b];
+        if (end <= base || end >= num_work) break;
+        const int band_tiles = (end - base) * heads;
+        if (cta < band_tiles) {
+          num_work = end;
+          break;
+        }
+        cta -= band_tiles;
+        base = end;
+      }
+      num_work -= base;
+    }
     const int group = GROUP == 0 ? heads : GROUP;
     const int chunk = num_work * group;
     const int first = cta / chunk * group;  // first head of this tile's group
     const int g = min(group, heads - first);  // heads in it (the last may be short)
     const int rem = cta - first * num_work;
-    index = rem / g;
-    head = first + rem - index * g;
+    const int i = rem / g;
+    index = base + i;
+    head = first + rem - i * g;
   }
 };
 

@@ -56,8 +56,8 @@ struct FwdTileRef {
 
 // The tile of linear number `cta` (WorkCoord: a work item, i.e. a slice and a block of query rows,
 // and a query head).
-__device__ __forceinline__ FwdTileRef fwd_tile_ref(const distca_fwd_params_t& p, int cta) {
-  const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q, cta);
+__device__ __forceinline__ FwdTileRef fwd_tile_ref(const distca_fwd_params_t& p, int cta, const int32_t* band_end = nullptr) {
+  const WorkCoord<DISTCA_FWD_HEAD_GROUP> wc(p.num_work, p.heads_q, cta, band_end);
   const distca_work_t work = reinterpret_cast<const distca_work_t*>(p.work)[wc.index];
   FwdTileRef ref;
   ref.sl = reinterpret_cast<const distca_slice_t*>(p.slices)[work.item];

@@ -355,7 +355,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #endif
       int it = 0;
       int t = blockIdx.x;
-      FwdTileRef next = t < tiles ? fwd_tile_ref(p, t) : FwdTileRef{};
+      FwdTileRef next = t < tiles ? fwd_tile_ref(p, t, P.band_end) : FwdTileRef{};
       // (kVLag) V loads one key block behind K, which is the consumers' order (block b + 1's S GEMM
       // is issued before block b's P V): a block's V is issued after the next block's K, the next
       // tile's if it is the last, so that the next tile's Q and first K go out before it. The V
@@ -453,7 +453,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       for (int j = 0; t < tiles; ++j) {
         mbar_wait(bar_claim_req, j & 1);
         t = next_tile(counter, t);
-        if (t < tiles) claim_slot->ref = fwd_tile_ref(p, t);
+        if (t < tiles) claim_slot->ref = fwd_tile_ref(p, t, P.band_end);
         claim_slot->t = t;
         mbar_arrive(bar_claim_done);
       }
