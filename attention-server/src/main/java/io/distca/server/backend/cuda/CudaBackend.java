@@ -110,6 +110,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final AtomicLong warpSpecializedBackwards = new AtomicLong();
   private final AtomicLong groupSplitBackwards = new AtomicLong();
   private final AtomicLong chunkedBackwards = new AtomicLong();
+  private final AtomicLong bandedLaunches = new AtomicLong();
 
   private record InFlight(
       FusedBatchPlan plan, AttentionBatch batch, PipelineSlot slot, PinnedHostMemory.Block host, CopyList scatter,
@@ -498,7 +499,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         int box = DistcaAttnAbi.FORWARD_WS_BOX_ROWS;
         int keyBox = DistcaAttnAbi.forwardWsKeyBoxRows(shape.headDim());
         long counter = base + at.tileCounter();
-        byte[] encoded = params.encodeWs(counter, queryMap(plan, params.q(), box),
+        int[] bands = options.workBands() ? WorkBands.forward(plan, (int) persistentGrid(grid)) : WorkBands.NONE;
+        countBands(bands);
+        byte[] encoded = params.encodeWs(counter, bands, queryMap(plan, params.q(), box),
             keyMap(plan, params.k(), keyBox), keyMap(plan, params.v(), keyBox), queryMap(plan, params.o(), box));
         ops.add(() -> zeroTileCounter(counter));
         launch(ops, DistcaAttnAbi.forwardWsKernel(shape.dtype(), shape.headDim()), persistentGrid(grid),
@@ -533,7 +536,12 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       int keyBox = DistcaAttnAbi.BACKWARD_WS_KEY_BOX_ROWS;
       long counter = base + at.tileCounter();
       long dkvAccum = plan.groupSplits ? base + at.dkvAccum() : 0;
-      byte[] encoded = backward.encodeWs(counter, dkvAccum,
+      String kernel = backwardWsKernel(plan);
+      boolean chunked = kernel.equals(DistcaAttnAbi.backwardWsChunkedKernel(shape.dtype(), shape.headDim()));
+      int[] bands = options.workBands()
+          ? WorkBands.backward(plan, (int) persistentGrid(grid), g.backwardBlockM(), chunked) : WorkBands.NONE;
+      countBands(bands);
+      byte[] encoded = backward.encodeWs(counter, dkvAccum, bands,
           queryMap(plan, backward.q(), queryBox),
           keyMap(plan, backward.k(), keyBox), keyMap(plan, backward.v(), keyBox),
           queryMap(plan, backward.dout(), queryBox),
@@ -544,12 +552,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       if (plan.groupSplits) {
         ops.add(() -> zeroWords(dkvAccum, kvWords(plan) * 2, "the dK/dV workspace"));
       }
-      String kernel = backwardWsKernel(plan);
       launch(ops, kernel, persistentGrid(grid), g.backwardWsThreads(), g.backwardWsSharedBytes(), encoded);
       warpSpecializedBackwards.incrementAndGet();
       if (plan.groupSplits) {
         groupSplitBackwards.incrementAndGet();
-      } else if (kernel.equals(DistcaAttnAbi.backwardWsChunkedKernel(shape.dtype(), shape.headDim()))) {
+      } else if (chunked) {
         chunkedBackwards.incrementAndGet();
       }
     } else {
@@ -858,6 +865,17 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Backward launches without group splits whose kernel walked the GQA group in chunks (distca_attn.h section 10). */
   public long chunkedBackwardLaunches() {
     return chunkedBackwards.get();
+  }
+
+  /** Persistent kernel launches (forward or backward) whose work list ran in bands (distca_attn.h section 11). */
+  public long bandedLaunches() {
+    return bandedLaunches.get();
+  }
+
+  private void countBands(int[] bands) {
+    if (bands.length > 0) {
+      bandedLaunches.incrementAndGet();
+    }
   }
 
   /** Backward launches whose main kernel was the warp-specialized one. */

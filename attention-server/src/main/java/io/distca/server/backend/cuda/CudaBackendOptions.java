@@ -54,6 +54,7 @@ public final class CudaBackendOptions {
   private boolean warpSpecializedKernels = true;
   private boolean groupSplits = true;
   private boolean chunkedBackward = true;
+  private boolean workBands = true;
   private int persistentCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
   private long directTransferMinBytes = DEFAULT_DIRECT_TRANSFER_MIN_BYTES;
@@ -181,6 +182,22 @@ public final class CudaBackendOptions {
 
   public boolean chunkedBackward() {
     return chunkedBackward;
+  }
+
+  /**
+   * Whether the persistent warp-specialized kernels take their work list in bands where the host's
+   * schedule model finds that the long tiles of every head then start soon enough to pay
+   * (distca_attn.h section 11; {@code WorkBands}). Default true; false walks the whole list head by
+   * head (to compare the two).
+   */
+  public CudaBackendOptions workBands(boolean on) {
+    requireOpen();
+    this.workBands = on;
+    return this;
+  }
+
+  public boolean workBands() {
+    return workBands;
   }
 
   /**

@@ -23,19 +23,28 @@ final class DistcaAttnAbi {
   static final int WORK_INTS = 2;
 
   static final int FORWARD_PARAMS_BYTES = 80;
-  /** distca_fwd_ws_params_t: distca_fwd_params_t, the tile counter at 80, zeros to 128, then the Q, K, V and O tensor maps. */
+  /**
+   * distca_fwd_ws_params_t: distca_fwd_params_t, the tile counter at 80, the work list's band ends at 88
+   * (section 11), zeros to 128, then the Q, K, V and O tensor maps.
+   */
   static final int FORWARD_WS_PARAMS_BYTES = 640;
   static final int FORWARD_WS_TENSOR_MAPS_OFFSET = 128;
   /** Offset of the persistent forward's tile counter address in distca_fwd_ws_params_t. */
   static final int FORWARD_WS_TILE_COUNTER_OFFSET = 80;
+  /** Offset of the persistent forward's band ends (section 11, int32[{@link #WORK_BANDS}]). */
+  static final int FORWARD_WS_BAND_END_OFFSET = 88;
+  /** The most band ends of a persistent kernel's parameter block (section 11, DISTCA_WORK_BANDS). */
+  static final int WORK_BANDS = 8;
   static final int BACKWARD_PARAMS_BYTES = 152;
   /** Offset of the persistent backward's tile counter address in distca_bwd_ws_params_t. */
   static final int BACKWARD_WS_TILE_COUNTER_OFFSET = 152;
   /** Offset of the dK/dV workspace address (section 9) in distca_bwd_ws_params_t. */
   static final int BACKWARD_WS_DKV_ACCUM_OFFSET = 160;
+  /** Offset of the persistent backward's band ends (section 11) in distca_bwd_ws_params_t. */
+  static final int BACKWARD_WS_BAND_END_OFFSET = 168;
   /**
    * distca_bwd_ws_params_t: distca_bwd_params_t, the tile counter at 152, the dK/dV workspace at 160,
-   * zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps.
+   * the band ends at 168, zeros to 256, then the Q, K, V, dO and dQ-workspace tensor maps.
    */
   static final int BACKWARD_WS_PARAMS_BYTES = 896;
   /**
@@ -130,13 +139,16 @@ final class DistcaAttnAbi {
 
     /**
      * distca_fwd_ws_params_t: these parameters, the device address of the tile counter (an int32
-     * that is 0 at launch; 0: the kernel splits the tiles statically), then the tensor maps of Q, K,
-     * V and O (128 bytes each; O's is encoded as Q's, at O's address).
+     * that is 0 at launch; 0: the kernel splits the tiles statically), the work list's band ends
+     * (section 11; empty: none), then the tensor maps of Q, K, V and O (128 bytes each; O's is
+     * encoded as Q's, at O's address).
      */
-    byte[] encodeWs(long tileCounter, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV, byte[] tensorMapO) {
+    byte[] encodeWs(long tileCounter, int[] bandEnds, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV,
+        byte[] tensorMapO) {
       byte[] out = withTensorMaps(encode(), FORWARD_WS_PARAMS_BYTES, FORWARD_WS_TENSOR_MAPS_OFFSET,
           tensorMapQ, tensorMapK, tensorMapV, tensorMapO);
-      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(FORWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
+      ByteBuffer b = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(FORWARD_WS_TILE_COUNTER_OFFSET, tileCounter);
+      putBandEnds(b, FORWARD_WS_BAND_END_OFFSET, bandEnds, numWork);
       return out;
     }
   }
@@ -164,15 +176,16 @@ final class DistcaAttnAbi {
 
     /**
      * distca_bwd_ws_params_t: these parameters, the tile counter's device address (as in the
-     * forward's), the dK/dV workspace's (section 9; 0: the kernel writes dK and dV), then the tensor
-     * maps of Q, K, V, dO and the dQ workspace.
+     * forward's), the dK/dV workspace's (section 9; 0: the kernel writes dK and dV), the work list's
+     * band ends (section 11; empty: none), then the tensor maps of Q, K, V, dO and the dQ workspace.
      */
-    byte[] encodeWs(long tileCounter, long dkvAccum, byte[] tensorMapQ, byte[] tensorMapK, byte[] tensorMapV,
-        byte[] tensorMapDout, byte[] tensorMapDqAccum) {
+    byte[] encodeWs(long tileCounter, long dkvAccum, int[] bandEnds, byte[] tensorMapQ, byte[] tensorMapK,
+        byte[] tensorMapV, byte[] tensorMapDout, byte[] tensorMapDqAccum) {
       byte[] out = withTensorMaps(encode(), BACKWARD_WS_PARAMS_BYTES, BACKWARD_WS_TENSOR_MAPS_OFFSET,
           tensorMapQ, tensorMapK, tensorMapV, tensorMapDout, tensorMapDqAccum);
-      ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(BACKWARD_WS_TILE_COUNTER_OFFSET, tileCounter)
+      ByteBuffer b = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).putLong(BACKWARD_WS_TILE_COUNTER_OFFSET, tileCounter)
           .putLong(BACKWARD_WS_DKV_ACCUM_OFFSET, dkvAccum);
+      putBandEnds(b, BACKWARD_WS_BAND_END_OFFSET, bandEnds, numWork);
       return out;
     }
 
@@ -183,6 +196,25 @@ final class DistcaAttnAbi {
     static byte[] convertKv(long sums, long out, int totalK, int headsKv, float scale) {
       return new BackwardParams(0, 0, 0, 0, 0, 0, 0, sums, out, 0, 0, 0, 0, 0, 0, totalK, totalK, headsKv, headsKv, 0,
           scale, 0).encode();
+    }
+  }
+
+  /**
+   * Section 11's band ends at {@code offset}: at most {@link #WORK_BANDS}, increasing, each inside
+   * (0, numWork); the rest of the array stays zero.
+   */
+  private static void putBandEnds(ByteBuffer b, int offset, int[] ends, int numWork) {
+    if (ends.length > WORK_BANDS) {
+      throw new IllegalArgumentException("at most " + WORK_BANDS + " band ends, got " + ends.length);
+    }
+    int previous = 0;
+    for (int i = 0; i < ends.length; i++) {
+      if (ends[i] <= previous || ends[i] >= numWork) {
+        throw new IllegalArgumentException("band ends must increase inside (0, " + numWork + "): "
+            + java.util.Arrays.toString(ends));
+      }
+      previous = ends[i];
+      b.putInt(offset + 4 * i, ends[i]);
     }
   }
 

@@ -547,24 +547,7 @@ final class FusedBatchPlan {
     long[] heap = new long[sms]; // loads, a binary min-heap
     for (int p = pieces.length - 1; p >= 0; p--) {
       heap[0] += pieces[p];
-      for (int i = 0;;) { // sift down
-        int l = 2 * i + 1;
-        int r = l + 1;
-        int m = i;
-        if (l < sms && heap[l] < heap[m]) {
-          m = l;
-        }
-        if (r < sms && heap[r] < heap[m]) {
-          m = r;
-        }
-        if (m == i) {
-          break;
-        }
-        long t = heap[i];
-        heap[i] = heap[m];
-        heap[m] = t;
-        i = m;
-      }
+      WorkBands.siftDown(heap);
     }
     long max = 0;
     for (long load : heap) {

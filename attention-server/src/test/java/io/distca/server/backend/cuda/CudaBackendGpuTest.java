@@ -549,6 +549,47 @@ class CudaBackendGpuTest extends AllocatorPerTest {
     assertRunsWithout(four, SEED + 7, backend::chunkedBackwardLaunches, " is not walked in chunks");
   }
 
+  /**
+   * distca_attn.h section 11: causal documents of 4,000, 1,000, 500 and 200 tokens, whose few long
+   * tiles the host puts in bands (forward and backward: WorkBands), compute what the head-by-head
+   * order computes: at 8/8 O, LSE, dK and dV bit for bit (each tile is the same CTA's work in either
+   * order), dQ to one step (its reduce-adds in another order); at 16/4, whose backward splits its
+   * groups and bands the pieces, O and LSE bit for bit, the gradients to one step.
+   */
+  @Test
+  void workListBandsComputeWhatTheHeadByHeadOrderDoes() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no persistent kernels on " + backend.gpu());
+    int[] documents = {4000, 1000, 500, 200};
+    List<SliceSpec> slices = new ArrayList<>();
+    for (int d = 0; d < documents.length; d++) {
+      slices.add(SliceSpec.causalBottomRight(d, documents[d], documents[d]));
+    }
+    try (CudaBackend headByHead = CudaBackend.open(new CudaBackendOptions().workBands(false))) {
+      for (int[] heads : new int[][] {{8, 8}, {16, 4}}) {
+        Case c = new Case("bf16 d128 " + heads[0] + "/" + heads[1] + ": causal documents " + Arrays.toString(documents),
+            shape(heads[0], heads[1], 128, DType.BF16), documents, slices);
+        try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 11)) {
+          long before = backend.bandedLaunches();
+          Outputs banded = Outputs.run(backend, f);
+          assertEquals(2, backend.bandedLaunches() - before, c.name() + ": forward and backward in bands");
+          f.poisonOutputs();
+          Outputs plain = Outputs.run(headByHead, f);
+          assertEquals(0, headByHead.bandedLaunches(), "bands turned off");
+          if (heads[0] == heads[1]) {
+            banded.assertBitIdentical(plain, c.name());
+          } else {
+            assertArrayEquals(plain.o, banded.o, c.name() + " O");
+            assertArrayEquals(plain.lse, banded.lse, c.name() + " LSE");
+            assertWithinOneStep(c, "dK", plain.dk, banded.dk);
+            assertWithinOneStep(c, "dV", plain.dv, banded.dv);
+          }
+          assertDqWithinOneStep(c, plain.dq, banded.dq);
+        }
+      }
+    }
+  }
+
   /** Equal (the same value, or both the poison of an element nobody owns), or within 2^ulpShift fp32 ulps. */
   private static void assertWithinUlps(String what, float[] a, float[] b, int ulpShift) {
     assertEquals(a.length, b.length, what + " sizes");

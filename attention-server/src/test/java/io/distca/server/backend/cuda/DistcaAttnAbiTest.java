@@ -48,17 +48,29 @@ class DistcaAttnAbiTest {
     for (int m = 0; m < 4; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(0x1122334455667788L, maps[0], maps[1], maps[2], maps[3]);
+    byte[] bytes = p.encodeWs(0x1122334455667788L, new int[] {3, 40, 98}, maps[0], maps[1], maps[2], maps[3]);
     assertEquals(640, bytes.length, "sizeof(distca_fwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 80), "distca_fwd_params_t at 0");
     assertEquals(0x1122334455667788L, java.nio.ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong(80),
         "tile_counter at 80");
-    assertArrayEquals(new byte[40], java.util.Arrays.copyOfRange(bytes, 88, 128), "zeros up to 128");
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    assertEquals(3, b.getInt(88), "band_end[0] at 88");
+    assertEquals(40, b.getInt(92));
+    assertEquals(98, b.getInt(96));
+    assertArrayEquals(new byte[28], java.util.Arrays.copyOfRange(bytes, 100, 128), "zeros after the band ends, up to 128");
+    assertArrayEquals(new byte[40], java.util.Arrays.copyOfRange(
+        p.encodeWs(0, WorkBands.NONE, maps[0], maps[1], maps[2], maps[3]), 88, 128), "no bands: zeros");
     assertArrayEquals(maps[0], java.util.Arrays.copyOfRange(bytes, 128, 256), "tmap_q at 128");
     assertArrayEquals(maps[1], java.util.Arrays.copyOfRange(bytes, 256, 384), "tmap_k at 256");
     assertArrayEquals(maps[2], java.util.Arrays.copyOfRange(bytes, 384, 512), "tmap_v at 384");
     assertArrayEquals(maps[3], java.util.Arrays.copyOfRange(bytes, 512, 640), "tmap_o at 512");
-    assertThrows(IllegalArgumentException.class, () -> p.encodeWs(0, maps[0], new byte[64], maps[2], maps[3]));
+    assertThrows(IllegalArgumentException.class,
+        () -> p.encodeWs(0, WorkBands.NONE, maps[0], new byte[64], maps[2], maps[3]));
+    // band ends increase inside (0, num_work = 99), at most DISTCA_WORK_BANDS of them
+    for (int[] bad : new int[][] {{0}, {5, 5}, {7, 3}, {99}, {1, 2, 3, 4, 5, 6, 7, 8, 9}}) {
+      assertThrows(IllegalArgumentException.class, () -> p.encodeWs(0, bad, maps[0], maps[1], maps[2], maps[3]),
+          java.util.Arrays.toString(bad));
+    }
   }
 
   @Test
@@ -69,13 +81,17 @@ class DistcaAttnAbiTest {
     for (int m = 0; m < 5; m++) {
       java.util.Arrays.fill(maps[m], (byte) (m + 1));
     }
-    byte[] bytes = p.encodeWs(0x0102030405060708L, 0x1112131415161718L, maps[0], maps[1], maps[2], maps[3], maps[4]);
+    byte[] bytes = p.encodeWs(0x0102030405060708L, 0x1112131415161718L, new int[] {1, 2, 3, 4, 5, 6, 7, 76},
+        maps[0], maps[1], maps[2], maps[3], maps[4]);
     assertEquals(896, bytes.length, "sizeof(distca_bwd_ws_params_t)");
     assertArrayEquals(p.encode(), java.util.Arrays.copyOfRange(bytes, 0, 152), "distca_bwd_params_t at 0");
     ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
     assertEquals(0x0102030405060708L, b.getLong(152), "tile_counter at 152");
     assertEquals(0x1112131415161718L, b.getLong(160), "dkv_accum at 160");
-    assertArrayEquals(new byte[88], java.util.Arrays.copyOfRange(bytes, 168, 256), "zeros up to 256");
+    for (int i = 0; i < 8; i++) {
+      assertEquals(i == 7 ? 76 : i + 1, b.getInt(168 + 4 * i), "band_end[" + i + "] at " + (168 + 4 * i));
+    }
+    assertArrayEquals(new byte[56], java.util.Arrays.copyOfRange(bytes, 200, 256), "zeros up to 256");
     for (int m = 0; m < 5; m++) {
       assertArrayEquals(maps[m], java.util.Arrays.copyOfRange(bytes, 256 + 128 * m, 384 + 128 * m),
           "tensor map " + m + " (Q, K, V, dO, dQ workspace) at " + (256 + 128 * m));
@@ -186,6 +202,19 @@ class DistcaAttnAbiTest {
     assertEquals(DistcaAttnAbi.ABI_VERSION,
         firstInt(root.resolve("native/include/distca_attn.h"), "#define DISTCA_ATTN_ABI_VERSION (\\d+)"));
     assertEquals(DistcaAttnAbi.ABI_VERSION, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^ABI_VERSION = (\\d+)"));
+  }
+
+  /** Section 11's band ends: as many as the header's array holds, where the header puts them, in both hosts. */
+  @Test
+  void bandEndsAreTheHeadersInBothHosts() throws IOException {
+    Path root = repositoryRoot();
+    Path header = root.resolve("native/include/distca_attn.h");
+    assertEquals(DistcaAttnAbi.WORK_BANDS, firstInt(header, "#define DISTCA_WORK_BANDS (\\d+)"));
+    assertEquals(DistcaAttnAbi.WORK_BANDS, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^WORK_BANDS = (\\d+)"));
+    assertEquals(DistcaAttnAbi.FORWARD_WS_BAND_END_OFFSET,
+        firstInt(header, "offsetof\\(distca_fwd_ws_params_t, band_end\\) == (\\d+)"));
+    assertEquals(DistcaAttnAbi.BACKWARD_WS_BAND_END_OFFSET,
+        firstInt(header, "offsetof\\(distca_bwd_ws_params_t, band_end\\) == (\\d+)"));
   }
 
   /** The repository root: the first directory at or above the working directory with native/include/distca_attn.h. */
