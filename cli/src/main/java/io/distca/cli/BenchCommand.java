@@ -61,7 +61,7 @@ final class BenchCommand implements Runnable {
     long seed = 1;
 
     @Option(names = "--gqa", split = ",", description = "Grouped-query shapes as HQ/HKV (e.g. 32/8,8/1): the uniform"
-        + " rows again with these heads, at each head dim (default: none).")
+        + " rows and the pretrain mix again with these heads, at each head dim (default: none).")
     String[] gqa = {};
 
     @Option(names = "--rebatch-draws", description = "Document samples over which the rebatching ratio is measured"
@@ -89,6 +89,9 @@ final class BenchCommand implements Runnable {
         int[] mix = DocLengthDistribution.pretrain().fillRank(tokens, new SplittableRandom(seed));
         for (int d : headDims) {
           rows.add(bench.varlen("pretrain mix (" + mix.length + " docs)", d, mix));
+          for (int[] h : gqaHeads) {
+            rows.add(bench.gqaVarlen("pretrain mix " + h[0] + "/" + h[1], d, h[0], h[1], mix));
+          }
         }
         List<KernelBench.Row> rebatching = bench.rebatching(128, tokens, DocLengthDistribution.pretrain(), seed);
         rows.addAll(rebatching);

@@ -88,6 +88,12 @@ public final class KernelBench {
     return measure(label, headDim, true, lengths, 0);
   }
 
+  /** A causal varlen row of whole documents of {@code lengths} with grouped-query heads. */
+  public Row gqaVarlen(String label, int headDim, int headsQ, int headsKv, int[] lengths) {
+    return measure(label, new AttentionShape(headsQ, headsKv, headDim, DType.BF16, AttentionShape.defaultScale(headDim)),
+        true, lengths, 0);
+  }
+
   /** Shortest and longest shard of the rebatching comparison, in query rows. */
   static final int MIN_SHARD = 128;
   static final int MAX_SHARD = 4096;

@@ -108,6 +108,10 @@ class KernelBenchTest {
         assertTrue(r.forwardTflops() > 0 && r.backwardTflops() > 0, r.toString());
       }
       assertEquals(List.of(true, true, false, false), rows.stream().map(KernelBench.Row::causal).toList());
+      KernelBench.Row mix = bench.gqaVarlen("pretrain mix 4/1", 64, 4, 1, new int[] {200, 50, 6});
+      assertEquals("pretrain mix 4/1", mix.label());
+      assertEquals(3, mix.slices(), "one causal slice per document");
+      assertTrue(mix.causal() && mix.forwardTflops() > 0 && mix.backwardTflops() > 0, mix.toString());
     }
   }
 
