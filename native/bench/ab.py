@@ -17,7 +17,8 @@ distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pie
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
 schedule model's split counts where group_splits would make them uniform (NOTES v70-v71), as F.fatbin:long-steps=K
 with group_splits' long_steps_per_piece K (0: v71's pieces in groups over 32 heads; NOTES v72), as F.fatbin:bands=0
-with the persistent kernels' work lists in section 5's order instead of section 11's bands (NOTES v73), so that one image can be
+with the persistent kernels' work lists in section 5's order instead of section 11's bands (NOTES v73; F.fatbin:band-floor=X
+with no cuts under X times the longest tile), so that one image can be
 compared with itself. --heads HQ/HKV --shards: the rebatching shards with those heads too; --mix L1,L2,...
 (repeatable): a varlen case of those document lengths repeated to 16K tokens (--seqs "" for the mixes only).
 """
@@ -64,6 +65,8 @@ def image(spec):
             kw["bwd_splits"] = int(option.split("=", 1)[1])
         elif option.startswith("bands="):  # section 11's work bands (0: never, section 5's order)
             kw["work_bands"] = option.split("=", 1)[1] == "1"
+        elif option.startswith("band-floor="):  # work_bands' floor: no cuts under this fraction of the longest
+            kw["work_band_floor"] = float(option.split("=", 1)[1])
         elif option == "no-chunks":
             kw["bwd_chunks"] = False
         elif option == "chunks-always":
@@ -82,7 +85,7 @@ def image(spec):
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
                              " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K,"
-                             " bands=0|1)")
+                             " bands=0|1, band-floor=X)")
     return Kernels(path, **kw)
 
 

@@ -276,6 +276,10 @@ WORK_BANDS_MIN_GAIN = 0.03
 # ... and modelled only where the longest tile is at least this fraction of a CTA's share of the
 # work (cheaper tiles cannot delay the end by more than that)
 WORK_BANDS_MIN_LONGEST = 0.01
+# ... and in the backward only from this head dim: head_dim 64's backward, whose dQ reduce-adds move
+# twice d128's bytes per FLOP, lost up to 9% where a band's short tiles come from many documents
+# (their rows read again in every band) and gained 0-5% on pretrain mixes (NOTES v73)
+WORK_BANDS_BWD_MIN_HEAD_DIM = 128
 
 
 def claim_makespan(costs, heads, head_group, ctas, band_end=()):
@@ -297,9 +301,10 @@ def claim_makespan(costs, heads, head_group, ctas, band_end=()):
     return max(loads)
 
 
-def band_cuts(costs, factor, most=WORK_BANDS):
+def band_cuts(costs, factor, most=WORK_BANDS, floor=0.0):
     """Band ends for a longest-first work list (item costs `costs`): a new band wherever the cost
-    falls to 1 / factor of the previous band's bound, at most `most` ends."""
+    falls to 1 / factor of the previous band's bound, at most `most` ends, and none where the cost
+    is under `floor` times the longest (those items all in the last band)."""
     ends = []
     if not costs or costs[0] <= 0:
         return ends
@@ -307,6 +312,8 @@ def band_cuts(costs, factor, most=WORK_BANDS):
     for i, c in enumerate(costs):
         if c > bound:
             continue
+        if c < floor * costs[0]:
+            break
         if 0 < i < len(costs) and (not ends or ends[-1] != i):
             ends.append(i)
             if len(ends) == most:
@@ -316,7 +323,8 @@ def band_cuts(costs, factor, most=WORK_BANDS):
     return ends
 
 
-def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_gain=WORK_BANDS_MIN_GAIN):
+def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_gain=WORK_BANDS_MIN_GAIN,
+               floor=0.0):
     """distca_attn.h section 11: band ends for a persistent kernel's longest-first work list (item
     costs `costs`, one head's tile each, a tile change included), or [] where section 5's order
     ends as soon (within min_gain) as the best of band_cuts' candidates in claim_makespan's model.
@@ -329,7 +337,7 @@ def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_g
     base = claim_makespan(costs, heads, head_group, ctas)
     best, best_ends = base * (1 - min_gain), []
     for f in factors:
-        ends = band_cuts(costs, f)
+        ends = band_cuts(costs, f, floor=floor)
         if ends:
             t = claim_makespan(costs, heads, head_group, ctas, ends)
             if t < best:
@@ -365,7 +373,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None, work_bands=True):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_floor=0.0):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -387,6 +395,7 @@ class Kernels:
         self.bwd_splits = bwd_splits
         self.bwd_chunks = bwd_chunks
         self.work_bands = work_bands
+        self.work_band_floor = work_band_floor
         self.bwd_split_policy = dict(bwd_split_policy or {})
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
@@ -644,7 +653,7 @@ class Kernels:
 
     def _fwd_bands(self, lay, hq, hd):
         """Section 11's band ends of the persistent forward's work list (cached on the layout)."""
-        key = ("fwd_bands", hq, hd, self.work_bands, self.ctas)
+        key = ("fwd_bands", hq, hd, self.work_bands, self.work_band_floor, self.ctas)
         if key not in lay.extra:
             costs = [c + FWD_TILE_OVERHEAD_BLOCKS for c in lay.extra.get("fwd_costs", [])]
             lay.extra[key] = self._bands(costs, hq, FWD_HEAD_GROUP)
@@ -652,8 +661,12 @@ class Kernels:
 
     def _bwd_bands(self, lay, hq, hkv, hd, split, kind):
         """Section 11's band ends of the persistent backward's (`kind`) work list (`split`: _split_work's,
-        whose items walk their pieces' heads; else each key tile walks its whole group)."""
-        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.ctas, split is not None and id(split))
+        whose items walk their pieces' heads; else each key tile walks its whole group); none under
+        WORK_BANDS_BWD_MIN_HEAD_DIM."""
+        if hd < WORK_BANDS_BWD_MIN_HEAD_DIM:
+            return []
+        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.work_band_floor, self.ctas,
+               split is not None and id(split))
         if key not in lay.extra:
             group = hq // hkv
             over = SPLIT_OVERHEAD_STEPS * self.info[hd].bwd_block_m
@@ -671,7 +684,7 @@ class Kernels:
             return []
         if self.work_bands == "always":  # every cut of the first factor, whatever the model says (check.py)
             return band_cuts(costs, WORK_BANDS_FACTORS[0])
-        return work_bands(costs, heads, head_group, self.ctas)
+        return work_bands(costs, heads, head_group, self.ctas, floor=self.work_band_floor)
 
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None

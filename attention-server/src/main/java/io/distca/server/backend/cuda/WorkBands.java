@@ -32,6 +32,12 @@ final class WorkBands {
   static final double MIN_GAIN = 0.03;
   /** The schedule is modelled only where the longest tile is at least this fraction of a CTA's share. */
   static final double MIN_LONGEST = 0.01;
+  /**
+   * The backward takes bands only from this head dim: head_dim 64's backward, whose dQ reduce-adds
+   * move twice d128's bytes per FLOP, lost up to 9% on an H100 where a band's short tiles come from
+   * many documents (their rows read again in every band) and gained 0-5% on pretrain mixes (NOTES v73).
+   */
+  static final int BACKWARD_MIN_HEAD_DIM = 128;
   /** A forward tile change, in key blocks (NOTES v43: ~5,600 cycles beyond a tile's blocks, ~2,550 each). */
   static final long FORWARD_TILE_OVERHEAD_BLOCKS = 2;
   /**
@@ -55,9 +61,12 @@ final class WorkBands {
    * The backward plan's bands on {@code ctas} persistent CTAs, for the chunked walk's head order or
    * the others'. A key tile walks its whole group (its cost is one head's rows), a group split's
    * piece its own heads (its cost counts them); a tile's end costs as many rows as
-   * {@link FusedBatchPlan#SPLIT_OVERHEAD_STEPS} steps.
+   * {@link FusedBatchPlan#SPLIT_OVERHEAD_STEPS} steps. None under {@link #BACKWARD_MIN_HEAD_DIM}.
    */
   static int[] backward(FusedBatchPlan plan, int ctas, int blockM, boolean chunked) {
+    if (plan.shape.headDim() < BACKWARD_MIN_HEAD_DIM) {
+      return NONE;
+    }
     int group = plan.shape.headsQ() / plan.shape.headsKv();
     long overhead = (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;
     long[] tiles = new long[plan.numWork];

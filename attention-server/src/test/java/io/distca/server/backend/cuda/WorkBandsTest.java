@@ -77,36 +77,48 @@ class WorkBandsTest extends AllocatorPerTest {
         "2K forward: a small modelled gain, " + modelled + " -> " + banded);
   }
 
-  /** The plans' costs as the kernels' tiles: blocks plus a tile change forward; rows times the group backward. */
+  /**
+   * The plans' costs as the kernels' tiles: blocks plus a tile change forward; rows times the group
+   * backward. head_dim 64's backward takes no bands (WorkBands.BACKWARD_MIN_HEAD_DIM), its forward does.
+   */
   @Test
   void plansGiveTheirTilesCosts() {
     int[] segments = {1500, 300, 100};
     List<SliceSpec> specs = List.of(SliceSpec.causalBottomRight(0, 1500, 1500), SliceSpec.causalBottomRight(1, 300, 300),
         SliceSpec.causalBottomRight(2, 100, 100));
-    try (AttentionFixture f = new AttentionFixture(allocator, FusedBatchPlanTest.shape(8, 2, 64), segments, specs, 3)) {
-      KernelGeometry g = FusedBatchPlanTest.GEOMETRY;
-      FusedBatchPlan fwd = FusedBatchPlan.forward(f.forwardBatch(), g);
-      long[] tiles = new long[fwd.numWork];
-      for (int i = 0; i < tiles.length; i++) {
-        tiles[i] = fwd.workCost[i] + WorkBands.FORWARD_TILE_OVERHEAD_BLOCKS;
+    int[] ctasTried = {1, 4, 8, 30, 60, 120};
+    for (int headDim : new int[] {64, 128}) {
+      try (AttentionFixture f = new AttentionFixture(allocator, FusedBatchPlanTest.shape(8, 2, headDim), segments, specs, 3)) {
+        KernelGeometry g = FusedBatchPlanTest.GEOMETRY;
+        FusedBatchPlan fwd = FusedBatchPlan.forward(f.forwardBatch(), g);
+        long[] tiles = new long[fwd.numWork];
+        for (int i = 0; i < tiles.length; i++) {
+          tiles[i] = fwd.workCost[i] + WorkBands.FORWARD_TILE_OVERHEAD_BLOCKS;
+        }
+        boolean anyForward = false;
+        for (int ctas : ctasTried) {
+          int[] expected = WorkBands.bands(tiles, 8, 2, ctas);
+          anyForward |= expected.length > 0;
+          assertArrayEquals(expected, WorkBands.forward(fwd, ctas), "d" + headDim + " forward, " + ctas + " CTAs");
+        }
+        assertTrue(anyForward, "some CTA count gives this batch's forward bands");
+        FusedBatchPlan bwd = FusedBatchPlan.backward(f.backwardBatch(), g);
+        long[] keyTiles = new long[bwd.numWork];
+        for (int i = 0; i < keyTiles.length; i++) {
+          keyTiles[i] = bwd.workCost[i] * 4 + 2L * g.backwardBlockM();
+        }
+        boolean anyBackward = false;
+        for (int ctas : ctasTried) {
+          boolean banded = headDim >= WorkBands.BACKWARD_MIN_HEAD_DIM;
+          int[] expected = banded ? WorkBands.bands(keyTiles, 2, 1, ctas) : WorkBands.NONE;
+          anyBackward |= WorkBands.bands(keyTiles, 2, 1, ctas).length > 0;
+          assertArrayEquals(expected, WorkBands.backward(bwd, ctas, g.backwardBlockM(), false),
+              "d" + headDim + " backward, " + ctas + " CTAs");
+          assertArrayEquals(banded ? WorkBands.bands(keyTiles, 2, 2, ctas) : WorkBands.NONE,
+              WorkBands.backward(bwd, ctas, g.backwardBlockM(), true), "d" + headDim + " chunked backward, " + ctas + " CTAs");
+        }
+        assertTrue(anyBackward, "some CTA count models this batch's backward better in bands");
       }
-      for (int ctas : new int[] {1, 4, 8, 30}) {
-        assertArrayEquals(WorkBands.bands(tiles, 8, 2, ctas), WorkBands.forward(fwd, ctas), "forward, " + ctas + " CTAs");
-      }
-      FusedBatchPlan bwd = FusedBatchPlan.backward(f.backwardBatch(), g);
-      long[] keyTiles = new long[bwd.numWork];
-      for (int i = 0; i < keyTiles.length; i++) {
-        keyTiles[i] = bwd.workCost[i] * 4 + 2L * g.backwardBlockM();
-      }
-      boolean any = false;
-      for (int ctas : new int[] {1, 4, 8, 30}) {
-        int[] expected = WorkBands.bands(keyTiles, 2, 1, ctas);
-        any |= expected.length > 0;
-        assertArrayEquals(expected, WorkBands.backward(bwd, ctas, g.backwardBlockM(), false), "backward, " + ctas + " CTAs");
-        assertArrayEquals(WorkBands.bands(keyTiles, 2, 2, ctas), WorkBands.backward(bwd, ctas, g.backwardBlockM(), true),
-            "chunked backward, " + ctas + " CTAs");
-      }
-      assertTrue(any, "some CTA count gives this batch bands");
     }
   }
 
