@@ -65,6 +65,10 @@ def image(spec):
             kw["bwd_splits"] = int(option.split("=", 1)[1])
         elif option.startswith("bands="):  # section 11's work bands (0: never, section 5's order)
             kw["work_bands"] = option.split("=", 1)[1] == "1"
+        elif option.startswith("band-factors="):  # work_bands' candidate factors, e.g. band-factors=2
+            kw.setdefault("work_band_policy", {})["factors"] = tuple(float(x) for x in option.split("=", 1)[1].split("/"))
+        elif option.startswith("band-most="):  # work_bands' most cuts
+            kw.setdefault("work_band_policy", {})["most"] = int(option.split("=", 1)[1])
         elif option.startswith("band-floor="):  # work_bands' floor: no cuts under this fraction of the longest
             kw["work_band_floor"] = float(option.split("=", 1)[1])
         elif option == "no-chunks":
@@ -85,7 +89,7 @@ def image(spec):
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
                              " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K,"
-                             " bands=0|1, band-floor=X)")
+                             " bands=0|1, band-floor=X, band-factors=F1/F2, band-most=K)")
     return Kernels(path, **kw)
 
 

@@ -324,7 +324,7 @@ def band_cuts(costs, factor, most=WORK_BANDS, floor=0.0):
 
 
 def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_gain=WORK_BANDS_MIN_GAIN,
-               floor=0.0):
+               floor=0.0, most=WORK_BANDS):
     """distca_attn.h section 11: band ends for a persistent kernel's longest-first work list (item
     costs `costs`, one head's tile each, a tile change included), or [] where section 5's order
     ends as soon (within min_gain) as the best of band_cuts' candidates in claim_makespan's model.
@@ -337,7 +337,7 @@ def work_bands(costs, heads, head_group, ctas, factors=WORK_BANDS_FACTORS, min_g
     base = claim_makespan(costs, heads, head_group, ctas)
     best, best_ends = base * (1 - min_gain), []
     for f in factors:
-        ends = band_cuts(costs, f, floor=floor)
+        ends = band_cuts(costs, f, most=most, floor=floor)
         if ends:
             t = claim_makespan(costs, heads, head_group, ctas, ends)
             if t < best:
@@ -373,7 +373,8 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_floor=0.0):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_floor=0.0,
+                 work_band_policy=None):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -396,6 +397,7 @@ class Kernels:
         self.bwd_chunks = bwd_chunks
         self.work_bands = work_bands
         self.work_band_floor = work_band_floor
+        self.work_band_policy = dict(work_band_policy or {})  # work_bands' factors / most, to measure
         self.bwd_split_policy = dict(bwd_split_policy or {})
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
@@ -653,7 +655,7 @@ class Kernels:
 
     def _fwd_bands(self, lay, hq, hd):
         """Section 11's band ends of the persistent forward's work list (cached on the layout)."""
-        key = ("fwd_bands", hq, hd, self.work_bands, self.work_band_floor, self.ctas)
+        key = ("fwd_bands", hq, hd, self.work_bands, self.work_band_floor, str(self.work_band_policy), self.ctas)
         if key not in lay.extra:
             costs = [c + FWD_TILE_OVERHEAD_BLOCKS for c in lay.extra.get("fwd_costs", [])]
             lay.extra[key] = self._bands(costs, hq, FWD_HEAD_GROUP)
@@ -665,7 +667,7 @@ class Kernels:
         WORK_BANDS_BWD_MIN_HEAD_DIM."""
         if hd < WORK_BANDS_BWD_MIN_HEAD_DIM:
             return []
-        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.work_band_floor, self.ctas,
+        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.work_band_floor, str(self.work_band_policy), self.ctas,
                split is not None and id(split))
         if key not in lay.extra:
             group = hq // hkv
@@ -684,7 +686,7 @@ class Kernels:
             return []
         if self.work_bands == "always":  # every cut of the first factor, whatever the model says (check.py)
             return band_cuts(costs, WORK_BANDS_FACTORS[0])
-        return work_bands(costs, heads, head_group, self.ctas, floor=self.work_band_floor)
+        return work_bands(costs, heads, head_group, self.ctas, floor=self.work_band_floor, **self.work_band_policy)
 
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
