@@ -70,7 +70,7 @@ def image(spec):
         elif option.startswith("band-most="):  # work_bands' most cuts
             kw.setdefault("work_band_policy", {})["most"] = int(option.split("=", 1)[1])
         elif option.startswith("band-floor="):  # work_bands' floor: no cuts under this fraction of the longest
-            kw["work_band_floor"] = float(option.split("=", 1)[1])
+            kw.setdefault("work_band_policy", {})["floor"] = float(option.split("=", 1)[1])
         elif option == "no-chunks":
             kw["bwd_chunks"] = False
         elif option == "chunks-always":

@@ -129,12 +129,9 @@ def _tensor_map(t, box_rows=128):
 
 def _lpt_makespan(costs, bins):
     """The longest bin's load when `costs` go, most expensive first, each to the least loaded of
-    `bins` (what the persistent kernels' tile counter does with a longest-first work list)."""
-    import heapq
-    loads = [0.0] * max(1, bins)
-    for c in sorted(costs, reverse=True):
-        heapq.heapreplace(loads, loads[0] + c)
-    return max(loads)
+    `bins` (what the persistent kernels' tile counter does with a longest-first work list of one head:
+    claim_makespan's schedule)."""
+    return claim_makespan(sorted(costs, reverse=True), 1, 1, bins)
 
 
 def split_heads(j, n, group):
@@ -314,10 +311,9 @@ def band_cuts(costs, factor, most=WORK_BANDS, floor=0.0):
             continue
         if c < floor * costs[0]:
             break
-        if 0 < i < len(costs) and (not ends or ends[-1] != i):
-            ends.append(i)
-            if len(ends) == most:
-                break
+        ends.append(i)  # i > 0: bound < costs[0]
+        if len(ends) == most:
+            break
         while c <= bound and bound > 0:
             bound /= factor
     return ends
@@ -373,8 +369,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_floor=0.0,
-                 work_band_policy=None):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -390,14 +385,14 @@ class Kernels:
         itself; lean_dram defaults to whether this GPU has less than SPLIT_LEAN_DRAM_BYTES_PER_SM.
         work_bands=False: the persistent kernels' work lists in section 5's order, never in the bands
         of section 11 (work_bands), to measure; "always": in band_cuts' bands of the first factor
-        wherever there are any, to test them."""
+        wherever there are any, to test them. work_band_policy: work_bands' keyword arguments (factors,
+        most, floor), to measure the policy against itself."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
         self.bwd_chunks = bwd_chunks
         self.work_bands = work_bands
-        self.work_band_floor = work_band_floor
-        self.work_band_policy = dict(work_band_policy or {})  # work_bands' factors / most, to measure
+        self.work_band_policy = dict(work_band_policy or {})  # work_bands' factors / most / floor, to measure
         self.bwd_split_policy = dict(bwd_split_policy or {})
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
@@ -655,7 +650,7 @@ class Kernels:
 
     def _fwd_bands(self, lay, hq, hd):
         """Section 11's band ends of the persistent forward's work list (cached on the layout)."""
-        key = ("fwd_bands", hq, hd, self.work_bands, self.work_band_floor, str(self.work_band_policy), self.ctas)
+        key = ("fwd_bands", hq, hd, self.work_bands, str(self.work_band_policy), self.ctas)
         if key not in lay.extra:
             costs = [c + FWD_TILE_OVERHEAD_BLOCKS for c in lay.extra.get("fwd_costs", [])]
             lay.extra[key] = self._bands(costs, hq, FWD_HEAD_GROUP)
@@ -667,7 +662,7 @@ class Kernels:
         WORK_BANDS_BWD_MIN_HEAD_DIM."""
         if hd < WORK_BANDS_BWD_MIN_HEAD_DIM:
             return []
-        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, self.work_band_floor, str(self.work_band_policy), self.ctas,
+        key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, str(self.work_band_policy), self.ctas,
                split is not None and id(split))
         if key not in lay.extra:
             group = hq // hkv
@@ -686,7 +681,7 @@ class Kernels:
             return []
         if self.work_bands == "always":  # every cut of the first factor, whatever the model says (check.py)
             return band_cuts(costs, WORK_BANDS_FACTORS[0])
-        return work_bands(costs, heads, head_group, self.ctas, floor=self.work_band_floor, **self.work_band_policy)
+        return work_bands(costs, heads, head_group, self.ctas, **self.work_band_policy)
 
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None

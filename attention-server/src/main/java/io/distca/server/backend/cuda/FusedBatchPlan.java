@@ -526,34 +526,30 @@ final class FusedBatchPlan {
     return !batch.slices().isEmpty() && batch.slices().stream().allMatch(QuerySlice::causal);
   }
 
-  /** The longest SM's load when the pieces go, most expensive first, each to the least loaded SM. */
+  /**
+   * The longest SM's load when the pieces go, most expensive first, each to the least loaded SM: the
+   * claim order of {@link WorkBands#makespan} with every K/V head's copy of a piece side by side.
+   */
   private static double makespan(long[] costs, int[] splits, int headsKv, int group, int sms, long overhead) {
     int count = 0;
     for (int n : splits) {
       count += n;
     }
-    long[] pieces = new long[count * headsKv];
+    long[] pieces = new long[count];
     int at = 0;
     for (int i = 0; i < costs.length; i++) {
       int n = splits[i];
       for (int j = 0; j < n; j++) {
-        long piece = costs[i] * (splitHeadBegin(j + 1, n, group) - splitHeadBegin(j, n, group)) + overhead;
-        for (int h = 0; h < headsKv; h++) {
-          pieces[at++] = piece;
-        }
+        pieces[at++] = costs[i] * (splitHeadBegin(j + 1, n, group) - splitHeadBegin(j, n, group)) + overhead;
       }
     }
     Arrays.sort(pieces);
-    long[] heap = new long[sms]; // loads, a binary min-heap
-    for (int p = pieces.length - 1; p >= 0; p--) {
-      heap[0] += pieces[p];
-      WorkBands.siftDown(heap);
+    for (int lo = 0, hi = pieces.length - 1; lo < hi; lo++, hi--) { // most expensive first
+      long t = pieces[lo];
+      pieces[lo] = pieces[hi];
+      pieces[hi] = t;
     }
-    long max = 0;
-    for (long load : heap) {
-      max = Math.max(max, load);
-    }
-    return max;
+    return WorkBands.makespan(pieces, headsKv, headsKv, sms, WorkBands.NONE);
   }
 
   /** Query rows of {@code s} that see at least one key of segment rows [keyFrom, keyTo). */

@@ -162,7 +162,7 @@ final class WorkBands {
   }
 
   /** Restores the min-heap after its root grew. */
-  static void siftDown(long[] heap) {
+  private static void siftDown(long[] heap) {
     int n = heap.length;
     for (int i = 0;;) {
       int l = 2 * i + 1;
