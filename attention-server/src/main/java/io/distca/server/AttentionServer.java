@@ -71,7 +71,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     this.metrics = new ServerMetrics(ctx, this::readinessFailure);
     try {
       b = ctx.backendFactory != null ? ctx.backendFactory.get()
-          : Backends.create(ctx.backend, ctx.computeThreads, ctx.pinnedPoolBytes());
+          : Backends.create(ctx.backend, ctx.computeThreads, ctx.pinnedPoolBytes(), ctx.cudaDevice);
       this.backend = b;
       this.calibration = Calibration.measure(b, allocator);
       this.flopsPerSecond = calibration.get(calibration.size() - 1).flopsPerSecond();

@@ -31,6 +31,12 @@ public final class ServerContext {
   /** Compute threads of the CPU backend; 0 means one per core. */
   public int computeThreads = 0;
   /**
+   * The GPU of the cuda and auto backends, as the CUDA driver numbers them (after
+   * CUDA_VISIBLE_DEVICES): one attention server per GPU. Must stay 0 with the cpu and reference
+   * backends.
+   */
+  public int cudaDevice = 0;
+  /**
    * Makes the backend instead of {@link #backend}, when set: for embedding a backend the factory
    * does not know (tests, tools). The server owns and closes what it returns.
    */
@@ -84,6 +90,9 @@ public final class ServerContext {
     require(batchWindowMicros >= 0, "batchWindowMicros must be >= 0");
     require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
         "backend must be cpu, cuda, auto or reference, got " + backend);
+    require(cudaDevice >= 0, "cudaDevice must be >= 0, got " + cudaDevice);
+    require(cudaDevice == 0 || backend.equals("cuda") || backend.equals("auto"),
+        "cudaDevice " + cudaDevice + " needs the cuda or auto backend, not " + backend);
     require(maxMemoryBytes >= 16 << 20, "maxMemoryBytes must be at least 16 MiB");
     if (maxInflightBytes == 0) {
       maxInflightBytes = maxMemoryBytes / 2;

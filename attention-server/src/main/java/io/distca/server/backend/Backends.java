@@ -9,7 +9,8 @@ import org.slf4j.LoggerFactory;
 /**
  * Creates the backend a server was asked for: {@code cpu}, {@code reference} (float64, for checks),
  * {@code cuda}, or {@code auto} (CUDA when a GPU and the built kernels are there, else CPU, with
- * the reason logged).
+ * the reason logged). The CUDA backends run on one GPU, chosen by its ordinal: one attention server
+ * per GPU.
  */
 public final class Backends {
   private static final Logger LOG = LoggerFactory.getLogger(Backends.class);
@@ -27,21 +28,49 @@ public final class Backends {
    *     in page-locked memory); 0 turns the pool off
    */
   public static AttentionBackend create(String kind, int computeThreads, long pinnedPoolBytes) {
+    return create(kind, computeThreads, pinnedPoolBytes, 0);
+  }
+
+  /**
+   * @param computeThreads CPU backend threads; 0 means one per core
+   * @param pinnedPoolBytes cap of the CUDA backend's pinned buffer pool (received frames and outputs
+   *     in page-locked memory); 0 turns the pool off
+   * @param cudaDevice the GPU of the cuda and auto backends (the CUDA driver's ordinal, after
+   *     CUDA_VISIBLE_DEVICES); must be 0 for cpu and reference. With auto, a GPU the driver does not
+   *     have is an error where it has others (a wrong ordinal, not a machine without GPUs)
+   */
+  public static AttentionBackend create(String kind, int computeThreads, long pinnedPoolBytes, int cudaDevice) {
     if (pinnedPoolBytes < 0) {
       throw new IllegalArgumentException("pinned pool bytes must be >= 0 (0: off), got " + pinnedPoolBytes);
     }
-    CudaBackendOptions cuda = pinnedPoolBytes == 0
+    if (cudaDevice < 0) {
+      throw new IllegalArgumentException("CUDA device must be >= 0, got " + cudaDevice);
+    }
+    if (cudaDevice != 0 && !kind.equals("cuda") && !kind.equals("auto")) {
+      throw new IllegalArgumentException("CUDA device " + cudaDevice + " needs the cuda or auto backend, not '" + kind + "'");
+    }
+    CudaBackendOptions cuda = (pinnedPoolBytes == 0
         ? new CudaBackendOptions().pinnedReceive(false)
-        : new CudaBackendOptions().pinnedPoolBytes(pinnedPoolBytes);
+        : new CudaBackendOptions().pinnedPoolBytes(pinnedPoolBytes)).deviceOrdinal(cudaDevice);
     switch (kind) {
       case "cpu":
         return cpu(computeThreads);
       case "reference":
         return new ReferenceAttention();
-      case "cuda":
+      case "cuda": {
+        String why = CudaSupport.unavailableReason(cuda);
+        if (why != null) {
+          throw new IllegalStateException("the cuda backend cannot run here: " + why);
+        }
         return withCpuFallback(CudaSupport.create(cuda), computeThreads);
+      }
       case "auto": {
-        String why = CudaSupport.unavailableReason();
+        int gpus = cudaDevice == 0 ? 0 : CudaSupport.deviceCount();
+        if (gpus > 0 && cudaDevice >= gpus) {
+          throw new IllegalArgumentException("CUDA device " + cudaDevice + " requested, but the CUDA driver reports "
+              + gpus + " GPU(s) (ordinals 0.." + (gpus - 1) + ")");
+        }
+        String why = CudaSupport.unavailableReason(cuda);
         if (why == null) {
           try {
             return withCpuFallback(CudaSupport.create(cuda), computeThreads);
@@ -55,6 +84,14 @@ public final class Backends {
       default:
         throw new IllegalArgumentException("unknown backend '" + kind + "' (cpu, cuda, auto, reference)");
     }
+  }
+
+  /**
+   * GPUs the CUDA driver reports (after CUDA_VISIBLE_DEVICES), 0 where there is no usable driver:
+   * how many attention servers one machine can give a GPU each.
+   */
+  public static int cudaDeviceCount() {
+    return CudaSupport.deviceCount();
   }
 
   /** Shapes the GPU kernels lack (fp32, other head dims) run on the CPU instead of failing. */

@@ -20,6 +20,26 @@ public final class CudaAvailability {
 
   private CudaAvailability() {}
 
+  /**
+   * GPUs the CUDA driver reports (after CUDA_VISIBLE_DEVICES), or 0 where the JCuda driver library
+   * does not load or the driver does not initialize. Says nothing about the kernels.
+   */
+  public static int deviceCount() {
+    try {
+      Driver.load();
+    } catch (LinkageError e) {
+      return 0;
+    }
+    try {
+      Driver.check("cuInit", "probing for a GPU", () -> cuInit(0));
+      int[] count = new int[1];
+      Driver.check("cuDeviceGetCount", "counting GPUs", () -> cuDeviceGetCount(count));
+      return count[0];
+    } catch (CudaCallException e) {
+      return 0;
+    }
+  }
+
   /** @return null when the CUDA backend can be opened with {@code options}, else why not */
   public static String unavailableReason(CudaBackendOptions options) {
     options.conclude();
@@ -34,7 +54,10 @@ public final class CudaAvailability {
     try {
       Driver.load();
     } catch (LinkageError e) {
-      return "the JCuda driver library did not load (is the NVIDIA driver installed?): " + e;
+      // (JCuda's message carries its nested stack traces after the first line)
+      String message = String.valueOf(e.getMessage()).lines().findFirst().orElse("");
+      return "the JCuda driver library did not load (is the NVIDIA driver installed?): " + e.getClass().getSimpleName()
+          + ": " + message;
     }
     try {
       Driver.check("cuInit", "probing for a GPU", () -> cuInit(0));

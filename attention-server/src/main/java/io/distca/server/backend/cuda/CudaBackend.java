@@ -207,7 +207,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
 
   @Override
   public String device() {
-    return device.name();
+    return "GPU " + device.ordinal() + ": " + device.name();
   }
 
   public CudaDevice gpu() {

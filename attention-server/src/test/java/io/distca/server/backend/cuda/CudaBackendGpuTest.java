@@ -112,7 +112,7 @@ class CudaBackendGpuTest extends AllocatorPerTest {
    * The forward's O and LSE in {@code f}, computed from {@code batch} (fixture seed {@code seed}),
    * against the float64 reference by FlashAttention's rule; returns the reference.
    */
-  private static ForwardResult assertForwardWithinTheRule(String what, long seed, Case c, AttentionFixture f,
+  static ForwardResult assertForwardWithinTheRule(String what, long seed, Case c, AttentionFixture f,
       AttentionBatch batch) {
     DoubleBatch exact = DoubleBatch.of(batch);
     ForwardResult ref = ReferenceAttention.forward(exact);
