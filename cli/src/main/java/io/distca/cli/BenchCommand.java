@@ -10,6 +10,7 @@ import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.Backends;
 import io.distca.server.backend.cpu.CpuBackend;
 import io.distca.server.backend.cuda.BatchTimings;
+import io.distca.server.backend.cuda.CudaBackendOptions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -45,6 +46,9 @@ final class BenchCommand implements Runnable {
     @Option(names = "--backend", description = "cuda, cpu or auto (default: ${DEFAULT-VALUE}).")
     String backend = "auto";
 
+    @picocli.CommandLine.Mixin
+    GpuFlags gpu = new GpuFlags();
+
     @Option(names = "--tokens", description = "b*s tokens per batch (default: ${DEFAULT-VALUE}).")
     int tokens = 16384;
 
@@ -77,7 +81,9 @@ final class BenchCommand implements Runnable {
             : "--rebatch-draws must be at least 0, got " + rebatchDraws);
       }
       List<int[]> gqaHeads = parseGqa();
-      try (BufferAllocator root = new RootAllocator(); AttentionBackend b = Backends.create(backend, 0)) {
+      int cudaDevice = gpu.forBackend(backend);
+      try (BufferAllocator root = new RootAllocator();
+          AttentionBackend b = Backends.create(backend, 0, CudaBackendOptions.DEFAULT_PINNED_POOL_BYTES, cudaDevice)) {
         System.out.printf("backend %s on %s%n", b.name(), b.device());
         KernelBench bench = new KernelBench(b, root, 2, iterations, KERNEL_MILLIS);
         List<KernelBench.Row> rows = new ArrayList<>(bench.grid(tokens, headDims, seqLens));
@@ -142,6 +148,9 @@ final class BenchCommand implements Runnable {
     @Option(names = "--backend", description = "cuda, cpu or auto (default: ${DEFAULT-VALUE}).")
     String backend = "auto";
 
+    @picocli.CommandLine.Mixin
+    GpuFlags gpu = new GpuFlags();
+
     @Option(names = "--heads", description = "Query heads (default: ${DEFAULT-VALUE}, Llama-3-8B).")
     int heads = 32;
 
@@ -181,6 +190,7 @@ final class BenchCommand implements Runnable {
     public Integer call() throws Exception {
       ServerContext ctx = new ServerContext();
       ctx.backend = backend;
+      ctx.cudaDevice = gpu.forBackend(backend);
       ctx.ioThreads = ioThreads;
       ctx.maxFrameBytes = 1L << 30;
       ctx.maxMemoryBytes = 32L << 30;

@@ -35,6 +35,24 @@ public final class Distca implements Runnable {
   }
 
   public static CommandLine commandLine() {
-    return new CommandLine(new Distca()).setCaseInsensitiveEnumValuesAllowed(true);
+    return new CommandLine(new Distca()).setCaseInsensitiveEnumValuesAllowed(true)
+        .setExecutionExceptionHandler(Distca::configurationError);
+  }
+
+  /**
+   * A command that fails on what it was given (a GPU the machine does not have, a backend that
+   * cannot run here, a setting out of range: IllegalArgumentException or IllegalStateException)
+   * prints the reason on one line and exits with 1; anything else keeps its stack trace. With
+   * DISTCA_DEBUG set, every failure keeps it.
+   */
+  private static int configurationError(Exception e, CommandLine cmd, CommandLine.ParseResult parsed) throws Exception {
+    boolean configuration = e instanceof IllegalArgumentException || e instanceof IllegalStateException;
+    if (!configuration || System.getenv("DISTCA_DEBUG") != null) {
+      throw e;
+    }
+    cmd.getErr().println(cmd.getCommandSpec().qualifiedName() + ": " + e.getMessage());
+    cmd.getErr().flush();
+    return cmd.getExitCodeExceptionMapper() != null ? cmd.getExitCodeExceptionMapper().getExitCode(e)
+        : cmd.getCommandSpec().exitCodeOnExecutionException();
   }
 }

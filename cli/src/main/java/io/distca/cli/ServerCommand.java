@@ -50,6 +50,9 @@ final class ServerCommand implements Callable<Integer> {
   @Mixin
   ServiceFlags service = new ServiceFlags();
 
+  @Mixin
+  GpuFlags gpu = new GpuFlags();
+
   @Override
   public Integer call() throws Exception {
     ServerContext ctx = new ServerContext();
@@ -66,6 +69,7 @@ final class ServerCommand implements Callable<Integer> {
       ctx.serverId = id;
     }
     ctx.backend = backend;
+    ctx.cudaDevice = gpu.forBackend(backend);
     ctx.computeThreads = threads;
     ctx.ioThreads = ioThreads;
     ctx.batchWindowMicros = batchWindowMicros;

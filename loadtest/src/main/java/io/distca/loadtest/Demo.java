@@ -48,7 +48,8 @@ public final class Demo {
 
   /** What a demo run did, printed as text or JSON. */
   public record Report(
-      int steps, int ranks, int servers, String backend, long tokens, int documents, int tasks, int requests,
+      int steps, int ranks, int servers, String backend, List<String> serverDevices, long tokens, int documents,
+      int tasks, int requests,
       double forwardSeconds, double backwardSeconds, double forwardFlops, double backwardFlops,
       double maxErrorO, double maxErrorLse, double maxErrorDq, double maxErrorDk, double maxErrorDv,
       long retries, long fusedBatches, double imbalance, boolean passed) {
@@ -71,6 +72,7 @@ public final class Demo {
       m.put("ranks", ranks);
       m.put("servers", servers);
       m.put("backend", backend);
+      m.put("server_devices", serverDevices);
       m.put("tokens", tokens);
       m.put("documents", documents);
       m.put("tasks", tasks);
@@ -178,7 +180,11 @@ public final class Demo {
       passed &= e <= o.tolerance;
     }
     String backendName = cluster.servers().get(0).backend().name();
-    return new Report(o.steps, o.ranks, o.servers, backendName, tokens, documents, tasks, requests, fwdSeconds,
+    List<String> devices = new ArrayList<>();
+    for (AttentionServer server : cluster.servers()) {
+      devices.add(server.backend().device());
+    }
+    return new Report(o.steps, o.ranks, o.servers, backendName, List.copyOf(devices), tokens, documents, tasks, requests, fwdSeconds,
         bwdSeconds, fwdFlops, bwdFlops, err[0], err[1], err[2], err[3], err[4], retries, batchesRun, imbalance,
         passed);
   }

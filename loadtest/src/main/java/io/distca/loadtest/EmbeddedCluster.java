@@ -6,6 +6,7 @@ import io.distca.protocol.tls.TlsOptions;
 import io.distca.server.AttentionServer;
 import io.distca.server.ServerContext;
 import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.Backends;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -39,6 +40,11 @@ public final class EmbeddedCluster implements AutoCloseable {
      * a few hundred ranks.
      */
     public int maxConnectionsPerPeer = 1 << 16;
+    /**
+     * GPUs the servers of a cuda or auto backend run on, server i on {@code cudaDevices[i % length]}
+     * (one server per GPU where there are as many). Null: every GPU the CUDA driver reports.
+     */
+    public int[] cudaDevices;
     public String planner = "distca";
     public long batchWindowMicros = 200;
     /**
@@ -82,9 +88,15 @@ public final class EmbeddedCluster implements AutoCloseable {
     this.dispatcher = new Dispatcher(dc, allocator);
     int threads = options.computeThreads > 0 ? options.computeThreads
         : Math.max(1, Runtime.getRuntime().availableProcessors() / options.servers);
+    int[] gpus = options.backend.equals("cuda") || options.backend.equals("auto")
+        ? (options.cudaDevices != null ? options.cudaDevices.clone() : allGpus()) : new int[] {0};
+    if (gpus.length == 0) {
+      throw new IllegalArgumentException("cudaDevices must name at least one GPU (null: all of them)");
+    }
     try {
       for (int i = 0; i < options.servers; i++) {
         ServerContext sc = new ServerContext();
+        sc.cudaDevice = gpus[i % gpus.length];
         sc.host = "127.0.0.1";
         sc.port = 0;
         sc.serverId = "server-" + i;
@@ -108,6 +120,16 @@ public final class EmbeddedCluster implements AutoCloseable {
       close();
       throw e;
     }
+  }
+
+  /** Ordinals 0..n-1 of the GPUs the CUDA driver reports, or {0} where it reports none. */
+  private static int[] allGpus() {
+    int n = Backends.cudaDeviceCount();
+    int[] all = new int[Math.max(1, n)];
+    for (int i = 0; i < all.length; i++) {
+      all[i] = i;
+    }
+    return all;
   }
 
   public int dispatcherPort() {
