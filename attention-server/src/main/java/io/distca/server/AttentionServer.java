@@ -57,6 +57,8 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   private final AtomicLong flopsServed = new AtomicLong();
   private final AtomicLong errors = new AtomicLong();
   private volatile boolean draining;
+  private final java.util.concurrent.atomic.AtomicBoolean backendFailureReported =
+      new java.util.concurrent.atomic.AtomicBoolean();
   private volatile boolean started;
   private volatile boolean closed;
 
@@ -68,7 +70,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     MessageServer s = null;
     EventLoopGroup g = null;
     // first, so that the admin port answers /healthz (and /readyz: not yet) while the backend loads
-    this.metrics = new ServerMetrics(ctx, this::readinessFailure);
+    this.metrics = new ServerMetrics(ctx, this::readinessFailure, this::livenessFailure);
     try {
       b = ctx.backendFactory != null ? ctx.backendFactory.get()
           : Backends.create(ctx.backend, ctx.computeThreads, ctx.pinnedPoolBytes(), ctx.cudaDevice);
@@ -145,6 +147,10 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     if (!started) {
       return "starting: loading and calibrating the backend";
     }
+    String failed = backendFailure();
+    if (failed != null) {
+      return "backend failed: " + failed;
+    }
     if (draining) {
       return "draining";
     }
@@ -152,6 +158,21 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       return "not registered with the dispatcher " + ctx.dispatcherHost + ":" + ctx.dispatcherPort;
     }
     return null;
+  }
+
+  /**
+   * Liveness: broken for good once the backend has failed (a GPU context a fault has poisoned
+   * recovers only in a new process), so that an orchestrator restarts the server.
+   */
+  String livenessFailure() {
+    String failed = backendFailure();
+    return failed == null ? null : "backend failed: " + failed;
+  }
+
+  /** The backend's {@link AttentionBackend#failure()}, null while it computes (or before it exists). */
+  private String backendFailure() {
+    AttentionBackend b = backend;
+    return b == null ? null : b.failure();
   }
 
   int queuedTasks() {
@@ -252,7 +273,12 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   }
 
   private Heartbeat heartbeat() {
-    return new Heartbeat(ctx.serverId, inflight.get(), admission.flopsQueued(), draining);
+    // a failed backend leaves like a drain: the dispatcher plans no more work here
+    String failed = backendFailure();
+    if (failed != null) {
+      logBackendFailure(failed);
+    }
+    return new Heartbeat(ctx.serverId, inflight.get(), admission.flopsQueued(), draining || failed != null);
   }
 
   @Override
@@ -266,6 +292,14 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       m.close();
       errors.incrementAndGet();
       throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is draining", 100, null);
+    }
+    String failed = backendFailure();
+    if (failed != null) {
+      m.close();
+      errors.incrementAndGet();
+      reportBackendFailure(failed);
+      // DRAINING: the client sends the work elsewhere, as from a server that is leaving
+      throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " cannot compute: " + failed, 100, null);
     }
     // responses are never larger than their requests: twice the request covers both until written
     long bytes = 2 * (m.tensors() == null ? 0 : m.tensors().byteSize());
@@ -356,6 +390,23 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       }
     });
     rebatcher.offer(prepared);
+  }
+
+  /** Once: logs the backend's failure and tells the dispatcher now rather than at the next heartbeat. */
+  private void reportBackendFailure(String failed) {
+    if (logBackendFailure(failed) && link != null) {
+      link.heartbeatNow();
+    }
+  }
+
+  /** Logs the backend's failure the first time it is seen; whether this call was the first. */
+  private boolean logBackendFailure(String failed) {
+    boolean first = backendFailureReported.compareAndSet(false, true);
+    if (first) {
+      LOG.error("server {}: backend failed: {}; it takes no more work, and reports itself not ready and not live",
+          ctx.serverId, failed);
+    }
+    return first;
   }
 
   private AttentionResponse response(PreparedRequest r, BatchStats stats) {

@@ -26,13 +26,14 @@ final class ServerMetrics implements Rebatcher.BatchListener, AutoCloseable {
   private final AtomicLong inflightTasks = new AtomicLong();
   private final long maxBatchQueryTokens;
 
-  ServerMetrics(ServerContext ctx, HealthCheck readiness) {
+  ServerMetrics(ServerContext ctx, HealthCheck readiness, HealthCheck liveness) {
     ServiceTelemetry.Options o = new ServiceTelemetry.Options();
     o.component = "attention-server";
     o.commonTags = List.of(Tag.of("server", ctx.serverId));
     o.adminHost = ctx.host;
     o.adminPort = ctx.adminPort;
     o.readiness = readiness;
+    o.liveness = liveness;
     this.telemetry = new ServiceTelemetry(o);
     this.maxBatchQueryTokens = ctx.maxBatchQueryTokens;
     meters.bindTo(telemetry.registry());

@@ -49,18 +49,9 @@ class EndToEndTest {
       EmbeddedCluster.Options co = EmbeddedCluster.Options.cpu(2);
       try (EmbeddedCluster cluster = new EmbeddedCluster(co, root)) {
         cluster.awaitReady(20_000);
-        int ranks = 3;
         List<DistcaClient> clients = new ArrayList<>();
         try (ReferenceAttention reference = new ReferenceAttention()) {
-          for (int r = 0; r < ranks; r++) {
-            ClientContext cc = new ClientContext();
-            cc.dispatcherPort = cluster.dispatcherPort();
-            cc.job = "e2e";
-            cc.rank = r;
-            cc.worldSize = ranks;
-            cc.shardTokens = 256;
-            clients.add(new DistcaClient(cc, root));
-          }
+          connect(cluster, "e2e", 3, root, clients);
           // document mixes with the edge cases: single tokens, lengths off the block size, and
           // documents longer than a shard so that they are cut into several CA-tasks
           int[][] docs = {{700, 1, 129, 37}, {513, 256, 3}, {1, 1, 900}};
@@ -80,6 +71,24 @@ class EndToEndTest {
         }
       }
     }
+  }
+
+  /** {@code ranks} trainer clients of job {@code job} on the cluster's dispatcher (shards of 256 tokens), into {@code clients}. */
+  static void connect(EmbeddedCluster cluster, String job, int ranks, BufferAllocator root, List<DistcaClient> clients) {
+    for (int r = 0; r < ranks; r++) {
+      clients.add(new DistcaClient(clientContext(cluster, job, r, ranks), root));
+    }
+  }
+
+  /** Rank {@code rank} of {@code ranks} of job {@code job} on the cluster's dispatcher, shards of 256 tokens. */
+  static ClientContext clientContext(EmbeddedCluster cluster, String job, int rank, int ranks) {
+    ClientContext cc = new ClientContext();
+    cc.dispatcherPort = cluster.dispatcherPort();
+    cc.job = job;
+    cc.rank = rank;
+    cc.worldSize = ranks;
+    cc.shardTokens = 256;
+    return cc;
   }
 
   /**

@@ -79,12 +79,7 @@ class SecureClusterTest {
 
   private static DistcaClient client(BufferAllocator root, EmbeddedCluster cluster, String job, int rank, int ranks,
       TlsOptions tls) {
-    ClientContext cc = new ClientContext();
-    cc.dispatcherPort = cluster.dispatcherPort();
-    cc.job = job;
-    cc.rank = rank;
-    cc.worldSize = ranks;
-    cc.shardTokens = 256;
+    ClientContext cc = EndToEndTest.clientContext(cluster, job, rank, ranks);
     cc.token = TOKEN;
     cc.tls = tls;
     return new DistcaClient(cc, root);

@@ -22,6 +22,16 @@ public interface AttentionBackend extends AutoCloseable {
   /** Writes dQ of every slice and dK, dV of every segment. */
   void backward(AttentionBatch batch);
 
+  /**
+   * Why this backend can no longer compute anything, or null while it can: a GPU whose context an
+   * asynchronous fault has poisoned fails every later batch. Once non-null it stays so; the server
+   * then takes no more work and reports itself neither ready nor live, so that the dispatcher plans
+   * around it and an orchestrator restarts it.
+   */
+  default String failure() {
+    return null;
+  }
+
   /** Whether this backend runs batches of {@code shape}; the server routes others elsewhere. */
   default boolean supports(io.distca.protocol.model.AttentionShape shape) {
     return true;

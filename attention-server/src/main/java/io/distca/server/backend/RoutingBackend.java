@@ -32,6 +32,12 @@ final class RoutingBackend implements AttentionBackend, BackendMemory, PinnedTra
   }
 
   @Override
+  public String failure() {
+    String primaryFailure = primary.failure();
+    return primaryFailure != null ? primaryFailure : fallback.failure();
+  }
+
+  @Override
   public boolean supports(AttentionShape shape) {
     return primary.supports(shape) || fallback.supports(shape);
   }

@@ -210,6 +210,12 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     return "GPU " + device.ordinal() + ": " + device.name();
   }
 
+  @Override
+  public String failure() {
+    RuntimeException f = fatal;
+    return f == null ? null : "CUDA backend on GPU " + device.ordinal() + " (" + device.name() + ") failed: " + f.getMessage();
+  }
+
   public CudaDevice gpu() {
     return device;
   }
@@ -295,6 +301,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       count(copies.totalBytes(), directIn, stagedUploadBytes, directUploadBytes);
       count(scatter.totalBytes(), directOut, stagedDownloadBytes, directDownloadBytes);
     } catch (RuntimeException e) {
+      noteIfContextLost(e);
       if (enqueued && !handedOver) {
         // Copies already enqueued may still read the batch's tensors (or write its outputs), and the
         // batch's owner frees them as soon as the future fails: wait for the streams first.
@@ -714,6 +721,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       freeSlots.add(slot);
       f.result().complete(timings);
     } catch (RuntimeException e) {
+      noteIfContextLost(e);
       freeSlots.add(slot);
       f.result().completeExceptionally(e);
     }
@@ -727,6 +735,18 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       fatal = e;
       LOG.error("CUDA backend failed; every later batch will fail too", e);
       throw e;
+    }
+  }
+
+  /**
+   * A fault that poisons the context (an earlier batch's or another module's kernel on the same
+   * primary context) may surface at any driver call, not only at the event waits: from then on the
+   * backend is failed, as after a failed wait.
+   */
+  private void noteIfContextLost(RuntimeException e) {
+    if (fatal == null && e instanceof CudaCallException c && c.contextLost()) {
+      fatal = c;
+      LOG.error("CUDA backend failed; every later batch will fail too", c);
     }
   }
 

@@ -30,4 +30,17 @@ public class CudaCallException extends RuntimeException {
   public String errorName() {
     return errorName;
   }
+
+  /**
+   * The CUresult codes after which the context is unusable for good (CUDA's documentation: "the
+   * process must be terminated and relaunched"): an illegal address, a launch that failed or timed
+   * out, a device-side assert, a hardware stack error, an illegal or misaligned instruction or
+   * address, an invalid PC, an uncorrectable ECC error.
+   */
+  private static final java.util.Set<Integer> CONTEXT_LOST = java.util.Set.of(700, 702, 710, 714, 715, 716, 717, 718, 719, 214);
+
+  /** Whether the failed call reports a lost context (every later call in it fails too). */
+  public boolean contextLost() {
+    return CONTEXT_LOST.contains(errorCode);
+  }
 }
