@@ -69,8 +69,11 @@ public enum ServerMeters implements MeterSpec {
   THROUGHPUT(gauge("distca.server.calibrated.throughput", "flops.per.second",
       "Forward FLOP/s the backend measured at start; the dispatcher weighs servers by it.")),
   READY(gauge("distca.server.ready", null,
-      "1 while the server takes work (registered, backend loaded, not draining), else 0.")),
-  DRAINING(gauge("distca.server.draining", null, "1 once the server drains (SIGTERM), else 0."));
+      "1 while the server takes work (registered, backend loaded and working, not draining), else 0.")),
+  DRAINING(gauge("distca.server.draining", null, "1 once the server drains (SIGTERM), else 0.")),
+  BACKEND_FAILED(gauge("distca.server.backend.failed", null,
+      "1 once the backend has failed for good (a lost GPU context): the server takes no more work and fails"
+          + " /readyz and /healthz until restarted; else 0."));
 
   private final MeterDefinition definition;
 

@@ -61,6 +61,7 @@ final class ServerMetrics implements Rebatcher.BatchListener, AutoCloseable {
     meters.gauge(ServerMeters.THROUGHPUT, server, AttentionServer::calibratedFlopsPerSecond);
     meters.gauge(ServerMeters.READY, server, s -> s.readinessFailure() == null ? 1 : 0);
     meters.gauge(ServerMeters.DRAINING, server, s -> s.draining() ? 1 : 0);
+    meters.gauge(ServerMeters.BACKEND_FAILED, server, s -> s.livenessFailure() == null ? 0 : 1);
     meters.requireAllBound("server");
   }
 

@@ -70,6 +70,12 @@ class FailedBackendTest {
         .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.ofString());
   }
 
+  /** The distca_server_backend_failed sample line of the server's /metrics. */
+  private static String backendFailedGauge(int adminPort) throws Exception {
+    return get(adminPort, "/metrics").body().lines().filter(l -> l.startsWith("distca_server_backend_failed{"))
+        .findFirst().orElseThrow(() -> new AssertionError("no distca_server_backend_failed on port " + adminPort));
+  }
+
   @Test
   void aServerWhoseBackendFailedLeavesThePlanAndTheStepsGoOn() throws Exception {
     BreakableBackend[] backends = new BreakableBackend[2];
@@ -95,6 +101,8 @@ class FailedBackendTest {
         assertTrue(ready.body().contains("backend failed: injected fault"), ready.body());
         assertEquals(503, alive.statusCode(), alive.body());
         assertEquals(200, get(healthy.adminPort(), "/readyz").statusCode());
+        assertTrue(backendFailedGauge(broken.adminPort()).endsWith(" 1.0"), backendFailedGauge(broken.adminPort()));
+        assertTrue(backendFailedGauge(healthy.adminPort()).endsWith(" 0.0"), backendFailedGauge(healthy.adminPort()));
 
         // the next heartbeat says so; the dispatcher then plans on the healthy server only
         long until = System.currentTimeMillis() + 15_000;
