@@ -41,12 +41,14 @@ public final class Distca implements Runnable {
 
   /**
    * A command that fails on what it was given (a GPU the machine does not have, a backend that
-   * cannot run here, a setting out of range: IllegalArgumentException or IllegalStateException)
-   * prints the reason on one line and exits with 1; anything else keeps its stack trace. With
-   * DISTCA_DEBUG set, every failure keeps it.
+   * cannot run here, a setting out of range: IllegalArgumentException or IllegalStateException; a
+   * port another process holds: an UncheckedIOException of a BindException) prints the reason on one
+   * line and exits with 1; anything else keeps its stack trace. With DISTCA_DEBUG set, every failure
+   * keeps it.
    */
   private static int configurationError(Exception e, CommandLine cmd, CommandLine.ParseResult parsed) throws Exception {
-    boolean configuration = e instanceof IllegalArgumentException || e instanceof IllegalStateException;
+    boolean configuration = e instanceof IllegalArgumentException || e instanceof IllegalStateException
+        || (e instanceof java.io.UncheckedIOException u && u.getCause() instanceof java.net.BindException);
     if (!configuration || System.getenv("DISTCA_DEBUG") != null) {
       throw e;
     }
