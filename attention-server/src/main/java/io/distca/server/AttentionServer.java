@@ -147,9 +147,9 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
     if (!started) {
       return "starting: loading and calibrating the backend";
     }
-    String failed = backendFailure();
-    if (failed != null) {
-      return "backend failed: " + failed;
+    String broken = livenessFailure();
+    if (broken != null) {
+      return broken;
     }
     if (draining) {
       return "draining";

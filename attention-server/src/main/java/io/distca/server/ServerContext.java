@@ -91,7 +91,7 @@ public final class ServerContext {
     require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
         "backend must be cpu, cuda, auto or reference, got " + backend);
     require(cudaDevice >= 0, "cudaDevice must be >= 0, got " + cudaDevice);
-    require(cudaDevice == 0 || backend.equals("cuda") || backend.equals("auto"),
+    require(cudaDevice == 0 || io.distca.server.backend.Backends.runsOnGpu(backend),
         "cudaDevice " + cudaDevice + " needs the cuda or auto backend, not " + backend);
     require(maxMemoryBytes >= 16 << 20, "maxMemoryBytes must be at least 16 MiB");
     if (maxInflightBytes == 0) {

@@ -1,5 +1,6 @@
 package io.distca.cli;
 
+import io.distca.server.backend.Backends;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -19,7 +20,7 @@ final class GpuFlags {
     if (cudaDevice < 0) {
       throw new ParameterException(mixee.commandLine(), "--cuda-device must be >= 0, got " + cudaDevice);
     }
-    if (cudaDevice != 0 && !backend.equals("cuda") && !backend.equals("auto")) {
+    if (cudaDevice != 0 && !Backends.runsOnGpu(backend)) {
       throw new ParameterException(mixee.commandLine(),
           "--cuda-device " + cudaDevice + " needs --backend cuda or auto, not " + backend);
     }

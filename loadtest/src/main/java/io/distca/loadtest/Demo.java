@@ -180,11 +180,7 @@ public final class Demo {
       passed &= e <= o.tolerance;
     }
     String backendName = cluster.servers().get(0).backend().name();
-    List<String> devices = new ArrayList<>();
-    for (AttentionServer server : cluster.servers()) {
-      devices.add(server.backend().device());
-    }
-    return new Report(o.steps, o.ranks, o.servers, backendName, List.copyOf(devices), tokens, documents, tasks, requests, fwdSeconds,
+    return new Report(o.steps, o.ranks, o.servers, backendName, cluster.serverDevices(), tokens, documents, tasks, requests, fwdSeconds,
         bwdSeconds, fwdFlops, bwdFlops, err[0], err[1], err[2], err[3], err[4], retries, batchesRun, imbalance,
         passed);
   }

@@ -88,7 +88,7 @@ public final class EmbeddedCluster implements AutoCloseable {
     this.dispatcher = new Dispatcher(dc, allocator);
     int threads = options.computeThreads > 0 ? options.computeThreads
         : Math.max(1, Runtime.getRuntime().availableProcessors() / options.servers);
-    int[] gpus = options.backend.equals("cuda") || options.backend.equals("auto")
+    int[] gpus = Backends.runsOnGpu(options.backend)
         ? (options.cudaDevices != null ? options.cudaDevices.clone() : allGpus()) : new int[] {0};
     if (gpus.length == 0) {
       throw new IllegalArgumentException("cudaDevices must name at least one GPU (null: all of them)");
@@ -130,6 +130,15 @@ public final class EmbeddedCluster implements AutoCloseable {
       all[i] = i;
     }
     return all;
+  }
+
+  /** Each server's backend device, in server order ("GPU 1: ..." where the servers have one GPU each). */
+  public List<String> serverDevices() {
+    List<String> devices = new ArrayList<>();
+    for (AttentionServer s : servers) {
+      devices.add(s.backend().device());
+    }
+    return List.copyOf(devices);
   }
 
   public int dispatcherPort() {

@@ -257,12 +257,9 @@ public final class LoadTest {
       if (cluster != null) {
         AttentionBackend b = cluster.servers().get(0).backend();
         // every server's device once, in server order (one GPU each where the machine has several)
-        java.util.LinkedHashSet<String> devices = new java.util.LinkedHashSet<>();
-        for (io.distca.server.AttentionServer s : cluster.servers()) {
-          devices.add(s.backend().device());
-        }
         return new LoadReport.Cluster("embedded", "127.0.0.1:" + cluster.dispatcherPort(), cluster.servers().size(),
-            b.name(), String.join(", ", devices), o.computeThreads, o.planner);
+            b.name(), String.join(", ", new java.util.LinkedHashSet<>(cluster.serverDevices())), o.computeThreads,
+            o.planner);
       }
       return new LoadReport.Cluster("external", o.dispatcher, -1, "remote", "remote", 0, "the dispatcher's");
     }

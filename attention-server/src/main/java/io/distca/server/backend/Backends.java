@@ -46,7 +46,7 @@ public final class Backends {
     if (cudaDevice < 0) {
       throw new IllegalArgumentException("CUDA device must be >= 0, got " + cudaDevice);
     }
-    if (cudaDevice != 0 && !kind.equals("cuda") && !kind.equals("auto")) {
+    if (cudaDevice != 0 && !runsOnGpu(kind)) {
       throw new IllegalArgumentException("CUDA device " + cudaDevice + " needs the cuda or auto backend, not '" + kind + "'");
     }
     CudaBackendOptions cuda = (pinnedPoolBytes == 0
@@ -84,6 +84,11 @@ public final class Backends {
       default:
         throw new IllegalArgumentException("unknown backend '" + kind + "' (cpu, cuda, auto, reference)");
     }
+  }
+
+  /** Whether backend {@code kind} runs on a GPU (cuda, or auto where one is there), i.e. takes a CUDA device. */
+  public static boolean runsOnGpu(String kind) {
+    return kind.equals("cuda") || kind.equals("auto");
   }
 
   /**

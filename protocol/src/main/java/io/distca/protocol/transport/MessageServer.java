@@ -108,25 +108,22 @@ public final class MessageServer implements AutoCloseable {
             ch.pipeline().addLast("session", new Session(handler, peerConnections));
           }
         });
-    io.netty.channel.ChannelFuture bound;
     try {
-      bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();
+      // (a failed bind's cause is a checked IOException, which syncUninterruptibly would rethrow
+      // unchecked past this catch and the event loops' shutdown)
+      io.netty.channel.ChannelFuture bound = b.bind(new InetSocketAddress(host, port)).awaitUninterruptibly();
+      if (!bound.isSuccess()) {
+        java.net.BindException refused = new java.net.BindException(String.valueOf(bound.cause().getMessage()));
+        refused.initCause(bound.cause());
+        throw new java.io.UncheckedIOException("cannot open the data port " + host + ":" + port + ": "
+            + bound.cause().getMessage(), refused);
+      }
+      this.listener = bound.channel();
     } catch (RuntimeException e) {
       boss.shutdownGracefully(0, 0, TimeUnit.SECONDS);
       workers.shutdownGracefully(0, 0, TimeUnit.SECONDS);
       throw e;
     }
-    if (!bound.isSuccess()) {
-      // (the bind's cause is a checked IOException that syncUninterruptibly would rethrow unchecked,
-      // past the event loops' shutdown)
-      boss.shutdownGracefully(0, 0, TimeUnit.SECONDS);
-      workers.shutdownGracefully(0, 0, TimeUnit.SECONDS);
-      java.net.BindException refused = new java.net.BindException(String.valueOf(bound.cause().getMessage()));
-      refused.initCause(bound.cause());
-      throw new java.io.UncheckedIOException("cannot open the data port " + host + ":" + port + ": "
-          + bound.cause().getMessage(), refused);
-    }
-    this.listener = bound.channel();
   }
 
   public int port() {

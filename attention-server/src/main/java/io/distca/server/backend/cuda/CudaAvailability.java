@@ -2,8 +2,6 @@ package io.distca.server.backend.cuda;
 
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
-import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
-import static jcuda.driver.JCudaDriver.cuInit;
 
 import java.nio.file.Files;
 import jcuda.driver.CUdevice;
@@ -31,10 +29,7 @@ public final class CudaAvailability {
       return 0;
     }
     try {
-      Driver.check("cuInit", "probing for a GPU", () -> cuInit(0));
-      int[] count = new int[1];
-      Driver.check("cuDeviceGetCount", "counting GPUs", () -> cuDeviceGetCount(count));
-      return count[0];
+      return Driver.deviceCount("counting GPUs");
     } catch (CudaCallException e) {
       return 0;
     }
@@ -60,15 +55,13 @@ public final class CudaAvailability {
           + ": " + message;
     }
     try {
-      Driver.check("cuInit", "probing for a GPU", () -> cuInit(0));
-      int[] count = new int[1];
-      Driver.check("cuDeviceGetCount", "probing for a GPU", () -> cuDeviceGetCount(count));
-      if (count[0] == 0) {
+      int count = Driver.deviceCount("probing for a GPU");
+      if (count == 0) {
         return "the CUDA driver reports no GPU";
       }
       int ordinal = options.deviceOrdinal();
-      if (ordinal >= count[0]) {
-        return "GPU ordinal " + ordinal + " requested but the CUDA driver reports " + count[0] + " GPU(s)";
+      if (ordinal >= count) {
+        return "GPU ordinal " + ordinal + " requested but the CUDA driver reports " + count + " GPU(s)";
       }
       CUdevice device = new CUdevice();
       Driver.check("cuDeviceGet", "probing GPU " + ordinal, () -> cuDeviceGet(device, ordinal));

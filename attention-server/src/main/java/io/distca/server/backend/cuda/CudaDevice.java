@@ -3,12 +3,10 @@ package io.distca.server.backend.cuda;
 import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
-import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
 import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRelease;
 import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRetain;
 import static jcuda.driver.JCudaDriver.cuDeviceTotalMem;
-import static jcuda.driver.JCudaDriver.cuInit;
 
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
@@ -35,11 +33,9 @@ public final class CudaDevice implements AutoCloseable {
 
   private CudaDevice(int ordinal) {
     this.ordinal = ordinal;
-    Driver.check("cuInit", "initializing the CUDA driver", () -> cuInit(0));
-    int[] count = new int[1];
-    Driver.check("cuDeviceGetCount", "counting GPUs", () -> cuDeviceGetCount(count));
-    if (ordinal < 0 || ordinal >= count[0]) {
-      throw new IllegalArgumentException("GPU ordinal " + ordinal + " out of range: this machine has " + count[0] + " GPU(s)");
+    int count = Driver.deviceCount("initializing the CUDA driver");
+    if (ordinal < 0 || ordinal >= count) {
+      throw new IllegalArgumentException("GPU ordinal " + ordinal + " out of range: this machine has " + count + " GPU(s)");
     }
     Driver.check("cuDeviceGet(" + ordinal + ")", "opening GPU " + ordinal, () -> cuDeviceGet(device, ordinal));
     byte[] nameBytes = new byte[256];

@@ -20,6 +20,14 @@ final class Driver {
     JCudaDriver.setExceptionsEnabled(true);
   }
 
+  /** cuInit, then the GPUs the driver reports (after CUDA_VISIBLE_DEVICES); {@code context} names why. */
+  static int deviceCount(String context) {
+    check("cuInit", context, () -> JCudaDriver.cuInit(0));
+    int[] count = new int[1];
+    check("cuDeviceGetCount", context, () -> JCudaDriver.cuDeviceGetCount(count));
+    return count[0];
+  }
+
   static void check(String call, String context, IntSupplier driverCall) {
     int result;
     try {
