@@ -4,11 +4,14 @@
 // all 64 keys (64 + 64 accumulator registers; all 256 columns would take 256). Per query tile:
 //
 //   warpgroup 0   S^T = K Q^T (m64n64k16, 16 k-steps), P^T = exp2(S^T scale - LSE) masked, P^T
-//                 (fp32) into sP for warpgroup 1; dV[:, 0:128] += P^T dO with P^T in registers;
-//                 then, once dS^T is in, dK[:, 0:128] += dS^T Q with dS^T read from sdS
-//   warpgroup 1   dP^T = V dO^T, then (P^T from sP) dS^T = P^T (dP^T - D) into sdS (16-bit, the
-//                 swizzled layout phase C reads); dV[:, 128:256] and dK[:, 128:256] from registers
-//   both          dQ[:, 128g:128g + 128] += dS K (m64n128k16, dS^T and K from shared memory)
+//                 (fp32) into sP for warpgroup 1; dV[:, 0:128] += P^T dO with P^T in registers
+//   warpgroup 1   dP^T = V dO^T (and dP^T - D under warpgroup 0's exponentials), then (P^T from
+//                 sP) dS^T = P^T (dP^T - D) into sdS (16-bit, 128-byte swizzle);
+//                 dV[:, 128:256] += P^T dO with P^T in registers
+//   both          once dS^T is in: dK[:, 128g:128g + 128] += dS^T Q (dS^T from sdS as a K-major A:
+//                 no fragments to load or hold) and dQ[:, 128g:128g + 128] += dS K (m64n128k16,
+//                 dS^T as an MN-major A and K from shared memory)
+// The LSE or D values and the mask's bounds are read while phase A's GEMM runs (NOTES v75).
 //
 // Phase A's two GEMMs, the same size, run one per warpgroup, so no warpgroup computes the other's
 // operand a second time; the price is one hand-off each way per step (named barriers 1 and 4; 5
@@ -63,21 +66,32 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
       Mma<T>::template ss<BM, 0, 0>(sa, desc_k_major<BN>(aA, 0, kk), desc_k_major<BM>(aB, 0, kk), kk > 0);
     }
     wgmma_commit();
+    // Under the GEMM: this thread's LSE (warpgroup 0) or D (warpgroup 1) values and the mask's
+    // bounds, which the element-wise work below would otherwise read after the wait
+    float cv[NS * 2];
+    {
+      const float* c = wg == 0 ? cLse : cDsum;
+#pragma unroll
+      for (int j = 0; j < NS; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) cv[j * 2 + e] = c[j * 8 + quad * 2 + e];
+      }
+    }
+    const int key_a = kb0 + wrow - sl.k_start;
+    const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+    int first_q[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) first_q[h] = block_first_query<BM>(sl, key_a + h * 8, (long long)m0 + quad * 2 + sl.diagonal);
     wgmma_wait<0>();
     fence_regs(sa);
 
     // The element-wise work and the hand-offs branch on the warpgroup; every wgmma is issued outside
     // those branches (a wgmma on one path only, or one in flight where paths join, makes ptxas
     // serialize them all: NOTES v20, v24).
-    uint32_t pa[BM / 16][4], dsa[BM / 16][4];  // P^T and dS^T as phase B's A fragments (k = queries)
+    uint32_t pa[BM / 16][4];  // P^T as dV's A fragments (k = queries)
     const uint32_t col = wg * (D / 2);         // this warpgroup's first column of dK, dV, dQ
     if (wg == 0) {
       // P^T = exp2(S^T scale - LSE), 0 where the key is hidden from the query (see bwd_step)
-      const int key_a = kb0 + wrow - sl.k_start;
-      const bool full_tile = keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
-      int first_q[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) first_q[h] = block_first_query<BM>(sl, key_a + h * 8, (long long)m0 + quad * 2 + sl.diagonal);
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
 #pragma unroll
@@ -85,7 +99,7 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
           float pr[2];
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float x = fast_exp2(fmaf(sa[j * 4 + h * 2 + e], scale_log2, -cLse[j * 8 + quad * 2 + e]));
+            const float x = fast_exp2(fmaf(sa[j * 4 + h * 2 + e], scale_log2, -cv[j * 2 + e]));
             pr[e] = !full_tile && j * 8 + e < first_q[h] ? 0.f : x;
           }
           *reinterpret_cast<float2*>(sP + (wrow + h * 8) * kPStride + j * 8 + quad * 2) = make_float2(pr[0], pr[1]);
@@ -94,6 +108,12 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
       }
       bar_arrive_256<1>();  // P^T is in sP
     } else {
+      // dP^T - D while warpgroup 0 computes P^T
+#pragma unroll
+      for (int j = 0; j < NS; ++j) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) sa[j * 4 + i] -= cv[j * 2 + (i & 1)];
+      }
       bar_sync_256<1>();  // P^T is in sP
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
@@ -101,39 +121,31 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
         for (int h = 0; h < 2; ++h) {
           const float2 pr = *reinterpret_cast<const float2*>(sP + (wrow + h * 8) * kPStride + j * 8 + quad * 2);
           const int q = j * 8 + quad * 2;
-          const uint32_t dd = Elem<T>::pack(pr.x * (sa[j * 4 + h * 2] - cDsum[q]), pr.y * (sa[j * 4 + h * 2 + 1] - cDsum[q + 1]));
+          const uint32_t dd = Elem<T>::pack(pr.x * sa[j * 4 + h * 2], pr.y * sa[j * 4 + h * 2 + 1]);
           pa[j / 2][(j & 1) * 2 + h] = Elem<T>::pack(pr.x, pr.y);
-          dsa[j / 2][(j & 1) * 2 + h] = dd;
           *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wrow + h * 8, q)) = dd;
         }
       }
       fence_proxy_async();  // dS^T, written by ordinary stores, is read by phase C's wgmma
     }
     // ---- phase B: dV[:, col:col + 128] += P^T dO, then (dS^T in) dK[:, col:col + 128] += dS^T Q
+    // with dS^T from shared memory (until v75 warpgroup 0 loaded its fragments after the barrier:
+    // 4-9% slower)
     fence_regs(pa);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BM / 16; ++kk) Mma<T>::template rs<D / 2, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, col, kk), 1);
     wgmma_commit();
     bar_sync_256<4>();  // dS^T is in sdS
-    if (wg == 0) {
-#pragma unroll
-      for (int j = 0; j < NS; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          dsa[j / 2][(j & 1) * 2 + h] = *reinterpret_cast<const uint32_t*>(sdS + sw128<BN>(wrow + h * 8, j * 8 + quad * 2));
-        }
-      }
-    }
-    fence_regs(dsa);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) Mma<T>::template rs<D / 2, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, col, kk), 1);
+    for (int kk = 0; kk < BM / 16; ++kk)
+      Mma<T>::template ss<D / 2, 0, 1>(acc_dk, desc_k_major<BN>(adS, 0, kk), desc_mn_major<BM>(aQ, col, kk), 1);
     wgmma_commit();
 
     // ---- phase C: dQ[:, col:col + 128] += dS K over the 64 keys, atomics into the workspace
-    // Phase B done first: its A fragments (32 registers) are then free for dQ's accumulators.
-    // Issuing phase C under phase B measured the same (0.995-1.000) and spilled.
+    // Phase B done first: its A fragments are then free for dQ's accumulators. (Issuing phase C
+    // under phase B measured the same, 0.995-1.000, and spilled before v75.)
     wgmma_wait<0>();
     fence_regs(acc_dk);
     fence_regs(acc_dv);
