@@ -263,7 +263,18 @@ GQA_SHAPES = ((32, 8, 128, "Llama-3-8B"), (28, 4, 128, "Qwen2.5-7B"), (16, 2, 12
               (8, 1, 128, "Llama-3-70B, one rank of TP8"))
 
 
-def section_gqa(kern, reps, quick, out, seqs=None, torch_too=True):
+def parse_gqa_shapes(text):
+    """--gqa-shapes: comma-separated HQ/HKV/D (e.g. 8/1/256,8/2/256), each named by its shape."""
+    shapes = []
+    for part in text.split(","):
+        hq, hkv, hd = (int(x) for x in part.split("/"))
+        if hq % hkv or hd not in (64, 128, 256):
+            raise SystemExit(f"--gqa-shapes: {part}: HQ must be a multiple of HKV and D one of 64, 128, 256")
+        shapes.append((hq, hkv, hd, f"{hq}/{hkv} d{hd}"))
+    return tuple(shapes)
+
+
+def section_gqa(kern, reps, quick, out, seqs=None, torch_too=True, shapes=GQA_SHAPES):
     """Grouped-query attention at the shapes of models trained with it: b*s = 16K tokens. Ours against
     ours on the same query heads with as many K/V heads (MHA: the same FLOPs), PyTorch's FA2
     (varlen_attn) and cuDNN (SDPA, enable_gqa), all four timed interleaved."""
@@ -278,7 +289,7 @@ def section_gqa(kern, reps, quick, out, seqs=None, torch_too=True):
     out.append("")
     out.append("| model | hq/hkv | d | causal | s | pass | ours | ours MHA | FA2 | cuDNN | ours/MHA | ours/FA2 | ours/cuDNN |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for hq, hkv, hd, model in GQA_SHAPES:
+    for hq, hkv, hd, model in shapes:
         for causal in (True, False):
             for s in seqs:
                 b = max(1, tokens // s)
@@ -462,6 +473,8 @@ def main():
     ap.add_argument("--seqs", default=None,
                     help="uniform and gqa sections: sequence lengths, e.g. 4096,16384 (b*s = 16K tokens; one sequence beyond)")
     ap.add_argument("--passes", default="fwd,bwd", help="uniform section: fwd and/or bwd")
+    ap.add_argument("--gqa-shapes", default=None,
+                    help="gqa section: HQ/HKV/D shapes instead of the models', e.g. 8/1/256,8/2/256")
     ap.add_argument("--no-torch", action="store_true", help="uniform, gqa and rebatch sections: skip the PyTorch baselines")
     ap.add_argument("--cut-grids", default="128,1",
                     help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
@@ -479,7 +492,7 @@ def main():
         section_varlen(kern, args.reps, out)
     if "gqa" in sections:
         section_gqa(kern, args.reps, args.quick, out, [int(x) for x in args.seqs.split(",")] if args.seqs else None,
-                    not args.no_torch)
+                    not args.no_torch, parse_gqa_shapes(args.gqa_shapes) if args.gqa_shapes else GQA_SHAPES)
     if "rebatch" in sections:
         for grid in (int(x) for x in args.cut_grids.split(",")):
             section_rebatch(kern, args.reps, out, not args.no_torch, grid)
