@@ -89,7 +89,7 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
     // those branches (a wgmma on one path only, or one in flight where paths join, makes ptxas
     // serialize them all: NOTES v20, v24).
     uint32_t pa[BM / 16][4];  // P^T as dV's A fragments (k = queries)
-    const uint32_t col = wg * (D / 2);         // this warpgroup's first column of dK, dV, dQ
+    const uint32_t col = wg * (D / 2);  // this warpgroup's first column of dK, dV, dQ
     if (wg == 0) {
       // P^T = exp2(S^T scale - LSE), 0 where the key is hidden from the query (see bwd_step)
 #pragma unroll
