@@ -143,7 +143,7 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
       Mma<T>::template ss<D / 2, 0, 1>(acc_dk, desc_k_major<BN>(adS, 0, kk), desc_mn_major<BM>(aQ, col, kk), 1);
     wgmma_commit();
 
-    // ---- phase C: dQ[:, col:col + 128] += dS K over the 64 keys, atomics into the workspace
+    // ---- phase C: dQ[:, col:col + 128] += dS K over the 64 keys (the caller adds it to the workspace)
     // Phase B done first: its A fragments are then free for dQ's accumulators. (Issuing phase C
     // under phase B measured the same, 0.995-1.000, and spilled before v75.)
     wgmma_wait<0>();

@@ -22,6 +22,7 @@ import io.distca.server.backend.PinnedTransfers;
 import io.netty.channel.EventLoopGroup;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.memory.BufferAllocator;
@@ -57,8 +58,7 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
   private final AtomicLong flopsServed = new AtomicLong();
   private final AtomicLong errors = new AtomicLong();
   private volatile boolean draining;
-  private final java.util.concurrent.atomic.AtomicBoolean backendFailureReported =
-      new java.util.concurrent.atomic.AtomicBoolean();
+  private final AtomicBoolean backendFailureReported = new AtomicBoolean();
   private volatile boolean started;
   private volatile boolean closed;
 
@@ -288,18 +288,16 @@ public final class AttentionServer implements AutoCloseable, RequestHandler {
       throw new ProtocolException(ErrorCode.UNEXPECTED_MESSAGE, null, "an attention server does not serve " + m.type());
     }
     long requestId = m.requestId();
-    if (draining) {
+    String failed = draining ? null : backendFailure();
+    if (draining || failed != null) {
       m.close();
       errors.incrementAndGet();
-      throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " is draining", 100, null);
-    }
-    String failed = backendFailure();
-    if (failed != null) {
-      m.close();
-      errors.incrementAndGet();
-      reportBackendFailure(failed);
-      // DRAINING: the client sends the work elsewhere, as from a server that is leaving
-      throw new ProtocolException(ErrorCode.DRAINING, null, "server " + ctx.serverId + " cannot compute: " + failed, 100, null);
+      if (failed != null) {
+        reportBackendFailure(failed);
+      }
+      // DRAINING either way: the client sends the work elsewhere, as from a server that is leaving
+      throw new ProtocolException(ErrorCode.DRAINING, null,
+          "server " + ctx.serverId + (failed == null ? " is draining" : " cannot compute: " + failed), 100, null);
     }
     // responses are never larger than their requests: twice the request covers both until written
     long bytes = 2 * (m.tensors() == null ? 0 : m.tensors().byteSize());

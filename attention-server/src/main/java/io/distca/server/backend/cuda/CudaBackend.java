@@ -732,8 +732,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       Driver.check("cuEventSynchronize", context, () -> cuEventSynchronize(event));
     } catch (CudaCallException e) {
       // Asynchronous faults (illegal address, launch failure) poison the context for good.
-      fatal = e;
-      LOG.error("CUDA backend failed; every later batch will fail too", e);
+      markFailed(e);
       throw e;
     }
   }
@@ -745,9 +744,14 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
    */
   private void noteIfContextLost(RuntimeException e) {
     if (fatal == null && e instanceof CudaCallException c && c.contextLost()) {
-      fatal = c;
-      LOG.error("CUDA backend failed; every later batch will fail too", c);
+      markFailed(c);
     }
+  }
+
+  /** From now on every batch fails with {@code e} (and {@link #failure()} says so). */
+  private void markFailed(RuntimeException e) {
+    fatal = e;
+    LOG.error("CUDA backend failed; every later batch will fail too", e);
   }
 
   private void requireUsable() {

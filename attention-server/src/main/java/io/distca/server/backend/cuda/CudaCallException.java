@@ -1,5 +1,7 @@
 package io.distca.server.backend.cuda;
 
+import java.util.Set;
+
 /**
  * A CUDA driver call failed. Names the call, the driver's error name and what the backend was doing,
  * e.g. "cuMemAlloc(536870912 bytes) failed with CUDA_ERROR_OUT_OF_MEMORY while growing device arena
@@ -37,7 +39,7 @@ public class CudaCallException extends RuntimeException {
    * out, a device-side assert, a hardware stack error, an illegal or misaligned instruction or
    * address, an invalid PC, an uncorrectable ECC error.
    */
-  private static final java.util.Set<Integer> CONTEXT_LOST = java.util.Set.of(700, 702, 710, 714, 715, 716, 717, 718, 719, 214);
+  private static final Set<Integer> CONTEXT_LOST = Set.of(700, 702, 710, 714, 715, 716, 717, 718, 719, 214);
 
   /** Whether the failed call reports a lost context (every later call in it fails too). */
   public boolean contextLost() {
