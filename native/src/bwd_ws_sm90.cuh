@@ -155,18 +155,22 @@ __device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, uint32_t src
                  : "memory");
   }
 }
-// bwd_store_dkdv through shared memory: this warpgroup's 64 rows of dK (times the softmax scale)
-// and dV go to `stage` (64 x D each, 128-byte swizzle: conflict-free fragment stores), and each warp
-// sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte fragment stores
-// straight from registers cost the short key tiles of rebatched shards most (NOTES v12). `stage`
-// (16 KiB x D / 64 per warpgroup) must be free: no reduce-add may still read it.
-template <typename T, int D>
-__device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+// bwd_store_dkdv through shared memory: this warpgroup's dK (times the softmax scale) and dV, 64
+// rows x NC columns each (NC = D: its 64 keys, all columns; NC = D / 2 at head_dim 256: all 64 keys,
+// column half wg), go to `stage` (64 x NC each, 128-byte swizzle: conflict-free fragment stores),
+// and each warp sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte
+// fragment stores straight from registers cost the short key tiles most (NOTES v12; at head_dim 256
+// causal 1K 9%, v76). `stage` (32 KiB x NC / 128 per warpgroup) must be free: no reduce-add or GEMM
+// may still read it.
+template <typename T, int D, int NC = D>
+__device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
                                                       const distca_bwd_params_t& p, int kb0, int head_kv, int k_rows, int wg,
                                                       int wrow, int quad, T* stage, int wtid) {
-  constexpr int NKV = D / 8;
+  static_assert(NC == D || NC * 2 == D, "a warpgroup's keys or column half");
+  constexpr int NKV = NC / 8;
+  const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
   T* sdK = stage;
-  T* sdV = stage + 64 * D;
+  T* sdV = stage + 64 * NC;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = wrow + h * 8;  // row of this warpgroup's 64
@@ -180,15 +184,15 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[D / 
   }
   __syncwarp();  // a warp's fragments are its own 16 rows: it reads back what it wrote
   const long long kv_stride = (long long)p.heads_kv * D;
-  const long long base = ((long long)(kb0 + wg * 64) * p.heads_kv + head_kv) * D;
+  const long long base = ((long long)(kb0 + key0) * p.heads_kv + head_kv) * D + col0;
   T* gdK = reinterpret_cast<T*>(p.dk) + base;
   T* gdV = reinterpret_cast<T*>(p.dv) + base;
-  constexpr int CH = D / 8;  // 16-byte chunks per row
+  constexpr int CH = NC / 8;  // 16-byte chunks per row
   const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
 #pragma unroll
   for (int k = lane; k < 16 * CH; k += 32) {
     const int r = r0 + k / CH, c = (k % CH) * 8;
-    if (wg * 64 + r < k_rows) {
+    if (key0 + r < k_rows) {
       *reinterpret_cast<uint4*>(gdK + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdK + sw128<64>(r, c));
       *reinterpret_cast<uint4*>(gdV + r * kv_stride + c) = *reinterpret_cast<const uint4*>(sdV + sw128<64>(r, c));
     }
