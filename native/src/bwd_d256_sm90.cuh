@@ -314,7 +314,7 @@ __device__ __forceinline__ void bwd_kernel_d256(const distca_bwd_params_t& p) {
 //   warp 9     lane 0, the reducer: each step's staged dQ into the workspace (eight 32-column
 //              boxes), then the stage back to the producer
 //
-// The consumers take everything from the records (no walk state in their 240 registers), load a key
+// The consumers take everything from the records (no walk state in their 232 registers), load a key
 // tile's K and V themselves (cp.async: the K/V maps' boxes are 128 rows) and store its dK/dV after
 // its last step, staged in sK/sV (bwd_store_dkdv_staged; NOTES v76).
 struct BwdWsD256Config {
@@ -400,7 +400,9 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
   __syncthreads();
 
   if (tid >= kConsumers) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    // 40 registers here and 232 in the consumers (the CTA's 168 x 384 exactly): with 24 and 240 the
+    // producer's walk spilled, and every backward ran 1.5-3.5% slower (NOTES v76); 56 and 224 lost 1%
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     const int warp = (tid - kConsumers) >> 5, lane = tid & 31;
     if (warp == 0) {
       // ---- producer
@@ -533,7 +535,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
   }
 
   // ---- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int wg = tid >> 7;  // warpgroup: dK/dV/dQ columns [128 wg, 128 wg + 128)
   const int wrow = wgmma_acc_row(tid);  // first of this thread's 2 keys
   const int quad = tid & 3;
