@@ -90,9 +90,8 @@ public final class ServerContext {
     require(batchWindowMicros >= 0, "batchWindowMicros must be >= 0");
     require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
         "backend must be cpu, cuda, auto or reference, got " + backend);
-    require(cudaDevice >= 0, "cudaDevice must be >= 0, got " + cudaDevice);
-    require(cudaDevice == 0 || io.distca.server.backend.Backends.runsOnGpu(backend),
-        "cudaDevice " + cudaDevice + " needs the cuda or auto backend, not " + backend);
+    String badDevice = io.distca.server.backend.Backends.cudaDeviceProblem("cudaDevice", cudaDevice, backend);
+    require(badDevice == null, badDevice);
     require(maxMemoryBytes >= 16 << 20, "maxMemoryBytes must be at least 16 MiB");
     if (maxInflightBytes == 0) {
       maxInflightBytes = maxMemoryBytes / 2;

@@ -17,12 +17,9 @@ final class GpuFlags {
 
   /** --cuda-device for {@code backend}, or a usage error (exit 2) where it is negative or the backend has no GPU. */
   int forBackend(String backend) {
-    if (cudaDevice < 0) {
-      throw new ParameterException(mixee.commandLine(), "--cuda-device must be >= 0, got " + cudaDevice);
-    }
-    if (cudaDevice != 0 && !Backends.runsOnGpu(backend)) {
-      throw new ParameterException(mixee.commandLine(),
-          "--cuda-device " + cudaDevice + " needs --backend cuda or auto, not " + backend);
+    String bad = Backends.cudaDeviceProblem("--cuda-device", cudaDevice, backend);
+    if (bad != null) {
+      throw new ParameterException(mixee.commandLine(), bad);
     }
     return cudaDevice;
   }

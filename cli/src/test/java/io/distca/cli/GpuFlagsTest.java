@@ -47,7 +47,8 @@ class GpuFlagsTest {
         {"bench", "kernel", "--backend", "cpu", "--cuda-device", "1"},
         {"bench", "server", "--backend", "cpu", "--cuda-device", "2"}}) {
       String err = usageError(args);
-      assertTrue(err.contains("needs --backend cuda or auto, not cpu"), err);
+      String device = args[args.length - 1];
+      assertTrue(err.contains("--cuda-device " + device + " needs the cuda or auto backend, not 'cpu'"), err);
     }
   }
 }

@@ -43,11 +43,9 @@ public final class Backends {
     if (pinnedPoolBytes < 0) {
       throw new IllegalArgumentException("pinned pool bytes must be >= 0 (0: off), got " + pinnedPoolBytes);
     }
-    if (cudaDevice < 0) {
-      throw new IllegalArgumentException("CUDA device must be >= 0, got " + cudaDevice);
-    }
-    if (cudaDevice != 0 && !runsOnGpu(kind)) {
-      throw new IllegalArgumentException("CUDA device " + cudaDevice + " needs the cuda or auto backend, not '" + kind + "'");
+    String badDevice = cudaDeviceProblem("CUDA device", cudaDevice, kind);
+    if (badDevice != null) {
+      throw new IllegalArgumentException(badDevice);
     }
     CudaBackendOptions cuda = (pinnedPoolBytes == 0
         ? new CudaBackendOptions().pinnedReceive(false)
@@ -84,6 +82,22 @@ public final class Backends {
       default:
         throw new IllegalArgumentException("unknown backend '" + kind + "' (cpu, cuda, auto, reference)");
     }
+  }
+
+  /**
+   * What is wrong with GPU {@code cudaDevice} for backend {@code kind}, or null: a negative ordinal,
+   * or one other than 0 for a backend that runs on no GPU. {@code name} is the setting as the
+   * caller's user knows it (a flag, a field). Whether the driver has that GPU is checked where the
+   * backend opens it.
+   */
+  public static String cudaDeviceProblem(String name, int cudaDevice, String kind) {
+    if (cudaDevice < 0) {
+      return name + " must be >= 0, got " + cudaDevice;
+    }
+    if (cudaDevice != 0 && !runsOnGpu(kind)) {
+      return name + " " + cudaDevice + " needs the cuda or auto backend, not '" + kind + "'";
+    }
+    return null;
   }
 
   /** Whether backend {@code kind} runs on a GPU (cuda, or auto where one is there), i.e. takes a CUDA device. */
