@@ -401,7 +401,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
 
   if (tid >= kConsumers) {
     // 40 registers here and 232 in the consumers (the CTA's 168 x 384 exactly): with 24 and 240 the
-    // producer's walk spilled, and every backward ran 1.5-3.5% slower (NOTES v76); 56 and 224 lost 1%
+    // producer's walk spilled, and every backward ran 1.5-3.7% slower (NOTES v76); 56 and 224 lost 1%
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
     const int warp = (tid - kConsumers) >> 5, lane = tid & 31;
     if (warp == 0) {
@@ -591,7 +591,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
     if (flags & BwdD256Step::kLast) {
       // through sK (warpgroup 0's columns) and sV (1's): the tile's GEMMs are done (its last step
       // passed barrier 5), and each warp touches only its own rows there; the next tile's K/V load
-      // waits for all of them (barrier 6). From registers (4-byte stores) causal 1K ran 9% slower (v76).
+      // waits for all of them (barrier 6). From registers (4-byte stores) causal 1K ran 10% slower (v76).
       bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg, wrow, quad,
                                          wg == 0 ? sK : sV, tid & 127);
     }

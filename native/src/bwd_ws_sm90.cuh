@@ -160,7 +160,7 @@ __device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, uint32_t src
 // column half wg), go to `stage` (64 x NC each, 128-byte swizzle: conflict-free fragment stores),
 // and each warp sends its own 16 rows out as 16-byte stores of whole row segments. The 4-byte
 // fragment stores straight from registers cost the short key tiles most (NOTES v12; at head_dim 256
-// causal 1K 9%, v76). `stage` (32 KiB x NC / 128 per warpgroup) must be free: no reduce-add or GEMM
+// causal 1K 10%, v76). `stage` (32 KiB x NC / 128 per warpgroup) must be free: no reduce-add or GEMM
 // may still read it.
 template <typename T, int D, int NC = D>
 __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
