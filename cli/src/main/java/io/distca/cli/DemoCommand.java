@@ -3,6 +3,7 @@ package io.distca.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.distca.loadtest.Demo;
+import io.distca.loadtest.EmbeddedCluster;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -74,7 +75,7 @@ final class DemoCommand implements Callable<Integer> {
     } else {
       System.out.printf("  backend %s; %d documents -> %d CA-tasks in %d requests; plan imbalance %.3f; %d fused batches; %d retries%n",
           r.backend(), r.documents(), r.tasks(), r.requests(), r.imbalance(), r.fusedBatches(), r.retries());
-      System.out.printf("  servers on: %s%n", String.join(", ", new java.util.LinkedHashSet<>(r.serverDevices())));
+      System.out.printf("  servers on: %s%n", EmbeddedCluster.describeDevices(r.serverDevices()));
       System.out.printf("  forward : %.2f s, %.1f GFLOP/s%n", r.forwardSeconds(), r.forwardGflops());
       System.out.printf("  backward: %.2f s, %.1f GFLOP/s%n", r.backwardSeconds(), r.backwardGflops());
       System.out.printf("  throughput: %.0f tokens/s (forward + backward)%n", r.tokensPerSecond());

@@ -8,6 +8,7 @@ import io.distca.server.ServerContext;
 import io.distca.server.backend.AttentionBackend;
 import io.distca.server.backend.Backends;
 import java.util.ArrayList;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.function.Consumer;
 import java.util.function.IntFunction;
@@ -130,6 +131,14 @@ public final class EmbeddedCluster implements AutoCloseable {
       all[i] = i;
     }
     return all;
+  }
+
+  /**
+   * {@code devices} (as {@link #serverDevices()} lists them) for a one-line report: each device
+   * once, in server order, comma-separated.
+   */
+  public static String describeDevices(List<String> devices) {
+    return String.join(", ", new LinkedHashSet<>(devices));
   }
 
   /** Each server's backend device, in server order ("GPU 1: ..." where the servers have one GPU each). */

@@ -256,9 +256,8 @@ public final class LoadTest {
     private LoadReport.Cluster clusterInfo() {
       if (cluster != null) {
         AttentionBackend b = cluster.servers().get(0).backend();
-        // every server's device once, in server order (one GPU each where the machine has several)
         return new LoadReport.Cluster("embedded", "127.0.0.1:" + cluster.dispatcherPort(), cluster.servers().size(),
-            b.name(), String.join(", ", new java.util.LinkedHashSet<>(cluster.serverDevices())), o.computeThreads,
+            b.name(), EmbeddedCluster.describeDevices(cluster.serverDevices()), o.computeThreads,
             o.planner);
       }
       return new LoadReport.Cluster("external", o.dispatcher, -1, "remote", "remote", 0, "the dispatcher's");
