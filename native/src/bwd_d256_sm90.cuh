@@ -524,6 +524,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         if (!(flags & BwdD256Step::kNoStep)) {
           // eight boxes of 64 rows x 32 columns; rows past the slice hold exact zeros (their P and
           // dS are 0), so adding them to whatever rows follow changes nothing
+          fence_proxy_async();  // the consumers' ordinary stores of the staged dQ, acquired above, before the TMA's reads
           dq_tile_reduce_add<BM, D / 32>(P.tmap_dq_accum, dq_stage(s), 0, r.hq, r.sl.q_start + r.m0);
           bulk_wait_read<0>();
         }
@@ -586,7 +587,8 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
           *reinterpret_cast<float2*>(stg + dq_box_at<BM>(q, c)) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
         }
       }
-      fence_proxy_async();  // the TMA reads the staged dQ through the async proxy
+      // (the TMA reads the staged dQ through the async proxy: the reducer fences after its wait; a
+      // fence here waited for the stores to drain, 0.5-2% of the step: NOTES v77)
     }
     if (flags & BwdD256Step::kLast) {
       // through sK (warpgroup 0's columns) and sV (1's): the tile's GEMMs are done (its last step

@@ -52,6 +52,20 @@
 #ifndef DISTCA_BWD_DQ_THREAD
 #define DISTCA_BWD_DQ_THREAD 1
 #endif
+// Whether (with the dQ thread) a consumer warpgroup announces its staged dQ tile to the dQ thread
+// only after the next step's phase A (or at the key tile's end) instead of right after its stores,
+// with the proxy fence in the dQ thread after its wait instead of in every consumer thread (NOTES
+// v77): the arrival's release, and the fence, waited for the stores to drain from a busy shared
+// memory on the consumers' path (H100, head_dim 128: +4-5% from 4K, +2% at 2K).
+#ifndef DISTCA_BWD_DQ_LATE_ANNOUNCE
+#define DISTCA_BWD_DQ_LATE_ANNOUNCE 1
+#endif
+// The head dims up to which (with the late announcement) the consumers release a step's stage
+// before their dQ stores instead of after them (NOTES v77): 64 (+1.5-5%; at 128 it gave back the
+// late announcement's gain on the long shapes).
+#ifndef DISTCA_BWD_EARLY_EMPTY_MAX_D
+#define DISTCA_BWD_EARLY_EMPTY_MAX_D 64
+#endif
 // The head dims up to which (with the dQ thread) the claiming warps of section 8 release their
 // claims to the dQ thread instead of the stage's full barrier, which the consumers wait for (NOTES
 // v60): 64. At 128 it read 0.988-0.990 on the long shapes (causal 512 +3%).
@@ -418,6 +432,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // dq_staged once they have written it (and one of them its fused row and query head into
   // dq_coord; row < 0: no more tiles); the dQ thread arrives on dq_free once the reduce-add has read it.
   constexpr bool kDqThread = DISTCA_BWD_DQ_THREAD != 0;
+  constexpr bool kLateAnnounce = kDqThread && DISTCA_BWD_DQ_LATE_ANNOUNCE != 0;
+  constexpr bool kEarlyEmpty = kLateAnnounce && D <= DISTCA_BWD_EARLY_EMPTY_MAX_D;
   uint64_t* dq_bars = bars + 16 + kSlotWords;  // after the tile slot
   auto bar_dq_staged = [&](int w, int b) { return smem_addr(dq_bars + w * 2 + b); };
   auto bar_dq_free = [&](int w, int b) { return smem_addr(dq_bars + 4 + w * 2 + b); };
@@ -635,6 +651,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
             return;
           }
           if (kClaimsOffPath && w == 0 && claiming) mbar_wait(bar_claimed(it & 1), (it >> 1) & 1);  // acquire: the zeroes
+          // (kLateAnnounce) the consumers' ordinary stores, acquired above, before the TMA's reads
+          if constexpr (kLateAnnounce) fence_proxy_async();
           dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, sdQ + (w * 2 + b) * BM * 64, dq_column<D>(w), at.y, at.x);
           bulk_wait_read<0>();
           mbar_arrive(bar_dq_free(w, b));
@@ -666,6 +684,16 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   Trace<> tr;
 #endif
   int it = 0;
+  // (kLateAnnounce) the dQ buffer this warpgroup has staged and not yet announced to the dQ thread
+  // (-1: none), and its announcement: after the next step's phase A, or before the key tile's dK/dV
+  // staging (which waits for the dQ thread to free both buffers)
+  int dq_unannounced = -1;
+  auto announce_dq = [&] {
+    if (kLateAnnounce && dq_unannounced >= 0) {
+      mbar_arrive(bar_dq_staged(wg, dq_unannounced));  // release: the tile (and the coordinates) for the dQ thread
+      dq_unannounced = -1;
+    }
+  };
   // A key tile (tile_slot: the producer's records and first query tile) is taken as soon as the
   // producer has published it, before the previous tile's dK/dV stores (NOTES v16; kAddKv: after
   // the previous tile's adds, NOTES v62)
@@ -742,6 +770,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
         // tile's, before this tile's consumer barriers)
         // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
         auto at = [](int r, int c) { return dq_box_at<BM>(r, c); };
+        if constexpr (kEarlyEmpty) mbar_arrive(bar_empty(s));  // the step's GEMMs are done with the stage
         if constexpr (kKvFrag<D>) {  // dQ^T's fragments (rows d, columns queries): one element at a time
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
@@ -762,10 +791,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
             }
           }
         }
-        fence_proxy_async();  // the tile was written by ordinary stores; the TMA reads through the async proxy
+        // the tile was written by ordinary stores; the TMA reads through the async proxy (kLateAnnounce:
+        // the dQ thread fences after its wait)
+        if constexpr (!kLateAnnounce) fence_proxy_async();
         if constexpr (kDqThread) {
           if ((ctid & 127) == 0) dq_coord[wg * 2 + (it & 1)] = make_int2(row0, hq);
-          mbar_arrive(bar_dq_staged(wg, it & 1));  // release: the tile (and the coordinates) for the dQ thread
+          if constexpr (kLateAnnounce) dq_unannounced = it & 1;
+          else mbar_arrive(bar_dq_staged(wg, it & 1));  // release: the tile (and the coordinates) for the dQ thread
           return;
         }
         warpgroup_sync(wg);
@@ -782,6 +814,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
             dst_sync, store_dq,
             [&] {
+              announce_dq();  // the previous step's dQ
               mbar_arrive(bar_adone(s));
               if (stag_arrive) mbar_arrive(bar_stag);
             },
@@ -797,7 +830,9 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
         step(std::true_type(), std::false_type());
         DISTCA_TRACE(tr.rec(kTrStepEnd, 1));
       }
-      mbar_arrive(bar_empty(s));  // bwd_step waited for all its GEMMs: this thread is done with the stage
+      // bwd_step waited for all its GEMMs: this thread is done with the stage (kEarlyEmpty: said so before
+      // its dQ stores)
+      if constexpr (!kEarlyEmpty) mbar_arrive(bar_empty(s));
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
@@ -808,6 +843,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       take_tile();
     }
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
+    announce_dq();  // (the tile's last step's dQ)
     if constexpr (kDqThread) {  // the last use of buffer b was the uses-th, uses = the steps so far with it & 1 == b
 #pragma unroll
       for (int b = 0; b < 2; ++b) {
