@@ -685,8 +685,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
 #endif
   int it = 0;
   // (kLateAnnounce) the dQ buffer this warpgroup has staged and not yet announced to the dQ thread
-  // (-1: none), and its announcement: after the next step's phase A, or before the key tile's dK/dV
-  // staging (which waits for the dQ thread to free both buffers)
+  // (-1: none), and its announcement: after the next step's phase A, or once the key tile has no
+  // more steps (before its dK/dV staging, which waits for the dQ thread to free both buffers)
   int dq_unannounced = -1;
   auto announce_dq = [&] {
     if (kLateAnnounce && dq_unannounced >= 0) {
@@ -835,6 +835,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       if constexpr (!kEarlyEmpty) mbar_arrive(bar_empty(s));
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
+    announce_dq();  // the tile's last step's dQ (its stores drained for the arrival above)
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
     DISTCA_TRACE(tr.rec(kTrRecBegin));
     if constexpr (!kAddKv) {  // (kAddKv: after the tile's adds below, 2.5-5% faster so: NOTES v62)
@@ -843,7 +844,6 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       take_tile();
     }
     // dK and dV leave through this warpgroup's dQ buffers, once its reduce-adds have read them
-    announce_dq();  // (the tile's last step's dQ)
     if constexpr (kDqThread) {  // the last use of buffer b was the uses-th, uses = the steps so far with it & 1 == b
 #pragma unroll
       for (int b = 0; b < 2; ++b) {
