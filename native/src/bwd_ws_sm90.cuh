@@ -55,8 +55,9 @@
 // Whether (with the dQ thread) a consumer warpgroup announces its staged dQ tile to the dQ thread
 // only after the next step's phase A (or at the key tile's end) instead of right after its stores,
 // with the proxy fence in the dQ thread after its wait instead of in every consumer thread (NOTES
-// v77): the arrival's release, and the fence, waited for the stores to drain from a busy shared
-// memory on the consumers' path (H100, head_dim 128: +4-5% from 4K, +2% at 2K).
+// v77): the fence waited for the stores to drain from a busy shared memory on the consumers' path
+// (H100, head_dim 128: +4% from 4K for the fence's move alone, about a point more with the late
+// announcement; +2% at 2K).
 #ifndef DISTCA_BWD_DQ_LATE_ANNOUNCE
 #define DISTCA_BWD_DQ_LATE_ANNOUNCE 1
 #endif
@@ -835,7 +836,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       if constexpr (!kEarlyEmpty) mbar_arrive(bar_empty(s));
     }
     mbar_arrive(bar_kv_empty);  // and with K and V: the next key tile's load runs under the stores below
-    announce_dq();  // the tile's last step's dQ (its stores drained for the arrival above)
+    announce_dq();  // the tile's last step's dQ: no step follows to announce it
     const int kb0 = tile.kb0, k_rows = tile.k_rows;
     DISTCA_TRACE(tr.rec(kTrRecBegin));
     if constexpr (!kAddKv) {  // (kAddKv: after the tile's adds below, 2.5-5% faster so: NOTES v62)
