@@ -126,7 +126,7 @@ __device__ __forceinline__ void bwd_d256_step(float (&acc_dk)[64], float (&acc_d
           *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wrow + h * 8, q)) = dd;
         }
       }
-      fence_proxy_async();  // dS^T, written by ordinary stores, is read by phase C's wgmma
+      fence_proxy_async();  // dS^T, written by ordinary stores, is read by phase B's dK and phase C's dQ wgmma
     }
     // ---- phase B: dV[:, col:col + 128] += P^T dO, then (dS^T in) dK[:, col:col + 128] += dS^T Q
     // with dS^T from shared memory (until v75 warpgroup 0 loaded its fragments after the barrier:

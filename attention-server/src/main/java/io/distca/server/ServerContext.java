@@ -3,6 +3,7 @@ package io.distca.server;
 import io.distca.protocol.tls.TlsOptions;
 import io.distca.protocol.transport.ConnectionLimits;
 import io.distca.server.backend.AttentionBackend;
+import io.distca.server.backend.Backends;
 import java.util.UUID;
 import java.util.function.Supplier;
 
@@ -90,7 +91,7 @@ public final class ServerContext {
     require(batchWindowMicros >= 0, "batchWindowMicros must be >= 0");
     require(backend.equals("cpu") || backend.equals("cuda") || backend.equals("auto") || backend.equals("reference"),
         "backend must be cpu, cuda, auto or reference, got " + backend);
-    String badDevice = io.distca.server.backend.Backends.cudaDeviceProblem("cudaDevice", cudaDevice, backend);
+    String badDevice = Backends.cudaDeviceProblem("cudaDevice", cudaDevice, backend);
     require(badDevice == null, badDevice);
     require(maxMemoryBytes >= 16 << 20, "maxMemoryBytes must be at least 16 MiB");
     if (maxInflightBytes == 0) {
