@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 import torch
 from cupy.cuda import driver, runtime
 
-ABI_VERSION = 5  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
+ABI_VERSION = 6  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
 # (512 bytes); the host passes version 2's 640 either way, of which such a kernel reads the first 512;
 # version 3 adds the warp-specialized forward at head_dim 256 (64-row K/V boxes), which older images
 # do not have; version 4 gives it 80-row K/V boxes; version 5 adds the backward's group splits
-# (section 9), which this host asks only of images of version 5 (for ab.py against older images)
-ABI_VERSIONS = (1, 2, 3, 4, ABI_VERSION)
+# (section 9), which this host asks only of images of version 5 and later (for ab.py against older
+# images); version 6 gives the warp-specialized backward's dQ workspace its own layout and
+# conversion kernel, bwd_post_ws (section 12), which this host launches after those kernels
+ABI_VERSIONS = (1, 2, 3, 4, 5, ABI_VERSION)
 WORK_HEAD_SHIFT, WORK_HEADS_SHIFT, WORK_BLOCK_MASK = 20, 26, 0xFFFFF  # distca_attn.h section 9
 BWD_CHUNK_MIN_GROUP = 5  # distca_attn.h section 10 (DISTCA_BWD_CHUNK_MIN_GROUP)
 # common.cuh's head groups of the work order (section 5): the forward pairs its query heads, the
@@ -613,10 +615,13 @@ class Kernels:
                                  work_dev.data_ptr(), lay.total_q, lay.total_k, hq, hkv, num_work, scale, claims_ptr)
         stream = torch.cuda.current_stream().cuda_stream
         ew = math.ceil(lay.total_q * hq * hd / (info.ew_threads * info.ew_vec))
+        # section 12: the warp-specialized kernels' dQ workspace has its own conversion (version 6)
+        post_kind = "bwd_post_ws" if ws and self.abi[hd] >= 6 else "bwd_post"
         if only is not None:
             if only not in ("pre", "post"):
                 raise ValueError(f"only: 'pre' or 'post', not {only!r}")
-            _launch(self.fn("bwd_" + only, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+            kind = post_kind if only == "post" else "bwd_pre"
+            _launch(self.fn(kind, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
             return dsum, dq_accum
         if not host_delta:
             _launch(self.fn("bwd_pre", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
@@ -639,7 +644,7 @@ class Kernels:
         else:
             _launch(self.fn("bwd", q.dtype, hd), lay.num_bwd_work * hkv, info.bwd_threads, info.bwd_smem, params,
                     stream)
-        _launch(self.fn("bwd_post", q.dtype, hd), ew, info.ew_threads, 0, params, stream)
+        _launch(self.fn(post_kind, q.dtype, hd), ew, info.ew_threads, 0, params, stream)
         if dkv_accum is not None:  # section 9: dK = scale * its sums, dV = its sums, by bwd_post
             ew_kv = math.ceil(lay.total_k * hkv * hd / (info.ew_threads * info.ew_vec))
             for half, out, sc in ((0, dk, scale), (1, dv, 1.0)):

@@ -8,7 +8,7 @@
  * the work lists and their order, launch geometry, buffer layouts, and which buffers the host
  * must zero (none).
  *
- * ABI version 5 (DISTCA_ATTN_ABI_VERSION below; what changed with each version is noted where it applies).
+ * ABI version 6 (DISTCA_ATTN_ABI_VERSION below; what changed with each version is noted where it applies).
  *
  * ---------------------------------------------------------------------------------------------
  * 1. Kernels (all extern "C", so the symbol names below are the exact names for
@@ -35,6 +35,9 @@
  *    distca_attn_bwd_ws_chunked_<DT>_d<HD> (distca_bwd_ws_params_t) step 2 as bwd_ws, the GQA group
  *                                                              walked in chunks (section 10; HD 128
  *                                                              only: look it up)
+ *    distca_attn_bwd_post_ws_<DT>_d<HD>  (distca_bwd_params_t)  step 3 after bwd_ws, bwd_ws_kv or
+ *                                                              bwd_ws_chunked: their dQ workspace's
+ *                                                              layout (section 12; ABI version 6)
  *
  *    Each kernel takes exactly ONE parameter: its parameter block, by value. With JCuda:
  *      cuLaunchKernel(fn, grid, 1, 1, threads, 1, 1, smemBytes, stream,
@@ -236,13 +239,23 @@
  *    longest first, so each band is a range of similar costs: the long tiles of every head are
  *    claimed first, each band's tiles of one head still side by side). Kernels other than the
  *    persistent ones (distca_attn_fwd_*, distca_attn_bwd_*) take no bands.
+ *
+ * 12. The warp-specialized backward's dQ workspace (ABI version 6). distca_attn_bwd_ws_*,
+ *    distca_attn_bwd_ws_kv_* and distca_attn_bwd_ws_chunked_* add dQ into dq_accum with each group
+ *    of 8 columns (HD 128 and 256; at 64 in order) in the order 0, 2, 4, 6, 1, 3, 5, 7: the order
+ *    in which their consumers stage their fp32 accumulators with stmatrix, one shared-memory
+ *    wavefront for each 8x8 matrix. Convert it with distca_attn_bwd_post_ws_<DT>_d<HD> (same
+ *    parameters and launch as bwd_post; at HD 64 the same conversion); bwd_post reads the other
+ *    kernels' workspace, in order (distca_attn_bwd_*), and section 9's dK/dV sums. A host of
+ *    version 5 that launches bwd_post after bwd_ws gets dQ with its columns permuted: version 6
+ *    images must not be driven by it.
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
 
 #include <stdint.h>
 
-#define DISTCA_ATTN_ABI_VERSION 5
+#define DISTCA_ATTN_ABI_VERSION 6
 
 #ifdef __cplusplus
 extern "C" {

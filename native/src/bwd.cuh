@@ -545,9 +545,29 @@ __device__ __forceinline__ void bwd_pre_kernel(const distca_bwd_params_t& p) {
   }
 }
 
+// The warp-specialized backward's dQ workspace (distca_attn.h section 12, ABI version 6): at head
+// dims 128 and 256 each group of 8 columns holds columns 0, 2, 4, 6, 1, 3, 5, 7, the order in which
+// the consumers' stmatrix stores stage a warp's accumulator fragments (bwd_ws_sm90.cuh,
+// stage_dq_fragments: each 8x8 matrix one shared-memory wavefront, where the plain 8-byte stores met
+// two rows in every bank; H100: head_dim 128 +1-1.8%, 256 +4-11%, NOTES v78). At 64 the kernel stores
+// dQ^T's fragments one element at a time, conflict-free in order. 0: every kernel in order.
+#ifndef DISTCA_BWD_DQ_STMATRIX
+#define DISTCA_BWD_DQ_STMATRIX 1
+#endif
+template <int D>
+constexpr bool kDqWsPermuted = DISTCA_BWD_DQ_STMATRIX != 0 && D >= 128;
+
+// Where column c of a dQ row sits in the warp-specialized backward's workspace.
+template <int D>
+__device__ __forceinline__ int dq_ws_column(int c) {
+  if constexpr (kDqWsPermuted<D>) return (c & ~7) | ((c & 1) << 2) | ((c >> 1) & 3);
+  return c;
+}
+
 // dQ = scale * workspace, converted to the element type; with dq_claims (section 8), 0 for the
-// rows whose workspace no key tile zeroed (their query tile sees no key).
-template <typename T, int D>
+// rows whose workspace no key tile zeroed (their query tile sees no key). kWsLayout: the workspace
+// as the warp-specialized backward leaves it (bwd_post_ws, kDqWsPermuted).
+template <typename T, int D, bool kWsLayout = false>
 __device__ __forceinline__ void bwd_post_kernel(const distca_bwd_params_t& p) {
   const long long vec = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   const long long total_vec = (long long)p.total_q * p.heads_q * (D / 8);
@@ -562,10 +582,17 @@ __device__ __forceinline__ void bwd_post_kernel(const distca_bwd_params_t& p) {
   const float4 a = acc[0], b = acc[1];
   const float s = p.scale;
   uint4 out;
-  out.x = Elem<T>::pack(a.x * s, a.y * s);
-  out.y = Elem<T>::pack(a.z * s, a.w * s);
-  out.z = Elem<T>::pack(b.x * s, b.y * s);
-  out.w = Elem<T>::pack(b.z * s, b.w * s);
+  if constexpr (kWsLayout && kDqWsPermuted<D>) {  // a: columns 0, 2, 4, 6; b: 1, 3, 5, 7
+    out.x = Elem<T>::pack(a.x * s, b.x * s);
+    out.y = Elem<T>::pack(a.y * s, b.y * s);
+    out.z = Elem<T>::pack(a.z * s, b.z * s);
+    out.w = Elem<T>::pack(a.w * s, b.w * s);
+  } else {
+    out.x = Elem<T>::pack(a.x * s, a.y * s);
+    out.y = Elem<T>::pack(a.z * s, a.w * s);
+    out.z = Elem<T>::pack(b.x * s, b.y * s);
+    out.w = Elem<T>::pack(b.z * s, b.w * s);
+  }
   reinterpret_cast<uint4*>(p.dq)[vec] = out;
 }
 

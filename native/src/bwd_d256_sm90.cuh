@@ -578,15 +578,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
                        sP, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2);
       bar_sync_256<5>();  // both warpgroups' GEMMs of the step are done: its Q and dO are free
       float* stg = dq_stage(s);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int q = wrow + h * 8;
-#pragma unroll
-        for (int j = 0; j < NH; ++j) {
-          const int c = wg * (D / 2) + j * 8 + quad * 2;
-          *reinterpret_cast<float2*>(stg + dq_box_at<BM>(q, c)) = make_float2(acc_dq[j * 4 + h * 2], acc_dq[j * 4 + h * 2 + 1]);
-        }
-      }
+      stage_dq_fragments<D, BM, NH>(stg, acc_dq, wrow, quad, wg * (D / 2));
       // (the TMA reads the staged dQ through the async proxy: the reducer fences after its wait; a
       // fence here waited for the stores to drain, 0.5-2% of the step: NOTES v77)
     }

@@ -341,6 +341,41 @@ __device__ __forceinline__ int dq_box_at(int r, int c) {
   return (c >> 5) * (BM * 32) + r * 32 + ((((c & 31) >> 2) ^ (r & 7)) << 2) + (c & 3);
 }
 
+// Stores a warp's dQ fragments (NJ column groups of 8 from column col0, a multiple of 32; the wgmma
+// accumulator layout: rows wrow and wrow + 8, columns jj * 8 + quad * 2 + {0, 1}) into the tile at
+// `tile` in dq_box_at's layout, in the workspace's column order (kDqWsPermuted<D>).
+template <int D, int BM, int NJ>
+__device__ __forceinline__ void stage_dq_fragments(float* tile, const float (&acc)[NJ * 4], int wrow, int quad, int col0) {
+  static_assert(NJ % 4 == 0, "whole 32-column boxes");
+  if constexpr (kDqWsPermuted<D>) {
+    // Column group jj's four registers as four 8x8 b16 matrices (one fp32 = two b16): matrix
+    // h * 2 + e holds the warp's rows h * 8 + 0..7 and the columns e, 2 + e, 4 + e, 6 + e of the
+    // group, the 16-byte chunk at permuted columns e * 4 .. e * 4 + 3. Lane l gives the address of
+    // row l % 8 of matrix l / 8; the swizzle puts a matrix's 8 rows in 8 different chunks, so each
+    // matrix is one wavefront.
+    const int g = wrow & 7;
+    const int row = (wrow & ~7) + ((g >> 2) & 1) * 8 + (((g & 1) << 2) | quad);
+    const int e4 = ((g >> 1) & 1) * 4;
+#pragma unroll
+    for (int jj = 0; jj < NJ; ++jj) {
+      const uint32_t a = smem_addr(tile + dq_box_at<BM>(row, col0 + jj * 8 + e4));
+      asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a),
+                   "r"(__float_as_uint(acc[jj * 4])), "r"(__float_as_uint(acc[jj * 4 + 1])),
+                   "r"(__float_as_uint(acc[jj * 4 + 2])), "r"(__float_as_uint(acc[jj * 4 + 3]))
+                   : "memory");
+    }
+  } else {  // (8-byte stores: a half-warp's four rows meet two in each bank)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int jj = 0; jj < NJ; ++jj) {
+        *reinterpret_cast<float2*>(tile + dq_box_at<BM>(wrow + h * 8, col0 + jj * 8 + quad * 2)) =
+            make_float2(acc[jj * 4 + h * 2], acc[jj * 4 + h * 2 + 1]);
+      }
+    }
+  }
+}
+
 // A dQ tile staged in dq_box_at's layout (kBoxes boxes of BM rows x 32 columns) added into the fp32
 // workspace (map `tmap`) at columns col0.., query head hq, fused rows row0.., by TMA reduce-adds
 // committed as one bulk-async group; the caller waits for its read before the buffer is written again.
@@ -778,19 +813,11 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
 #pragma unroll
             for (int jj = 0; jj < 8; ++jj) {
 #pragma unroll
-              for (int e = 0; e < 2; ++e) dq_tile[at(jj * 8 + quad * 2 + e, wrow + h * 8)] = acc_dq[jj * 4 + h * 2 + e];
+              for (int e = 0; e < 2; ++e) dq_tile[at(jj * 8 + quad * 2 + e, dq_ws_column<D>(wrow + h * 8))] = acc_dq[jj * 4 + h * 2 + e];
             }
           }
         } else {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int r = wrow + h * 8;
-#pragma unroll
-            for (int jj = 0; jj < 8; ++jj) {
-              const int c = jj * 8 + quad * 2;
-              *reinterpret_cast<float2*>(dq_tile + at(r, c)) = make_float2(acc_dq[jj * 4 + h * 2], acc_dq[jj * 4 + h * 2 + 1]);
-            }
-          }
+          stage_dq_fragments<D, BM, 8>(dq_tile, acc_dq, wrow, quad, 0);
         }
         // the tile was written by ordinary stores; the TMA reads through the async proxy (kLateAnnounce:
         // the dQ thread fences after its wait)

@@ -241,6 +241,10 @@ __device__ distca_attn_info_t distca_attn_info_d256 = make_info<256>();
   extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
       distca_attn_bwd_post_##DT_NAME##_d##D(const distca_bwd_params_t p) {                                 \
     distca::bwd_post_kernel<T, D>(p);                                                                     \
+  }                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(kElementwiseThreads)                                        \
+      distca_attn_bwd_post_ws_##DT_NAME##_d##D(const distca_bwd_params_t p) {                              \
+    distca::bwd_post_kernel<T, D, true>(p);                                                               \
   }
 
 // The warp-specialized TMA forward and backward main kernel (fwd_ws_sm90.cuh, bwd_ws_sm90.cuh). Their

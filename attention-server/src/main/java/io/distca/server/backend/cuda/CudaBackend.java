@@ -571,7 +571,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
       launch(ops, DistcaAttnAbi.backwardKernel(shape.dtype(), shape.headDim()),
           grid, g.backwardThreads(), g.backwardSharedBytes(), params);
     }
-    launch(ops, DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
+    // section 12: the warp-specialized kernels' dQ workspace has its own conversion
+    launch(ops, warpSpecialized ? DistcaAttnAbi.backwardPostWsKernel(shape.dtype(), shape.headDim())
+            : DistcaAttnAbi.backwardPostKernel(shape.dtype(), shape.headDim()),
         elementwiseGrid, g.elementwiseThreads(), 0, params);
     if (plan.groupSplits) {
       // section 9: bwd_post converts the workspace's sums, dK times the softmax scale, then dV

@@ -13,7 +13,7 @@ import java.util.Locale;
 final class DistcaAttnAbi {
   private DistcaAttnAbi() {}
 
-  static final int ABI_VERSION = 5;
+  static final int ABI_VERSION = 6;
 
   /** distca_slice_t: q_start, q_len, k_start, kv_len, causal, diagonal, segment, reserved. */
   static final int SLICE_INTS = 8;
@@ -106,6 +106,14 @@ final class DistcaAttnAbi {
 
   static String backwardPostKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_post_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /**
+   * Step 3 after the warp-specialized backwards (bwd_ws, bwd_ws_kv, bwd_ws_chunked): their dQ
+   * workspace holds each group of 8 columns permuted (section 12, ABI version 6).
+   */
+  static String backwardPostWsKernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_post_ws_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String infoGlobal(int headDim) {

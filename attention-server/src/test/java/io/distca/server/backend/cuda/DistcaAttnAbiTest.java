@@ -128,6 +128,7 @@ class DistcaAttnAbiTest {
     assertEquals("distca_attn_fwd_bf16_d128", DistcaAttnAbi.forwardKernel(DType.BF16, 128));
     assertEquals("distca_attn_bwd_bf16_d64", DistcaAttnAbi.backwardKernel(DType.BF16, 64));
     assertEquals("distca_attn_bwd_post_fp16_d128", DistcaAttnAbi.backwardPostKernel(DType.FP16, 128));
+    assertEquals("distca_attn_bwd_post_ws_bf16_d256", DistcaAttnAbi.backwardPostWsKernel(DType.BF16, 256));
     assertEquals("distca_attn_info_d128", DistcaAttnAbi.infoGlobal(128));
     assertEquals("distca_attn_fwd_ws_fp16_d128", DistcaAttnAbi.forwardWsKernel(DType.FP16, 128));
     assertEquals("distca_attn_bwd_ws_bf16_d128", DistcaAttnAbi.backwardWsKernel(DType.BF16, 128));
@@ -202,6 +203,28 @@ class DistcaAttnAbiTest {
     assertEquals(DistcaAttnAbi.ABI_VERSION,
         firstInt(root.resolve("native/include/distca_attn.h"), "#define DISTCA_ATTN_ABI_VERSION (\\d+)"));
     assertEquals(DistcaAttnAbi.ABI_VERSION, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^ABI_VERSION = (\\d+)"));
+  }
+
+  /**
+   * Every kernel this host looks up is one that native/src/distca_attn.cu defines (its macros paste
+   * the names as NAME##_##DT_NAME##_d##D or distca_attn_KIND_##DT_NAME##_d##D) and the header lists, so
+   * that a renamed or missing entry point fails here rather than at cuModuleGetFunction on a GPU.
+   */
+  @Test
+  void kernelsTheHostLaunchesAreDefinedAndDocumented() throws IOException {
+    Path root = repositoryRoot();
+    String source = Files.readString(root.resolve("native/src/distca_attn.cu"));
+    String header = Files.readString(root.resolve("native/include/distca_attn.h"));
+    for (String name : new String[] {
+        DistcaAttnAbi.forwardKernel(DType.BF16, 128), DistcaAttnAbi.forwardWsKernel(DType.BF16, 128),
+        DistcaAttnAbi.backwardKernel(DType.BF16, 128), DistcaAttnAbi.backwardWsKernel(DType.BF16, 128),
+        DistcaAttnAbi.backwardWsKvKernel(DType.BF16, 128), DistcaAttnAbi.backwardWsChunkedKernel(DType.BF16, 128),
+        DistcaAttnAbi.backwardPostKernel(DType.BF16, 128), DistcaAttnAbi.backwardPostWsKernel(DType.BF16, 128)}) {
+      String kind = name.substring(0, name.length() - "_bf16_d128".length());
+      assertTrue(source.contains(kind + "_##DT_NAME##_d##D(") || source.contains(kind + ", "),
+          kind + " is defined in distca_attn.cu");
+      assertTrue(header.contains(kind + "_<DT>_d<HD>"), kind + " is listed in distca_attn.h");
+    }
   }
 
   /** Section 11's band ends: as many as the header's array holds, where the header puts them, in both hosts. */
