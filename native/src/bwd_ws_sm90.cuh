@@ -69,9 +69,10 @@
 #endif
 // The head dims up to which (with the dQ thread) the claiming warps of section 8 release their
 // claims to the dQ thread instead of the stage's full barrier, which the consumers wait for (NOTES
-// v60): 64. At 128 it read 0.988-0.990 on the long shapes (causal 512 +3%).
+// v60, v78): 128. At 128 it read 0.988-0.990 on the long shapes until the dQ staging's stmatrix
+// (v78); since then 0.997-1.006 there and +2-4.6% on short documents (causal 512-1K, GQA 16/2 at 1K).
 #ifndef DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D
-#define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 64
+#define DISTCA_BWD_CLAIMS_OFF_PATH_MAX_D 128
 #endif
 // The head dim at which the producer of the plain backward (neither group splits nor the chunked
 // walk) prefetches each step's Q and dO into L2 (TMA prefetch) before it waits for the step's stage
