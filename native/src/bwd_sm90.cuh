@@ -34,6 +34,44 @@ __device__ __forceinline__ int sw128(int row, int col) {
   return (col >> 6) * (ROWS * 64) + row * 64 + ((((col >> 3) & 7) ^ (row & 7)) << 3) + (col & 7);
 }
 
+// Whether the backward's staged dK/dV (bwd_store_dkdv_staged) stores a warp's accumulator fragments
+// with stmatrix (four 8x8 matrices an instruction: a quarter of the 4-byte stores, the same
+// wavefronts; H100 0.999-1.004, causal 2K up to +3%: NOTES v78). The forward's staged O the same way
+// lost 1-4% at d128 (native/experiments/v78-fwd-o-stmatrix.patch).
+#ifndef DISTCA_BWD_DKDV_STMATRIX
+#define DISTCA_BWD_DKDV_STMATRIX 1
+#endif
+
+// Stores a warp's 16 rows of 16-bit pairs in the wgmma accumulator layout (rows row0 + lane / 4 and
+// row0 + 8 + lane / 4, columns j * 8 + (lane % 4) * 2 + {0, 1}, j < NJ; the pair pack(j, h) for row
+// half h) into a ROWS-row sw128 tile of 16-bit elements, starting at row row0 (a multiple of 8).
+template <int ROWS, int NJ, typename T, typename Pack>
+__device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, Pack pack) {
+  static_assert(sizeof(T) == 2 && NJ % 2 == 0, "16-bit elements, whole 16-column pairs of blocks");
+  if constexpr (DISTCA_BWD_DKDV_STMATRIX != 0) {
+    // matrix m = h + 2 * (j % 2): rows h * 8 + 0..7, columns (j + m / 2) * 8 + 0..7, one 16-byte row
+    // each; lane l gives the address of row l % 8 of matrix l / 8
+    const int m = lane >> 3;
+    const int r = row0 + (m & 1) * 8 + (lane & 7);
+#pragma unroll
+    for (int j = 0; j < NJ; j += 2) {
+      const uint32_t a = smem_addr(tile + sw128<ROWS>(r, (j + (m >> 1)) * 8));
+      asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(pack(j, 0)),
+                   "r"(pack(j, 1)), "r"(pack(j + 1, 0)), "r"(pack(j + 1, 1))
+                   : "memory");
+    }
+  } else {
+    const int g = lane >> 2, quad = lane & 3;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        *reinterpret_cast<uint32_t*>(tile + sw128<ROWS>(row0 + h * 8 + g, j * 8 + quad * 2)) = pack(j, h);
+      }
+    }
+  }
+}
+
 struct Sw128Layout {
   template <int ROWS, int COLS>
   static __device__ __forceinline__ int at(int r, int c) {

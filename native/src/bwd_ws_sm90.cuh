@@ -187,24 +187,18 @@ __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[NC /
   const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
   T* sdK = stage;
   T* sdV = stage + 64 * NC;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = wrow + h * 8;  // row of this warpgroup's 64
-#pragma unroll
-    for (int j = 0; j < NKV; ++j) {
-      const int c = j * 8 + quad * 2;
-      *reinterpret_cast<uint32_t*>(sdK + sw128<64>(r, c)) =
-          Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(sdV + sw128<64>(r, c)) = Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]);
-    }
-  }
+  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;  // (r0: the warp's 16 rows of this warpgroup's 64)
+  stage_pairs_sw128<64, NKV>(sdK, r0, lane, [&](int j, int h) {
+    return Elem<T>::pack(acc_dk[j * 4 + h * 2] * p.scale, acc_dk[j * 4 + h * 2 + 1] * p.scale);
+  });
+  stage_pairs_sw128<64, NKV>(sdV, r0, lane,
+                             [&](int j, int h) { return Elem<T>::pack(acc_dv[j * 4 + h * 2], acc_dv[j * 4 + h * 2 + 1]); });
   __syncwarp();  // a warp's fragments are its own 16 rows: it reads back what it wrote
   const long long kv_stride = (long long)p.heads_kv * D;
   const long long base = ((long long)(kb0 + key0) * p.heads_kv + head_kv) * D + col0;
   T* gdK = reinterpret_cast<T*>(p.dk) + base;
   T* gdV = reinterpret_cast<T*>(p.dv) + base;
   constexpr int CH = NC / 8;  // 16-byte chunks per row
-  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
 #pragma unroll
   for (int k = lane; k < 16 * CH; k += 32) {
     const int r = r0 + k / CH, c = (k % CH) * 8;
