@@ -241,7 +241,7 @@ class DistcaAttnAbiTest {
   }
 
   /** The repository root: the first directory at or above the working directory with native/include/distca_attn.h. */
-  private static Path repositoryRoot() {
+  static Path repositoryRoot() {
     Path root = Path.of("").toAbsolutePath();
     while (root != null && !Files.exists(root.resolve("native/include/distca_attn.h"))) {
       root = root.getParent();
