@@ -42,6 +42,15 @@ __device__ __forceinline__ int sw128(int row, int col) {
 #define DISTCA_BWD_DKDV_STMATRIX 1
 #endif
 
+// stmatrix.x4: the warp's four 8x8 matrices of 16-bit elements, register i of lane l the elements
+// (l / 4, 2 * (l % 4) .. + 1) of matrix i; lane l gives the shared address of row l % 8 of matrix
+// l / 8 (16 bytes a row).
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+               "r"(r2), "r"(r3)
+               : "memory");
+}
+
 // Stores a warp's 16 rows of 16-bit pairs in the wgmma accumulator layout (rows row0 + lane / 4 and
 // row0 + 8 + lane / 4, columns j * 8 + (lane % 4) * 2 + {0, 1}, j < NJ; the pair pack(j, h) for row
 // half h) into a ROWS-row sw128 tile of 16-bit elements, starting at row row0 (a multiple of 8).
@@ -55,10 +64,8 @@ __device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, P
     const int r = row0 + (m & 1) * 8 + (lane & 7);
 #pragma unroll
     for (int j = 0; j < NJ; j += 2) {
-      const uint32_t a = smem_addr(tile + sw128<ROWS>(r, (j + (m >> 1)) * 8));
-      asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(pack(j, 0)),
-                   "r"(pack(j, 1)), "r"(pack(j + 1, 0)), "r"(pack(j + 1, 1))
-                   : "memory");
+      stmatrix_x4(smem_addr(tile + sw128<ROWS>(r, (j + (m >> 1)) * 8)), pack(j, 0), pack(j, 1), pack(j + 1, 0),
+                  pack(j + 1, 1));
     }
   } else {
     const int g = lane >> 2, quad = lane & 3;

@@ -353,11 +353,8 @@ __device__ __forceinline__ void stage_dq_fragments(float* tile, const float (&ac
     const int e4 = ((g >> 1) & 1) * 4;
 #pragma unroll
     for (int jj = 0; jj < NJ; ++jj) {
-      const uint32_t a = smem_addr(tile + dq_box_at<BM>(row, col0 + jj * 8 + e4));
-      asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a),
-                   "r"(__float_as_uint(acc[jj * 4])), "r"(__float_as_uint(acc[jj * 4 + 1])),
-                   "r"(__float_as_uint(acc[jj * 4 + 2])), "r"(__float_as_uint(acc[jj * 4 + 3]))
-                   : "memory");
+      stmatrix_x4(smem_addr(tile + dq_box_at<BM>(row, col0 + jj * 8 + e4)), __float_as_uint(acc[jj * 4]),
+                  __float_as_uint(acc[jj * 4 + 1]), __float_as_uint(acc[jj * 4 + 2]), __float_as_uint(acc[jj * 4 + 3]));
     }
   } else {  // (8-byte stores: a half-warp's four rows meet two in each bank)
 #pragma unroll
