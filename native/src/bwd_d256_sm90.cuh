@@ -586,7 +586,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       // through sK (warpgroup 0's columns) and sV (1's): the tile's GEMMs are done (its last step
       // passed barrier 5), and each warp touches only its own rows there; the next tile's K/V load
       // waits for all of them (barrier 6). From registers (4-byte stores) causal 1K ran 10% slower (v76).
-      bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg, wrow, quad,
+      bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg,
                                          wg == 0 ? sK : sV, tid & 127);
     }
     mbar_arrive(bar_staged(s));

@@ -181,7 +181,7 @@ __device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, uint32_t src
 template <typename T, int D, int NC = D>
 __device__ __forceinline__ void bwd_store_dkdv_staged(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
                                                       const distca_bwd_params_t& p, int kb0, int head_kv, int k_rows, int wg,
-                                                      int wrow, int quad, T* stage, int wtid) {
+                                                      T* stage, int wtid) {
   static_assert(NC == D || NC * 2 == D, "a warpgroup's keys or column half");
   constexpr int NKV = NC / 8;
   const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
@@ -882,7 +882,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       DISTCA_TRACE(tr.rec(kTrRecWait));
       take_tile();
     } else {
-      bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg, wrow, quad,
+      bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg,
                                   reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
     }
     DISTCA_TRACE(tr.rec(kTrTileEnd));
