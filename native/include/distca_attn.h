@@ -29,9 +29,9 @@
  *    distca_attn_bwd_post_<DT>_d<HD>     (distca_bwd_params_t)  backward step 3: dQ = workspace *
  *                                                              scale, converted to DT
  *    distca_attn_bwd_ws_kv_<DT>_d<HD>    (distca_bwd_ws_params_t) step 2 with group splits, dK and dV
- *                                                              into a workspace (section 9; HD 64
- *                                                              and 128 only, where bwd_ws_threads
- *                                                              != 0; look it up: no HD 256 kernel)
+ *                                                              into a workspace (section 9; where
+ *                                                              bwd_ws_threads != 0; look it up:
+ *                                                              images before HD 256's have none)
  *    distca_attn_bwd_ws_chunked_<DT>_d<HD> (distca_bwd_ws_params_t) step 2 as bwd_ws, the GQA group
  *                                                              walked in chunks (section 10; HD 128
  *                                                              only: look it up)
@@ -188,8 +188,9 @@
  *    so with few K/V heads there are few work items, and under a causal mask the first key tiles of
  *    a long segment are the longest by far: one K/V head for 8 query heads over a 16K-token
  *    sequence gives 128 key tiles for 132 SMs, the longest twice the mean, and the backward ran at
- *    half its MHA speed. distca_attn_bwd_ws_kv_<DT>_d<HD> (HD 64 and 128, sm_90a) is step 2 of the
- *    warp-specialized backward for a work list in which a key tile may appear as several items,
+ *    half its MHA speed. distca_attn_bwd_ws_kv_<DT>_d<HD> (sm_90a; HD 256 added within ABI version 6,
+ *    a kernel to look up) is step 2 of the warp-specialized backward for a work list in which a key
+ *    tile may appear as several items,
  *    each walking a range of the group's query heads: the block word (distca_work_t.block) is
  *        key block | first << DISTCA_WORK_HEAD_SHIFT | count << DISTCA_WORK_HEADS_SHIFT
  *    for the query heads [first, first + count) of the group (count 0: the whole group; the

@@ -342,7 +342,10 @@ struct BwdD256Step {
   int pad[2];
 };
 
-template <typename T>
+// kSplits: distca_attn_bwd_ws_kv_*_d256 (distca_attn.h section 9): the work list may hold group
+// splits, and each key tile's dK and dV are added into dkv_accum (bwd_add_dkdv_staged) instead of
+// written.
+template <typename T, bool kSplits = false>
 __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
   using Cfg = BwdWsD256Config;
@@ -426,7 +429,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
         return s;
       };
       for (int t = blockIdx.x; t < tiles; t = __shfl_sync(0xffffffffu, lane == 0 ? next_tile(counter, t) : 0, 0)) {
-        const BwdTile<BN, false, kBwdChunkTiles> tile(p, t, P.band_end);  // (the chunked walk, section 10: MHA's walk is the same)
+        const BwdTile<BN, kSplits, kBwdChunkTiles> tile(p, t, P.band_end);  // (the chunked walk, section 10: MHA's walk is the same)
         const int group = tile.group;
         auto cur = tile.template start<BM>();
         bool have = tile.template seek<BM>(cur);
@@ -586,8 +589,15 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       // through sK (warpgroup 0's columns) and sV (1's): the tile's GEMMs are done (its last step
       // passed barrier 5), and each warp touches only its own rows there; the next tile's K/V load
       // waits for all of them (barrier 6). From registers (4-byte stores) causal 1K ran 10% slower (v76).
-      bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg,
-                                         wg == 0 ? sK : sV, tid & 127);
+      if constexpr (kSplits) {  // a piece no query tile sees adds nothing (the host zeroed the sums)
+        if (!(flags & BwdD256Step::kNoStep))
+          bwd_add_dkdv_staged<D, D / 2>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), r.kb0, r.head_kv,
+                                        r.k_rows, wg, wrow, quad, reinterpret_cast<float*>(wg == 0 ? sK : sV),
+                                        tid & 127);
+      } else {
+        bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg,
+                                           wg == 0 ? sK : sV, tid & 127);
+      }
     }
     mbar_arrive(bar_staged(s));
   }

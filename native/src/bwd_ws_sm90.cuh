@@ -219,34 +219,37 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, ui
 
 // What bwd_store_dkdv_staged writes, added instead into the fp32 workspace dkv_accum (distca_attn.h
 // section 9: [2][total_k, heads_kv, D], dK's sums then dV's, dK not yet times the softmax scale):
-// dK, then dV, each staged in `stage` (64 rows x D fp32, unswizzled: each row is one bulk copy's
-// source), and each of a warp's own 16 rows sent by one of its lanes as a bulk reduce-add, read
-// before the next matrix (or the caller) overwrites the stage. `stage` must be free. (With this
-// tile end, or any other that takes the accumulators as fp32, ptxas spilled 150-180 bytes at every
-// step while the consumers walked the query tiles themselves; 12 with the step records: NOTES v63.)
-template <int D>
-__device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[D / 8 * 4], const float (&acc_dv)[D / 8 * 4],
+// this warpgroup's part of dK, then of dV - its 64 keys and all D columns, or (NC < D: the
+// warpgroups split the columns, head_dim 256) all 64 keys and its NC columns from wg * NC - each
+// staged in `stage` (64 rows x NC fp32, unswizzled: each row is one bulk copy's source), and each of
+// a warp's own 16 rows sent by one of its lanes as a bulk reduce-add, read before the next matrix
+// (or the caller) overwrites the stage. `stage` must be free. (With this tile end, or any other that
+// takes the accumulators as fp32, ptxas spilled 150-180 bytes at every step while the consumers
+// walked the query tiles themselves; 12 with the step records: NOTES v63.)
+template <int D, int NC = D>
+__device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
                                                     const distca_bwd_params_t& p, float* dkv_accum, int kb0, int head_kv,
                                                     int k_rows, int wg, int wrow, int quad, float* stage, int wtid) {
-  constexpr int NKV = D / 8;
+  constexpr int NKV = NC / 8;
+  const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
   const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
   const long long kv_stride = (long long)p.heads_kv * D;
-  const bool sends = lane < 16 && wg * 64 + r0 + lane < k_rows;  // lane i sends row r0 + i
-  float* dst = dkv_accum + ((long long)(kb0 + wg * 64 + r0 + lane) * p.heads_kv + head_kv) * D;
-  const uint32_t src = smem_addr(stage + (r0 + lane) * D);
+  const bool sends = lane < 16 && key0 + r0 + lane < k_rows;  // lane i sends row r0 + i
+  float* dst = dkv_accum + ((long long)(kb0 + key0 + r0 + lane) * p.heads_kv + head_kv) * D + col0;
+  const uint32_t src = smem_addr(stage + (r0 + lane) * NC);
   auto send = [&](const float (&acc)[NKV * 4], float* to) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = wrow + h * 8;
 #pragma unroll
       for (int j = 0; j < NKV; ++j) {
-        *reinterpret_cast<float2*>(stage + r * D + j * 8 + quad * 2) = make_float2(acc[j * 4 + h * 2], acc[j * 4 + h * 2 + 1]);
+        *reinterpret_cast<float2*>(stage + r * NC + j * 8 + quad * 2) = make_float2(acc[j * 4 + h * 2], acc[j * 4 + h * 2 + 1]);
       }
     }
     fence_proxy_async();  // written by ordinary stores, read by the bulk copy (async proxy)
     __syncwarp();         // a warp's fragments are its own 16 rows
     if (sends) {
-      bulk_reduce_add_f32(to, src, D * 4);
+      bulk_reduce_add_f32(to, src, NC * 4);
       bulk_commit();
       bulk_wait_read<0>();
     }

@@ -280,9 +280,17 @@ __device__ __forceinline__ void bwd_ws_main(const distca_bwd_ws_params_t& p) {
     }                                                                                                     \
   }
 #define DISTCA_DEFINE_BWD_WS(DT_NAME, T, D) DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws, bwd_ws_main, DT_NAME, T, D)
-// The warp-specialized backward with group splits (distca_attn.h section 9), head dims 64 and 128.
-#define DISTCA_DEFINE_BWD_WS_KV(DT_NAME, T, D) \
-  DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_kv, distca::sm90::bwd_ws_kv_kernel, DT_NAME, T, D)
+// The warp-specialized backward with group splits (distca_attn.h section 9): bwd_ws_sm90.cuh's at
+// head dims 64 and 128, bwd_d256_sm90.cuh's at 256.
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_kv_main(const distca_bwd_ws_params_t& p) {
+  if constexpr (D == 256) {
+    distca::sm90::bwd_ws_kernel_d256<T, true>(p);
+  } else {
+    distca::sm90::bwd_ws_kv_kernel<T, D>(p);
+  }
+}
+#define DISTCA_DEFINE_BWD_WS_KV(DT_NAME, T, D) DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_kv, bwd_ws_kv_main, DT_NAME, T, D)
 // The warp-specialized backward walking the GQA group in chunks (distca_attn.h section 10), head dim 128.
 #define DISTCA_DEFINE_BWD_WS_CHUNKED(DT_NAME, T, D) \
   DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_chunked, distca::sm90::bwd_ws_chunked_kernel, DT_NAME, T, D)
@@ -309,4 +317,6 @@ DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_KERNELS(fp16, __half, 256)
 DISTCA_DEFINE_WS(bf16, __nv_bfloat16, 256)
 DISTCA_DEFINE_WS(fp16, __half, 256)
+DISTCA_DEFINE_BWD_WS_KV(bf16, __nv_bfloat16, 256)
+DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 256)
 #endif
