@@ -463,21 +463,50 @@ class CudaBackendGpuTest extends AllocatorPerTest {
   }
 
   /**
-   * Causal documents of the given lengths at {@code headsQ}/{@code headsKv}, bf16 d128, run backward
-   * on {@link #backend} in one group-split launch iff {@code split} ({@code why} says when), agree
-   * with the unsplit backward (floor: {@link #assertWithinOneStep(Case, String, float[], float[],
-   * double)}'s).
+   * native/NOTES.md v79 through the backend: head_dim 256's split kernel (distca_attn_bwd_ws_kv_*_d256).
+   * Causal documents of 1,500 and 700 tokens at 8/1 (one-head walks under 32 steps of its 64-key
+   * tiles), which the schedule model splits for the longer key tiles only, split with every key tile
+   * in two pieces of four heads; the split backward agrees with the unsplit one.
    */
+  @Test
+  void headDim256GroupsSplitOnShortCausalDocuments() {
+    assertCausalDocumentsSplitAndAgree(8, 1, 256, new int[] {1500, 700}, SEED + 11, 1e-5, true, "split");
+  }
+
+  /**
+   * The same kernel where the walks are 32-64 steps: causal documents of 3,000, 1,100, 700 and 300
+   * tokens at 8/1, every key tile in four pieces of two heads (native/NOTES.md v70's rule); the split
+   * backward agrees with the unsplit one to one bf16 step, or to 1e-4 of the largest element where an
+   * element is a small sum of large terms (dK and dV sum 8 heads x up to 3,000 rows in fp32, in
+   * another order; a head or a piece missing would differ by a head's share, about 12%).
+   */
+  @Test
+  void headDim256GroupsSplitOnLongerCausalDocuments() {
+    assertCausalDocumentsSplitAndAgree(8, 1, 256, new int[] {3000, 1100, 700, 300}, SEED + 12, 1e-4, true, "split");
+  }
+
+  /** {@link #assertCausalDocumentsSplitAndAgree(int, int, int, int[], long, double, boolean, String)} at head_dim 128. */
   private void assertCausalDocumentsSplitAndAgree(int headsQ, int headsKv, int[] documents, long seed, double floor,
       boolean split, String why) {
+    assertCausalDocumentsSplitAndAgree(headsQ, headsKv, 128, documents, seed, floor, split, why);
+  }
+
+  /**
+   * Causal documents of the given lengths at {@code headsQ}/{@code headsKv}, bf16, head dim {@code
+   * headDim}, run backward on {@link #backend} in one group-split launch iff {@code split} ({@code
+   * why} says when), agree with the unsplit backward (floor: {@link #assertWithinOneStep(Case, String,
+   * float[], float[], double)}'s).
+   */
+  private void assertCausalDocumentsSplitAndAgree(int headsQ, int headsKv, int headDim, int[] documents, long seed,
+      double floor, boolean split, String why) {
     assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
         "no warp-specialized backward on " + backend.gpu());
     List<SliceSpec> slices = new ArrayList<>();
     for (int d = 0; d < documents.length; d++) {
       slices.add(SliceSpec.causalBottomRight(d, documents[d], documents[d]));
     }
-    Case c = new Case("bf16 d128 GQA " + headsQ + "/" + headsKv + ": causal documents " + Arrays.toString(documents),
-        shape(headsQ, headsKv, 128, DType.BF16), documents, slices);
+    Case c = new Case("bf16 d" + headDim + " GQA " + headsQ + "/" + headsKv + ": causal documents "
+        + Arrays.toString(documents), shape(headsQ, headsKv, headDim, DType.BF16), documents, slices);
     try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), seed);
         CudaBackend whole = CudaBackend.open(new CudaBackendOptions().groupSplits(false))) {
       backend.forward(f.forwardBatch());
