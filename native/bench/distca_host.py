@@ -191,12 +191,18 @@ SPLIT_UNIFORM_STEPS_PER_PIECE = 8
 # under 32 steps, two pieces a key tile, 1.00-1.08x at uniform 1K but 0.91-0.93 on a mix of documents
 # up to 1K)
 SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
+# From this head dim (256: its 64-key tiles), a causal batch split where the longest walk of one head
+# is under SPLIT_PAIRS_STEPS[0] steps splits every item into the same short_max_pieces pieces, not
+# the model's pieces for the longest items only (NOTES v79, H200, d256 backward against the model's
+# pieces: 8/1 and 6/1 on mixes of documents up to 1K-2K +6-10%, 16/1 +2.5-4%, 4/1 +0.3-1.9%; against
+# no splits 8/1 +5-11%, but 16/1 on mixes up to 1K-1.2K 0.95)
+SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
                  short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES, lean_dram=False,
-                 causal=False, uniform=True, long_steps_per_piece=SPLIT_UNIFORM_STEPS_PER_PIECE):
+                 causal=False, uniform=True, long_steps_per_piece=SPLIT_UNIFORM_STEPS_PER_PIECE, short_uniform=False):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -216,8 +222,10 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     pieces (v71; in groups over 32 heads up to a piece of four heads for each long_steps_per_piece
     steps of the walk: v72, 0 for v71's), and with lean_dram (a GPU with less than
     SPLIT_LEAN_DRAM_BYTES_PER_SM of DRAM bandwidth per SM) it splits so even where the model finds no
-    split that pays (NOTES v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). The
-    Java host's policy is the same
+    split that pays (NOTES v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). With
+    short_uniform (head dims from SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM), a causal split batch in groups of
+    4 heads and more whose longest one-head walk is under pairs_steps[0] steps splits every item into
+    short_max_pieces pieces (NOTES v79). The Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
@@ -260,6 +268,8 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
             if long_steps_per_piece:  # 0: v71's pieces, to measure
                 n = max(n, min(-(-group // 4), longest // (block_m * long_steps_per_piece)))
             return [min(group // 2, n)] * len(costs)
+    if short_uniform and paid and causal and group >= 4 and longest < pairs_steps[0] * block_m:
+        return [most] * len(costs)
     return best_splits if paid else None
 
 
@@ -691,7 +701,9 @@ class Kernels:
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
         where group_splits finds none that pay, or as bwd_splits forces (cached on the layout)."""
-        key = ("bwd_split", hq, hkv, self.bwd_splits, tuple(sorted(self.bwd_split_policy.items())))
+        policy = dict(self.bwd_split_policy)
+        policy.setdefault("short_uniform", hd >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM)
+        key = ("bwd_split", hq, hkv, hd, self.bwd_splits, tuple(sorted(policy.items())))
         if key in lay.extra:
             return lay.extra[key]
         items = lay.extra.get("bwd_items", [])
@@ -705,7 +717,7 @@ class Kernels:
             splits = [1] * len(items) if group <= 64 else None
         else:
             splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1, self.info[hd].bwd_block_m,
-                                  causal=lay.extra.get("all_causal", False), **self.bwd_split_policy)
+                                  causal=lay.extra.get("all_causal", False), **policy)
         out = None
         if splits is not None:
             pieces = []

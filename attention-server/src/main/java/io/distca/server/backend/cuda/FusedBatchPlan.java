@@ -65,7 +65,7 @@ final class FusedBatchPlan {
    * {@code splitSms}: backward only, the SMs that the warp-specialized backward's persistent grid
    * spans, for its group splits (section 9); 0 where that kernel does not run (no splits then).
    * {@code leanDram}: the GPU has less DRAM bandwidth per SM than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}
-   * ({@link #groupSplits(long[], int, int, int, int, boolean, boolean)}).
+   * ({@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)}).
    */
   private FusedBatchPlan(Pass pass, AttentionBatch batch, KernelGeometry geometry, int splitSms, boolean leanDram) {
     this.pass = pass;
@@ -134,7 +134,8 @@ final class FusedBatchPlan {
     WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
     WorkList split = pass == Pass.BACKWARD && splitSms > 0
         ? withGroupSplits(list, shape.headsKv(), shape.headsQ() / shape.headsKv(), splitSms,
-            geometry.backwardBlockM(), leanDram, allCausal(batch))
+            geometry.backwardBlockM(), leanDram, allCausal(batch),
+            shape.headDim() >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM)
         : null;
     groupSplits = split != null;
     if (split != null) {
@@ -165,7 +166,7 @@ final class FusedBatchPlan {
 
   /**
    * A backward plan for the warp-specialized kernel on a persistent grid of {@code splitSms} CTAs,
-   * with group splits where {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} finds
+   * with group splits where {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} finds
    * that they pay (0: none, for the other kernel), on a GPU that {@link #leanDram(double)} or not.
    */
   static FusedBatchPlan backward(AttentionBatch batch, KernelGeometry geometry, int splitSms, boolean leanDram) {
@@ -304,8 +305,8 @@ final class FusedBatchPlan {
    * first, or null where no split pays.
    */
   private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, int blockM,
-      boolean leanDram, boolean causal) {
-    int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM, leanDram, causal);
+      boolean leanDram, boolean causal, boolean shortUniform) {
+    int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM, leanDram, causal, shortUniform);
     if (splits == null) {
       return null;
     }
@@ -418,6 +419,15 @@ final class FusedBatchPlan {
    * uniform 1K but 0.91-0.93 on a mix of documents up to 1K).
    */
   static final double SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9;
+  /**
+   * From this head dim (256, whose backward has 64-key tiles), a causal batch split where the longest
+   * walk of one head is under {@link #SPLIT_PAIRS_MIN_STEPS} steps splits every item into the same
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces, not the model's pieces for the longest items only
+   * (native/NOTES.md v79, H200, d256 backward against the model's pieces: 8/1 and 6/1 on mixes of
+   * documents up to 1K-2K +6-10%, 16/1 +2.5-4%, 4/1 +0.3-1.9%; against no splits 8/1 +5-11%, but
+   * 16/1 on mixes up to 1K-1.2K 0.95).
+   */
+  static final int SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256;
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -441,11 +451,14 @@ final class FusedBatchPlan {
    * piece of four heads for each {@link #SPLIT_UNIFORM_STEPS_PER_PIECE} steps of the walk: v72), and
    * with {@code leanDram} (a GPU with less than {@link #SPLIT_LEAN_DRAM_BYTES_PER_SM}) it splits so
    * even where the model finds no split that pays (v69: fewer pieces for the shorter items read
-   * 0.78-0.86 at 2K there). The Python host's policy is the same (native/bench/distca_host.py,
-   * group_splits).
+   * 0.78-0.86 at 2K there). With {@code shortUniform} (head dims from {@link
+   * #SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM}), a causal split batch in groups of 4 heads and more whose
+   * longest one-head walk is under {@link #SPLIT_PAIRS_MIN_STEPS} steps splits every item into
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces (v79). The Python host's policy is the same
+   * (native/bench/distca_host.py, group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
-      boolean causal) {
+      boolean causal, boolean shortUniform) {
     if (group < 2 || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0 || sms < 1) {
       return null;
     }
@@ -498,6 +511,9 @@ final class FusedBatchPlan {
         return uniformSplits(costs.length, (int) Math.min(group / 2, Math.max(SPLIT_UNIFORM_LONG_MAX_PIECES, byWalk)));
       }
     }
+    if (shortUniform && paid && causal && group >= 4 && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
+      return uniformSplits(costs.length, most);
+    }
     return paid ? bestSplits : null;
   }
 
@@ -507,9 +523,15 @@ final class FusedBatchPlan {
     return splits;
   }
 
-  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */
+  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} below {@link #SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM}. */
+  static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
+      boolean causal) {
+    return groupSplits(costs, headsKv, group, sms, blockM, leanDram, causal, false);
+  }
+
+  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
-    return groupSplits(costs, headsKv, group, sms, blockM, false, false);
+    return groupSplits(costs, headsKv, group, sms, blockM, false, false, false);
   }
 
   /**

@@ -295,6 +295,34 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(8, splits[0], "16K: the longest key tiles' one-head walks are long, one head a piece");
   }
 
+  /**
+   * Head dim 256 (64-key tiles): where the longest causal walk of one head is under 32 steps, a
+   * split batch splits every item into two pieces, not the model's two for the longest items only
+   * (native/NOTES.md v79); longer walks, smaller groups, non-causal batches and the smaller head dims
+   * keep the model's counts. The histograms are what distca_host.group_splits gives for the same
+   * costs (short_uniform).
+   */
+  @Test
+  void groupSplitsUniformAtHeadDim256WhereTheCausalWalksAreShort() {
+    long[] shortMix = mixKeyTilesOf(64, 1000, 700, 300, 200);
+    assertEquals(252, shortMix.length);
+    assertEquals(Map.of(1, 105, 2, 147),
+        histogram(FusedBatchPlan.groupSplits(shortMix, 1, 8, 132, 64, false, true, false)), "8/1, the model's counts");
+    assertEquals(Map.of(2, 252),
+        histogram(FusedBatchPlan.groupSplits(shortMix, 1, 8, 132, 64, false, true, true)), "8/1 at d256: all in two");
+    assertEquals(Map.of(1, 105, 2, 147),
+        histogram(FusedBatchPlan.groupSplits(shortMix, 1, 8, 132, 64, false, false, true)), "8/1 at d256, not all causal");
+    assertEquals(null, FusedBatchPlan.groupSplits(shortMix, 1, 4, 132, 64, false, true, true), "4/1: no gain modelled");
+    assertEquals(null, FusedBatchPlan.groupSplits(shortMix, 2, 8, 132, 64, false, true, true), "16/2: no gain modelled");
+    long[] mix2k = mixKeyTilesOf(64, 2000, 1000, 500);
+    assertEquals(Map.of(2, 256), histogram(FusedBatchPlan.groupSplits(mix2k, 1, 4, 132, 64, false, true, true)), "4/1 at d256");
+    assertEquals(Map.of(1, 104, 2, 152), histogram(FusedBatchPlan.groupSplits(mix2k, 1, 4, 132, 64, false, true, false)), "4/1");
+    long[] mix3k = mixKeyTilesOf(64, 3000, 1100, 700, 300);  // a 47-step walk: the rule of 32-64 steps
+    assertEquals(Map.of(4, 243), histogram(FusedBatchPlan.groupSplits(mix3k, 1, 8, 132, 64, false, true, true)), "8/1 up to 3K");
+    assertEquals(Map.of(1, 81, 2, 162), histogram(FusedBatchPlan.groupSplits(mix3k, 1, 4, 132, 64, false, true, true)),
+        "4/1 up to 3K: the model's counts");
+  }
+
   /** 16,384 / s sequences of s tokens, causal: each key tile's query rows, in key-tile order. */
   private static long[] causalKeyTiles(int s) {
     return mixKeyTiles(s);
@@ -451,21 +479,31 @@ class FusedBatchPlanTest extends AllocatorPerTest {
 
   /** Documents of the given lengths, repeated while they fit 16,384 tokens, causal: each key tile's query rows. */
   private static long[] mixKeyTiles(int... lengths) {
+    return mixKeyTilesOf(128, lengths);
+  }
+
+  /** The same with key tiles of {@code blockN} rows. */
+  private static long[] mixKeyTilesOf(int blockN, int... lengths) {
     List<Integer> documents = new ArrayList<>();
     int total = 0;
     for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
       documents.add(lengths[d % lengths.length]);
       total += lengths[d % lengths.length];
     }
-    return keyTiles(documents.stream().mapToInt(Integer::intValue).toArray());
+    return keyTilesOf(blockN, documents.stream().mapToInt(Integer::intValue).toArray());
   }
 
   /** Causal documents of the given lengths, once each: each key tile's query rows. */
   private static long[] keyTiles(int... lengths) {
+    return keyTilesOf(128, lengths);
+  }
+
+  /** The same with key tiles of {@code blockN} rows. */
+  private static long[] keyTilesOf(int blockN, int... lengths) {
     List<Long> costs = new ArrayList<>();
     for (int s : lengths) {
-      for (int k = 0; k * 128 < s; k++) {
-        costs.add((long) s - 128L * k);
+      for (int k = 0; k * blockN < s; k++) {
+        costs.add((long) s - (long) blockN * k);
       }
     }
     return costs.stream().mapToLong(Long::longValue).toArray();
