@@ -197,6 +197,30 @@ SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
 # pieces: 8/1 and 6/1 on mixes of documents up to 1K-2K +6-10%, 16/1 +2.5-4%, 4/1 +0.3-1.9%; against
 # no splits 8/1 +5-11%, but 16/1 on mixes up to 1K-1.2K 0.95)
 SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256
+# From this head dim (256), a causal batch in GQA groups of L2_ORDER_GROUPS[0] to [1] heads (the sizes
+# measured) whose longest one-head walk has L2_ORDER_MIN_STEPS up to (not including) SPLIT_PAIRS_STEPS[1]
+# steps splits every key tile into min(group / 2, SPLIT_PAIRS_MAX_PIECES) pieces, whatever the schedule
+# model finds, the work list ordered by the pieces' head ranges first and without bands: the CTAs running
+# side by side then walk the same few heads, whose Q/dO tiles and dQ rows stay in the L2, where a key
+# tile's walk of its whole group (or the pieces longest first) reads every head's at once (NOTES v79,
+# H200, d256 backward against the policy without it: 8/1, 16/1, 16/2 and 32/4 at 1K-2K and on mixes of
+# documents up to 1K-2K +6-31%, up to 3K 1.00-1.25; in a trial without the bounds groups of 4 lost 4-20%,
+# groups of 6 read 0.95-1.07, walks of 8-10 steps lost up to 12%)
+L2_ORDER_MIN_HEAD_DIM = 256
+L2_ORDER_GROUPS = (8, 16)
+L2_ORDER_MIN_STEPS = 12
+
+
+def l2_order_pieces(costs, group, block_m, causal, head_dim):
+    """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79), or 0 where it does
+    not apply; the hosts then order the split work list by the pieces' head ranges first and cut no
+    bands. costs: each key tile's query rows for one head. FusedBatchPlan.l2OrderPieces in the Java host."""
+    if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or not L2_ORDER_GROUPS[0] <= group <= L2_ORDER_GROUPS[1] or not costs:
+        return 0
+    longest = max(costs)
+    if L2_ORDER_MIN_STEPS * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m:
+        return min(group // 2, SPLIT_PAIRS_MAX_PIECES)
+    return 0
 
 
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
@@ -381,7 +405,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None, l2_order=True):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -398,7 +422,8 @@ class Kernels:
         work_bands=False: the persistent kernels' work lists in section 5's order, never in the bands
         of section 11 (work_bands), to measure; "always": in band_cuts' bands of the first factor
         wherever there are any, to test them. work_band_policy: work_bands' keyword arguments (factors,
-        most, floor), to measure the policy against itself."""
+        most, floor), to measure the policy against itself. l2_order=False: never l2_order_pieces' splits in
+        head order (NOTES v79), to measure."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
@@ -406,6 +431,7 @@ class Kernels:
         self.work_bands = work_bands
         self.work_band_policy = dict(work_band_policy or {})  # work_bands' factors / most / floor, to measure
         self.bwd_split_policy = dict(bwd_split_policy or {})
+        self.l2_order = l2_order  # l2_order_pieces' rule (False: group_splits' policy alone, to measure)
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
         self.bwd_split_policy.setdefault(
@@ -682,6 +708,9 @@ class Kernels:
         if key not in lay.extra:
             group = hq // hkv
             over = SPLIT_OVERHEAD_STEPS * self.info[hd].bwd_block_m
+            if split is not None and lay.extra.get(("bwd_split_head_order", id(split))):
+                lay.extra[key] = []
+                return []
             if split is not None:
                 costs = [c + over for c in lay.extra[("bwd_split_costs", id(split))]]
                 head_group = BWD_HEAD_GROUP
@@ -700,17 +729,25 @@ class Kernels:
 
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
-        where group_splits finds none that pay, or as bwd_splits forces (cached on the layout)."""
+        where group_splits finds none that pay, or as bwd_splits forces; where l2_order_pieces' rule
+        applies (NOTES v79), its pieces in head order, which _bwd_bands then leaves uncut (cached on
+        the layout)."""
         policy = dict(self.bwd_split_policy)
         policy.setdefault("short_uniform", hd >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM)
-        key = ("bwd_split", hq, hkv, hd, self.bwd_splits, tuple(sorted(policy.items())))
+        key = ("bwd_split", hq, hkv, hd, self.bwd_splits, self.l2_order, tuple(sorted(policy.items())))
         if key in lay.extra:
             return lay.extra[key]
         items = lay.extra.get("bwd_items", [])
         group = hq // hkv
         forced = self.bwd_splits or 0
+        head_order = False
+        l2 = l2_order_pieces([c for c, _, _ in items], group, self.info[hd].bwd_block_m,
+                             lay.extra.get("all_causal", False), hd) if self.l2_order and forced == 0 else 0
         if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
             splits = None
+        elif l2 > 1:
+            splits = [l2] * len(items)
+            head_order = True
         elif forced > 1:
             splits = [min(forced, group)] * len(items) if 2 <= group <= 64 else None
         elif forced == -1:  # the kv kernel with every key tile's whole group in one work item (its cost alone)
@@ -726,12 +763,17 @@ class Kernels:
                 for j in range(n):
                     h0, h1 = split_heads(j, n, group)
                     word = b if n == 1 else b | h0 << WORK_HEAD_SHIFT | (h1 - h0) << WORK_HEADS_SHIFT
-                    pieces.append((c * (h1 - h0), g, word))
-            pieces.sort(key=lambda t: -t[0])
-            work = torch.tensor([[g, w - (1 << 32) if w >= 1 << 31 else w] for _, g, w in pieces], dtype=torch.int32,
+                    pieces.append((c * (h1 - h0), g, word, h0))
+            if head_order:
+                pieces.sort(key=lambda t: (t[3], -t[0]))
+            else:
+                pieces.sort(key=lambda t: -t[0])
+            work = torch.tensor([[g, w - (1 << 32) if w >= 1 << 31 else w] for _, g, w, _ in pieces], dtype=torch.int32,
                                 device="cuda")
             out = (work, len(pieces))
-            lay.extra[("bwd_split_costs", id(out))] = [c for c, _, _ in pieces]  # for _bwd_bands
+            lay.extra[("bwd_split_costs", id(out))] = [c for c, _, _, _ in pieces]  # for _bwd_bands
+            if head_order:
+                lay.extra[("bwd_split_head_order", id(out))] = True
         lay.extra[key] = out
         return out
 

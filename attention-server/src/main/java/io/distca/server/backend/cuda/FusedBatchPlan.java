@@ -44,7 +44,10 @@ final class FusedBatchPlan {
   /** distca_work_t[numWork], most expensive first. */
   final int[] work;
   final int numWork;
-  /** Estimated cost of each work item, same order as {@link #work} (non-increasing). */
+  /**
+   * Estimated cost of each work item, same order as {@link #work}: non-increasing, but for a plan
+   * with {@link #headOrderedSplits} (non-increasing within each head range).
+   */
   final long[] workCost;
   /**
    * Backward: whether the work list has group splits (distca_attn.h section 9), so that the
@@ -52,6 +55,12 @@ final class FusedBatchPlan {
    * converts them; only plans made for the warp-specialized backward have them.
    */
   final boolean groupSplits;
+  /**
+   * Backward: whether the group splits are {@link #l2OrderPieces}' (native/NOTES.md v79), the work
+   * list ordered by the pieces' head ranges first (every key tile's first piece, longest first, then
+   * every second piece, ...), which section 11's bands must not cut.
+   */
+  final boolean headOrderedSplits;
   final Layout layout;
 
   /** Byte offsets inside a slot's arena; -1 where a pass has no such buffer. */
@@ -132,12 +141,23 @@ final class FusedBatchPlan {
     }
 
     WorkList list = pass == Pass.FORWARD ? forwardWork(slices, geometry) : backwardWork(batch, geometry);
-    WorkList split = pass == Pass.BACKWARD && splitSms > 0
-        ? withGroupSplits(list, shape.headsKv(), shape.headsQ() / shape.headsKv(), splitSms,
-            geometry.backwardBlockM(), leanDram, allCausal(batch),
-            shape.headDim() >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM)
-        : null;
+    WorkList split = null;
+    boolean headOrdered = false;
+    if (pass == Pass.BACKWARD && splitSms > 0) {
+      int group = shape.headsQ() / shape.headsKv();
+      int pieces = l2OrderPieces(list.costs, group, geometry.backwardBlockM(), allCausal(batch), shape.headDim());
+      if (pieces > 1) {
+        int[] splits = new int[list.costs.length];
+        Arrays.fill(splits, pieces);
+        split = piecesOf(list, group, splits, true);
+        headOrdered = true;
+      } else {
+        split = withGroupSplits(list, shape.headsKv(), group, splitSms, geometry.backwardBlockM(), leanDram,
+            allCausal(batch), shape.headDim() >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM);
+      }
+    }
     groupSplits = split != null;
+    headOrderedSplits = headOrdered;
     if (split != null) {
       list = split;
     }
@@ -307,15 +327,22 @@ final class FusedBatchPlan {
   private static WorkList withGroupSplits(WorkList list, int headsKv, int group, int sms, int blockM,
       boolean leanDram, boolean causal, boolean shortUniform) {
     int[] splits = groupSplits(list.costs, headsKv, group, sms, blockM, leanDram, causal, shortUniform);
-    if (splits == null) {
-      return null;
-    }
+    return splits == null ? null : piecesOf(list, group, splits, false);
+  }
+
+  /**
+   * {@code list}'s key tiles, item i in {@code splits[i]} pieces (the block word names the query
+   * heads of the group that each walks), most expensive first, or with {@code headOrder} by the
+   * pieces' first head first and most expensive first within each (stable either way).
+   */
+  private static WorkList piecesOf(WorkList list, int group, int[] splits, boolean headOrder) {
     int count = 0;
     for (int n : splits) {
       count = Math.addExact(count, n);
     }
     int[] items = new int[2 * count];
     long[] costs = new long[count];
+    int[] firstHead = new int[count];
     int at = 0;
     for (int i = 0; i < splits.length; i++) {
       int block = list.items[2 * i + 1];
@@ -331,10 +358,11 @@ final class FusedBatchPlan {
         items[2 * at + 1] = n == 1 ? block
             : block | h0 << DistcaAttnAbi.WORK_HEAD_SHIFT | (h1 - h0) << DistcaAttnAbi.WORK_HEADS_SHIFT;
         costs[at] = list.costs[i] * (h1 - h0);
+        firstHead[at] = h0;
         at++;
       }
     }
-    return sortByCostDescending(items, costs);
+    return headOrder ? sortByHeadThenCost(items, costs, firstHead) : sortByCostDescending(items, costs);
   }
 
   /**
@@ -428,6 +456,39 @@ final class FusedBatchPlan {
    * 16/1 on mixes up to 1K-1.2K 0.95).
    */
   static final int SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256;
+  /**
+   * From this head dim (256), a causal batch in GQA groups of {@link #L2_ORDER_MIN_GROUP} to {@link
+   * #L2_ORDER_MAX_GROUP} heads (the group sizes measured) whose longest one-head walk has {@link #L2_ORDER_MIN_STEPS} up to (not including) {@link
+   * #SPLIT_PAIRS_MAX_STEPS} steps splits every key tile into min(group / 2, {@link
+   * #SPLIT_PAIRS_MAX_PIECES}) pieces, whatever the schedule model finds, with the work list ordered
+   * by the pieces' head ranges first and no bands: the CTAs running side by side then walk the same
+   * few heads, whose Q/dO tiles and dQ rows stay in the L2, where a key tile's walk of its whole
+   * group (or the pieces longest first) reads every head's at once (native/NOTES.md v79, H200, d256
+   * backward against the policy without it: 8/1, 16/1, 16/2 and 32/4 at 1K-2K and on mixes of
+   * documents up to 1K-2K +6-31%, up to 3K 1.00-1.25; in a trial without the bounds groups of 4 lost
+   * 4-20%, groups of 6 read 0.95-1.07, walks of 8-10 steps lost up to 12%).
+   */
+  static final int L2_ORDER_MIN_HEAD_DIM = 256;
+  static final int L2_ORDER_MIN_GROUP = 8;
+  static final int L2_ORDER_MAX_GROUP = 16;
+  static final int L2_ORDER_MIN_STEPS = 12;
+
+  /**
+   * The pieces of every key tile under {@link #L2_ORDER_MIN_HEAD_DIM}'s rule, or 0 where it does
+   * not apply. {@code costs}: each key tile's query rows for one head; {@code blockM}: a step's rows.
+   */
+  static int l2OrderPieces(long[] costs, int group, int blockM, boolean causal, int headDim) {
+    if (headDim < L2_ORDER_MIN_HEAD_DIM || !causal || group < L2_ORDER_MIN_GROUP || group > L2_ORDER_MAX_GROUP
+        || costs.length == 0) {
+      return 0;
+    }
+    long longest = 0;
+    for (long c : costs) {
+      longest = Math.max(longest, c);
+    }
+    boolean inRange = longest >= (long) L2_ORDER_MIN_STEPS * blockM && longest < (long) SPLIT_PAIRS_MAX_STEPS * blockM;
+    return inRange ? Math.min(group / 2, SPLIT_PAIRS_MAX_PIECES) : 0;
+  }
 
   /**
    * How many group splits each backward work item gets (distca_attn.h section 9), or null where
@@ -590,13 +651,22 @@ final class FusedBatchPlan {
   }
 
   private static WorkList sortByCostDescending(int[] items, long[] costs) {
+    return sortBy(items, costs, (a, b) -> Long.compare(costs[b], costs[a]));
+  }
+
+  private static WorkList sortByHeadThenCost(int[] items, long[] costs, int[] firstHead) {
+    return sortBy(items, costs, (a, b) -> firstHead[a] != firstHead[b] ? Integer.compare(firstHead[a], firstHead[b])
+        : Long.compare(costs[b], costs[a]));
+  }
+
+  private static WorkList sortBy(int[] items, long[] costs, java.util.Comparator<Integer> comparator) {
     int n = costs.length;
     Integer[] order = new Integer[n];
     for (int i = 0; i < n; i++) {
       order[i] = i;
     }
-    // Stable: equal costs keep list order, so the plan is deterministic for the same batch.
-    Arrays.sort(order, (a, b) -> Long.compare(costs[b], costs[a]));
+    // Stable: equal keys keep list order, so the plan is deterministic for the same batch.
+    Arrays.sort(order, comparator);
     int[] sortedItems = new int[items.length];
     long[] sortedCosts = new long[n];
     for (int i = 0; i < n; i++) {

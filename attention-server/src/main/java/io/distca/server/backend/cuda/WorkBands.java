@@ -61,11 +61,12 @@ final class WorkBands {
    * The backward plan's bands on {@code ctas} persistent CTAs, for the chunked walk's head order or
    * the others'. A key tile walks its whole group (its cost is one head's rows), a group split's
    * piece its own heads (its cost counts them); a tile's end costs as many rows as
-   * {@link FusedBatchPlan#SPLIT_OVERHEAD_STEPS} steps. None under {@link #BACKWARD_MIN_HEAD_DIM}.
+   * {@link FusedBatchPlan#SPLIT_OVERHEAD_STEPS} steps. None under {@link #BACKWARD_MIN_HEAD_DIM}, nor
+   * for a plan whose group splits are in head order ({@link FusedBatchPlan#headOrderedSplits}).
    */
   static int[] backward(FusedBatchPlan plan, int ctas, int blockM, boolean chunked) {
-    if (plan.shape.headDim() < BACKWARD_MIN_HEAD_DIM) {
-      return NONE;
+    if (plan.shape.headDim() < BACKWARD_MIN_HEAD_DIM || plan.headOrderedSplits) {
+      return NONE;  // (a list in head order is not longest first: FusedBatchPlan#l2OrderPieces)
     }
     int group = plan.shape.headsQ() / plan.shape.headsKv();
     long overhead = (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;

@@ -464,9 +464,10 @@ class CudaBackendGpuTest extends AllocatorPerTest {
 
   /**
    * native/NOTES.md v79 through the backend: head_dim 256's split kernel (distca_attn_bwd_ws_kv_*_d256).
-   * Causal documents of 1,500 and 700 tokens at 8/1 (one-head walks under 32 steps of its 64-key
+   * Causal documents of 1,500 and 700 tokens at 8/1 (one-head walks of 12-64 steps of its 64-key
    * tiles), which the schedule model splits for the longer key tiles only, split with every key tile
-   * in two pieces of four heads; the split backward agrees with the unsplit one.
+   * in four pieces of two heads, the work list in head order (FusedBatchPlan.l2OrderPieces); the split
+   * backward agrees with the unsplit one.
    */
   @Test
   void headDim256GroupsSplitOnShortCausalDocuments() {
@@ -475,7 +476,7 @@ class CudaBackendGpuTest extends AllocatorPerTest {
 
   /**
    * The same kernel where the walks are 32-64 steps: causal documents of 3,000, 1,100, 700 and 300
-   * tokens at 8/1, every key tile in four pieces of two heads (native/NOTES.md v70's rule); the split
+   * tokens at 8/1, every key tile in four pieces of two heads, in head order as above; the split
    * backward agrees with the unsplit one to one bf16 step, or to 1e-4 of the largest element where an
    * element is a small sum of large terms (dK and dV sum 8 heads x up to 3,000 rows in fp32, in
    * another order; a head or a piece missing would differ by a head's share, about 12%).

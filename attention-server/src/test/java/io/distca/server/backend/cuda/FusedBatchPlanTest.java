@@ -323,6 +323,75 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         "4/1 up to 3K: the model's counts");
   }
 
+  /**
+   * native/NOTES.md v79's rule (distca_host.l2_order_pieces gives the same counts): at head_dim 256,
+   * causal groups of 8 to 16 heads whose longest one-head walk has 12 up to 64 steps split every key
+   * tile into four pieces, whatever the model finds; shorter or longer walks, other groups, non-causal
+   * batches and smaller head dims are left to the model.
+   */
+  @Test
+  void l2OrderPiecesWhereD256CausalWalksAre12To64Steps() {
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 256), "8/1 at 1K: 16 steps");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 16, 64, true, 256), "16/1 at 2K");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 3000, 1100, 700, 300), 8, 64, true, 256), "47 steps");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1000, 700, 300, 200), 8, 64, true, 256), "15.6 steps");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256), "8 steps: too short");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 600, 400, 200), 8, 64, true, 256), "9.4 steps");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256), "64 steps: the long rules");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 4, 64, true, 256), "a group of 4");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256), "a group of 32: not measured");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256), "not all causal");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128), "head_dim 128");
+  }
+
+  /**
+   * A backward plan under that rule: 8/1 at head_dim 256 over causal documents of 1,500 and 700
+   * tokens. Every key tile is in four pieces of two heads, which cover its group once; the list holds
+   * every key tile's first piece (longest first), then every second piece, and so on; its costs add
+   * up to the unsplit work; and the backward gets no bands (the list is not longest first).
+   */
+  @Test
+  void d256PlanSplitsInHeadOrderWhereTheWalksAreShort() {
+    KernelGeometry g = new KernelGeometry(256, 128, 80, 256, 197_632, 64, 64, 256, 225_280, 256, 8, 384, 230_912, 384,
+        225_792);
+    int[] docs = {1500, 700};
+    try (AttentionFixture f = new AttentionFixture(allocator, shape(8, 1, 256), docs,
+        List.of(SliceSpec.causalBottomRight(0, docs[0], docs[0]), SliceSpec.causalBottomRight(1, docs[1], docs[1])), 10)) {
+      FusedBatchPlan whole = FusedBatchPlan.backward(f.backwardBatch(), g);
+      FusedBatchPlan split = FusedBatchPlan.backward(f.backwardBatch(), g, 132, false);
+      assertTrue(split.groupSplits && split.headOrderedSplits, "split in head order");
+      assertEquals(4 * whole.numWork, split.numWork, "four pieces a key tile");
+      long unsplitCost = 0;
+      for (long c : whole.workCost) {
+        unsplitCost += c * 8;
+      }
+      long splitCost = 0;
+      int[] coveredHeads = new int[whole.numWork * 4];
+      java.util.Map<Long, Integer> seen = new java.util.HashMap<>();
+      int lastFirst = -1;
+      for (int i = 0; i < split.numWork; i++) {
+        int word = split.work[2 * i + 1];
+        int first = (word >>> DistcaAttnAbi.WORK_HEAD_SHIFT) & 0x3f;
+        int count = word >>> DistcaAttnAbi.WORK_HEADS_SHIFT;
+        assertEquals(2, count, "pieces of two heads");
+        assertTrue(first >= lastFirst, "head ranges in order at " + i);
+        if (first == lastFirst) {
+          assertTrue(split.workCost[i] <= split.workCost[i - 1], "longest first within a head range at " + i);
+        }
+        lastFirst = first;
+        long key = ((long) split.work[2 * i] << 32) | (word & DistcaAttnAbi.WORK_BLOCK_MASK);
+        int heads = seen.getOrDefault(key, 0);
+        assertEquals(0, heads & (3 << first), "a key tile's heads in one piece only");
+        seen.put(key, heads | 3 << first);
+        splitCost += split.workCost[i];
+      }
+      assertEquals(whole.numWork, seen.size(), "every key tile");
+      seen.values().forEach(h -> assertEquals(0xff, h, "the pieces cover the group"));
+      assertEquals(unsplitCost, splitCost);
+      assertEquals(0, WorkBands.backward(split, 132, g.backwardBlockM(), false).length, "no bands");
+    }
+  }
+
   /** 16,384 / s sequences of s tokens, causal: each key tile's query rows, in key-tile order. */
   private static long[] causalKeyTiles(int s) {
     return mixKeyTiles(s);
