@@ -41,7 +41,7 @@ final class FusedBatchPlan {
   final int[] segmentDescriptors;
   /** Backward: slice indices grouped by segment (else empty). */
   final int[] segmentSlices;
-  /** distca_work_t[numWork], most expensive first. */
+  /** distca_work_t[numWork], most expensive first (by head range first: {@link #headOrderedSplits}). */
   final int[] work;
   final int numWork;
   /**
@@ -458,8 +458,9 @@ final class FusedBatchPlan {
   static final int SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256;
   /**
    * From this head dim (256), a causal batch in GQA groups of {@link #L2_ORDER_MIN_GROUP} to {@link
-   * #L2_ORDER_MAX_GROUP} heads (the group sizes measured) whose longest one-head walk has {@link #L2_ORDER_MIN_STEPS} up to (not including) {@link
-   * #SPLIT_PAIRS_MAX_STEPS} steps splits every key tile into min(group / 2, {@link
+   * #L2_ORDER_MAX_GROUP} heads (the group sizes measured) whose longest one-head walk has {@link
+   * #L2_ORDER_MIN_STEPS} up to (not including) {@link #SPLIT_PAIRS_MAX_STEPS} steps splits every key
+   * tile into min(group / 2, {@link
    * #SPLIT_PAIRS_MAX_PIECES}) pieces, whatever the schedule model finds, with the work list ordered
    * by the pieces' head ranges first and no bands: the CTAs running side by side then walk the same
    * few heads, whose Q/dO tiles and dQ rows stay in the L2, where a key tile's walk of its whole
@@ -584,13 +585,19 @@ final class FusedBatchPlan {
     return splits;
   }
 
-  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} below {@link #SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM}. */
+  /**
+   * {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} below {@link
+   * #SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM}.
+   */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
       boolean causal) {
     return groupSplits(costs, headsKv, group, sms, blockM, leanDram, causal, false);
   }
 
-  /** {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} on a GPU with DRAM bandwidth to spare. */
+  /**
+   * {@link #groupSplits(long[], int, int, int, int, boolean, boolean, boolean)} on a GPU with DRAM
+   * bandwidth to spare.
+   */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM) {
     return groupSplits(costs, headsKv, group, sms, blockM, false, false, false);
   }
