@@ -16,7 +16,8 @@ distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pie
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
 schedule model's split counts where group_splits would make them uniform (NOTES v70-v71; F.fatbin:short-uniform=0|1 its
-short_uniform forced, F.fatbin:l2-order=0 without l2_order_pieces' head-ordered splits, NOTES v79), as F.fatbin:long-steps=K
+short_uniform forced, F.fatbin:l2-order=0 without l2_order_pieces' head-ordered splits, F.fatbin:head-order=1 with every
+split list in head order, NOTES v79), as F.fatbin:long-steps=K
 with group_splits' long_steps_per_piece K (0: v71's pieces in groups over 32 heads; NOTES v72), as F.fatbin:bands=0
 with the persistent kernels' work lists in section 5's order instead of section 11's bands (NOTES v73; F.fatbin:band-floor=X
 with no cuts under X times the longest tile), so that one image can be
@@ -89,6 +90,8 @@ def image(spec):
             kw.setdefault("bwd_split_policy", {})["uniform"] = option.split("=", 1)[1] == "1"
         elif option == "l2-order=0":  # without distca_host.l2_order_pieces' rule (NOTES v79)
             kw["l2_order"] = False
+        elif option == "head-order=1":  # every split work list in head order, no bands (Kernels' l2_order "always")
+            kw["l2_order"] = "always"
         elif option.startswith("short-uniform="):  # group_splits' short_uniform (default: from the head dim)
             kw.setdefault("bwd_split_policy", {})["short_uniform"] = option.split("=", 1)[1] == "1"
         else:

@@ -423,7 +423,8 @@ class Kernels:
         of section 11 (work_bands), to measure; "always": in band_cuts' bands of the first factor
         wherever there are any, to test them. work_band_policy: work_bands' keyword arguments (factors,
         most, floor), to measure the policy against itself. l2_order=False: never l2_order_pieces' splits in
-        head order (NOTES v79), to measure."""
+        head order (NOTES v79), to measure; "always": every split work list in head order (no bands), at
+        any head dim, whoever chose the splits (bwd_splits or the policy), to measure."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
@@ -740,7 +741,7 @@ class Kernels:
         items = lay.extra.get("bwd_items", [])
         group = hq // hkv
         forced = self.bwd_splits or 0
-        head_order = False
+        head_order = self.l2_order == "always"
         l2 = l2_order_pieces([c for c, _, _ in items], group, self.info[hd].bwd_block_m,
                              lay.extra.get("all_causal", False), hd) if self.l2_order and forced == 0 else 0
         if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
