@@ -6,6 +6,7 @@ import io.distca.server.backend.AttentionBatch;
 import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.QuerySlice;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -145,15 +146,14 @@ final class FusedBatchPlan {
     boolean headOrdered = false;
     if (pass == Pass.BACKWARD && splitSms > 0) {
       int group = shape.headsQ() / shape.headsKv();
-      int pieces = l2OrderPieces(list.costs, group, geometry.backwardBlockM(), allCausal(batch), shape.headDim());
+      boolean causal = allCausal(batch);
+      int pieces = l2OrderPieces(list.costs, group, geometry.backwardBlockM(), causal, shape.headDim());
       if (pieces > 1) {
-        int[] splits = new int[list.costs.length];
-        Arrays.fill(splits, pieces);
-        split = piecesOf(list, group, splits, true);
+        split = piecesOf(list, group, uniformSplits(list.costs.length, pieces), true);
         headOrdered = true;
       } else {
         split = withGroupSplits(list, shape.headsKv(), group, splitSms, geometry.backwardBlockM(), leanDram,
-            allCausal(batch), shape.headDim() >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM);
+            causal, shape.headDim() >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM);
       }
     }
     groupSplits = split != null;
@@ -460,14 +460,13 @@ final class FusedBatchPlan {
    * From this head dim (256), a causal batch in GQA groups of {@link #L2_ORDER_MIN_GROUP} to {@link
    * #L2_ORDER_MAX_GROUP} heads (the group sizes measured) whose longest one-head walk has {@link
    * #L2_ORDER_MIN_STEPS} up to (not including) {@link #SPLIT_PAIRS_MAX_STEPS} steps splits every key
-   * tile into min(group / 2, {@link
-   * #SPLIT_PAIRS_MAX_PIECES}) pieces, whatever the schedule model finds, with the work list ordered
-   * by the pieces' head ranges first and no bands: the CTAs running side by side then walk the same
-   * few heads, whose Q/dO tiles and dQ rows stay in the L2, where a key tile's walk of its whole
-   * group (or the pieces longest first) reads every head's at once (native/NOTES.md v79, H200, d256
-   * backward against the policy without it: 8/1, 16/1, 16/2 and 32/4 at 1K-2K and on mixes of
-   * documents up to 1K-2K +6-31%, up to 3K 1.00-1.25; in a trial without the bounds groups of 4 lost
-   * 4-20%, groups of 6 read 0.95-1.07, walks of 8-10 steps lost up to 12%).
+   * tile into min(group / 2, {@link #SPLIT_PAIRS_MAX_PIECES}) pieces, whatever the schedule model
+   * finds, with the work list ordered by the pieces' head ranges first and no bands: the CTAs running
+   * side by side then walk the same few heads, whose Q/dO tiles and dQ rows stay in the L2, where a
+   * key tile's walk of its whole group (or the pieces longest first) reads every head's at once
+   * (native/NOTES.md v79, H200, d256 backward against the policy without it: 8/1, 16/1, 16/2 and 32/4
+   * at 1K-2K and on mixes of documents up to 1K-2K +6-31%, up to 3K 1.00-1.25; in a trial without the
+   * bounds groups of 4 lost 4-20%, groups of 6 read 0.95-1.07, walks of 8-10 steps lost up to 12%).
    */
   static final int L2_ORDER_MIN_HEAD_DIM = 256;
   static final int L2_ORDER_MIN_GROUP = 8;
@@ -666,7 +665,7 @@ final class FusedBatchPlan {
         : Long.compare(costs[b], costs[a]));
   }
 
-  private static WorkList sortBy(int[] items, long[] costs, java.util.Comparator<Integer> comparator) {
+  private static WorkList sortBy(int[] items, long[] costs, Comparator<Integer> comparator) {
     int n = costs.length;
     Integer[] order = new Integer[n];
     for (int i = 0; i < n; i++) {

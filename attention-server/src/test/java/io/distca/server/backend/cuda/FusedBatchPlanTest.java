@@ -16,6 +16,7 @@ import io.distca.server.backend.KvSegment;
 import io.distca.server.backend.QuerySlice;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -366,8 +367,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         unsplitCost += c * 8;
       }
       long splitCost = 0;
-      int[] coveredHeads = new int[whole.numWork * 4];
-      java.util.Map<Long, Integer> seen = new java.util.HashMap<>();
+      Map<Long, Integer> seen = new HashMap<>();
       int lastFirst = -1;
       for (int i = 0; i < split.numWork; i++) {
         int word = split.work[2 * i + 1];
