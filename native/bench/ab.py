@@ -97,7 +97,8 @@ def image(spec):
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
                              " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K,"
-                             " bands=0|1, band-floor=X, band-factors=F1/F2, band-most=K)")
+                             " short-uniform=0|1, l2-order=0, head-order=1, bands=0|1, band-floor=X, band-factors=F1/F2,"
+                             " band-most=K)")
     return Kernels(path, **kw)
 
 

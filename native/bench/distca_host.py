@@ -701,17 +701,14 @@ class Kernels:
     def _bwd_bands(self, lay, hq, hkv, hd, split, kind):
         """Section 11's band ends of the persistent backward's (`kind`) work list (`split`: _split_work's,
         whose items walk their pieces' heads; else each key tile walks its whole group); none under
-        WORK_BANDS_BWD_MIN_HEAD_DIM."""
-        if hd < WORK_BANDS_BWD_MIN_HEAD_DIM:
+        WORK_BANDS_BWD_MIN_HEAD_DIM, nor for a split list in head order (not longest first: l2_order_pieces)."""
+        if hd < WORK_BANDS_BWD_MIN_HEAD_DIM or (split is not None and lay.extra.get(("bwd_split_head_order", id(split)))):
             return []
         key = ("bwd_bands", hq, hkv, hd, kind, self.work_bands, str(self.work_band_policy), self.ctas,
                split is not None and id(split))
         if key not in lay.extra:
             group = hq // hkv
             over = SPLIT_OVERHEAD_STEPS * self.info[hd].bwd_block_m
-            if split is not None and lay.extra.get(("bwd_split_head_order", id(split))):
-                lay.extra[key] = []
-                return []
             if split is not None:
                 costs = [c + over for c in lay.extra[("bwd_split_costs", id(split))]]
                 head_group = BWD_HEAD_GROUP
@@ -739,11 +736,12 @@ class Kernels:
         if key in lay.extra:
             return lay.extra[key]
         items = lay.extra.get("bwd_items", [])
+        costs = [c for c, _, _ in items]
+        causal = lay.extra.get("all_causal", False)
         group = hq // hkv
         forced = self.bwd_splits or 0
         head_order = self.l2_order == "always"
-        l2 = l2_order_pieces([c for c, _, _ in items], group, self.info[hd].bwd_block_m,
-                             lay.extra.get("all_causal", False), hd) if self.l2_order and forced == 0 else 0
+        l2 = l2_order_pieces(costs, group, self.info[hd].bwd_block_m, causal, hd) if self.l2_order and forced == 0 else 0
         if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
             splits = None
         elif l2 > 1:
@@ -754,8 +752,7 @@ class Kernels:
         elif forced == -1:  # the kv kernel with every key tile's whole group in one work item (its cost alone)
             splits = [1] * len(items) if group <= 64 else None
         else:
-            splits = group_splits([c for c, _, _ in items], hkv, group, self.ctas or 1, self.info[hd].bwd_block_m,
-                                  causal=lay.extra.get("all_causal", False), **policy)
+            splits = group_splits(costs, hkv, group, self.ctas or 1, self.info[hd].bwd_block_m, causal=causal, **policy)
         out = None
         if splits is not None:
             pieces = []
