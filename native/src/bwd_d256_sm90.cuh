@@ -592,8 +592,7 @@ __device__ __forceinline__ void bwd_ws_kernel_d256(const distca_bwd_ws_params_t&
       if constexpr (kSplits) {  // a piece no query tile sees adds nothing (the host zeroed the sums)
         if (!(flags & BwdD256Step::kNoStep))
           bwd_add_dkdv_staged<D, D / 2>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), r.kb0, r.head_kv,
-                                        r.k_rows, wg, wrow, quad, reinterpret_cast<float*>(wg == 0 ? sK : sV),
-                                        tid & 127);
+                                        r.k_rows, wg, reinterpret_cast<float*>(wg == 0 ? sK : sV), tid & 127);
       } else {
         bwd_store_dkdv_staged<T, D, D / 2>(acc_dk, acc_dv, p, r.kb0, r.head_kv, r.k_rows, wg,
                                            wg == 0 ? sK : sV, tid & 127);

@@ -229,10 +229,11 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, ui
 template <int D, int NC = D>
 __device__ __forceinline__ void bwd_add_dkdv_staged(const float (&acc_dk)[NC / 8 * 4], const float (&acc_dv)[NC / 8 * 4],
                                                     const distca_bwd_params_t& p, float* dkv_accum, int kb0, int head_kv,
-                                                    int k_rows, int wg, int wrow, int quad, float* stage, int wtid) {
+                                                    int k_rows, int wg, float* stage, int wtid) {
   constexpr int NKV = NC / 8;
   const int key0 = NC == D ? wg * 64 : 0, col0 = NC == D ? 0 : wg * NC;
-  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;
+  const int lane = wtid & 31, r0 = (wtid >> 5) * 16;  // (r0: the warp's 16 rows of this warpgroup's 64)
+  const int wrow = wgmma_acc_row(wtid), quad = lane & 3;  // this thread's accumulator rows wrow and wrow + 8
   const long long kv_stride = (long long)p.heads_kv * D;
   const bool sends = lane < 16 && key0 + r0 + lane < k_rows;  // lane i sends row r0 + i
   float* dst = dkv_accum + ((long long)(kb0 + key0 + r0 + lane) * p.heads_kv + head_kv) * D + col0;
@@ -879,8 +880,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     }
     DISTCA_TRACE(tr.rec(kTrStoreReady));
     if constexpr (kAddKv) {  // section 9: the sums of the tile's group split into the fp32 workspace
-      bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), kb0, head_kv, k_rows, wg, wrow,
-                             quad, sdQ + wg * 2 * BM * 64, ctid & 127);
+      bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), kb0, head_kv, k_rows, wg,
+                             sdQ + wg * 2 * BM * 64, ctid & 127);
       mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
       DISTCA_TRACE(tr.rec(kTrRecWait));
       take_tile();
