@@ -6,7 +6,7 @@ per case. Only the two images of one case are interleaved: for the fused/long re
 which compares cases, use bench.py (it interleaves the cases). Both images must hold an ABI that
 distca_host.py launches (ABI_VERSIONS).
 
-Usage: python3 native/bench/ab.py A.fatbin B.fatbin [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
+Usage: python3 native/bench/ab.py A.fatbin B.fatbin [C.fatbin ...] [--reps 30] [--seqs 512,2048,16384] [--rounds 2]
        [--passes fwd,bwd] [--hd 64|128|256] [--full] [--heads HQ/HKV]
 An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspace (distca_attn.h
 section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1), off (1) or as the
@@ -16,8 +16,9 @@ distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pie
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
 has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
 schedule model's split counts where group_splits would make them uniform (NOTES v70-v71; F.fatbin:short-uniform=0|1 its
-short_uniform forced, F.fatbin:l2-order=0 without l2_order_pieces' head-ordered splits, F.fatbin:head-order=1 with every
-split list in head order, NOTES v79), as F.fatbin:long-steps=K
+short_uniform forced, F.fatbin:short-max=N its short_max_pieces, F.fatbin:l2-order=0 without l2_order_pieces' head-ordered splits, F.fatbin:head-order=1 with every
+split list in head order, NOTES v79; F.fatbin:l2-order=narrow with v79's bounds of that rule, F.fatbin:short-wide=0|1
+group_splits' short_wide forced, F.fatbin:block-m=N the cost model's backward step of N rows, NOTES v80), as F.fatbin:long-steps=K
 with group_splits' long_steps_per_piece K (0: v71's pieces in groups over 32 heads; NOTES v72), as F.fatbin:bands=0
 with the persistent kernels' work lists in section 5's order instead of section 11's bands (NOTES v73; F.fatbin:band-floor=X
 with no cuts under X times the longest tile), so that one image can be
@@ -90,14 +91,22 @@ def image(spec):
             kw.setdefault("bwd_split_policy", {})["uniform"] = option.split("=", 1)[1] == "1"
         elif option == "l2-order=0":  # without distca_host.l2_order_pieces' rule (NOTES v79)
             kw["l2_order"] = False
+        elif option == "l2-order=narrow":  # l2_order_pieces' v79 bounds alone (groups of 8-16 heads; NOTES v80)
+            kw["l2_order"] = "narrow"
+        elif option.startswith("short-wide="):  # group_splits' short_wide (NOTES v80)
+            kw.setdefault("bwd_split_policy", {})["short_wide"] = option.split("=", 1)[1] == "1"
+        elif option.startswith("block-m="):  # the cost model's backward step rows (Kernels' cost_block_m)
+            kw["cost_block_m"] = int(option.split("=", 1)[1])
         elif option == "head-order=1":  # every split work list in head order, no bands (Kernels' l2_order "always")
             kw["l2_order"] = "always"
+        elif option.startswith("short-max="):  # group_splits' short_max_pieces (default SPLIT_SHORT_MAX_PIECES)
+            kw.setdefault("bwd_split_policy", {})["short_max_pieces"] = int(option.split("=", 1)[1])
         elif option.startswith("short-uniform="):  # group_splits' short_uniform (default: from the head dim)
             kw.setdefault("bwd_split_policy", {})["short_uniform"] = option.split("=", 1)[1] == "1"
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
                              " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K,"
-                             " short-uniform=0|1, l2-order=0, head-order=1, bands=0|1, band-floor=X, band-factors=F1/F2,"
+                             " short-uniform=0|1, short-max=N, short-wide=0|1, block-m=N, l2-order=0|narrow, head-order=1, bands=0|1, band-floor=X, band-factors=F1/F2,"
                              " band-most=K)")
     return Kernels(path, **kw)
 
@@ -105,7 +114,7 @@ def image(spec):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
-    ap.add_argument("b")
+    ap.add_argument("b", nargs="+", help="one image or more, each timed against A (interleaved with A and each other)")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seqs", default="512,2048,16384")
@@ -119,11 +128,12 @@ def main():
     args = ap.parse_args()
     heads = tuple(int(x) for x in args.heads.split("/")) if args.heads else None
     torch.manual_seed(0)
-    ka, kb = image(args.a), image(args.b)
+    ka, kbs = image(args.a), [image(b) for b in args.b]
     bw = ka.dram_bytes_per_sm
     print(f"ab.py: GPU {torch.cuda.get_device_name()} (DRAM {bw / 1e9 if bw else float('nan'):.1f} GB/s per SM); "
-          f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); "
-          f"B {args.b} (lean_dram {kb.bwd_split_policy['lean_dram']})")
+          f"A {args.a} (lean_dram {ka.bwd_split_policy['lean_dram']}); " +
+          "; ".join(f"{chr(66 + i)} {b} (lean_dram {k.bwd_split_policy['lean_dram']})"
+                    for i, (b, k) in enumerate(zip(args.b, kbs))))
     seqs = [int(x) for x in args.seqs.split(",")] if args.seqs else []
     mixes = [[int(x) for x in m.split(",")] for m in args.mix]
     todo = cases(seqs, args.hd, args.full, heads, args.shards, mixes)
@@ -131,13 +141,15 @@ def main():
         for name, seg_lens, slices, h, hkv in todo:
             fl = forward_flops(slices, h, args.hd)
             xa = Ours(ka, seg_lens, slices, h, hkv, args.hd)
-            xb = Ours(kb, seg_lens, slices, h, hkv, args.hd)
-            xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
+            xbs = [Ours(kb, seg_lens, slices, h, hkv, args.hd) for kb in kbs]
+            for xb in xbs:
+                xb.q.copy_(xa.q), xb.k.copy_(xa.k), xb.v.copy_(xa.v), xb.do.copy_(xa.do)
             for pas, mult in ((x, m) for x, m in (("fwd", 1.0), ("bwd", 2.5)) if x in args.passes.split(",")):
-                ta, tb = time_interleaved([getattr(xa, pas), getattr(xb, pas)], args.reps)
-                fa, fb = tflops(fl * mult, ta), tflops(fl * mult, tb)
-                print(f"  round {rnd} {name:14s} {pas}: A {fa:6.1f}  B {fb:6.1f}  B/A {fb / fa:5.3f}")
-            del xa, xb
+                ts = time_interleaved([getattr(x, pas) for x in [xa] + xbs], args.reps)
+                fs = [tflops(fl * mult, t) for t in ts]
+                others = "  ".join(f"{chr(66 + i)} {f:6.1f}  {chr(66 + i)}/A {f / fs[0]:5.3f}" for i, f in enumerate(fs[1:]))
+                print(f"  round {rnd} {name:14s} {pas}: A {fs[0]:6.1f}  {others}")
+            del xa, xbs
             torch.cuda.empty_cache()
 
 

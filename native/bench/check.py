@@ -250,6 +250,10 @@ def cases(rng):
     # a group of 20 over documents of 128 to 5,000 tokens: split into eight pieces of two or three heads
     # each (NOTES v71) unless --bwd-splits 1 (then the chunked walk)
     yield "gqa_group20_splits", [5000, 700, 128], [Slice(i, 0, n, n, True) for i, n in enumerate([5000, 700, 128])], 20, 1
+    # a group of 48 (at head_dim 256 sixteen pieces of three heads in head order: NOTES v80) and a group
+    # of 16 over short documents (walks of 12 to 31 steps: up to four pieces a key tile, v80)
+    yield "gqa_group48_splits", [1500, 900], [Slice(0, 0, 1500, 1500, True), Slice(1, 0, 900, 900, True)], 48, 1
+    yield "gqa_group16_short", [1024, 1024, 1600], [Slice(i, 0, n, n, True) for i, n in enumerate([1024, 1024, 1600])], 16, 1
     lens = [rng.randint(1, 1500) for _ in range(12)]
     yield "varlen_mix", lens, [Slice(i, 0, n, n, i % 4 != 3) for i, n in enumerate(lens)], 4, 2
 

@@ -197,6 +197,13 @@ SPLIT_LEAN_DRAM_BYTES_PER_SM = 30e9
 # pieces: 8/1 and 6/1 on mixes of documents up to 1K-2K +6-10%, 16/1 +2.5-4%, 4/1 +0.3-1.9%; against
 # no splits 8/1 +5-11%, but 16/1 on mixes up to 1K-1.2K 0.95)
 SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256
+# In groups of SPLIT_SHORT_WIDE_MIN_GROUP heads and more whose longest one-head walk has
+# SPLIT_SHORT_WIDE_MIN_STEPS up to (not including) SPLIT_PAIRS_STEPS[0] steps, an item has at most
+# SPLIT_PAIRS_MAX_PIECES pieces, not SPLIT_SHORT_MAX_PIECES (NOTES v80, H200, d128 backward against two:
+# 12/1, 16/1, 32/1 at 1K and on mixes of documents up to 1K-2K +4-19%, 32/2 +5-8%; at 512 (8 steps),
+# under the bound, four read 0.88)
+SPLIT_SHORT_WIDE_MIN_GROUP = 12
+SPLIT_SHORT_WIDE_MIN_STEPS = 12
 # From this head dim (256), a causal batch in GQA groups of L2_ORDER_GROUPS[0] to [1] heads (the sizes
 # measured) whose longest one-head walk has L2_ORDER_MIN_STEPS up to (not including) SPLIT_PAIRS_STEPS[1]
 # steps splits every key tile into min(group / 2, SPLIT_PAIRS_MAX_PIECES) pieces, whatever the schedule
@@ -209,14 +216,23 @@ SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256
 L2_ORDER_MIN_HEAD_DIM = 256
 L2_ORDER_GROUPS = (8, 16)
 L2_ORDER_MIN_STEPS = 12
+# ... and a causal batch in larger groups (over L2_ORDER_GROUPS[1] heads, up to the split kernel's 64), at
+# any walk length, every key tile into L2_ORDER_WIDE_PIECES[0] pieces (groups of up to 32 heads) or [1]
+# (more), at most group / 2 (NOTES v80, H200, d256 backward against the policy, 512 to 16K and mixes up
+# to 8K: 24/1 +13-43% with 8 pieces, 32/1 +21-53%, 48/2 +11-50%; 48/1 with 16 pieces +24-62%, 64/1
+# +26-92%; the policy's longest-first pieces there walk a whole group's Q/dO tiles at once)
+L2_ORDER_WIDE_PIECES = (8, 16)
 
 
-def l2_order_pieces(costs, group, block_m, causal, head_dim):
-    """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79), or 0 where it does
-    not apply; the hosts then order the split work list by the pieces' head ranges first and cut no
-    bands. costs: each key tile's query rows for one head. FusedBatchPlan.l2OrderPieces in the Java host."""
-    if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or not L2_ORDER_GROUPS[0] <= group <= L2_ORDER_GROUPS[1] or not costs:
+def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True):
+    """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79, groups over 16
+    heads v80; wide=False: v79's bounds alone, to measure), or 0 where it does not apply; the hosts
+    then order the split work list by the pieces' head ranges first and cut no bands. costs: each key
+    tile's query rows for one head. FusedBatchPlan.l2OrderPieces in the Java host."""
+    if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or group < L2_ORDER_GROUPS[0] or group > 64 or not costs:
         return 0
+    if group > L2_ORDER_GROUPS[1]:
+        return min(group // 2, L2_ORDER_WIDE_PIECES[0] if group <= 32 else L2_ORDER_WIDE_PIECES[1]) if wide else 0
     longest = max(costs)
     if L2_ORDER_MIN_STEPS * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m:
         return min(group // 2, SPLIT_PAIRS_MAX_PIECES)
@@ -226,7 +242,8 @@ def l2_order_pieces(costs, group, block_m, causal, head_dim):
 def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12, 16), step_cost=0.06,
                  fixed_items=7, overhead_steps=SPLIT_OVERHEAD_STEPS, pairs_steps=SPLIT_PAIRS_STEPS,
                  short_max_pieces=SPLIT_SHORT_MAX_PIECES, pairs_max_pieces=SPLIT_PAIRS_MAX_PIECES, lean_dram=False,
-                 causal=False, uniform=True, long_steps_per_piece=SPLIT_UNIFORM_STEPS_PER_PIECE, short_uniform=False):
+                 causal=False, uniform=True, long_steps_per_piece=SPLIT_UNIFORM_STEPS_PER_PIECE, short_uniform=False,
+                 short_wide=True):
     """distca_attn.h section 9: how many group splits each backward work item gets (a list, one per
     item of `costs`), or None where splitting does not pay. costs: each item's work for one query
     head (query rows that see its key tile); block_m: the query rows of a backward step; one more
@@ -249,14 +266,19 @@ def group_splits(costs, heads_kv, group, sms, block_m, kappas=(2, 3, 4, 6, 8, 12
     split that pays (NOTES v69: fewer pieces for the shorter items read 0.78-0.86 at 2K there). With
     short_uniform (head dims from SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM), a causal split batch in groups of
     4 heads and more whose longest one-head walk is under pairs_steps[0] steps splits every item into
-    short_max_pieces pieces (NOTES v79). The Java host's policy is the same
+    short_max_pieces pieces (NOTES v79). With short_wide, in groups of SPLIT_SHORT_WIDE_MIN_GROUP heads
+    and more whose longest one-head walk has SPLIT_SHORT_WIDE_MIN_STEPS up to pairs_steps[0] steps, an
+    item has at most pairs_max_pieces pieces there (NOTES v80). The Java host's policy is the same
     (FusedBatchPlan.groupSplits)."""
     if group < 2 or group > 64 or not costs:
         return None
     overhead = overhead_steps * block_m
     longest = max(costs)
     most = group  # the most pieces of one item
-    if group >= 4 and longest < pairs_steps[0] * block_m:
+    if short_wide and group >= SPLIT_SHORT_WIDE_MIN_GROUP and \
+            SPLIT_SHORT_WIDE_MIN_STEPS * block_m <= longest < pairs_steps[0] * block_m:
+        most = min(group, pairs_max_pieces)
+    elif group >= 4 and longest < pairs_steps[0] * block_m:
         most = min(group, short_max_pieces)
     elif group >= 4 and longest <= pairs_steps[1] * block_m:
         most = min(group // 2, pairs_max_pieces)
@@ -405,7 +427,8 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
-                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None, l2_order=True):
+                 bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None, l2_order=True,
+                 cost_block_m=None):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -424,7 +447,9 @@ class Kernels:
         wherever there are any, to test them. work_band_policy: work_bands' keyword arguments (factors,
         most, floor), to measure the policy against itself. l2_order=False: never l2_order_pieces' splits in
         head order (NOTES v79), to measure; "always": every split work list in head order (no bands), at
-        any head dim, whoever chose the splits (bwd_splits or the policy), to measure."""
+        any head dim, whoever chose the splits (bwd_splits or the policy), to measure; "narrow": v79's
+        bounds of the rule alone (groups of 8-16 heads), to measure. cost_block_m: the query rows of a
+        backward step in the cost model instead of the image's bwd_block_m, to measure."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
@@ -433,6 +458,7 @@ class Kernels:
         self.work_band_policy = dict(work_band_policy or {})  # work_bands' factors / most / floor, to measure
         self.bwd_split_policy = dict(bwd_split_policy or {})
         self.l2_order = l2_order  # l2_order_pieces' rule (False: group_splits' policy alone, to measure)
+        self.cost_block_m = cost_block_m
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
         self.bwd_split_policy.setdefault(
@@ -708,7 +734,7 @@ class Kernels:
                split is not None and id(split))
         if key not in lay.extra:
             group = hq // hkv
-            over = SPLIT_OVERHEAD_STEPS * self.info[hd].bwd_block_m
+            over = SPLIT_OVERHEAD_STEPS * self.bwd_step_rows(hd)
             if split is not None:
                 costs = [c + over for c in lay.extra[("bwd_split_costs", id(split))]]
                 head_group = BWD_HEAD_GROUP
@@ -725,6 +751,10 @@ class Kernels:
             return band_cuts(costs, WORK_BANDS_FACTORS[0])
         return work_bands(costs, heads, head_group, self.ctas, **self.work_band_policy)
 
+    def bwd_step_rows(self, hd):
+        """The query rows of a backward step in the cost model (the image's bwd_block_m)."""
+        return self.cost_block_m or self.info[hd].bwd_block_m
+
     def _split_work(self, lay, hq, hkv, hd):
         """(work list on the device, its length) with distca_attn.h section 9's group splits, or None
         where group_splits finds none that pay, or as bwd_splits forces; where l2_order_pieces' rule
@@ -732,7 +762,7 @@ class Kernels:
         the layout)."""
         policy = dict(self.bwd_split_policy)
         policy.setdefault("short_uniform", hd >= SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM)
-        key = ("bwd_split", hq, hkv, hd, self.bwd_splits, self.l2_order, tuple(sorted(policy.items())))
+        key = ("bwd_split", hq, hkv, hd, self.bwd_splits, self.l2_order, self.cost_block_m, tuple(sorted(policy.items())))
         if key in lay.extra:
             return lay.extra[key]
         items = lay.extra.get("bwd_items", [])
@@ -741,7 +771,8 @@ class Kernels:
         group = hq // hkv
         forced = self.bwd_splits or 0
         head_order = self.l2_order == "always"
-        l2 = l2_order_pieces(costs, group, self.info[hd].bwd_block_m, causal, hd) if self.l2_order and forced == 0 else 0
+        l2 = (l2_order_pieces(costs, group, self.bwd_step_rows(hd), causal, hd, wide=self.l2_order != "narrow")
+              if self.l2_order and forced == 0 else 0)
         if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
             splits = None
         elif l2 > 1:
@@ -752,7 +783,7 @@ class Kernels:
         elif forced == -1:  # the kv kernel with every key tile's whole group in one work item (its cost alone)
             splits = [1] * len(items) if group <= 64 else None
         else:
-            splits = group_splits(costs, hkv, group, self.ctas or 1, self.info[hd].bwd_block_m, causal=causal, **policy)
+            splits = group_splits(costs, hkv, group, self.ctas or 1, self.bwd_step_rows(hd), causal=causal, **policy)
         out = None
         if splits is not None:
             pieces = []

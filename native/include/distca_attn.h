@@ -357,7 +357,10 @@ typedef struct distca_attn_info_t {
   int32_t fwd_block_n;         /* 12: key rows per forward inner step (for cost estimates) */
   int32_t fwd_threads;         /* 16 */
   int32_t fwd_smem_bytes;      /* 20 */
-  int32_t bwd_block_m;         /* 24: query rows per backward inner step (for cost estimates) */
+  int32_t bwd_block_m;         /* 24: query rows per backward inner step (for cost estimates): the
+                                  * warp-specialized backward's where the image has it, else
+                                  * distca_attn_bwd_*'s (they differ at head_dim 64: 64 and 128; the
+                                  * sm_90a image said 128 there before NOTES v80) */
   int32_t bwd_block_n;         /* 28: key rows per backward work item */
   int32_t bwd_threads;         /* 32 */
   int32_t bwd_smem_bytes;      /* 36 */

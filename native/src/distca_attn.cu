@@ -199,7 +199,8 @@ constexpr distca_attn_info_t make_info() {
   using BwdWs = typename BwdWsOf<D>::type;
   return distca_attn_info_t{DISTCA_ATTN_ABI_VERSION, D,
                             Fwd::kBlockM, Fwd::kBlockN, Fwd::kThreads, Fwd::kSmemBytes,
-                            Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
+                            // bwd_block_m: the step of the backward the hosts launch (NOTES v80)
+                            kBwdWs<D> ? BwdWs::BM : Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8,
                             kFwdWs<D> ? Ws::kThreads : 0, kFwdWs<D> ? Ws::kSmemBytes : 0,
                             kBwdWs<D> ? BwdWs::kThreads : 0, kBwdWs<D> ? BwdWs::kSmemBytes : 0};

@@ -457,6 +457,15 @@ final class FusedBatchPlan {
    */
   static final int SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256;
   /**
+   * In groups of this many heads and more whose longest one-head walk has {@link
+   * #SPLIT_SHORT_WIDE_MIN_STEPS} up to (not including) {@link #SPLIT_PAIRS_MIN_STEPS} steps, an item
+   * has at most {@link #SPLIT_PAIRS_MAX_PIECES} pieces, not {@link #SPLIT_SHORT_MAX_PIECES}
+   * (native/NOTES.md v80, H200, d128 backward against two: 12/1 to 32/1 at 1K and on mixes of
+   * documents up to 1K-2K +4-20%, 24/2 and 32/2 +5-8%; at 512, 8 steps, four read 0.88).
+   */
+  static final int SPLIT_SHORT_WIDE_MIN_GROUP = 12;
+  static final int SPLIT_SHORT_WIDE_MIN_STEPS = 12;
+  /**
    * From this head dim (256), a causal batch in GQA groups of {@link #L2_ORDER_MIN_GROUP} to {@link
    * #L2_ORDER_MAX_GROUP} heads (the group sizes measured) whose longest one-head walk has {@link
    * #L2_ORDER_MIN_STEPS} up to (not including) {@link #SPLIT_PAIRS_MAX_STEPS} steps splits every key
@@ -472,15 +481,27 @@ final class FusedBatchPlan {
   static final int L2_ORDER_MIN_GROUP = 8;
   static final int L2_ORDER_MAX_GROUP = 16;
   static final int L2_ORDER_MIN_STEPS = 12;
+  /**
+   * ... and a causal batch in larger groups (over {@link #L2_ORDER_MAX_GROUP} heads, up to the split
+   * kernel's {@link DistcaAttnAbi#MAX_SPLIT_GROUP}), at any walk length, every key tile into this many
+   * pieces in groups of up to 32 heads, {@link #L2_ORDER_WIDE_MANY_PIECES} in larger ones, at most
+   * group / 2 (native/NOTES.md v80, H200, d256 backward against v79's policy from 512 to 16K tokens
+   * and on mixes of documents up to 8K: 20/1 to 64/2 +6-89%, but 20/1 on the longest mix 0.98).
+   */
+  static final int L2_ORDER_WIDE_PIECES = 8;
+  static final int L2_ORDER_WIDE_MANY_PIECES = 16;
 
   /**
    * The pieces of every key tile under {@link #L2_ORDER_MIN_HEAD_DIM}'s rule, or 0 where it does
    * not apply. {@code costs}: each key tile's query rows for one head; {@code blockM}: a step's rows.
    */
   static int l2OrderPieces(long[] costs, int group, int blockM, boolean causal, int headDim) {
-    if (headDim < L2_ORDER_MIN_HEAD_DIM || !causal || group < L2_ORDER_MIN_GROUP || group > L2_ORDER_MAX_GROUP
-        || costs.length == 0) {
+    if (headDim < L2_ORDER_MIN_HEAD_DIM || !causal || group < L2_ORDER_MIN_GROUP
+        || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0) {
       return 0;
+    }
+    if (group > L2_ORDER_MAX_GROUP) {
+      return Math.min(group / 2, group <= 32 ? L2_ORDER_WIDE_PIECES : L2_ORDER_WIDE_MANY_PIECES);
     }
     long longest = 0;
     for (long c : costs) {
@@ -515,7 +536,10 @@ final class FusedBatchPlan {
    * 0.78-0.86 at 2K there). With {@code shortUniform} (head dims from {@link
    * #SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM}), a causal split batch in groups of 4 heads and more whose
    * longest one-head walk is under {@link #SPLIT_PAIRS_MIN_STEPS} steps splits every item into
-   * {@link #SPLIT_SHORT_MAX_PIECES} pieces (v79). The Python host's policy is the same
+   * {@link #SPLIT_SHORT_MAX_PIECES} pieces (v79). In groups of {@link #SPLIT_SHORT_WIDE_MIN_GROUP}
+   * heads and more whose longest one-head walk has {@link #SPLIT_SHORT_WIDE_MIN_STEPS} up to {@link
+   * #SPLIT_PAIRS_MIN_STEPS} steps, an item has up to {@link #SPLIT_PAIRS_MAX_PIECES} pieces (v80). The
+   * Python host's policy is the same
    * (native/bench/distca_host.py, group_splits).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
@@ -534,7 +558,10 @@ final class FusedBatchPlan {
       return null;
     }
     int most = group; // the most pieces of one item
-    if (group >= 4 && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
+    if (group >= SPLIT_SHORT_WIDE_MIN_GROUP && longest >= (long) SPLIT_SHORT_WIDE_MIN_STEPS * blockM
+        && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
+      most = Math.min(group, SPLIT_PAIRS_MAX_PIECES);
+    } else if (group >= 4 && longest < (long) SPLIT_PAIRS_MIN_STEPS * blockM) {
       most = Math.min(group, SPLIT_SHORT_MAX_PIECES);
     } else if (group >= 4 && longest <= (long) SPLIT_PAIRS_MAX_STEPS * blockM) {
       most = Math.min(group / 2, SPLIT_PAIRS_MAX_PIECES);

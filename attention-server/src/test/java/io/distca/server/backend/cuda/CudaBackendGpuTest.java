@@ -486,6 +486,39 @@ class CudaBackendGpuTest extends AllocatorPerTest {
     assertCausalDocumentsSplitAndAgree(8, 1, 256, new int[] {3000, 1100, 700, 300}, SEED + 12, 1e-4, true, "split");
   }
 
+  /**
+   * native/NOTES.md v80 through the backend: a group of 24 heads at head_dim 256 over causal documents
+   * of 1,500 and 700 tokens, which v79's policy left to the model (longest first), split with every
+   * key tile in eight pieces of three heads in head order (FusedBatchPlan.l2OrderPieces); the split
+   * backward agrees with the unsplit one to one bf16 step, or to 1e-4 of the largest element where
+   * an element is a small sum of large terms (dK and dV sum 24 heads; a head missing would differ by
+   * about 4%).
+   */
+  @Test
+  void headDim256WideGroupsSplitInHeadOrder() {
+    assertCausalDocumentsSplitAndAgree(24, 1, 256, new int[] {1500, 700}, SEED + 13, 1e-4, true, "split");
+  }
+
+  /**
+   * native/NOTES.md v80: the image tells the hosts' cost model the query rows of a step of the
+   * backward that runs, on Hopper the warp-specialized one's 64 at head_dim 64 and 128 (the
+   * mma.sync kernel of head_dim 64 steps 128 rows, which the split policy took for the step before).
+   */
+  @Test
+  void imageGivesTheWarpSpecializedBackwardsStep() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    backend.gpu().bind();
+    try (AttentionKernels kernels = new AttentionKernels(backend.gpu(), KernelImage.find(new CudaBackendOptions()))) {
+      for (int headDim : new int[] {64, 128}) {
+        KernelGeometry g = kernels.geometry(headDim);
+        assertTrue(g.backwardWsThreads() > 0, "d" + headDim + ": the warp-specialized backward is in the image");
+        assertEquals(64, g.backwardBlockM(), "d" + headDim + ": its step's query rows");
+        assertEquals(128, g.backwardBlockN(), "d" + headDim + ": key rows of a work item");
+      }
+    }
+  }
+
   /** {@link #assertCausalDocumentsSplitAndAgree(int, int, int, int[], long, double, boolean, String)} at head_dim 128. */
   private void assertCausalDocumentsSplitAndAgree(int headsQ, int headsKv, int[] documents, long seed, double floor,
       boolean split, String why) {

@@ -340,9 +340,27 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 600, 400, 200), 8, 64, true, 256), "9.4 steps");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256), "64 steps: the long rules");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 4, 64, true, 256), "a group of 4");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256), "a group of 32: not measured");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256), "not all causal");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128), "head_dim 128");
+  }
+
+  /**
+   * native/NOTES.md v80's wider rule: causal groups of 17 to 64 heads at head_dim 256 split every key
+   * tile into 8 pieces (up to 32 heads) or 16, at any walk length (the same counts as
+   * distca_host.l2_order_pieces); not past the split kernel's 64 heads, nor non-causal, nor at 128.
+   */
+  @Test
+  void l2OrderPiecesInGroupsOver16HeadsAtAnyWalk() {
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 20, 64, true, 256), "20/1 at 1K");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 24, 64, true, 256), "24/1 at 512: 8 steps");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256), "32/1 at 1K");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 32, 64, true, 256), "32/1 at 16K: 256 steps");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 40, 64, true, 256), "40/1 at 2K");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 48, 64, true, 256), "48/1 at 1K");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8192), 64, 64, true, 256), "64/1 at 8K");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 65, 64, true, 256), "past the split kernel");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, false, 256), "not all causal");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 128), "head_dim 128");
   }
 
   /**
@@ -409,7 +427,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /**
    * Where the longest one-head walk has 32 to 64 steps (2K-4K tokens at 64 query rows a step) the
    * pieces walk two heads at least and a key tile has four pieces at most, where it is shorter two
-   * pieces at most (groups of 4 and more), elsewhere the split counts are v64's; the histograms are what
+   * pieces at most (groups of 4 and more), but four in groups of 12 and more whose walk has 12 steps
+   * at least (native/NOTES.md v80), elsewhere the split counts are v64's; the histograms are what
    * distca_host.group_splits gives for the same costs (the two hosts' policies are the same).
    */
   @Test
@@ -426,8 +445,19 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(2048), 1, 12, 132, 64)), "12/1 at 2K: at most 4 pieces");
     assertEquals(Map.of(2, 128),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 8, 132, 64)), "8/1 at 1K: two pieces a tile");
+    assertEquals(Map.of(2, 16, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 16, 132, 64)), "16/1 at 1K: 16 steps, up to 4 pieces");
+    assertEquals(Map.of(2, 16, 4, 112),
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 12, 132, 64)), "12/1 at 1K: up to 4 pieces");
     assertEquals(Map.of(2, 128),
-        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(1024), 1, 16, 132, 64)), "16/1 at 1K: two pieces a tile");
+        histogram(FusedBatchPlan.groupSplits(causalKeyTiles(512), 1, 16, 132, 64)), "16/1 at 512: 8 steps, two pieces");
+    assertEquals(Map.of(1, 24, 2, 16, 3, 16, 4, 72),
+        histogram(FusedBatchPlan.groupSplits(mixKeyTiles(1500, 400), 1, 16, 132, 64, false, true)), "16/1 up to 1.5K");
+    assertEquals(Map.of(1, 40, 2, 88),
+        histogram(FusedBatchPlan.groupSplits(mixKeyTiles(1500, 400), 1, 16, 132, 128, false, true)),
+        "16/1 up to 1.5K in 128-row steps: under 12 steps, two pieces");
+    assertEquals(Map.of(1, 5, 2, 8, 3, 13, 4, 102),
+        histogram(FusedBatchPlan.groupSplits(mixKeyTiles(2000, 1000, 500), 2, 12, 132, 64, false, true)), "24/2 up to 2K");
     assertEquals(Map.of(1, 16, 2, 112),
         histogram(FusedBatchPlan.groupSplits(causalKeyTiles(4096), 1, 4, 132, 64)), "4/1 at 4K: pieces of 2 heads");
     assertEquals(Map.of(1, 16, 2, 112),
