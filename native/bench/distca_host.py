@@ -222,19 +222,26 @@ L2_ORDER_MIN_STEPS = 12
 # to 8K: 24/1 +13-43% with 8 pieces, 32/1 +21-53%, 48/2 +11-50%; 48/1 with 16 pieces +24-62%, 64/1
 # +26-92%; the policy's longest-first pieces there walk a whole group's Q/dO tiles at once)
 L2_ORDER_WIDE_PIECES = (8, 16)
+# ... and groups of L2_ORDER_GROUPS[0] to [1] heads whose walks are longer (SPLIT_PAIRS_STEPS[1] steps
+# and more) where there are L2_ORDER_LONG_MIN_HEADS_KV K/V heads or more (NOTES v80, H200, d256: 16/2,
+# 24/2, 32/2, 32/4, 48/4, 64/4, 64/8 at 4K-16K and on mixes up to 6K-8K +2-59%; with one K/V head the
+# mixes lost 6-14%: fewer items, so the head order's later start of long pieces shows in the schedule)
+L2_ORDER_LONG_MIN_HEADS_KV = 2
 
 
-def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True):
-    """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79, groups over 16
-    heads v80; wide=False: v79's bounds alone, to measure), or 0 where it does not apply; the hosts
-    then order the split work list by the pieces' head ranges first and cut no bands. costs: each key
-    tile's query rows for one head. FusedBatchPlan.l2OrderPieces in the Java host."""
+def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True, heads_kv=1):
+    """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79; groups over 16
+    heads and longer walks with several K/V heads v80; wide=False: v79's bounds alone, to measure),
+    or 0 where it does not apply; the hosts then order the split work list by the pieces' head ranges
+    first and cut no bands. costs: each key tile's query rows for one head. FusedBatchPlan.l2OrderPieces
+    in the Java host."""
     if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or group < L2_ORDER_GROUPS[0] or group > 64 or not costs:
         return 0
     if group > L2_ORDER_GROUPS[1]:
         return min(group // 2, L2_ORDER_WIDE_PIECES[0] if group <= 32 else L2_ORDER_WIDE_PIECES[1]) if wide else 0
     longest = max(costs)
-    if L2_ORDER_MIN_STEPS * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m:
+    if L2_ORDER_MIN_STEPS * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m or \
+            (wide and heads_kv >= L2_ORDER_LONG_MIN_HEADS_KV and longest >= SPLIT_PAIRS_STEPS[1] * block_m):
         return min(group // 2, SPLIT_PAIRS_MAX_PIECES)
     return 0
 
@@ -771,7 +778,8 @@ class Kernels:
         group = hq // hkv
         forced = self.bwd_splits or 0
         head_order = self.l2_order == "always"
-        l2 = (l2_order_pieces(costs, group, self.bwd_step_rows(hd), causal, hd, wide=self.l2_order != "narrow")
+        l2 = (l2_order_pieces(costs, group, self.bwd_step_rows(hd), causal, hd, wide=self.l2_order != "narrow",
+                              heads_kv=hkv)
               if self.l2_order and forced == 0 else 0)
         if forced == 1 or not items or not self.has_kernel("bwd_ws_kv", torch.bfloat16, hd):
             splits = None

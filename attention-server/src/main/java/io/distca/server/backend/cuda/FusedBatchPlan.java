@@ -147,7 +147,7 @@ final class FusedBatchPlan {
     if (pass == Pass.BACKWARD && splitSms > 0) {
       int group = shape.headsQ() / shape.headsKv();
       boolean causal = allCausal(batch);
-      int pieces = l2OrderPieces(list.costs, group, geometry.backwardBlockM(), causal, shape.headDim());
+      int pieces = l2OrderPieces(list.costs, group, geometry.backwardBlockM(), causal, shape.headDim(), shape.headsKv());
       if (pieces > 1) {
         split = piecesOf(list, group, uniformSplits(list.costs.length, pieces), true);
         headOrdered = true;
@@ -490,12 +490,20 @@ final class FusedBatchPlan {
    */
   static final int L2_ORDER_WIDE_PIECES = 8;
   static final int L2_ORDER_WIDE_MANY_PIECES = 16;
+  /**
+   * ... and groups of {@link #L2_ORDER_MIN_GROUP} to {@link #L2_ORDER_MAX_GROUP} heads whose walks
+   * are longer ({@link #SPLIT_PAIRS_MAX_STEPS} steps and more) where there are this many K/V heads or
+   * more (native/NOTES.md v80, H200, d256: 16/2, 24/2, 32/2, 32/4, 48/4, 64/4, 64/8 at 4K-16K and on
+   * mixes up to 6K-8K +2-59%; with one K/V head the mixes lost 6-14%).
+   */
+  static final int L2_ORDER_LONG_MIN_HEADS_KV = 2;
 
   /**
-   * The pieces of every key tile under {@link #L2_ORDER_MIN_HEAD_DIM}'s rule, or 0 where it does
-   * not apply. {@code costs}: each key tile's query rows for one head; {@code blockM}: a step's rows.
+   * The pieces of every key tile under {@link #L2_ORDER_MIN_HEAD_DIM}'s rules, or 0 where they do
+   * not apply. {@code costs}: each key tile's query rows for one head; {@code blockM}: a step's rows;
+   * {@code headsKv}: the batch's K/V heads.
    */
-  static int l2OrderPieces(long[] costs, int group, int blockM, boolean causal, int headDim) {
+  static int l2OrderPieces(long[] costs, int group, int blockM, boolean causal, int headDim, int headsKv) {
     if (headDim < L2_ORDER_MIN_HEAD_DIM || !causal || group < L2_ORDER_MIN_GROUP
         || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0) {
       return 0;
@@ -507,7 +515,9 @@ final class FusedBatchPlan {
     for (long c : costs) {
       longest = Math.max(longest, c);
     }
-    boolean inRange = longest >= (long) L2_ORDER_MIN_STEPS * blockM && longest < (long) SPLIT_PAIRS_MAX_STEPS * blockM;
+    long longWalk = (long) SPLIT_PAIRS_MAX_STEPS * blockM;
+    boolean inRange = longest >= (long) L2_ORDER_MIN_STEPS * blockM && longest < longWalk
+        || headsKv >= L2_ORDER_LONG_MIN_HEADS_KV && longest >= longWalk;
     return inRange ? Math.min(group / 2, SPLIT_PAIRS_MAX_PIECES) : 0;
   }
 

@@ -327,21 +327,30 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /**
    * native/NOTES.md v79's rule (distca_host.l2_order_pieces gives the same counts): at head_dim 256,
    * causal groups of 8 to 16 heads whose longest one-head walk has 12 up to 64 steps split every key
-   * tile into four pieces, whatever the model finds; shorter or longer walks, other groups, non-causal
+   * tile into four pieces, whatever the model finds, and (v80) so do longer walks where there are two
+   * K/V heads or more; shorter walks, longer ones with one K/V head, groups under 8, non-causal
    * batches and smaller head dims are left to the model.
    */
   @Test
   void l2OrderPiecesWhereD256CausalWalksAre12To64Steps() {
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 256), "8/1 at 1K: 16 steps");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 16, 64, true, 256), "16/1 at 2K");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 3000, 1100, 700, 300), 8, 64, true, 256), "47 steps");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1000, 700, 300, 200), 8, 64, true, 256), "15.6 steps");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256), "8 steps: too short");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 600, 400, 200), 8, 64, true, 256), "9.4 steps");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256), "64 steps: the long rules");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 4, 64, true, 256), "a group of 4");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256), "not all causal");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128), "head_dim 128");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 256, 1), "8/1 at 1K: 16 steps");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 16, 64, true, 256, 1), "16/1 at 2K");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 3000, 1100, 700, 300), 8, 64, true, 256, 1), "47 steps");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1000, 700, 300, 200), 8, 64, true, 256, 1), "15.6 steps");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256, 1), "8 steps: too short");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 600, 400, 200), 8, 64, true, 256, 1), "9.4 steps");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256, 1), "64 steps: the long rules");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8000, 4000, 2000, 1000, 500), 16, 64, true, 256, 1),
+        "125 steps, one K/V head: the long rules");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256, 2), "64 steps, 2 K/V heads (16/2)");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8000, 4000, 2000, 1000, 500), 12, 64, true, 256, 2),
+        "125 steps, 24/2");
+    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 8, 64, true, 256, 4), "256 steps, 32/4");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256, 4), "8 steps, 32/4: too short");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 4, 64, true, 256, 4), "a group of 4, 16/4");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 4, 64, true, 256, 1), "a group of 4");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256, 1), "not all causal");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128, 1), "head_dim 128");
   }
 
   /**
@@ -351,16 +360,16 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    */
   @Test
   void l2OrderPiecesInGroupsOver16HeadsAtAnyWalk() {
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 20, 64, true, 256), "20/1 at 1K");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 24, 64, true, 256), "24/1 at 512: 8 steps");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256), "32/1 at 1K");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 32, 64, true, 256), "32/1 at 16K: 256 steps");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 40, 64, true, 256), "40/1 at 2K");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 48, 64, true, 256), "48/1 at 1K");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8192), 64, 64, true, 256), "64/1 at 8K");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 65, 64, true, 256), "past the split kernel");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, false, 256), "not all causal");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 128), "head_dim 128");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 20, 64, true, 256, 1), "20/1 at 1K");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 24, 64, true, 256, 1), "24/1 at 512: 8 steps");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256, 1), "32/1 at 1K");
+    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 32, 64, true, 256, 1), "32/1 at 16K: 256 steps");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 40, 64, true, 256, 1), "40/1 at 2K");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 48, 64, true, 256, 1), "48/1 at 1K");
+    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8192), 64, 64, true, 256, 1), "64/1 at 8K");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 65, 64, true, 256, 1), "past the split kernel");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, false, 256, 1), "not all causal");
+    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 128, 1), "head_dim 128");
   }
 
   /**
