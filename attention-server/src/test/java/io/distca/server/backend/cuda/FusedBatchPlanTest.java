@@ -333,24 +333,27 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    */
   @Test
   void l2OrderPiecesWhereD256CausalWalksAre12To64Steps() {
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 256, 1), "8/1 at 1K: 16 steps");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 16, 64, true, 256, 1), "16/1 at 2K");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 3000, 1100, 700, 300), 8, 64, true, 256, 1), "47 steps");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1000, 700, 300, 200), 8, 64, true, 256, 1), "15.6 steps");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256, 1), "8 steps: too short");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 600, 400, 200), 8, 64, true, 256, 1), "9.4 steps");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256, 1), "64 steps: the long rules");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8000, 4000, 2000, 1000, 500), 16, 64, true, 256, 1),
-        "125 steps, one K/V head: the long rules");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 8, 64, true, 256, 2), "64 steps, 2 K/V heads (16/2)");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8000, 4000, 2000, 1000, 500), 12, 64, true, 256, 2),
-        "125 steps, 24/2");
-    assertEquals(4, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 8, 64, true, 256, 4), "256 steps, 32/4");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 8, 64, true, 256, 4), "8 steps, 32/4: too short");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 4096), 4, 64, true, 256, 4), "a group of 4, 16/4");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 4, 64, true, 256, 1), "a group of 4");
+    assertD256Pieces(4, 8, 1, "8/1 at 1K: 16 steps", 1024);
+    assertD256Pieces(4, 16, 1, "16/1 at 2K", 2048);
+    assertD256Pieces(4, 8, 1, "47 steps", 3000, 1100, 700, 300);
+    assertD256Pieces(4, 8, 1, "15.6 steps", 1000, 700, 300, 200);
+    assertD256Pieces(0, 8, 1, "8 steps: too short", 512);
+    assertD256Pieces(0, 8, 1, "9.4 steps", 600, 400, 200);
+    assertD256Pieces(0, 8, 1, "64 steps: the long rules", 4096);
+    assertD256Pieces(0, 16, 1, "125 steps, one K/V head: the long rules", 8000, 4000, 2000, 1000, 500);
+    assertD256Pieces(4, 8, 2, "64 steps, 2 K/V heads (16/2)", 4096);
+    assertD256Pieces(4, 12, 2, "125 steps, 24/2", 8000, 4000, 2000, 1000, 500);
+    assertD256Pieces(4, 8, 4, "256 steps, 32/4", 16384);
+    assertD256Pieces(0, 8, 4, "8 steps, 32/4: too short", 512);
+    assertD256Pieces(0, 4, 4, "a group of 4, 16/4", 4096);
+    assertD256Pieces(0, 4, 1, "a group of 4", 1024);
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256, 1), "not all causal");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128, 1), "head_dim 128");
+  }
+
+  /** {@link FusedBatchPlan#l2OrderPieces} at head_dim 256, causal, 64-row steps, on mixKeyTilesOf(64, lengths). */
+  private static void assertD256Pieces(int expected, int group, int headsKv, String why, int... lengths) {
+    assertEquals(expected, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, lengths), group, 64, true, 256, headsKv), why);
   }
 
   /**
@@ -360,14 +363,14 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    */
   @Test
   void l2OrderPiecesInGroupsOver16HeadsAtAnyWalk() {
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 20, 64, true, 256, 1), "20/1 at 1K");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 512), 24, 64, true, 256, 1), "24/1 at 512: 8 steps");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 256, 1), "32/1 at 1K");
-    assertEquals(8, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 16384), 32, 64, true, 256, 1), "32/1 at 16K: 256 steps");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 2048), 40, 64, true, 256, 1), "40/1 at 2K");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 48, 64, true, 256, 1), "48/1 at 1K");
-    assertEquals(16, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 8192), 64, 64, true, 256, 1), "64/1 at 8K");
-    assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 65, 64, true, 256, 1), "past the split kernel");
+    assertD256Pieces(8, 20, 1, "20/1 at 1K", 1024);
+    assertD256Pieces(8, 24, 1, "24/1 at 512: 8 steps", 512);
+    assertD256Pieces(8, 32, 1, "32/1 at 1K", 1024);
+    assertD256Pieces(8, 32, 1, "32/1 at 16K: 256 steps", 16384);
+    assertD256Pieces(16, 40, 1, "40/1 at 2K", 2048);
+    assertD256Pieces(16, 48, 1, "48/1 at 1K", 1024);
+    assertD256Pieces(16, 64, 1, "64/1 at 8K", 8192);
+    assertD256Pieces(0, 65, 1, "past the split kernel", 1024);
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, false, 256, 1), "not all causal");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 128, 1), "head_dim 128");
   }
