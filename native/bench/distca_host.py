@@ -227,11 +227,17 @@ L2_ORDER_WIDE_PIECES = (8, 16)
 # 24/2, 32/2, 32/4, 48/4, 64/4, 64/8 at 4K-16K and on mixes up to 6K-8K +2-59%; with one K/V head the
 # mixes lost 6-14%: fewer items, so the head order's later start of long pieces shows in the schedule)
 L2_ORDER_LONG_MIN_HEADS_KV = 2
+# ... and in groups of L2_ORDER_SHORT_MIN_GROUP to L2_ORDER_GROUPS[1] heads from walks of
+# L2_ORDER_SHORT_MIN_STEPS steps, not L2_ORDER_MIN_STEPS (NOTES v80, H200, d256, 512 and mixes of
+# documents up to 400-700 tokens: 12/1 +4-9%, 16/1 +9-15%, 24/2 +0-6%, 32/2 +6-24%; walks of 4 steps
+# lost 9-15%, groups of 8 lost 2-23% at 6-11 steps)
+L2_ORDER_SHORT_MIN_GROUP = 12
+L2_ORDER_SHORT_MIN_STEPS = 6
 
 
 def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True, heads_kv=1):
     """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79; groups over 16
-    heads and longer walks with several K/V heads v80; wide=False: v79's bounds alone, to measure),
+    heads, longer walks with several K/V heads and, in groups of 12-16, shorter walks v80; wide=False: v79's bounds alone, to measure),
     or 0 where it does not apply; the hosts then order the split work list by the pieces' head ranges
     first and cut no bands. costs: each key tile's query rows for one head. FusedBatchPlan.l2OrderPieces
     in the Java host."""
@@ -240,7 +246,8 @@ def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True, heads_kv
     if group > L2_ORDER_GROUPS[1]:
         return min(group // 2, L2_ORDER_WIDE_PIECES[0] if group <= 32 else L2_ORDER_WIDE_PIECES[1]) if wide else 0
     longest = max(costs)
-    if L2_ORDER_MIN_STEPS * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m or \
+    shortest_walk = L2_ORDER_SHORT_MIN_STEPS if wide and group >= L2_ORDER_SHORT_MIN_GROUP else L2_ORDER_MIN_STEPS
+    if shortest_walk * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m or \
             (wide and heads_kv >= L2_ORDER_LONG_MIN_HEADS_KV and longest >= SPLIT_PAIRS_STEPS[1] * block_m):
         return min(group // 2, SPLIT_PAIRS_MAX_PIECES)
     return 0

@@ -497,6 +497,14 @@ final class FusedBatchPlan {
    * mixes up to 6K-8K +2-59%; with one K/V head the mixes lost 6-14%).
    */
   static final int L2_ORDER_LONG_MIN_HEADS_KV = 2;
+  /**
+   * ... and in groups of this many heads up to {@link #L2_ORDER_MAX_GROUP} from walks of {@link
+   * #L2_ORDER_SHORT_MIN_STEPS} steps, not {@link #L2_ORDER_MIN_STEPS} (native/NOTES.md v80, H200, d256,
+   * 512 and mixes of documents up to 400-700 tokens: 12/1 +4-9%, 16/1 +9-15%, 24/2 +0-6%, 32/2
+   * +6-24%; walks of 4 steps lost 9-15%, groups of 8 lost 2-23% at 6-11 steps).
+   */
+  static final int L2_ORDER_SHORT_MIN_GROUP = 12;
+  static final int L2_ORDER_SHORT_MIN_STEPS = 6;
 
   /**
    * The pieces of every key tile under {@link #L2_ORDER_MIN_HEAD_DIM}'s rules, or 0 where they do
@@ -516,7 +524,8 @@ final class FusedBatchPlan {
       longest = Math.max(longest, c);
     }
     long longWalk = (long) SPLIT_PAIRS_MAX_STEPS * blockM;
-    boolean inRange = longest >= (long) L2_ORDER_MIN_STEPS * blockM && longest < longWalk
+    int shortestWalk = group >= L2_ORDER_SHORT_MIN_GROUP ? L2_ORDER_SHORT_MIN_STEPS : L2_ORDER_MIN_STEPS;
+    boolean inRange = longest >= (long) shortestWalk * blockM && longest < longWalk
         || headsKv >= L2_ORDER_LONG_MIN_HEADS_KV && longest >= longWalk;
     return inRange ? Math.min(group / 2, SPLIT_PAIRS_MAX_PIECES) : 0;
   }

@@ -328,8 +328,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * native/NOTES.md v79's rule (distca_host.l2_order_pieces gives the same counts): at head_dim 256,
    * causal groups of 8 to 16 heads whose longest one-head walk has 12 up to 64 steps split every key
    * tile into four pieces, whatever the model finds, and (v80) so do longer walks where there are two
-   * K/V heads or more; shorter walks, longer ones with one K/V head, groups under 8, non-causal
-   * batches and smaller head dims are left to the model.
+   * K/V heads or more, and walks from 6 steps in groups of 12-16; shorter walks, longer ones with one
+   * K/V head, groups under 8, non-causal batches and smaller head dims are left to the model.
    */
   @Test
   void l2OrderPiecesWhereD256CausalWalksAre12To64Steps() {
@@ -347,6 +347,10 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertD256Pieces(0, 8, 4, "8 steps, 32/4: too short", 512);
     assertD256Pieces(0, 4, 4, "a group of 4, 16/4", 4096);
     assertD256Pieces(0, 4, 1, "a group of 4", 1024);
+    assertD256Pieces(4, 12, 1, "12/1 at 512: 8 steps, a group of 12", 512);
+    assertD256Pieces(4, 16, 2, "32/2 up to 400 tokens: 6.25 steps", 400, 200);
+    assertD256Pieces(0, 16, 1, "16/1 at 256: 4 steps", 256);
+    assertD256Pieces(0, 12, 2, "24/2 up to 320 tokens: 5 steps", 320, 160);
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, false, 256, 1), "not all causal");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 8, 64, true, 128, 1), "head_dim 128");
   }
