@@ -200,8 +200,9 @@ SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM = 256
 # In groups of SPLIT_SHORT_WIDE_MIN_GROUP heads and more whose longest one-head walk has
 # SPLIT_SHORT_WIDE_MIN_STEPS up to (not including) SPLIT_PAIRS_STEPS[0] steps, an item has at most
 # SPLIT_PAIRS_MAX_PIECES pieces, not SPLIT_SHORT_MAX_PIECES (NOTES v80, H200, d128 backward against two:
-# 12/1, 16/1, 32/1 at 1K and on mixes of documents up to 1K-2K +4-19%, 32/2 +5-8%; at 512 (8 steps),
-# under the bound, four read 0.88)
+# 12/1 to 32/1 at 1K and on mixes of documents up to 1K-2K +4-21%, 24/2 and 32/2 +5-9% (24/2 on one mix
+# 0.98); at 512 (8 steps), under the bound, four read 0.88; d64 on its 64-row steps likewise, but 16/1 at
+# 1K 0.97-0.98)
 SPLIT_SHORT_WIDE_MIN_GROUP = 12
 SPLIT_SHORT_WIDE_MIN_STEPS = 12
 # From this head dim (256), a causal batch in GQA groups of L2_ORDER_GROUPS[0] to [1] heads (the sizes
@@ -218,9 +219,9 @@ L2_ORDER_GROUPS = (8, 16)
 L2_ORDER_MIN_STEPS = 12
 # ... and a causal batch in larger groups (over L2_ORDER_GROUPS[1] heads, up to the split kernel's 64), at
 # any walk length, every key tile into L2_ORDER_WIDE_PIECES[0] pieces (groups of up to 32 heads) or [1]
-# (more), at most group / 2 (NOTES v80, H200, d256 backward against the policy, 512 to 16K and mixes up
-# to 8K: 24/1 +13-43% with 8 pieces, 32/1 +21-53%, 48/2 +11-50%; 48/1 with 16 pieces +24-62%, 64/1
-# +26-92%; the policy's longest-first pieces there walk a whole group's Q/dO tiles at once)
+# (more), at most group / 2 (NOTES v80, H200, d256 backward against v79's policy, 512 to 16K and mixes
+# up to 8K, two rounds: 20/1 to 64/2 +4-89%, 20/1 on the 8K mix 0.98; the policy's longest-first pieces
+# there walk a whole group's Q/dO tiles at once)
 L2_ORDER_WIDE_PIECES = (8, 16)
 # ... and groups of L2_ORDER_GROUPS[0] to [1] heads whose walks are longer (SPLIT_PAIRS_STEPS[1] steps
 # and more) where there are L2_ORDER_LONG_MIN_HEADS_KV K/V heads or more (NOTES v80, H200, d256: 16/2,
@@ -237,8 +238,8 @@ L2_ORDER_SHORT_MIN_STEPS = 6
 
 def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True, heads_kv=1):
     """The pieces of every key tile under L2_ORDER_MIN_HEAD_DIM's rule (NOTES v79; groups over 16
-    heads, longer walks with several K/V heads and, in groups of 12-16, shorter walks v80; wide=False: v79's bounds alone, to measure),
-    or 0 where it does not apply; the hosts then order the split work list by the pieces' head ranges
+    heads, longer walks with several K/V heads and, in groups of 12-16, shorter walks v80;
+    wide=False: v79's bounds alone, to measure), or 0 where it does not apply; the hosts then order the split work list by the pieces' head ranges
     first and cut no bands. costs: each key tile's query rows for one head. FusedBatchPlan.l2OrderPieces
     in the Java host."""
     if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or group < L2_ORDER_GROUPS[0] or group > 64 or not costs:
