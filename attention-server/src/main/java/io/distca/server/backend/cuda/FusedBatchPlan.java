@@ -461,7 +461,8 @@ final class FusedBatchPlan {
    * #SPLIT_SHORT_WIDE_MIN_STEPS} up to (not including) {@link #SPLIT_PAIRS_MIN_STEPS} steps, an item
    * has at most {@link #SPLIT_PAIRS_MAX_PIECES} pieces, not {@link #SPLIT_SHORT_MAX_PIECES}
    * (native/NOTES.md v80, H200, d128 backward against two: 12/1 to 32/1 at 1K and on mixes of
-   * documents up to 1K-2K +4-20%, 24/2 and 32/2 +5-8%; at 512, 8 steps, four read 0.88).
+   * documents up to 1K-2K +4-21%, 24/2 and 32/2 +5-9%, 24/2 on one mix 0.98; at 512, 8 steps, four
+   * read 0.88; d64 on its 64-row steps likewise, but 16/1 at 1K 0.97-0.98).
    */
   static final int SPLIT_SHORT_WIDE_MIN_GROUP = 12;
   static final int SPLIT_SHORT_WIDE_MIN_STEPS = 12;
@@ -486,7 +487,7 @@ final class FusedBatchPlan {
    * kernel's {@link DistcaAttnAbi#MAX_SPLIT_GROUP}), at any walk length, every key tile into this many
    * pieces in groups of up to 32 heads, {@link #L2_ORDER_WIDE_MANY_PIECES} in larger ones, at most
    * group / 2 (native/NOTES.md v80, H200, d256 backward against v79's policy from 512 to 16K tokens
-   * and on mixes of documents up to 8K: 20/1 to 64/2 +6-89%, but 20/1 on the longest mix 0.98).
+   * and on mixes of documents up to 8K: 20/1 to 64/2 +4-89%, but 20/1 on the longest mix 0.98).
    */
   static final int L2_ORDER_WIDE_PIECES = 8;
   static final int L2_ORDER_WIDE_MANY_PIECES = 16;
