@@ -217,8 +217,8 @@ SPLIT_SHORT_WIDE_MIN_STEPS = 12
 L2_ORDER_MIN_HEAD_DIM = 256
 L2_ORDER_GROUPS = (8, 16)
 L2_ORDER_MIN_STEPS = 12
-# ... and a causal batch in larger groups (over L2_ORDER_GROUPS[1] heads, up to the split kernel's 64), at
-# any walk length, every key tile into L2_ORDER_WIDE_PIECES[0] pieces (groups of up to 32 heads) or [1]
+# ... and a causal batch in larger groups (over L2_ORDER_GROUPS[1] heads, up to the split kernel's 64), from
+# walks of L2_ORDER_SHORT_MIN_STEPS steps, every key tile into L2_ORDER_WIDE_PIECES[0] pieces (groups of up to 32 heads) or [1]
 # (more), at most group / 2 (NOTES v80, H200, d256 backward against v79's policy, 512 to 16K and mixes
 # up to 8K, two rounds: 20/1 to 64/2 +4-89%, 20/1 on the 8K mix 0.98; the policy's longest-first pieces
 # there walk a whole group's Q/dO tiles at once)
@@ -244,9 +244,11 @@ def l2_order_pieces(costs, group, block_m, causal, head_dim, wide=True, heads_kv
     in the Java host."""
     if head_dim < L2_ORDER_MIN_HEAD_DIM or not causal or group < L2_ORDER_GROUPS[0] or group > 64 or not costs:
         return 0
-    if group > L2_ORDER_GROUPS[1]:
-        return min(group // 2, L2_ORDER_WIDE_PIECES[0] if group <= 32 else L2_ORDER_WIDE_PIECES[1]) if wide else 0
     longest = max(costs)
+    if group > L2_ORDER_GROUPS[1]:  # (measured from 8-step walks; the floor of groups of 12-16 below)
+        if not wide or longest < L2_ORDER_SHORT_MIN_STEPS * block_m:
+            return 0
+        return min(group // 2, L2_ORDER_WIDE_PIECES[0] if group <= 32 else L2_ORDER_WIDE_PIECES[1])
     shortest_walk = L2_ORDER_SHORT_MIN_STEPS if wide and group >= L2_ORDER_SHORT_MIN_GROUP else L2_ORDER_MIN_STEPS
     if shortest_walk * block_m <= longest < SPLIT_PAIRS_STEPS[1] * block_m or \
             (wide and heads_kv >= L2_ORDER_LONG_MIN_HEADS_KV and longest >= SPLIT_PAIRS_STEPS[1] * block_m):

@@ -484,7 +484,8 @@ final class FusedBatchPlan {
   static final int L2_ORDER_MIN_STEPS = 12;
   /**
    * ... and a causal batch in larger groups (over {@link #L2_ORDER_MAX_GROUP} heads, up to the split
-   * kernel's {@link DistcaAttnAbi#MAX_SPLIT_GROUP}), at any walk length, every key tile into this many
+   * kernel's {@link DistcaAttnAbi#MAX_SPLIT_GROUP}), from walks of {@link #L2_ORDER_SHORT_MIN_STEPS}
+   * steps, every key tile into this many
    * pieces in groups of up to 32 heads, {@link #L2_ORDER_WIDE_MANY_PIECES} in larger ones, at most
    * group / 2 (native/NOTES.md v80, H200, d256 backward against v79's policy from 512 to 16K tokens
    * and on mixes of documents up to 8K: 20/1 to 64/2 +4-89%, but 20/1 on the longest mix 0.98).
@@ -517,12 +518,13 @@ final class FusedBatchPlan {
         || group > DistcaAttnAbi.MAX_SPLIT_GROUP || costs.length == 0) {
       return 0;
     }
-    if (group > L2_ORDER_MAX_GROUP) {
-      return Math.min(group / 2, group <= 32 ? L2_ORDER_WIDE_PIECES : L2_ORDER_WIDE_MANY_PIECES);
-    }
     long longest = 0;
     for (long c : costs) {
       longest = Math.max(longest, c);
+    }
+    if (group > L2_ORDER_MAX_GROUP) { // (measured from 8-step walks; the floor of groups of 12-16)
+      return longest < (long) L2_ORDER_SHORT_MIN_STEPS * blockM ? 0
+          : Math.min(group / 2, group <= 32 ? L2_ORDER_WIDE_PIECES : L2_ORDER_WIDE_MANY_PIECES);
     }
     long longWalk = (long) SPLIT_PAIRS_MAX_STEPS * blockM;
     int shortestWalk = group >= L2_ORDER_SHORT_MIN_GROUP ? L2_ORDER_SHORT_MIN_STEPS : L2_ORDER_MIN_STEPS;

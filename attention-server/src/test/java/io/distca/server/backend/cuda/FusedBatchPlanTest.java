@@ -362,11 +362,11 @@ class FusedBatchPlanTest extends AllocatorPerTest {
 
   /**
    * native/NOTES.md v80's wider rule: causal groups of 17 to 64 heads at head_dim 256 split every key
-   * tile into 8 pieces (up to 32 heads) or 16, at any walk length (the same counts as
+   * tile into 8 pieces (up to 32 heads) or 16, from walks of 6 steps (the same counts as
    * distca_host.l2_order_pieces); not past the split kernel's 64 heads, nor non-causal, nor at 128.
    */
   @Test
-  void l2OrderPiecesInGroupsOver16HeadsAtAnyWalk() {
+  void l2OrderPiecesInGroupsOver16HeadsFromSixSteps() {
     assertD256Pieces(8, 20, 1, "20/1 at 1K", 1024);
     assertD256Pieces(8, 24, 1, "24/1 at 512: 8 steps", 512);
     assertD256Pieces(8, 32, 1, "32/1 at 1K", 1024);
@@ -374,6 +374,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
     assertD256Pieces(16, 40, 1, "40/1 at 2K", 2048);
     assertD256Pieces(16, 48, 1, "48/1 at 1K", 1024);
     assertD256Pieces(16, 64, 1, "64/1 at 8K", 8192);
+    assertD256Pieces(8, 24, 1, "24/1 up to 400 tokens: 6.25 steps", 400, 200);
+    assertD256Pieces(0, 64, 1, "64/1 at 256: 4 steps", 256);
     assertD256Pieces(0, 65, 1, "past the split kernel", 1024);
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, false, 256, 1), "not all causal");
     assertEquals(0, FusedBatchPlan.l2OrderPieces(mixKeyTilesOf(64, 1024), 32, 64, true, 128, 1), "head_dim 128");
