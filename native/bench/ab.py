@@ -12,9 +12,9 @@ An image given as F.fatbin:no-dq-claims runs with bwd_pre zeroing the dQ workspa
 section 8), as F.fatbin:splits=N with the backward's group splits forced (N > 1), off (1) or as the
 split kernel's whole-group work items (-1; section 9), as F.fatbin:no-chunks without the chunked
 backward of section 10 (F.fatbin:chunks-always with it for every GQA group), as F.fatbin:split-policy=O,L,H[,P] with
-distca_host.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
+schedule_policy.group_splits' overhead_steps O, pairs_steps (L, H) and pairs_max_pieces P (v64's policy: 2,0,0; v65's:
 2,32,64,64), as F.fatbin:lean-dram=0|1 with group_splits' lean_dram forced (its default: whether the GPU
-has less DRAM bandwidth per SM than distca_host.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
+has less DRAM bandwidth per SM than schedule_policy.SPLIT_LEAN_DRAM_BYTES_PER_SM), as F.fatbin:uniform=0 with the
 schedule model's split counts where group_splits would make them uniform (NOTES v70-v71; F.fatbin:short-uniform=0|1 its
 short_uniform forced, F.fatbin:short-max=N its short_max_pieces, F.fatbin:l2-order=0 without l2_order_pieces' head-ordered splits, F.fatbin:head-order=1 with every
 split list in head order, NOTES v79; F.fatbin:l2-order=narrow with v79's bounds of that rule, F.fatbin:short-wide=0|1
@@ -89,7 +89,7 @@ def image(spec):
             kw.setdefault("bwd_split_policy", {})["long_steps_per_piece"] = int(option.split("=", 1)[1])
         elif option.startswith("uniform="):  # group_splits' uniform (0: the model's counts where it splits)
             kw.setdefault("bwd_split_policy", {})["uniform"] = option.split("=", 1)[1] == "1"
-        elif option == "l2-order=0":  # without distca_host.l2_order_pieces' rule (NOTES v79)
+        elif option == "l2-order=0":  # without schedule_policy.l2_order_pieces' rule (NOTES v79)
             kw["l2_order"] = False
         elif option == "l2-order=narrow":  # l2_order_pieces' v79 bounds alone (groups of 8-16 heads; NOTES v80)
             kw["l2_order"] = "narrow"

@@ -367,7 +367,7 @@ final class FusedBatchPlan {
 
   /**
    * The first query head of the GQA group that piece {@code j} of a key tile split {@code n} ways
-   * walks (piece j: heads [splitHeadBegin(j), splitHeadBegin(j + 1)); distca_host.py split_heads).
+   * walks (piece j: heads [splitHeadBegin(j), splitHeadBegin(j + 1)); schedule_policy.py split_heads).
    */
   static int splitHeadBegin(int j, int n, int group) {
     return j * group / n;
@@ -562,7 +562,7 @@ final class FusedBatchPlan {
    * heads and more whose longest one-head walk has {@link #SPLIT_SHORT_WIDE_MIN_STEPS} up to {@link
    * #SPLIT_PAIRS_MIN_STEPS} steps, an item has up to {@link #SPLIT_PAIRS_MAX_PIECES} pieces (v80). The
    * Python host's policy is the same
-   * (native/bench/distca_host.py, group_splits).
+   * (native/bench/schedule_policy.py, group_splits; SchedulePolicyParityTest compares the two).
    */
   static int[] groupSplits(long[] costs, int headsKv, int group, int sms, int blockM, boolean leanDram,
       boolean causal, boolean shortUniform) {

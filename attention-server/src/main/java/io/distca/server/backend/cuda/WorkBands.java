@@ -11,7 +11,7 @@ package io.distca.server.backend.cuda;
  *
  * <p>{@link #bands} models the kernels' schedule (each CTA claims the next tile in order as it frees)
  * with and without the cuts of {@link #cuts} for each of {@link #FACTORS}, and keeps the best where
- * it ends at least {@link #MIN_GAIN} sooner. distca_host.py's {@code work_bands} is the same policy
+ * it ends at least {@link #MIN_GAIN} sooner. schedule_policy.py's {@code work_bands} is the same policy
  * (native/NOTES.md v73).
  */
 final class WorkBands {

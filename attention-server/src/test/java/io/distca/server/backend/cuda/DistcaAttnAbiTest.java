@@ -233,7 +233,7 @@ class DistcaAttnAbiTest {
     Path root = repositoryRoot();
     Path header = root.resolve("native/include/distca_attn.h");
     assertEquals(DistcaAttnAbi.WORK_BANDS, firstInt(header, "#define DISTCA_WORK_BANDS (\\d+)"));
-    assertEquals(DistcaAttnAbi.WORK_BANDS, firstInt(root.resolve("native/bench/distca_host.py"), "(?m)^WORK_BANDS = (\\d+)"));
+    assertEquals(DistcaAttnAbi.WORK_BANDS, firstInt(root.resolve("native/bench/schedule_policy.py"), "(?m)^WORK_BANDS = (\\d+)"));
     assertEquals(DistcaAttnAbi.FORWARD_WS_BAND_END_OFFSET,
         firstInt(header, "offsetof\\(distca_fwd_ws_params_t, band_end\\) == (\\d+)"));
     assertEquals(DistcaAttnAbi.BACKWARD_WS_BAND_END_OFFSET,

@@ -300,7 +300,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * Head dim 256 (64-key tiles): where the longest causal walk of one head is under 32 steps, a
    * split batch splits every item into two pieces, not the model's two for the longest items only
    * (native/NOTES.md v79); longer walks, smaller groups, non-causal batches and the smaller head dims
-   * keep the model's counts. The histograms are what distca_host.group_splits gives for the same
+   * keep the model's counts. The histograms are what schedule_policy.group_splits gives for the same
    * costs (short_uniform).
    */
   @Test
@@ -325,7 +325,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   }
 
   /**
-   * native/NOTES.md v79's rule (distca_host.l2_order_pieces gives the same counts): at head_dim 256,
+   * native/NOTES.md v79's rule (schedule_policy.l2_order_pieces gives the same counts): at head_dim 256,
    * causal groups of 8 to 16 heads whose longest one-head walk has 12 up to 64 steps split every key
    * tile into four pieces, whatever the model finds, and (v80) so do longer walks where there are two
    * K/V heads or more, and walks from 6 steps in groups of 12-16; shorter walks, longer ones with one
@@ -363,7 +363,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /**
    * native/NOTES.md v80's wider rule: causal groups of 17 to 64 heads at head_dim 256 split every key
    * tile into 8 pieces (up to 32 heads) or 16, from walks of 6 steps (the same counts as
-   * distca_host.l2_order_pieces); not past the split kernel's 64 heads, nor non-causal, nor at 128.
+   * schedule_policy.l2_order_pieces); not past the split kernel's 64 heads, nor non-causal, nor at 128.
    */
   @Test
   void l2OrderPiecesInGroupsOver16HeadsFromSixSteps() {
@@ -447,7 +447,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * pieces walk two heads at least and a key tile has four pieces at most, where it is shorter two
    * pieces at most (groups of 4 and more), but four in groups of 12 and more whose walk has 12 steps
    * at least (native/NOTES.md v80), elsewhere the split counts are v64's; the histograms are what
-   * distca_host.group_splits gives for the same costs (the two hosts' policies are the same).
+   * schedule_policy.group_splits gives for the same costs (the two hosts' policies are the same).
    */
   @Test
   void groupSplitsFewerPiecesWhereTheWalksAreShort() {
@@ -490,7 +490,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * tile alike, where the schedule model alone finds no gain (native/NOTES.md v69); where the model
    * already splits they are as on any GPU (v70); nothing changes for smaller groups, longer or shorter walks, 128-row steps, or
    * key tiles many enough to balance, nor in non-causal batches. The histograms are what
-   * distca_host.group_splits gives with lean_dram=True, causal=True for the same costs.
+   * schedule_policy.group_splits gives with lean_dram=True, causal=True for the same costs.
    */
   @Test
   void groupSplitsOnLeanDramWhereTheWalksAreShort() {
@@ -524,7 +524,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * steps of 64 rows split every key tile into the same (largest allowed) number of pieces where the
    * schedule model splits at all, on any GPU (native/NOTES.md v70); the model's own counts stay for
    * non-causal batches, smaller groups, shorter walks and 128-row steps, and where the model
-   * finds no gain nothing splits (without lean DRAM). The histograms are what distca_host.group_splits
+   * finds no gain nothing splits (without lean DRAM). The histograms are what schedule_policy.group_splits
    * gives for the same costs.
    */
   @Test
@@ -560,7 +560,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * (native/NOTES.md v71), in groups over 32 heads into pieces of four heads as far as the walk
    * has 8 steps for each (v72); the model's counts stay for non-causal batches, groups under 8 heads and
    * 128-row steps, and nothing splits where the model finds no gain. The histograms are what
-   * distca_host.group_splits gives for the same costs.
+   * schedule_policy.group_splits gives for the same costs.
    */
   @Test
   void groupSplitsUniformWhereTheCausalWalksAreLonger() {

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The persistent kernels' work list in bands (distca_attn.h section 11): the cuts, the schedule
- * model, and where the policy takes them; the expected ends are distca_host.py's work_bands for the
+ * model, and where the policy takes them; the expected ends are schedule_policy.py's work_bands for the
  * same costs (the Python host's policy is the same).
  */
 class WorkBandsTest extends AllocatorPerTest {

@@ -1,0 +1,146 @@
+package io.distca.server.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The two hosts' schedule policies agree: the Python host's (native/bench/schedule_policy.py, which
+ * the checks and benchmarks run) and this one's ({@link FusedBatchPlan#groupSplits} and {@link
+ * FusedBatchPlan#l2OrderPieces}, {@link WorkBands#bands}) on every batch of the grid that {@code
+ * schedule_policy.py --cases} prints: head dims 64/128/256, 14 document mixes from 256 to 16K tokens, groups of 2 to 64 heads,
+ * 1 to 4 K/V heads, causal or not, lean DRAM or not, 132 or 78 SMs. Each batch's split counts (item
+ * by item) and head-ordered pieces must be the same, and on the lean-DRAM lines the work bands of
+ * the unsplit backward's list (head groups of 1 and 2); a rule changed in one host alone fails here.
+ * Runs the real Python script as a process (python3 on the PATH; skipped where there is none).
+ */
+class SchedulePolicyParityTest {
+
+  @Test
+  void groupSplitsHeadOrderedPiecesAndWorkBandsAreThePythonHosts() throws IOException, InterruptedException {
+    Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
+    List<String> lines = run(script);
+    List<String> mismatches = new ArrayList<>();
+    int split = 0;
+    int headOrdered = 0;
+    int bands = 0;
+    for (String line : lines) {
+      String[] parts = line.split("\\|");
+      assertEquals(5, parts.length, "a case line: " + line);
+      int[] in = ints(parts[0]);
+      int headDim = in[0];
+      int blockN = in[1];
+      int blockM = in[2];
+      int headsKv = in[3];
+      int group = in[4];
+      int sms = in[5];
+      boolean leanDram = in[6] != 0;
+      boolean causal = in[7] != 0;
+      long[] costs = costs(ints(parts[1]), blockN, causal);
+      int[] splits = FusedBatchPlan.groupSplits(costs, headsKv, group, sms, blockM, leanDram, causal,
+          headDim >= FusedBatchPlan.SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM);
+      String ours = runs(splits);
+      int pieces = FusedBatchPlan.l2OrderPieces(costs, group, blockM, causal, headDim, headsKv);
+      String expected = parts[2].trim();
+      int expectedPieces = Integer.parseInt(parts[3].trim());
+      String expectedBands = parts[4].trim();
+      String ourBands = "";
+      if (leanDram) {
+        long[] tiles = new long[costs.length];
+        for (int i = 0; i < costs.length; i++) {
+          tiles[i] = costs[i] * group + (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;
+        }
+        Arrays.sort(tiles);
+        for (int i = 0; i < tiles.length / 2; i++) {  // longest first
+          long t = tiles[i];
+          tiles[i] = tiles[tiles.length - 1 - i];
+          tiles[tiles.length - 1 - i] = t;
+        }
+        ourBands = ends(WorkBands.bands(tiles, headsKv, 1, sms)) + " ; " + ends(WorkBands.bands(tiles, headsKv, 2, sms));
+        bands += ourBands.equals(" ; ") ? 0 : 1;
+      }
+      if (!ours.equals(expected) || pieces != expectedPieces || !ourBands.trim().equals(expectedBands)) {
+        mismatches.add(parts[0].trim() + " | " + parts[1].trim() + ": Python " + expected + " / " + expectedPieces
+            + " / " + expectedBands + ", Java " + ours + " / " + pieces + " / " + ourBands.trim());
+      }
+      split += splits != null ? 1 : 0;
+      headOrdered += expectedPieces > 1 ? 1 : 0;
+    }
+    assertTrue(lines.size() > 5000, "the grid: " + lines.size() + " cases");
+    assertTrue(split > 500 && headOrdered > 100 && bands > 100, "the grid reaches the rules: " + split + " split, "
+        + headOrdered + " in head order, " + bands + " with bands");
+    assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + lines.size() + " cases differ, e.g.\n"
+        + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
+  }
+
+  /** The script's case lines (python3 native/bench/schedule_policy.py --cases). */
+  private static List<String> run(Path script) throws IOException, InterruptedException {
+    Process process;
+    try {
+      process = new ProcessBuilder("python3", script.toString(), "--cases").redirectErrorStream(true).start();
+    } catch (IOException noPython) {
+      assumeTrue(false, "python3 is not on the PATH: " + noPython.getMessage());
+      throw noPython;
+    }
+    List<String> lines = new ArrayList<>();
+    try (BufferedReader out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
+      for (String line = out.readLine(); line != null; line = out.readLine()) {
+        lines.add(line);
+      }
+    }
+    assertTrue(process.waitFor(5, TimeUnit.MINUTES), "schedule_policy.py --cases did not end");
+    assertEquals(0, process.exitValue(), "schedule_policy.py --cases failed:\n" + String.join("\n", lines));
+    return lines;
+  }
+
+  /** schedule_policy.case_costs: the documents repeated to 16,384 tokens, cut into key tiles. */
+  private static long[] costs(int[] lengths, int blockN, boolean causal) {
+    List<Long> costs = new ArrayList<>();
+    int total = 0;
+    for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
+      int n = lengths[d % lengths.length];
+      total += n;
+      for (int k = 0; k < n; k += blockN) {
+        costs.add((long) (causal ? n - k : n));
+      }
+    }
+    return costs.stream().mapToLong(Long::longValue).toArray();
+  }
+
+  /** Split counts as the script prints them: value*run for each run of equal counts, "-" for none. */
+  private static String runs(int[] splits) {
+    if (splits == null) {
+      return "-";
+    }
+    StringBuilder out = new StringBuilder();
+    for (int i = 0; i < splits.length; ) {
+      int j = i;
+      while (j < splits.length && splits[j] == splits[i]) {
+        j++;
+      }
+      out.append(out.length() > 0 ? " " : "").append(splits[i]).append('*').append(j - i);
+      i = j;
+    }
+    return out.toString();
+  }
+
+  private static String ends(int[] ends) {
+    return Arrays.stream(ends).mapToObj(Integer::toString).reduce((a, b) -> a + " " + b).orElse("");
+  }
+
+  private static int[] ints(String field) {
+    String t = field.trim();
+    return t.isEmpty() ? new int[0] : Arrays.stream(t.split("\\s+")).mapToInt(Integer::parseInt).toArray();
+  }
+}
