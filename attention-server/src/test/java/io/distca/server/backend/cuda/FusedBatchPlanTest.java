@@ -601,13 +601,33 @@ class FusedBatchPlanTest extends AllocatorPerTest {
 
   /** The same with key tiles of {@code blockN} rows. */
   private static long[] mixKeyTilesOf(int blockN, int... lengths) {
+    return repeatedKeyTiles(blockN, true, lengths);
+  }
+
+  /**
+   * Documents of the given lengths, repeated in turn while they fit in 16,384 tokens, cut into key
+   * tiles of {@code blockN} rows: each tile's query rows for one head (causal: the rows at or past its
+   * first key; else all of the document's). schedule_policy.case_costs builds the same
+   * (SchedulePolicyParityTest).
+   */
+  static long[] repeatedKeyTiles(int blockN, boolean causal, int... lengths) {
     List<Integer> documents = new ArrayList<>();
     int total = 0;
     for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
       documents.add(lengths[d % lengths.length]);
       total += lengths[d % lengths.length];
     }
-    return keyTilesOf(blockN, documents.stream().mapToInt(Integer::intValue).toArray());
+    int[] docs = documents.stream().mapToInt(Integer::intValue).toArray();
+    if (causal) {
+      return keyTilesOf(blockN, docs);
+    }
+    List<Long> costs = new ArrayList<>();
+    for (int s : docs) {
+      for (int k = 0; k * blockN < s; k++) {
+        costs.add((long) s);
+      }
+    }
+    return costs.stream().mapToLong(Long::longValue).toArray();
   }
 
   /** Causal documents of the given lengths, once each: each key tile's query rows. */

@@ -11,6 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
@@ -47,7 +48,7 @@ class SchedulePolicyParityTest {
       int sms = in[5];
       boolean leanDram = in[6] != 0;
       boolean causal = in[7] != 0;
-      long[] costs = costs(ints(parts[1]), blockN, causal);
+      long[] costs = FusedBatchPlanTest.repeatedKeyTiles(blockN, causal, ints(parts[1]));
       int[] splits = FusedBatchPlan.groupSplits(costs, headsKv, group, sms, blockM, leanDram, causal,
           headDim >= FusedBatchPlan.SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM);
       String ours = runs(splits);
@@ -57,16 +58,9 @@ class SchedulePolicyParityTest {
       String expectedBands = parts[4].trim();
       String ourBands = "";
       if (leanDram) {
-        long[] tiles = new long[costs.length];
-        for (int i = 0; i < costs.length; i++) {
-          tiles[i] = costs[i] * group + (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;
-        }
-        Arrays.sort(tiles);
-        for (int i = 0; i < tiles.length / 2; i++) {  // longest first
-          long t = tiles[i];
-          tiles[i] = tiles[tiles.length - 1 - i];
-          tiles[tiles.length - 1 - i] = t;
-        }
+        long overhead = (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;
+        long[] tiles = Arrays.stream(costs).map(c -> c * group + overhead).boxed()
+            .sorted(Comparator.reverseOrder()).mapToLong(Long::longValue).toArray();  // longest first
         ourBands = ends(WorkBands.bands(tiles, headsKv, 1, sms)) + " ; " + ends(WorkBands.bands(tiles, headsKv, 2, sms));
         bands += ourBands.equals(" ; ") ? 0 : 1;
       }
@@ -102,20 +96,6 @@ class SchedulePolicyParityTest {
     assertTrue(process.waitFor(5, TimeUnit.MINUTES), "schedule_policy.py --cases did not end");
     assertEquals(0, process.exitValue(), "schedule_policy.py --cases failed:\n" + String.join("\n", lines));
     return lines;
-  }
-
-  /** schedule_policy.case_costs: the documents repeated to 16,384 tokens, cut into key tiles. */
-  private static long[] costs(int[] lengths, int blockN, boolean causal) {
-    List<Long> costs = new ArrayList<>();
-    int total = 0;
-    for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
-      int n = lengths[d % lengths.length];
-      total += n;
-      for (int k = 0; k < n; k += blockN) {
-        costs.add((long) (causal ? n - k : n));
-      }
-    }
-    return costs.stream().mapToLong(Long::longValue).toArray();
   }
 
   /** Split counts as the script prints them: value*run for each run of equal counts, "-" for none. */
