@@ -263,7 +263,9 @@ def main():
     add_kernel_arguments(ap)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="bf16 only")
+    ap.add_argument("--hds", default=None, help="comma-separated head dims to check (default: all the image has)")
     args = ap.parse_args()
+    only = None if args.hds is None else {int(h) for h in args.hds.split(",")}
     seed = args.seed if args.seed is not None else int(time.time())
     print(f"check.py seed {seed}, GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"FA2 baseline {'varlen_attn' if varlen_attn else 'unavailable (math only)'}")
@@ -288,6 +290,8 @@ def main():
     total = failed = 0
     for dtype in dtypes:
         for hd in kern.info:
+            if only is not None and hd not in only:
+                continue
             for name, seg_lens, slices, hq, hkv in cases(rng):
                 total += 1
                 try:

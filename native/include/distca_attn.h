@@ -35,6 +35,9 @@
  *    distca_attn_bwd_ws_chunked_<DT>_d<HD> (distca_bwd_ws_params_t) step 2 as bwd_ws, the GQA group
  *                                                              walked in chunks (section 10; HD 128
  *                                                              only: look it up)
+ *    distca_attn_bwd_ws_q128_<DT>_d<HD>  (distca_bwd_ws_params_t) step 2 as bwd_ws in steps of 128
+ *                                                              query rows (section 13; HD 64 only:
+ *                                                              look it up)
  *    distca_attn_bwd_post_ws_<DT>_d<HD>  (distca_bwd_params_t)  step 3 after bwd_ws, bwd_ws_kv or
  *                                                              bwd_ws_chunked: their dQ workspace's
  *                                                              layout (section 12; ABI version 6)
@@ -250,6 +253,20 @@
  *    kernels' workspace, in order (distca_attn_bwd_*), and section 9's dK/dV sums. A host of
  *    version 5 that launches bwd_post after bwd_ws gets dQ with its columns permuted: version 6
  *    images must not be driven by it.
+ *
+ * 13. Steps of 128 query rows (added within ABI version 6: a kernel to look up, nothing else
+ *    changes). distca_attn_bwd_ws_q128_<DT>_d64 (sm_90a) is distca_attn_bwd_ws_<DT>_d64 whose key
+ *    tiles walk query tiles of 128 rows instead of 64 (bwd_block_m stays the plain kernel's 64):
+ *    same parameters (the same tensor maps, boxes of 64 query rows), launch (bwd_ws_threads,
+ *    bwd_ws_smem_bytes, which covers both) and results up to summation order; its dQ workspace is
+ *    bwd_ws's (convert it with bwd_post_ws). It takes no group splits (those take bwd_ws_kv). Per
+ *    step it shares the fixed costs of a step (the stage hand-over, the dQ tile's staging and
+ *    reduce-adds, phase C's dQ^T = K^T dS^T as one m64n128 GEMM) between twice the query rows,
+ *    and it walks half as many steps, which costs where the walks are short. Hosts launch it for
+ *    a batch without group splits whose every query slice has at least
+ *    DISTCA_BWD_Q128_MIN_ROWS_FULL rows (no causal mask) or DISTCA_BWD_Q128_MIN_ROWS_CAUSAL rows
+ *    (causal): on an H200 non-causal 2K-16K tokens ran 3-7% faster, causal 4K-16K 2-4%, causal 512-2K
+ *    2-11% slower (native/NOTES.md v81).
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -296,6 +313,10 @@ typedef struct distca_work_t {
 #define DISTCA_WORK_HEAD_SHIFT 20
 #define DISTCA_WORK_HEAD_MASK 0x3F
 #define DISTCA_WORK_HEADS_SHIFT 26
+
+/* Section 13: the fewest query rows of every slice of a batch for distca_attn_bwd_ws_q128_*, by mask. */
+#define DISTCA_BWD_Q128_MIN_ROWS_FULL 2048
+#define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL 4096
 
 /* Section 10: the smallest GQA group (heads_q / heads_kv) for distca_attn_bwd_ws_chunked_*. */
 #define DISTCA_BWD_CHUNK_MIN_GROUP 5

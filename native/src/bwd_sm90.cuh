@@ -261,8 +261,8 @@ __device__ __forceinline__ int dq_column(int wg) {
 // accumulator fragments; columns from dq_column(wg)) to the fp32 workspace at fused row row0;
 // after_a() runs once this warpgroup has read V for the last time in the step (after phase A).
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
-template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, bool kKvRegs = false, typename Sync,
-          typename StoreDq, typename AfterA>
+template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, bool kKvRegs = false, int QH = 1,
+          typename Sync, typename StoreDq, typename AfterA>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
@@ -272,6 +272,10 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   using Cfg = BwdSm90Config<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN;
   constexpr int NS = BM / 8;  // n8 blocks of S^T per thread row pair (queries)
+  // QH = 2 (head_dim 64, kKvRegs): a step of two 64-query halves (BMQ rows), phases A and B half by
+  // half and one phase C over both (NOTES v81); Q, dO and dS^T hold BMQ query rows / columns.
+  constexpr int BMQ = BM * QH;
+  static_assert(QH == 1 || (QH == 2 && kKvRegs && !kUpperHidden), "two query halves: head_dim 64's register path");
   // Phase C: with D = 128 each warpgroup computes one 64-column half of dQ over all 128 keys; with
   // D = 64 (one swizzle block, which cannot be split) each computes all of dQ over its own 64 keys,
   // and both add their partial sums with the atomics.
@@ -279,121 +283,134 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   constexpr int NQ = kSplitN ? D / 2 / 8 : D / 8;  // n8 blocks of this warpgroup's dQ accumulators
   constexpr int C_STEPS = kSplitN ? BN / 16 : BN / 32;
   static_assert(!kUpperHidden || (kSplitN && kMayMask), "bwd_upper_hidden: D = 128, a masked tile");
-  static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup (store_dq's contract)");
+  static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup and query half (store_dq's contract)");
   const uint32_t adS = smem_addr(sdS);
   const distca_slice_t& sl = cur.sl;
-  const int m0 = cur.mb * BM;
+  const int m0 = cur.mb * BMQ;
   const int hq = head_kv * group + cur.group_head;
 
-  // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
-  float st[NS * 4], dpt[NS * 4];
-  uint32_t pa[BM / 16][4], dsa[BM / 16][4];
-  if (kUpperHidden && wg == 1) {  // bwd_upper_hidden: warpgroup 1's keys are all hidden
-    after_a();                    // (it reads no V)
-  } else {
 #pragma unroll
-    for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
-    // S^T first, then dP^T, each its own group: P^T's exponentials run while dP^T's GEMM does
-    wgmma_fence();
+  for (int qh = 0; qh < QH; ++qh) {
+    const int q0 = qh * BM;  // the half's first row of the step's BMQ
+    // ---- phase A: S^T, dP^T (this warpgroup's 64 keys x 64 queries)
+    float st[NS * 4], dpt[NS * 4];
+    uint32_t pa[BM / 16][4], dsa[BM / 16][4];
+    if (kUpperHidden && wg == 1) {  // bwd_upper_hidden: warpgroup 1's keys are all hidden
+      after_a();                    // (it reads no V)
+    } else {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (kKvRegs)  // K's A fragments from registers (kKvFrag)
-        Mma<T>::template rs<BM, 0>(st, kv_frag[kk], desc_k_major<BM>(aQ, 0, kk), kk > 0);
-      else
-        Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
-    }
-    wgmma_commit();
+      for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
+      // S^T first, then dP^T, each its own group: P^T's exponentials run while dP^T's GEMM does
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      if constexpr (kKvRegs)  // V's, after K's
-        Mma<T>::template rs<BM, 0>(dpt, kv_frag[D / 16 + kk], desc_k_major<BM>(adO, 0, kk), kk > 0);
-      else
-        Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
-    }
-    wgmma_commit();
+      for (int kk = 0; kk < D / 16; ++kk) {
+        if constexpr (kKvRegs)  // K's A fragments from registers (kKvFrag)
+          Mma<T>::template rs<BM, 0>(st, kv_frag[kk], desc_k_major<BMQ>(aQ, q0, kk), kk > 0);
+        else
+          Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+      }
+      wgmma_commit();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        if constexpr (kKvRegs)  // V's, after K's
+          Mma<T>::template rs<BM, 0>(dpt, kv_frag[D / 16 + kk], desc_k_major<BMQ>(adO, q0, kk), kk > 0);
+        else
+          Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+      }
+      wgmma_commit();
 
-    // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
-    // into shared memory for phase C.
-    const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
-    // kMayMask = false: the caller knows every key of the tile is visible to every query (no mask code)
-    const bool full_tile = !kMayMask || keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
-    // key_visible() for this thread's keys key_a + 8h and the queries m0 + quad * 2 + c of the tile,
-    // as one 32-bit bound per key on the column c, a constant after unrolling: c is visible from
-    // first_q[h] on (BM: never).
-    int first_q[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int key = key_a + h * 8;
-      first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + quad * 2 + sl.diagonal);
-    }
-    wgmma_wait<1>();  // S^T (dP^T may still run)
-    fence_regs(st);
-#pragma unroll
-    for (int j = 0; j < NS; ++j) {
+      // P^T = exp2(S^T scale - LSE), dS^T = P^T (dP^T - D); into A fragments (k = queries) and dS^T
+      // into shared memory for phase C.
+      const int key_a = kb0 + wg * 64 + wrow - sl.k_start;  // this thread's first key, inside the slice
+      // kMayMask = false: the caller knows every key of the tile is visible to every query (no mask code)
+      const bool full_tile = !kMayMask || keys_all_visible(sl, kb0 - sl.k_start, BN, (long long)m0 + sl.diagonal);
+      // key_visible() for this thread's keys key_a + 8h and the queries m0 + q0 + quad * 2 + c of the
+      // tile, as one 32-bit bound per key on the column c, a constant after unrolling: c is visible from
+      // first_q[h] on (BM: never).
+      int first_q[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int i = j * 4 + h * 2 + e;
-          const float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[j * 8 + quad * 2 + e]));
-          st[i] = !full_tile && j * 8 + e < first_q[h] ? 0.f : pr;  // P^T in place
-        }
+        const int key = key_a + h * 8;
+        first_q[h] = block_first_query<BM>(sl, key, (long long)m0 + q0 + quad * 2 + sl.diagonal);
       }
-    }
-    wgmma_wait<0>();
-    fence_regs(dpt);
-    after_a();  // this warpgroup's last read of V in the step
-    // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
-    // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
-    // work of the next k-step runs under the tensor cores.
+      wgmma_wait<1>();  // S^T (dP^T may still run)
+      fence_regs(st);
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; ++kk) {
+      for (int j = 0; j < NS; ++j) {
 #pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        const int j = 2 * kk + jj;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
-          float pv[2], dv[2];
+        for (int h = 0; h < 2; ++h) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int q = j * 8 + quad * 2 + e;
             const int i = j * 4 + h * 2 + e;
-            pv[e] = st[i];
-            dv[e] = st[i] * (dpt[i] - cDsum[q]);
+            const float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q0 + j * 8 + quad * 2 + e]));
+            st[i] = !full_tile && j * 8 + e < first_q[h] ? 0.f : pr;  // P^T in place
           }
-          const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
-          // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
-          pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
-          dsa[kk][jj * 2 + h] = dd;
-          *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, j * 8 + quad * 2)) = dd;
         }
       }
-      fence_regs(pa);
-      fence_regs(dsa);
-      wgmma_fence();
-      Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BM>(adO, 0, kk), 1);
-      Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BM>(aQ, 0, kk), 1);
-      wgmma_commit();
-    }
-    if constexpr (kUpperHidden) {  // nothing in flight where the warpgroups' paths join (else ptxas serializes)
       wgmma_wait<0>();
-      fence_regs(acc_dk);
-      fence_regs(acc_dv);
+      fence_regs(dpt);
+      if (qh == QH - 1) after_a();  // this warpgroup's last read of V in the step
+      // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
+      // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
+      // work of the next k-step runs under the tensor cores.
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; ++kk) {
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          const int j = 2 * kk + jj;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
+            float pv[2], dv[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int q = q0 + j * 8 + quad * 2 + e;
+              const int i = j * 4 + h * 2 + e;
+              pv[e] = st[i];
+              dv[e] = st[i] * (dpt[i] - cDsum[q]);
+            }
+            const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
+            // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
+            pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
+            dsa[kk][jj * 2 + h] = dd;
+            *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, q0 + j * 8 + quad * 2)) = dd;
+          }
+        }
+        fence_regs(pa);
+        fence_regs(dsa);
+        wgmma_fence();
+        Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BMQ>(adO, 0, qh * (BM / 16) + kk), 1);
+        Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BMQ>(aQ, 0, qh * (BM / 16) + kk), 1);
+        wgmma_commit();
+      }
+      if constexpr (kUpperHidden) {  // nothing in flight where the warpgroups' paths join (else ptxas serializes)
+        wgmma_wait<0>();
+        fence_regs(acc_dk);
+        fence_regs(acc_dv);
+      }
+      // (QH = 2) each half's phase B complete before the next GEMMs: its P^T / dS^T fragments are free
+      // again. Without the wait before phase C (dQ^T's 64 accumulators) ptxas serialized every wgmma
+      // (C7512) and spilled 96-120 bytes (NOTES v81).
+      if (QH > 1) {
+        wgmma_wait<0>();
+        fence_regs(acc_dk);
+        fence_regs(acc_dv);
+      }
     }
-  }
+  }  // query halves
 
   // ---- phase C: dQ += dS K (see kSplitN), atomics into the workspace
   fence_proxy_async();  // dS^T was written by ordinary stores
   sync();               // both warpgroups' halves of dS^T are in
-  float acc_dq[NQ * 4];
+  float acc_dq[NQ * 4 * QH];  // (QH = 2: dQ^T of both halves, N = BMQ queries)
 #pragma unroll
-  for (int i = 0; i < NQ * 4; ++i) acc_dq[i] = 0.f;
+  for (int i = 0; i < NQ * 4 * QH; ++i) acc_dq[i] = 0.f;
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < (kUpperHidden ? C_STEPS / 2 : C_STEPS); ++kk) {  // the upper keys' dS are 0
     const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
     if constexpr (kKvRegs)  // dQ^T = K^T dS^T, K^T's A fragments from registers (kKvFrag)
-      Mma<T>::template rs<NQ * 8, 1>(acc_dq, kv_frag[2 * (D / 16) + kk], desc_mn_major<BN>(adS, 0, key_step), kk > 0);
+      Mma<T>::template rs<NQ * 8 * QH, 1>(acc_dq, kv_frag[2 * (D / 16) + kk], desc_mn_major<BN>(adS, 0, key_step),
+                                          kk > 0);
     else
       Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
                                         desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
@@ -403,7 +420,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   fence_regs(acc_dq);
   fence_regs(acc_dk);
   fence_regs(acc_dv);
-  store_dq(acc_dq, sl.q_start + m0, hq, min(BM, sl.q_len - m0));
+  store_dq(acc_dq, sl.q_start + m0, hq, min(BMQ, sl.q_len - m0));
 }
 
 // Whether the upper 64 keys of the key tile at kb0 are hidden from every query of the cursor's

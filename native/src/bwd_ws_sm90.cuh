@@ -33,7 +33,8 @@
 // kernel: NOTES.md v9): the consumers stage it and the dQ thread issues them, so that no consumer
 // thread waits while the bulk copy unit takes the commands (v51, v52). Tensor maps
 // (distca_bwd_ws_params_t, distca_attn.h section 7): K and V with boxes of 128 rows, Q and dO with
-// boxes of 64 rows (the query tile), the dQ workspace (fp32) with boxes of 32 columns x 64 rows.
+// boxes of 64 rows (the query tile; two a tile for the 128-row steps of distca_attn_bwd_ws_q128_*,
+// distca_attn.h section 13), the dQ workspace (fp32) with boxes of 32 columns x 64 rows.
 #pragma once
 // The head dims up to which the backward's consumer warpgroups share no barrier in a step (NOTES
 // v22): at head_dim 64 each computes dQ over its own 64 keys from its own rows of dS^T, so a
@@ -107,15 +108,20 @@
 namespace distca {
 namespace sm90 {
 
-template <int D>
+// BMQ: the query rows of a step, 64, or (head_dim 64: distca_attn_bwd_ws_q128_*, distca_attn.h
+// section 13) 128 as two halves of 64 (bwd_step's QH; NOTES v81).
+template <int D, int BMQ = 64>
 struct BwdWsConfig {
-  static constexpr int BM = 64, BN = 128, kStages = 2;
+  static constexpr int BM = BMQ, BN = 128, kStages = 2;
+  static_assert(BM == 64 || (D == 64 && BM == 128), "64-row steps, or 128 at head_dim 64");
   static constexpr int kThreads = 384;  // a producer warpgroup (one warp works) and two consumer warpgroups
   static constexpr int kSmemKV = BN * D;
   static constexpr int kSmemQ = BM * D;
   static constexpr int kSmemP = BN * BM;
-  // Each consumer warpgroup's 64 x 64 fp32 dQ tile, double-buffered, for the TMA reduce-add.
-  static constexpr int kSmemDq = 2 * 2 * BM * 64;  // floats
+  // Each consumer warpgroup's BM x 64 fp32 dQ tile, for the TMA reduce-add: double-buffered, or one
+  // buffer with 128-row steps (a step then takes long enough for the reduce-add to read it)
+  static constexpr int kDqBufs = BM == 64 ? 2 : 1;
+  static constexpr int kSmemDq = 2 * kDqBufs * BM * 64;  // floats
   // K, V, stages x (Q, dO), dS^T, the dQ tiles, stages x (LSE, D), the mbarriers, the tile slot
   // and the claiming warps' key-tile ring (128 bytes), the key tile handed to the consumers
   // (BwdTileRec, 128 bytes; 192 with the chunked walk's cursor, section 10), the dQ tiles' hand-over
@@ -340,6 +346,13 @@ __device__ __forceinline__ int dq_box_at(int r, int c) {
   return (c >> 5) * (BM * 32) + r * 32 + ((((c & 31) >> 2) ^ (r & 7)) << 2) + (c & 3);
 }
 
+// The same for a tile of BM rows staged as BM / 64 tiles of 64 rows in dq_box_at<64>'s layout (the
+// dQ map's boxes are 64 rows).
+template <int BM>
+__device__ __forceinline__ int dq_stage_at(int r, int c) {
+  return (r >> 6) * (64 * 64) + dq_box_at<64>(r & 63, c);
+}
+
 // Stores a warp's dQ fragments (NJ column groups of 8 from column col0, a multiple of 32; the wgmma
 // accumulator layout: rows wrow and wrow + 8, columns jj * 8 + quad * 2 + {0, 1}) into the tile at
 // `tile` in dq_box_at's layout, in the workspace's column order (kDqWsPermuted<D>).
@@ -404,10 +417,10 @@ __device__ __forceinline__ void bwd_lse_dsum_lanes(const distca_bwd_params_t& p,
 
 // kAddKv: the work list may hold group splits, and the key tiles' dK and dV go into the fp32
 // workspace dkv_accum (section 9) instead of dK and dV (distca_attn_bwd_ws_kv_*).
-template <typename T, int D, bool kAddKv, int kChunk = 0>
+template <typename T, int D, bool kAddKv, int kChunk = 0, int BMQ = 64>
 __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t& P) {
 #ifdef DISTCA_SM90_WGMMA
-  using Cfg = BwdWsConfig<D>;
+  using Cfg = BwdWsConfig<D, BMQ>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, S = Cfg::kStages;
   constexpr int NKV = D / 8;
   constexpr float kLog2e = 1.4426950408889634f;
@@ -589,8 +602,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
             mbar_add_tx(bar_full(s), 2 * BM * D * 2);
 #pragma unroll
             for (int h = 0; h < D / 64; ++h) {
-              tma_load_3d(smem_addr(sQ + s * Cfg::kSmemQ + h * BM * 64), P.tmap_q, bar_full(s), h * 64, hq, q_row);
-              tma_load_3d(smem_addr(sdO + s * Cfg::kSmemQ + h * BM * 64), P.tmap_do, bar_full(s), h * 64, hq, q_row);
+#pragma unroll
+              for (int r = 0; r < BM; r += 64) {  // (the maps' boxes are 64 rows)
+                tma_load_3d(smem_addr(sQ + s * Cfg::kSmemQ + h * BM * 64 + r * 64), P.tmap_q, bar_full(s), h * 64, hq,
+                            q_row + r);
+                tma_load_3d(smem_addr(sdO + s * Cfg::kSmemQ + h * BM * 64 + r * 64), P.tmap_do, bar_full(s), h * 64, hq,
+                            q_row + r);
+              }
             }
           }
 #pragma unroll
@@ -672,6 +690,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       // step order, one at a time: each buffer is freed as soon as its reduce-add has read it (one
       // kept in flight while the next is staged ran 0.4-0.8% slower at head_dim 128, the same at 64:
       // NOTES v52)
+      constexpr int NB = Cfg::kDqBufs;
       for (int it = 0;; ++it) {
         const int b = it & 1;
 #pragma unroll
@@ -685,7 +704,10 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           if (kClaimsOffPath && w == 0 && claiming) mbar_wait(bar_claimed(it & 1), (it >> 1) & 1);  // acquire: the zeroes
           // (kLateAnnounce) the consumers' ordinary stores, acquired above, before the TMA's reads
           if constexpr (kLateAnnounce) fence_proxy_async();
-          dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, sdQ + (w * 2 + b) * BM * 64, dq_column<D>(w), at.y, at.x);
+#pragma unroll
+          for (int r = 0; r < BM; r += 64)  // (the map's boxes are 64 rows: dq_stage_at)
+            dq_tile_reduce_add<64, 2>(P.tmap_dq_accum, sdQ + (w * NB + b % NB) * BM * 64 + r * 64, dq_column<D>(w), at.y,
+                                      at.x + r);
           bulk_wait_read<0>();
           mbar_arrive(bar_dq_free(w, b));
         }
@@ -790,24 +812,31 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       if constexpr (!kDecoupled) consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
       // (kDqThread) the reduce-add that last read this step's dQ buffer (two steps ago) is done with
       // it (waited for here: at the end of bwd_step, where the accumulators are live, it spilled: v18)
-      if (kDqThread && it >= 2) mbar_wait(bar_dq_free(wg, it & 1), ((it >> 1) - 1) & 1);
+      // (one buffer: the previous step's reduce-add, announced after this step's phase A, so waited for
+      // in store_dq. The barriers stay two per warpgroup, used by steps in turn, so that every parity
+      // wait names a barrier's current phase or the one before it.)
+      constexpr int NB = Cfg::kDqBufs;
+      if (kDqThread && NB == 2 && it >= 2) mbar_wait(bar_dq_free(wg, it & 1), ((it >> 1) - 1) & 1);
       // dQ leaves through the TMA: the warpgroup's tile goes to shared memory (the buffer of two tiles
       // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
       // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
       // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
-      float* dq_tile = sdQ + (wg * 2 + (it & 1)) * BM * 64;
-      auto store_dq = [&](const float (&acc_dq)[32], int row0, int hq, int) {
+      float* dq_tile = sdQ + (wg * NB + (it & 1) % NB) * BM * 64;
+      auto store_dq = [&](const float (&acc_dq)[BM / 2], int row0, int hq, int) {
         // (the reduce-add that last read this buffer, two tiles ago, is done with it: waited for at
         // the step's start (kDqThread), or by the elected thread right after it issued the previous
         // tile's, before this tile's consumer barriers)
         // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
-        auto at = [](int r, int c) { return dq_box_at<BM>(r, c); };
+        auto at = [](int r, int c) { return dq_stage_at<BM>(r, c); };
         if constexpr (kEarlyEmpty) mbar_arrive(bar_empty(s));  // the step's GEMMs are done with the stage
+        if constexpr (kDqThread && NB == 1) {
+          if (it >= 1) mbar_wait(bar_dq_free(wg, (it - 1) & 1), ((it - 1) >> 1) & 1);
+        }
         if constexpr (kKvFrag<D>) {  // dQ^T's fragments (rows d, columns queries): one element at a time
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
 #pragma unroll
-            for (int jj = 0; jj < 8; ++jj) {
+            for (int jj = 0; jj < BM / 8; ++jj) {
 #pragma unroll
               for (int e = 0; e < 2; ++e) dq_tile[at(jj * 8 + quad * 2 + e, dq_ws_column<D>(wrow + h * 8))] = acc_dq[jj * 4 + h * 2 + e];
             }
@@ -826,14 +855,15 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
         }
         warpgroup_sync(wg);
         if (elected) {
-          dq_tile_reduce_add<BM, 2>(P.tmap_dq_accum, dq_tile, dq_column<D>(wg), hq, row0);
+          static_assert(!(BM > 64 && !kDqThread), "128-row steps: the dQ thread");
+          dq_tile_reduce_add<64, 2>(P.tmap_dq_accum, dq_tile, dq_column<D>(wg), hq, row0);
           bulk_wait_read<1>();  // the previous tile's has read its buffer: the next tile may write it
         }
       };
       // one block step with the mask and one without any mask code, for query tiles that see every key,
       // and (D = 128) one for query tiles that see none of the tile's upper 64 keys (bwd_upper_hidden)
       auto step = [&](auto may_mask, auto upper_hidden) {
-        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>>(
+        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>, BM / 64>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
             dst_sync, store_dq,
@@ -881,13 +911,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     DISTCA_TRACE(tr.rec(kTrStoreReady));
     if constexpr (kAddKv) {  // section 9: the sums of the tile's group split into the fp32 workspace
       bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), kb0, head_kv, k_rows, wg,
-                             sdQ + wg * 2 * BM * 64, ctid & 127);
+                             sdQ + wg * Cfg::kDqBufs * BM * 64, ctid & 127);
       mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
       DISTCA_TRACE(tr.rec(kTrRecWait));
       take_tile();
     } else {
       bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg,
-                                  reinterpret_cast<T*>(sdQ + wg * 2 * BM * 64), ctid & 127);
+                                  reinterpret_cast<T*>(sdQ + wg * Cfg::kDqBufs * BM * 64), ctid & 127);
     }
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
@@ -908,6 +938,14 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
 template <typename T, int D>
 __device__ __forceinline__ void bwd_ws_kernel(const distca_bwd_ws_params_t& P) {
   bwd_ws_kernel_body<T, D, false>(P);
+}
+
+// distca_attn_bwd_ws_q128_* (section 13, head_dim 64): the same with steps of 128 query rows, two
+// halves of 64 through phases A and B and one phase C (NOTES v81).
+template <typename T, int D>
+__device__ __forceinline__ void bwd_ws_q128_kernel(const distca_bwd_ws_params_t& P) {
+  static_assert(D == 64, "128-row steps at head_dim 64");
+  bwd_ws_kernel_body<T, D, false, 0, 128>(P);
 }
 
 // distca_attn_bwd_ws_chunked_* (section 10): the same walking the GQA group's heads in chunks of

@@ -177,10 +177,22 @@ constexpr bool kBwdWs = kSm90Ws<DISTCA_BWD_WS != 0> && (D == 64 || D == 128 || (
 template <int D>
 struct BwdWsOf {
   using type = distca::sm90::BwdWsConfig<D == 64 ? 64 : 128>;
+  static constexpr int kSmemBytes = type::kSmemBytes;
+};
+// At head_dim 64 bwd_ws_smem_bytes covers distca_attn_bwd_ws_q128_* too (section 13): one CTA an SM
+// either way, and the hosts give every warp-specialized backward all of L1 as shared memory.
+template <>
+struct BwdWsOf<64> {
+  using type = distca::sm90::BwdWsConfig<64>;
+  static constexpr int kSmemBytes = type::kSmemBytes > distca::sm90::BwdWsConfig<64, 128>::kSmemBytes
+                                        ? type::kSmemBytes
+                                        : distca::sm90::BwdWsConfig<64, 128>::kSmemBytes;
+  static_assert(distca::sm90::BwdWsConfig<64, 128>::kThreads == type::kThreads, "one block size");
 };
 template <>
 struct BwdWsOf<256> {
   using type = distca::sm90::BwdWsD256Config;
+  static constexpr int kSmemBytes = type::kSmemBytes;
 };
 
 // The warp-specialized kernels run the work lists the host builds from the info's tile sizes.
@@ -203,7 +215,7 @@ constexpr distca_attn_info_t make_info() {
                             kBwdWs<D> ? BwdWs::BM : Bwd::kBlockM, Bwd::kBlockN, Bwd::kThreads, Bwd::kSmemBytes,
                             kElementwiseThreads, 8,
                             kFwdWs<D> ? Ws::kThreads : 0, kFwdWs<D> ? Ws::kSmemBytes : 0,
-                            kBwdWs<D> ? BwdWs::kThreads : 0, kBwdWs<D> ? BwdWs::kSmemBytes : 0};
+                            kBwdWs<D> ? BwdWs::kThreads : 0, kBwdWs<D> ? BwdWsOf<D>::kSmemBytes : 0};
 }
 
 }  // namespace
@@ -308,6 +320,11 @@ DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 64)
 DISTCA_DEFINE_BWD_WS_KV(fp16, __half, 128)
 DISTCA_DEFINE_BWD_WS_CHUNKED(bf16, __nv_bfloat16, 128)
 DISTCA_DEFINE_BWD_WS_CHUNKED(fp16, __half, 128)
+// The warp-specialized backward with 128-row steps (distca_attn.h section 13), head dim 64.
+#define DISTCA_DEFINE_BWD_WS_Q128(DT_NAME, T, D) \
+  DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_q128, distca::sm90::bwd_ws_q128_kernel, DT_NAME, T, D)
+DISTCA_DEFINE_BWD_WS_Q128(bf16, __nv_bfloat16, 64)
+DISTCA_DEFINE_BWD_WS_Q128(fp16, __half, 64)
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)
