@@ -101,12 +101,14 @@ def image(spec):
             kw["l2_order"] = "always"
         elif option.startswith("short-max="):  # group_splits' short_max_pieces (default SPLIT_SHORT_MAX_PIECES)
             kw.setdefault("bwd_split_policy", {})["short_max_pieces"] = int(option.split("=", 1)[1])
+        elif option.startswith("q128="):  # the head_dim 64 backward's 128-row steps (Kernels' bwd_q128)
+            kw["bwd_q128"] = option.split("=", 1)[1]
         elif option.startswith("short-uniform="):  # group_splits' short_uniform (default: from the head dim)
             kw.setdefault("bwd_split_policy", {})["short_uniform"] = option.split("=", 1)[1] == "1"
         else:
             raise SystemExit(f"ab.py: unknown image option {option!r} in {spec!r} (known: no-dq-claims, splits=N,"
                              " no-chunks, chunks-always, split-policy=O,L,H[,P], lean-dram=0|1, uniform=0|1, long-steps=K,"
-                             " short-uniform=0|1, short-max=N, short-wide=0|1, block-m=N, l2-order=0|narrow, head-order=1, bands=0|1, band-floor=X, band-factors=F1/F2,"
+                             " short-uniform=0|1, short-max=N, q128=auto|always|never, short-wide=0|1, block-m=N, l2-order=0|narrow, head-order=1, bands=0|1, band-floor=X, band-factors=F1/F2,"
                              " band-most=K)")
     return Kernels(path, **kw)
 

@@ -18,7 +18,7 @@ from cupy.cuda import driver, runtime
 from schedule_policy import (  # the backward's group splits and the work bands (torch-free)
     split_heads, SPLIT_OVERHEAD_STEPS, SPLIT_LEAN_DRAM_BYTES_PER_SM, SPLIT_SHORT_UNIFORM_MIN_HEAD_DIM,
     l2_order_pieces, group_splits, WORK_BANDS_FACTORS, WORK_BANDS_BWD_MIN_HEAD_DIM, band_cuts, work_bands,
-    pack_band_ends)
+    pack_band_ends, bwd_q128)
 
 ABI_VERSION = 6  # distca_attn.h's DISTCA_ATTN_ABI_VERSION, whose parameter blocks this host packs
 # images this host can launch: version 1's forward parameter block ends before the O tensor map
@@ -97,6 +97,7 @@ class Layout:
     num_fwd_work: int = 0
     num_bwd_work: int = 0
     extra: dict = field(default_factory=dict)
+    slice_rows: list = field(default_factory=list)  # (q_len, causal) of each slice: schedule_policy.bwd_q128
 
 
 _libcuda = None
@@ -157,7 +158,7 @@ def _launch(fn, grid, threads, smem, param_bytes, stream):
 class Kernels:
     def __init__(self, fatbin=DEFAULT_FATBIN, ws=True, ctas=None, tile_counter=True, dq_claims=True, bwd_splits=None,
                  bwd_chunks=True, bwd_split_policy=None, work_bands=True, work_band_policy=None, l2_order=True,
-                 cost_block_m=None):
+                 cost_block_m=None, bwd_q128="auto"):
         """ws=False: distca_attn_fwd_*/bwd_* even where the warp-specialized kernels exist.
         ctas: most CTAs of the persistent warp-specialized kernels, forward and backward (None: one
         per SM; 0: one per tile, i.e. not persistent). tile_counter=False: their static split of the
@@ -178,7 +179,10 @@ class Kernels:
         head order (NOTES v79), to measure; "always": every split work list in head order (no bands), at
         any head dim, whoever chose the splits (bwd_splits or the policy), to measure; "narrow": v79's
         bounds of the rule alone (groups of 8-16 heads), to measure. cost_block_m: the query rows of a
-        backward step in the cost model instead of the image's bwd_block_m, to measure."""
+        backward step in the cost model instead of the image's bwd_block_m, to measure. bwd_q128: the
+        head_dim 64 backward in steps of 128 query rows (distca_attn_bwd_ws_q128_*, section 13) where
+        schedule_policy.bwd_q128 takes the batch ("auto"), for every batch without group splits
+        ("always", to test it), or never ("never", to measure)."""
         torch.cuda.init()
         self.ws = ws
         self.bwd_splits = bwd_splits
@@ -188,6 +192,9 @@ class Kernels:
         self.bwd_split_policy = dict(bwd_split_policy or {})
         self.l2_order = l2_order  # l2_order_pieces' rule (False: group_splits' policy alone, to measure)
         self.cost_block_m = cost_block_m
+        if bwd_q128 not in ("auto", "always", "never"):
+            raise ValueError(f"bwd_q128: 'auto', 'always' or 'never', not {bwd_q128!r}")
+        self.bwd_q128 = bwd_q128
         dev = torch.cuda.current_device()
         self.dram_bytes_per_sm = dram_bytes_per_sm(dev)
         self.bwd_split_policy.setdefault(
@@ -230,15 +237,21 @@ class Kernels:
         except AttributeError:
             return None
 
-    def bwd_ws_kind(self, hq, hkv, dtype, hd, split):
+    def bwd_ws_kind(self, hq, hkv, dtype, hd, split, lay=None):
         """Which warp-specialized backward runs: bwd_ws_kv with group splits (section 9), else
         bwd_ws_chunked for groups of BWD_CHUNK_MIN_GROUP heads and more where the image has it
-        (section 10), else bwd_ws. CudaBackend.backwardWsKernel in the Java host decides the same."""
+        (section 10), else bwd_ws_q128 where schedule_policy.bwd_q128 takes the batch (`lay`'s slices)
+        and the image has it (section 13), else bwd_ws. CudaBackend.backwardWsKernel in the Java host
+        decides the same."""
         if split:
             return "bwd_ws_kv"
         min_group = 2 if self.bwd_chunks == "always" else BWD_CHUNK_MIN_GROUP
         if self.bwd_chunks and hq >= min_group * hkv and self.has_kernel("bwd_ws_chunked", dtype, hd):
             return "bwd_ws_chunked"
+        if self.bwd_q128 != "never" and lay is not None and hd == 64 and \
+                (self.bwd_q128 == "always" or bwd_q128(hd, lay.slice_rows, False)) and \
+                self.has_kernel("bwd_ws_q128", dtype, hd):
+            return "bwd_ws_q128"
         return "bwd_ws"
 
     def has_kernel(self, kind, dtype, hd):
@@ -263,7 +276,7 @@ class Kernels:
             info = self.info[hd]
             smem = {"fwd": info.fwd_smem, "bwd": info.bwd_smem, "fwd_ws": info.fwd_ws_smem,
                     "bwd_ws": info.bwd_ws_smem, "bwd_ws_kv": info.bwd_ws_smem,
-                    "bwd_ws_chunked": info.bwd_ws_smem}.get(kind, 0)
+                    "bwd_ws_chunked": info.bwd_ws_smem, "bwd_ws_q128": info.bwd_ws_smem}.get(kind, 0)
             if smem > 48 * 1024:
                 driver.funcSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
             # all of L1 as shared memory, so that several CTAs of a tile shape fit on an SM
@@ -291,6 +304,7 @@ class Kernels:
             rows.append([q_start[i], s.q_len, k_start[s.segment] + s.kv_start, s.kv_len,
                          1 if s.causal else 0, s.diag(), s.segment, 0])
         lay = Layout(q_start, k_start, total_q, total_k)
+        lay.slice_rows = [(s.q_len, bool(s.causal)) for s in slices]
         lay.slices_dev = torch.tensor(rows or [[0] * 8], dtype=torch.int32, device=device)
 
         # forward work: (slice, query block), most key blocks first
@@ -425,7 +439,7 @@ class Kernels:
         if split is not None:
             dkv_accum = torch.zeros((2, max(1, lay.total_k), hkv, hd), dtype=torch.float32, device=q.device)
         if ws:
-            kind = self.bwd_ws_kind(hq, hkv, q.dtype, hd, split is not None)
+            kind = self.bwd_ws_kind(hq, hkv, q.dtype, hd, split is not None, lay)
             block = (params + struct.pack("<QQ", self._zeroed_counter(stream),
                                           dkv_accum.data_ptr() if dkv_accum is not None else 0)
                      + pack_band_ends(self._bwd_bands(lay, hq, hkv, hd, split, kind)) + bytes(56)
@@ -550,6 +564,9 @@ def add_kernel_arguments(ap):
     ap.add_argument("--bwd-splits", type=int, default=None,
                     help="the backward's group splits (distca_attn.h section 9): 1 never, N > 1 every key tile N "
                          "ways, -1 the split kernel with no splits (default: where they pay)")
+    ap.add_argument("--bwd-q128", choices=("auto", "always", "never"), default="auto",
+                    help="the head_dim 64 backward in steps of 128 query rows (distca_attn.h section 13): where "
+                         "they pay (default), for every batch without group splits, or never")
     ap.add_argument("--work-bands", choices=("auto", "off", "always"), default="auto",
                     help="the persistent kernels' work lists in bands (distca_attn.h section 11): where they pay "
                          "(default), never, or wherever the longest-first list has cuts")
@@ -557,7 +574,7 @@ def add_kernel_arguments(ap):
 
 def kernels_from_args(args):
     return Kernels(args.fatbin, ws=not args.no_ws, ctas=args.ctas, tile_counter=not args.static_tiles,
-                   dq_claims=not args.no_dq_claims, bwd_splits=args.bwd_splits,
+                   dq_claims=not args.no_dq_claims, bwd_splits=args.bwd_splits, bwd_q128=args.bwd_q128,
                    work_bands={"auto": True, "off": False, "always": "always"}[args.work_bands])
 
 

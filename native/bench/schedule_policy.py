@@ -3,7 +3,7 @@ host (distca_host.Kernels) applies to a fused batch before its launches, kept fr
 so that it runs anywhere (the Java host's FusedBatchPlan / WorkBands apply the same policy, and
 attention-server's SchedulePolicyParityTest compares the two on a grid of batches through
 `python3 native/bench/schedule_policy.py --cases`). distca_attn.h sections 9 (group splits) and 11
-(work bands); native/NOTES.md v62-v80 for what each rule measured."""
+(work bands), 13 (steps of 128 query rows); native/NOTES.md v62-v81 for what each rule measured."""
 import math
 import struct
 import sys
@@ -234,6 +234,24 @@ WORK_BANDS_MIN_LONGEST = 0.01
 WORK_BANDS_BWD_MIN_HEAD_DIM = 128
 
 
+# distca_attn.h section 13 (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL): the fewest query rows of every slice
+# of a batch for the head_dim 64 backward's 128-row steps (distca_attn_bwd_ws_q128_*), without and with
+# the causal mask (NOTES v81, H200: non-causal 2K-16K +3-7%, 1K +-1%; causal 4K-16K +2-4%, 2K -2%,
+# 512-1K -9-11%, mixes of documents up to 1K-3K -5-13%).
+BWD_Q128_MIN_ROWS_FULL = 2048
+BWD_Q128_MIN_ROWS_CAUSAL = 4096
+
+
+def bwd_q128(head_dim, slices, split):
+    """Whether the backward of a batch runs in steps of 128 query rows: head_dim 64, no group splits
+    (`split`: the work list has them), and every slice (q_len, causal) with q_len > 0 has at least
+    BWD_Q128_MIN_ROWS_CAUSAL rows if causal, BWD_Q128_MIN_ROWS_FULL if not (and there is one)."""
+    if head_dim != 64 or split:
+        return False
+    rows = [(q, c) for q, c in slices if q > 0]
+    return bool(rows) and all(q >= (BWD_Q128_MIN_ROWS_CAUSAL if c else BWD_Q128_MIN_ROWS_FULL) for q, c in rows)
+
+
 def claim_makespan(costs, heads, head_group, ctas, band_end=()):
     """The last CTA's end when the persistent kernels' `ctas` CTAs claim their tiles in order, each
     as it frees (distca_attn.h sections 5, 7 and 11): the work list (item costs `costs`, in list
@@ -314,12 +332,17 @@ CASE_GROUPS = (2, 4, 6, 8, 12, 16, 20, 24, 32, 48, 64)
 CASE_HEADS_KV = (1, 2, 4)
 
 
-def case_costs(lengths, block_n, causal, tokens=CASE_TOKENS):
-    """Each key tile's cost (query rows for one head) of `lengths` repeated to `tokens` tokens."""
+def case_docs(lengths, tokens=CASE_TOKENS):
+    """`lengths` repeated while they fit in `tokens` tokens."""
     docs = []
     while sum(docs) + lengths[len(docs) % len(lengths)] <= tokens:
         docs.append(lengths[len(docs) % len(lengths)])
-    return [(n - k if causal else n) for n in docs for k in range(0, n, block_n)]
+    return docs
+
+
+def case_costs(lengths, block_n, causal, tokens=CASE_TOKENS):
+    """Each key tile's cost (query rows for one head) of `lengths` repeated to `tokens` tokens."""
+    return [(n - k if causal else n) for n in case_docs(lengths, tokens) for k in range(0, n, block_n)]
 
 
 def cases():
@@ -337,7 +360,8 @@ def print_cases(out=sys.stdout):
     """One line per case: its inputs, group_splits' counts (as value*run, or '-' for None),
     l2_order_pieces' (both as the Kernels host calls them: short_uniform from the head dim) and, on the
     lean-DRAM variant's line, work_bands' ends for the unsplit backward's longest-first list (each key
-    tile walking its group, a tile change of SPLIT_OVERHEAD_STEPS steps; head groups of 1 and 2)."""
+    tile walking its group, a tile change of SPLIT_OVERHEAD_STEPS steps; head groups of 1 and 2), and
+    whether bwd_q128 takes the batch's documents (1 or 0)."""
     for lengths, block_n, block_m, heads_kv, group, sms, lean_dram, causal, head_dim in cases():
         costs = case_costs(lengths, block_n, causal)
         splits = group_splits(costs, heads_kv, group, sms, block_m, lean_dram=lean_dram, causal=causal,
@@ -357,7 +381,9 @@ def print_cases(out=sys.stdout):
                                         int(causal))),
               "|", " ".join(str(n) for n in lengths),
               "|", " ".join(f"{n}*{r}" for n, r in runs) if splits is not None else "-",
-              "|", l2, "|", bands, file=out)
+              "|", l2, "|", bands,
+              "|", int(bwd_q128(head_dim, [(n, causal) for n in case_docs(lengths)], splits is not None or l2 > 1)),
+              file=out)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   private final AtomicLong warpSpecializedBackwards = new AtomicLong();
   private final AtomicLong groupSplitBackwards = new AtomicLong();
   private final AtomicLong chunkedBackwards = new AtomicLong();
+  private final AtomicLong q128Backwards = new AtomicLong();
   private final AtomicLong bandedLaunches = new AtomicLong();
 
   private record InFlight(
@@ -565,6 +566,8 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
         groupSplitBackwards.incrementAndGet();
       } else if (chunked) {
         chunkedBackwards.incrementAndGet();
+      } else if (kernel.equals(DistcaAttnAbi.backwardWsQ128Kernel(shape.dtype(), shape.headDim()))) {
+        q128Backwards.incrementAndGet();
       }
     } else {
       ops.add(() -> zeroWords(base + at.dqAccum(), rowHeads * shape.headDim(), "the dQ workspace"));
@@ -601,8 +604,9 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /**
    * The warp-specialized backward's kernel for {@code plan}: with group splits the one that takes
    * them (distca_attn.h section 9), else for groups of {@link DistcaAttnAbi#BWD_CHUNK_MIN_GROUP} heads
-   * and more the chunked walk where the image has it (section 10), else the plain one. (distca_host.py's
-   * Kernels.bwd_ws_kind decides the same.)
+   * and more the chunked walk where the image has it (section 10), else where {@link
+   * FusedBatchPlan#q128Steps} takes the batch the one in steps of 128 query rows where the image has it
+   * (section 13), else the plain one. (distca_host.py's Kernels.bwd_ws_kind decides the same.)
    */
   private String backwardWsKernel(FusedBatchPlan plan) {
     AttentionShape shape = plan.shape;
@@ -613,6 +617,10 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
     if (options.chunkedBackward() && shape.headsQ() >= DistcaAttnAbi.BWD_CHUNK_MIN_GROUP * shape.headsKv()
         && kernels.hasFunction(chunked)) {
       return chunked;
+    }
+    String q128 = DistcaAttnAbi.backwardWsQ128Kernel(shape.dtype(), shape.headDim());
+    if (options.q128Backward() && plan.q128Steps && kernels.hasFunction(q128)) {
+      return q128;
     }
     return DistcaAttnAbi.backwardWsKernel(shape.dtype(), shape.headDim());
   }
@@ -891,6 +899,11 @@ public final class CudaBackend implements AttentionBackend, BackendMemory, Pinne
   /** Backward launches without group splits whose kernel walked the GQA group in chunks (distca_attn.h section 10). */
   public long chunkedBackwardLaunches() {
     return chunkedBackwards.get();
+  }
+
+  /** Backward launches in steps of 128 query rows (distca_attn.h section 13: head_dim 64, long slices). */
+  public long q128BackwardLaunches() {
+    return q128Backwards.get();
   }
 
   /** Persistent kernel launches (forward or backward) whose work list ran in bands (distca_attn.h section 11). */

@@ -54,6 +54,7 @@ public final class CudaBackendOptions {
   private boolean warpSpecializedKernels = true;
   private boolean groupSplits = true;
   private boolean chunkedBackward = true;
+  private boolean q128Backward = true;
   private boolean workBands = true;
   private int persistentCtas;
   private long pinnedPoolBytes = DEFAULT_PINNED_POOL_BYTES;
@@ -182,6 +183,21 @@ public final class CudaBackendOptions {
 
   public boolean chunkedBackward() {
     return chunkedBackward;
+  }
+
+  /**
+   * Whether the head_dim 64 backward of a batch of long slices runs in steps of 128 query rows where
+   * the image has that kernel (distca_attn.h section 13, {@link FusedBatchPlan#q128Steps}). Default
+   * true; false keeps the 64-row steps (to compare the two).
+   */
+  public CudaBackendOptions q128Backward(boolean on) {
+    requireOpen();
+    this.q128Backward = on;
+    return this;
+  }
+
+  public boolean q128Backward() {
+    return q128Backward;
   }
 
   /**

@@ -58,6 +58,12 @@ final class DistcaAttnAbi {
   static final int MAX_SPLIT_GROUP = 64;
   /** The smallest GQA group for the chunked warp-specialized backward (section 10, DISTCA_BWD_CHUNK_MIN_GROUP). */
   static final int BWD_CHUNK_MIN_GROUP = 5;
+  /**
+   * Section 13: the fewest query rows of every slice of a batch for the head_dim 64 backward's
+   * 128-row steps, without and with the causal mask (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL).
+   */
+  static final int BWD_Q128_MIN_ROWS_FULL = 2048;
+  static final int BWD_Q128_MIN_ROWS_CAUSAL = 4096;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)
@@ -102,6 +108,11 @@ final class DistcaAttnAbi {
   /** The warp-specialized backward walking the GQA group in chunks (section 10; head_dim 128 of the sm_90a image only). */
   static String backwardWsChunkedKernel(DType dtype, int headDim) {
     return "distca_attn_bwd_ws_chunked_" + dtypeName(dtype) + "_d" + headDim;
+  }
+
+  /** The warp-specialized backward in steps of 128 query rows (section 13; head_dim 64 of the sm_90a image only). */
+  static String backwardWsQ128Kernel(DType dtype, int headDim) {
+    return "distca_attn_bwd_ws_q128_" + dtypeName(dtype) + "_d" + headDim;
   }
 
   static String backwardPostKernel(DType dtype, int headDim) {

@@ -62,6 +62,11 @@ final class FusedBatchPlan {
    * every second piece, ...), which section 11's bands must not cut.
    */
   final boolean headOrderedSplits;
+  /**
+   * Backward: whether {@link #q128Steps} takes the batch, so that the warp-specialized backward runs in
+   * steps of 128 query rows where the image has that kernel (distca_attn.h section 13).
+   */
+  final boolean q128Steps;
   final Layout layout;
 
   /** Byte offsets inside a slot's arena; -1 where a pass has no such buffer. */
@@ -158,6 +163,7 @@ final class FusedBatchPlan {
     }
     groupSplits = split != null;
     headOrderedSplits = headOrdered;
+    q128Steps = pass == Pass.BACKWARD && q128Steps(shape.headDim(), queryRows(slices), causalFlags(slices), groupSplits);
     if (split != null) {
       list = split;
     }
@@ -173,6 +179,41 @@ final class FusedBatchPlan {
       throw new IllegalArgumentException("batch of " + totalQ + " query rows is too large for one backward launch; split it");
     }
     layout = layout(pass);
+  }
+
+  /**
+   * Whether a backward runs in steps of 128 query rows (distca_attn.h section 13, native/NOTES.md v81):
+   * head_dim 64, no group splits, and every slice with query rows has at least {@link
+   * DistcaAttnAbi#BWD_Q128_MIN_ROWS_CAUSAL} of them if causal, {@link DistcaAttnAbi#BWD_Q128_MIN_ROWS_FULL}
+   * if not (and there is one). schedule_policy.py's bwd_q128 decides the same.
+   */
+  static boolean q128Steps(int headDim, int[] qLens, boolean[] causal, boolean groupSplits) {
+    if (headDim != 64 || groupSplits) {
+      return false;
+    }
+    boolean any = false;
+    for (int i = 0; i < qLens.length; i++) {
+      if (qLens[i] <= 0) {
+        continue;
+      }
+      any = true;
+      if (qLens[i] < (causal[i] ? DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL : DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL)) {
+        return false;
+      }
+    }
+    return any;
+  }
+
+  private static int[] queryRows(List<QuerySlice> slices) {
+    return slices.stream().mapToInt(QuerySlice::qLen).toArray();
+  }
+
+  private static boolean[] causalFlags(List<QuerySlice> slices) {
+    boolean[] causal = new boolean[slices.size()];
+    for (int i = 0; i < causal.length; i++) {
+      causal[i] = slices.get(i).causal();
+    }
+    return causal;
   }
 
   static FusedBatchPlan forward(AttentionBatch batch, KernelGeometry geometry) {

@@ -519,6 +519,35 @@ class CudaBackendGpuTest extends AllocatorPerTest {
     }
   }
 
+  /**
+   * distca_attn.h section 13 (native/NOTES.md v81): a head_dim 64 batch of long slices (two full
+   * documents of 2,100 and 2,600 tokens, a causal one of 4,200, GQA 8/4) runs backward in one launch
+   * of the kernel with 128-row steps and gives the gradients of the 64-row one to one step of the
+   * element type; a batch with a short causal document stays on the 64-row kernel.
+   */
+  @Test
+  void headDim64LongSlicesTakeQ128StepsAndAgree() {
+    assumeTrue(backend.gpu().computeMajor() == 9 && TensorMaps.unavailableReason() == null,
+        "no warp-specialized backward on " + backend.gpu());
+    int[] docs = {2100, 2600, 4200};
+    Case c = new Case("bf16 d64 GQA 8/4: full documents of 2,100 and 2,600 tokens, a causal one of 4,200",
+        shape(8, 4, 64, DType.BF16), docs, List.of(SliceSpec.full(0, 0, docs[0], docs[0]),
+            SliceSpec.full(1, 0, docs[1], docs[1]), SliceSpec.causalBottomRight(2, docs[2], docs[2])));
+    try (AttentionFixture f = new AttentionFixture(allocator, c.shape(), c.segments(), c.slices(), SEED + 14);
+        CudaBackend steps64 = CudaBackend.open(new CudaBackendOptions().q128Backward(false))) {
+      backend.forward(f.forwardBatch());
+      long before = backend.q128BackwardLaunches();
+      backend.backward(f.backwardBatch());
+      assertEquals(1, backend.q128BackwardLaunches() - before, c.name() + ": 128-row steps");
+      assertBackwardAgrees(c, f, steps64, steps64::q128BackwardLaunches);
+    }
+    int[] mixed = {2100, 1000};
+    assertRunsWithout(new Case("bf16 d64 MHA 4/4: a full document of 2,100 tokens, a causal one of 1,000",
+            shape(4, 4, 64, DType.BF16), mixed, List.of(SliceSpec.full(0, 0, mixed[0], mixed[0]),
+                SliceSpec.causalBottomRight(1, mixed[1], mixed[1]))),
+        SEED + 15, backend::q128BackwardLaunches, ": a short causal slice keeps the 64-row steps");
+  }
+
   /** {@link #assertCausalDocumentsSplitAndAgree(int, int, int, int[], long, double, boolean, String)} at head_dim 128. */
   private void assertCausalDocumentsSplitAndAgree(int headsQ, int headsKv, int[] documents, long seed, double floor,
       boolean split, String why) {

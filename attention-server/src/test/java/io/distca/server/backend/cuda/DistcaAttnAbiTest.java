@@ -225,6 +225,24 @@ class DistcaAttnAbiTest {
           kind + " is defined in distca_attn.cu");
       assertTrue(header.contains(kind + "_<DT>_d<HD>"), kind + " is listed in distca_attn.h");
     }
+    // section 13's kernel exists at head_dim 64 only
+    String q128 = DistcaAttnAbi.backwardWsQ128Kernel(DType.BF16, 64);
+    String kind = q128.substring(0, q128.length() - "_bf16_d64".length());
+    assertTrue(source.contains(kind + ", "), kind + " is defined in distca_attn.cu");
+    assertTrue(source.contains("DISTCA_DEFINE_BWD_WS_Q128(bf16, __nv_bfloat16, 64)"), kind + " at head_dim 64");
+    assertTrue(header.contains(kind + "_<DT>_d<HD>"), kind + " is listed in distca_attn.h");
+  }
+
+  /** Section 13's bounds on a batch's slices, the same in the header and both hosts. */
+  @Test
+  void q128BoundsAreTheHeadersInBothHosts() throws IOException {
+    Path root = repositoryRoot();
+    Path header = root.resolve("native/include/distca_attn.h");
+    Path policy = root.resolve("native/bench/schedule_policy.py");
+    assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL, firstInt(header, "#define DISTCA_BWD_Q128_MIN_ROWS_FULL (\\d+)"));
+    assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL, firstInt(header, "#define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL (\\d+)"));
+    assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL, firstInt(policy, "(?m)^BWD_Q128_MIN_ROWS_FULL = (\\d+)"));
+    assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL, firstInt(policy, "(?m)^BWD_Q128_MIN_ROWS_CAUSAL = (\\d+)"));
   }
 
   /** Section 11's band ends: as many as the header's array holds, where the header puts them, in both hosts. */

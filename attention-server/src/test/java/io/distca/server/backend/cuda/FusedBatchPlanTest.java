@@ -2,6 +2,7 @@ package io.distca.server.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -611,13 +612,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
    * (SchedulePolicyParityTest).
    */
   static long[] repeatedKeyTiles(int blockN, boolean causal, int... lengths) {
-    List<Integer> documents = new ArrayList<>();
-    int total = 0;
-    for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
-      documents.add(lengths[d % lengths.length]);
-      total += lengths[d % lengths.length];
-    }
-    int[] docs = documents.stream().mapToInt(Integer::intValue).toArray();
+    int[] docs = repeatedDocuments(lengths);
     if (causal) {
       return keyTilesOf(blockN, docs);
     }
@@ -628,6 +623,62 @@ class FusedBatchPlanTest extends AllocatorPerTest {
       }
     }
     return costs.stream().mapToLong(Long::longValue).toArray();
+  }
+
+  /**
+   * distca_attn.h section 13 (native/NOTES.md v81): the head_dim 64 backward takes steps of 128 query
+   * rows where every slice is long, 2,048 rows without the causal mask and 4,096 with it; not with
+   * group splits, not at other head dims, not for a batch without query rows; empty slices do not
+   * count.
+   */
+  @Test
+  void q128StepsWhereEverySliceIsLong() {
+    int full = DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL;
+    int causal = DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL;
+    assertEquals(2048, full);
+    assertEquals(4096, causal);
+    boolean[] noMask = {false, false};
+    boolean[] masked = {true, true};
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {full, 16384}, noMask, false));
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {full - 1, 16384}, noMask, false), "one short slice");
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {causal, 8192}, masked, false));
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {causal - 1, 8192}, masked, false), "one short causal slice");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {full, full}, masked, false), "causal needs more rows");
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {full, causal}, new boolean[] {false, true}, false), "mixed masks");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {8192, 8192}, noMask, true), "group splits");
+    assertFalse(FusedBatchPlan.q128Steps(128, new int[] {8192, 8192}, noMask, false), "head_dim 128");
+    assertFalse(FusedBatchPlan.q128Steps(256, new int[] {8192, 8192}, noMask, false), "head_dim 256");
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {0, 8192}, masked, false), "an empty slice does not count");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {0, 0}, noMask, false), "no query rows");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[0], new boolean[0], false), "no slices");
+  }
+
+  /** The backward plans of a batch say what {@link FusedBatchPlan#q128Steps} says of its slices; forward plans never. */
+  @Test
+  void backwardPlansCarryTheQ128Rule() {
+    int[] docs = {2048, 2500};
+    List<SliceSpec> full = List.of(SliceSpec.full(0, 0, docs[0], docs[0]), SliceSpec.full(1, 0, docs[1], docs[1]));
+    List<SliceSpec> causal = List.of(SliceSpec.causalBottomRight(0, docs[0], docs[0]),
+        SliceSpec.causalBottomRight(1, docs[1], docs[1]));
+    try (AttentionFixture f = new AttentionFixture(allocator, shape(4, 4, 64), docs, full, 11);
+        AttentionFixture g = new AttentionFixture(allocator, shape(4, 4, 64), docs, causal, 12);
+        AttentionFixture h = new AttentionFixture(allocator, shape(2, 2, 128), docs, full, 13)) {
+      assertTrue(FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY, 132, false).q128Steps, "long non-causal slices");
+      assertFalse(FusedBatchPlan.forward(f.forwardBatch(), GEOMETRY).q128Steps, "a forward plan");
+      assertFalse(FusedBatchPlan.backward(g.backwardBatch(), GEOMETRY, 132, false).q128Steps, "causal under 4,096 rows");
+      assertFalse(FusedBatchPlan.backward(h.backwardBatch(), GEOMETRY, 132, false).q128Steps, "head_dim 128");
+    }
+  }
+
+  /** Documents of the given lengths, repeated in turn while they fit in 16,384 tokens (schedule_policy.case_docs). */
+  static int[] repeatedDocuments(int... lengths) {
+    List<Integer> documents = new ArrayList<>();
+    int total = 0;
+    for (int d = 0; total + lengths[d % lengths.length] <= 16384; d++) {
+      documents.add(lengths[d % lengths.length]);
+      total += lengths[d % lengths.length];
+    }
+    return documents.stream().mapToInt(Integer::intValue).toArray();
   }
 
   /** Causal documents of the given lengths, once each: each key tile's query rows. */

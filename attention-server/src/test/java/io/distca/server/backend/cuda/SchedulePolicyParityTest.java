@@ -23,7 +23,8 @@ import org.junit.jupiter.api.Test;
  * schedule_policy.py --cases} prints: head dims 64/128/256, 14 document mixes from 256 to 16K tokens, groups of 2 to 64 heads,
  * 1 to 4 K/V heads, causal or not, lean DRAM or not, 132 or 78 SMs. Each batch's split counts (item
  * by item) and head-ordered pieces must be the same, and on the lean-DRAM lines the work bands of
- * the unsplit backward's list (head groups of 1 and 2); a rule changed in one host alone fails here.
+ * the unsplit backward's list (head groups of 1 and 2), and whether the backward runs in steps of 128
+ * query rows ({@link FusedBatchPlan#q128Steps}); a rule changed in one host alone fails here.
  * Runs the real Python script as a process (python3 on the PATH; skipped where there is none).
  */
 class SchedulePolicyParityTest {
@@ -36,9 +37,10 @@ class SchedulePolicyParityTest {
     int split = 0;
     int headOrdered = 0;
     int bands = 0;
+    int q128Cases = 0;
     for (String line : lines) {
       String[] parts = line.split("\\|");
-      assertEquals(5, parts.length, "a case line: " + line);
+      assertEquals(6, parts.length, "a case line: " + line);
       int[] in = ints(parts[0]);
       int headDim = in[0];
       int blockN = in[1];
@@ -56,6 +58,12 @@ class SchedulePolicyParityTest {
       String expected = parts[2].trim();
       int expectedPieces = Integer.parseInt(parts[3].trim());
       String expectedBands = parts[4].trim();
+      int[] docs = FusedBatchPlanTest.repeatedDocuments(ints(parts[1]));
+      boolean[] causalDocs = new boolean[docs.length];
+      Arrays.fill(causalDocs, causal);
+      boolean q128 = FusedBatchPlan.q128Steps(headDim, docs, causalDocs, splits != null || pieces > 1);
+      boolean expectedQ128 = Integer.parseInt(parts[5].trim()) != 0;
+      q128Cases += expectedQ128 ? 1 : 0;
       String ourBands = "";
       if (leanDram) {
         long overhead = (long) FusedBatchPlan.SPLIT_OVERHEAD_STEPS * blockM;
@@ -64,16 +72,19 @@ class SchedulePolicyParityTest {
         ourBands = ends(WorkBands.bands(tiles, headsKv, 1, sms)) + " ; " + ends(WorkBands.bands(tiles, headsKv, 2, sms));
         bands += ourBands.equals(" ; ") ? 0 : 1;
       }
-      if (!ours.equals(expected) || pieces != expectedPieces || !ourBands.trim().equals(expectedBands)) {
+      if (!ours.equals(expected) || pieces != expectedPieces || !ourBands.trim().equals(expectedBands)
+          || q128 != expectedQ128) {
         mismatches.add(parts[0].trim() + " | " + parts[1].trim() + ": Python " + expected + " / " + expectedPieces
-            + " / " + expectedBands + ", Java " + ours + " / " + pieces + " / " + ourBands.trim());
+            + " / " + expectedBands + " / q128 " + expectedQ128 + ", Java " + ours + " / " + pieces + " / "
+            + ourBands.trim() + " / q128 " + q128);
       }
       split += splits != null ? 1 : 0;
       headOrdered += expectedPieces > 1 ? 1 : 0;
     }
     assertTrue(lines.size() > 5000, "the grid: " + lines.size() + " cases");
-    assertTrue(split > 500 && headOrdered > 100 && bands > 100, "the grid reaches the rules: " + split + " split, "
-        + headOrdered + " in head order, " + bands + " with bands");
+    assertTrue(split > 500 && headOrdered > 100 && bands > 100 && q128Cases > 100, "the grid reaches the rules: "
+        + split + " split, " + headOrdered + " in head order, " + bands + " with bands, " + q128Cases
+        + " in 128-row steps");
     assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + lines.size() + " cases differ, e.g.\n"
         + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
   }
