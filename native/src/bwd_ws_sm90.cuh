@@ -346,9 +346,8 @@ __device__ __forceinline__ int dq_box_at(int r, int c) {
   return (c >> 5) * (BM * 32) + r * 32 + ((((c & 31) >> 2) ^ (r & 7)) << 2) + (c & 3);
 }
 
-// The same for a tile of BM rows staged as BM / 64 tiles of 64 rows in dq_box_at<64>'s layout (the
-// dQ map's boxes are 64 rows).
-template <int BM>
+// The same for a tile of any multiple of 64 rows staged as tiles of 64 rows in dq_box_at<64>'s layout
+// (the dQ map's boxes are 64 rows).
 __device__ __forceinline__ int dq_stage_at(int r, int c) {
   return (r >> 6) * (64 * 64) + dq_box_at<64>(r & 63, c);
 }
@@ -434,8 +433,12 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   T* sQ = sV + Cfg::kSmemKV;       // [S][BM][D]
   T* sdO = sQ + S * Cfg::kSmemQ;   // [S][BM][D]
   T* sdS = sdO + S * Cfg::kSmemQ;  // [BN keys][BM queries]: dS^T
-  // [warpgroup][buffer][2 boxes of 64 rows x 32 columns, 128-byte swizzled] fp32
+  // [warpgroup][buffer][2 boxes of 64 rows x 32 columns, 128-byte swizzled] fp32 (BM / 64 of those a
+  // buffer)
   float* sdQ = reinterpret_cast<float*>(sdS + Cfg::kSmemP);
+  // warpgroup w's dQ tile of the steps with it & 1 == b (one buffer for both with 128-row steps), which
+  // also stages its dK/dV at a key tile's end
+  auto dq_buffer = [&](int w, int b) { return sdQ + (w * Cfg::kDqBufs + b % Cfg::kDqBufs) * BM * 64; };
   float* sLse = sdQ + Cfg::kSmemDq;  // [S][BM], log2 domain, +inf = no keys
   float* sDsum = sLse + S * BM;                               // [S][BM]
   uint64_t* bars = reinterpret_cast<uint64_t*>(sDsum + S * BM);
@@ -690,7 +693,6 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       // step order, one at a time: each buffer is freed as soon as its reduce-add has read it (one
       // kept in flight while the next is staged ran 0.4-0.8% slower at head_dim 128, the same at 64:
       // NOTES v52)
-      constexpr int NB = Cfg::kDqBufs;
       for (int it = 0;; ++it) {
         const int b = it & 1;
 #pragma unroll
@@ -706,8 +708,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
           if constexpr (kLateAnnounce) fence_proxy_async();
 #pragma unroll
           for (int r = 0; r < BM; r += 64)  // (the map's boxes are 64 rows: dq_stage_at)
-            dq_tile_reduce_add<64, 2>(P.tmap_dq_accum, sdQ + (w * NB + b % NB) * BM * 64 + r * 64, dq_column<D>(w), at.y,
-                                      at.x + r);
+            dq_tile_reduce_add<64, 2>(P.tmap_dq_accum, dq_buffer(w, b) + r * 64, dq_column<D>(w), at.y, at.x + r);
           bulk_wait_read<0>();
           mbar_arrive(bar_dq_free(w, b));
         }
@@ -821,13 +822,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       // ago, once its reduce-add has read it) and one thread issues its reduce-add into the fp32
       // workspace, so no atomics sit on the consumers' path. Rows past the slice hold exact zeros
       // (their P and dS are 0), so adding them to whatever rows follow changes nothing.
-      float* dq_tile = sdQ + (wg * NB + (it & 1) % NB) * BM * 64;
+      float* dq_tile = dq_buffer(wg, it & 1);
       auto store_dq = [&](const float (&acc_dq)[BM / 2], int row0, int hq, int) {
         // (the reduce-add that last read this buffer, two tiles ago, is done with it: waited for at
         // the step's start (kDqThread), or by the elected thread right after it issued the previous
         // tile's, before this tile's consumer barriers)
         // element (row r, column c) of the 64 x 64 tile: box c / 32, 16-byte chunk (c % 32) / 4
-        auto at = [](int r, int c) { return dq_stage_at<BM>(r, c); };
+        auto at = [](int r, int c) { return dq_stage_at(r, c); };
         if constexpr (kEarlyEmpty) mbar_arrive(bar_empty(s));  // the step's GEMMs are done with the stage
         if constexpr (kDqThread && NB == 1) {
           if (it >= 1) mbar_wait(bar_dq_free(wg, (it - 1) & 1), ((it - 1) >> 1) & 1);
@@ -911,13 +912,13 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     DISTCA_TRACE(tr.rec(kTrStoreReady));
     if constexpr (kAddKv) {  // section 9: the sums of the tile's group split into the fp32 workspace
       bwd_add_dkdv_staged<D>(acc_dk, acc_dv, p, reinterpret_cast<float*>(P.dkv_accum), kb0, head_kv, k_rows, wg,
-                             sdQ + wg * Cfg::kDqBufs * BM * 64, ctid & 127);
+                             dq_buffer(wg, 0), ctid & 127);
       mbar_wait(bar_tile, (j + 1) & 1);  // the next tile
       DISTCA_TRACE(tr.rec(kTrRecWait));
       take_tile();
     } else {
       bwd_store_dkdv_staged<T, D>(acc_dk, acc_dv, p, kb0, head_kv, k_rows, wg,
-                                  reinterpret_cast<T*>(sdQ + wg * Cfg::kDqBufs * BM * 64), ctid & 127);
+                                  reinterpret_cast<T*>(dq_buffer(wg, 0)), ctid & 127);
     }
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
