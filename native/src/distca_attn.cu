@@ -181,7 +181,14 @@ struct BwdWsOf {
 };
 // At head_dim 64 bwd_ws_smem_bytes covers distca_attn_bwd_ws_q128_* too (section 13): one CTA an SM
 // either way. (The Python host gives every kernel all of L1 as shared memory; under the Java host's
-// default carveout the 64-row kernel's L1 shrinks from about 92 to 28 KiB: not measured, NOTES v81.)
+// default carveout the 64-row kernel's L1 shrinks from about 92 to 28 KiB, at no measurable cost:
+// NOTES v82.)
+// -DDISTCA_BWD_Q128=0 builds an image without the 128-row kernels (the hosts then never take them),
+// whose head_dim 64 backward reserves only what the 64-row kernel needs: the A/B of the two.
+#ifndef DISTCA_BWD_Q128
+#define DISTCA_BWD_Q128 1
+#endif
+#if DISTCA_BWD_Q128
 template <>
 struct BwdWsOf<64> {
   using type = distca::sm90::BwdWsConfig<64>;
@@ -190,6 +197,7 @@ struct BwdWsOf<64> {
                                         : distca::sm90::BwdWsConfig<64, 128>::kSmemBytes;
   static_assert(distca::sm90::BwdWsConfig<64, 128>::kThreads == type::kThreads, "one block size");
 };
+#endif
 template <>
 struct BwdWsOf<256> {
   using type = distca::sm90::BwdWsD256Config;
@@ -324,8 +332,10 @@ DISTCA_DEFINE_BWD_WS_CHUNKED(fp16, __half, 128)
 // The warp-specialized backward with 128-row steps (distca_attn.h section 13), head dim 64.
 #define DISTCA_DEFINE_BWD_WS_Q128(DT_NAME, T, D) \
   DISTCA_DEFINE_BWD_WS_AS(distca_attn_bwd_ws_q128, distca::sm90::bwd_ws_q128_kernel, DT_NAME, T, D)
+#if DISTCA_BWD_Q128
 DISTCA_DEFINE_BWD_WS_Q128(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_BWD_WS_Q128(fp16, __half, 64)
+#endif
 
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 64)
 DISTCA_DEFINE_KERNELS(bf16, __nv_bfloat16, 128)
