@@ -32,6 +32,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
 from bench import Ours, rebatch_sides, tflops, time_interleaved  # noqa: E402
 from distca_host import Kernels, Slice, forward_flops  # noqa: E402
 
@@ -125,9 +126,12 @@ def main():
     ap.add_argument("--full", action="store_true", help="uniform shapes without causal mask")
     ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes with these heads (GQA), no shards")
     ap.add_argument("--shards", action="store_true", help="with --heads: the rebatching shards too, with these heads")
+    ap.add_argument("--host-gaps", action="store_true",
+                    help="time each call without the GPU sleep that covers the host's enqueueing of it (before NOTES v84)")
     ap.add_argument("--mix", action="append", default=[],
                     help="L1,L2,...: a varlen case of these document lengths repeated to 16K tokens (repeatable)")
     args = ap.parse_args()
+    bench.COVER_HOST = not args.host_gaps
     heads = tuple(int(x) for x in args.heads.split("/")) if args.heads else None
     torch.manual_seed(0)
     ka, kbs = image(args.a), [image(b) for b in args.b]

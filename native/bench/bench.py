@@ -5,7 +5,10 @@ same GPU, same job.
 FLOPs (DESIGN section 3): forward 4 * b * s^2 * h * d, halved when causal (exactly: 4 * d * h *
 visible pairs); backward 2.5x forward. Times: median over CUDA-event-timed repetitions after
 warm-up, the implementations a ratio compares run interleaved (a, b, c, a, b, c, ...), because the
-GPU's clock drifts by 5-10% within seconds at its power cap (NOTES.md v10b). Backward of ours =
+GPU's clock drifts by 5-10% within seconds at its power cap (NOTES.md v10b), and each timed call is
+enqueued while the GPU still runs a sleep kernel, so that its start event is reached only once the
+host has enqueued all of its launches (the host's share is not GPU time: NOTES.md v84; the Java
+host encodes its parameters before the start event for the same reason). Backward of ours =
 bwd_pre + bwd + bwd_post; backward of PyTorch = autograd.grad of the output (its preprocess and dQ
 conversion kernels included likewise).
 
@@ -30,6 +33,7 @@ import math
 import os
 import random
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -41,18 +45,48 @@ from check import AuxRequest, _VARLEN_PARAMS, varlen_attn  # noqa: E402,F401
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Whether each timed call is enqueued under a GPU sleep that outlasts the host's enqueueing of it
+# (bench.py and ab.py --host-gaps: off, the timing before NOTES v84). Without it, a call whose
+# launches take the host longer than the previous call takes the GPU (ours: 50-180 us of Python
+# parameter and tensor-map work a call; PyTorch's dispatch as much) timed the host: at 512 tokens
+# up to half of the event time (v84: d128 causal 512 forward 167 TFLOP/s timed so, 328 covered).
+COVER_HOST = True
+
+
+def host_cover_cycles(fns):
+    """torch.cuda._sleep cycles that cover the host's enqueueing of the slowest of `fns` twice over
+    (measured while the GPU is busy, so that launches only enqueue; at 2 GHz, at least 1 ms, at most
+    50 ms: a call that waits for the GPU on the host cannot be covered)."""
+    torch.cuda.synchronize()
+    torch.cuda._sleep(int(2e8))
+    worst = 0.0
+    for fn in fns:
+        t0 = time.perf_counter()
+        fn()
+        worst = max(worst, time.perf_counter() - t0)
+    torch.cuda.synchronize()
+    return int(min(1e8, max(2e6, 2 * worst * 2e9)))
+
+
+def _timed(fn, events, cover):
+    if cover:
+        torch.cuda._sleep(cover)
+    a = torch.cuda.Event(enable_timing=True)
+    b = torch.cuda.Event(enable_timing=True)
+    a.record()
+    fn()
+    b.record()
+    events.append((a, b))
+
+
 def time_ms(fn, reps, warmup=2):
     for _ in range(warmup):
         fn()
+    cover = host_cover_cycles([fn]) if COVER_HOST else 0
     torch.cuda.synchronize()
     events = []
     for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        events.append((a, b))
+        _timed(fn, events, cover)
     torch.cuda.synchronize()
     t = sorted(a.elapsed_time(b) for a, b in events)
     return t[len(t) // 2]
@@ -61,20 +95,16 @@ def time_ms(fn, reps, warmup=2):
 def time_interleaved(fns, reps, warmup=2):
     """Median milliseconds of each of `fns`, run in turn (a, b, c, a, b, c, ...) so that all of them
     see the same clocks: the GPU's clock drifts by 5-10% within seconds of sustained load, which
-    separate timings would fold into their ratios."""
+    separate timings would fold into their ratios. Each call under a sleep (COVER_HOST)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
+    cover = host_cover_cycles(fns) if COVER_HOST else 0
     torch.cuda.synchronize()
     events = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
-            a = torch.cuda.Event(enable_timing=True)
-            b = torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            events[i].append((a, b))
+            _timed(fn, events[i], cover)
     torch.cuda.synchronize()
     out = []
     for ev in events:
@@ -468,6 +498,8 @@ def main():
     ap.add_argument("--sections", default="uniform,varlen,rebatch")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--host-gaps", action="store_true",
+                    help="time each call without the GPU sleep that covers the host's enqueueing of it (before NOTES v84)")
     ap.add_argument("--markdown", default=None, help="write the tables as markdown here")
     ap.add_argument("--hds", default="64,128", help="uniform section: head dims")
     ap.add_argument("--seqs", default=None,
@@ -479,6 +511,8 @@ def main():
     ap.add_argument("--cut-grids", default="128,1",
                     help="rebatch section: one run per cut grid (128 = the planner's default, 1 = cuts anywhere)")
     args = ap.parse_args()
+    global COVER_HOST
+    COVER_HOST = not args.host_gaps
     torch.manual_seed(0)
     kern = kernels_from_args(args)
     print(f"bench.py: GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, fatbin {args.fatbin}")
