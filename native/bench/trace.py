@@ -37,8 +37,8 @@ after warm-up, summed over the CTAs.
 
 Build the image: OUTPUT=native/build/var/trace.fatbin GENCODE="-gencode=arch=compute_90a,code=sm_90a"
 native/build.sh -DDISTCA_TRACE_PROBES.
-Usage: python3 native/bench/trace.py --fatbin F [--pass fwd|bwd|both] [--seqs 512,16384] [--heads HQ/HKV]
-       [--bwd-splits N]
+Usage: python3 native/bench/trace.py --fatbin F [--pass fwd|bwd|both] [--seqs 512,16384] [--hd 64|128|256]
+       [--full] [--heads HQ/HKV] [--bwd-splits N]
 """
 import argparse
 import ctypes
@@ -329,20 +329,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fatbin", required=True, help="an image built with -DDISTCA_TRACE_PROBES")
     ap.add_argument("--pass", dest="pas", default="both", choices=("fwd", "bwd", "both"))
-    ap.add_argument("--seqs", default="512,16384", help="uniform causal d128 shapes (b*s = 16K) to trace too")
+    ap.add_argument("--seqs", default="512,16384", help="uniform causal shapes (b*s = 16K) to trace too")
+    ap.add_argument("--hd", type=int, default=128, choices=(64, 128, 256), help="head dim (heads: 2048 / hd)")
+    ap.add_argument("--full", action="store_true", help="the uniform shapes without the causal mask")
     ap.add_argument("--heads", default=None, help="HQ/HKV: the uniform shapes only, with these heads (GQA)")
     ap.add_argument("--bwd-splits", type=int, default=None, help="Kernels.bwd_splits (distca_host.py --bwd-splits)")
     args = ap.parse_args()
     kern = Kernels(args.fatbin, bwd_splits=args.bwd_splits)
     ctas = kern.ctas
-    h, hd = 16, 128
+    hd = args.hd
+    h = 2048 // hd
     hq, hkv = (int(x) for x in args.heads.split("/")) if args.heads else (h, h)
     cases = [] if args.heads else [(name, Ours(kern, seg_lens, slices, h, h, hd))
                                    for name, seg_lens, slices in rebatch_sides(h, hd)]
     for s in (int(x) for x in args.seqs.split(",") if x):
         b = max(1, 16384 // s)
-        cases.append((f"causal {s}" + (f" {hq}/{hkv}" if args.heads else ""),
-                      Ours(kern, [s] * b, [Slice(i, 0, s, s, True) for i in range(b)], hq, hkv, hd)))
+        cases.append((f"{'full' if args.full else 'causal'} {s}" + (f" {hq}/{hkv}" if args.heads else ""),
+                      Ours(kern, [s] * b, [Slice(i, 0, s, s, not args.full) for i in range(b)], hq, hkv, hd)))
     print(f"trace.py: GPU {torch.cuda.get_device_name()}, {ctas} CTAs, fatbin {args.fatbin}")
     for pas in (("fwd", "bwd") if args.pas == "both" else (args.pas,)):
         print(f"\n=== {pas} ===")
