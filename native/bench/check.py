@@ -226,8 +226,8 @@ def cases(rng):
     # a group of 8 heads (the chunked backward of distca_attn.h section 10 where not split: --bwd-splits 1)
     # over more query tiles than a chunk, its key tiles' walks rotated
     yield "gqa_full_long", [1500], [Slice(0, 0, 1500, 1500, False)], 16, 2
-    # every slice long enough for head_dim 64's 128-row steps (distca_attn.h section 13: 2,048 query rows
-    # non-causal, 4,096 causal), which the hosts then launch (--bwd-q128 always: every case on them)
+    # every slice long enough for head_dim 64's 128-row steps (distca_attn.h section 13: 1,536 query rows
+    # non-causal, 3,072 causal), which the hosts then launch (--bwd-q128 always: every case on them)
     yield "long_q128", [2100, 4200], [Slice(0, 0, 2100, 2100, False), Slice(1, 0, 4200, 4200, True)], 4, 4
     yield "mqa_bottom_right", [700, 300], [Slice(0, 0, 700, 200, True), Slice(1, 0, 300, 45, True)], 4, 1
     yield "diagonal", [400, 300], [Slice(0, 0, 400, 130, True, diagonal=-5),

@@ -265,8 +265,8 @@
  *    and it walks half as many steps, which costs where the walks are short. Hosts launch it for
  *    a batch without group splits whose every query slice has at least
  *    DISTCA_BWD_Q128_MIN_ROWS_FULL rows (no causal mask) or DISTCA_BWD_Q128_MIN_ROWS_CAUSAL rows
- *    (causal): on an H200 non-causal 2K-16K tokens ran 3-7% faster, causal 4K-16K 2-4%, causal 512-2K
- *    2-11% slower (native/NOTES.md v81).
+ *    (causal): on an H200 non-causal 1.5K-16K tokens ran 2-7% faster (1K: 1% slower), causal 3K-16K
+ *    1-4% (2.5K the same), causal 512-2K 2-11% slower (native/NOTES.md v81, v86).
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -315,8 +315,8 @@ typedef struct distca_work_t {
 #define DISTCA_WORK_HEADS_SHIFT 26
 
 /* Section 13: the fewest query rows of every slice of a batch for distca_attn_bwd_ws_q128_*, by mask. */
-#define DISTCA_BWD_Q128_MIN_ROWS_FULL 2048
-#define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL 4096
+#define DISTCA_BWD_Q128_MIN_ROWS_FULL 1536
+#define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL 3072
 
 /* Section 10: the smallest GQA group (heads_q / heads_kv) for distca_attn_bwd_ws_chunked_*. */
 #define DISTCA_BWD_CHUNK_MIN_GROUP 5

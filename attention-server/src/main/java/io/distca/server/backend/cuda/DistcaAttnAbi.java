@@ -62,8 +62,8 @@ final class DistcaAttnAbi {
    * Section 13: the fewest query rows of every slice of a batch for the head_dim 64 backward's
    * 128-row steps, without and with the causal mask (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL).
    */
-  static final int BWD_Q128_MIN_ROWS_FULL = 2048;
-  static final int BWD_Q128_MIN_ROWS_CAUSAL = 4096;
+  static final int BWD_Q128_MIN_ROWS_FULL = 1536;
+  static final int BWD_Q128_MIN_ROWS_CAUSAL = 3072;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)

@@ -626,8 +626,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   }
 
   /**
-   * distca_attn.h section 13 (native/NOTES.md v81): the head_dim 64 backward takes steps of 128 query
-   * rows where every slice is long, 2,048 rows without the causal mask and 4,096 with it; not with
+   * distca_attn.h section 13 (native/NOTES.md v81, v86): the head_dim 64 backward takes steps of 128
+   * query rows where every slice is long, 1,536 rows without the causal mask and 3,072 with it; not with
    * group splits, not at other head dims, not for a batch without query rows; empty slices do not
    * count.
    */
@@ -635,8 +635,8 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   void q128StepsWhereEverySliceIsLong() {
     int full = DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL;
     int causal = DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL;
-    assertEquals(2048, full);
-    assertEquals(4096, causal);
+    assertEquals(1536, full);
+    assertEquals(3072, causal);
     boolean[] noMask = {false, false};
     boolean[] masked = {true, true};
     assertTrue(FusedBatchPlan.q128Steps(64, new int[] {full, 16384}, noMask, false));
@@ -656,7 +656,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   /** The backward plans of a batch say what {@link FusedBatchPlan#q128Steps} says of its slices; forward plans never. */
   @Test
   void backwardPlansCarryTheQ128Rule() {
-    int[] docs = {2048, 2500};
+    int[] docs = {1600, 2500};
     List<SliceSpec> full = List.of(SliceSpec.full(0, 0, docs[0], docs[0]), SliceSpec.full(1, 0, docs[1], docs[1]));
     List<SliceSpec> causal = List.of(SliceSpec.causalBottomRight(0, docs[0], docs[0]),
         SliceSpec.causalBottomRight(1, docs[1], docs[1]));
@@ -665,7 +665,7 @@ class FusedBatchPlanTest extends AllocatorPerTest {
         AttentionFixture h = new AttentionFixture(allocator, shape(2, 2, 128), docs, full, 13)) {
       assertTrue(FusedBatchPlan.backward(f.backwardBatch(), GEOMETRY, 132, false).q128Steps, "long non-causal slices");
       assertFalse(FusedBatchPlan.forward(f.forwardBatch(), GEOMETRY).q128Steps, "a forward plan");
-      assertFalse(FusedBatchPlan.backward(g.backwardBatch(), GEOMETRY, 132, false).q128Steps, "causal under 4,096 rows");
+      assertFalse(FusedBatchPlan.backward(g.backwardBatch(), GEOMETRY, 132, false).q128Steps, "causal under 3,072 rows");
       assertFalse(FusedBatchPlan.backward(h.backwardBatch(), GEOMETRY, 132, false).q128Steps, "head_dim 128");
     }
   }
