@@ -97,7 +97,7 @@ class Layout:
     num_fwd_work: int = 0
     num_bwd_work: int = 0
     extra: dict = field(default_factory=dict)
-    slice_rows: list = field(default_factory=list)  # (q_len, causal) of each slice: schedule_policy.bwd_q128
+    slice_rows: list = field(default_factory=list)  # (q_len, kv_len, causal) of each slice: schedule_policy.bwd_q128
 
 
 _libcuda = None
@@ -304,7 +304,7 @@ class Kernels:
             rows.append([q_start[i], s.q_len, k_start[s.segment] + s.kv_start, s.kv_len,
                          1 if s.causal else 0, s.diag(), s.segment, 0])
         lay = Layout(q_start, k_start, total_q, total_k)
-        lay.slice_rows = [(s.q_len, bool(s.causal)) for s in slices]
+        lay.slice_rows = [(s.q_len, s.kv_len, bool(s.causal)) for s in slices]
         lay.slices_dev = torch.tensor(rows or [[0] * 8], dtype=torch.int32, device=device)
 
         # forward work: (slice, query block), most key blocks first

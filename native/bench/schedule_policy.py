@@ -240,16 +240,27 @@ WORK_BANDS_BWD_MIN_HEAD_DIM = 128
 # 3K-3.5K +1%, 2.5K +-0, 2K -1.5%, 512-1K -9-11%, mixes of documents up to 1K-3K -5-13%).
 BWD_Q128_MIN_ROWS_FULL = 1536
 BWD_Q128_MIN_ROWS_CAUSAL = 3072
+# DISTCA_BWD_Q128_SHORT_WORK_DIVISOR: the slices under their bound may hold at most 1 / this of the
+# batch's work (NOTES v87, H200: documents drawn from the pretrain lengths, causal 0-4% faster,
+# non-causal 4-6%; a mix of 3000/1100/700/300-token documents, all short, 5% slower causal)
+BWD_Q128_SHORT_WORK_DIVISOR = 4
 
 
 def bwd_q128(head_dim, slices, split):
     """Whether the backward of a batch runs in steps of 128 query rows: head_dim 64, no group splits
-    (`split`: the work list has them), and every slice (q_len, causal) with q_len > 0 has at least
-    BWD_Q128_MIN_ROWS_CAUSAL rows if causal, BWD_Q128_MIN_ROWS_FULL if not (and there is one)."""
+    (`split`: the work list has them), and the slices (q_len, kv_len, causal) with fewer query rows than
+    BWD_Q128_MIN_ROWS_CAUSAL (causal) or BWD_Q128_MIN_ROWS_FULL (not) hold at most 1 /
+    BWD_Q128_SHORT_WORK_DIVISOR of the batch's work, a slice's q_len * kv_len, half of it if causal
+    (there must be work). FusedBatchPlan.q128Steps decides the same."""
     if head_dim != 64 or split:
         return False
-    rows = [(q, c) for q, c in slices if q > 0]
-    return bool(rows) and all(q >= (BWD_Q128_MIN_ROWS_CAUSAL if c else BWD_Q128_MIN_ROWS_FULL) for q, c in rows)
+    total = short = 0
+    for q, k, c in slices:
+        w = max(0, q) * max(0, k) * (1 if c else 2)  # (twice the work: integers)
+        total += w
+        if q < (BWD_Q128_MIN_ROWS_CAUSAL if c else BWD_Q128_MIN_ROWS_FULL):
+            short += w
+    return total > 0 and short * BWD_Q128_SHORT_WORK_DIVISOR <= total
 
 
 def claim_makespan(costs, heads, head_group, ctas, band_end=()):
@@ -382,11 +393,39 @@ def print_cases(out=sys.stdout):
               "|", " ".join(str(n) for n in lengths),
               "|", " ".join(f"{n}*{r}" for n, r in runs) if splits is not None else "-",
               "|", l2, "|", bands,
-              "|", int(bwd_q128(head_dim, [(n, causal) for n in case_docs(lengths)], splits is not None or l2 > 1)),
+              "|", int(bwd_q128(head_dim, [(n, n, causal) for n in case_docs(lengths)], splits is not None or l2 > 1)),
               file=out)
 
 
+def q128_cases():
+    """bwd_q128's own grid (SchedulePolicyParityTest): 4,000 batches of 1-6 slices drawn with a fixed
+    seed, query rows around the bounds and beyond, kv_len = q_len + a prefix (shards), causal or not,
+    head_dim 64 or 128, group splits or not: (head_dim, split, [(q_len, kv_len, causal)])."""
+    import random
+    rnd = random.Random(87)
+    rows = (0, 1, 128, 500, 1000, 1535, 1536, 2000, 2500, 3071, 3072, 4000, 6000, 8192, 16384)
+    prefixes = (0, 0, 0, 128, 1000, 4000)
+    for _ in range(4000):
+        head_dim = 64 if rnd.random() < 0.8 else 128
+        split = rnd.random() < 0.1
+        slices = []
+        for _ in range(rnd.randint(1, 6)):
+            q = rnd.choice(rows)
+            slices.append((q, q + rnd.choice(prefixes), rnd.random() < 0.6))
+        yield head_dim, split, slices
+
+
+def print_q128_cases(out=sys.stdout):
+    """One line per q128_cases batch: 'head_dim split | q kv causal, ... | decision (1 or 0)'."""
+    for head_dim, split, slices in q128_cases():
+        print(head_dim, int(split), "|", ", ".join(f"{q} {k} {int(c)}" for q, k, c in slices),
+              "|", int(bwd_q128(head_dim, slices, split)), file=out)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--cases"]:
-        sys.exit("usage: python3 native/bench/schedule_policy.py --cases")
-    print_cases()
+    if sys.argv[1:] == ["--cases"]:
+        print_cases()
+    elif sys.argv[1:] == ["--q128-cases"]:
+        print_q128_cases()
+    else:
+        sys.exit("usage: python3 native/bench/schedule_policy.py --cases | --q128-cases")

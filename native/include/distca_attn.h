@@ -262,11 +262,14 @@
  *    bwd_ws's (convert it with bwd_post_ws). It takes no group splits (those take bwd_ws_kv). Per
  *    step it shares the fixed costs of a step (the stage hand-over, the dQ tile's staging and
  *    reduce-adds, phase C's dQ^T = K^T dS^T as one m64n128 GEMM) between twice the query rows,
- *    and it walks half as many steps, which costs where the walks are short. Hosts launch it for
- *    a batch without group splits whose every query slice has at least
- *    DISTCA_BWD_Q128_MIN_ROWS_FULL rows (no causal mask) or DISTCA_BWD_Q128_MIN_ROWS_CAUSAL rows
- *    (causal): on an H200 non-causal 1.5K-16K tokens ran 2-7% faster (1K: 1% slower), causal 3K-16K
- *    1-4% (2.5K the same), causal 512-2K 2-11% slower (native/NOTES.md v81, v86).
+ *    and it walks half as many steps, which costs where the walks are short. A query slice is long
+ *    with at least DISTCA_BWD_Q128_MIN_ROWS_FULL rows (no causal mask) or
+ *    DISTCA_BWD_Q128_MIN_ROWS_CAUSAL rows (causal): on an H200 uniform batches of such slices ran
+ *    2-7% faster (non-causal from 1.5K tokens, causal from 3K), shorter ones 1-11% slower (non-causal
+ *    1K, causal 512-2K). Hosts launch it for a batch without group splits whose slices under their
+ *    bound hold at most 1 / DISTCA_BWD_Q128_SHORT_WORK_DIVISOR of its work (a slice's q_len x kv_len,
+ *    half of it under a causal mask; there must be work): on documents drawn from the pretrain
+ *    lengths, 0-4% faster causal and 4-6% non-causal (native/NOTES.md v81, v86, v87).
  */
 #ifndef DISTCA_ATTN_H_
 #define DISTCA_ATTN_H_
@@ -317,6 +320,8 @@ typedef struct distca_work_t {
 /* Section 13: the fewest query rows of every slice of a batch for distca_attn_bwd_ws_q128_*, by mask. */
 #define DISTCA_BWD_Q128_MIN_ROWS_FULL 1536
 #define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL 3072
+/* Section 13: the slices under those bounds may hold at most 1 / this of a batch's work. */
+#define DISTCA_BWD_Q128_SHORT_WORK_DIVISOR 4
 
 /* Section 10: the smallest GQA group (heads_q / heads_kv) for distca_attn_bwd_ws_chunked_*. */
 #define DISTCA_BWD_CHUNK_MIN_GROUP 5

@@ -64,6 +64,8 @@ final class DistcaAttnAbi {
    */
   static final int BWD_Q128_MIN_ROWS_FULL = 1536;
   static final int BWD_Q128_MIN_ROWS_CAUSAL = 3072;
+  /** Section 13: the slices under those bounds may hold at most 1 / this of a batch's work (DISTCA_BWD_Q128_SHORT_WORK_DIVISOR). */
+  static final int BWD_Q128_SHORT_WORK_DIVISOR = 4;
   static final int BACKWARD_WS_TENSOR_MAPS_OFFSET = 256;
   /**
    * Box heights of the warp-specialized kernels' tensor maps: their query (forward 128, backward 64)

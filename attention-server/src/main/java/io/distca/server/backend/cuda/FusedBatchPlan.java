@@ -163,7 +163,8 @@ final class FusedBatchPlan {
     }
     groupSplits = split != null;
     headOrderedSplits = headOrdered;
-    q128Steps = pass == Pass.BACKWARD && q128Steps(shape.headDim(), queryRows(slices), causalFlags(slices), groupSplits);
+    q128Steps = pass == Pass.BACKWARD
+        && q128Steps(shape.headDim(), queryRows(slices), kvRows(slices), causalFlags(slices), groupSplits);
     if (split != null) {
       list = split;
     }
@@ -182,30 +183,35 @@ final class FusedBatchPlan {
   }
 
   /**
-   * Whether a backward runs in steps of 128 query rows (distca_attn.h section 13, native/NOTES.md v81):
-   * head_dim 64, no group splits, and every slice with query rows has at least {@link
-   * DistcaAttnAbi#BWD_Q128_MIN_ROWS_CAUSAL} of them if causal, {@link DistcaAttnAbi#BWD_Q128_MIN_ROWS_FULL}
-   * if not (and there is one). schedule_policy.py's bwd_q128 decides the same.
+   * Whether a backward runs in steps of 128 query rows (distca_attn.h section 13, native/NOTES.md v81,
+   * v86, v87): head_dim 64, no group splits, and the slices with fewer query rows than {@link
+   * DistcaAttnAbi#BWD_Q128_MIN_ROWS_CAUSAL} (causal) or {@link DistcaAttnAbi#BWD_Q128_MIN_ROWS_FULL} (not)
+   * hold at most 1 / {@link DistcaAttnAbi#BWD_Q128_SHORT_WORK_DIVISOR} of the batch's work, a slice's
+   * q_len x kv_len, half of it if causal (there must be work). schedule_policy.py's bwd_q128 decides
+   * the same.
    */
-  static boolean q128Steps(int headDim, int[] qLens, boolean[] causal, boolean groupSplits) {
+  static boolean q128Steps(int headDim, int[] qLens, int[] kvLens, boolean[] causal, boolean groupSplits) {
     if (headDim != 64 || groupSplits) {
       return false;
     }
-    boolean any = false;
+    long total = 0;
+    long shortWork = 0;
     for (int i = 0; i < qLens.length; i++) {
-      if (qLens[i] <= 0) {
-        continue;
-      }
-      any = true;
+      long work = (long) Math.max(0, qLens[i]) * Math.max(0, kvLens[i]) * (causal[i] ? 1 : 2);  // (twice the work)
+      total += work;
       if (qLens[i] < (causal[i] ? DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL : DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL)) {
-        return false;
+        shortWork += work;
       }
     }
-    return any;
+    return total > 0 && shortWork * DistcaAttnAbi.BWD_Q128_SHORT_WORK_DIVISOR <= total;
   }
 
   private static int[] queryRows(List<QuerySlice> slices) {
     return slices.stream().mapToInt(QuerySlice::qLen).toArray();
+  }
+
+  private static int[] kvRows(List<QuerySlice> slices) {
+    return slices.stream().mapToInt(QuerySlice::kvLen).toArray();
   }
 
   private static boolean[] causalFlags(List<QuerySlice> slices) {

@@ -243,6 +243,9 @@ class DistcaAttnAbiTest {
     assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL, firstInt(header, "#define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL (\\d+)"));
     assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL, firstInt(policy, "(?m)^BWD_Q128_MIN_ROWS_FULL = (\\d+)"));
     assertEquals(DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL, firstInt(policy, "(?m)^BWD_Q128_MIN_ROWS_CAUSAL = (\\d+)"));
+    assertEquals(DistcaAttnAbi.BWD_Q128_SHORT_WORK_DIVISOR,
+        firstInt(header, "#define DISTCA_BWD_Q128_SHORT_WORK_DIVISOR (\\d+)"));
+    assertEquals(DistcaAttnAbi.BWD_Q128_SHORT_WORK_DIVISOR, firstInt(policy, "(?m)^BWD_Q128_SHORT_WORK_DIVISOR = (\\d+)"));
   }
 
   /** Section 11's band ends: as many as the header's array holds, where the header puts them, in both hosts. */

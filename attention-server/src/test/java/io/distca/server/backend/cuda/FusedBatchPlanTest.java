@@ -626,31 +626,47 @@ class FusedBatchPlanTest extends AllocatorPerTest {
   }
 
   /**
-   * distca_attn.h section 13 (native/NOTES.md v81, v86): the head_dim 64 backward takes steps of 128
-   * query rows where every slice is long, 1,536 rows without the causal mask and 3,072 with it; not with
-   * group splits, not at other head dims, not for a batch without query rows; empty slices do not
-   * count.
+   * distca_attn.h section 13 (native/NOTES.md v81, v86, v87): the head_dim 64 backward takes steps of
+   * 128 query rows where the slices under 1,536 query rows (3,072 under a causal mask) hold at most a
+   * quarter of the batch's work (q_len x kv_len, half of it if causal); not with group splits, not at
+   * other head dims, not for a batch without work.
    */
   @Test
-  void q128StepsWhereEverySliceIsLong() {
+  void q128StepsWhereTheLongSlicesHoldTheWork() {
     int full = DistcaAttnAbi.BWD_Q128_MIN_ROWS_FULL;
     int causal = DistcaAttnAbi.BWD_Q128_MIN_ROWS_CAUSAL;
     assertEquals(1536, full);
     assertEquals(3072, causal);
+    assertEquals(4, DistcaAttnAbi.BWD_Q128_SHORT_WORK_DIVISOR);
     boolean[] noMask = {false, false};
     boolean[] masked = {true, true};
-    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {full, 16384}, noMask, false));
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {full - 1, 16384}, noMask, false), "one short slice");
-    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {causal, 8192}, masked, false));
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {causal - 1, 8192}, masked, false), "one short causal slice");
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {full, full}, masked, false), "causal needs more rows");
-    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {full, causal}, new boolean[] {false, true}, false), "mixed masks");
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {8192, 8192}, noMask, true), "group splits");
-    assertFalse(FusedBatchPlan.q128Steps(128, new int[] {8192, 8192}, noMask, false), "head_dim 128");
-    assertFalse(FusedBatchPlan.q128Steps(256, new int[] {8192, 8192}, noMask, false), "head_dim 256");
-    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {0, 8192}, masked, false), "an empty slice does not count");
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {0, 0}, noMask, false), "no query rows");
-    assertFalse(FusedBatchPlan.q128Steps(64, new int[0], new boolean[0], false), "no slices");
+    assertTrue(q128(64, new int[] {full, 16384}, noMask, false));
+    assertTrue(q128(64, new int[] {full - 1, 16384}, noMask, false), "a short slice with 1% of the work");
+    assertFalse(q128(64, new int[] {full - 1, full - 1, full}, new boolean[3], false), "short slices with 2/3 of it");
+    assertTrue(q128(64, new int[] {causal, 8192}, masked, false));
+    assertFalse(q128(64, new int[] {causal - 1, causal - 1}, masked, false), "only short causal slices");
+    assertFalse(q128(64, new int[] {full, full}, masked, false), "causal needs more rows");
+    assertTrue(q128(64, new int[] {full, causal}, new boolean[] {false, true}, false), "mixed masks");
+    // a quarter of the work exactly, and one key more
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {3000, 1000}, new int[] {3000, 3000}, noMask, false), "a quarter");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {3000, 1000}, new int[] {3000, 3001}, noMask, false),
+        "over a quarter");
+    // a causal slice's work is half its rectangle: 1,500 x 4,000 causal is a quarter beside 3,000 x 3,000
+    assertTrue(FusedBatchPlan.q128Steps(64, new int[] {3000, 1500}, new int[] {3000, 4000},
+        new boolean[] {false, true}, false), "a causal short slice counts half");
+    assertFalse(FusedBatchPlan.q128Steps(64, new int[] {3000, 1500}, new int[] {3000, 4000}, noMask, false),
+        "the same slice without the mask");
+    assertFalse(q128(64, new int[] {8192, 8192}, noMask, true), "group splits");
+    assertFalse(q128(128, new int[] {8192, 8192}, noMask, false), "head_dim 128");
+    assertFalse(q128(256, new int[] {8192, 8192}, noMask, false), "head_dim 256");
+    assertTrue(q128(64, new int[] {0, 8192}, masked, false), "an empty slice does not count");
+    assertFalse(q128(64, new int[] {0, 0}, noMask, false), "no query rows");
+    assertFalse(q128(64, new int[0], new boolean[0], false), "no slices");
+  }
+
+  /** {@link FusedBatchPlan#q128Steps} of whole documents (kv_len = q_len). */
+  private static boolean q128(int headDim, int[] docs, boolean[] causal, boolean groupSplits) {
+    return FusedBatchPlan.q128Steps(headDim, docs, docs, causal, groupSplits);
   }
 
   /** The backward plans of a batch say what {@link FusedBatchPlan#q128Steps} says of its slices; forward plans never. */

@@ -32,7 +32,7 @@ class SchedulePolicyParityTest {
   @Test
   void groupSplitsHeadOrderedPiecesAndWorkBandsAreThePythonHosts() throws IOException, InterruptedException {
     Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
-    List<String> lines = run(script);
+    List<String> lines = run(script, "--cases");
     List<String> mismatches = new ArrayList<>();
     int split = 0;
     int headOrdered = 0;
@@ -61,7 +61,7 @@ class SchedulePolicyParityTest {
       int[] docs = FusedBatchPlanTest.repeatedDocuments(ints(parts[1]));
       boolean[] causalDocs = new boolean[docs.length];
       Arrays.fill(causalDocs, causal);
-      boolean q128 = FusedBatchPlan.q128Steps(headDim, docs, causalDocs, splits != null || pieces > 1);
+      boolean q128 = FusedBatchPlan.q128Steps(headDim, docs, docs, causalDocs, splits != null || pieces > 1);
       boolean expectedQ128 = Integer.parseInt(parts[5].trim()) != 0;
       q128Cases += expectedQ128 ? 1 : 0;
       String ourBands = "";
@@ -89,11 +89,49 @@ class SchedulePolicyParityTest {
         + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
   }
 
-  /** The script's case lines (python3 native/bench/schedule_policy.py --cases). */
-  private static List<String> run(Path script) throws IOException, InterruptedException {
+  /**
+   * The rule for 128-row steps on its own grid ({@code schedule_policy.py --q128-cases}: 4,000 seeded
+   * batches of 1-6 slices, query rows around the bounds, shards with key prefixes, mixed masks, head
+   * dims 64 and 128, with and without group splits), where the work share of the short slices decides:
+   * Java's {@link FusedBatchPlan#q128Steps} must say what the Python host's bwd_q128 says of each. (A
+   * divisor of 3 or 5 instead of 4, or a bound one row higher, changes 62-151 of them.)
+   */
+  @Test
+  void q128StepsAreThePythonHosts() throws IOException, InterruptedException {
+    Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
+    List<String> lines = run(script, "--q128-cases");
+    List<String> mismatches = new ArrayList<>();
+    int taken = 0;
+    for (String line : lines) {
+      String[] parts = line.split("\\|");
+      assertEquals(3, parts.length, "a case line: " + line);
+      int[] head = ints(parts[0]);
+      String[] slices = parts[1].split(",");
+      int[] q = new int[slices.length];
+      int[] kv = new int[slices.length];
+      boolean[] causal = new boolean[slices.length];
+      for (int i = 0; i < slices.length; i++) {
+        int[] s = ints(slices[i]);
+        q[i] = s[0];
+        kv[i] = s[1];
+        causal[i] = s[2] != 0;
+      }
+      boolean expected = Integer.parseInt(parts[2].trim()) != 0;
+      taken += expected ? 1 : 0;
+      if (FusedBatchPlan.q128Steps(head[0], q, kv, causal, head[1] != 0) != expected) {
+        mismatches.add(line);
+      }
+    }
+    assertTrue(lines.size() == 4000 && taken > 1000 && taken < 3000, lines.size() + " cases, " + taken + " taken");
+    assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + lines.size() + " cases differ, e.g.\n"
+        + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
+  }
+
+  /** The script's case lines (python3 native/bench/schedule_policy.py MODE). */
+  private static List<String> run(Path script, String mode) throws IOException, InterruptedException {
     Process process;
     try {
-      process = new ProcessBuilder("python3", script.toString(), "--cases").redirectErrorStream(true).start();
+      process = new ProcessBuilder("python3", script.toString(), mode).redirectErrorStream(true).start();
     } catch (IOException noPython) {
       assumeTrue(false, "python3 is not on the PATH: " + noPython.getMessage());
       throw noPython;
@@ -104,8 +142,8 @@ class SchedulePolicyParityTest {
         lines.add(line);
       }
     }
-    assertTrue(process.waitFor(5, TimeUnit.MINUTES), "schedule_policy.py --cases did not end");
-    assertEquals(0, process.exitValue(), "schedule_policy.py --cases failed:\n" + String.join("\n", lines));
+    assertTrue(process.waitFor(5, TimeUnit.MINUTES), "schedule_policy.py " + mode + " did not end");
+    assertEquals(0, process.exitValue(), "schedule_policy.py " + mode + " failed:\n" + String.join("\n", lines));
     return lines;
   }
 
