@@ -234,9 +234,9 @@ WORK_BANDS_MIN_LONGEST = 0.01
 WORK_BANDS_BWD_MIN_HEAD_DIM = 128
 
 
-# distca_attn.h section 13 (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL): the fewest query rows of every slice
-# of a batch for the head_dim 64 backward's 128-row steps (distca_attn_bwd_ws_q128_*), without and with
-# the causal mask (NOTES v81, v86, H200: non-causal 2K-16K +3-7%, 1.5K +2%, 1K -1%; causal 4K-16K +2-4%,
+# distca_attn.h section 13 (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL): the query rows under which a slice
+# counts as short for the head_dim 64 backward's 128-row steps (distca_attn_bwd_ws_q128_*), without and
+# with the causal mask (NOTES v81, v86, H200: non-causal 2K-16K +3-7%, 1.5K +2%, 1K -1%; causal 4K-16K +2-4%,
 # 3K-3.5K +1%, 2.5K +-0, 2K -1.5%, 512-1K -9-11%, mixes of documents up to 1K-3K -5-13%).
 BWD_Q128_MIN_ROWS_FULL = 1536
 BWD_Q128_MIN_ROWS_CAUSAL = 3072

@@ -317,7 +317,7 @@ typedef struct distca_work_t {
 #define DISTCA_WORK_HEAD_MASK 0x3F
 #define DISTCA_WORK_HEADS_SHIFT 26
 
-/* Section 13: the fewest query rows of every slice of a batch for distca_attn_bwd_ws_q128_*, by mask. */
+/* Section 13: the query rows under which a slice counts as short for distca_attn_bwd_ws_q128_*, by mask. */
 #define DISTCA_BWD_Q128_MIN_ROWS_FULL 1536
 #define DISTCA_BWD_Q128_MIN_ROWS_CAUSAL 3072
 /* Section 13: the slices under those bounds may hold at most 1 / this of a batch's work. */

@@ -59,7 +59,7 @@ final class DistcaAttnAbi {
   /** The smallest GQA group for the chunked warp-specialized backward (section 10, DISTCA_BWD_CHUNK_MIN_GROUP). */
   static final int BWD_CHUNK_MIN_GROUP = 5;
   /**
-   * Section 13: the fewest query rows of every slice of a batch for the head_dim 64 backward's
+   * Section 13: the query rows under which a slice counts as short for the head_dim 64 backward's
    * 128-row steps, without and with the causal mask (DISTCA_BWD_Q128_MIN_ROWS_FULL / _CAUSAL).
    */
   static final int BWD_Q128_MIN_ROWS_FULL = 1536;
