@@ -80,16 +80,8 @@ def _timed(fn, events, cover):
 
 
 def time_ms(fn, reps, warmup=2):
-    for _ in range(warmup):
-        fn()
-    cover = host_cover_cycles([fn]) if COVER_HOST else 0
-    torch.cuda.synchronize()
-    events = []
-    for _ in range(reps):
-        _timed(fn, events, cover)
-    torch.cuda.synchronize()
-    t = sorted(a.elapsed_time(b) for a, b in events)
-    return t[len(t) // 2]
+    """Median milliseconds of `fn` (time_interleaved of it alone)."""
+    return time_interleaved([fn], reps, warmup)[0]
 
 
 def time_interleaved(fns, reps, warmup=2):

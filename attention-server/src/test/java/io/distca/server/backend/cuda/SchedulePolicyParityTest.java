@@ -31,8 +31,7 @@ class SchedulePolicyParityTest {
 
   @Test
   void groupSplitsHeadOrderedPiecesAndWorkBandsAreThePythonHosts() throws IOException, InterruptedException {
-    Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
-    List<String> lines = run(script, "--cases");
+    List<String> lines = run("--cases");
     List<String> mismatches = new ArrayList<>();
     int split = 0;
     int headOrdered = 0;
@@ -85,8 +84,7 @@ class SchedulePolicyParityTest {
     assertTrue(split > 500 && headOrdered > 100 && bands > 100 && q128Cases > 100, "the grid reaches the rules: "
         + split + " split, " + headOrdered + " in head order, " + bands + " with bands, " + q128Cases
         + " in 128-row steps");
-    assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + lines.size() + " cases differ, e.g.\n"
-        + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
+    assertNoMismatches(mismatches, lines.size());
   }
 
   /**
@@ -98,8 +96,7 @@ class SchedulePolicyParityTest {
    */
   @Test
   void q128StepsAreThePythonHosts() throws IOException, InterruptedException {
-    Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
-    List<String> lines = run(script, "--q128-cases");
+    List<String> lines = run("--q128-cases");
     List<String> mismatches = new ArrayList<>();
     int taken = 0;
     for (String line : lines) {
@@ -123,12 +120,18 @@ class SchedulePolicyParityTest {
       }
     }
     assertTrue(lines.size() == 4000 && taken > 1000 && taken < 3000, lines.size() + " cases, " + taken + " taken");
-    assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + lines.size() + " cases differ, e.g.\n"
+    assertNoMismatches(mismatches, lines.size());
+  }
+
+  /** Fails with the first 20 of the case lines the two hosts decide differently. */
+  private static void assertNoMismatches(List<String> mismatches, int cases) {
+    assertTrue(mismatches.isEmpty(), mismatches.size() + " of " + cases + " cases differ, e.g.\n"
         + String.join("\n", mismatches.subList(0, Math.min(20, mismatches.size()))));
   }
 
   /** The script's case lines (python3 native/bench/schedule_policy.py MODE). */
-  private static List<String> run(Path script, String mode) throws IOException, InterruptedException {
+  private static List<String> run(String mode) throws IOException, InterruptedException {
+    Path script = DistcaAttnAbiTest.repositoryRoot().resolve("native/bench/schedule_policy.py");
     Process process;
     try {
       process = new ProcessBuilder("python3", script.toString(), mode).redirectErrorStream(true).start();
