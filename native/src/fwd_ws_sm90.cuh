@@ -4,7 +4,7 @@
 // rebalanced with setmaxnreg (producer 32, 40 at head_dim 256; consumers 232):
 //
 //   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers (one at
-//                    head_dim 256, whose tiles' first two key blocks then load before their Q) and,
+//                    head_dim 256, whose tiles' first key block then loads before their Q) and,
 //                    per key block, the K load into one of three K stages (two at head_dim 256)
 //                    and the V load into one of two V stages, each once its stage is empty (one
 //                    box per 64 columns, 128-byte swizzle: exactly the layout of sw128<ROWS>);
@@ -180,6 +180,12 @@ __device__ __forceinline__ void bar_arrive_256() {
 // inline) read 0.977-1.001 and 0.975-0.996 (one round each).
 #ifndef DISTCA_FWD_ALONE_D
 #define DISTCA_FWD_ALONE_D 128
+#endif
+// The key blocks the producer loads before a tile's Q where there is one Q buffer (head_dim 256):
+// 1 (NOTES v90: causal 512 +2-4%, 1K +1.5%, non-causal 512 +3.4%, 1K +2% against v40's 2; 0 read
+// 0.99-1.02).
+#ifndef DISTCA_FWD_D256_PRE_BLOCKS
+#define DISTCA_FWD_D256_PRE_BLOCKS 1
 #endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 1
@@ -402,9 +408,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
           ++it;
         };
-        // With one Q buffer (head_dim 256) the tile's first two key blocks load before its Q, which
+        // With one Q buffer (head_dim 256) the tile's first key block loads before its Q, which
         // waits until the previous tile's O has left the buffer.
-        const int pre = QB == 1 ? min(n_blocks, 2) : 0;
+        const int pre = QB == 1 ? min(n_blocks, DISTCA_FWD_D256_PRE_BLOCKS) : 0;
         for (int b = 0; b < pre; ++b) load_block(b);
         DISTCA_TRACE_P(tr.rec(kFtPQWait));
         if (j >= QB) mbar_wait(bar_q_empty(qb), ((j / QB) - 1) & 1);
