@@ -33,7 +33,10 @@
 // CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
 // most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged):
 // stored from there by the consumers, or, for full tiles of at least five key blocks at head_dim
-// 128, by a TMA store that the store thread issues (fwd_o_by_tma).
+// 128, by a TMA store that the store thread issues (fwd_o_by_tma). With one Q buffer (head_dim 256)
+// the consumers give Q back once the tile's last S GEMM is done and stage O in the last key
+// block's K and V stages instead (kEarlyQ, NOTES v91), so that the next tile's Q loads under the
+// last P V and the epilogue.
 //
 // The host encodes four tensor maps (Q, K, V, O as [rows][heads][D] bf16/fp16, boxes of 64 columns
 // x 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
@@ -187,6 +190,13 @@ __device__ __forceinline__ void bar_arrive_256() {
 #ifndef DISTCA_FWD_D256_PRE_BLOCKS
 #define DISTCA_FWD_D256_PRE_BLOCKS 1
 #endif
+// Whether, with one Q buffer (head_dim 256), the consumers give Q back as soon as a tile's last S GEMM
+// is done and stage O in the last key block's K stage (warpgroup 0) and V stage (warpgroup 1),
+// released once O has left, so that the next tile's Q loads under the last P V and the epilogue
+// (NOTES v91): 1.
+#ifndef DISTCA_FWD_EARLY_Q
+#define DISTCA_FWD_EARLY_Q 1
+#endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 1
 #endif
@@ -214,13 +224,17 @@ struct NoMark {
 // stored straight from registers, 4 bytes per row and thread, cost the forward 4% on rebatched
 // shards and 30% at causal 512 (NOTES v12). `stage` must hold no operand of a GEMM in flight.
 // `staged()` runs after the first half (a trace probe).
-template <typename T, int D, int BM, typename Mark = NoMark>
+// (SR = 64: `stage` holds this warpgroup's 64 rows only, a 64 x D sw128 tile, row r of the query tile at
+// its row r - 64 wg.)
+template <typename T, int D, int BM, typename Mark = NoMark, int SR = BM>
 __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 * 4], const float (&row_max)[2],
                                                     const float (&row_sum)[2], float scale, int wg, int wrow,
                                                     int quad, int rows, T* gO, long long q_stride, float* gLse,
                                                     T* stage, int wtid, bool by_tma, Mark staged = Mark()) {
+  static_assert(SR == BM || SR == 64, "the query tile's rows, or one warpgroup's");
+  const int sr0 = SR == BM ? 0 : wg * 64;  // the stage's first row
   fwd_finish<T, D>(acc_o, row_max, row_sum, scale, wg, wrow, quad, rows, gLse, [&](int r, int c, uint32_t bits) {
-    *reinterpret_cast<uint32_t*>(stage + sw128<BM>(r, c)) = bits;
+    *reinterpret_cast<uint32_t*>(stage + sw128<SR>(r - sr0, c)) = bits;
   });
   staged();
   if (by_tma) return;
@@ -231,7 +245,7 @@ __device__ __forceinline__ void fwd_epilogue_staged(const float (&acc_o)[D / 8 *
 #pragma unroll
   for (int k = lane; k < 16 * CH; k += 32) {
     const int r = r0 + k / CH, c = (k % CH) * 8;
-    if (r < rows) *reinterpret_cast<uint4*>(gO + r * q_stride + c) = *reinterpret_cast<const uint4*>(stage + sw128<BM>(r, c));
+    if (r < rows) *reinterpret_cast<uint4*>(gO + r * q_stride + c) = *reinterpret_cast<const uint4*>(stage + sw128<SR>(r - sr0, c));
   }
 }
 
@@ -320,6 +334,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // 512 read 0.95 in one round.
   constexpr bool kEarlySetup = QB == 2;
   constexpr bool kStoreThread = D == 128;  // fwd_o_by_tma
+  constexpr bool kEarlyQ = QB == 1 && DISTCA_FWD_EARLY_Q;  // O through the last block's K and V stages
 
   if (tid == 0) {
     for (int b = 0; b < 2; ++b) {
@@ -680,7 +695,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       issue_s(0);
       wgmma_wait<0>();
       s0_complete();
-      mbar_arrive(bar_k_empty(it % KS));
+      if (!kEarlyQ || n_blocks > 1) mbar_arrive(bar_k_empty(it % KS));
+      else mbar_arrive(bar_q_empty(qb));  // (kEarlyQ) the tile's last S GEMM is done: Q is free
       softmax(0);
       take();
     }
@@ -688,7 +704,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
       issue_s(b + 1);
       issue_pv(b);
       wgmma_wait<1>();  // block b + 1's S (its P V may still run)
-      mbar_arrive(bar_k_empty((it + b + 1) % KS));
+      if (!kEarlyQ || b + 1 < n_blocks - 1) mbar_arrive(bar_k_empty((it + b + 1) % KS));
+      else mbar_arrive(bar_q_empty(qb));  // (kEarlyQ) the tile's last S GEMM is done: Q is free
       softmax(b + 1);
       end_block(b);
     }
@@ -696,23 +713,38 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     wgmma_wait<0>();
     fence_regs(acc_o);
     DISTCA_TRACE(tr.rec(kFtStepEnd, !keys_all_visible(sl, 0, BN, tile_min_limit)));
-    mbar_arrive(bar_v_empty((it + n_blocks - 1) % VS));
+    const int k_last = (it + n_blocks - 1) % KS, v_last = (it + n_blocks - 1) % VS;  // the last block's stages
+    if constexpr (!kEarlyQ) mbar_arrive(bar_v_empty(v_last));
     it += n_blocks;
     // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
     // other warpgroup's read only its rows), which the producer may refill once the reads are done
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
     const bool by_tma = fwd_o_by_tma<D, BM, BN>(sl, m0);
-    fwd_epilogue_staged<T, D, BM>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows, out.gO, out.q_stride,
-                                  out.gLse, sQ + qb * Cfg::kSmemQ, ctid & 127, by_tma
 #ifdef DISTCA_TRACE_PROBES
-                                  ,
-                                  [&] { DISTCA_TRACE(tr.rec(kFtEpiStaged)); }
+    auto staged_mark = [&] { DISTCA_TRACE(tr.rec(kFtEpiStaged)); };
+#else
+    NoMark staged_mark;
 #endif
-    );
-    DISTCA_TRACE(tr.rec(kFtEpiStored));
-    fence_proxy_async();  // the next TMA access to the buffer (store or load) comes after these generic ones
-    if (by_tma) mbar_arrive(bar_o_staged(qb));
-    mbar_arrive(bar_q_empty(qb));  // done with this Q buffer (the store thread's arrival may be pending)
+    if constexpr (kEarlyQ) {
+      // both warpgroups' last GEMMs on the last block's stages are done before either is written
+      bar_sync_256<4>();
+      T* stage = wg == 0 ? sK + k_last * Cfg::kSmemKV : sV + v_last * Cfg::kSmemKV;
+      fwd_epilogue_staged<T, D, BM, decltype(staged_mark), 64>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad,
+                                                                out.rows, out.gO, out.q_stride, out.gLse, stage,
+                                                                ctid & 127, false, staged_mark);
+      DISTCA_TRACE(tr.rec(kFtEpiStored));
+      fence_proxy_async();  // the stages' next TMA loads come after these generic accesses
+      mbar_arrive(bar_k_empty(k_last));
+      mbar_arrive(bar_v_empty(v_last));
+    } else {
+      fwd_epilogue_staged<T, D, BM, decltype(staged_mark)>(acc_o, row_max, row_sum, p.scale, wg, wrow, quad, out.rows,
+                                                           out.gO, out.q_stride, out.gLse, sQ + qb * Cfg::kSmemQ,
+                                                           ctid & 127, by_tma, staged_mark);
+      DISTCA_TRACE(tr.rec(kFtEpiStored));
+      fence_proxy_async();  // the next TMA access to the buffer (store or load) comes after these generic ones
+      if (by_tma) mbar_arrive(bar_o_staged(qb));
+      mbar_arrive(bar_q_empty(qb));  // done with this Q buffer (the store thread's arrival may be pending)
+    }
     DISTCA_TRACE(tr.rec(kFtEpiEnd));
   }
   DISTCA_TRACE(tr.rec(kFtExit); tr.done());
