@@ -1,9 +1,9 @@
 """Whether two kernel images compute bit-identical forward outputs (O and LSE) on ab.py's cases
-(the rebatching shards, the long sequence, uniform causal shapes) at head_dim 64 and 128, from the
+(the rebatching shards, the long sequence, uniform causal shapes) at head_dim 64 and 128 (--hds), from the
 same random inputs, with O poisoned (NaN) before each launch. For changes that should move only
 time (where stores go, which thread issues them), not a single bit. Exit status 1 on a difference.
 
-Usage: python3 native/bench/same.py A.fatbin B.fatbin [--seqs 512,2048,16384]
+Usage: python3 native/bench/same.py A.fatbin B.fatbin [--seqs 512,2048,16384] [--hds 64,128,256]
 """
 import argparse
 import os
@@ -21,11 +21,12 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--seqs", default="512,2048,16384")
+    ap.add_argument("--hds", default="64,128", help="head dims (256 where the images have it)")
     args = ap.parse_args()
     torch.manual_seed(1)
     ka, kb = image(args.a), image(args.b)
     differ = 0
-    for hd in (64, 128):
+    for hd in [int(x) for x in args.hds.split(",")]:
         for name, seg_lens, slices, h, hkv in cases([int(x) for x in args.seqs.split(",")], hd):
             xa = Ours(ka, seg_lens, slices, h, hkv, hd)
             xb = Ours(kb, seg_lens, slices, h, hkv, hd)

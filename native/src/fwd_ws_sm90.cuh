@@ -4,7 +4,7 @@
 // rebalanced with setmaxnreg (producer 32, 40 at head_dim 256; consumers 232):
 //
 //   warpgroup 0      one thread issues, per query tile, the Q load into one of two Q buffers (one at
-//                    head_dim 256, whose tiles' first key block then loads before their Q) and,
+//                    head_dim 256, given back after a tile's last S GEMM: kEarlyQ) and,
 //                    per key block, the K load into one of three K stages (two at head_dim 256)
 //                    and the V load into one of two V stages, each once its stage is empty (one
 //                    box per 64 columns, 128-byte swizzle: exactly the layout of sw128<ROWS>);
@@ -185,10 +185,10 @@ __device__ __forceinline__ void bar_arrive_256() {
 #define DISTCA_FWD_ALONE_D 128
 #endif
 // The key blocks the producer loads before a tile's Q where there is one Q buffer (head_dim 256):
-// 1 (NOTES v90: causal 512 +2-4%, 1K +1.5%, non-causal 512 +3.4%, 1K +2% against v40's 2; 0 read
-// 0.99-1.02).
+// 0 since v91's early Q (NOTES v91: +0.6-1.2% at causal 512-2K against 1); 1 before it (NOTES v90:
+// causal 512 +2-4%, non-causal 512 +3.4% against v40's 2).
 #ifndef DISTCA_FWD_D256_PRE_BLOCKS
-#define DISTCA_FWD_D256_PRE_BLOCKS 1
+#define DISTCA_FWD_D256_PRE_BLOCKS 0
 #endif
 // Whether, with one Q buffer (head_dim 256), the consumers give Q back as soon as a tile's last S GEMM
 // is done and stage O in the last key block's K stage (warpgroup 0) and V stage (warpgroup 1),
@@ -423,8 +423,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
           DISTCA_TRACE_P(tr.rec(kFtPKvIssue, min(b, 255)));
           ++it;
         };
-        // With one Q buffer (head_dim 256) the tile's first key block loads before its Q, which
-        // waits until the previous tile's O has left the buffer.
+        // With one Q buffer (head_dim 256) the tile's first DISTCA_FWD_D256_PRE_BLOCKS key blocks
+        // load before its Q, which waits until the buffer is back (kEarlyQ: after the previous
+        // tile's last S GEMM).
         const int pre = QB == 1 ? min(n_blocks, DISTCA_FWD_D256_PRE_BLOCKS) : 0;
         for (int b = 0; b < pre; ++b) load_block(b);
         DISTCA_TRACE_P(tr.rec(kFtPQWait));
