@@ -12,7 +12,8 @@
 //                    order);
 //                    a thread of its second warp (the scheduler) claims the next tile and reads its
 //                    records while the first waits for the tile's last stage; a thread of its third
-//                    warp (the store thread) sends a long full tile's staged O out by TMA
+//                    warp (the store thread) sends a full tile's staged O out by TMA (head_dim
+//                    64 and 128)
 //   warpgroups 1, 2  rows [0, 64) and [64, 128) of the query tile, software-pipelined by one key
 //                    block: block b + 1's S = Q K^T is issued before block b's O += P V, and its
 //                    mask and online softmax run while those GEMMs do (FA3's intra-warpgroup
@@ -32,11 +33,10 @@
 // and first key blocks while the consumers finish this one: the per-tile start-up (load latency,
 // CTA launch) is hidden, which is what short query tiles (rebatched shards, short sequences) pay
 // most for. O leaves through the consumers' rows of the tile's Q buffer (fwd_epilogue_staged):
-// stored from there by the consumers, or, for full tiles of at least five key blocks at head_dim
-// 128, by a TMA store that the store thread issues (fwd_o_by_tma). With one Q buffer (head_dim 256)
-// the consumers give Q back once the tile's last S GEMM is done and stage O in the last key
-// block's K and V stages instead (kEarlyQ, NOTES v91), so that the next tile's Q loads under the
-// last P V and the epilogue.
+// stored from there by the consumers, or, for full tiles at head_dim 64 and 128, by a TMA store
+// that the store thread issues (fwd_o_by_tma). With one Q buffer (head_dim 256) the consumers give
+// Q back once the tile's last S GEMM is done and stage O in the last key block's K and V stages
+// instead (kEarlyQ, NOTES v91), so that the next tile's Q loads under the last P V and the epilogue.
 //
 // The host encodes four tensor maps (Q, K, V, O as [rows][heads][D] bf16/fp16, boxes of 64 columns
 // x 1 head x 128 rows, 128-byte swizzle) with cuTensorMapEncodeTiled and passes them in the
@@ -197,6 +197,11 @@ __device__ __forceinline__ void bar_arrive_256() {
 #ifndef DISTCA_FWD_EARLY_Q
 #define DISTCA_FWD_EARLY_Q 1
 #endif
+// Whether head_dim 64's full tiles send O by the store thread's TMA as well (NOTES v93: +0.5-3%
+// everywhere on an H200; v18's kernel lost 1% on the long sequence that way): 1.
+#ifndef DISTCA_FWD_TMA_O_D64
+#define DISTCA_FWD_TMA_O_D64 1
+#endif
 #ifndef DISTCA_FWD_TMA_O_MIN_BLOCKS
 #define DISTCA_FWD_TMA_O_MIN_BLOCKS 1
 #endif
@@ -204,12 +209,13 @@ __device__ __forceinline__ void bar_arrive_256() {
 // once the consumers have staged it (so that they go on to the next tile ~1,000 cycles earlier),
 // rather than by the consumers' own stores. Only full tiles (the TMA box is BM rows: a partial
 // tile's would write into the next slice's rows) of at least DISTCA_FWD_TMA_O_MIN_BLOCKS key
-// blocks, and only at head_dim 128 (NOTES v18): at head_dim 64 the store thread cost the long
-// sequence 1%. Since v56 every full tile (1 block): with v18's kernel tiles of two to four blocks
-// lost 2-3% at causal 512 that way, with v52's they gain (causal 512 +1-8%, 1K +2-5%).
+// blocks, at head_dim 128 (NOTES v18) and, since v93, 64 (not at 256, whose O leaves through the
+// last key block's stages: kEarlyQ). Since v56 every full tile (1 block): with v18's kernel tiles
+// of two to four blocks lost 2-3% at causal 512 that way, with v52's they gain (causal 512 +1-8%, 1K
+// +2-5%).
 template <int D, int BM, int BN>
 __device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
-  return D == 128 && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
+  return (D == 128 || (D == 64 && DISTCA_FWD_TMA_O_D64)) && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
 }
 
 // A hook that does nothing (fwd_epilogue_staged's default).
@@ -333,7 +339,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // (head_dim 64, 128). With one (256), whose Q loads once the previous tile's O has left, causal
   // 512 read 0.95 in one round.
   constexpr bool kEarlySetup = QB == 2;
-  constexpr bool kStoreThread = D == 128;  // fwd_o_by_tma
+  constexpr bool kStoreThread = D == 128 || (D == 64 && DISTCA_FWD_TMA_O_D64);  // fwd_o_by_tma
   constexpr bool kEarlyQ = QB == 1 && DISTCA_FWD_EARLY_Q;  // O through the last block's K and V stages
 
   if (tid == 0) {
