@@ -724,7 +724,8 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
     if constexpr (!kEarlyQ) mbar_arrive(bar_v_empty(v_last));
     it += n_blocks;
     // O leaves through this warpgroup's rows of the Q buffer (its own GEMMs on them are done; the
-    // other warpgroup's read only its rows), which the producer may refill once the reads are done
+    // other warpgroup's read only its rows), which the producer may refill once the reads are done;
+    // (kEarlyQ) through the last key block's K stage (warpgroup 0) or V stage (warpgroup 1) instead
     const FwdTile<T, D, BM> out(p, ref);  // recomputed rather than held in registers across the loop
     const bool by_tma = fwd_o_by_tma<D, BM, BN>(sl, m0);
 #ifdef DISTCA_TRACE_PROBES
