@@ -213,9 +213,12 @@ __device__ __forceinline__ void bar_arrive_256() {
 // last key block's stages: kEarlyQ). Since v56 every full tile (1 block): with v18's kernel tiles
 // of two to four blocks lost 2-3% at causal 512 that way, with v52's they gain (causal 512 +1-8%, 1K
 // +2-5%).
+// The head dims whose kernels have the store thread.
+template <int D>
+constexpr bool kFwdTmaO = D == 128 || (D == 64 && DISTCA_FWD_TMA_O_D64);
 template <int D, int BM, int BN>
 __device__ __forceinline__ bool fwd_o_by_tma(const distca_slice_t& sl, int m0) {
-  return (D == 128 || (D == 64 && DISTCA_FWD_TMA_O_D64)) && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
+  return kFwdTmaO<D> && sl.q_len - m0 >= BM && fwd_key_end(sl, m0, BM) > (DISTCA_FWD_TMA_O_MIN_BLOCKS - 1) * BN;
 }
 
 // A hook that does nothing (fwd_epilogue_staged's default).
@@ -339,7 +342,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // (head_dim 64, 128). With one (256), whose Q loads once the previous tile's O has left, causal
   // 512 read 0.95 in one round.
   constexpr bool kEarlySetup = QB == 2;
-  constexpr bool kStoreThread = D == 128 || (D == 64 && DISTCA_FWD_TMA_O_D64);  // fwd_o_by_tma
+  constexpr bool kStoreThread = kFwdTmaO<D>;  // fwd_o_by_tma
   constexpr bool kEarlyQ = QB == 1 && DISTCA_FWD_EARLY_Q;  // O through the last block's K and V stages
 
   if (tid == 0) {
