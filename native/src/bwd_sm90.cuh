@@ -105,21 +105,41 @@ __device__ __forceinline__ uint64_t make_desc(uint32_t addr, uint32_t lbo, uint3
          ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
 
+// The head dims of the forward (this one and up) and of bwd_step's backward (this one) whose kernels
+// build their k-steps' descriptors by adding the offset to the tile's descriptor (kAdd below; NOTES
+// v95: d128 forward +0.3-1.2%, backward +1-1.6%, d256 forward +0.6-0.9%; d64 lost 2-3% forward and its
+// 128-row backward spilled, d256's backward 0.3-0.7%).
+#ifndef DISTCA_DESC_ADD_FWD_MIN_D
+#define DISTCA_DESC_ADD_FWD_MIN_D 128
+#endif
+#ifndef DISTCA_DESC_ADD_BWD_D
+#define DISTCA_DESC_ADD_BWD_D 128
+#endif
 // Descriptor of the 16-wide k-step `kk` of a tile with ROWS rows used as a K-major operand (rows =
 // M or N, columns = K): 8-row groups 1024 bytes apart; the k-step moves 32 bytes inside a 64-column
-// block, or to the next block.
-template <int ROWS>
+// block, or to the next block. kAdd: the offset added to the tile's descriptor (its address field, in
+// 16-byte units: tiles and offsets are 16-byte multiples and no sum leaves the 256 KiB the field
+// holds), so that the tile's part can be computed once, instead of each k-step's address encoded anew.
+template <int ROWS, bool kAdd = false>
 __device__ __forceinline__ uint64_t desc_k_major(uint32_t tile, int row0, int kk) {
-  return make_desc(tile + (kk >> 2) * (ROWS * 128) + row0 * 128 + (kk & 3) * 32, 16, 1024);
+  const uint32_t off = (kk >> 2) * (ROWS * 128) + row0 * 128 + (kk & 3) * 32;
+  if constexpr (kAdd) return make_desc(tile, 16, 1024) + (off >> 4);
+  else return make_desc(tile + off, 16, 1024);
 }
 
 // Descriptor of k-step `kk` of a tile with ROWS rows used as an MN-major operand (rows = K, columns
 // = M or N, starting at column col0, a multiple of 64): 64-column blocks ROWS * 128 bytes apart
 // (LBO), 8-row groups 1024 bytes apart (SBO); the k-step moves 16 rows.
-template <int ROWS>
+template <int ROWS, bool kAdd = false>
 __device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile, int col0, int kk) {
-  return make_desc(tile + (col0 >> 6) * (ROWS * 128) + kk * 2048, ROWS * 128, 1024);
+  const uint32_t off = (col0 >> 6) * (ROWS * 128) + kk * 2048;
+  if constexpr (kAdd) return make_desc(tile, ROWS * 128, 1024) + (off >> 4);
+  else return make_desc(tile + off, ROWS * 128, 1024);
 }
+template <int D>
+constexpr bool kFwdDescAdd = D >= DISTCA_DESC_ADD_FWD_MIN_D;
+template <int D>
+constexpr bool kBwdDescAdd = D == DISTCA_DESC_ADD_BWD_D;
 
 // The first of the two rows (r and r + 8) of an m64 warpgroup-MMA accumulator that thread t of the
 // warpgroup holds: warp (t / 32) % 4 holds rows [16w, 16w + 16), its lane l rows l / 4 and l / 4 + 8.
@@ -247,6 +267,12 @@ __device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* ti
   }
 }
 
+// Whether bwd_step reads its query columns' LSE and D from shared memory as 8-byte loads of the pairs
+// a thread holds (columns 2c, 2c + 1) instead of one 4-byte load an element (NOTES v95: the loads queue
+// behind phase A's operand reads in the MIO pipe; half as many made d128 +2.6-4.8%, d64 +1.5-12%): 1.
+#ifndef DISTCA_BWD_LSE_PAIRS
+#define DISTCA_BWD_LSE_PAIRS 1
+#endif
 // The first dQ workspace column of warpgroup wg's phase-C tile (see bwd_step's kSplitN).
 template <int D>
 __device__ __forceinline__ int dq_column(int wg) {
@@ -285,6 +311,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   static_assert(!kUpperHidden || (kSplitN && kMayMask), "bwd_upper_hidden: D = 128, a masked tile");
   static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup and query half (store_dq's contract)");
   const uint32_t adS = smem_addr(sdS);
+  constexpr bool kDA = kBwdDescAdd<D>;  // (desc_k_major's kAdd)
   const distca_slice_t& sl = cur.sl;
   const int m0 = cur.mb * BMQ;
   const int hq = head_kv * group + cur.group_head;
@@ -305,17 +332,17 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         if constexpr (kKvRegs)  // K's A fragments from registers (kKvFrag)
-          Mma<T>::template rs<BM, 0>(st, kv_frag[kk], desc_k_major<BMQ>(aQ, q0, kk), kk > 0);
+          Mma<T>::template rs<BM, 0>(st, kv_frag[kk], desc_k_major<BMQ, kDA>(aQ, q0, kk), kk > 0);
         else
-          Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN>(aK, wg * 64, kk), desc_k_major<BM>(aQ, 0, kk), kk > 0);
+          Mma<T>::template ss<BM, 0, 0>(st, desc_k_major<BN, kDA>(aK, wg * 64, kk), desc_k_major<BM, kDA>(aQ, 0, kk), kk > 0);
       }
       wgmma_commit();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         if constexpr (kKvRegs)  // V's, after K's
-          Mma<T>::template rs<BM, 0>(dpt, kv_frag[D / 16 + kk], desc_k_major<BMQ>(adO, q0, kk), kk > 0);
+          Mma<T>::template rs<BM, 0>(dpt, kv_frag[D / 16 + kk], desc_k_major<BMQ, kDA>(adO, q0, kk), kk > 0);
         else
-          Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN>(aV, wg * 64, kk), desc_k_major<BM>(adO, 0, kk), kk > 0);
+          Mma<T>::template ss<BM, 0, 0>(dpt, desc_k_major<BN, kDA>(aV, wg * 64, kk), desc_k_major<BM, kDA>(adO, 0, kk), kk > 0);
       }
       wgmma_commit();
 
@@ -335,6 +362,12 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
       }
       wgmma_wait<1>();  // S^T (dP^T may still run)
       fence_regs(st);
+      // (DISTCA_BWD_LSE_PAIRS) this thread's LSE, query columns q0 + j * 8 + quad * 2 + {0, 1}, as 8-byte loads
+      float2 lse2[NS];
+#pragma unroll
+      for (int j = 0; j < NS; ++j) {
+        if constexpr (DISTCA_BWD_LSE_PAIRS) lse2[j] = *reinterpret_cast<const float2*>(cLse + q0 + j * 8 + quad * 2);
+      }
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
 #pragma unroll
@@ -342,7 +375,8 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int i = j * 4 + h * 2 + e;
-            const float pr = fast_exp2(fmaf(st[i], scale_log2, -cLse[q0 + j * 8 + quad * 2 + e]));
+            const float lse = DISTCA_BWD_LSE_PAIRS ? (e ? lse2[j].y : lse2[j].x) : cLse[q0 + j * 8 + quad * 2 + e];
+            const float pr = fast_exp2(fmaf(st[i], scale_log2, -lse));
             st[i] = !full_tile && j * 8 + e < first_q[h] ? 0.f : pr;  // P^T in place
           }
         }
@@ -358,6 +392,9 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
 #pragma unroll
         for (int jj = 0; jj < 2; ++jj) {
           const int j = 2 * kk + jj;
+          // (DISTCA_BWD_LSE_PAIRS) D of the columns q0 + j * 8 + quad * 2 + {0, 1}, one 8-byte load for both rows
+          float2 d2 = make_float2(0.f, 0.f);
+          if constexpr (DISTCA_BWD_LSE_PAIRS) d2 = *reinterpret_cast<const float2*>(cDsum + q0 + j * 8 + quad * 2);
 #pragma unroll
           for (int h = 0; h < 2; ++h) {  // rows wrow and wrow + 8
             float pv[2], dv[2];
@@ -365,8 +402,9 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
             for (int e = 0; e < 2; ++e) {
               const int q = q0 + j * 8 + quad * 2 + e;
               const int i = j * 4 + h * 2 + e;
+              const float dsum = DISTCA_BWD_LSE_PAIRS ? (e ? d2.y : d2.x) : cDsum[q];
               pv[e] = st[i];
-              dv[e] = st[i] * (dpt[i] - cDsum[q]);
+              dv[e] = st[i] * (dpt[i] - dsum);
             }
             const uint32_t dd = Elem<T>::pack(dv[0], dv[1]);
             // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
@@ -378,8 +416,8 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
         fence_regs(pa);
         fence_regs(dsa);
         wgmma_fence();
-        Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BMQ>(adO, 0, qh * (BM / 16) + kk), 1);
-        Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BMQ>(aQ, 0, qh * (BM / 16) + kk), 1);
+        Mma<T>::template rs<D, 1>(acc_dv, pa[kk], desc_mn_major<BMQ, kDA>(adO, 0, qh * (BM / 16) + kk), 1);
+        Mma<T>::template rs<D, 1>(acc_dk, dsa[kk], desc_mn_major<BMQ, kDA>(aQ, 0, qh * (BM / 16) + kk), 1);
         wgmma_commit();
       }
       if constexpr (kUpperHidden) {  // nothing in flight where the warpgroups' paths join (else ptxas serializes)
@@ -409,11 +447,11 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   for (int kk = 0; kk < (kUpperHidden ? C_STEPS / 2 : C_STEPS); ++kk) {  // the upper keys' dS are 0
     const int key_step = kSplitN ? kk : wg * C_STEPS + kk;  // 16-key step
     if constexpr (kKvRegs)  // dQ^T = K^T dS^T, K^T's A fragments from registers (kKvFrag)
-      Mma<T>::template rs<NQ * 8 * QH, 1>(acc_dq, kv_frag[2 * (D / 16) + kk], desc_mn_major<BN>(adS, 0, key_step),
+      Mma<T>::template rs<NQ * 8 * QH, 1>(acc_dq, kv_frag[2 * (D / 16) + kk], desc_mn_major<BN, kDA>(adS, 0, key_step),
                                           kk > 0);
     else
-      Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN>(adS, 0, key_step),
-                                        desc_mn_major<BN>(aK, dq_column<D>(wg), key_step), kk > 0);
+      Mma<T>::template ss<NQ * 8, 1, 1>(acc_dq, desc_mn_major<BN, kDA>(adS, 0, key_step),
+                                        desc_mn_major<BN, kDA>(aK, dq_column<D>(wg), key_step), kk > 0);
   }
   wgmma_commit();
   wgmma_wait<0>();

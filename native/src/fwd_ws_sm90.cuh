@@ -601,9 +601,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         if constexpr (kQFrag)
-          Mma<T>::template rs<BN, 0>(acc, q_frag[kk], desc_k_major<BN>(aK, 0, kk), kk > 0);
+          Mma<T>::template rs<BN, 0>(acc, q_frag[kk], desc_k_major<BN, kFwdDescAdd<D>>(aK, 0, kk), kk > 0);
         else
-          Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM>(aQ, wg * 64, kk), desc_k_major<BN>(aK, 0, kk), kk > 0);
+          Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM, kFwdDescAdd<D>>(aQ, wg * 64, kk), desc_k_major<BN, kFwdDescAdd<D>>(aK, 0, kk), kk > 0);
       }
       wgmma_commit();
     };
