@@ -273,6 +273,12 @@ __device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* ti
 #ifndef DISTCA_BWD_LSE_PAIRS
 #define DISTCA_BWD_LSE_PAIRS 1
 #endif
+// The head dim at which bwd_step stores a k-step's dS^T fragments with one stmatrix.x4 a warp instead
+// of four 4-byte stores a thread (stage_pairs_sw128's layout; NOTES v95): 128 (+0.8-1.6%; at 64 it
+// read 0.97-1.01, its 128-row steps the least).
+#ifndef DISTCA_BWD_DS_STMATRIX_D
+#define DISTCA_BWD_DS_STMATRIX_D 128
+#endif
 // The first dQ workspace column of warpgroup wg's phase-C tile (see bwd_step's kSplitN).
 template <int D>
 __device__ __forceinline__ int dq_column(int wg) {
@@ -312,6 +318,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   static_assert(NQ == 8, "a 64 x 64 dQ tile per warpgroup and query half (store_dq's contract)");
   const uint32_t adS = smem_addr(sdS);
   constexpr bool kDA = kBwdDescAdd<D>;  // (desc_k_major's kAdd)
+  constexpr bool kDsStm = D == DISTCA_BWD_DS_STMATRIX_D;
   const distca_slice_t& sl = cur.sl;
   const int m0 = cur.mb * BMQ;
   const int hq = head_kv * group + cur.group_head;
@@ -410,8 +417,17 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
             // A fragment of k-step kk: a0 (row, k 0-7), a1 (row+8, k 0-7), a2 (row, k 8-15), a3 (row+8, k 8-15)
             pa[kk][jj * 2 + h] = Elem<T>::pack(pv[0], pv[1]);
             dsa[kk][jj * 2 + h] = dd;
-            *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, q0 + j * 8 + quad * 2)) = dd;
+            if constexpr (!kDsStm)
+              *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, q0 + j * 8 + quad * 2)) = dd;
           }
+        }
+        if constexpr (kDsStm) {
+          // the k-step's dS^T fragments (rows wrow, wrow + 8; columns q0 + 16 kk ..) as one stmatrix.x4:
+          // matrix m = h + 2 jj, lane l the address of row l % 8 of matrix l / 8 (stage_pairs_sw128)
+          const int lane = threadIdx.x & 31, m = lane >> 3;
+          const int r = wg * 64 + (wrow & ~15) + (m & 1) * 8 + (lane & 7);
+          stmatrix_x4(smem_addr(sdS + sw128<BN>(r, q0 + (2 * kk + (m >> 1)) * 8)), dsa[kk][0], dsa[kk][1], dsa[kk][2],
+                      dsa[kk][3]);
         }
         fence_regs(pa);
         fence_regs(dsa);
