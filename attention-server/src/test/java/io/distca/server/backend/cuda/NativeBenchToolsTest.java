@@ -15,9 +15,10 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The kernel tools of native/bench that run without a GPU: their self-tests, and the shared-memory
- * model's layouts (banks.py) against the kernels' own formulas, so that the wavefront counts NOTES
- * cites stay the kernels' (a layout change in native/src that the model does not follow fails here).
+ * The kernel tools of native/bench that run without a GPU: their self-tests (banks.py, sass_count.py,
+ * ncu_stalls.py), and the shared-memory model's layouts (banks.py) against the kernels' own formulas,
+ * so that the wavefront counts NOTES cites stay the kernels' (a layout change in native/src that the
+ * model does not follow fails here).
  */
 class NativeBenchToolsTest {
 
@@ -25,7 +26,8 @@ class NativeBenchToolsTest {
   void selfTestsPass() throws IOException, InterruptedException {
     assumeTrue(onPath("python3"), "python3 is not on the PATH");
     Path root = DistcaAttnAbiTest.repositoryRoot();
-    for (String tool : new String[] {"native/bench/banks.py", "native/bench/sass_count.py"}) {
+    for (String tool : new String[] {"native/bench/banks.py", "native/bench/sass_count.py",
+        "native/bench/ncu_stalls.py"}) {
       Process p = new ProcessBuilder("python3", root.resolve(tool).toString(), "--self-test").redirectErrorStream(true)
           .start();
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
