@@ -52,10 +52,11 @@ __device__ __forceinline__ void stmatrix_x4(uint32_t addr, uint32_t r0, uint32_t
 }
 
 // Stores a warp's 16 rows of 16-bit pairs in the wgmma accumulator layout (rows row0 + lane / 4 and
-// row0 + 8 + lane / 4, columns j * 8 + (lane % 4) * 2 + {0, 1}, j < NJ; the pair pack(j, h) for row
-// half h) into a ROWS-row sw128 tile of 16-bit elements, starting at row row0 (a multiple of 8).
+// row0 + 8 + lane / 4, columns col0 + j * 8 + (lane % 4) * 2 + {0, 1}, j < NJ; the pair pack(j, h) for
+// row half h) into a ROWS-row sw128 tile of 16-bit elements, starting at row row0 (a multiple of 8)
+// and column col0 (a multiple of 16).
 template <int ROWS, int NJ, typename T, typename Pack>
-__device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, Pack pack) {
+__device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, Pack pack, int col0 = 0) {
   static_assert(sizeof(T) == 2 && NJ % 2 == 0, "16-bit elements, whole 16-column pairs of blocks");
   if constexpr (DISTCA_BWD_DKDV_STMATRIX != 0) {
     // matrix m = h + 2 * (j % 2): rows h * 8 + 0..7, columns (j + m / 2) * 8 + 0..7, one 16-byte row
@@ -64,8 +65,8 @@ __device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, P
     const int r = row0 + (m & 1) * 8 + (lane & 7);
 #pragma unroll
     for (int j = 0; j < NJ; j += 2) {
-      stmatrix_x4(smem_addr(tile + sw128<ROWS>(r, (j + (m >> 1)) * 8)), pack(j, 0), pack(j, 1), pack(j + 1, 0),
-                  pack(j + 1, 1));
+      stmatrix_x4(smem_addr(tile + sw128<ROWS>(r, col0 + (j + (m >> 1)) * 8)), pack(j, 0), pack(j, 1),
+                  pack(j + 1, 0), pack(j + 1, 1));
     }
   } else {
     const int g = lane >> 2, quad = lane & 3;
@@ -73,7 +74,7 @@ __device__ __forceinline__ void stage_pairs_sw128(T* tile, int row0, int lane, P
     for (int h = 0; h < 2; ++h) {
 #pragma unroll
       for (int j = 0; j < NJ; ++j) {
-        *reinterpret_cast<uint32_t*>(tile + sw128<ROWS>(row0 + h * 8 + g, j * 8 + quad * 2)) = pack(j, h);
+        *reinterpret_cast<uint32_t*>(tile + sw128<ROWS>(row0 + h * 8 + g, col0 + j * 8 + quad * 2)) = pack(j, h);
       }
     }
   }
@@ -279,6 +280,17 @@ __device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* ti
 #ifndef DISTCA_BWD_DS_STMATRIX_D
 #define DISTCA_BWD_DS_STMATRIX_D 128
 #endif
+// (bwd_step's kDsSplit) dS^T's reuse between the two consumer warpgroups on named barriers 5 and 6
+// instead of a barrier of both at each step's start: barrier 5 + w is waited for by warpgroup w
+// before it writes its rows of dS^T and arrived at by the other warpgroup once its phase C, which
+// reads both warpgroups' rows, is complete; each warpgroup arrives once ahead (bwd_ws_kernel_body),
+// so that the first step's wait passes, and waits once more at its end for the last arrival.
+__device__ __forceinline__ void ds_free_wait(int wg) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(5 + wg) : "memory");
+}
+__device__ __forceinline__ void ds_free_arrive(int wg) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(6 - wg) : "memory");
+}
 // The first dQ workspace column of warpgroup wg's phase-C tile (see bwd_step's kSplitN).
 template <int D>
 __device__ __forceinline__ int dq_column(int wg) {
@@ -294,7 +306,7 @@ __device__ __forceinline__ int dq_column(int wg) {
 // after_a() runs once this warpgroup has read V for the last time in the step (after phase A).
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
 template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, bool kKvRegs = false, int QH = 1,
-          typename Sync, typename StoreDq, typename AfterA>
+          bool kDsSplit = false, typename Sync, typename StoreDq, typename AfterA>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
@@ -331,6 +343,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
     uint32_t pa[BM / 16][4], dsa[BM / 16][4];
     if (kUpperHidden && wg == 1) {  // bwd_upper_hidden: warpgroup 1's keys are all hidden
       after_a();                    // (it reads no V)
+      if constexpr (kDsSplit) ds_free_wait(wg);  // (writes no dS^T, but keeps the barrier's count)
     } else {
 #pragma unroll
       for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
@@ -391,6 +404,8 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
       wgmma_wait<0>();
       fence_regs(dpt);
       if (qh == QH - 1) after_a();  // this warpgroup's last read of V in the step
+      // (kDsSplit) the other warpgroup's previous phase C is done reading dS^T: this one may write its rows
+      if constexpr (kDsSplit) ds_free_wait(wg);
       // Phase B (dV += P^T dO, dK += dS^T Q, this warpgroup's 64 keys x D) is issued 16 queries at a
       // time, as soon as that k-step's P^T and dS^T fragments are packed, so that the element-wise
       // work of the next k-step runs under the tensor cores.
@@ -421,14 +436,9 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
               *reinterpret_cast<uint32_t*>(sdS + sw128<BN>(wg * 64 + wrow + h * 8, q0 + j * 8 + quad * 2)) = dd;
           }
         }
-        if constexpr (kDsStm) {
-          // the k-step's dS^T fragments (rows wrow, wrow + 8; columns q0 + 16 kk ..) as one stmatrix.x4:
-          // matrix m = h + 2 jj, lane l the address of row l % 8 of matrix l / 8 (stage_pairs_sw128)
-          const int lane = threadIdx.x & 31, m = lane >> 3;
-          const int r = wg * 64 + (wrow & ~15) + (m & 1) * 8 + (lane & 7);
-          stmatrix_x4(smem_addr(sdS + sw128<BN>(r, q0 + (2 * kk + (m >> 1)) * 8)), dsa[kk][0], dsa[kk][1], dsa[kk][2],
-                      dsa[kk][3]);
-        }
+        if constexpr (kDsStm)  // the k-step's dS^T fragments (columns q0 + 16 kk ..): one stmatrix.x4
+          stage_pairs_sw128<BN, 2>(sdS, wg * 64 + (wrow & ~15), (int)(threadIdx.x & 31),
+                                   [&](int jj, int h) { return dsa[kk][jj * 2 + h]; }, q0 + 16 * kk);
         fence_regs(pa);
         fence_regs(dsa);
         wgmma_fence();
@@ -471,6 +481,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
   }
   wgmma_commit();
   wgmma_wait<0>();
+  if constexpr (kDsSplit) ds_free_arrive(wg);  // this warpgroup is done reading dS^T
   fence_regs(acc_dq);
   fence_regs(acc_dk);
   fence_regs(acc_dv);

@@ -48,6 +48,12 @@
 #ifndef DISTCA_BWD_STAGGER_MAX_D
 #define DISTCA_BWD_STAGGER_MAX_D 64
 #endif
+// Whether the non-decoupled consumers (head_dim 128) hand dS^T over on two named barriers around its
+// writes and phase C (ds_free_wait / ds_free_arrive) instead of a barrier of both warpgroups at each
+// step's start (ncu: 2.7% of the consumers' stall samples there; NOTES v96: +0.3-2.6%).
+#ifndef DISTCA_BWD_DS_SPLIT_SYNC
+#define DISTCA_BWD_DS_SPLIT_SYNC 1
+#endif
 // Whether the consumers' dQ reduce-adds are issued by a thread of the producer warpgroup's warp 3
 // (the dQ thread) instead of an elected consumer thread per warpgroup (NOTES v52).
 #ifndef DISTCA_BWD_DQ_THREAD
@@ -727,6 +733,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   const uint32_t aK = smem_addr(sK), aV = smem_addr(sV);
   auto consumers_sync = [] { bar_sync_256<1>(); };
   constexpr bool kDecoupled = D <= DISTCA_BWD_DECOUPLED_MAX_D;
+  constexpr bool kDsSplit = !kDecoupled && DISTCA_BWD_DS_SPLIT_SYNC;  // (bwd_step's kDsSplit)
+  if constexpr (kDsSplit) ds_free_arrive(wg);  // as if a phase C had come before the first step
   auto dst_sync = [&] {
     if constexpr (kDecoupled) warpgroup_sync(wg);
     else consumers_sync();
@@ -810,7 +818,9 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       const bool stag_arrive = kStagger && first_step && wg == 0;
       first_step = false;
       DISTCA_TRACE(tr.rec(kTrFullReady));
-      if constexpr (!kDecoupled) consumers_sync();  // both warpgroups are past the previous tile's phase C: dS^T may be overwritten
+      // both warpgroups are past the previous tile's phase C: dS^T may be overwritten (kDsSplit: each
+      // warpgroup waits for the other's phase C only before it writes dS^T, in bwd_step)
+      if constexpr (!kDecoupled && !kDsSplit) consumers_sync();
       // (kDqThread) the reduce-add that last read this step's dQ buffer (two steps ago) is done with
       // it (waited for here: at the end of bwd_step, where the accumulators are live, it spilled: v18)
       // (one buffer: the previous step's reduce-add, announced after this step's phase A, so waited for
@@ -864,7 +874,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       // one block step with the mask and one without any mask code, for query tiles that see every key,
       // and (D = 128) one for query tiles that see none of the tile's upper 64 keys (bwd_upper_hidden)
       auto step = [&](auto may_mask, auto upper_hidden) {
-        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>, BM / 64>(
+        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>, BM / 64, kDsSplit>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
             dst_sync, store_dq,
@@ -923,6 +933,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
     DISTCA_TRACE(tr.rec(kTrTileEnd));
   }
   DISTCA_TRACE(tr.rec(kTrExit); tr.done());
+  if constexpr (kDsSplit) ds_free_wait(wg);  // the other warpgroup's last arrival
   if constexpr (kDqThread) {
     // the dQ thread stops (at this warpgroup's buffer of the step that did not come; the ones before
     // are free: the last key tile's dK/dV staging waited for them)
