@@ -280,6 +280,12 @@ __device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* ti
 #ifndef DISTCA_BWD_DS_STMATRIX_D
 #define DISTCA_BWD_DS_STMATRIX_D 128
 #endif
+// The head dim whose warp-specialized backward (not the group-split kernel, kAddKv) issues a step's
+// LSE loads ahead of phase A's GEMMs (bwd_step's kLseEarly; NOTES v97: d128 +1.5-3.3%; d64's
+// 128-row kernel and the kAddKv kernels spill with them, 84-120 bytes; 0: none).
+#ifndef DISTCA_BWD_LSE_EARLY_D
+#define DISTCA_BWD_LSE_EARLY_D 128
+#endif
 // (bwd_step's kDsSplit) dS^T's reuse between the two consumer warpgroups on named barriers 5 and 6
 // instead of a barrier of both at each step's start: barrier 5 + w is waited for by warpgroup w
 // before it writes its rows of dS^T and arrived at by the other warpgroup once its phase C, which
@@ -306,7 +312,7 @@ __device__ __forceinline__ int dq_column(int wg) {
 // after_a() runs once this warpgroup has read V for the last time in the step (after phase A).
 // Shared by the kernel below and the warp-specialized one (bwd_ws_sm90.cuh).
 template <typename T, int D, bool kMayMask = true, bool kUpperHidden = false, bool kKvRegs = false, int QH = 1,
-          bool kDsSplit = false, typename Sync, typename StoreDq, typename AfterA>
+          bool kDsSplit = false, bool kLseEarly = false, typename Sync, typename StoreDq, typename AfterA>
 __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc_dv)[D / 8 * 4],
                                          const distca_bwd_params_t& p, const BwdCursor& cur, int head_kv, int group,
                                          int kb0, uint32_t aK, uint32_t aV, uint32_t aQ, uint32_t adO, T* sdS,
@@ -347,6 +353,17 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
     } else {
 #pragma unroll
       for (int i = 0; i < NS * 4; ++i) st[i] = dpt[i] = 0.f;
+      // (DISTCA_BWD_LSE_PAIRS) this thread's LSE, query columns q0 + j * 8 + quad * 2 + {0, 1}, as 8-byte
+      // loads; kLseEarly: issued here, ahead of phase A's GEMMs, not after the S^T wait, where they
+      // queued behind dP^T's shared-memory operand reads (ncu, NOTES v97)
+      float2 lse2[NS];
+      auto load_lse = [&] {
+#pragma unroll
+        for (int j = 0; j < NS; ++j) {
+          if constexpr (DISTCA_BWD_LSE_PAIRS) lse2[j] = *reinterpret_cast<const float2*>(cLse + q0 + j * 8 + quad * 2);
+        }
+      };
+      if constexpr (kLseEarly) load_lse();
       // S^T first, then dP^T, each its own group: P^T's exponentials run while dP^T's GEMM does
       wgmma_fence();
 #pragma unroll
@@ -382,12 +399,7 @@ __device__ __forceinline__ void bwd_step(float (&acc_dk)[D / 8 * 4], float (&acc
       }
       wgmma_wait<1>();  // S^T (dP^T may still run)
       fence_regs(st);
-      // (DISTCA_BWD_LSE_PAIRS) this thread's LSE, query columns q0 + j * 8 + quad * 2 + {0, 1}, as 8-byte loads
-      float2 lse2[NS];
-#pragma unroll
-      for (int j = 0; j < NS; ++j) {
-        if constexpr (DISTCA_BWD_LSE_PAIRS) lse2[j] = *reinterpret_cast<const float2*>(cLse + q0 + j * 8 + quad * 2);
-      }
+      if constexpr (!kLseEarly) load_lse();
 #pragma unroll
       for (int j = 0; j < NS; ++j) {
 #pragma unroll

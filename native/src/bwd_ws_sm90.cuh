@@ -735,6 +735,7 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   constexpr bool kDecoupled = D <= DISTCA_BWD_DECOUPLED_MAX_D;
   constexpr bool kDsSplit = !kDecoupled && DISTCA_BWD_DS_SPLIT_SYNC;  // (bwd_step's kDsSplit)
   if constexpr (kDsSplit) ds_free_arrive(wg);  // as if a phase C had come before the first step
+  constexpr bool kLseEarly = D == DISTCA_BWD_LSE_EARLY_D && !kAddKv;  // (bwd_step's kLseEarly)
   auto dst_sync = [&] {
     if constexpr (kDecoupled) warpgroup_sync(wg);
     else consumers_sync();
@@ -874,7 +875,8 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
       // one block step with the mask and one without any mask code, for query tiles that see every key,
       // and (D = 128) one for query tiles that see none of the tile's upper 64 keys (bwd_upper_hidden)
       auto step = [&](auto may_mask, auto upper_hidden) {
-        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>, BM / 64, kDsSplit>(
+        bwd_step<T, D, decltype(may_mask)::value, decltype(upper_hidden)::value, kKvFrag<D>, BM / 64, kDsSplit,
+                 kLseEarly>(
             acc_dk, acc_dv, p, cur, head_kv, group, tile.kb0, aK, aV, smem_addr(sQ + s * Cfg::kSmemQ),
             smem_addr(sdO + s * Cfg::kSmemQ), sdS, sLse + s * BM, sDsum + s * BM, wg, wrow, quad, scale_log2,
             dst_sync, store_dq,
