@@ -281,8 +281,8 @@ __device__ __forceinline__ void load_at_frag(uint32_t (&frag)[4][4], const T* ti
 #define DISTCA_BWD_DS_STMATRIX_D 128
 #endif
 // The head dim whose warp-specialized backward (not the group-split kernel, kAddKv) issues a step's
-// LSE loads ahead of phase A's GEMMs (bwd_step's kLseEarly; NOTES v97: d128 +1.5-3.3%; d64's
-// 128-row kernel and the kAddKv kernels spill with them, 84-120 bytes; 0: none).
+// LSE loads ahead of phase A's GEMMs (bwd_step's kLseEarly; NOTES v97: d128 +1.4-3.3%, causal 512
+// the same; d64's 128-row kernel and the kAddKv kernels spill with them, 84-120 bytes; 0: none).
 #ifndef DISTCA_BWD_LSE_EARLY_D
 #define DISTCA_BWD_LSE_EARLY_D 128
 #endif
