@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The kernel tools of native/bench that run without a GPU: their self-tests (banks.py, sass_count.py,
- * ncu_stalls.py), and the shared-memory model's layouts (banks.py) against the kernels' own formulas,
+ * ncu_stalls.py, ptxas_diff.py), and the shared-memory model's layouts (banks.py) against the kernels' own formulas,
  * so that the wavefront counts NOTES cites stay the kernels' (a layout change in native/src that the
  * model does not follow fails here).
  */
@@ -27,7 +27,7 @@ class NativeBenchToolsTest {
     assumeTrue(onPath("python3"), "python3 is not on the PATH");
     Path root = DistcaAttnAbiTest.repositoryRoot();
     for (String tool : new String[] {"native/bench/banks.py", "native/bench/sass_count.py",
-        "native/bench/ncu_stalls.py"}) {
+        "native/bench/ncu_stalls.py", "native/bench/ptxas_diff.py"}) {
       Process p = new ProcessBuilder("python3", root.resolve(tool).toString(), "--self-test").redirectErrorStream(true)
           .start();
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
