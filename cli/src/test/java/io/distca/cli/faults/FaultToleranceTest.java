@@ -47,9 +47,15 @@ class FaultToleranceTest {
       baseline = new TrainingRun(RANKS, STEPS, TOKENS, 7).run(dispatcherPort, root, step -> {});
       // no assertion on retries here: on a starved machine a keep-alive can miss its deadline even
       // without a fault; the count is reported beside the faulted runs' instead
-    } finally {
-      t.stopAll();
+    } catch (Throwable e) {
+      try {
+        t.stopAll();
+      } catch (Exception s) {
+        e.addSuppressed(s); // the run's own failure is the one to report
+      }
+      throw e;
     }
+    t.stopAll();
     report("fault-free", baseline, -1);
   }
 
