@@ -109,11 +109,12 @@ __device__ __forceinline__ void fwd_rescale_o(float (&acc_o)[N], const float (&a
 // two n128 side by side: registers [0, 64) hold columns [0, 128)).
 template <typename T, int D, int BN>
 __device__ __forceinline__ void fwd_pv_step(float (&acc_o)[D / 8 * 4], const uint32_t (&pa)[4], uint32_t aV, int kk) {
+  constexpr bool kDA = kFwdDescAdd<D>;  // (desc_mn_major's kAdd)
   if constexpr (D == 256) {
-    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[0]), pa, desc_mn_major<BN, kFwdDescAdd<D>>(aV, 0, kk), 1);
-    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[64]), pa, desc_mn_major<BN, kFwdDescAdd<D>>(aV, 128, kk), 1);
+    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[0]), pa, desc_mn_major<BN, kDA>(aV, 0, kk), 1);
+    Mma<T>::template rs<128, 1>(reinterpret_cast<float(&)[64]>(acc_o[64]), pa, desc_mn_major<BN, kDA>(aV, 128, kk), 1);
   } else {
-    Mma<T>::template rs<D, 1>(acc_o, pa, desc_mn_major<BN, kFwdDescAdd<D>>(aV, 0, kk), 1);
+    Mma<T>::template rs<D, 1>(acc_o, pa, desc_mn_major<BN, kDA>(aV, 0, kk), 1);
   }
 }
 
@@ -127,6 +128,7 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
                                           const distca_slice_t& sl, long long row_limit0, long long tile_min_limit,
                                           float scale_log2) {
   constexpr int NS = BN / 8;  // n8 blocks of S per row pair
+  constexpr bool kDA = kFwdDescAdd<D>;  // (desc_k_major's kAdd)
   // S = Q K^T (this warpgroup's 64 rows x BN keys)
   float s[NS * 4];
 #pragma unroll
@@ -134,7 +136,7 @@ __device__ __forceinline__ void fwd_block(float (&acc_o)[D / 8 * 4], float (&row
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM, kFwdDescAdd<D>>(aQ, wg * 64, kk), desc_k_major<BN, kFwdDescAdd<D>>(aK, 0, kk), kk > 0);
+    Mma<T>::template ss<BN, 0, 0>(s, desc_k_major<BM, kDA>(aQ, wg * 64, kk), desc_k_major<BN, kDA>(aK, 0, kk), kk > 0);
   }
   wgmma_commit();
   wgmma_wait<0>();

@@ -343,6 +343,7 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   // 512 read 0.95 in one round.
   constexpr bool kEarlySetup = QB == 2;
   constexpr bool kStoreThread = kFwdTmaO<D>;  // fwd_o_by_tma
+  constexpr bool kDA = kFwdDescAdd<D>;  // (desc_k_major's kAdd)
   constexpr bool kEarlyQ = QB == 1 && DISTCA_FWD_EARLY_Q;  // O through the last block's K and V stages
 
   if (tid == 0) {
@@ -601,9 +602,9 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         if constexpr (kQFrag)
-          Mma<T>::template rs<BN, 0>(acc, q_frag[kk], desc_k_major<BN, kFwdDescAdd<D>>(aK, 0, kk), kk > 0);
+          Mma<T>::template rs<BN, 0>(acc, q_frag[kk], desc_k_major<BN, kDA>(aK, 0, kk), kk > 0);
         else
-          Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM, kFwdDescAdd<D>>(aQ, wg * 64, kk), desc_k_major<BN, kFwdDescAdd<D>>(aK, 0, kk), kk > 0);
+          Mma<T>::template ss<BN, 0, 0>(acc, desc_k_major<BM, kDA>(aQ, wg * 64, kk), desc_k_major<BN, kDA>(aK, 0, kk), kk > 0);
       }
       wgmma_commit();
     };
