@@ -726,7 +726,10 @@ __device__ __forceinline__ void bwd_ws_kernel_body(const distca_bwd_ws_params_t&
   // ---- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
-  const int wg = ctid >> 7;  // keys [64 wg, 64 wg + 64)
+  // the warpgroup through a shuffle from lane 0 (CUTLASS's canonical_warp_group_idx, as the forward):
+  // ptxas then keeps it, and the k-steps' descriptors built from it, in uniform registers (NOTES v98:
+  // R2UR 258 -> 114 in the d128 kernel; d128 +0.5-1%, d64 +0.5-4%)
+  const int wg = __shfl_sync(0xffffffffu, ctid >> 7, 0);  // keys [64 wg, 64 wg + 64)
   const int wrow = wgmma_acc_row(ctid);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;

@@ -522,9 +522,10 @@ __device__ __forceinline__ void fwd_ws_kernel(const distca_fwd_ws_params_t& P) {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
   const int ctid = tid - 128;
   constexpr bool kAlone = D == DISTCA_FWD_ALONE_D;
-  // (kAlone) the warpgroup through a shuffle, so that ptxas knows it uniform over the warp (as
-  // CUTLASS's canonical_warp_group_idx) and a branch on it is no divergent path around the GEMMs
-  const int wg = kAlone ? __shfl_sync(0xffffffffu, ctid >> 7, 0) : ctid >> 7;
+  // The warpgroup through a shuffle, so that ptxas knows it uniform over the warp (as CUTLASS's
+  // canonical_warp_group_idx): (kAlone) a branch on it is no divergent path around the GEMMs, and at
+  // head_dim 64 the image is 0.2-0.7% faster (NOTES v98). Not at 256: 56 more bytes of spills, 0.73-0.98.
+  const int wg = D != 256 ? __shfl_sync(0xffffffffu, ctid >> 7, 0) : ctid >> 7;
   const int wrow = wgmma_acc_row(ctid);
   const int quad = ctid & 3;
   const float scale_log2 = p.scale * kLog2e;
