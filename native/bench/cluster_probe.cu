@@ -1,0 +1,106 @@
+// The mechanisms a two-CTA cluster forward (NOTES v98, "Where the remaining gap is": K/V blocks
+// loaded once and multicast to both CTAs) would rest on, each checked on its own by
+// cluster_probe.py: a kernel whose cluster size is fixed at compile time (__cluster_dims__) launched
+// by a plain cuLaunchKernel, as the JCuda backend launches (JCuda 12.6 has no cuLaunchKernelEx);
+// the special registers that name a CTA's rank and cluster; a store into the peer CTA's shared
+// memory (mapa + st.shared::cluster); a bulk copy from global memory multicast into both CTAs'
+// shared memory, completing each CTA's own mbarrier at the same offset.
+//
+// Build (sm_90a; the build machine has nvcc, the GPU machine may not):
+//   nvcc -cubin -arch=sm_90a -O3 -o native/build/cluster_probe.cubin native/bench/cluster_probe.cu
+#include <cstdint>
+
+namespace {
+
+constexpr int kBytes = 4096;  // the multicast copy: 4 KiB, 16-byte aligned at both ends
+
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile(
+      "barrier.cluster.arrive.release.aligned;\n"
+      "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ uint32_t special(int which) {
+  uint32_t v;
+  switch (which) {
+    case 0: asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(v)); break;
+    case 1: asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(v)); break;
+    default: asm volatile("mov.u32 %0, %%clusterid.x;" : "=r"(v)); break;
+  }
+  return v;
+}
+
+__device__ __forceinline__ void wait_phase(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred P1;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@P1 bra DONE;\n"
+      "bra WAIT;\n"
+      "DONE:\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+}  // namespace
+
+// out: per CTA, 4 ints (cluster rank, CTAs in the cluster, cluster id, the block index the peer
+// stored into this CTA's shared memory) then the kBytes this CTA received by the multicast copy.
+// arrived (a zeroed int): every CTA counts itself in and waits, for a bounded time, until all of the
+// grid has: out[grid * (4 + kBytes / 4) + b] is 1 where CTA b saw the whole grid resident at once
+// (with as much dynamic shared memory as the launch asks for, as a persistent grid would be).
+extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(128)
+    distca_cluster_probe(int* out, const int4* src, int* arrived) {
+  extern __shared__ __align__(16) unsigned char dyn[];  // (only held: the occupancy of a real kernel)
+  if (threadIdx.x == 0) {
+    atomicAdd(arrived, 1);
+    const long long t0 = clock64();
+    int seen = 0;
+    while ((seen = atomicAdd(arrived, 0)) < static_cast<int>(gridDim.x) && clock64() - t0 < 2000000000LL) {
+    }
+    out[gridDim.x * (4 + kBytes / 4) + blockIdx.x] = seen >= static_cast<int>(gridDim.x) ? 1 : 0;
+    dyn[0] = 0;
+  }
+  __shared__ __align__(128) int4 buf[kBytes / 16];
+  __shared__ __align__(8) uint64_t bar;
+  __shared__ int box;
+  const uint32_t rank = special(0), nrank = special(1), cid = special(2);
+  const uint32_t sbar = static_cast<uint32_t>(__cvta_generic_to_shared(&bar));
+  const uint32_t sbuf = static_cast<uint32_t>(__cvta_generic_to_shared(buf));
+  if (threadIdx.x == 0) {
+    box = -1;
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(sbar));
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  for (int i = threadIdx.x; i < kBytes / 16; i += blockDim.x) buf[i] = make_int4(-1, -1, -1, -1);
+  cluster_sync();  // both CTAs' barriers initialized and buffers poisoned before anything reaches them
+  if (threadIdx.x == 0) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
+                 : "=r"(remote)
+                 : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(&box))), "r"(rank ^ 1u));
+    asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(remote), "r"(static_cast<int>(blockIdx.x)) : "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(sbar), "r"(kBytes) : "memory");
+  }
+  cluster_sync();  // the peer's store is visible (release/acquire at cluster scope)
+  if (rank == 0 && threadIdx.x == 0) {  // one copy, landing in both CTAs at buf, completing both bars
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1], %2, [%3], %4;\n" ::"r"(sbuf),
+        "l"(src), "r"(kBytes), "r"(sbar), "h"(static_cast<uint16_t>(0x3))
+        : "memory");
+  }
+  wait_phase(sbar, 0);
+  int* mine = out + blockIdx.x * (4 + kBytes / 4);
+  if (threadIdx.x == 0) {
+    mine[0] = static_cast<int>(rank);
+    mine[1] = static_cast<int>(nrank);
+    mine[2] = static_cast<int>(cid);
+    mine[3] = box;
+  }
+  const int* words = reinterpret_cast<const int*>(buf);
+  for (int i = threadIdx.x; i < kBytes / 4; i += blockDim.x) mine[4 + i] = words[i];
+  cluster_sync();  // no CTA leaves while its peer may still address its shared memory
+}
