@@ -104,3 +104,70 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(128)
   for (int i = threadIdx.x; i < kBytes / 4; i += blockDim.x) mine[4 + i] = words[i];
   cluster_sync();  // no CTA leaves while its peer may still address its shared memory
 }
+
+// A two-stage ring of tensor-map (TMA) loads multicast to both CTAs of the cluster, the pattern of
+// the forward's K/V stages: rank 0 loads tile i (64 rows x 32 fp32 columns, 8 KiB, 128-byte swizzle,
+// tensor map `tm` of a [rows, 1, 32] fp32 tensor) into stage i % 2 of both CTAs; each CTA's consumer
+// warp sums the tile and releases the stage on BOTH CTAs' empty barriers (a local arrive and one
+// through mapa + mbarrier.arrive.shared::cluster), so that the issuing CTA reloads a stage only once
+// both CTAs have read it; each CTA's producer thread waits for its own empty barrier before it
+// arms its own full barrier (arrive.expect_tx) for the stage's next use. out[blockIdx.x * n + i]:
+// the sum of tile (cluster id * n + i) as this CTA's consumers saw it.
+struct alignas(64) Tmap {
+  unsigned long long w[16];
+};
+
+extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(64)
+    distca_cluster_ring_probe(const __grid_constant__ Tmap tm, float* out, int n) {
+  __shared__ __align__(1024) float stage[2][64 * 32];
+  __shared__ __align__(8) uint64_t full[2], empty[2];
+  const uint32_t rank = special(0), cid = special(2);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  auto addr = [](const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); };
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < 2; ++s) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(addr(&full[s])));
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 2;\n" ::"r"(addr(&empty[s])));  // both CTAs' consumers
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  cluster_sync();
+  if (warp == 0) {
+    if (lane == 0) {  // the producer
+      for (int i = 0; i < n; ++i) {
+        const int s = i & 1;
+        wait_phase(addr(&empty[s]), ((i >> 1) & 1) ^ 1);  // (a fresh barrier's "previous" phase passes)
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(addr(&full[s])),
+                     "r"(64 * 32 * 4)
+                     : "memory");
+        if (rank == 0) {
+          const int row = (static_cast<int>(cid) * n + i) * 64;
+          asm volatile(
+              "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+              " [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(addr(stage[s])),
+              "l"(reinterpret_cast<uint64_t>(&tm)), "r"(0), "r"(0), "r"(row), "r"(addr(&full[s])),
+              "h"(static_cast<uint16_t>(0x3))
+              : "memory");
+        }
+      }
+    }
+  } else {  // the consumer warp
+    for (int i = 0; i < n; ++i) {
+      const int s = i & 1;
+      wait_phase(addr(&full[s]), (i >> 1) & 1);
+      float sum = 0.f;
+      for (int k = lane; k < 64 * 32; k += 32) sum += stage[s][k];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      __syncwarp();
+      if (lane == 0) {
+        out[blockIdx.x * n + i] = sum;
+        uint32_t remote;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(addr(&empty[s])), "r"(rank ^ 1u));
+        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(addr(&empty[s])) : "memory");
+        asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+      }
+    }
+  }
+  cluster_sync();  // no CTA leaves while its peer may still arrive on its barriers or multicast into it
+}

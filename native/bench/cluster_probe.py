@@ -1,8 +1,10 @@
 """Checks, on the GPU, what a two-CTA cluster kernel launched the JCuda way would rest on
 (cluster_probe.cu): a compile-time cluster size honoured by a plain cuLaunchKernel, the cluster
-special registers, a store into the peer CTA's shared memory, and one bulk copy multicast into both
-CTAs' shared memory completing each CTA's own mbarrier. Prints what it found and exits 1 on any
-mismatch.
+special registers, a store into the peer CTA's shared memory, one bulk copy multicast into both
+CTAs' shared memory completing each CTA's own mbarrier, the whole persistent grid resident as
+clusters, and (distca_cluster_ring_probe) a two-stage ring of tensor-map loads multicast to both CTAs
+whose stages each CTA's consumers release on both CTAs' empty barriers. Prints what it found and
+exits 1 on any mismatch.
 
     nvcc -cubin -arch=sm_90a -O3 -o native/build/cluster_probe.cubin native/bench/cluster_probe.cu
     python3 native/bench/cluster_probe.py --cubin native/build/cluster_probe.cubin   (on the GPU host)
@@ -13,6 +15,8 @@ import sys
 
 import torch
 from cupy.cuda import driver
+
+from distca_host import _tensor_map  # (section 7's encoding: [rows, heads, HD], 128-byte swizzle)
 
 WORDS = 4 + 4096 // 4  # per CTA: rank, CTAs in the cluster, cluster id, the peer's store, then the copy
 # CUfunction_attribute: the compile-time cluster size and whether a launch must set one
@@ -31,6 +35,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cubin", default="native/build/cluster_probe.cubin")
     ap.add_argument("--clusters", type=int, default=66, help="clusters of two CTAs to launch (66: one CTA per SM on 132)")
+    ap.add_argument("--ring-tiles", type=int, default=64, help="tiles each cluster's ring loads (two stages)")
     ap.add_argument("--smem", type=int, default=200 * 1024,
                     help="dynamic shared memory per CTA (200 KiB: one CTA per SM, as the persistent kernels)")
     args = ap.parse_args()
@@ -84,10 +89,34 @@ def main():
         bad.append("an odd grid was not refused")
     except driver.CUDADriverError as e:
         print(f"a grid of {grid - 1} CTAs: refused at launch: {e}")
+    bad += ring(module, args.clusters, args.ring_tiles)
     if bad:
         print("MISMATCH:\n  " + "\n  ".join(bad[:20]))
         sys.exit(1)
     print("cluster probe: PASS")
+
+
+def ring(module, clusters, n):
+    """distca_cluster_ring_probe: every CTA's sums of its cluster's n tiles, exactly (integer values)."""
+    fn = driver.moduleGetFunction(module, "distca_cluster_ring_probe")
+    grid = 2 * clusters
+    src = torch.randint(-1000, 1001, (clusters * n * 64, 1, 32), device="cuda").float()
+    tmap = _tensor_map(src, box_rows=64)
+    out = torch.full((grid, n), float("nan"), device="cuda")
+    raw = ctypes.create_string_buffer(128 + 64)
+    tm = (ctypes.addressof(raw) + 63) // 64 * 64
+    ctypes.memmove(tm, tmap, 128)
+    ptr = ctypes.c_void_p(out.data_ptr())
+    count = ctypes.c_int(n)
+    args = (ctypes.c_void_p * 3)(tm, ctypes.addressof(ptr), ctypes.addressof(count))
+    driver.launchKernel(fn, grid, 1, 1, 64, 1, 1, 0, 0, ctypes.addressof(args), 0)
+    torch.cuda.synchronize()
+    want = src.view(clusters, n, 64 * 32).sum(dim=2, dtype=torch.float64)  # exact: |sum| < 2^24
+    got = out.view(clusters, 2, n).double()
+    wrong = int((got != want.unsqueeze(1)).sum())
+    print(f"ring of multicast tensor-map loads: {grid} CTAs x {n} tiles of 8 KiB, "
+          f"{grid * n - wrong} of {grid * n} tile sums right")
+    return [f"ring: {wrong} of {grid * n} tile sums wrong"] if wrong else []
 
 
 if __name__ == "__main__":
