@@ -46,13 +46,23 @@ __device__ __forceinline__ void wait_phase(uint32_t bar, uint32_t parity) {
 
 }  // namespace
 
-// out: per CTA, 4 ints (cluster rank, CTAs in the cluster, cluster id, the block index the peer
-// stored into this CTA's shared memory) then the kBytes this CTA received by the multicast copy.
+// One parameter block per kernel, as the project's kernels take theirs (launched by distca_host.py's
+// _launch). out: per CTA, 4 ints (cluster rank, CTAs in the cluster, cluster id, the block index the
+// peer stored into this CTA's shared memory) then the kBytes this CTA received by the multicast copy.
 // arrived (a zeroed int): every CTA counts itself in and waits, for a bounded time, until all of the
 // grid has: out[grid * (4 + kBytes / 4) + b] is 1 where CTA b saw the whole grid resident at once
 // (with as much dynamic shared memory as the launch asks for, as a persistent grid would be).
+struct ProbeParams {
+  int* out;
+  const int4* src;
+  int* arrived;
+};
+
 extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(128)
-    distca_cluster_probe(int* out, const int4* src, int* arrived) {
+    distca_cluster_probe(const ProbeParams p) {
+  int* const out = p.out;
+  const int4* const src = p.src;
+  int* const arrived = p.arrived;
   extern __shared__ __align__(16) unsigned char dyn[];  // (only held: the occupancy of a real kernel)
   if (threadIdx.x == 0) {
     atomicAdd(arrived, 1);
@@ -111,14 +121,22 @@ extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(128)
 // warp sums the tile and releases the stage on BOTH CTAs' empty barriers (a local arrive and one
 // through mapa + mbarrier.arrive.shared::cluster), so that the issuing CTA reloads a stage only once
 // both CTAs have read it; each CTA's producer thread waits for its own empty barrier before it
-// arms its own full barrier (arrive.expect_tx) for the stage's next use. out[blockIdx.x * n + i]:
+// arms its own full barrier (arrive.expect_tx) for the stage's next use. p.out[blockIdx.x * n + i]:
 // the sum of tile (cluster id * n + i) as this CTA's consumers saw it.
 struct alignas(64) Tmap {
   unsigned long long w[16];
 };
+struct RingParams {
+  Tmap tm;  // at offset 0, 128 bytes
+  float* out;  // 128
+  int n;       // 136
+};
 
 extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(64)
-    distca_cluster_ring_probe(const __grid_constant__ Tmap tm, float* out, int n) {
+    distca_cluster_ring_probe(const __grid_constant__ RingParams p) {
+  const Tmap& tm = p.tm;  // (its address is the TMA's operand: hence __grid_constant__)
+  float* const out = p.out;
+  const int n = p.n;
   __shared__ __align__(1024) float stage[2][64 * 32];
   __shared__ __align__(8) uint64_t full[2], empty[2];
   const uint32_t rank = special(0), cid = special(2);

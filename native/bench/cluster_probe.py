@@ -10,13 +10,13 @@ exits 1 on any mismatch.
     python3 native/bench/cluster_probe.py --cubin native/build/cluster_probe.cubin   (on the GPU host)
 """
 import argparse
-import ctypes
+import struct
 import sys
 
 import torch
 from cupy.cuda import driver
 
-from distca_host import _tensor_map  # (section 7's encoding: [rows, heads, HD], 128-byte swizzle)
+from distca_host import _launch, _tensor_map  # (section 7's tensor maps: [rows, heads, HD], 128-byte swizzle)
 
 WORDS = 4 + 4096 // 4  # per CTA: rank, CTAs in the cluster, cluster id, the peer's store, then the copy
 # CUfunction_attribute: the compile-time cluster size and whether a launch must set one
@@ -26,9 +26,8 @@ ATTRS = {"required cluster width": 11, "required cluster height": 12, "required 
 
 def launch(fn, grid, out, src, arrived, smem):
     arrived.zero_()
-    params = (ctypes.c_void_p * 3)(out.data_ptr(), src.data_ptr(), arrived.data_ptr())
-    args = (ctypes.c_void_p * 3)(*(ctypes.addressof(params) + 8 * i for i in range(3)))
-    driver.launchKernel(fn, grid, 1, 1, 128, 1, 1, smem, 0, ctypes.addressof(args), 0)
+    params = struct.pack("<QQQ", out.data_ptr(), src.data_ptr(), arrived.data_ptr())  # ProbeParams
+    _launch(fn, grid, 128, smem, params, torch.cuda.current_stream().cuda_stream)
 
 
 def main():
@@ -103,13 +102,8 @@ def ring(module, clusters, n):
     src = torch.randint(-1000, 1001, (clusters * n * 64, 1, 32), device="cuda").float()
     tmap = _tensor_map(src, box_rows=64)
     out = torch.full((grid, n), float("nan"), device="cuda")
-    raw = ctypes.create_string_buffer(128 + 64)
-    tm = (ctypes.addressof(raw) + 63) // 64 * 64
-    ctypes.memmove(tm, tmap, 128)
-    ptr = ctypes.c_void_p(out.data_ptr())
-    count = ctypes.c_int(n)
-    args = (ctypes.c_void_p * 3)(tm, ctypes.addressof(ptr), ctypes.addressof(count))
-    driver.launchKernel(fn, grid, 1, 1, 64, 1, 1, 0, 0, ctypes.addressof(args), 0)
+    params = tmap + struct.pack("<Qi", out.data_ptr(), n).ljust(64, b"\0")  # RingParams: 192 bytes
+    _launch(fn, grid, 64, 0, params, torch.cuda.current_stream().cuda_stream)
     torch.cuda.synchronize()
     want = src.view(clusters, n, 64 * 32).sum(dim=2, dtype=torch.float64)  # exact: |sum| < 2^24
     got = out.view(clusters, 2, n).double()
